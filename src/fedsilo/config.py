@@ -1,0 +1,271 @@
+"""Job configuration: TOML in, validated pydantic models out.
+
+A job file names where the data is, the model, local training, aggregation and party
+selection. Every key is checked: an unknown or misspelled key, a value of the wrong type or
+out of range raises :class:`~fedsilo.errors.ConfigError` naming the key and the fix, e.g.::
+
+    ConfigError: examples/job.toml: key 'training.lr' is not a known key.
+    Did you mean 'training.learning_rate'?
+
+Data comes from one of three places (exactly one per job):
+
+* ``data.dataset``: a built-in dataset (``fedsilo datasets``) partitioned across
+  ``data.num_parties`` simulated parties with ``data.partition``;
+* ``data.path``: one CSV/Parquet file partitioned the same way (simulation);
+* ``[[parties]]`` each with its own ``path``: one file per organization.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fedsilo.aggregation import AggregatorKind, AggregatorSpec, ServerOptimizerKind
+from fedsilo.aggregation import ServerOptimizerSpec
+from fedsilo.data.partition import PartitionKind
+from fedsilo.data.preprocess import MissingPolicy
+from fedsilo.data.tabular import ColumnType
+from fedsilo.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class LocalOptimizer(enum.Enum):
+    SGD = "sgd"
+    ADAM = "adam"
+
+
+class PartyConfig(_Strict):
+    """One organization and its data file."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    path: Path | None = None
+
+
+class DataConfig(_Strict):
+    """Where the rows live and how they are split and prepared."""
+
+    dataset: str | None = None
+    path: Path | None = None
+    num_parties: int = Field(default=3, ge=1, le=10_000)
+    partition: PartitionKind = PartitionKind.IID
+    alpha: float = Field(default=0.5, gt=0)
+    column: str | None = None
+    min_partition_size: int = Field(default=10, ge=1)
+    label: str | None = None
+    id: str | None = None
+    columns: dict[str, ColumnType] = Field(default_factory=dict)
+    missing: MissingPolicy = MissingPolicy.REJECT
+    test_path: Path | None = None
+    test_fraction: float = Field(default=0.2, ge=0, lt=1)
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+
+
+class ModelConfig(_Strict):
+    """A model from the zoo by name, or ``package.module:factory``."""
+
+    name: str = "logreg"
+    hidden: list[int] = Field(default_factory=lambda: [128])
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _hidden_positive(self) -> ModelConfig:
+        if any(h <= 0 for h in self.hidden):
+            raise ValueError("hidden sizes must be positive integers, e.g. hidden = [128]")
+        return self
+
+
+class TrainingConfig(_Strict):
+    """Local training at each party, every round."""
+
+    epochs: int = Field(default=1, ge=1, le=1000)
+    batch_size: int = Field(default=32, ge=1)
+    learning_rate: float = Field(default=0.05, gt=0)
+    optimizer: LocalOptimizer = LocalOptimizer.SGD
+    momentum: float = Field(default=0.0, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    proximal_mu: float = Field(default=0.0, ge=0)
+
+
+class AggregationConfig(_Strict):
+    """How updates are combined (aggregator) and applied (server optimizer)."""
+
+    aggregator: AggregatorKind = AggregatorKind.MEAN
+    trim_ratio: float = Field(default=0.1, ge=0, lt=0.5)
+    num_byzantine: int = Field(default=0, ge=0)
+    num_selected: int | None = Field(default=None, ge=1)
+    server_optimizer: ServerOptimizerKind = ServerOptimizerKind.SGD
+    server_learning_rate: float = Field(default=1.0, gt=0)
+    server_momentum: float = Field(default=0.9, ge=0, lt=1)
+    beta_1: float = Field(default=0.9, ge=0, lt=1)
+    beta_2: float = Field(default=0.99, ge=0, lt=1)
+    tau: float = Field(default=1e-3, gt=0)
+
+    def aggregator_spec(self) -> AggregatorSpec:
+        return AggregatorSpec(
+            kind=self.aggregator,
+            trim_ratio=self.trim_ratio,
+            num_byzantine=self.num_byzantine,
+            num_selected=self.num_selected,
+        )
+
+    def server_optimizer_spec(self) -> ServerOptimizerSpec:
+        return ServerOptimizerSpec(
+            kind=self.server_optimizer,
+            learning_rate=self.server_learning_rate,
+            momentum=self.server_momentum,
+            beta_1=self.beta_1,
+            beta_2=self.beta_2,
+            tau=self.tau,
+        )
+
+
+class SelectionConfig(_Strict):
+    """Which parties join a round and how long the coordinator waits."""
+
+    fraction: float = Field(default=1.0, gt=0, le=1)
+    min_parties: int = Field(default=1, ge=1)
+    timeout_s: float = Field(default=600.0, gt=0)
+    max_round_retries: int = Field(default=2, ge=0)
+
+
+class JobConfig(_Strict):
+    """A whole horizontal training job."""
+
+    name: str = Field(default="job", min_length=1, max_length=128)
+    seed: int = Field(default=0, ge=0, lt=2**63)
+    rounds: int = Field(default=10, ge=1, le=100_000)
+    task: Literal["classification"] = "classification"
+    data: DataConfig = Field(default_factory=DataConfig)
+    parties: list[PartyConfig] = Field(default_factory=list)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    aggregation: AggregationConfig = Field(default_factory=AggregationConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+
+    @model_validator(mode="after")
+    def _one_data_source(self) -> JobConfig:
+        d = self.data
+        sources = [d.dataset is not None, d.path is not None, bool(self.parties)]
+        if sum(sources) != 1:
+            raise ValueError(
+                "give exactly one data source: data.dataset (a built-in, see `fedsilo "
+                "datasets`), data.path (one file split across simulated parties), or "
+                "[[parties]] entries each with a path"
+            )
+        if self.parties:
+            names = [p.name for p in self.parties]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"party names must be unique; repeated: {', '.join(dupes)}")
+            missing = [p.name for p in self.parties if p.path is None]
+            if missing:
+                raise ValueError(f"parties {', '.join(missing)} need a `path` to their data file")
+            if d.label is None:
+                raise ValueError("file data needs data.label: the name of the label column")
+        if d.path is not None and d.label is None:
+            raise ValueError("file data needs data.label: the name of the label column")
+        if d.partition is PartitionKind.BY_COLUMN and d.column is None and not self.parties:
+            raise ValueError('partition = "by-column" needs data.column: the column to split by')
+        if self.selection.min_parties > self.num_parties_hint():
+            raise ValueError(
+                f"selection.min_parties is {self.selection.min_parties} but the job has only "
+                f"{self.num_parties_hint()} parties; lower min_parties"
+            )
+        return self
+
+    def num_parties_hint(self) -> int:
+        """Number of parties when known from the config alone (by-column decides later)."""
+        if self.parties:
+            return len(self.parties)
+        if self.data.partition is PartitionKind.BY_COLUMN:
+            return 10_000
+        return self.data.num_parties
+
+    def with_overrides(self, *, rounds: int | None = None, seed: int | None = None) -> JobConfig:
+        """A copy with CLI overrides applied (validated again)."""
+        raw = self.model_dump(mode="json")
+        if rounds is not None:
+            raw["rounds"] = rounds
+        if seed is not None:
+            raw["seed"] = seed
+        return parse_job(raw, source="command line")
+
+
+def parse_job(raw: dict[str, Any], *, source: str, base_dir: Path | None = None) -> JobConfig:
+    """Validate a job dict; relative data paths are resolved against ``base_dir``."""
+    try:
+        job = JobConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, source)) from None
+    if base_dir is not None:
+        job = _resolve_paths(job, base_dir)
+    return job
+
+
+def load_job(path: str | Path) -> JobConfig:
+    """Read and validate a TOML job file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"job file {path} does not exist; check the path") from None
+    except OSError as exc:
+        raise ConfigError(f"job file {path} cannot be read: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return parse_job(raw, source=str(path), base_dir=path.parent)
+
+
+def _resolve_paths(job: JobConfig, base_dir: Path) -> JobConfig:
+    def fix(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else (base_dir / p)
+
+    data = job.data.model_copy(update={"path": fix(job.data.path), "test_path": fix(job.data.test_path)})
+    parties = [p.model_copy(update={"path": fix(p.path)}) for p in job.parties]
+    return job.model_copy(update={"data": data, "parties": parties})
+
+
+def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        keys.append(prefix + name)
+        ann = field.annotation
+        sub = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if sub is None:
+            args = getattr(ann, "__args__", ())
+            sub = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if sub is not None:
+            keys.extend(_known_keys(sub, prefix + name + "."))
+    return keys
+
+
+def _explain(exc: ValidationError, source: str) -> str:
+    known = _known_keys(JobConfig)
+    lines = [f"{source}: the job configuration is invalid:"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
+        idx = next((p for p in err["loc"] if isinstance(p, int)), None)
+        where = loc + (f" (entry {idx + 1})" if idx is not None else "")
+        if err["type"] == "extra_forbidden":
+            hint = difflib.get_close_matches(loc, known, n=1, cutoff=0.6)
+            tip = f" Did you mean '{hint[0]}'?" if hint else ""
+            lines.append(f"  key '{where}' is not a known key.{tip}")
+        elif err["type"] == "enum":
+            expected = err.get("ctx", {}).get("expected", "")
+            lines.append(f"  key '{where}': {err['input']!r} is not one of {expected}")
+        elif not loc:
+            lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"  key '{where}': {msg} (got {err.get('input')!r})")
+    return "\n".join(lines)

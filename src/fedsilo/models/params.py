@@ -1,0 +1,55 @@
+"""Model parameters as named numpy arrays: get, set, flatten, check.
+
+The wire and the aggregators see parameters as an ordered ``dict[str, np.ndarray]`` (the
+model's ``state_dict`` order); aggregators work on one flat float64 vector per party.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from fedsilo.errors import ProtocolError
+
+Params = dict[str, np.ndarray]
+
+
+def get_params(model: nn.Module) -> Params:
+    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def set_params(model: nn.Module, params: Params) -> None:
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in params.items()}, strict=True)
+
+
+def flatten(params: Params) -> np.ndarray:
+    if not params:
+        return np.zeros(0)
+    return np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in params.values()])
+
+
+def unflatten(vector: np.ndarray, like: Params) -> Params:
+    out: Params = {}
+    offset = 0
+    for name, ref in like.items():
+        size = ref.size
+        out[name] = vector[offset : offset + size].reshape(ref.shape).astype(ref.dtype)
+        offset += size
+    return out
+
+
+def check_params(params: Params, template: Params) -> None:
+    """Raise ProtocolError unless ``params`` has exactly the template's names, shapes, dtypes."""
+    missing = sorted(set(template) - set(params))
+    extra = sorted(set(params) - set(template))
+    if missing or extra:
+        raise ProtocolError(f"parameter names differ: missing {missing}, unexpected {extra}")
+    for name, ref in template.items():
+        got = params[name]
+        if got.shape != ref.shape:
+            raise ProtocolError(f"parameter {name!r} has shape {got.shape}, expected {ref.shape}")
+        if got.dtype != ref.dtype:
+            raise ProtocolError(f"parameter {name!r} has dtype {got.dtype}, expected {ref.dtype}")
+        if got.dtype.kind == "f" and not np.isfinite(got).all():
+            raise ProtocolError(f"parameter {name!r} has NaN or infinite values")

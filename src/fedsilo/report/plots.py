@@ -1,0 +1,196 @@
+"""The report's figures, rendered with matplotlib's Agg canvas to base64 PNG ``data:`` URIs.
+
+Figures are built on :class:`matplotlib.figure.Figure` with an explicit
+:class:`~matplotlib.backends.backend_agg.FigureCanvasAgg`: no pyplot, no global backend
+switch, nothing left open after a call. Each function returns ``None`` when there is
+nothing to plot, and the page then leaves the figure out.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from fedsilo.report._model import Report, metric_label
+
+DPI = 150
+GLOBAL_COLOR = "#1b2a49"
+BASELINE_COLOR = "#c0392b"
+MAX_LEGEND_PARTIES = 12
+MAX_LEGEND_CLASSES = 20
+MAX_LABEL_CHARS = 24
+BAR_METRICS = ("accuracy", "f1", "auc")
+
+RGBA = tuple[float, float, float, float]
+
+
+def label_text(name: str) -> str:
+    """A user string made safe for matplotlib: shortened, ``$`` not read as mathtext."""
+    short = name if len(name) <= MAX_LABEL_CHARS else name[: MAX_LABEL_CHARS - 1] + "…"
+    return short.replace("$", r"\$")
+
+
+def palette(n: int) -> list[RGBA]:
+    """``n`` distinct colours: tab10 / tab20 when they suffice, then a sampled colormap."""
+    if n <= 10:
+        cmap = colormaps["tab10"]
+        return [tuple(cmap(i)) for i in range(n)]  # type: ignore[misc]
+    if n <= 20:
+        cmap = colormaps["tab20"]
+        return [tuple(cmap(i)) for i in range(n)]  # type: ignore[misc]
+    cmap = colormaps["turbo"]
+    return [tuple(cmap(0.05 + 0.9 * i / (n - 1))) for i in range(n)]  # type: ignore[misc]
+
+
+def to_data_uri(fig: Figure) -> str:
+    canvas = FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    # No "Software" text chunk: the bytes then depend on the data only, not the version.
+    canvas.print_png(buf, metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    fig.set_facecolor("white")
+    return fig
+
+
+def _style(ax: Axes) -> None:
+    ax.grid(True, color="#e3e6ea", linewidth=0.8)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.tick_params(labelsize=8)
+
+
+def _values(series: Sequence[float | None]) -> list[float]:
+    return [math.nan if v is None else v for v in series]
+
+
+def convergence(report: Report) -> str | None:
+    """Global loss and accuracy per round; baseline dashed; each party's curve faintly."""
+    if not report.rounds:
+        return None
+    panels = [m for m in ("loss", "accuracy") if m in report.metric_names()]
+    if not panels:
+        return None
+    xs = [r.number for r in report.rounds]
+    colors = dict(zip(report.parties, palette(len(report.parties)), strict=True))
+    fig = _new_figure(10.0, 3.8)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    handles: dict[str, Line2D] = {}
+    for ax, metric in zip(axes, panels, strict=True):
+        _style(ax)
+        for party in report.parties:
+            ys = _values([r.parties.get(party, {}).get(metric) for r in report.rounds])
+            if all(math.isnan(y) for y in ys):
+                continue
+            (line,) = ax.plot(xs, ys, color=colors[party], alpha=0.45, linewidth=1.1,
+                              marker="o", markersize=2.5, label=label_text(party))
+            handles.setdefault(party, line)
+        ys = _values([r.global_metrics.get(metric) for r in report.rounds])
+        (line,) = ax.plot(xs, ys, color=GLOBAL_COLOR, linewidth=2.2, marker="o",
+                          markersize=4, label="global", zorder=5)
+        handles.setdefault("\0global", line)
+        base = report.baseline.get(metric) if report.baseline is not None else None
+        if base is not None:
+            line = ax.axhline(base, color=BASELINE_COLOR, linestyle="--", linewidth=1.4,
+                              label="centralized baseline", zorder=4)
+            handles.setdefault("\0baseline", line)
+        ax.set_title(f"Global {metric_label(metric).lower()}", fontsize=10, loc="left")
+        ax.set_xlabel("round", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ordered = [handles[k] for k in ("\0global", "\0baseline") if k in handles]
+    party_lines = [h for k, h in handles.items() if not k.startswith("\0")]
+    if len(party_lines) <= MAX_LEGEND_PARTIES:
+        ordered += party_lines
+    elif party_lines:
+        ordered.append(Line2D([], [], color="grey", alpha=0.45, label="each party"))
+    fig.legend(handles=ordered, loc="outside lower center", ncol=min(len(ordered), 6),
+               fontsize=8, frameon=False)
+    return to_data_uri(fig)
+
+
+def party_bars(report: Report) -> str | None:
+    """Final accuracy / F1 / AUC per party, the global value as a dashed reference line."""
+    parties = [p for p in report.parties if p in report.final_parties]
+    names = set(report.metric_names())
+    panels = [
+        m for m in BAR_METRICS
+        if m in names and any(report.final_parties[p].get(m) is not None for p in parties)
+    ]
+    if not parties or not panels:
+        return None
+    colors = dict(zip(report.parties, palette(len(report.parties)), strict=True))
+    width = max(3.4 * len(panels), min(0.45 * len(parties) * len(panels) + 2, 14.0))
+    rotate = len(parties) > 4 or max(len(p) for p in parties) > 10
+    fig = _new_figure(min(width, 14.0), 3.6 if not rotate else 4.2)
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    highest = 1.0
+    for ax, metric in zip(axes, panels, strict=True):
+        _style(ax)
+        ax.grid(False, axis="x")
+        values = [report.final_parties[p].get(metric) for p in parties]
+        highest = max([highest, *(v for v in values if v is not None)])
+        heights = _values(values)
+        positions = list(range(len(parties)))
+        bars = ax.bar(positions, heights, color=[colors[p] for p in parties], width=0.7)
+        if len(parties) <= 8:
+            ax.bar_label(bars, labels=["" if v is None else f"{v:.3f}" for v in values],
+                         fontsize=7, padding=2)
+        ax.set_xticks(positions, [label_text(p) for p in parties],
+                      rotation=30 if rotate else 0, ha="right" if rotate else "center")
+        ref = report.final_global.get(metric)
+        if ref is not None:
+            ax.axhline(ref, color=GLOBAL_COLOR, linestyle="--", linewidth=1.3,
+                       label=f"global {ref:.3f}")
+        base = report.baseline.get(metric) if report.baseline is not None else None
+        if base is not None:
+            ax.axhline(base, color=BASELINE_COLOR, linestyle=":", linewidth=1.3,
+                       label=f"centralized {base:.3f}")
+        if ref is not None or base is not None:
+            ax.legend(loc="lower right", fontsize=7, framealpha=0.9)
+        ax.set_title(f"Final {metric_label(metric)}", fontsize=10, loc="left")
+    axes[0].set_ylim(0, highest * 1.08)
+    return to_data_uri(fig)
+
+
+def label_distribution(report: Report) -> str | None:
+    """Stacked horizontal bars: each party's training label counts by class."""
+    parties = [p for p, d in report.party_data.items() if d.label_counts]
+    classes = [
+        c for c in report.classes
+        if any(report.party_data[p].label_counts.get(c) for p in parties)
+    ]
+    if not parties or not classes:
+        return None
+    colors = palette(len(classes))
+    fig = _new_figure(10.0, 1.3 + 0.42 * len(parties))
+    ax = fig.subplots()
+    _style(ax)
+    ax.grid(False, axis="y")
+    rows = list(range(len(parties)))
+    left = [0.0] * len(parties)
+    for cls, color in zip(classes, colors, strict=True):
+        counts = [float(report.party_data[p].label_counts.get(cls) or 0) for p in parties]
+        ax.barh(rows, counts, left=left, color=color, height=0.65, label=label_text(cls),
+                edgecolor="white", linewidth=0.4)
+        left = [a + b for a, b in zip(left, counts, strict=True)]
+    ax.set_yticks(rows, [label_text(p) for p in parties])
+    ax.invert_yaxis()
+    ax.set_xlabel("training examples", fontsize=9)
+    ax.set_title("Label distribution per party", fontsize=10, loc="left")
+    if len(classes) <= MAX_LEGEND_CLASSES:
+        ax.legend(title="label", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, title_fontsize=8, frameon=False,
+                  ncol=1 if len(classes) <= 10 else 2)
+    return to_data_uri(fig)

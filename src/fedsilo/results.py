@@ -1,0 +1,138 @@
+"""A finished job: the global model, the metrics of every round, and the files they go to.
+
+``Result.save(out_dir)`` writes:
+
+* ``model.safetensors``: the global parameters; the metadata holds the model spec and the
+  preprocessing plan (JSON), so the file alone is enough to rebuild and use the model.
+* ``metrics.json``: ``final.global.<metric>``, ``final.parties.<name>.<metric>``,
+  ``rounds[i].global.<metric>``, ``rounds[i].parties...``, ``baseline.<metric>`` (with a
+  baseline), the data summary and the job config.
+* ``metrics.csv``: one row per round and scope (global, each party, baseline).
+* ``report.html``: self-contained report with plots.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import save_file
+from torch import nn
+
+from fedsilo import __version__
+from fedsilo.config import JobConfig
+from fedsilo.models import Params, build_model, set_params
+from fedsilo.report import write_report
+from fedsilo.runtime.coordinator import RoundRecord
+from fedsilo.runtime.setup import SetupResult
+
+METRIC_COLUMNS = ("loss", "accuracy", "precision", "recall", "f1", "auc")
+
+
+def _clean(metrics: dict[str, float]) -> dict[str, float | None]:
+    return {k: (None if math.isnan(v) or math.isinf(v) else v) for k, v in metrics.items()}
+
+
+@dataclass
+class Result:
+    job: JobConfig
+    setup: SetupResult
+    params: Params
+    history: list[RoundRecord]
+    baseline: dict[str, float] | None
+    wall_time_s: float
+    test_examples: int = 0
+
+    @property
+    def final_global(self) -> dict[str, float]:
+        return self.history[-1].global_metrics if self.history else {}
+
+    @property
+    def final_parties(self) -> dict[str, dict[str, float]]:
+        return self.history[-1].party_metrics if self.history else {}
+
+    def model(self) -> nn.Module:
+        """The trained global model as a ready ``torch.nn.Module``."""
+        model = build_model(self.setup.model_spec, seed=0)
+        set_params(model, self.params)
+        return model
+
+    def metrics_json(self) -> dict[str, Any]:
+        s = self.setup
+        out: dict[str, Any] = {
+            "fedsilo_version": __version__,
+            "job": {
+                "name": self.job.name,
+                "seed": self.job.seed,
+                "rounds": self.job.rounds,
+                "config": self.job.model_dump(mode="json"),
+            },
+            "data": {
+                "dataset": self.job.data.dataset or str(self.job.data.path or "per-party files"),
+                "kind": s.kind,
+                "features": int(np.prod(s.model_spec.input_shape)),
+                "feature_names": list(s.plan.feature_names) if s.plan is not None else None,
+                "classes": list(s.classes),
+                "test_examples": self.test_examples,
+                "parties": s.summary,
+            },
+            "rounds": [
+                {**r.to_json(), "global": _clean(r.global_metrics),
+                 "parties": {p: _clean(m) for p, m in r.party_metrics.items()}}
+                for r in self.history
+            ],
+            "final": {
+                "global": _clean(self.final_global),
+                "parties": {p: _clean(m) for p, m in self.final_parties.items()},
+            },
+            "wall_time_s": self.wall_time_s,
+        }
+        if self.baseline is not None:
+            out["baseline"] = _clean(self.baseline)
+        return out
+
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "model": out / "model.safetensors",
+            "metrics_json": out / "metrics.json",
+            "metrics_csv": out / "metrics.csv",
+            "report": out / "report.html",
+        }
+        self.save_model(paths["model"])
+        metrics = self.metrics_json()
+        paths["metrics_json"].write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+        self._write_csv(paths["metrics_csv"])
+        write_report(metrics, paths["report"])
+        return paths
+
+    def save_model(self, path: Path) -> None:
+        meta = {
+            "fedsilo_version": __version__,
+            "model_spec": json.dumps(self.setup.model_spec.to_json(), sort_keys=True),
+            "classes": json.dumps(list(self.setup.classes)),
+        }
+        if self.setup.plan is not None:
+            meta["preprocess"] = json.dumps(self.setup.plan.to_json(), sort_keys=True)
+        save_file({k: np.ascontiguousarray(v) for k, v in self.params.items()}, str(path), meta)
+
+    def _write_csv(self, path: Path) -> None:
+        with path.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["round", "scope", "party", *METRIC_COLUMNS])
+
+            def row(rnd: int | str, scope: str, party: str, m: dict[str, float]) -> None:
+                writer.writerow([rnd, scope, party, *(m.get(c, "") for c in METRIC_COLUMNS)])
+
+            for r in self.history:
+                row(r.round, "global", "", r.global_metrics)
+                for party, m in sorted(r.party_metrics.items()):
+                    row(r.round, "party", party, m)
+            if self.baseline is not None:
+                row("", "baseline", "", self.baseline)

@@ -1,0 +1,1 @@
+"""Coordinator round loop, party agent, messages, and the transport seam between them."""

@@ -1,0 +1,237 @@
+"""The round loop: one implementation for simulation and every deployment transport.
+
+Per round (McMahan et al. 2017, Alg. 1, server side; Reddi et al. 2021, Alg. 2):
+select parties → send global parameters and training config → gather replies before the
+deadline → validate each (names, shapes, dtypes, finite values, example count) → aggregate the
+pseudo-gradients ``client - global`` with the configured aggregator → apply the server
+optimizer → evaluate on every party's held-out rows (and on a central test set when the
+simulation has one) → report the round.
+
+A round with fewer than ``selection.min_parties`` valid replies is tried again up to
+``selection.max_round_retries`` times, then the job fails with :class:`RoundFailedError`.
+The loop talks to parties only through :class:`~fedsilo.runtime.transport.Transport`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from fedsilo.config import JobConfig
+from fedsilo.errors import ProtocolError, RoundFailedError
+from fedsilo.models import Params, build_model, check_params, flatten, get_params, unflatten
+from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.runtime.seeds import derive_seed
+from fedsilo.runtime.setup import COORDINATOR, SetupResult, prepare_parties
+from fedsilo.runtime.transport import Transport
+from fedsilo.training import EvalStats
+
+log = logging.getLogger(__name__)
+
+
+class CentralEvaluator(Protocol):
+    """A test set the coordinator itself holds (simulation only)."""
+
+    def prepare(self, setup: SetupResult) -> None: ...
+
+    def evaluate(self, params: Params) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    round: int
+    participants: list[str]
+    failures: dict[str, str]
+    global_metrics: dict[str, float]
+    party_metrics: dict[str, dict[str, float]]
+    train_loss: float
+    duration_s: float
+    attempts: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "round": self.round,
+            "participants": self.participants,
+            "failures": self.failures,
+            "global": self.global_metrics,
+            "parties": self.party_metrics,
+            "train_loss": self.train_loss,
+            "duration_s": self.duration_s,
+            "attempts": self.attempts,
+        }
+
+
+@dataclass
+class TrainingOutcome:
+    setup: SetupResult
+    params: Params
+    history: list[RoundRecord] = field(default_factory=list)
+
+
+def select_parties(parties: list[str], job: JobConfig, rnd: int, attempt: int) -> list[str]:
+    """Sample ``ceil(fraction * n)`` parties (at least ``min_parties``), seeded per round."""
+    n = len(parties)
+    k = min(n, max(job.selection.min_parties, math.ceil(job.selection.fraction * n)))
+    if k == n:
+        return list(parties)
+    rng = np.random.default_rng(derive_seed(job.seed, "select", rnd, attempt))
+    return sorted(rng.choice(parties, size=k, replace=False).tolist())
+
+
+class Coordinator:
+    """Runs a horizontal job over any :class:`Transport`."""
+
+    def __init__(
+        self,
+        job: JobConfig,
+        transport: Transport,
+        *,
+        central_evaluator: CentralEvaluator | None = None,
+        on_round: Callable[[RoundRecord], None] | None = None,
+    ) -> None:
+        self.job = job
+        self.transport = transport
+        self.central_evaluator = central_evaluator
+        self.on_round = on_round
+        self._aggregator = job.aggregation.aggregator_spec()
+        self._server_opt = job.aggregation.server_optimizer_spec().create()
+        t = job.training
+        self._training_body = {
+            "epochs": t.epochs,
+            "batch_size": t.batch_size,
+            "learning_rate": t.learning_rate,
+            "optimizer": t.optimizer.value,
+            "momentum": t.momentum,
+            "weight_decay": t.weight_decay,
+            "proximal_mu": t.proximal_mu,
+        }
+
+    def run(self) -> TrainingOutcome:
+        setup = prepare_parties(self.transport, self.job)
+        if self.central_evaluator is not None:
+            self.central_evaluator.prepare(setup)
+        params = get_params(build_model(setup.model_spec, seed=self.job.seed))
+        outcome = TrainingOutcome(setup, params)
+        for rnd in range(1, self.job.rounds + 1):
+            record, params = self._round(rnd, setup, params)
+            outcome.history.append(record)
+            outcome.params = params
+            if self.on_round is not None:
+                self.on_round(record)
+        return outcome
+
+    # -- one round ----------------------------------------------------------------------------
+    def _round(self, rnd: int, setup: SetupResult, params: Params) -> tuple[RoundRecord, Params]:
+        started = time.monotonic()
+        online = self.transport.party_names()
+        index = {p: i for i, p in enumerate(setup.parties)}
+        failures: dict[str, str] = {}
+        for attempt in range(self.job.selection.max_round_retries + 1):
+            selected = select_parties(online, self.job, rnd, attempt)
+            tasks = {
+                p: Message(
+                    TaskKind.FIT, self.job.name, rnd, COORDINATOR,
+                    {"training": self._training_body,
+                     "seed": derive_seed(self.job.seed, "fit", rnd, index.get(p, -1))},
+                    params,
+                )
+                for p in selected
+            }
+            gathered = self.transport.exchange(tasks, timeout_s=self.job.selection.timeout_s)
+            failures = dict(gathered.failures)
+            accepted: dict[str, tuple[Params, int, float]] = {}
+            for party, reply in sorted(gathered.replies.items()):
+                try:
+                    accepted[party] = self._validate_fit(reply, params, setup)
+                except ProtocolError as exc:
+                    failures[party] = str(exc)
+                    log.warning("round %d: rejected update from party '%s': %s", rnd, party, exc)
+            if len(accepted) >= self.job.selection.min_parties:
+                break
+            log.warning(
+                "round %d attempt %d: %d valid replies, %d needed; retrying",
+                rnd, attempt + 1, len(accepted), self.job.selection.min_parties,
+            )
+        else:
+            reasons = "; ".join(f"{p}: {why}" for p, why in sorted(failures.items()))
+            raise RoundFailedError(
+                f"round {rnd} got {len(accepted)} valid update(s) after "
+                f"{self.job.selection.max_round_retries + 1} attempt(s), needs "
+                f"{self.job.selection.min_parties} (selection.min_parties). Failures: {reasons}"
+            )
+        new_params = self._aggregate(params, accepted)
+        party_metrics, merged = self._evaluate(rnd, new_params, online, failures)
+        if self.central_evaluator is not None:
+            global_metrics = self.central_evaluator.evaluate(new_params)
+        else:
+            global_metrics = merged.metrics() if merged is not None else {}
+        total = sum(n for _, n, _ in accepted.values())
+        train_loss = sum(loss * n for _, n, loss in accepted.values()) / total
+        record = RoundRecord(
+            round=rnd,
+            participants=sorted(accepted),
+            failures=failures,
+            global_metrics=global_metrics,
+            party_metrics=party_metrics,
+            train_loss=train_loss,
+            duration_s=time.monotonic() - started,
+            attempts=attempt + 1,
+        )
+        return record, new_params
+
+    def _validate_fit(
+        self, reply: Message, params: Params, setup: SetupResult
+    ) -> tuple[Params, int, float]:
+        if reply.error is not None:
+            raise ProtocolError(f"party reported: {reply.error}")
+        if reply.kind is not TaskKind.FIT:
+            raise ProtocolError(f"expected a fit reply, got {reply.kind.value}")
+        check_params(reply.arrays, params)
+        try:
+            n = int(reply.body["num_examples"])
+            loss = float(reply.body["train_loss"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"fit reply lacks a valid {exc}") from None
+        declared = setup.summary.get(reply.sender, {}).get("train_examples")
+        if n <= 0 or (declared is not None and n > declared):
+            raise ProtocolError(
+                f"declared {n} training examples; setup reported {declared} for this party"
+            )
+        return reply.arrays, n, loss
+
+    def _aggregate(self, params: Params, accepted: dict[str, tuple[Params, int, float]]) -> Params:
+        base = flatten(params)
+        names = sorted(accepted)
+        updates = np.stack([flatten(accepted[p][0]) - base for p in names])
+        weights = np.array([accepted[p][1] for p in names], dtype=np.float64)
+        delta = self._aggregator.aggregate(updates, weights)
+        return unflatten(self._server_opt.step(base, delta), params)
+
+    def _evaluate(
+        self, rnd: int, params: Params, parties: list[str], failures: dict[str, str]
+    ) -> tuple[dict[str, dict[str, float]], EvalStats | None]:
+        tasks = {p: Message(TaskKind.EVALUATE, self.job.name, rnd, COORDINATOR, {}, params)
+                 for p in parties}
+        gathered = self.transport.exchange(tasks, timeout_s=self.job.selection.timeout_s)
+        metrics: dict[str, dict[str, float]] = {}
+        merged: EvalStats | None = None
+        for party, why in gathered.failures.items():
+            failures.setdefault(party, f"evaluation: {why}")
+        for party, reply in sorted(gathered.replies.items()):
+            if reply.error is not None:
+                failures.setdefault(party, f"evaluation: {reply.error}")
+                continue
+            try:
+                stats = EvalStats.from_json(reply.body["stats"])
+                metrics[party] = {k: float(v) for k, v in reply.body["metrics"].items()}
+            except (KeyError, TypeError, ValueError) as exc:
+                failures.setdefault(party, f"evaluation reply malformed: {exc}")
+                continue
+            merged = stats if merged is None else merged.merge(stats)
+        return metrics, merged

@@ -1,0 +1,102 @@
+"""Messages between coordinator and parties: one safetensors blob each.
+
+A message is a small JSON header (schema version, job, round, kind, sender, body) stored in
+the safetensors metadata, plus named, typed arrays stored as safetensors tensors. No pickle:
+decoding cannot run code, and :meth:`Message.decode` checks the size limit, the schema
+version, the kind, and that every array is finite before anything uses it.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from fedsilo.errors import ProtocolError
+
+SCHEMA_VERSION = "1"
+DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024 * 1024
+
+Arrays = dict[str, np.ndarray]
+
+
+class TaskKind(enum.Enum):
+    DESCRIBE = "describe"  # report schema (names and types only)
+    STATS = "stats"  # local sufficient statistics for shared preprocessing
+    SETUP = "setup"  # receive the preprocessing plan and the model spec
+    FIT = "fit"  # train on local rows from the global parameters
+    EVALUATE = "evaluate"  # evaluate the global parameters on the local held-out rows
+
+
+@dataclass(frozen=True)
+class Message:
+    kind: TaskKind
+    job_id: str
+    round: int
+    sender: str
+    body: dict[str, Any] = field(default_factory=dict)
+    arrays: Arrays = field(default_factory=dict)
+
+    @property
+    def error(self) -> str | None:
+        """The party's error text, when the reply reports a failure."""
+        err = self.body.get("error")
+        return None if err is None else str(err)
+
+    def encode(self) -> bytes:
+        header = {
+            "version": SCHEMA_VERSION,
+            "kind": self.kind.value,
+            "job_id": self.job_id,
+            "round": self.round,
+            "sender": self.sender,
+            "body": self.body,
+        }
+        text = json.dumps(header, sort_keys=True, allow_nan=False, separators=(",", ":"))
+        arrays = {k: np.ascontiguousarray(v) for k, v in self.arrays.items()}
+        return bytes(st_save(arrays, metadata={"fedsilo": text}))
+
+    @classmethod
+    def decode(cls, data: bytes, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message:
+        if len(data) > max_bytes:
+            raise ProtocolError(f"message of {len(data):,} bytes exceeds the {max_bytes:,}-byte limit")
+        try:
+            header_len = int.from_bytes(data[:8], "little")
+            meta = json.loads(data[8 : 8 + header_len]).get("__metadata__", {})
+            header = json.loads(meta["fedsilo"])
+            arrays = dict(st_load(data))
+        except (SafetensorError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ProtocolError(f"malformed message: {exc}") from None
+        if header.get("version") != SCHEMA_VERSION:
+            raise ProtocolError(
+                f"message schema version {header.get('version')!r}, expected {SCHEMA_VERSION!r}: "
+                "coordinator and party run different fedsilo versions"
+            )
+        try:
+            kind = TaskKind(header["kind"])
+            msg = cls(
+                kind=kind,
+                job_id=str(header["job_id"]),
+                round=int(header["round"]),
+                sender=str(header["sender"]),
+                body=dict(header["body"]),
+                arrays=arrays,
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ProtocolError(f"malformed message header: {exc}") from None
+        for name, arr in arrays.items():
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise ProtocolError(f"array {name!r} from {msg.sender!r} has NaN or infinite values")
+        return msg
+
+
+def finite_json(value: float) -> float | None:
+    """JSON has no NaN: map it to null."""
+    return None if math.isnan(value) or math.isinf(value) else value

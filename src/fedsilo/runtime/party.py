@@ -1,0 +1,205 @@
+"""The party agent: an organization's side of every task.
+
+A :class:`PartyAgent` sits next to the organization's rows and answers tasks. What leaves it:
+the schema (column names and types), summable statistics for shared preprocessing (counts,
+sums, sums of squares, category values and counts, label counts), the trained parameters and
+evaluation metrics. Raw rows never leave.
+
+The agent never raises to its caller: :meth:`PartyAgent.handle` turns every failure, a bad
+task or its own data problem, into an error reply that names the party, so a coordinator, or
+a transport, sees a reason instead of a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fedsilo.data.preprocess import PreprocessPlan, local_stats
+from fedsilo.data.tabular import ColumnType, TableSchema, infer_schema
+from fedsilo.errors import DataError, FedsiloError, ProtocolError
+from fedsilo.models import ModelSpec, Params, build_model, check_params, get_params, set_params
+from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.training import (
+    EvalStats,
+    LocalTrainConfig,
+    classification_metrics,
+    predict_proba,
+    train_local,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LocalData:
+    """A party's raw rows, as they sit at the organization.
+
+    Tabular data is a DataFrame (features, label, optional id column) that goes through the
+    shared schema and preprocessing plan. Image data is an array ``(n, C, H, W)`` in [0, 1]
+    with integer labels indexing ``classes``.
+    """
+
+    source: str
+    table: pd.DataFrame | None = None
+    images: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if (self.table is None) == (self.images is None):
+            raise ValueError("LocalData holds either a table or images")
+        if self.images is not None and (self.labels is None or len(self.labels) != len(self.images)):
+            raise ValueError("image data needs one label per image")
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.table) if self.table is not None else len(self.images)  # type: ignore[arg-type]
+
+
+def split_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, holdout): a seeded shuffle, at least one row in each."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_holdout = min(max(1, round(n * fraction)), n - 1)
+    return np.sort(order[n_holdout:]), np.sort(order[:n_holdout])
+
+
+class PartyAgent:
+    """Answers the coordinator's tasks for one organization."""
+
+    def __init__(self, name: str, data: LocalData) -> None:
+        self.name = name
+        self._data = data
+        self._schema: TableSchema | None = None
+        self._plan: PreprocessPlan | None = None
+        self._train: tuple[np.ndarray, np.ndarray] | None = None
+        self._holdout: tuple[np.ndarray, np.ndarray] | None = None
+        self._model_spec: ModelSpec | None = None
+        self._template: Params | None = None
+
+    # -- the one entry point -------------------------------------------------------------
+    def handle(self, data: bytes) -> bytes:
+        try:
+            task = Message.decode(data)
+        except ProtocolError as exc:
+            log.warning("party %s rejected a malformed task: %s", self.name, exc)
+            return self._error(TaskKind.DESCRIBE, "", -1, f"malformed task: {exc}")
+        try:
+            body, arrays = self._dispatch(task)
+        except FedsiloError as exc:
+            return self._error(task.kind, task.job_id, task.round, str(exc), type(exc).__name__)
+        except Exception as exc:  # a party must answer, whatever broke
+            log.exception("party %s failed on %s", self.name, task.kind.value)
+            return self._error(
+                task.kind, task.job_id, task.round, f"{type(exc).__name__}: {exc}"
+            )
+        return Message(task.kind, task.job_id, task.round, self.name, body, arrays).encode()
+
+    def _error(
+        self, kind: TaskKind, job_id: str, rnd: int, text: str, error_type: str = "ProtocolError"
+    ) -> bytes:
+        body = {"error": text, "error_type": error_type}
+        return Message(kind, job_id, rnd, self.name, body).encode()
+
+    def _dispatch(self, task: Message) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        if task.kind is TaskKind.DESCRIBE:
+            return self._describe(task.body), {}
+        if task.kind is TaskKind.STATS:
+            return self._stats(task.body), {}
+        if task.kind is TaskKind.SETUP:
+            return self._setup(task.body), {}
+        if task.kind is TaskKind.FIT:
+            return self._fit(task)
+        return self._evaluate(task), {}
+
+    # -- tasks ------------------------------------------------------------------------------
+    def _describe(self, body: dict[str, Any]) -> dict[str, Any]:
+        d = self._data
+        if d.table is None:
+            assert d.images is not None
+            return {"kind": "image", "shape": list(d.images.shape[1:]), "rows": d.num_rows,
+                    "classes": list(d.classes)}
+        declared = {k: ColumnType(v) for k, v in body.get("columns", {}).items()}
+        self._schema = infer_schema(
+            d.table, label=str(body["label"]), id_column=body.get("id"),
+            declared=declared or None, party=self.name, source=d.source,
+        )
+        return {"kind": "tabular", "schema": self._schema.to_json(), "rows": d.num_rows}
+
+    def _stats(self, body: dict[str, Any]) -> dict[str, Any]:
+        d = self._data
+        if d.table is None:
+            assert d.labels is not None
+            counts = np.bincount(d.labels, minlength=len(d.classes))
+            return {"label_counts": {c: int(k) for c, k in zip(d.classes, counts, strict=True)}}
+        shared = TableSchema.from_json(body["schema"])
+        self._schema = shared
+        return {"stats": local_stats(d.table, shared, party=self.name, source=d.source)}
+
+    def _setup(self, body: dict[str, Any]) -> dict[str, Any]:
+        d = self._data
+        if d.table is not None:
+            self._plan = PreprocessPlan.from_json(body["plan"])
+            features, labels = self._plan.transform(d.table, party=self.name, source=d.source)
+        else:
+            assert d.images is not None and d.labels is not None
+            if list(d.classes) != list(body["classes"]):
+                raise DataError(
+                    f"party '{self.name}' has classes {list(d.classes)}, the job has "
+                    f"{body['classes']}"
+                )
+            features, labels = d.images, d.labels
+        if len(labels) < 2:
+            raise DataError(
+                f"party '{self.name}' has {len(labels)} usable row(s) in {d.source}; at least "
+                "2 are needed (one to train on, one to evaluate on)"
+            )
+        train_idx, holdout_idx = split_holdout(
+            len(labels), float(body["holdout_fraction"]), int(body["seed"])
+        )
+        self._train = (features[train_idx], labels[train_idx])
+        self._holdout = (features[holdout_idx], labels[holdout_idx])
+        self._model_spec = ModelSpec.from_json(body["model"])
+        self._template = get_params(build_model(self._model_spec, seed=0))
+        num_classes = self._model_spec.num_classes
+        counts = np.bincount(labels[train_idx], minlength=num_classes)
+        return {
+            "train_examples": int(len(train_idx)),
+            "holdout_examples": int(len(holdout_idx)),
+            "label_counts": [int(c) for c in counts],
+        }
+
+    def _model_from(self, task: Message) -> Any:
+        if self._model_spec is None or self._template is None or self._train is None:
+            raise ProtocolError(
+                f"party '{self.name}' got a {task.kind.value} task before setup; the coordinator "
+                "must send setup first"
+            )
+        check_params(task.arrays, self._template)
+        model = build_model(self._model_spec, seed=0)
+        set_params(model, task.arrays)
+        return model
+
+    def _fit(self, task: Message) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        model = self._model_from(task)
+        cfg = LocalTrainConfig(**task.body["training"])
+        assert self._train is not None
+        result = train_local(model, *self._train, cfg, seed=int(task.body["seed"]))
+        body = {"num_examples": result.num_examples, "train_loss": result.mean_loss}
+        return body, get_params(model)
+
+    def _evaluate(self, task: Message) -> dict[str, Any]:
+        model = self._model_from(task)
+        assert self._holdout is not None
+        features, labels = self._holdout
+        proba = predict_proba(model, features)
+        stats = EvalStats.from_predictions(labels, proba)
+        return {
+            "num_examples": int(len(labels)),
+            "metrics": classification_metrics(labels, proba),
+            "stats": stats.to_json(),
+        }

@@ -1,0 +1,14 @@
+"""Deterministic seeds: every random choice in a job derives from the job seed."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+
+def derive_seed(job_seed: int, purpose: str, *indices: int) -> int:
+    """A 63-bit seed for ``purpose`` (e.g. "fit") at ``indices`` (e.g. round, party)."""
+    tag = zlib.crc32(purpose.encode())
+    state = np.random.SeedSequence([job_seed, tag, *indices]).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1]))

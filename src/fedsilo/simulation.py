@@ -1,0 +1,250 @@
+"""In-process simulation: many parties on one machine, the deployment's round loop.
+
+``simulate(job)`` builds one :class:`~fedsilo.runtime.party.PartyAgent` per party from the
+job's data source, connects them with the in-process transport and runs the same
+:class:`~fedsilo.runtime.coordinator.Coordinator` a real deployment runs. The simulation may
+also hold a central test split (global metrics) and, with ``baseline=True``, trains the same
+model on the pooled training rows for comparison: things only a simulation can do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fedsilo.config import JobConfig, load_job, parse_job
+from fedsilo.data.builtin import load_builtin
+from fedsilo.data.partition import (
+    ByColumnPartitioner,
+    DirichletPartitioner,
+    IidPartitioner,
+    PartitionKind,
+    QuantitySkewPartitioner,
+)
+from fedsilo.data.tabular import read_party_table
+from fedsilo.errors import ConfigError
+from fedsilo.models import Params, build_model, set_params
+from fedsilo.results import Result
+from fedsilo.runtime.coordinator import Coordinator, RoundRecord
+from fedsilo.runtime.party import LocalData, PartyAgent, split_holdout
+from fedsilo.runtime.seeds import derive_seed
+from fedsilo.runtime.setup import SetupResult
+from fedsilo.runtime.transport import InProcessTransport
+from fedsilo.training import LocalTrainConfig, classification_metrics, predict_proba, train_local
+
+BUILTIN_LABEL = "label"
+
+
+@dataclass(frozen=True)
+class SimulatedData:
+    parties: dict[str, LocalData]
+    test: LocalData | None
+    label: str
+
+
+def _partition(job: JobConfig, labels: np.ndarray, column: pd.Series | None) -> list[np.ndarray]:
+    d = job.data
+    seed = derive_seed(job.seed, "partition")
+    if d.partition is PartitionKind.IID:
+        return IidPartitioner(num_partitions=d.num_parties, seed=seed).partition(labels)
+    if d.partition is PartitionKind.DIRICHLET:
+        return DirichletPartitioner(
+            num_partitions=d.num_parties, seed=seed, alpha=d.alpha,
+            min_partition_size=d.min_partition_size,
+        ).partition(labels)
+    if d.partition is PartitionKind.QUANTITY_SKEW:
+        return QuantitySkewPartitioner(
+            num_partitions=d.num_parties, seed=seed, alpha=d.alpha,
+            min_partition_size=d.min_partition_size,
+        ).partition(labels)
+    assert column is not None
+    return ByColumnPartitioner(values=column.to_numpy()).partition(labels)
+
+
+def _party_names(job: JobConfig, column: pd.Series | None, count: int) -> list[str]:
+    if job.data.partition is PartitionKind.BY_COLUMN and column is not None:
+        return [str(v) for v in ByColumnPartitioner(values=column.to_numpy()).names]
+    return [f"party-{i + 1}" for i in range(count)]
+
+
+def _test_split(n: int, job: JobConfig, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if job.data.test_fraction == 0:
+        return np.arange(n), np.zeros(0, dtype=np.int64)
+    train, test = split_holdout(n, job.data.test_fraction, derive_seed(job.seed, "test-split"))
+    return train, test
+
+
+def _split_column(job: JobConfig, table: pd.DataFrame, where: str) -> pd.Series | None:
+    if job.data.partition is not PartitionKind.BY_COLUMN:
+        return None
+    col = job.data.column
+    assert col is not None
+    if col not in table.columns:
+        raise ConfigError(
+            f"data.column = {col!r} is not a column of {where}; columns are: "
+            f"{', '.join(map(str, table.columns))}"
+        )
+    return table[col]
+
+
+def load_simulated_data(job: JobConfig) -> SimulatedData:
+    """Build every party's local rows (and the central test split) from the job's source."""
+    d = job.data
+    if job.parties:
+        parties = {}
+        for p in job.parties:
+            assert p.path is not None
+            parties[p.name] = LocalData(str(p.path), table=read_party_table(p.path, party=p.name))
+        test = None
+        if d.test_path is not None:
+            table = read_party_table(d.test_path, party="test set")
+            test = LocalData(str(d.test_path), table=table)
+        return SimulatedData(parties, test, d.label or BUILTIN_LABEL)
+
+    if d.dataset is not None:
+        if d.label is not None or d.id is not None:
+            raise ConfigError("data.label and data.id apply to file data; built-in datasets "
+                              "name their own label. Remove them or use data.path.")
+        ds = load_builtin(d.dataset)
+        labels = np.asarray(ds.labels)
+        label_name = BUILTIN_LABEL
+        if ds.features is not None:
+            table = ds.features.assign(**{label_name: [ds.class_names[i] for i in labels]})
+        else:
+            table = None
+        where = f"built-in dataset {d.dataset!r}"
+    else:
+        assert d.path is not None and d.label is not None
+        table = read_party_table(d.path, party="simulation source")
+        if d.label not in table.columns:
+            raise ConfigError(f"data.label = {d.label!r} is not a column of {d.path}; columns "
+                              f"are: {', '.join(map(str, table.columns))}")
+        labels = pd.factorize(table[d.label].astype(str), sort=True)[0]
+        label_name = d.label
+        where = str(d.path)
+        ds = None
+
+    train_idx, test_idx = _test_split(len(labels), job, labels)
+    column = None if table is None else _split_column(job, table.iloc[train_idx], where)
+    parts = _partition(job, labels[train_idx], column)
+    names = _party_names(job, column, len(parts))
+
+    def rows(idx: np.ndarray, source: str) -> LocalData:
+        if table is not None:
+            return LocalData(source, table=table.iloc[idx].reset_index(drop=True))
+        assert ds is not None and ds.images is not None
+        return LocalData(source, images=ds.images[idx], labels=labels[idx],
+                         classes=tuple(ds.class_names))
+
+    parties = {
+        name: rows(train_idx[part], f"{where} (simulated party {name})")
+        for name, part in zip(names, parts, strict=True)
+    }
+    test = rows(test_idx, f"{where} (test split)") if len(test_idx) else None
+    return SimulatedData(parties, test, label_name)
+
+
+class TestSetEvaluator:
+    """Global metrics on a test split the simulation's coordinator holds."""
+
+    def __init__(self, data: LocalData) -> None:
+        self._data = data
+        self._xy: tuple[np.ndarray, np.ndarray] | None = None
+        self._setup: SetupResult | None = None
+
+    def prepare(self, setup: SetupResult) -> None:
+        self._setup = setup
+        self._xy = _features(self._data, setup, "test set")
+
+    def evaluate(self, params: Params) -> dict[str, float]:
+        assert self._setup is not None and self._xy is not None
+        model = build_model(self._setup.model_spec, seed=0)
+        set_params(model, params)
+        return classification_metrics(self._xy[1], predict_proba(model, self._xy[0]))
+
+    @property
+    def features_and_labels(self) -> tuple[np.ndarray, np.ndarray]:
+        assert self._xy is not None
+        return self._xy
+
+
+def _features(data: LocalData, setup: SetupResult, who: str) -> tuple[np.ndarray, np.ndarray]:
+    if data.table is not None:
+        assert setup.plan is not None
+        return setup.plan.transform(data.table, party=who, source=data.source)
+    assert data.images is not None and data.labels is not None
+    return data.images, data.labels
+
+
+def train_baseline(
+    job: JobConfig, sim: SimulatedData, setup: SetupResult, evaluator: TestSetEvaluator | None
+) -> dict[str, float]:
+    """The same model trained on all parties' training rows pooled (simulation only)."""
+    train_x, train_y, hold_x, hold_y = [], [], [], []
+    for i, name in enumerate(setup.parties):
+        x, y = _features(sim.parties[name], setup, name)
+        tr, ho = split_holdout(len(y), job.data.holdout_fraction, derive_seed(job.seed, "holdout", i))
+        train_x.append(x[tr])
+        train_y.append(y[tr])
+        hold_x.append(x[ho])
+        hold_y.append(y[ho])
+    model = build_model(setup.model_spec, seed=job.seed)
+    t = job.training
+    cfg = LocalTrainConfig(
+        epochs=t.epochs * job.rounds, batch_size=t.batch_size, learning_rate=t.learning_rate,
+        optimizer=t.optimizer.value, momentum=t.momentum, weight_decay=t.weight_decay,
+    )
+    train_local(model, np.concatenate(train_x), np.concatenate(train_y), cfg,
+                seed=derive_seed(job.seed, "baseline"))
+    if evaluator is not None:
+        x_test, y_test = evaluator.features_and_labels
+    else:
+        x_test, y_test = np.concatenate(hold_x), np.concatenate(hold_y)
+    return classification_metrics(y_test, predict_proba(model, x_test))
+
+
+def as_job(config: JobConfig | str | Path | Mapping[str, Any]) -> JobConfig:
+    if isinstance(config, JobConfig):
+        return config
+    if isinstance(config, str | Path):
+        return load_job(config)
+    return parse_job(dict(config), source="Python config")
+
+
+def simulate(
+    config: JobConfig | str | Path | Mapping[str, Any],
+    *,
+    baseline: bool = False,
+    on_round: Callable[[RoundRecord], None] | None = None,
+) -> Result:
+    """Run a horizontal job with every party simulated in this process.
+
+    ``config`` is a :class:`JobConfig`, a path to a TOML job file, or a dict of the same
+    shape. Returns a :class:`~fedsilo.results.Result`; ``result.save(dir)`` writes the model,
+    metrics and report.
+    """
+    job = as_job(config)
+    started = time.monotonic()
+    sim = load_simulated_data(job)
+    agents = {name: PartyAgent(name, data) for name, data in sim.parties.items()}
+    evaluator = TestSetEvaluator(sim.test) if sim.test is not None else None
+    coordinator = Coordinator(
+        job, InProcessTransport(agents), central_evaluator=evaluator, on_round=on_round
+    )
+    outcome = coordinator.run()
+    baseline_metrics = train_baseline(job, sim, outcome.setup, evaluator) if baseline else None
+    return Result(
+        job=job,
+        setup=outcome.setup,
+        params=outcome.params,
+        history=outcome.history,
+        baseline=baseline_metrics,
+        wall_time_s=time.monotonic() - started,
+        test_examples=0 if sim.test is None else sim.test.num_rows,
+    )

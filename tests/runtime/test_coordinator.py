@@ -1,0 +1,121 @@
+"""The round loop against real party agents, some of them misbehaving."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fedsilo.config import parse_job
+from fedsilo.errors import RoundFailedError, SchemaError
+from fedsilo.models import flatten
+from fedsilo.runtime.coordinator import Coordinator
+from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.runtime.party import PartyAgent
+from fedsilo.runtime.transport import InProcessTransport
+from fedsilo.simulation import load_simulated_data
+from tests.conftest import small_job
+
+
+class Tampering:
+    """Wraps an honest agent and rewrites its fit replies."""
+
+    def __init__(self, agent: PartyAgent, tamper: str) -> None:
+        self.agent, self.tamper = agent, tamper
+
+    def handle(self, data: bytes) -> bytes:
+        reply = self.agent.handle(data)
+        if Message.decode(data).kind is not TaskKind.FIT:
+            return reply
+        if self.tamper == "garbage":
+            return b"\x00not a message"
+        msg = Message.decode(reply)
+        arrays = dict(msg.arrays)
+        body = dict(msg.body)
+        name = next(iter(arrays))
+        if self.tamper == "nan":
+            bad = arrays[name].copy()
+            bad.flat[0] = np.nan
+            # encode() would refuse NaN in JSON but arrays are raw: build bytes directly
+            arrays[name] = bad
+        elif self.tamper == "shape":
+            arrays[name] = np.zeros((1, 1), dtype=arrays[name].dtype)
+        elif self.tamper == "dtype":
+            arrays[name] = arrays[name].astype(np.float64)
+        elif self.tamper == "count":
+            body["num_examples"] = 10**9
+        return Message(msg.kind, msg.job_id, msg.round, msg.sender, body, arrays).encode()
+
+
+def run(job_raw: dict[str, Any], tamper: dict[str, str] | None = None) -> Any:
+    job = parse_job(job_raw, source="test")
+    sim = load_simulated_data(job)
+    agents: dict[str, Any] = {n: PartyAgent(n, d) for n, d in sim.parties.items()}
+    for name, kind in (tamper or {}).items():
+        agents[name] = Tampering(agents[name], kind)
+    return Coordinator(job, InProcessTransport(agents)).run()
+
+
+@pytest.mark.parametrize("tamper", ["nan", "shape", "dtype", "count", "garbage"])
+def test_bad_update_is_rejected_with_reason_and_round_continues(tamper: str) -> None:
+    outcome = run(small_job(rounds=2), {"party-2": tamper})
+    for record in outcome.history:
+        assert record.participants == ["party-1", "party-3"]
+        assert "party-2" in record.failures
+        assert record.failures["party-2"]
+    assert outcome.history[-1].global_metrics["accuracy"] > 0.8
+
+
+def test_one_round_of_fedavg_is_the_example_weighted_mean_of_party_models() -> None:
+    raw = small_job(rounds=1)
+    job = parse_job(raw, source="test")
+    sim = load_simulated_data(job)
+    seen: dict[str, tuple[np.ndarray, int]] = {}
+
+    class Spy:
+        def __init__(self, agent: PartyAgent) -> None:
+            self.agent = agent
+
+        def handle(self, data: bytes) -> bytes:
+            reply = self.agent.handle(data)
+            msg = Message.decode(reply)
+            if msg.kind is TaskKind.FIT:
+                seen[msg.sender] = (flatten(msg.arrays), int(msg.body["num_examples"]))
+            return reply
+
+    agents = {n: Spy(PartyAgent(n, d)) for n, d in sim.parties.items()}
+    outcome = Coordinator(job, InProcessTransport(agents)).run()
+    weights = np.array([seen[p][1] for p in sorted(seen)], dtype=np.float64)
+    expected = (np.stack([seen[p][0] for p in sorted(seen)]) * weights[:, None]).sum(0) / weights.sum()
+    np.testing.assert_allclose(flatten(outcome.params), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_too_few_valid_updates_fails_the_round_with_reasons() -> None:
+    raw = small_job(rounds=2, selection={"min_parties": 2, "max_round_retries": 1})
+    with pytest.raises(RoundFailedError) as err:
+        run(raw, {"party-1": "nan", "party-2": "shape"})
+    msg = str(err.value)
+    assert "round 1" in msg and "2 attempt(s)" in msg and "selection.min_parties" in msg
+    assert "party-1" in msg and "party-2" in msg
+
+
+def test_client_sampling_takes_the_configured_fraction() -> None:
+    raw = small_job(rounds=4, data={"num_parties": 6}, selection={"fraction": 0.5, "min_parties": 2})
+    outcome = run(raw)
+    sizes = {len(r.participants) for r in outcome.history}
+    assert sizes == {3}
+    assert len({tuple(r.participants) for r in outcome.history}) > 1  # resampled each round
+
+
+def test_party_data_disagreeing_with_schema_fails_before_training() -> None:
+    job = parse_job(small_job(), source="test")
+    sim = load_simulated_data(job)
+    name = "party-2"
+    table = sim.parties[name].table
+    assert table is not None
+    broken = table.drop(columns=[table.columns[0]])
+    agents = {n: PartyAgent(n, d) for n, d in sim.parties.items()}
+    agents[name] = PartyAgent(name, type(sim.parties[name])(source="bad.csv", table=broken))
+    with pytest.raises(SchemaError, match=rf"party '{name}'.*{table.columns[0]}"):
+        Coordinator(job, InProcessTransport(agents)).run()

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedsilo.errors import ProtocolError
+from fedsilo.runtime.messages import Message, TaskKind
+
+
+def message(**arrays: np.ndarray) -> Message:
+    return Message(TaskKind.FIT, "job", 4, "bank-a", {"seed": 7, "nested": {"x": [1, 2]}}, arrays)
+
+
+def test_round_trip_keeps_header_and_arrays_exactly() -> None:
+    original = message(w=np.arange(6, dtype=np.float32).reshape(2, 3), b=np.ones(2, np.float64))
+    decoded = Message.decode(original.encode())
+    assert (decoded.kind, decoded.job_id, decoded.round, decoded.sender) == (
+        TaskKind.FIT, "job", 4, "bank-a")
+    assert decoded.body == original.body
+    assert decoded.arrays["w"].dtype == np.float32
+    np.testing.assert_array_equal(decoded.arrays["w"], original.arrays["w"])
+
+
+def test_message_without_arrays_round_trips() -> None:
+    assert Message.decode(message().encode()).body["seed"] == 7
+
+
+def test_nan_array_is_rejected_on_decode() -> None:
+    data = message(w=np.array([1.0, np.nan], dtype=np.float32)).encode()
+    with pytest.raises(ProtocolError, match="'w' from 'bank-a' has NaN"):
+        Message.decode(data)
+
+
+def test_oversized_message_is_rejected_before_parsing() -> None:
+    data = message(w=np.zeros(1000, np.float32)).encode()
+    with pytest.raises(ProtocolError, match="exceeds the 100-byte limit"):
+        Message.decode(data, max_bytes=100)
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\x00" * 3, b"\xff" * 64, b"{not safetensors}"])
+def test_garbage_bytes_raise_protocol_error(garbage: bytes) -> None:
+    with pytest.raises(ProtocolError, match="malformed"):
+        Message.decode(garbage)
+
+
+def test_other_schema_version_is_refused_with_reason() -> None:
+    data = message().encode().replace(b'\\"version\\":\\"1\\"', b'\\"version\\":\\"9\\"')
+    with pytest.raises(ProtocolError, match="different fedsilo versions"):
+        Message.decode(data)
+
+
+def test_nan_in_body_cannot_be_encoded() -> None:
+    bad = Message(TaskKind.FIT, "j", 1, "p", {"loss": float("nan")})
+    with pytest.raises(ValueError):
+        bad.encode()

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import tomllib
+from typer.testing import CliRunner
+
+from fedsilo.cli import app
+
+runner = CliRunner()
+
+
+def test_datasets_lists_the_builtins() -> None:
+    result = runner.invoke(app, ["datasets"])
+    assert result.exit_code == 0
+    for name in ("breast-cancer", "digits", "mnist-5k"):
+        assert name in result.output
+
+
+def test_simulate_writes_outputs_and_prints_final_table(tmp_path: Path) -> None:
+    job = tmp_path / "job.toml"
+    job.write_text('name = "cli"\nrounds = 5\n[data]\ndataset = "breast-cancer"\n'
+                   '[model]\nname = "logreg"\n')
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["simulate", str(job), "--out", str(out), "--rounds", "2",
+                                 "--seed", "5", "--baseline"])
+    assert result.exit_code == 0, result.output
+    assert "round   2" in result.output
+    assert "centralized baseline" in result.output
+    assert "party party-3" in result.output
+    assert str(out / "report.html") in result.output.replace("\n", "")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["job"]["rounds"] == 2 and metrics["job"]["seed"] == 5
+    assert "baseline" in metrics
+
+
+def test_bad_config_exits_2_with_a_readable_message(tmp_path: Path) -> None:
+    job = tmp_path / "job.toml"
+    job.write_text('[data]\ndataset = "breast-cancer"\n[model]\nnmae = "mlp"\n')
+    result = runner.invoke(app, ["simulate", str(job)])
+    assert result.exit_code == 2
+    assert "ConfigError" in result.output and "model.nmae" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_dataset_exits_2(tmp_path: Path) -> None:
+    job = tmp_path / "job.toml"
+    job.write_text('[data]\ndataset = "cifar"\n')
+    result = runner.invoke(app, ["simulate", str(job)])
+    assert result.exit_code == 2
+    assert "cifar" in result.output
+
+
+def test_examples_parse_as_toml() -> None:
+    root = Path(__file__).resolve().parents[1] / "examples"
+    assert tomllib.loads((root / "mnist_3orgs.toml").read_text())["data"]["dataset"] == "mnist-5k"
