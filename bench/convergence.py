@@ -50,8 +50,10 @@ def main() -> None:
         fed = result.final_global["accuracy"]
         central = result.baseline["accuracy"]
         per_round = statistics.mean(r.duration_s for r in result.history)
-        print(f"{label:<50} {fed:>8.4f} {central:>8.4f} {fed / central:>7.4f} {per_round:>8.3f}"
-              f"   (total {time.perf_counter() - started:.1f} s)")
+        print(
+            f"{label:<50} {fed:>8.4f} {central:>8.4f} {fed / central:>7.4f} {per_round:>8.3f}"
+            f"   (total {time.perf_counter() - started:.1f} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
-import tomllib
 from typer.testing import CliRunner
 
 from fedsilo.cli import app
@@ -20,11 +20,13 @@ def test_datasets_lists_the_builtins() -> None:
 
 def test_simulate_writes_outputs_and_prints_final_table(tmp_path: Path) -> None:
     job = tmp_path / "job.toml"
-    job.write_text('name = "cli"\nrounds = 5\n[data]\ndataset = "breast-cancer"\n'
-                   '[model]\nname = "logreg"\n')
+    job.write_text(
+        'name = "cli"\nrounds = 5\n[data]\ndataset = "breast-cancer"\n[model]\nname = "logreg"\n'
+    )
     out = tmp_path / "out"
-    result = runner.invoke(app, ["simulate", str(job), "--out", str(out), "--rounds", "2",
-                                 "--seed", "5", "--baseline"])
+    result = runner.invoke(
+        app, ["simulate", str(job), "--out", str(out), "--rounds", "2", "--seed", "5", "--baseline"]
+    )
     assert result.exit_code == 0, result.output
     assert "round   2" in result.output
     assert "centralized baseline" in result.output

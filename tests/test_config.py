@@ -32,6 +32,27 @@ def test_misspelled_key_names_the_key_and_suggests_the_fix(tmp_path: Path) -> No
     assert str(path) in msg
 
 
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("training.lr", "training.learning_rate"),
+        ("training.learning_rte", "training.learning_rate"),
+        ("model.hiden", "model.hidden"),
+        ("aggregation.aggregater", "aggregation.aggregator"),
+        ("rouns", "rounds"),
+    ],
+)
+def test_suggestions_come_from_the_same_section(typo: str, meant: str) -> None:
+    section, _, leaf = typo.rpartition(".")
+    raw = small_job()
+    if section:
+        raw[section] = {**raw.get(section, {}), leaf: 1}
+    else:
+        raw[leaf] = 1
+    with pytest.raises(ConfigError, match=f"Did you mean '{meant}'"):
+        parse_job(raw, source="t")
+
+
 def test_unknown_enum_value_lists_the_choices(tmp_path: Path) -> None:
     path = write(tmp_path, '[data]\ndataset = "digits"\n[aggregation]\naggregator = "avg"\n')
     with pytest.raises(ConfigError, match=r"aggregation.aggregator.*'avg'.*mean"):

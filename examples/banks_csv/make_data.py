@@ -23,7 +23,14 @@ def main(out_dir: Path = HERE / "data", seed: int = 7) -> list[Path]:
     rng = np.random.default_rng(seed)
     data = frame.iloc[:, :8].copy()
     data.columns = [
-        "income", "balance", "tenure", "age", "utilization", "inquiries", "late_30d", "late_90d",
+        "income",
+        "balance",
+        "tenure",
+        "age",
+        "utilization",
+        "inquiries",
+        "late_30d",
+        "late_90d",
     ]
     data.insert(0, "customer_id", [f"C{i:05d}" for i in range(len(frame))])
     data["region"] = rng.choice(["north", "south", "east", "west"], size=len(frame))

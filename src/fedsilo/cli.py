@@ -38,21 +38,30 @@ def _fmt(value: float | None) -> str:
 
 
 def _final_table(metrics: dict) -> Table:
-    present = [m for m in METRICS if any(
-        m in row for row in [metrics["final"]["global"], *metrics["final"]["parties"].values(),
-                             metrics.get("baseline", {})]
-    )]
+    present = [
+        m
+        for m in METRICS
+        if any(
+            m in row
+            for row in [
+                metrics["final"]["global"],
+                *metrics["final"]["parties"].values(),
+                metrics.get("baseline", {}),
+            ]
+        )
+    ]
     table = Table(title="Final metrics", show_lines=False)
     table.add_column("scope", style="bold")
     for m in present:
         table.add_column(m, justify="right")
-    table.add_row("global (test split)", *(_fmt(metrics["final"]["global"].get(m)) for m in present))
+    table.add_row(
+        "global (test split)", *(_fmt(metrics["final"]["global"].get(m)) for m in present)
+    )
     for party, row in sorted(metrics["final"]["parties"].items()):
         table.add_row(f"party {party} (own held-out)", *(_fmt(row.get(m)) for m in present))
     if "baseline" in metrics:
         base = metrics["baseline"]
-        table.add_row("centralized baseline", *(_fmt(base.get(m)) for m in present),
-                      style="cyan")
+        table.add_row("centralized baseline", *(_fmt(base.get(m)) for m in present), style="cyan")
         fed, cen = metrics["final"]["global"].get("accuracy"), base.get("accuracy")
         if fed is not None and cen:
             table.caption = f"federated / centralized accuracy = {fed / cen:.4f}"
@@ -65,14 +74,19 @@ def simulate(
     out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("runs/job"),
     rounds: Annotated[int | None, typer.Option(help="override the job's rounds")] = None,
     seed: Annotated[int | None, typer.Option(help="override the job's seed")] = None,
-    baseline: Annotated[bool, typer.Option(
-        "--baseline", help="also train the same model on the pooled data, for comparison")
+    baseline: Annotated[
+        bool,
+        typer.Option(
+            "--baseline", help="also train the same model on the pooled data, for comparison"
+        ),
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a job with every party simulated on this machine."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         from fedsilo.config import load_job
         from fedsilo.simulation import simulate as run_simulation
@@ -80,15 +94,23 @@ def simulate(
         job = load_job(job_file)
         if rounds is not None or seed is not None:
             job = job.with_overrides(rounds=rounds, seed=seed)
-        console.print(f"[bold]fedsilo[/] simulating [bold]{job.name}[/]: {job.rounds} rounds, "
-                      f"seed {job.seed}")
-        with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
-                      MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
+        console.print(
+            f"[bold]fedsilo[/] simulating [bold]{job.name}[/]: {job.rounds} rounds, seed {job.seed}"
+        )
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
             task = progress.add_task("rounds", total=job.rounds)
 
             def on_round(record) -> None:  # type: ignore[no-untyped-def]
                 g = record.global_metrics
-                dropped = f"  dropped: {', '.join(sorted(record.failures))}" if record.failures else ""
+                dropped = (
+                    f"  dropped: {', '.join(sorted(record.failures))}" if record.failures else ""
+                )
                 progress.console.print(
                     f"round {record.round:>3}  loss {_fmt(g.get('loss'))}  "
                     f"accuracy {_fmt(g.get('accuracy'))}  ({record.duration_s:.2f} s){dropped}"

@@ -25,8 +25,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from fedsilo.aggregation import AggregatorKind, AggregatorSpec, ServerOptimizerKind
-from fedsilo.aggregation import ServerOptimizerSpec
+from fedsilo.aggregation import (
+    AggregatorKind,
+    AggregatorSpec,
+    ServerOptimizerKind,
+    ServerOptimizerSpec,
+)
 from fedsilo.data.partition import PartitionKind
 from fedsilo.data.preprocess import MissingPolicy
 from fedsilo.data.tabular import ColumnType
@@ -230,7 +234,9 @@ def _resolve_paths(job: JobConfig, base_dir: Path) -> JobConfig:
     def fix(p: Path | None) -> Path | None:
         return p if p is None or p.is_absolute() else (base_dir / p)
 
-    data = job.data.model_copy(update={"path": fix(job.data.path), "test_path": fix(job.data.test_path)})
+    data = job.data.model_copy(
+        update={"path": fix(job.data.path), "test_path": fix(job.data.test_path)}
+    )
     parties = [p.model_copy(update={"path": fix(p.path)}) for p in job.parties]
     return job.model_copy(update={"data": data, "parties": parties})
 
@@ -249,6 +255,33 @@ def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
+def _suggest(key: str, known: list[str]) -> str | None:
+    """The known key a misspelled or abbreviated ``key`` most likely meant.
+
+    Candidates are the siblings of ``key`` (same section); a close spelling wins, then an
+    abbreviation by word initials (``lr`` -> ``learning_rate``) or by letters in order.
+    """
+    parent, _, leaf = key.rpartition(".")
+    prefix = parent + "." if parent else ""
+    siblings = [
+        k[len(prefix) :] for k in known if k.startswith(prefix) and "." not in k[len(prefix) :]
+    ]
+    close = difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.6)
+    if close:
+        return prefix + close[0]
+    lowered = leaf.lower().replace("-", "_")
+    for cand in siblings:
+        if "".join(w[0] for w in cand.split("_") if w) == lowered:
+            return prefix + cand
+
+    def in_order(small: str, big: str) -> bool:
+        it = iter(big)
+        return all(ch in it for ch in small)
+
+    ordered = [c for c in siblings if c[0] == lowered[:1] and in_order(lowered, c)]
+    return prefix + min(ordered, key=len) if ordered else None
+
+
 def _explain(exc: ValidationError, source: str) -> str:
     known = _known_keys(JobConfig)
     lines = [f"{source}: the job configuration is invalid:"]
@@ -257,8 +290,8 @@ def _explain(exc: ValidationError, source: str) -> str:
         idx = next((p for p in err["loc"] if isinstance(p, int)), None)
         where = loc + (f" (entry {idx + 1})" if idx is not None else "")
         if err["type"] == "extra_forbidden":
-            hint = difflib.get_close_matches(loc, known, n=1, cutoff=0.6)
-            tip = f" Did you mean '{hint[0]}'?" if hint else ""
+            hint = _suggest(loc, known)
+            tip = f" Did you mean '{hint}'?" if hint else ""
             lines.append(f"  key '{where}' is not a known key.{tip}")
         elif err["type"] == "enum":
             expected = err.get("ctx", {}).get("expected", "")

@@ -2,8 +2,8 @@
 
 ``Result.save(out_dir)`` writes:
 
-* ``model.safetensors``: the global parameters; the metadata holds the model spec and the
-  preprocessing plan (JSON), so the file alone is enough to rebuild and use the model.
+* ``model.safetensors``: the global parameters; the metadata key ``fedsilo`` holds JSON with
+  the model spec, classes and preprocessing plan, so the file alone rebuilds and uses the model.
 * ``metrics.json``: ``final.global.<metric>``, ``final.parties.<name>.<metric>``,
   ``rounds[i].global.<metric>``, ``rounds[i].parties...``, ``baseline.<metric>`` (with a
   baseline), the data summary and the job config.
@@ -82,8 +82,11 @@ class Result:
                 "parties": s.summary,
             },
             "rounds": [
-                {**r.to_json(), "global": _clean(r.global_metrics),
-                 "parties": {p: _clean(m) for p, m in r.party_metrics.items()}}
+                {
+                    **r.to_json(),
+                    "global": _clean(r.global_metrics),
+                    "parties": {p: _clean(m) for p, m in r.party_metrics.items()},
+                }
                 for r in self.history
             ],
             "final": {
@@ -113,14 +116,17 @@ class Result:
         return paths
 
     def save_model(self, path: Path) -> None:
+        # One metadata key: safetensors keeps metadata in a hash map, so several keys would be
+        # written in a varying order and the same model would not give the same bytes.
         meta = {
             "fedsilo_version": __version__,
-            "model_spec": json.dumps(self.setup.model_spec.to_json(), sort_keys=True),
-            "classes": json.dumps(list(self.setup.classes)),
+            "model_spec": self.setup.model_spec.to_json(),
+            "classes": list(self.setup.classes),
+            "preprocess": None if self.setup.plan is None else self.setup.plan.to_json(),
         }
-        if self.setup.plan is not None:
-            meta["preprocess"] = json.dumps(self.setup.plan.to_json(), sort_keys=True)
-        save_file({k: np.ascontiguousarray(v) for k, v in self.params.items()}, str(path), meta)
+        text = json.dumps(meta, sort_keys=True, allow_nan=False, separators=(",", ":"))
+        arrays = {k: np.ascontiguousarray(v) for k, v in self.params.items()}
+        save_file(arrays, str(path), {"fedsilo": text})
 
     def _write_csv(self, path: Path) -> None:
         with path.open("w", newline="") as fh:

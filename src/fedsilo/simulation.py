@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fedsilo.config import JobConfig, load_job, parse_job
-from fedsilo.data.builtin import load_builtin
+from fedsilo.data.builtin import BuiltinDataset, load_builtin
 from fedsilo.data.partition import (
     ByColumnPartitioner,
     DirichletPartitioner,
@@ -55,12 +55,16 @@ def _partition(job: JobConfig, labels: np.ndarray, column: pd.Series | None) -> 
         return IidPartitioner(num_partitions=d.num_parties, seed=seed).partition(labels)
     if d.partition is PartitionKind.DIRICHLET:
         return DirichletPartitioner(
-            num_partitions=d.num_parties, seed=seed, alpha=d.alpha,
+            num_partitions=d.num_parties,
+            seed=seed,
+            alpha=d.alpha,
             min_partition_size=d.min_partition_size,
         ).partition(labels)
     if d.partition is PartitionKind.QUANTITY_SKEW:
         return QuantitySkewPartitioner(
-            num_partitions=d.num_parties, seed=seed, alpha=d.alpha,
+            num_partitions=d.num_parties,
+            seed=seed,
+            alpha=d.alpha,
             min_partition_size=d.min_partition_size,
         ).partition(labels)
     assert column is not None
@@ -93,24 +97,31 @@ def _split_column(job: JobConfig, table: pd.DataFrame, where: str) -> pd.Series 
     return table[col]
 
 
+def _from_party_files(job: JobConfig) -> SimulatedData:
+    parties = {}
+    for p in job.parties:
+        assert p.path is not None
+        parties[p.name] = LocalData(str(p.path), table=read_party_table(p.path, party=p.name))
+    test = None
+    if job.data.test_path is not None:
+        table = read_party_table(job.data.test_path, party="test set")
+        test = LocalData(str(job.data.test_path), table=table)
+    return SimulatedData(parties, test, job.data.label or BUILTIN_LABEL)
+
+
 def load_simulated_data(job: JobConfig) -> SimulatedData:
     """Build every party's local rows (and the central test split) from the job's source."""
-    d = job.data
     if job.parties:
-        parties = {}
-        for p in job.parties:
-            assert p.path is not None
-            parties[p.name] = LocalData(str(p.path), table=read_party_table(p.path, party=p.name))
-        test = None
-        if d.test_path is not None:
-            table = read_party_table(d.test_path, party="test set")
-            test = LocalData(str(d.test_path), table=table)
-        return SimulatedData(parties, test, d.label or BUILTIN_LABEL)
-
+        return _from_party_files(job)
+    d = job.data
+    table: pd.DataFrame | None
+    ds: BuiltinDataset | None = None
     if d.dataset is not None:
         if d.label is not None or d.id is not None:
-            raise ConfigError("data.label and data.id apply to file data; built-in datasets "
-                              "name their own label. Remove them or use data.path.")
+            raise ConfigError(
+                "data.label and data.id apply to file data; built-in datasets "
+                "name their own label. Remove them or use data.path."
+            )
         ds = load_builtin(d.dataset)
         labels = np.asarray(ds.labels)
         label_name = BUILTIN_LABEL
@@ -123,12 +134,13 @@ def load_simulated_data(job: JobConfig) -> SimulatedData:
         assert d.path is not None and d.label is not None
         table = read_party_table(d.path, party="simulation source")
         if d.label not in table.columns:
-            raise ConfigError(f"data.label = {d.label!r} is not a column of {d.path}; columns "
-                              f"are: {', '.join(map(str, table.columns))}")
+            raise ConfigError(
+                f"data.label = {d.label!r} is not a column of {d.path}; columns "
+                f"are: {', '.join(map(str, table.columns))}"
+            )
         labels = pd.factorize(table[d.label].astype(str), sort=True)[0]
         label_name = d.label
         where = str(d.path)
-        ds = None
 
     train_idx, test_idx = _test_split(len(labels), job, labels)
     column = None if table is None else _split_column(job, table.iloc[train_idx], where)
@@ -139,8 +151,9 @@ def load_simulated_data(job: JobConfig) -> SimulatedData:
         if table is not None:
             return LocalData(source, table=table.iloc[idx].reset_index(drop=True))
         assert ds is not None and ds.images is not None
-        return LocalData(source, images=ds.images[idx], labels=labels[idx],
-                         classes=tuple(ds.class_names))
+        return LocalData(
+            source, images=ds.images[idx], labels=labels[idx], classes=tuple(ds.class_names)
+        )
 
     parties = {
         name: rows(train_idx[part], f"{where} (simulated party {name})")
@@ -189,7 +202,9 @@ def train_baseline(
     train_x, train_y, hold_x, hold_y = [], [], [], []
     for i, name in enumerate(setup.parties):
         x, y = _features(sim.parties[name], setup, name)
-        tr, ho = split_holdout(len(y), job.data.holdout_fraction, derive_seed(job.seed, "holdout", i))
+        tr, ho = split_holdout(
+            len(y), job.data.holdout_fraction, derive_seed(job.seed, "holdout", i)
+        )
         train_x.append(x[tr])
         train_y.append(y[tr])
         hold_x.append(x[ho])
@@ -197,11 +212,20 @@ def train_baseline(
     model = build_model(setup.model_spec, seed=job.seed)
     t = job.training
     cfg = LocalTrainConfig(
-        epochs=t.epochs * job.rounds, batch_size=t.batch_size, learning_rate=t.learning_rate,
-        optimizer=t.optimizer.value, momentum=t.momentum, weight_decay=t.weight_decay,
+        epochs=t.epochs * job.rounds,
+        batch_size=t.batch_size,
+        learning_rate=t.learning_rate,
+        optimizer=t.optimizer.value,
+        momentum=t.momentum,
+        weight_decay=t.weight_decay,
     )
-    train_local(model, np.concatenate(train_x), np.concatenate(train_y), cfg,
-                seed=derive_seed(job.seed, "baseline"))
+    train_local(
+        model,
+        np.concatenate(train_x),
+        np.concatenate(train_y),
+        cfg,
+        seed=derive_seed(job.seed, "baseline"),
+    )
     if evaluator is not None:
         x_test, y_test = evaluator.features_and_labels
     else:

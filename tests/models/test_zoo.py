@@ -21,7 +21,7 @@ def test_cnn_on_images_gives_one_logit_per_class() -> None:
 
 
 def test_cnn_on_tabular_data_is_refused_with_advice() -> None:
-    with pytest.raises(ModelError, match="image input.*Use 'mlp' or 'logreg'"):
+    with pytest.raises(ModelError, match=r"image input.*Use 'mlp' or 'logreg'"):
         build_model(ModelSpec("cnn", (30,), 2), seed=0)
 
 
@@ -37,7 +37,7 @@ def test_import_path_factory_is_used() -> None:
 
 
 def test_import_path_to_missing_module_says_where_to_install() -> None:
-    with pytest.raises(ModelError, match="cannot import module 'nope_pkg'"):
+    with pytest.raises(ModelError, match=r"cannot import module 'nope_pkg\.m'.*PYTHONPATH"):
         build_model(ModelSpec("nope_pkg.m:make", (6,), 3), seed=0)
 
 

@@ -87,7 +87,9 @@ def test_one_round_of_fedavg_is_the_example_weighted_mean_of_party_models() -> N
     agents = {n: Spy(PartyAgent(n, d)) for n, d in sim.parties.items()}
     outcome = Coordinator(job, InProcessTransport(agents)).run()
     weights = np.array([seen[p][1] for p in sorted(seen)], dtype=np.float64)
-    expected = (np.stack([seen[p][0] for p in sorted(seen)]) * weights[:, None]).sum(0) / weights.sum()
+    expected = (np.stack([seen[p][0] for p in sorted(seen)]) * weights[:, None]).sum(
+        0
+    ) / weights.sum()
     np.testing.assert_allclose(flatten(outcome.params), expected, rtol=1e-6, atol=1e-7)
 
 
@@ -101,7 +103,9 @@ def test_too_few_valid_updates_fails_the_round_with_reasons() -> None:
 
 
 def test_client_sampling_takes_the_configured_fraction() -> None:
-    raw = small_job(rounds=4, data={"num_parties": 6}, selection={"fraction": 0.5, "min_parties": 2})
+    raw = small_job(
+        rounds=4, data={"num_parties": 6}, selection={"fraction": 0.5, "min_parties": 2}
+    )
     outcome = run(raw)
     sizes = {len(r.participants) for r in outcome.history}
     assert sizes == {3}

@@ -15,10 +15,21 @@ def test_round_trip_keeps_header_and_arrays_exactly() -> None:
     original = message(w=np.arange(6, dtype=np.float32).reshape(2, 3), b=np.ones(2, np.float64))
     decoded = Message.decode(original.encode())
     assert (decoded.kind, decoded.job_id, decoded.round, decoded.sender) == (
-        TaskKind.FIT, "job", 4, "bank-a")
+        TaskKind.FIT,
+        "job",
+        4,
+        "bank-a",
+    )
     assert decoded.body == original.body
     assert decoded.arrays["w"].dtype == np.float32
     np.testing.assert_array_equal(decoded.arrays["w"], original.arrays["w"])
+
+
+def test_array_order_is_preserved_whatever_the_names() -> None:
+    names = ["z.weight", "a.bias", "m.weight", "1.weight", "1.bias", "0.bias"]
+    original = message(**{n: np.full(3, i, np.float32) for i, n in enumerate(names)})
+    for _ in range(5):
+        assert list(Message.decode(original.encode()).arrays) == names
 
 
 def test_message_without_arrays_round_trips() -> None:

@@ -52,9 +52,7 @@ __all__ = [
 def _as_updates(updates: np.ndarray) -> FloatArray:
     array = np.asarray(updates)
     if array.dtype.kind not in "iuf":
-        raise AggregationError(
-            f"updates must be a real numeric array, got dtype {array.dtype}"
-        )
+        raise AggregationError(f"updates must be a real numeric array, got dtype {array.dtype}")
     if array.ndim != 2:
         raise AggregationError(
             "updates must have shape (n_parties, n_params), one flattened vector per party; "
@@ -133,7 +131,8 @@ def coordinate_median(updates: np.ndarray, weights: np.ndarray) -> FloatArray:
     a coordinate is the mean of its two middle values.
     """
     values, _ = _validated(updates, weights)
-    result: FloatArray = np.median(values, axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):  # reported by _finite_result
+        result: FloatArray = np.median(values, axis=0)
     return _finite_result(result, "coordinate-wise median")
 
 
@@ -141,7 +140,7 @@ def trimmed_mean(updates: np.ndarray, weights: np.ndarray, *, trim_ratio: float)
     """Coordinate-wise trimmed mean (Yin et al. 2018, Alg. 1 option II, with beta = trim_ratio).
 
     For each coordinate separately, sort the ``n`` parties' values, drop the
-    ``floor(trim_ratio * n)`` smallest and the as many largest, and average the rest.
+    ``floor(trim_ratio * n)`` smallest and as many of the largest, and average the rest.
     Unweighted, as in the paper: ``weights`` are validated and then ignored.
     ``trim_ratio`` must lie in ``[0, 0.5)``; ``trim_ratio = 0`` is the plain unweighted mean.
     The floor tolerates float rounding (``0.29 * 100`` trims 29, not 28).
@@ -157,7 +156,8 @@ def trimmed_mean(updates: np.ndarray, weights: np.ndarray, *, trim_ratio: float)
             f"{n_parties} parties, leaving none to average; lower trim_ratio"
         )
     kept = np.sort(values, axis=0)[n_trimmed : n_parties - n_trimmed]
-    result: FloatArray = kept.mean(axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):  # reported by _finite_result
+        result: FloatArray = kept.mean(axis=0)
     return _finite_result(result, "trimmed mean")
 
 
@@ -192,9 +192,10 @@ def _krum_scores(values: FloatArray, num_byzantine: int) -> FloatArray:
     scores = np.empty(n_parties, dtype=np.float64)
     for i in range(n_parties):
         # Row by row keeps memory at O(n * n_params) instead of O(n^2 * n_params).
-        squared = np.sum((values - values[i]) ** 2, axis=1)
-        others = np.delete(squared, i)
-        scores[i] = np.sort(others)[:n_neighbours].sum()
+        # Far-away parties may overflow to an infinite distance; that only ranks them last.
+        with np.errstate(over="ignore", invalid="ignore"):
+            squared = np.sum((values - values[i]) ** 2, axis=1)
+            scores[i] = np.sort(np.delete(squared, i))[:n_neighbours].sum()
     return scores
 
 
@@ -303,9 +304,7 @@ def _spec_krum(spec: AggregatorSpec, updates: np.ndarray, weights: np.ndarray) -
     return krum(updates, weights, num_byzantine=spec.num_byzantine, num_selected=1)
 
 
-def _spec_multi_krum(
-    spec: AggregatorSpec, updates: np.ndarray, weights: np.ndarray
-) -> FloatArray:
+def _spec_multi_krum(spec: AggregatorSpec, updates: np.ndarray, weights: np.ndarray) -> FloatArray:
     n_parties = np.shape(updates)[0] if np.ndim(updates) >= 1 else 0
     selected = spec.num_selected
     if selected is None:

@@ -20,7 +20,9 @@ def get_params(model: nn.Module) -> Params:
 
 
 def set_params(model: nn.Module, params: Params) -> None:
-    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in params.items()}, strict=True)
+    model.load_state_dict(
+        {k: torch.from_numpy(np.array(v)) for k, v in params.items()}, strict=True
+    )
 
 
 def flatten(params: Params) -> np.ndarray:

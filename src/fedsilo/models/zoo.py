@@ -105,8 +105,10 @@ def _from_import_path(spec: ModelSpec) -> nn.Module:
         raise ModelError(f"model {spec.name!r}: {module_name} has no callable {attr!r}")
     model = factory(input_shape=spec.input_shape, num_classes=spec.num_classes, **spec.options)
     if not isinstance(model, nn.Module):
-        raise ModelError(f"model {spec.name!r}: the factory returned {type(model).__name__}, "
-                         "not a torch.nn.Module")
+        raise ModelError(
+            f"model {spec.name!r}: the factory returned {type(model).__name__}, "
+            "not a torch.nn.Module"
+        )
     return model
 
 

@@ -52,10 +52,10 @@ def palette(n: int) -> list[RGBA]:
 
 
 def to_data_uri(fig: Figure) -> str:
-    canvas = FigureCanvasAgg(fig)
+    FigureCanvasAgg(fig)  # attaches itself to the figure: Agg, whatever the global backend
     buf = io.BytesIO()
     # No "Software" text chunk: the bytes then depend on the data only, not the version.
-    canvas.print_png(buf, metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -71,6 +71,12 @@ def _style(ax: Axes) -> None:
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.tick_params(labelsize=8)
+
+
+def _ink_on(color: RGBA) -> str:
+    """White or near-black text, whichever reads better on ``color``."""
+    r, g, b, _ = color
+    return "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.6 else GLOBAL_COLOR
 
 
 def _values(series: Sequence[float | None]) -> list[float]:
@@ -95,19 +101,42 @@ def convergence(report: Report) -> str | None:
             ys = _values([r.parties.get(party, {}).get(metric) for r in report.rounds])
             if all(math.isnan(y) for y in ys):
                 continue
-            (line,) = ax.plot(xs, ys, color=colors[party], alpha=0.45, linewidth=1.1,
-                              marker="o", markersize=2.5, label=label_text(party))
+            (line,) = ax.plot(
+                xs,
+                ys,
+                color=colors[party],
+                alpha=0.45,
+                linewidth=1.1,
+                marker="o",
+                markersize=2.5,
+                label=label_text(party),
+            )
             handles.setdefault(party, line)
         ys = _values([r.global_metrics.get(metric) for r in report.rounds])
-        (line,) = ax.plot(xs, ys, color=GLOBAL_COLOR, linewidth=2.2, marker="o",
-                          markersize=4, label="global", zorder=5)
+        (line,) = ax.plot(
+            xs,
+            ys,
+            color=GLOBAL_COLOR,
+            linewidth=2.2,
+            marker="o",
+            markersize=4,
+            label="global",
+            zorder=5,
+        )
         handles.setdefault("\0global", line)
         base = report.baseline.get(metric) if report.baseline is not None else None
         if base is not None:
-            line = ax.axhline(base, color=BASELINE_COLOR, linestyle="--", linewidth=1.4,
-                              label="centralized baseline", zorder=4)
+            line = ax.axhline(
+                base,
+                color=BASELINE_COLOR,
+                linestyle="--",
+                linewidth=1.4,
+                label="centralized baseline",
+                zorder=4,
+            )
             handles.setdefault("\0baseline", line)
-        ax.set_title(f"Global {metric_label(metric).lower()}", fontsize=10, loc="left")
+        ax.set_title(f"{metric_label(metric)} per round", fontsize=10, loc="left")
+        ax.margins(y=0.08)
         ax.set_xlabel("round", fontsize=9)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ordered = [handles[k] for k in ("\0global", "\0baseline") if k in handles]
@@ -116,52 +145,85 @@ def convergence(report: Report) -> str | None:
         ordered += party_lines
     elif party_lines:
         ordered.append(Line2D([], [], color="grey", alpha=0.45, label="each party"))
-    fig.legend(handles=ordered, loc="outside lower center", ncol=min(len(ordered), 6),
-               fontsize=8, frameon=False)
+    fig.legend(
+        handles=ordered,
+        loc="outside lower center",
+        ncol=min(len(ordered), 6),
+        fontsize=8,
+        frameon=False,
+    )
     return to_data_uri(fig)
 
 
+def _zoomed_limits(values: list[float]) -> tuple[float, float]:
+    """Axis limits that make differences between parties visible: from a round tenth below
+    the lowest value (never below 0), with a little room past the highest."""
+    lo, hi = min(values), max(values)
+    low = max(0.0, math.floor((lo - 0.1) * 10) / 10) if lo >= 0 else lo * 1.1
+    return low, hi + max(hi - low, 0.1) * 0.04
+
+
 def party_bars(report: Report) -> str | None:
-    """Final accuracy / F1 / AUC per party, the global value as a dashed reference line."""
+    """Final accuracy / F1 / AUC per party (horizontal bars, one panel per metric), with the
+    global model (dashed) and the centralized baseline (dotted) as reference lines."""
     parties = [p for p in report.parties if p in report.final_parties]
     names = set(report.metric_names())
     panels = [
-        m for m in BAR_METRICS
+        m
+        for m in BAR_METRICS
         if m in names and any(report.final_parties[p].get(m) is not None for p in parties)
     ]
     if not parties or not panels:
         return None
     colors = dict(zip(report.parties, palette(len(report.parties)), strict=True))
-    width = max(3.4 * len(panels), min(0.45 * len(parties) * len(panels) + 2, 14.0))
-    rotate = len(parties) > 4 or max(len(p) for p in parties) > 10
-    fig = _new_figure(min(width, 14.0), 3.6 if not rotate else 4.2)
-    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
-    highest = 1.0
+    fig = _new_figure(10.0, max(2.4, 1.1 + 0.36 * len(parties)))
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True, sharex=True)[0]
+    shown: list[float] = []
+    handles: dict[str, Line2D] = {}
+    rows = list(range(len(parties)))
     for ax, metric in zip(axes, panels, strict=True):
         _style(ax)
-        ax.grid(False, axis="x")
+        ax.grid(False, axis="y")
         values = [report.final_parties[p].get(metric) for p in parties]
-        highest = max([highest, *(v for v in values if v is not None)])
-        heights = _values(values)
-        positions = list(range(len(parties)))
-        bars = ax.bar(positions, heights, color=[colors[p] for p in parties], width=0.7)
-        if len(parties) <= 8:
-            ax.bar_label(bars, labels=["" if v is None else f"{v:.3f}" for v in values],
-                         fontsize=7, padding=2)
-        ax.set_xticks(positions, [label_text(p) for p in parties],
-                      rotation=30 if rotate else 0, ha="right" if rotate else "center")
+        bars = ax.barh(rows, _values(values), color=[colors[p] for p in parties], height=0.7)
+        texts = ax.bar_label(
+            bars,
+            labels=["" if v is None else f"{v:.3f}" for v in values],
+            label_type="center",
+            fontsize=7,
+            fontweight="bold",
+        )
+        for text, party in zip(texts, parties, strict=True):
+            text.set_color(_ink_on(colors[party]))
+        shown.extend(v for v in values if v is not None)
         ref = report.final_global.get(metric)
         if ref is not None:
-            ax.axhline(ref, color=GLOBAL_COLOR, linestyle="--", linewidth=1.3,
-                       label=f"global {ref:.3f}")
+            handles["global"] = ax.axvline(
+                ref, color=GLOBAL_COLOR, linestyle="--", linewidth=1.4, label="global model"
+            )
+            shown.append(ref)
         base = report.baseline.get(metric) if report.baseline is not None else None
         if base is not None:
-            ax.axhline(base, color=BASELINE_COLOR, linestyle=":", linewidth=1.3,
-                       label=f"centralized {base:.3f}")
-        if ref is not None or base is not None:
-            ax.legend(loc="lower right", fontsize=7, framealpha=0.9)
+            handles["baseline"] = ax.axvline(
+                base,
+                color=BASELINE_COLOR,
+                linestyle=":",
+                linewidth=1.6,
+                label="centralized baseline",
+            )
+            shown.append(base)
         ax.set_title(f"Final {metric_label(metric)}", fontsize=10, loc="left")
-    axes[0].set_ylim(0, highest * 1.08)
+    axes[0].set_yticks(rows, [label_text(p) for p in parties])
+    axes[0].invert_yaxis()
+    axes[0].set_xlim(*_zoomed_limits(shown))
+    if handles:
+        fig.legend(
+            handles=list(handles.values()),
+            loc="outside lower center",
+            ncol=len(handles),
+            fontsize=8,
+            frameon=False,
+        )
     return to_data_uri(fig)
 
 
@@ -169,8 +231,7 @@ def label_distribution(report: Report) -> str | None:
     """Stacked horizontal bars: each party's training label counts by class."""
     parties = [p for p, d in report.party_data.items() if d.label_counts]
     classes = [
-        c for c in report.classes
-        if any(report.party_data[p].label_counts.get(c) for p in parties)
+        c for c in report.classes if any(report.party_data[p].label_counts.get(c) for p in parties)
     ]
     if not parties or not classes:
         return None
@@ -183,14 +244,29 @@ def label_distribution(report: Report) -> str | None:
     left = [0.0] * len(parties)
     for cls, color in zip(classes, colors, strict=True):
         counts = [float(report.party_data[p].label_counts.get(cls) or 0) for p in parties]
-        ax.barh(rows, counts, left=left, color=color, height=0.65, label=label_text(cls),
-                edgecolor="white", linewidth=0.4)
+        ax.barh(
+            rows,
+            counts,
+            left=left,
+            color=color,
+            height=0.65,
+            label=label_text(cls),
+            edgecolor="white",
+            linewidth=0.4,
+        )
         left = [a + b for a, b in zip(left, counts, strict=True)]
     ax.set_yticks(rows, [label_text(p) for p in parties])
     ax.invert_yaxis()
     ax.set_xlabel("training examples", fontsize=9)
     ax.set_title("Label distribution per party", fontsize=10, loc="left")
     if len(classes) <= MAX_LEGEND_CLASSES:
-        ax.legend(title="label", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, title_fontsize=8, frameon=False,
-                  ncol=1 if len(classes) <= 10 else 2)
+        ax.legend(
+            title="label",
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            fontsize=7,
+            title_fontsize=8,
+            frameon=False,
+            ncol=1 if len(classes) <= 10 else 2,
+        )
     return to_data_uri(fig)

@@ -136,9 +136,14 @@ class Coordinator:
             selected = select_parties(online, self.job, rnd, attempt)
             tasks = {
                 p: Message(
-                    TaskKind.FIT, self.job.name, rnd, COORDINATOR,
-                    {"training": self._training_body,
-                     "seed": derive_seed(self.job.seed, "fit", rnd, index.get(p, -1))},
+                    TaskKind.FIT,
+                    self.job.name,
+                    rnd,
+                    COORDINATOR,
+                    {
+                        "training": self._training_body,
+                        "seed": derive_seed(self.job.seed, "fit", rnd, index.get(p, -1)),
+                    },
                     params,
                 )
                 for p in selected
@@ -156,7 +161,10 @@ class Coordinator:
                 break
             log.warning(
                 "round %d attempt %d: %d valid replies, %d needed; retrying",
-                rnd, attempt + 1, len(accepted), self.job.selection.min_parties,
+                rnd,
+                attempt + 1,
+                len(accepted),
+                self.job.selection.min_parties,
             )
         else:
             reasons = "; ".join(f"{p}: {why}" for p, why in sorted(failures.items()))
@@ -203,7 +211,8 @@ class Coordinator:
             raise ProtocolError(
                 f"declared {n} training examples; setup reported {declared} for this party"
             )
-        return reply.arrays, n, loss
+        # Same order as the global parameters, whatever order the party sent them in.
+        return {name: reply.arrays[name] for name in params}, n, loss
 
     def _aggregate(self, params: Params, accepted: dict[str, tuple[Params, int, float]]) -> Params:
         base = flatten(params)
@@ -216,8 +225,10 @@ class Coordinator:
     def _evaluate(
         self, rnd: int, params: Params, parties: list[str], failures: dict[str, str]
     ) -> tuple[dict[str, dict[str, float]], EvalStats | None]:
-        tasks = {p: Message(TaskKind.EVALUATE, self.job.name, rnd, COORDINATOR, {}, params)
-                 for p in parties}
+        tasks = {
+            p: Message(TaskKind.EVALUATE, self.job.name, rnd, COORDINATOR, {}, params)
+            for p in parties
+        }
         gathered = self.transport.exchange(tasks, timeout_s=self.job.selection.timeout_s)
         metrics: dict[str, dict[str, float]] = {}
         merged: EvalStats | None = None

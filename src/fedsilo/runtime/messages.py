@@ -58,6 +58,7 @@ class Message:
             "round": self.round,
             "sender": self.sender,
             "body": self.body,
+            "arrays": list(self.arrays),  # safetensors does not keep insertion order
         }
         text = json.dumps(header, sort_keys=True, allow_nan=False, separators=(",", ":"))
         arrays = {k: np.ascontiguousarray(v) for k, v in self.arrays.items()}
@@ -66,12 +67,18 @@ class Message:
     @classmethod
     def decode(cls, data: bytes, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message:
         if len(data) > max_bytes:
-            raise ProtocolError(f"message of {len(data):,} bytes exceeds the {max_bytes:,}-byte limit")
+            raise ProtocolError(
+                f"message of {len(data):,} bytes exceeds the {max_bytes:,}-byte limit"
+            )
         try:
             header_len = int.from_bytes(data[:8], "little")
             meta = json.loads(data[8 : 8 + header_len]).get("__metadata__", {})
             header = json.loads(meta["fedsilo"])
-            arrays = dict(st_load(data))
+            loaded = st_load(data)
+            order = [str(name) for name in header.get("arrays", sorted(loaded))]
+            if sorted(order) != sorted(loaded):
+                raise ValueError("array names in the header and the payload differ")
+            arrays = {name: loaded[name] for name in order}
         except (SafetensorError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ProtocolError(f"malformed message: {exc}") from None
         if header.get("version") != SCHEMA_VERSION:
@@ -93,7 +100,9 @@ class Message:
             raise ProtocolError(f"malformed message header: {exc}") from None
         for name, arr in arrays.items():
             if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-                raise ProtocolError(f"array {name!r} from {msg.sender!r} has NaN or infinite values")
+                raise ProtocolError(
+                    f"array {name!r} from {msg.sender!r} has NaN or infinite values"
+                )
         return msg
 
 

@@ -53,7 +53,9 @@ class LocalData:
     def __post_init__(self) -> None:
         if (self.table is None) == (self.images is None):
             raise ValueError("LocalData holds either a table or images")
-        if self.images is not None and (self.labels is None or len(self.labels) != len(self.images)):
+        if self.images is not None and (
+            self.labels is None or len(self.labels) != len(self.images)
+        ):
             raise ValueError("image data needs one label per image")
 
     @property
@@ -94,9 +96,7 @@ class PartyAgent:
             return self._error(task.kind, task.job_id, task.round, str(exc), type(exc).__name__)
         except Exception as exc:  # a party must answer, whatever broke
             log.exception("party %s failed on %s", self.name, task.kind.value)
-            return self._error(
-                task.kind, task.job_id, task.round, f"{type(exc).__name__}: {exc}"
-            )
+            return self._error(task.kind, task.job_id, task.round, f"{type(exc).__name__}: {exc}")
         return Message(task.kind, task.job_id, task.round, self.name, body, arrays).encode()
 
     def _error(
@@ -121,12 +121,20 @@ class PartyAgent:
         d = self._data
         if d.table is None:
             assert d.images is not None
-            return {"kind": "image", "shape": list(d.images.shape[1:]), "rows": d.num_rows,
-                    "classes": list(d.classes)}
+            return {
+                "kind": "image",
+                "shape": list(d.images.shape[1:]),
+                "rows": d.num_rows,
+                "classes": list(d.classes),
+            }
         declared = {k: ColumnType(v) for k, v in body.get("columns", {}).items()}
         self._schema = infer_schema(
-            d.table, label=str(body["label"]), id_column=body.get("id"),
-            declared=declared or None, party=self.name, source=d.source,
+            d.table,
+            label=str(body["label"]),
+            id_column=body.get("id"),
+            declared=declared or None,
+            party=self.name,
+            source=d.source,
         )
         return {"kind": "tabular", "schema": self._schema.to_json(), "rows": d.num_rows}
 
@@ -168,8 +176,8 @@ class PartyAgent:
         num_classes = self._model_spec.num_classes
         counts = np.bincount(labels[train_idx], minlength=num_classes)
         return {
-            "train_examples": int(len(train_idx)),
-            "holdout_examples": int(len(holdout_idx)),
+            "train_examples": len(train_idx),
+            "holdout_examples": len(holdout_idx),
             "label_counts": [int(c) for c in counts],
         }
 
@@ -199,7 +207,7 @@ class PartyAgent:
         proba = predict_proba(model, features)
         stats = EvalStats.from_predictions(labels, proba)
         return {
-            "num_examples": int(len(labels)),
+            "num_examples": len(labels),
             "metrics": classification_metrics(labels, proba),
             "stats": stats.to_json(),
         }

@@ -67,7 +67,9 @@ def train_local(
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(x[idx]), y[idx])
             if anchor:
-                prox = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
+                prox = sum(
+                    ((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True)
+                )
                 loss = loss + 0.5 * cfg.proximal_mu * prox
             loss.backward()
             optimizer.step()
@@ -82,7 +84,9 @@ def predict_proba(model: nn.Module, features: np.ndarray, *, batch_size: int = 2
     out = []
     with torch.no_grad():
         for start in range(0, len(features), batch_size):
-            xb = torch.from_numpy(np.ascontiguousarray(features[start : start + batch_size], dtype=np.float32))
+            xb = torch.from_numpy(
+                np.ascontiguousarray(features[start : start + batch_size], dtype=np.float32)
+            )
             out.append(torch.softmax(model(xb), dim=1).double().numpy())
     if not out:
         return np.zeros((0, 0))

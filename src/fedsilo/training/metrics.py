@@ -82,9 +82,7 @@ class EvalStats:
         hist = None
         if num_classes == 2:
             bins = np.minimum((proba[:, 1] * AUC_BINS).astype(np.int64), AUC_BINS - 1)
-            hist = np.stack(
-                [np.bincount(bins[labels == c], minlength=AUC_BINS) for c in (0, 1)]
-            )
+            hist = np.stack([np.bincount(bins[labels == c], minlength=AUC_BINS) for c in (0, 1)])
         return cls(_loss_sum(labels, proba), _confusion(labels, proba.argmax(1), num_classes), hist)
 
     def merge(self, other: EvalStats) -> EvalStats:

@@ -93,7 +93,8 @@ def counts_from_proportions(proportions: np.ndarray, total: int) -> IndexArray:
     cuts = np.floor(np.cumsum(proportions) * total).astype(np.int64)
     cuts = np.clip(cuts, 0, total)
     cuts[-1] = total
-    return np.diff(cuts, prepend=np.int64(0))
+    counts: IndexArray = np.diff(cuts, prepend=np.int64(0))
+    return counts
 
 
 def split_by_counts(rows: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:

