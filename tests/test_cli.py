@@ -29,8 +29,8 @@ def test_simulate_writes_outputs_and_prints_final_table(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "round   2" in result.output
-    assert "centralized baseline" in result.output
-    assert "party party-3" in result.output
+    assert "baseline (pooled)" in result.output
+    assert "party-3" in result.output
     assert str(out / "report.html") in result.output.replace("\n", "")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["job"]["rounds"] == 2 and metrics["job"]["seed"] == 5

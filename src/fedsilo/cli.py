@@ -50,18 +50,20 @@ def _final_table(metrics: dict) -> Table:
             ]
         )
     ]
-    table = Table(title="Final metrics", show_lines=False)
+    table = Table(
+        title=f"Final metrics (global: {metrics['data']['global_evaluation']}; "
+        "parties: own held-out rows)",
+        show_lines=False,
+    )
     table.add_column("scope", style="bold")
     for m in present:
         table.add_column(m, justify="right")
-    table.add_row(
-        "global (test split)", *(_fmt(metrics["final"]["global"].get(m)) for m in present)
-    )
+    table.add_row("global", *(_fmt(metrics["final"]["global"].get(m)) for m in present))
     for party, row in sorted(metrics["final"]["parties"].items()):
-        table.add_row(f"party {party} (own held-out)", *(_fmt(row.get(m)) for m in present))
+        table.add_row(party, *(_fmt(row.get(m)) for m in present))
     if "baseline" in metrics:
         base = metrics["baseline"]
-        table.add_row("centralized baseline", *(_fmt(base.get(m)) for m in present), style="cyan")
+        table.add_row("baseline (pooled)", *(_fmt(base.get(m)) for m in present), style="cyan")
         fed, cen = metrics["final"]["global"].get("accuracy"), base.get("accuracy")
         if fed is not None and cen:
             table.caption = f"federated / centralized accuracy = {fed / cen:.4f}"

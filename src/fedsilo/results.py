@@ -49,6 +49,13 @@ class Result:
     test_examples: int = 0
 
     @property
+    def global_evaluation(self) -> str:
+        """How the global metrics were measured."""
+        if self.test_examples:
+            return f"central test split ({self.test_examples:,} rows)"
+        return "merged held-out statistics of all parties"
+
+    @property
     def final_global(self) -> dict[str, float]:
         return self.history[-1].global_metrics if self.history else {}
 
@@ -79,6 +86,7 @@ class Result:
                 "feature_names": list(s.plan.feature_names) if s.plan is not None else None,
                 "classes": list(s.classes),
                 "test_examples": self.test_examples,
+                "global_evaluation": self.global_evaluation,
                 "parties": s.summary,
             },
             "rounds": [
