@@ -57,3 +57,12 @@ def test_unknown_dataset_exits_2(tmp_path: Path) -> None:
 def test_examples_parse_as_toml() -> None:
     root = Path(__file__).resolve().parents[1] / "examples"
     assert tomllib.loads((root / "mnist_3orgs.toml").read_text())["data"]["dataset"] == "mnist-5k"
+
+
+def test_output_defaults_to_runs_slash_job_name(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    job = tmp_path / "job.toml"
+    job.write_text('name = "tiny"\nrounds = 1\n[data]\ndataset = "breast-cancer"\n')
+    result = runner.invoke(app, ["simulate", str(job)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs" / "tiny" / "model.safetensors").exists()

@@ -73,7 +73,9 @@ def _final_table(metrics: dict) -> Table:
 @app.command()
 def simulate(
     job_file: Annotated[Path, typer.Argument(help="TOML job file")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("runs/job"),
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="output directory [default: runs/<job name>]")
+    ] = None,
     rounds: Annotated[int | None, typer.Option(help="override the job's rounds")] = None,
     seed: Annotated[int | None, typer.Option(help="override the job's seed")] = None,
     baseline: Annotated[
@@ -122,7 +124,7 @@ def simulate(
             result = run_simulation(job, baseline=baseline, on_round=on_round)
         if baseline:
             console.print("trained the centralized baseline on the pooled training rows")
-        paths = result.save(out)
+        paths = result.save(out if out is not None else Path("runs") / job.name)
     except FedsiloError as exc:
         err_console.print(f"[bold red]{type(exc).__name__}:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None

@@ -44,3 +44,14 @@ def test_import_path_to_missing_module_says_where_to_install() -> None:
 def test_factory_with_wrong_output_size_is_refused() -> None:
     with pytest.raises(ModelError, match="expected 3 logits"):
         build_model(ModelSpec("tests.models.user_model:make_wrong", (6,), 3), seed=0)
+
+
+def test_factory_that_raises_becomes_a_model_error_naming_it() -> None:
+    with pytest.raises(ModelError, match=r"make_broken.*RuntimeError: weights file missing"):
+        build_model(ModelSpec("tests.models.user_model:make_broken", (6,), 3), seed=0)
+
+
+def test_unknown_option_for_factory_is_explained() -> None:
+    spec = ModelSpec("tests.models.user_model:make", (6,), 3, options={"depth": 2})
+    with pytest.raises(ModelError, match=r"unexpected keyword argument 'depth'"):
+        build_model(spec, seed=0)

@@ -11,3 +11,7 @@ def make(input_shape: tuple[int, ...], num_classes: int, width: int = 4) -> nn.M
 
 def make_wrong(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     return nn.Linear(input_shape[0], num_classes + 1)
+
+
+def make_broken(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    raise RuntimeError("weights file missing")

@@ -30,6 +30,8 @@ class Tampering:
             return reply
         if self.tamper == "garbage":
             return b"\x00not a message"
+        if self.tamper == "crash":
+            raise RuntimeError("disk on fire")
         msg = Message.decode(reply)
         arrays = dict(msg.arrays)
         body = dict(msg.body)
@@ -57,7 +59,7 @@ def run(job_raw: dict[str, Any], tamper: dict[str, str] | None = None) -> Any:
     return Coordinator(job, InProcessTransport(agents)).run()
 
 
-@pytest.mark.parametrize("tamper", ["nan", "shape", "dtype", "count", "garbage"])
+@pytest.mark.parametrize("tamper", ["nan", "shape", "dtype", "count", "garbage", "crash"])
 def test_bad_update_is_rejected_with_reason_and_round_continues(tamper: str) -> None:
     outcome = run(small_job(rounds=2), {"party-2": tamper})
     for record in outcome.history:

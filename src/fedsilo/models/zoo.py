@@ -103,7 +103,13 @@ def _from_import_path(spec: ModelSpec) -> nn.Module:
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ModelError(f"model {spec.name!r}: {module_name} has no callable {attr!r}")
-    model = factory(input_shape=spec.input_shape, num_classes=spec.num_classes, **spec.options)
+    try:
+        model = factory(input_shape=spec.input_shape, num_classes=spec.num_classes, **spec.options)
+    except Exception as exc:  # user code may fail in any way
+        raise ModelError(
+            f"model {spec.name!r}: the factory failed with {type(exc).__name__}: {exc}. It is "
+            "called as factory(input_shape=..., num_classes=..., **model.options)."
+        ) from None
     if not isinstance(model, nn.Module):
         raise ModelError(
             f"model {spec.name!r}: the factory returned {type(model).__name__}, "

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from fedsilo.data.preprocess import PreprocessPlan, local_stats
-from fedsilo.data.tabular import ColumnType, TableSchema, infer_schema
+from fedsilo.data.tabular import ColumnType, TableSchema, describe_table
 from fedsilo.errors import DataError, FedsiloError, ProtocolError
 from fedsilo.models import ModelSpec, Params, build_model, check_params, get_params, set_params
 from fedsilo.runtime.messages import Message, TaskKind
@@ -76,7 +76,6 @@ class PartyAgent:
     def __init__(self, name: str, data: LocalData) -> None:
         self.name = name
         self._data = data
-        self._schema: TableSchema | None = None
         self._plan: PreprocessPlan | None = None
         self._train: tuple[np.ndarray, np.ndarray] | None = None
         self._holdout: tuple[np.ndarray, np.ndarray] | None = None
@@ -128,7 +127,7 @@ class PartyAgent:
                 "classes": list(d.classes),
             }
         declared = {k: ColumnType(v) for k, v in body.get("columns", {}).items()}
-        self._schema = infer_schema(
+        schema = describe_table(
             d.table,
             label=str(body["label"]),
             id_column=body.get("id"),
@@ -136,7 +135,7 @@ class PartyAgent:
             party=self.name,
             source=d.source,
         )
-        return {"kind": "tabular", "schema": self._schema.to_json(), "rows": d.num_rows}
+        return {"kind": "tabular", "schema": schema, "rows": d.num_rows}
 
     def _stats(self, body: dict[str, Any]) -> dict[str, Any]:
         d = self._data
@@ -145,7 +144,6 @@ class PartyAgent:
             counts = np.bincount(d.labels, minlength=len(d.classes))
             return {"label_counts": {c: int(k) for c, k in zip(d.classes, counts, strict=True)}}
         shared = TableSchema.from_json(body["schema"])
-        self._schema = shared
         return {"stats": local_stats(d.table, shared, party=self.name, source=d.source)}
 
     def _setup(self, body: dict[str, Any]) -> dict[str, Any]:

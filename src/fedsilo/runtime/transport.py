@@ -71,6 +71,12 @@ class InProcessTransport:
             except ProtocolError as exc:
                 failures[name] = str(exc)
                 continue
+            except Exception as exc:  # a broken party must not take the coordinator down
+                log.warning(
+                    "party %s failed while handling %s", name, task.kind.value, exc_info=True
+                )
+                failures[name] = f"party failed: {type(exc).__name__}: {exc}"
+                continue
             elapsed = time.monotonic() - started
             if elapsed > timeout_s:
                 failures[name] = f"replied after {elapsed:.1f} s, past the {timeout_s:g} s deadline"
