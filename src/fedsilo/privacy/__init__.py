@@ -1,0 +1,1 @@
+"""Privacy building blocks: homomorphic encryption for vertical federated protocols."""
