@@ -183,3 +183,9 @@ def test_missing_party_file_names_party_and_path(tmp_path: Path) -> None:
 def test_builtin_with_label_key_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"data\.label"):
         fedsilo.simulate(small_job(data={"label": "y"}))
+
+
+def test_by_column_on_image_data_says_it_needs_a_table() -> None:
+    raw = small_job(data={"dataset": "digits", "partition": "by-column", "column": "x"})
+    with pytest.raises(ConfigError, match=r"by-column.*needs tabular data.*'digits'"):
+        fedsilo.simulate(raw)

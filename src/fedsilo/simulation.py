@@ -9,6 +9,7 @@ model on the pooled training rows for comparison: things only a simulation can d
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from torch import nn
 
 from fedsilo.config import JobConfig, load_job, parse_job
 from fedsilo.data.builtin import BuiltinDataset, load_builtin
@@ -31,12 +33,12 @@ from fedsilo.data.tabular import read_party_table
 from fedsilo.errors import ConfigError
 from fedsilo.models import Params, build_model, set_params
 from fedsilo.results import Result
-from fedsilo.runtime.coordinator import Coordinator, RoundRecord
+from fedsilo.runtime.coordinator import Coordinator, RoundRecord, local_train_config
 from fedsilo.runtime.party import LocalData, PartyAgent, split_holdout
-from fedsilo.runtime.seeds import derive_seed
+from fedsilo.runtime.seeds import derive_seed, holdout_seed
 from fedsilo.runtime.setup import SetupResult
 from fedsilo.runtime.transport import InProcessTransport
-from fedsilo.training import LocalTrainConfig, classification_metrics, predict_proba, train_local
+from fedsilo.training import classification_metrics, predict_proba, train_local
 
 BUILTIN_LABEL = "label"
 
@@ -45,10 +47,20 @@ BUILTIN_LABEL = "label"
 class SimulatedData:
     parties: dict[str, LocalData]
     test: LocalData | None
-    label: str
 
 
-def _partition(job: JobConfig, labels: np.ndarray, column: pd.Series | None) -> list[np.ndarray]:
+def _partition(
+    job: JobConfig, labels: np.ndarray, column: pd.Series | None
+) -> tuple[list[str], list[np.ndarray]]:
+    """Party names and each party's row indices."""
+    if column is not None:
+        by_column = ByColumnPartitioner(values=column.to_numpy())
+        return [str(v) for v in by_column.names], by_column.partition(labels)
+    parts = _partition_rows(job, labels)
+    return [f"party-{i + 1}" for i in range(len(parts))], parts
+
+
+def _partition_rows(job: JobConfig, labels: np.ndarray) -> list[np.ndarray]:
     d = job.data
     seed = derive_seed(job.seed, "partition")
     if d.partition is PartitionKind.IID:
@@ -60,24 +72,20 @@ def _partition(job: JobConfig, labels: np.ndarray, column: pd.Series | None) -> 
             alpha=d.alpha,
             min_partition_size=d.min_partition_size,
         ).partition(labels)
-    if d.partition is PartitionKind.QUANTITY_SKEW:
-        return QuantitySkewPartitioner(
-            num_partitions=d.num_parties,
-            seed=seed,
-            alpha=d.alpha,
-            min_partition_size=d.min_partition_size,
-        ).partition(labels)
-    assert column is not None
-    return ByColumnPartitioner(values=column.to_numpy()).partition(labels)
+    if d.partition is PartitionKind.BY_COLUMN:  # a column was found for tables: images here
+        raise ConfigError(
+            f'partition = "by-column" needs tabular data; {d.dataset!r} holds images. '
+            'Use "iid", "dirichlet" or "quantity-skew".'
+        )
+    return QuantitySkewPartitioner(
+        num_partitions=d.num_parties,
+        seed=seed,
+        alpha=d.alpha,
+        min_partition_size=d.min_partition_size,
+    ).partition(labels)
 
 
-def _party_names(job: JobConfig, column: pd.Series | None, count: int) -> list[str]:
-    if job.data.partition is PartitionKind.BY_COLUMN and column is not None:
-        return [str(v) for v in ByColumnPartitioner(values=column.to_numpy()).names]
-    return [f"party-{i + 1}" for i in range(count)]
-
-
-def _test_split(n: int, job: JobConfig, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _test_split(n: int, job: JobConfig) -> tuple[np.ndarray, np.ndarray]:
     if job.data.test_fraction == 0:
         return np.arange(n), np.zeros(0, dtype=np.int64)
     train, test = split_holdout(n, job.data.test_fraction, derive_seed(job.seed, "test-split"))
@@ -106,7 +114,7 @@ def _from_party_files(job: JobConfig) -> SimulatedData:
     if job.data.test_path is not None:
         table = read_party_table(job.data.test_path, party="test set")
         test = LocalData(str(job.data.test_path), table=table)
-    return SimulatedData(parties, test, job.data.label or BUILTIN_LABEL)
+    return SimulatedData(parties, test)
 
 
 def load_simulated_data(job: JobConfig) -> SimulatedData:
@@ -124,9 +132,8 @@ def load_simulated_data(job: JobConfig) -> SimulatedData:
             )
         ds = load_builtin(d.dataset)
         labels = np.asarray(ds.labels)
-        label_name = BUILTIN_LABEL
         if ds.features is not None:
-            table = ds.features.assign(**{label_name: [ds.class_names[i] for i in labels]})
+            table = ds.features.assign(**{BUILTIN_LABEL: [ds.class_names[i] for i in labels]})
         else:
             table = None
         where = f"built-in dataset {d.dataset!r}"
@@ -139,13 +146,11 @@ def load_simulated_data(job: JobConfig) -> SimulatedData:
                 f"are: {', '.join(map(str, table.columns))}"
             )
         labels = pd.factorize(table[d.label].astype(str), sort=True)[0]
-        label_name = d.label
         where = str(d.path)
 
-    train_idx, test_idx = _test_split(len(labels), job, labels)
+    train_idx, test_idx = _test_split(len(labels), job)
     column = None if table is None else _split_column(job, table.iloc[train_idx], where)
-    parts = _partition(job, labels[train_idx], column)
-    names = _party_names(job, column, len(parts))
+    names, parts = _partition(job, labels[train_idx], column)
 
     def rows(idx: np.ndarray, source: str) -> LocalData:
         if table is not None:
@@ -160,7 +165,7 @@ def load_simulated_data(job: JobConfig) -> SimulatedData:
         for name, part in zip(names, parts, strict=True)
     }
     test = rows(test_idx, f"{where} (test split)") if len(test_idx) else None
-    return SimulatedData(parties, test, label_name)
+    return SimulatedData(parties, test)
 
 
 class TestSetEvaluator:
@@ -169,15 +174,15 @@ class TestSetEvaluator:
     def __init__(self, data: LocalData) -> None:
         self._data = data
         self._xy: tuple[np.ndarray, np.ndarray] | None = None
-        self._setup: SetupResult | None = None
+        self._model: nn.Module | None = None
 
     def prepare(self, setup: SetupResult) -> None:
-        self._setup = setup
         self._xy = _features(self._data, setup, "test set")
+        self._model = build_model(setup.model_spec, seed=0)  # weights come with each call
 
     def evaluate(self, params: Params) -> dict[str, float]:
-        assert self._setup is not None and self._xy is not None
-        model = build_model(self._setup.model_spec, seed=0)
+        assert self._model is not None and self._xy is not None
+        model = self._model
         set_params(model, params)
         return classification_metrics(self._xy[1], predict_proba(model, self._xy[0]))
 
@@ -202,22 +207,15 @@ def train_baseline(
     train_x, train_y, hold_x, hold_y = [], [], [], []
     for i, name in enumerate(setup.parties):
         x, y = _features(sim.parties[name], setup, name)
-        tr, ho = split_holdout(
-            len(y), job.data.holdout_fraction, derive_seed(job.seed, "holdout", i)
-        )
+        tr, ho = split_holdout(len(y), job.data.holdout_fraction, holdout_seed(job.seed, i))
         train_x.append(x[tr])
         train_y.append(y[tr])
         hold_x.append(x[ho])
         hold_y.append(y[ho])
     model = build_model(setup.model_spec, seed=job.seed)
-    t = job.training
-    cfg = LocalTrainConfig(
-        epochs=t.epochs * job.rounds,
-        batch_size=t.batch_size,
-        learning_rate=t.learning_rate,
-        optimizer=t.optimizer.value,
-        momentum=t.momentum,
-        weight_decay=t.weight_decay,
+    # The same local training, as one long run over the pooled rows (FedProx has no anchor here).
+    cfg = dataclasses.replace(
+        local_train_config(job.training), epochs=job.training.epochs * job.rounds, proximal_mu=0.0
     )
     train_local(
         model,

@@ -14,6 +14,7 @@ The loop talks to parties only through :class:`~fedsilo.runtime.transport.Transp
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -23,16 +24,29 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from fedsilo.config import JobConfig
+from fedsilo.config import JobConfig, TrainingConfig
 from fedsilo.errors import ProtocolError, RoundFailedError
 from fedsilo.models import Params, build_model, check_params, flatten, get_params, unflatten
 from fedsilo.runtime.messages import Message, TaskKind
 from fedsilo.runtime.seeds import derive_seed
 from fedsilo.runtime.setup import COORDINATOR, SetupResult, prepare_parties
 from fedsilo.runtime.transport import Transport
-from fedsilo.training import EvalStats
+from fedsilo.training import EvalStats, LocalTrainConfig
 
 log = logging.getLogger(__name__)
+
+
+def local_train_config(training: TrainingConfig) -> LocalTrainConfig:
+    """What each party's local training runs with, from the job's ``[training]``."""
+    return LocalTrainConfig(
+        epochs=training.epochs,
+        batch_size=training.batch_size,
+        learning_rate=training.learning_rate,
+        optimizer=training.optimizer.value,
+        momentum=training.momentum,
+        weight_decay=training.weight_decay,
+        proximal_mu=training.proximal_mu,
+    )
 
 
 class CentralEvaluator(Protocol):
@@ -101,16 +115,7 @@ class Coordinator:
         self.on_round = on_round
         self._aggregator = job.aggregation.aggregator_spec()
         self._server_opt = job.aggregation.server_optimizer_spec().create()
-        t = job.training
-        self._training_body = {
-            "epochs": t.epochs,
-            "batch_size": t.batch_size,
-            "learning_rate": t.learning_rate,
-            "optimizer": t.optimizer.value,
-            "momentum": t.momentum,
-            "weight_decay": t.weight_decay,
-            "proximal_mu": t.proximal_mu,
-        }
+        self._training_body = dataclasses.asdict(local_train_config(job.training))
 
     def run(self) -> TrainingOutcome:
         setup = prepare_parties(self.transport, self.job)

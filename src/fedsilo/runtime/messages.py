@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,8 +103,3 @@ class Message:
                     f"array {name!r} from {msg.sender!r} has NaN or infinite values"
                 )
         return msg
-
-
-def finite_json(value: float) -> float | None:
-    """JSON has no NaN: map it to null."""
-    return None if math.isnan(value) or math.isinf(value) else value

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from torch import nn
 
 from fedsilo.data.preprocess import PreprocessPlan, local_stats
 from fedsilo.data.tabular import ColumnType, TableSchema, describe_table
@@ -79,7 +80,8 @@ class PartyAgent:
         self._plan: PreprocessPlan | None = None
         self._train: tuple[np.ndarray, np.ndarray] | None = None
         self._holdout: tuple[np.ndarray, np.ndarray] | None = None
-        self._model_spec: ModelSpec | None = None
+        # Built once at setup; every fit/evaluate task loads its weights (strict, all entries).
+        self._model: nn.Module | None = None
         self._template: Params | None = None
 
     # -- the one entry point -------------------------------------------------------------
@@ -169,9 +171,10 @@ class PartyAgent:
         )
         self._train = (features[train_idx], labels[train_idx])
         self._holdout = (features[holdout_idx], labels[holdout_idx])
-        self._model_spec = ModelSpec.from_json(body["model"])
-        self._template = get_params(build_model(self._model_spec, seed=0))
-        num_classes = self._model_spec.num_classes
+        spec = ModelSpec.from_json(body["model"])
+        self._model = build_model(spec, seed=0)
+        self._template = get_params(self._model)
+        num_classes = spec.num_classes
         counts = np.bincount(labels[train_idx], minlength=num_classes)
         return {
             "train_examples": len(train_idx),
@@ -179,16 +182,15 @@ class PartyAgent:
             "label_counts": [int(c) for c in counts],
         }
 
-    def _model_from(self, task: Message) -> Any:
-        if self._model_spec is None or self._template is None or self._train is None:
+    def _model_from(self, task: Message) -> nn.Module:
+        if self._model is None or self._template is None or self._train is None:
             raise ProtocolError(
                 f"party '{self.name}' got a {task.kind.value} task before setup; the coordinator "
                 "must send setup first"
             )
         check_params(task.arrays, self._template)
-        model = build_model(self._model_spec, seed=0)
-        set_params(model, task.arrays)
-        return model
+        set_params(self._model, task.arrays)
+        return self._model
 
     def _fit(self, task: Message) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         model = self._model_from(task)

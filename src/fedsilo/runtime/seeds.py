@@ -12,3 +12,12 @@ def derive_seed(job_seed: int, purpose: str, *indices: int) -> int:
     tag = zlib.crc32(purpose.encode())
     state = np.random.SeedSequence([job_seed, tag, *indices]).generate_state(2, dtype=np.uint32)
     return int((int(state[0]) << 31) ^ int(state[1]))
+
+
+def holdout_seed(job_seed: int, party_index: int) -> int:
+    """Seed of a party's train/held-out split; ``party_index`` in sorted party order.
+
+    The party splits its own rows with it at setup, and the simulation's pooled baseline
+    splits the same rows again with it, so both see the same training rows.
+    """
+    return derive_seed(job_seed, "holdout", party_index)

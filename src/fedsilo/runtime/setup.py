@@ -23,7 +23,7 @@ from fedsilo.data.tabular import TableSchema, check_schemas
 from fedsilo.errors import DataError, FedsiloError, SchemaError
 from fedsilo.models import ModelSpec
 from fedsilo.runtime.messages import Message, TaskKind
-from fedsilo.runtime.seeds import derive_seed
+from fedsilo.runtime.seeds import holdout_seed
 from fedsilo.runtime.transport import Transport
 
 COORDINATOR = "coordinator"
@@ -111,7 +111,7 @@ def prepare_parties(transport: Transport, job: JobConfig) -> SetupResult:
             "classes": list(classes),
             "model": spec.to_json(),
             "holdout_fraction": d.holdout_fraction,
-            "seed": derive_seed(job.seed, "holdout", i),
+            "seed": holdout_seed(job.seed, i),
         }
         for i, p in enumerate(parties)
     }
