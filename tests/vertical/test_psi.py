@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -200,6 +202,53 @@ def test_empty_and_disjoint_sets() -> None:
         client_rows, server_rows = align_in_process(client_ids, server_ids)
         assert client_rows.num_aligned == server_rows.num_aligned == 0
         assert client_rows.indices.size == server_rows.indices.size == 0
+
+
+def test_tiny_sets_always_accepted() -> None:
+    # Honest one- and two-element GCS setups have a large hash range over very few bits;
+    # an earlier plausibility bound rejected about one in three hundred of them.
+    for trial in range(300):
+        client_rows, _ = align_in_process(["a", "b", f"x{trial}"], ["c", f"x{trial}"])
+        assert client_rows.indices.tolist() == [2]
+
+
+_CRAFTED_GCS = """
+import itertools, sys
+import private_set_intersection.python as psi
+from fedsilo.errors import ProtocolError
+from fedsilo.vertical.psi import PsiClient, PsiServer, _Writer, _KIND_SETUP
+
+client = PsiClient([f"c{i}" for i in range(20)], party="bank")
+server = PsiServer([f"c{i}" for i in range(50)], party="retailer")
+request = client.request()
+server.setup_message(client.num_elements)
+response = server.respond(request)
+rejected = 0
+for div, hash_range, bits in itertools.product(
+    [0, 1, 8, 9, 31, 33, 62], [1, 1000, 1 << 40, 1 << 62], [b"", b"\\x01", b"\\x80", b"\\xff" * 3]
+):
+    setup = psi.ServerSetup()
+    setup.gcs.div, setup.gcs.hash_range, setup.gcs.bits = div, hash_range, bits
+    writer = _Writer(_KIND_SETUP)
+    writer.u64(client.num_elements)
+    writer.u64(1)
+    writer.blob(setup.SerializeToString())
+    try:
+        client.intersect(writer.getvalue(), response)
+    except ProtocolError:
+        rejected += 1
+print("survived", rejected)
+"""
+
+
+def test_truncated_golomb_stream_does_not_crash_the_client() -> None:
+    # A stream cut off right after a unary stop bit makes the library's decoder read the
+    # remainder past its buffer; without our zero padding this process dies (SIGSEGV).
+    done = subprocess.run(
+        [sys.executable, "-c", _CRAFTED_GCS], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("survived")
 
 
 def test_bloom_filter_finds_the_intersection() -> None:

@@ -255,14 +255,13 @@ def _check_setup(reader: _Reader, setup: Any) -> None:
     kind = setup.WhichOneof("data_structure")
     if kind == "gcs":
         gcs = setup.gcs
-        if (
-            not 0 <= gcs.div <= _MAX_GCS_DIV
-            or not 1 <= gcs.hash_range <= _MAX_GCS_HASH_RANGE
-            # an honest GCS needs at least one bit per bucket; a huge bucket count with
-            # few bits crashes the C++ decoder, so reject it here
-            or (gcs.hash_range >> gcs.div) > 64 * len(gcs.bits) + 64
-        ):
+        if not 0 <= gcs.div <= _MAX_GCS_DIV or not 1 <= gcs.hash_range <= _MAX_GCS_HASH_RANGE:
             reader.fail("its GCS parameters are out of range")
+        # The library's Golomb decoder reads an element's ``div`` remainder bits without a
+        # bounds check, so a stream cut short after a unary stop bit would make it read past
+        # the buffer. Zero bytes at the end decode as "no further elements", so padding by
+        # one remainder's worth keeps every read in bounds without changing the set.
+        gcs.bits += bytes(gcs.div // 8 + 2)
     elif kind == "bloom_filter":
         bloom = setup.bloom_filter
         if not 1 <= bloom.num_hash_functions <= _MAX_BLOOM_HASHES or not bloom.bits:
