@@ -140,6 +140,42 @@ class SelectionConfig(_Strict):
     max_round_retries: int = Field(default=2, ge=0)
 
 
+class SecureAggregationConfig(_Strict):
+    """Secure aggregation: the coordinator learns only the sum of the round's survivors."""
+
+    enabled: bool = False
+
+
+# ----------------------------------------------------------------- (keep the two apart for merges)
+
+
+class RecordDPConfig(_Strict):
+    """Record-level DP-SGD inside every party (protects each party's individuals)."""
+
+    enabled: bool = False
+
+
+# -----------------------------------------------------------------
+
+
+class ClientDPConfig(_Strict):
+    """Client-level DP-FedAvg (protects whole parties; for federations of many parties)."""
+
+    enabled: bool = False
+
+
+# -----------------------------------------------------------------
+
+
+class PrivacyConfig(_Strict):
+    """Everything that limits what leaves a party or what the released model reveals."""
+
+    secure_aggregation: SecureAggregationConfig = Field(default_factory=SecureAggregationConfig)
+    record_dp: RecordDPConfig = Field(default_factory=RecordDPConfig)
+    client_dp: ClientDPConfig = Field(default_factory=ClientDPConfig)
+    delta: float | None = Field(default=None, gt=0, lt=1)
+
+
 class JobConfig(_Strict):
     """A whole horizontal training job."""
 
@@ -153,6 +189,7 @@ class JobConfig(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     aggregation: AggregationConfig = Field(default_factory=AggregationConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @model_validator(mode="after")
     def _one_data_source(self) -> JobConfig:

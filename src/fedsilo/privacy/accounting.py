@@ -1,0 +1,121 @@
+"""(epsilon, delta) for the Gaussian mechanisms fedsilo runs, from Google's ``dp-accounting``.
+
+Both DP levels reduce to the same event: a Poisson-sampled Gaussian mechanism composed over a
+number of steps.
+
+* Record-level DP-SGD inside a party: ``sample_rate`` = expected batch size / the party's rows,
+  ``steps`` = optimizer steps summed over every round the party joined.
+* Client-level DP-FedAvg: ``sample_rate`` = the fraction of parties selected per round,
+  ``steps`` = rounds.
+
+``sample_rate == 1`` (every record or every party, every time) is the plain composed Gaussian,
+with no amplification by sampling. Nothing here is our own maths: the events are composed and
+converted by ``dp_accounting``'s RDP or PLD accountant.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+import dp_accounting
+from dp_accounting import pld, rdp
+
+from fedsilo.errors import ConfigError
+
+
+class AccountingMethod(enum.Enum):
+    RDP = "rdp"
+    PLD = "pld"
+
+
+@dataclass(frozen=True)
+class GaussianSpend:
+    """A Poisson-sampled Gaussian mechanism run ``steps`` times."""
+
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.noise_multiplier) and self.noise_multiplier > 0):
+            raise ConfigError(
+                f"noise multiplier must be a positive number, got {self.noise_multiplier!r}"
+            )
+        if not (0 < self.sample_rate <= 1):
+            raise ConfigError(f"sample rate must be in (0, 1], got {self.sample_rate!r}")
+        if self.steps < 0:
+            raise ConfigError(f"steps must be >= 0, got {self.steps!r}")
+
+    def event(self) -> dp_accounting.DpEvent:
+        gaussian = dp_accounting.GaussianDpEvent(self.noise_multiplier)
+        single: dp_accounting.DpEvent = (
+            gaussian
+            if self.sample_rate >= 1
+            else dp_accounting.PoissonSampledDpEvent(self.sample_rate, gaussian)
+        )
+        return dp_accounting.SelfComposedDpEvent(single, self.steps)
+
+
+def _check_delta(delta: float) -> None:
+    if not (0 < delta < 1):
+        raise ConfigError(f"delta must be in (0, 1), got {delta!r}; a common choice is 1e-5")
+
+
+def _accountant(method: AccountingMethod) -> dp_accounting.PrivacyAccountant:
+    if method is AccountingMethod.RDP:
+        return rdp.RdpAccountant()
+    return pld.PLDAccountant()
+
+
+def epsilon(
+    spends: GaussianSpend | list[GaussianSpend],
+    delta: float,
+    method: AccountingMethod = AccountingMethod.RDP,
+) -> float:
+    """Epsilon at ``delta`` for one spend or the composition of several (0 for no steps)."""
+    _check_delta(delta)
+    items = spends if isinstance(spends, list) else [spends]
+    items = [s for s in items if s.steps > 0]
+    if not items:
+        return 0.0
+    accountant = _accountant(method)
+    for spend in items:
+        accountant.compose(spend.event())
+    return float(accountant.get_epsilon(delta))
+
+
+def noise_for_epsilon(
+    target_epsilon: float,
+    delta: float,
+    sample_rate: float,
+    steps: int,
+    method: AccountingMethod = AccountingMethod.RDP,
+    *,
+    tolerance: float = 1e-3,
+) -> float:
+    """The smallest noise multiplier (to ``tolerance``) whose epsilon is <= the target."""
+    if not (math.isfinite(target_epsilon) and target_epsilon > 0):
+        raise ConfigError(f"target epsilon must be positive, got {target_epsilon!r}")
+    if steps < 1:
+        raise ConfigError(f"steps must be >= 1 to find a noise multiplier, got {steps}")
+
+    def eps(noise: float) -> float:
+        return epsilon(GaussianSpend(noise, sample_rate, steps), delta, method)
+
+    low, high = 1e-2, 1.0
+    while eps(high) > target_epsilon:
+        low, high = high, high * 2
+        if high > 1e4:
+            raise ConfigError(
+                f"no noise multiplier up to 1e4 reaches epsilon {target_epsilon} at delta "
+                f"{delta} over {steps} steps; raise the target or lower the steps"
+            )
+    while high - low > tolerance:
+        mid = (low + high) / 2
+        if eps(mid) > target_epsilon:
+            low = mid
+        else:
+            high = mid
+    return high
