@@ -67,6 +67,9 @@ class RoundRecord:
     train_loss: float
     duration_s: float
     attempts: int = 1
+    # What the round spent, e.g. {"epsilon": .., "delta": .., "level": "record"|"client",
+    # "parties": {name: {"epsilon": ..}}}; empty when no DP is configured.
+    privacy: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +81,7 @@ class RoundRecord:
             "train_loss": self.train_loss,
             "duration_s": self.duration_s,
             "attempts": self.attempts,
+            "privacy": self.privacy,
         }
 
 
