@@ -32,6 +32,13 @@ class TaskKind(enum.Enum):
     SETUP = "setup"  # receive the preprocessing plan and the model spec
     FIT = "fit"  # train on local rows from the global parameters
     EVALUATE = "evaluate"  # evaluate the global parameters on the local held-out rows
+    # SecureBoost (vertical/secureboost): the coordinator relays between guest and hosts
+    SB_STEP = "sb_step"  # guest: advance the training protocol with the hosts' replies
+    SB_SETUP = "sb_setup"  # host: public key, training rows; bin the local features
+    SB_GRADIENTS = "sb_gradients"  # host: encrypted (packed) g/h of a new tree
+    SB_HISTOGRAMS = "sb_histograms"  # host: node row sets -> encrypted per-bin sums
+    SB_SPLIT = "sb_split"  # host: (node rows, feature, bin) -> split record id, left rows
+    SB_ROUTE = "sb_route"  # host: (record id, row) queries -> which branch
 
 
 @dataclass(frozen=True)
