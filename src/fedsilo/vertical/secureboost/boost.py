@@ -150,7 +150,7 @@ class LocalParty:
         size = n_feat * self.n_bins
         gs = np.bincount(flat, np.repeat(g[rows], n_feat), minlength=size)
         hs = np.bincount(flat, np.repeat(h[rows], n_feat), minlength=size)
-        return gs.reshape(n_feat, -1), hs.reshape(n_feat, -1)
+        return gs.reshape(n_feat, -1).astype(np.float64), hs.reshape(n_feat, -1).astype(np.float64)
 
     def split(self, rows: IntArray, feature: int, b: int) -> tuple[int, BoolArray]:
         self.table.append((feature, float(self.binning.thresholds[feature][b])))
