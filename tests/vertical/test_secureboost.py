@@ -181,7 +181,7 @@ def test_what_each_role_receives(
 
 def test_ckks_close_to_reference(cancer: tuple[np.ndarray, ...]) -> None:
     xtr, xte, ytr, yte = cancer
-    params = TreeParams(n_trees=2, max_depth=2, learning_rate=0.3, n_bins=32)
+    params = TreeParams(n_trees=1, max_depth=2, learning_rate=0.3, n_bins=32)
     result = train_secureboost(xtr[:, :10], ytr, {"host": xtr[:, 10:]}, params, scheme="ckks")
     train, valid = split_rows(len(ytr), 0.0, 0)
     ref = train_plain([xtr[:, :10], xtr[:, 10:]], ytr, train, valid, params)
