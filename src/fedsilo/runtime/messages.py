@@ -32,6 +32,7 @@ class TaskKind(enum.Enum):
     SETUP = "setup"  # receive the preprocessing plan and the model spec
     FIT = "fit"  # train on local rows from the global parameters
     EVALUATE = "evaluate"  # evaluate the global parameters on the local held-out rows
+    QUERY = "query"  # federated analytics: sufficient statistics for one query plan
 
 
 @dataclass(frozen=True)
