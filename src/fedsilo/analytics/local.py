@@ -43,12 +43,11 @@ def _num(x: float) -> str:
 
 
 def _clipped(plan: QueryPlan, col: str) -> str:
+    """``clip(col) - midpoint``; NULL stays NULL (DuckDB's LEAST/GREATEST would skip it)."""
     spec = plan.columns[col]
     assert spec.lower is not None and spec.upper is not None
-    return (
-        f"(LEAST(GREATEST(CAST({_q(col)} AS DOUBLE), {_num(spec.lower)}), {_num(spec.upper)})"
-        f" - {_num(spec.center)})"
-    )
+    v, lo, hi = f"CAST({_q(col)} AS DOUBLE)", _num(spec.lower), _num(spec.upper)
+    return f"(CASE WHEN {v} < {lo} THEN {lo} WHEN {v} > {hi} THEN {hi} ELSE {v} END - {_num(spec.center)})"
 
 
 def _block_sql(plan: QueryPlan, block: Block) -> list[str]:
