@@ -10,6 +10,7 @@ answer is computed it charges them, then returns it.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,7 +191,7 @@ def release(
     """Post-process noisy statistics into cells; suppress groups whose noisy count is small."""
     groups = noisy.shape[0]
     count = evaluate(Aggregate(Agg.COUNT, (), "n"), plan, noisy)
-    suppressed = [bool(c < job.min_group_size) for c in count]
+    suppressed = [bool(job.min_group_size > 0 and c < job.min_group_size) for c in count]
     dp = noise.mechanism is not Mechanism.NONE
     reps = max(200, min(1000, MAX_BOOTSTRAP_VALUES // max(1, noisy.size)))
     boot = noisy[None] + noise.sample(rng, (reps, *noisy.shape)) if dp else None
@@ -202,7 +203,8 @@ def release(
         lin = linear_sd(agg, plan, sd)
         if boot is not None:
             reps_v = evaluate(agg, plan, boot, threshold=thr)
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN groups
                 err = reps_v - value[None]
                 lo = value - np.nanpercentile(err, 97.5, axis=0)
                 hi = value - np.nanpercentile(err, 2.5, axis=0)
