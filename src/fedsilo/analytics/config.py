@@ -155,7 +155,7 @@ class AnalyticsJob(_Strict):
     columns: dict[str, ColumnSpec]
     parties: list[AnalyticsParty] = Field(default_factory=list)
     data: BuiltinSource | None = None
-    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    privacy: PrivacySettings  # required: say mechanism = 'none' to answer without DP
     min_group_size: float = Field(default=0, ge=0)
     seed: int | None = None
     timeout_s: float = Field(default=600, gt=0)

@@ -299,7 +299,7 @@ def check_filter(node: exp.Expression, columns: dict[str, ColumnSpec]) -> None:
             _literal_for(left, _column(right, columns), columns)
         else:
             raise UnsupportedQueryError(
-                f"WHERE compares a column with a literal, got {node.sql()!r}"
+                f"WHERE compares a column with a literal, got {node.sql()!r}; {SUPPORTED}"
             )
     elif isinstance(node, exp.In):
         if node.args.get("query") or node.args.get("unnest") or node.args.get("field"):
