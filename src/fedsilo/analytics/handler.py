@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 
+import duckdb
+
 from fedsilo.analytics.config import AnalyticsJob
-from fedsilo.analytics.local import PartyTable, local_statistics
+from fedsilo.analytics.local import PartyTable, connect, local_statistics
 from fedsilo.analytics.plan import QueryPlan
 from fedsilo.errors import FedsiloError, ProtocolError
 from fedsilo.runtime.messages import Message, TaskKind
@@ -29,6 +31,7 @@ class AnalyticsAgent:
         self._table = table
         self._job = job
         self._threads = threads
+        self._con: duckdb.DuckDBPyConnection | None = None  # opened on the first query
 
     def handle(self, data: bytes) -> bytes:
         try:
@@ -46,7 +49,9 @@ class AnalyticsAgent:
             except (KeyError, TypeError, ValueError) as exc:
                 raise ProtocolError(f"malformed query plan: {exc}") from None
             plan.check_against(self._job)
-            stats = local_statistics(plan, self._table, party=self.name, threads=self._threads)
+            if self._con is None:
+                self._con = connect(self._threads)
+            stats = local_statistics(plan, self._table, party=self.name, con=self._con)
         except FedsiloError as exc:
             return self._error(task.job_id, task.round, str(exc), type(exc).__name__)
         except Exception as exc:  # a party must answer, whatever broke

@@ -50,63 +50,90 @@ def _clipped(plan: QueryPlan, col: str) -> str:
     return f"(CASE WHEN {v} < {lo} THEN {lo} WHEN {v} > {hi} THEN {hi} ELSE {v} END - {_num(spec.center)})"
 
 
-def _block_sql(plan: QueryPlan, block: Block) -> list[str]:
+def _bin_index(column: str, edges: tuple[float, ...]) -> str:
+    """0-based bin of ``column`` clamped to [e0, ek]; bins are [e_i, e_i+1), the last closed."""
+    v = f"CAST({_q(column)} AS DOUBLE)"
+    whens = " ".join(f"WHEN {v} < {_num(e)} THEN {i}" for i, e in enumerate(edges[1:-1]))
+    return f"(CASE WHEN {v} IS NULL THEN NULL {whens} ELSE {len(edges) - 2} END)"
+
+
+def _block_sql(block: Block, ref: dict[str, str]) -> list[str]:
+    """Aggregates over the inner projection: ``ref`` maps a column (or bin key) to its alias."""
     k, cols = block.kind, block.columns
     if k == "count":
         return ["COUNT(*)"]
     if k == "n":
         return [f"COUNT({_q(cols[0])})"]
     if k == "s1":
-        return [f"SUM({_clipped(plan, cols[0])})"]
+        return [f"SUM({ref[cols[0]]})"]
     if k == "s2":
-        x = _clipped(plan, cols[0])
-        return [f"SUM({x} * {x})"]
+        return [f"SUM({ref[cols[0]]} * {ref[cols[0]]})"]
     if k == "hist":
-        e = block.bins
-        v = f"LEAST(GREATEST(CAST({_q(cols[0])} AS DOUBLE), {_num(e[0])}), {_num(e[-1])})"
-        out = []
-        for i in range(len(e) - 1):
-            conds = [f"{_q(cols[0])} IS NOT NULL"]
-            if i > 0:
-                conds.append(f"{v} >= {_num(e[i])}")
-            if i < len(e) - 2:
-                conds.append(f"{v} < {_num(e[i + 1])}")
-            out.append(f"COUNT_IF({' AND '.join(conds)})")
-        return out
-    a, b = cols
-    both = f"{_q(a)} IS NOT NULL AND {_q(b)} IS NOT NULL"
-    xa, xb = _clipped(plan, a), _clipped(plan, b)
-    term = {
-        "pn": "1.0",
-        "pa": xa,
-        "pb": xb,
-        "paa": f"{xa} * {xa}",
-        "pbb": f"{xb} * {xb}",
-        "pab": f"{xa} * {xb}",
-    }[k]
-    return [f"SUM(CASE WHEN {both} THEN {term} END)"]
+        b = ref[block.key]
+        return [f"COUNT_IF({b} = {i})" for i in range(block.size)]
+    a, c = ref[cols[0]], ref[cols[1]]
+    return [
+        {
+            "pn": f"COUNT({a} * {c})",
+            "pa": f"SUM(CASE WHEN {c} IS NOT NULL THEN {a} END)",
+            "pb": f"SUM(CASE WHEN {a} IS NOT NULL THEN {c} END)",
+            "paa": f"SUM(CASE WHEN {c} IS NOT NULL THEN {a} * {a} END)",
+            "pbb": f"SUM(CASE WHEN {a} IS NOT NULL THEN {c} * {c} END)",
+            "pab": f"SUM({a} * {c})",
+        }[k]
+    ]
 
 
 def statistics_sql(plan: QueryPlan, relation: str) -> str:
-    keys = [f"CAST({_q(g)} AS VARCHAR)" for g in plan.group_by]
-    stats = [s for b in plan.blocks for s in _block_sql(plan, b)]
+    """One statement: filter and project (group keys, clipped values, bin indices) once, then
+    aggregate per group."""
+    keys = [f"CAST({_q(g)} AS VARCHAR) AS _g{i}" for i, g in enumerate(plan.group_by)]
+    ref: dict[str, str] = {}
+    project: list[str] = list(keys)
+    for b in plan.blocks:
+        for col in b.columns if b.kind != "hist" else ():
+            if col not in ref:
+                ref[col] = f"_c{len(ref)}"
+                project.append(f"{_clipped(plan, col)} AS {ref[col]}")
+        if b.kind == "hist" and b.key not in ref:
+            ref[b.key] = f"_b{len(ref)}"
+            project.append(f"{_bin_index(b.columns[0], b.bins)} AS {ref[b.key]}")
+    plain = sorted({c for b in plan.blocks if b.kind == "n" for c in b.columns})
+    project += [_q(c) for c in plain]
     conds = []
     if plan.where_sql is not None:
         conds.append(f"({plan.where_sql})")
-    for g, key, cats in zip(plan.group_by, keys, plan.categories, strict=True):
+    for g, cats in zip(plan.group_by, plan.categories, strict=True):
         listed = ", ".join("'" + str(c).replace("'", "''") + "'" for c in cats)
-        conds.append(f"{_q(g)} IS NOT NULL AND {key} IN ({listed})")
+        conds.append(f"CAST({_q(g)} AS VARCHAR) IN ({listed})")
     where = f" WHERE {' AND '.join(conds)}" if conds else ""
-    group = f" GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}" if keys else ""
-    select = ", ".join([*keys, *(f"CAST({s} AS DOUBLE)" for s in stats)])
-    return f"SELECT {select} FROM {relation}{where}{group}"
+    inner = f"SELECT {', '.join(project) or '1 AS _one'} FROM {relation}{where}"
+    stats = [s for b in plan.blocks for s in _block_sql(b, ref)]
+    outer_keys = [f"_g{i}" for i in range(len(plan.group_by))]
+    group = f" GROUP BY {', '.join(outer_keys)}" if outer_keys else ""
+    select = ", ".join([*outer_keys, *(f"CAST({s} AS DOUBLE)" for s in stats)])
+    return f"SELECT {select} FROM ({inner}){group}"
+
+
+def connect(threads: int = 1) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection for a party (opening one costs tens of ms: agents keep theirs).
+
+    One thread by default: DuckDB then adds in a fixed order, so the sums, and the answers,
+    are the same bit for bit on every run.
+    """
+    return duckdb.connect(config={"threads": threads})
 
 
 def local_statistics(
-    plan: QueryPlan, table: PartyTable, *, party: str, threads: int = 1
+    plan: QueryPlan,
+    table: PartyTable,
+    *,
+    party: str,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> np.ndarray:
     """The party's ``(groups, statistics)`` array for ``plan``, over the public group space."""
-    con = duckdb.connect(config={"threads": threads})
+    own = con is None
+    con = connect() if con is None else con
     try:
         if table.frame is not None:
             con.register("_party_rows", table.frame)
@@ -126,7 +153,8 @@ def local_statistics(
                 f"the file has the declared columns {sorted(plan.columns)} with the declared types"
             ) from None
     finally:
-        con.close()
+        if own:
+            con.close()
     index = {tuple(str(v) for v in g): i for i, g in enumerate(plan.groups)}
     out = np.zeros((len(index), plan.num_stats), dtype=np.float64)
     ng = len(plan.group_by)
