@@ -19,6 +19,7 @@ Prints both times and federated / pooled.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import tempfile
 import time
@@ -42,7 +43,7 @@ POOLED = (
     "SELECT region, COUNT(*), AVG(amount), STDDEV(amount), CORR(amount, score), "
     + ", ".join(
         f"COUNT_IF(score >= {a} AND score < {b})" if b != EDGES[-1] else f"COUNT_IF(score >= {a})"
-        for a, b in zip(EDGES, EDGES[1:], strict=False)
+        for a, b in itertools.pairwise(EDGES)
     )
     + " FROM read_parquet({files}) WHERE year = 2025 GROUP BY region"
 )
