@@ -24,7 +24,7 @@ from fedsilo.analytics.handler import AnalyticsAgent
 from fedsilo.analytics.ledger import Ledger
 from fedsilo.analytics.local import PartyTable
 from fedsilo.analytics.merge import SUMS_NOTICE, sum_statistics
-from fedsilo.analytics.plan import QueryPlan, make_plan
+from fedsilo.analytics.plan import Block, QueryPlan, make_plan
 from fedsilo.analytics.sql import Agg, Aggregate, parse_query
 from fedsilo.errors import ConfigError, ProtocolError
 from fedsilo.runtime.messages import Message, TaskKind
@@ -198,7 +198,11 @@ def release(
     sd = noise.sd
     cells: list[list[Cell]] = [[] for _ in range(groups)]
     for agg in aggregates:
-        thr = 2.0 * float(sd[plan.offset(_hist_block(agg))][0]) if agg.bins else 0.0
+        thr = (
+            2.0 * float(sd[plan.offset(Block("hist", agg.columns, agg.bins))][0])
+            if agg.bins
+            else 0.0
+        )
         value = evaluate(agg, plan, noisy, threshold=thr)
         lin = linear_sd(agg, plan, sd)
         if boot is not None:
@@ -221,12 +225,6 @@ def release(
             else:
                 cells[g].append(_cell(v, boot_sd[g], lo[g], hi[g]))
     return cells, suppressed
-
-
-def _hist_block(agg: Aggregate) -> Any:
-    from fedsilo.analytics.plan import Block
-
-    return Block("hist", agg.columns, agg.bins)
 
 
 def _num(x: Any) -> float | None:
