@@ -147,6 +147,50 @@ def datasets() -> None:
     console.print(table)
 
 
+@app.command()
+def query(
+    job_file: Annotated[
+        Path, typer.Argument(help="analytics job TOML (table schema, parties, privacy)")
+    ],
+    sql: Annotated[str, typer.Argument(help="the query, in the supported SQL subset")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="run directory for ledgers [default: runs/<job name>]"),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    html_path: Annotated[
+        Path | None, typer.Option("--html", help="write an HTML page with charts")
+    ] = None,
+) -> None:
+    """Answer an aggregate query across the parties without pooling rows (federated analytics)."""
+    try:
+        from fedsilo.analytics import output
+        from fedsilo.analytics.config import load_analytics_job
+        from fedsilo.analytics.run import run_query, simulation_transport
+
+        if fmt not in ("table", "csv", "json"):
+            raise typer.BadParameter("--format must be table, csv or json")
+        job = load_analytics_job(job_file)
+        run_dir = out if out is not None else Path("runs") / job.name
+        result = run_query(
+            job, sql, transport=simulation_transport(job), ledger_dir=run_dir / "ledger"
+        )
+    except FedsiloError as exc:
+        err_console.print(f"[bold red]{type(exc).__name__}:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    if fmt == "table":
+        console.print(output.rich_table(result))
+        for party, (spent, budget) in result.spent.items():
+            console.print(f"{party}: epsilon spent {spent:.4g} of {budget:g}")
+    elif fmt == "csv":
+        print(output.to_csv(result), end="")
+    else:
+        print(output.to_json_text(result))
+    if html_path is not None:
+        html_path.write_text(output.to_html(result), encoding="utf-8")
+        err_console.print(f"html: {html_path}")
+
+
 def main() -> None:
     app()
 

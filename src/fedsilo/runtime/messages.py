@@ -39,6 +39,7 @@ class TaskKind(enum.Enum):
     SB_HISTOGRAMS = "sb_histograms"  # host: node row sets -> encrypted per-bin sums
     SB_SPLIT = "sb_split"  # host: (node rows, feature, bin) -> split record id, left rows
     SB_ROUTE = "sb_route"  # host: (record id, row) queries -> which branch
+    QUERY = "query"  # federated analytics: sufficient statistics for one query plan
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,241 @@
+"""Analytics job configuration: TOML in, validated pydantic models out.
+
+An analytics job names the parties and their files (or a built-in tabular dataset split into
+simulated parties), the one table every party holds, its public schema, and the privacy
+settings. The schema is *public*: column types, the category list of each categorical column
+(the only columns GROUP BY accepts) and the clipping bounds of each numeric column (values are
+clipped to ``[lower, upper]`` before any sum, so one row's contribution is bounded)::
+
+    name = "banks"
+    table = "transactions"
+    min_group_size = 10
+
+    [[parties]]
+    name = "bank-a"
+    path = "data/bank_a.csv"
+    max_epsilon = 5.0
+
+    [columns.region]
+    type = "category"
+    categories = ["north", "south", "east", "west"]
+
+    [columns.amount]
+    type = "number"
+    lower = 0
+    upper = 5000
+
+    [privacy]
+    mechanism = "gaussian"   # gaussian | laplace | none
+    epsilon = 1.0            # per query (or noise_multiplier = ..., gaussian only)
+    delta = 1e-6
+    max_epsilon = 10.0       # default budget of a party that declares none
+
+Every error names the key, e.g. ``ConfigError: job.toml: key 'columns.amount': number column
+needs lower < upper (got lower=5, upper=1)``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fedsilo.errors import ConfigError
+from fedsilo.privacy.accounting import AccountingMethod
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class ColumnKind(enum.Enum):
+    NUMBER = "number"
+    CATEGORY = "category"
+
+
+class Mechanism(enum.Enum):
+    NONE = "none"
+    GAUSSIAN = "gaussian"
+    LAPLACE = "laplace"
+
+
+class ColumnSpec(_Strict):
+    """One public column: a clipped number, or a category with its public values."""
+
+    type: ColumnKind
+    lower: float | None = None
+    upper: float | None = None
+    categories: list[str | int] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnSpec:
+        if self.type is ColumnKind.NUMBER:
+            if self.lower is None or self.upper is None:
+                raise ValueError(
+                    "number column needs clipping bounds 'lower' and 'upper' (DP needs bounded "
+                    "contributions)"
+                )
+            if not (math.isfinite(self.lower) and math.isfinite(self.upper)):
+                raise ValueError("clipping bounds must be finite numbers")
+            if not self.lower < self.upper:
+                raise ValueError(
+                    f"number column needs lower < upper (got lower={self.lower}, upper={self.upper})"
+                )
+            if self.categories is not None:
+                raise ValueError("a number column has no 'categories'; use type = 'category'")
+        else:
+            if not self.categories:
+                raise ValueError("category column needs its public list 'categories'")
+            if len({str(c) for c in self.categories}) != len(self.categories):
+                raise ValueError("'categories' has duplicate values")
+            if self.lower is not None or self.upper is not None:
+                raise ValueError("a category column has no clipping bounds")
+        return self
+
+    @property
+    def center(self) -> float:
+        assert self.lower is not None and self.upper is not None
+        return (self.lower + self.upper) / 2
+
+    @property
+    def half_range(self) -> float:
+        assert self.lower is not None and self.upper is not None
+        return (self.upper - self.lower) / 2
+
+
+class AnalyticsParty(_Strict):
+    """One organization: its file and its privacy budget."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=NAME_PATTERN)
+    path: Path | None = None
+    max_epsilon: float | None = Field(default=None, gt=0)
+
+
+class BuiltinSource(_Strict):
+    """A built-in tabular dataset split into ``num_parties`` simulated parties (seeded)."""
+
+    dataset: str
+    num_parties: int = Field(default=3, ge=1, le=1000)
+
+
+class PrivacySettings(_Strict):
+    """Central DP on every released statistic; ``epsilon`` is the cost of one query."""
+
+    mechanism: Mechanism = Mechanism.GAUSSIAN
+    epsilon: float | None = Field(default=None, gt=0)
+    noise_multiplier: float | None = Field(default=None, gt=0)
+    delta: float = Field(default=1e-6, gt=0, lt=1)
+    accounting: AccountingMethod = AccountingMethod.RDP
+    max_epsilon: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_scale(self) -> PrivacySettings:
+        m = self.mechanism
+        if m is Mechanism.NONE:
+            if self.epsilon is not None or self.noise_multiplier is not None:
+                raise ValueError("mechanism 'none' takes neither epsilon nor noise_multiplier")
+        elif m is Mechanism.LAPLACE:
+            if self.epsilon is None or self.noise_multiplier is not None:
+                raise ValueError("mechanism 'laplace' needs 'epsilon' (and no noise_multiplier)")
+        elif (self.epsilon is None) == (self.noise_multiplier is None):
+            raise ValueError("mechanism 'gaussian' needs exactly one of epsilon, noise_multiplier")
+        return self
+
+
+class AnalyticsJob(_Strict):
+    name: str = Field(default="analytics", pattern=NAME_PATTERN)
+    table: str = Field(pattern=IDENT_PATTERN)
+    columns: dict[str, ColumnSpec]
+    parties: list[AnalyticsParty] = Field(default_factory=list)
+    data: BuiltinSource | None = None
+    privacy: PrivacySettings  # required: say mechanism = 'none' to answer without DP
+    min_group_size: float = Field(default=0, ge=0)
+    seed: int | None = None
+    timeout_s: float = Field(default=600, gt=0)
+
+    @model_validator(mode="after")
+    def _sources(self) -> AnalyticsJob:
+        if not self.columns:
+            raise ValueError("declare the table's columns under [columns.<name>]")
+        import re
+
+        for col in self.columns:
+            if not re.match(IDENT_PATTERN, col):
+                raise ValueError(f"column name {col!r} must be a plain identifier")
+        names = [p.name for p in self.parties]
+        if len(set(names)) != len(names):
+            raise ValueError(f"party names must be unique, got {names}")
+        with_files = [p.name for p in self.parties if p.path is not None]
+        if self.data is None:
+            if not self.parties or len(with_files) != len(self.parties):
+                raise ValueError(
+                    "give every [[parties]] entry a 'path', or use [data] dataset = '...' with "
+                    "num_parties for a built-in dataset"
+                )
+        elif with_files:
+            raise ValueError("[data] dataset and [[parties]] paths are exclusive: choose one")
+        return self
+
+    def party_names(self) -> list[str]:
+        if self.data is not None:
+            return [f"party-{i}" for i in range(self.data.num_parties)]
+        return [p.name for p in self.parties]
+
+    def budget(self, party: str) -> float:
+        """The party's declared maximum epsilon, else the job default."""
+        for p in self.parties:
+            if p.name == party and p.max_epsilon is not None:
+                return p.max_epsilon
+        return self.privacy.max_epsilon
+
+
+def parse_analytics_job(
+    raw: dict[str, Any], *, source: str, base_dir: Path | None = None
+) -> AnalyticsJob:
+    try:
+        job = AnalyticsJob.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, source)) from None
+    if base_dir is not None:
+        parties = [
+            p.model_copy(update={"path": base_dir / p.path})
+            if p.path is not None and not p.path.is_absolute()
+            else p
+            for p in job.parties
+        ]
+        job = job.model_copy(update={"parties": parties})
+    return job
+
+
+def load_analytics_job(path: str | Path) -> AnalyticsJob:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"job file {path} does not exist; check the path") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return parse_analytics_job(raw, source=str(path), base_dir=path.parent)
+
+
+def _explain(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: the analytics job is invalid:"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
+        idx = next((p for p in err["loc"] if isinstance(p, int)), None)
+        where = loc + (f" (entry {idx + 1})" if idx is not None else "")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  key '{where}' is not a known key")
+        elif not loc:
+            lines.append(f"  {msg}")
+        else:
+            lines.append(f"  key '{where}': {msg}")
+    return "\n".join(lines)

@@ -1,0 +1,67 @@
+"""A party's analytics agent: answers QUERY tasks with sufficient statistics.
+
+Like :class:`fedsilo.runtime.party.PartyAgent`, :meth:`AnalyticsAgent.handle` takes and
+returns encoded :class:`~fedsilo.runtime.messages.Message` bytes and never raises: a malformed
+task, a plan that reaches outside the party's public schema, or a data problem becomes an
+error reply naming the party. The party re-checks every received plan against its own copy of
+the job (table, declared columns, categories, bounds, and the filter against the SQL subset)
+before DuckDB sees it. What leaves: one ``(groups, statistics)`` float64 array.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import duckdb
+
+from fedsilo.analytics.config import AnalyticsJob
+from fedsilo.analytics.local import PartyTable, connect, local_statistics
+from fedsilo.analytics.plan import QueryPlan
+from fedsilo.errors import FedsiloError, ProtocolError
+from fedsilo.runtime.messages import Message, TaskKind
+
+log = logging.getLogger(__name__)
+
+
+class AnalyticsAgent:
+    def __init__(
+        self, name: str, table: PartyTable, job: AnalyticsJob, *, threads: int = 1
+    ) -> None:
+        self.name = name
+        self._table = table
+        self._job = job
+        self._threads = threads
+        self._con: duckdb.DuckDBPyConnection | None = None  # opened on the first query
+
+    def handle(self, data: bytes) -> bytes:
+        try:
+            task = Message.decode(data)
+        except ProtocolError as exc:
+            return self._error("", -1, f"malformed task: {exc}", "ProtocolError")
+        try:
+            if task.kind is not TaskKind.QUERY:
+                raise ProtocolError(
+                    f"party '{self.name}' (analytics) only answers query tasks, got "
+                    f"{task.kind.value!r}"
+                )
+            try:
+                plan = QueryPlan.from_json(task.body["plan"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ProtocolError(f"malformed query plan: {exc}") from None
+            plan.check_against(self._job)
+            if self._con is None:
+                self._con = connect(self._threads)
+            stats = local_statistics(plan, self._table, party=self.name, con=self._con)
+        except FedsiloError as exc:
+            return self._error(task.job_id, task.round, str(exc), type(exc).__name__)
+        except Exception as exc:  # a party must answer, whatever broke
+            log.exception("party %s failed on a query", self.name)
+            return self._error(task.job_id, task.round, f"{type(exc).__name__}: {exc}", "Error")
+        body = {"groups": int(stats.shape[0]), "statistics": int(stats.shape[1])}
+        return Message(
+            TaskKind.QUERY, task.job_id, task.round, self.name, body, {"stats": stats}
+        ).encode()
+
+    def _error(self, job_id: str, rnd: int, text: str, error_type: str) -> bytes:
+        body = {"error": text, "error_type": error_type}
+        return Message(TaskKind.QUERY, job_id, rnd, self.name, body).encode()

@@ -1,0 +1,276 @@
+"""Running one query: plan, budget check, exchange, plain sum, noise, post-processing.
+
+:func:`run_query` is transport-agnostic: it sends one QUERY :class:`Message` per party through
+``Transport.exchange`` (in-process simulation today, the gRPC deployment unchanged) and needs a
+reply from every party (a partial sum would be a different, biased answer). Before asking any
+party it checks every party's ledger (:class:`~fedsilo.analytics.ledger.Ledger`); after the
+answer is computed it charges them, then returns it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedsilo.analytics.answers import LINEAR, evaluate, linear_sd
+from fedsilo.analytics.config import AnalyticsJob, ColumnKind, Mechanism
+from fedsilo.analytics.dp import NoisePlan, calibrate
+from fedsilo.analytics.handler import AnalyticsAgent
+from fedsilo.analytics.ledger import Ledger
+from fedsilo.analytics.local import PartyTable
+from fedsilo.analytics.merge import SUMS_NOTICE, sum_statistics
+from fedsilo.analytics.plan import Block, QueryPlan, make_plan
+from fedsilo.analytics.sql import Agg, Aggregate, parse_query
+from fedsilo.errors import ConfigError, ProtocolError
+from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.runtime.transport import InProcessTransport, Transport
+
+MAX_BOOTSTRAP_VALUES = 20_000_000
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One answer: value (a list for HISTOGRAM), noise sd, and a 95% interval; None if undefined."""
+
+    value: float | list[float] | None
+    sd: float | list[float] | None
+    ci: tuple[float, float] | list[tuple[float, float]] | None
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    sql: str
+    group_by: tuple[str, ...]
+    aggregates: tuple[Aggregate, ...]
+    groups: list[tuple[str | int, ...]]
+    cells: list[list[Cell]]  # [group][aggregate]
+    suppressed: list[bool]
+    mechanism: Mechanism
+    epsilon: float
+    delta: float
+    noise_multiplier: float | None
+    spent: dict[str, tuple[float, float]]  # party -> (total epsilon spent, budget)
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def labels(self) -> list[str]:
+        return [a.label for a in self.aggregates]
+
+    def to_json(self) -> dict[str, Any]:
+        rows = []
+        for g, cells, sup in zip(self.groups, self.cells, self.suppressed, strict=True):
+            row: dict[str, Any] = dict(zip(self.group_by, g, strict=True))
+            row["suppressed"] = sup
+            row["answers"] = {
+                a.label: {"value": c.value, "noise_sd": c.sd, "ci95": c.ci}
+                for a, c in zip(self.aggregates, cells, strict=True)
+            }
+            rows.append(row)
+        return {
+            "query": self.sql,
+            "group_by": list(self.group_by),
+            "rows": rows,
+            "privacy": {
+                "mechanism": self.mechanism.value,
+                "epsilon": self.epsilon,
+                "delta": self.delta,
+                "noise_multiplier": self.noise_multiplier,
+                "parties": {p: {"spent": s, "budget": b} for p, (s, b) in self.spent.items()},
+            },
+            "notices": self.notices,
+        }
+
+
+def party_tables(job: AnalyticsJob) -> dict[str, PartyTable]:
+    """Each party's rows: its file, or its share of a built-in tabular dataset (seeded split)."""
+    if job.data is None:
+        return {p.name: PartyTable(str(p.path), path=p.path) for p in job.parties}
+    from fedsilo.data.builtin import load_builtin
+
+    ds = load_builtin(job.data.dataset)
+    if ds.features is None:
+        raise ConfigError(f"[data] dataset {job.data.dataset!r} is images; analytics needs a table")
+    frame = ds.features.copy()
+    frame["label"] = [ds.class_names[i] for i in ds.labels]
+    order = np.random.default_rng(job.seed or 0).permutation(len(frame))
+    parts = np.array_split(order, job.data.num_parties)
+    names = job.party_names()
+    return {
+        n: PartyTable(
+            f"{job.data.dataset} share {i}", frame=frame.iloc[np.sort(idx)].reset_index(drop=True)
+        )
+        for i, (n, idx) in enumerate(zip(names, parts, strict=True))
+    }
+
+
+def simulation_transport(job: AnalyticsJob) -> InProcessTransport:
+    return InProcessTransport({n: AnalyticsAgent(n, t, job) for n, t in party_tables(job).items()})
+
+
+def _rng(job: AnalyticsJob, sql: str) -> np.random.Generator:
+    if job.seed is None:  # production: OS entropy
+        return np.random.default_rng()
+    digest = int.from_bytes(hashlib.sha256(sql.encode()).digest()[:8], "little")
+    return np.random.default_rng([job.seed, digest])
+
+
+def run_query(
+    job: AnalyticsJob,
+    sql: str,
+    *,
+    transport: Transport,
+    ledger_dir: Path,
+    rng: np.random.Generator | None = None,
+) -> QueryResult:
+    query = parse_query(sql, job)
+    plan = make_plan(query, job)
+    noise = calibrate(plan, job.privacy)
+    names = job.party_names()
+    budgets = {p: job.budget(p) for p in names}
+    ledger = Ledger(ledger_dir, job.privacy.delta, job.privacy.accounting)
+    ledger.check(budgets, noise, sql)
+    total = collect(plan, job, transport, names)
+    rng = rng if rng is not None else _rng(job, sql)
+    noisy = total + noise.sample(rng, total.shape)
+    result = release(query.aggregates, plan, noisy, noise, job, rng)
+    spent = ledger.charge(budgets, noise, sql)
+    return QueryResult(
+        sql=sql,
+        group_by=query.group_by,
+        aggregates=query.aggregates,
+        groups=plan.groups,
+        cells=result[0],
+        suppressed=result[1],
+        mechanism=noise.mechanism,
+        epsilon=noise.epsilon,
+        delta=noise.delta,
+        noise_multiplier=noise.noise_multiplier,
+        spent={p: (spent[p], budgets[p]) for p in names},
+        notices=notices(plan, job, noise, sum(result[1])),
+    )
+
+
+def collect(
+    plan: QueryPlan, job: AnalyticsJob, transport: Transport, names: list[str]
+) -> np.ndarray:
+    """Ask every party for its statistics; return their sum (the secure-aggregation seam)."""
+    task = Message(TaskKind.QUERY, job.name, 0, "coordinator", {"plan": plan.to_json()})
+    gathered = transport.exchange({n: task for n in names}, timeout_s=job.timeout_s)
+    failures = dict(gathered.failures)
+    expected = (len(plan.groups), plan.num_stats)
+    stats: dict[str, np.ndarray] = {}
+    for name, reply in gathered.replies.items():
+        arr = reply.arrays.get("stats")
+        if reply.error is not None:
+            failures[name] = reply.error
+        elif arr is None or arr.shape != expected or arr.dtype != np.float64:
+            failures[name] = (
+                f"sent statistics of shape {None if arr is None else arr.shape}, expected {expected}"
+            )
+        else:
+            stats[name] = arr
+    if failures:
+        detail = "; ".join(f"party '{p}': {r}" for p, r in sorted(failures.items()))
+        raise ProtocolError(f"the query needs every party and {len(failures)} failed: {detail}")
+    return sum_statistics(stats)
+
+
+def release(
+    aggregates: tuple[Aggregate, ...],
+    plan: QueryPlan,
+    noisy: np.ndarray,
+    noise: NoisePlan,
+    job: AnalyticsJob,
+    rng: np.random.Generator,
+) -> tuple[list[list[Cell]], list[bool]]:
+    """Post-process noisy statistics into cells; suppress groups whose noisy count is small."""
+    groups = noisy.shape[0]
+    count = evaluate(Aggregate(Agg.COUNT, (), "n"), plan, noisy)
+    suppressed = [bool(job.min_group_size > 0 and c < job.min_group_size) for c in count]
+    dp = noise.mechanism is not Mechanism.NONE
+    reps = max(200, min(1000, MAX_BOOTSTRAP_VALUES // max(1, noisy.size)))
+    boot = noisy[None] + noise.sample(rng, (reps, *noisy.shape)) if dp else None
+    sd = noise.sd
+    cells: list[list[Cell]] = [[] for _ in range(groups)]
+    for agg in aggregates:
+        thr = (
+            2.0 * float(sd[plan.offset(Block("hist", agg.columns, agg.bins))][0])
+            if agg.bins
+            else 0.0
+        )
+        value = evaluate(agg, plan, noisy, threshold=thr)
+        lin = linear_sd(agg, plan, sd)
+        if boot is not None:
+            reps_v = evaluate(agg, plan, boot, threshold=thr)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN groups
+                err = reps_v - value[None]
+                lo = value - np.nanpercentile(err, 97.5, axis=0)
+                hi = value - np.nanpercentile(err, 2.5, axis=0)
+                boot_sd = np.nanstd(reps_v, axis=0)
+        for g in range(groups):
+            if suppressed[g]:
+                cells[g].append(Cell(None, None, None))
+                continue
+            v = value[g]
+            if boot is None:
+                cells[g].append(_cell(v, 0.0, v, v))
+            elif agg.func in LINEAR and lin is not None:
+                cells[g].append(_cell(v, lin, lo[g], hi[g]))
+            else:
+                cells[g].append(_cell(v, boot_sd[g], lo[g], hi[g]))
+    return cells, suppressed
+
+
+def _num(x: Any) -> float | None:
+    f = float(x)
+    return None if np.isnan(f) else f
+
+
+def _cell(v: Any, sd: Any, lo: Any, hi: Any) -> Cell:
+    if np.ndim(v) == 1:
+        sds = np.broadcast_to(np.asarray(sd, dtype=float), np.shape(v))
+        los = np.broadcast_to(lo, np.shape(v))
+        his = np.broadcast_to(hi, np.shape(v))
+        return Cell(
+            [float(x) for x in v],
+            [float(s) for s in sds],
+            [(float(a), float(b)) for a, b in zip(los, his, strict=True)],
+        )
+    value = _num(v)
+    if value is None:
+        return Cell(None, None, None)
+    lo_f, hi_f = _num(lo), _num(hi)
+    ci = None if lo_f is None or hi_f is None else (lo_f, hi_f)
+    return Cell(value, _num(sd), ci)
+
+
+def notices(plan: QueryPlan, job: AnalyticsJob, noise: NoisePlan, n_suppressed: int) -> list[str]:
+    out = [SUMS_NOTICE]
+    clipped = [
+        f"{c} to [{s.lower:g}, {s.upper:g}]"
+        for c, s in plan.columns.items()
+        if s.type is ColumnKind.NUMBER
+        and any(b.kind != "hist" and c in b.columns for b in plan.blocks)
+    ]
+    if clipped:
+        out.append("values clipped before summing: " + ", ".join(clipped))
+    if any(b.kind == "hist" for b in plan.blocks):
+        out.append("histogram values outside the bin edges are counted in the first/last bin")
+    if noise.mechanism is Mechanism.NONE:
+        out.append("no differential privacy: answers are exact (mechanism = 'none')")
+    else:
+        out.append(
+            f"{noise.mechanism.value} noise per statistic; 95% intervals by parametric bootstrap "
+            "of the noise (exact sd for COUNT, SUM, HISTOGRAM)"
+        )
+    if job.min_group_size > 0:
+        out.append(
+            f"groups with a noisy count below {job.min_group_size:g} suppressed: {n_suppressed}"
+        )
+    return out

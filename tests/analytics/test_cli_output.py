@@ -1,0 +1,118 @@
+"""`fedsilo query` on the bank example: table, CSV, JSON, HTML; built-in dataset jobs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+from typer.testing import CliRunner
+
+from fedsilo.analytics.config import parse_analytics_job
+from fedsilo.analytics.run import run_query, simulation_transport
+from fedsilo.cli import app
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "analytics"
+SQL = (
+    "SELECT region, COUNT(*) AS n, AVG(amount) AS mean, "
+    "HISTOGRAM(score, BINS=[300,400,500,600,700,850]) AS h FROM transactions "
+    "WHERE year = 2025 GROUP BY region"
+)
+
+
+def _example_job(tmp_path: Path, privacy: str) -> Path:
+    subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLE / "make_data.py"),
+            "--rows",
+            "300",
+            "--out",
+            str(tmp_path / "data"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    text = (EXAMPLE / "job.toml").read_text()
+    text = text.replace('mechanism = "gaussian"  # gaussian | laplace | none', privacy)
+    if "none" in privacy:
+        text = text.replace(
+            "epsilon = 1.0           # cost of each query, charged to every party\n", ""
+        )
+        text = text.replace("delta = 1e-6\n", "")
+    job = tmp_path / "job.toml"
+    job.write_text(text)
+    return job
+
+
+def test_cli_json_without_dp_matches_duckdb_on_the_pooled_csvs(tmp_path: Path) -> None:
+    job = _example_job(tmp_path, 'mechanism = "none"')
+    res = CliRunner().invoke(
+        app, ["query", str(job), SQL, "--format", "json", "--out", str(tmp_path / "run")]
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert "sums: plain (secure aggregation not enabled)" in out["notices"]
+    ref = duckdb.sql(
+        f"SELECT region, COUNT(*), AVG(LEAST(amount, 1000)) FROM '{tmp_path}/data/*.csv' "
+        "WHERE year = 2025 GROUP BY region"
+    ).fetchall()
+    got = {r["region"]: r["answers"] for r in out["rows"]}
+    for region, n, mean in ref:
+        assert got[region]["n"]["value"] == n
+        assert abs(got[region]["mean"]["value"] - mean) <= 1e-9 * mean
+
+
+def test_cli_table_csv_html_with_dp_and_budget_refusal(tmp_path: Path) -> None:
+    job = _example_job(tmp_path, 'mechanism = "gaussian"')
+    run = str(tmp_path / "run")
+    runner = CliRunner()
+    res = runner.invoke(
+        app, ["query", str(job), SQL, "--out", run, "--html", str(tmp_path / "q.html")]
+    )
+    assert res.exit_code == 0, res.output
+    assert "sums: plain (secure aggregation not enabled)" in res.stdout
+    assert "bank-c: epsilon spent" in res.stdout
+    page = (tmp_path / "q.html").read_text()
+    assert page.count("data:image/png;base64,") == 3
+    res = runner.invoke(app, ["query", str(job), SQL, "--out", run, "--format", "csv"])
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert [r["region"] for r in rows] == ["north", "south", "east", "west"]
+    assert float(rows[0]["n noise_sd"]) > 0
+    # bank-c allows epsilon 3 in total; Gaussian queries compose through the accountant
+    # (sublinearly: about 8 queries of epsilon 1 fit), then the next one is refused.
+    for _ in range(20):
+        res = runner.invoke(app, ["query", str(job), SQL, "--out", run])
+        if res.exit_code != 0:
+            break
+    assert res.exit_code == 2
+    assert "party 'bank-c' has a budget of epsilon 3" in res.output
+    spent = json.loads((tmp_path / "run" / "ledger" / "bank-c.json").read_text())["entries"]
+    assert 3 <= len(spent) < 20
+    assert (
+        "unknown column"
+        in runner.invoke(app, ["query", str(job), "SELECT AVG(x) FROM transactions"]).output
+    )
+
+
+def test_builtin_dataset_split_into_parties(tmp_path: Path) -> None:
+    job = parse_analytics_job(
+        {
+            "table": "cells",
+            "data": {"dataset": "breast-cancer", "num_parties": 3},
+            "columns": {"label": {"type": "category", "categories": ["malignant", "benign"]}},
+            "privacy": {"mechanism": "none"},
+        },
+        source="test",
+    )
+    r = run_query(
+        job,
+        "SELECT label, COUNT(*) FROM cells GROUP BY label",
+        transport=simulation_transport(job),
+        ledger_dir=tmp_path,
+    )
+    assert [c[0].value for c in r.cells] == [212.0, 357.0]

@@ -1,0 +1,184 @@
+"""Queries outside the subset, unknown or non-public columns, and overspending are refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fedsilo.analytics.config import parse_analytics_job
+from fedsilo.analytics.handler import AnalyticsAgent
+from fedsilo.analytics.ledger import BudgetExceededError
+from fedsilo.analytics.local import PartyTable
+from fedsilo.analytics.plan import make_plan
+from fedsilo.analytics.run import run_query
+from fedsilo.analytics.sql import UnsupportedQueryError, parse_query
+from fedsilo.errors import ConfigError, ProtocolError
+from fedsilo.runtime.messages import Message, TaskKind
+
+from .conftest import COLUMNS, make_job, transport_for
+
+FRAME = pd.DataFrame(
+    {"region": ["north", "south"], "year": [2025, 2024], "amount": [1.0, 2.0], "score": [3.0, 4.0]}
+)
+
+
+@pytest.mark.parametrize(
+    ("sql", "fragment"),
+    [
+        ("SELECT amount FROM t", "not in GROUP BY"),
+        ("SELECT COUNT(*) FROM t ORDER BY 1", "not supported"),
+        ("SELECT COUNT(*) FROM t LIMIT 3", "not supported"),
+        ("SELECT COUNT(*) FROM t JOIN u ON t.a = u.a", "not supported"),
+        ("SELECT COUNT(DISTINCT region) FROM t", "DISTINCT"),
+        ("SELECT MIN(amount) FROM t", "BINS"),
+        ("SELECT MEDIAN(amount) FROM t", "supported: SELECT"),
+        ("SELECT SUM(amount + 1) FROM t", "plain column"),
+        ("SELECT COUNT(*) FROM t WHERE amount > score", "literal"),
+        ("SELECT COUNT(*) FROM t WHERE amount IN (SELECT 1)", "literal"),
+        ("SELECT COUNT(*) FROM t WHERE region = 1", "text"),
+        ("SELECT COUNT(*) FROM t WHERE lower(region) = 'x'", "supported: SELECT"),
+        ("SELECT COUNT(*) FROM other", "this job's table is 't'"),
+        ("SELECT HISTOGRAM(score, BINS=[3, 2]) FROM t", "strictly increasing"),
+        ("SELECT QUANTILE(score, 1.5, BINS=[0, 1]) FROM t", "q must be in (0, 1)"),
+        ("SELECT SUM(region) FROM t", "needs a number column"),
+        ("DROP TABLE t", "single SELECT"),
+        ("SELECT COUNT(*) FROM t; SELECT 1", "single SELECT"),
+        ("SELEC COUNT(*) FROM t", "supported"),
+    ],
+)
+def test_unsupported_sql_is_refused_with_what_is_supported(sql: str, fragment: str) -> None:
+    with pytest.raises(UnsupportedQueryError, match=None) as info:
+        parse_query(sql, make_job(1))
+    assert fragment in str(info.value)
+
+
+def test_unknown_column_is_named() -> None:
+    with pytest.raises(UnsupportedQueryError, match=r"unknown column 'income'.*\['amount'"):
+        parse_query("SELECT AVG(income) FROM t", make_job(1))
+
+
+def test_group_by_a_non_public_column_is_refused() -> None:
+    with pytest.raises(
+        UnsupportedQueryError, match=r"cannot GROUP BY 'amount'.*\['region', 'year'\]"
+    ):
+        parse_query("SELECT amount, COUNT(*) FROM t GROUP BY amount", make_job(1))
+
+
+def test_query_over_a_party_budget_is_refused_naming_party_budget_and_cost(tmp_path: Path) -> None:
+    job = parse_analytics_job(
+        {
+            "table": "t",
+            "columns": COLUMNS,
+            "parties": [
+                {"name": "p0", "path": "a.csv", "max_epsilon": 5.0},
+                {"name": "p1", "path": "b.csv", "max_epsilon": 1.5},
+            ],
+            "privacy": {"mechanism": "laplace", "epsilon": 1.0},
+            "seed": 0,
+        },
+        source="test",
+    )
+    t = transport_for(job, [FRAME, FRAME])
+    run_query(job, "SELECT COUNT(*) FROM t", transport=t, ledger_dir=tmp_path)
+    with pytest.raises(BudgetExceededError) as info:
+        run_query(job, "SELECT COUNT(*) FROM t", transport=t, ledger_dir=tmp_path)
+    text = str(info.value)
+    assert "party 'p1'" in text and "budget of epsilon 1.5" in text and "costs 1" in text
+    # refused before release: no second entry in any ledger
+    for p in ("p0", "p1"):
+        assert len(json.loads((tmp_path / f"{p}.json").read_text())["entries"]) == 1
+
+
+def test_config_errors_name_the_key() -> None:
+    bad = {"table": "t", "columns": {"amount": {"type": "number", "lower": 5, "upper": 1}}}
+    with pytest.raises(ConfigError, match=r"columns.amount.*lower < upper"):
+        parse_analytics_job(
+            {**bad, "parties": [{"name": "a", "path": "x"}], "privacy": {"mechanism": "none"}},
+            source="job.toml",
+        )
+    with pytest.raises(ConfigError, match=r"privacy.*exactly one of epsilon, noise_multiplier"):
+        parse_analytics_job(
+            {
+                "table": "t",
+                "columns": COLUMNS,
+                "parties": [{"name": "a", "path": "x"}],
+                "privacy": {"mechanism": "gaussian"},
+            },
+            source="job.toml",
+        )
+
+
+def test_party_rejects_a_plan_outside_its_schema_and_survives_garbage() -> None:
+    job = make_job(1)
+    agent = AnalyticsAgent("p0", PartyTable("mem", frame=FRAME), job)
+    plan = make_plan(parse_query("SELECT COUNT(*) FROM t WHERE year = 2025", job), job).to_json()
+    plan["where"] = "1=1) UNION SELECT * FROM read_csv('/etc/passwd') --"
+    reply = Message.decode(
+        agent.handle(Message(TaskKind.QUERY, "j", 0, "c", {"plan": plan}).encode())
+    )
+    assert reply.error is not None and "filter" in reply.error
+    reply = Message.decode(agent.handle(b"not a message"))
+    assert reply.error is not None and "malformed" in reply.error
+
+
+def test_missing_party_file_fails_the_query_naming_the_party(tmp_path: Path) -> None:
+    job = parse_analytics_job(
+        {
+            "table": "t",
+            "columns": COLUMNS,
+            "parties": [{"name": "bank-a", "path": str(tmp_path / "nope.csv")}],
+            "privacy": {"mechanism": "none"},
+        },
+        source="test",
+    )
+    from fedsilo.analytics.run import simulation_transport
+
+    with pytest.raises(ProtocolError, match=r"party 'bank-a'.*does not exist"):
+        run_query(
+            job, "SELECT COUNT(*) FROM t", transport=simulation_transport(job), ledger_dir=tmp_path
+        )
+
+
+def test_csv_and_parquet_files_give_the_same_answer(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(
+        {
+            "region": rng.choice(["north", "east"], 50),
+            "year": rng.choice([2024, 2025], 50),
+            "amount": rng.uniform(0, 100, 50),
+            "score": rng.uniform(0, 100, 50),
+        }
+    )
+    df.to_csv(tmp_path / "a.csv", index=False)
+    df.to_parquet(tmp_path / "b.parquet")
+    answers = []
+    for name in ("a.csv", "b.parquet"):
+        job = parse_analytics_job(
+            {
+                "table": "t",
+                "columns": COLUMNS,
+                "parties": [{"name": "x", "path": str(tmp_path / name)}],
+                "privacy": {"mechanism": "none"},
+            },
+            source="test",
+        )
+        from fedsilo.analytics.run import simulation_transport
+
+        r = run_query(
+            job,
+            "SELECT region, COUNT(*), AVG(amount) FROM t WHERE year = 2025 GROUP BY region",
+            transport=simulation_transport(job),
+            ledger_dir=tmp_path / name,
+        )
+        answers.append([[c.value for c in row] for row in r.cells])
+    assert answers[0][0][0] == answers[1][0][0]
+    assert np.allclose(
+        np.array(answers[0], dtype=float),
+        np.array(answers[1], dtype=float),
+        rtol=1e-12,
+        equal_nan=True,
+    )
