@@ -82,6 +82,18 @@ class PartyBoard:
                 if self._polling.get(p, 0) > 0 or now - seen <= self.liveness_s
             )
 
+    def heartbeat(self, party: str) -> None:
+        with self._cond:
+            self._seen[party] = self.clock()
+            self._cond.notify_all()
+
+    def _lost(self, party: str) -> bool:
+        """Called with the lock held: no poll, reply or heartbeat for ``liveness_s``."""
+        seen = self._seen.get(party)
+        if self._polling.get(party, 0) > 0:
+            return False
+        return seen is None or self.clock() - seen > self.liveness_s
+
     def last_seen(self) -> dict[str, float]:
         now = self.clock()
         with self._cond:
@@ -160,10 +172,20 @@ class PartyBoard:
     def collect(self, ids: Mapping[str, str], deadline: float) -> dict[str, _Pending]:
         """Wait until every task is answered or ``deadline``; forget the tasks."""
         with self._cond:
-            while self.clock() < deadline and any(
-                self._pending[t].payload is None and self._pending[t].error is None
-                for t in ids.values()
-            ):
+            while self.clock() < deadline:
+                waiting = [
+                    (party, self._pending[t])
+                    for party, t in ids.items()
+                    if self._pending[t].payload is None and self._pending[t].error is None
+                ]
+                if not waiting:
+                    break
+                for party, pending in waiting:
+                    if self._lost(party):
+                        pending.error = (
+                            f"lost: no poll, reply or heartbeat for {self.liveness_s:g} s "
+                            "(crashed or disconnected)"
+                        )
                 self._cond.wait(min(0.5, max(0.0, deadline - self.clock())))
             done = {party: self._pending.pop(t) for party, t in ids.items()}
             wanted = set(ids.values())

@@ -11,6 +11,7 @@ reason, because retrying cannot help.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -32,6 +33,7 @@ from fedsilo.runtime.transport import Handler
 log = logging.getLogger(__name__)
 
 PULL_TIMEOUT_S = 120.0
+HEARTBEAT_S = 0.5  # while handling a task; the server drops a party silent for liveness_s
 FATAL = {
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.PERMISSION_DENIED,
@@ -59,11 +61,16 @@ def open_channel(
     server_name: str | None = None,
     insecure: bool = False,
     max_message_bytes: int = 256 * 1024 * 1024,
+    max_backoff_s: float = 5.0,
 ) -> grpc.Channel:
     """A channel to the coordinator: TLS with ``ca`` (and a client cert for mTLS)."""
     options: list[tuple[str, int | str]] = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
+        # gRPC's own reconnect backoff grows to minutes; ours (in PartyProcess) is the policy.
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.min_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", int(max_backoff_s * 1000)),
     ]
     if insecure:
         log.warning("connecting WITHOUT TLS (--insecure): use only on a trusted network")
@@ -112,6 +119,7 @@ class PartyProcess:
             server_name=config.server_name,
             insecure=insecure,
             max_message_bytes=config.max_message_bytes,
+            max_backoff_s=config.max_backoff_s,
         )
         self._stub = pb_grpc.CoordinatorStub(self._channel)  # type: ignore[no-untyped-call]
         metadata = [(PARTY_HEADER, config.name)]
@@ -161,9 +169,21 @@ class PartyProcess:
                 backoff = min(backoff * 2, self.config.max_backoff_s)
         self._channel.close()
 
+    def _heartbeat(self, done: threading.Event) -> None:
+        request = pb.PullRequest(schema_version=WIRE_VERSION, party=self.config.name)
+        while not done.wait(HEARTBEAT_S):
+            with contextlib.suppress(grpc.RpcError):  # the main loop reports connection trouble
+                self._stub.Heartbeat(request, metadata=self._metadata, timeout=HEARTBEAT_S * 4)
+
     def _answer(self, task: pb.Task) -> None:
         log.info("party %s: %s task, round %d", self.config.name, task.kind, task.round)
-        payload = self._handler.handle(task.payload)
+        done = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(done,), daemon=True)
+        beat.start()
+        try:
+            payload = self._handler.handle(task.payload)
+        finally:
+            done.set()
         ack = self._stub.Push(
             pb.Reply(
                 schema_version=WIRE_VERSION,

@@ -83,6 +83,11 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             log.warning("reply from party '%s' not accepted: %s", name, reason)
         return pb.Ack(accepted=accepted, reason=reason)
 
+    def Heartbeat(self, request: pb.PullRequest, context: grpc.ServicerContext) -> pb.Ack:
+        name = self._party(context, request.party, request.schema_version)
+        self._board.heartbeat(name)
+        return pb.Ack(accepted=True)
+
     def Submit(self, request: pb.SubmitRequest, context: grpc.ServicerContext) -> pb.SubmitReply:
         self._admin(context)
         try:

@@ -44,6 +44,11 @@ class CoordinatorStub(object):
                 request_serializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.Reply.SerializeToString,
                 response_deserializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.Ack.FromString,
                 _registered_method=True)
+        self.Heartbeat = channel.unary_unary(
+                '/fedsilo.deploy.v1.Coordinator/Heartbeat',
+                request_serializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.PullRequest.SerializeToString,
+                response_deserializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.Ack.FromString,
+                _registered_method=True)
         self.Submit = channel.unary_unary(
                 '/fedsilo.deploy.v1.Coordinator/Submit',
                 request_serializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.SubmitRequest.SerializeToString,
@@ -71,6 +76,13 @@ class CoordinatorServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Heartbeat(self, request, context):
+        """While a party works on a task it says it is alive, so a crashed party is dropped early.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Submit(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -94,6 +106,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
             'Push': grpc.unary_unary_rpc_method_handler(
                     servicer.Push,
                     request_deserializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.Reply.FromString,
+                    response_serializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.Ack.SerializeToString,
+            ),
+            'Heartbeat': grpc.unary_unary_rpc_method_handler(
+                    servicer.Heartbeat,
+                    request_deserializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.PullRequest.FromString,
                     response_serializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.Ack.SerializeToString,
             ),
             'Submit': grpc.unary_unary_rpc_method_handler(
@@ -160,6 +177,33 @@ class Coordinator(object):
             target,
             '/fedsilo.deploy.v1.Coordinator/Push',
             fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.Reply.SerializeToString,
+            fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Heartbeat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedsilo.deploy.v1.Coordinator/Heartbeat',
+            fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.PullRequest.SerializeToString,
             fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.Ack.FromString,
             options,
             channel_credentials,
