@@ -5,7 +5,10 @@ organizations that take part; their ``path`` entries, if any, are ignored by the
 party's data path lives in its own ``party.toml``). Without ``[[parties]]`` the job runs over
 every registered, unrevoked party. Jobs run one at a time, in submission order, with the same
 :class:`~fedsilo.runtime.coordinator.Coordinator` the simulation uses; results land in
-``<run_dir>/<job_id>/`` exactly as ``fedsilo simulate --out`` writes them.
+``<run_dir>/<job_id>/`` exactly as ``fedsilo simulate --out`` writes them. Every job and
+completed round is in the :class:`~fedsilo.runtime.store.JobStore` (``<run_dir>/state.sqlite``):
+a restarted server queues the jobs that were running and the coordinator continues each from
+its last completed round.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import re
 import threading
 import time
 import tomllib
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.errors import ConfigError, FedsiloError
 from fedsilo.results import Result
 from fedsilo.runtime.coordinator import Coordinator, RoundRecord
+from fedsilo.runtime.store import JobStatus, JobStore
+from fedsilo.runtime.store import new_job_id as store_job_id
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +79,23 @@ class JobRecord:
 
 
 def new_job_id(name: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "job"
-    return f"{slug}-{uuid.uuid4().hex[:8]}"
+    return store_job_id(re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "job")
 
 
 class JobRunner:
     """Queues jobs and runs them one after another on a background thread."""
 
     def __init__(
-        self, board: PartyBoard, run_dir: Path, registered: list[str], *, wait_for_parties_s: float
+        self,
+        board: PartyBoard,
+        run_dir: Path,
+        registered: list[str],
+        *,
+        wait_for_parties_s: float,
+        store: JobStore,
     ) -> None:
         self._board = board
+        self._store = store
         self._run_dir = run_dir
         self._registered = registered
         self._wait_s = wait_for_parties_s
@@ -93,6 +103,21 @@ class JobRunner:
         self._jobs: list[JobRecord] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="fedsilo-jobs", daemon=True)
+        self._reload()
+
+    def _reload(self) -> None:
+        """Jobs from the store: finished ones for status, unfinished ones queued to resume."""
+        for row in self._store.jobs():
+            last = self._store.last_round(row.id)
+            record = JobRecord(row.id, row.job(), row.config_text, round=last.round if last else 0)
+            if row.status is JobStatus.RUNNING:
+                log.info("job %s was running when the server stopped; resuming it", row.id)
+            else:
+                record.status = row.status.value
+                record.error = row.error or ""
+                out = self._run_dir / row.id
+                record.run_dir = out if out.exists() else None
+            self._jobs.append(record)
 
     def start(self) -> None:
         self._thread.start()
@@ -105,6 +130,7 @@ class JobRunner:
     def submit(self, job_toml: str, *, source: str = "submitted job") -> str:
         job = parse_deploy_job(job_toml, source=source, registered=self._registered)
         record = JobRecord(new_job_id(job.name), job, job_toml)
+        self._store.create_job(record.job_id, job, config_text=job_toml)
         with self._lock:
             self._jobs.append(record)
             self._lock.notify_all()
@@ -135,6 +161,10 @@ class JobRunner:
             except Exception as exc:  # the server outlives any one job
                 record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
                 log.exception("job %s crashed", record.job_id)
+            if record.status == "failed":
+                row = self._store.get_job(record.job_id)
+                if row is not None and row.status is JobStatus.RUNNING:
+                    self._store.set_status(record.job_id, JobStatus.FAILED, error=record.error)
 
     def _wait_for_parties(self, job: JobConfig) -> list[str]:
         wanted = [p.name for p in job.parties]
@@ -165,7 +195,13 @@ class JobRunner:
             dropped = f" dropped: {sorted(r.failures)}" if r.failures else ""
             log.info("job %s round %d/%d done%s", record.job_id, r.round, job.rounds, dropped)
 
-        coordinator = Coordinator(job, GrpcTransport(self._board, parties), on_round=on_round)
+        coordinator = Coordinator(
+            job,
+            GrpcTransport(self._board, parties),
+            on_round=on_round,
+            store=self._store,
+            job_id=record.job_id,
+        )
         outcome = coordinator.run()
         result = Result(
             job=job,

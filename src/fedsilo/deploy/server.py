@@ -22,6 +22,7 @@ from fedsilo.deploy.jobs import JobRunner
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.deploy.service import CoordinatorService
 from fedsilo.errors import ConfigError
+from fedsilo.runtime.store import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class Server:
             config.run_dir,
             registered,
             wait_for_parties_s=config.wait_for_parties_s,
+            store=JobStore(config.state_path),
         )
         mtls = config.tls is not None and config.tls.client_ca is not None
         auth = Authenticator(config.parties, config.admin_token_sha256, mtls=mtls)
