@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fedsilo.errors import FedsiloError
+
+if TYPE_CHECKING:
+    from fedsilo.deploy.client import AdminClient
 
 app = typer.Typer(
     name="fedsilo",
@@ -189,6 +192,164 @@ def query(
     if html_path is not None:
         html_path.write_text(output.to_html(result), encoding="utf-8")
         err_console.print(f"html: {html_path}")
+
+
+# -- deployment: server, party, submit, status (fedsilo.deploy) --------------------------------
+def _deploy_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def server(
+    config: Annotated[Path, typer.Option("--config", "-c", help="server.toml")],
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="plaintext gRPC (testing on a trusted network)")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the coordinator: parties dial in, jobs run over them."""
+    _deploy_logging(verbose)
+    try:
+        from fedsilo.deploy.config import load_server_config
+        from fedsilo.deploy.server import INSECURE_WARNING, Server
+
+        if insecure:
+            err_console.print(f"[bold yellow]WARNING:[/] {INSECURE_WARNING}", highlight=False)
+        srv = Server(load_server_config(config), insecure=insecure)
+        srv.start()
+    except FedsiloError as exc:
+        err_console.print(f"[bold red]{type(exc).__name__}:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    try:
+        srv.wait()
+    except KeyboardInterrupt:
+        srv.stop()
+
+
+@app.command()
+def party(
+    config: Annotated[Path, typer.Option("--config", "-c", help="party.toml")],
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="plaintext gRPC (testing on a trusted network)")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run an organization's party: load local data, dial the coordinator, answer tasks."""
+    _deploy_logging(verbose)
+    try:
+        from fedsilo.deploy.config import load_party_config
+        from fedsilo.deploy.party_process import PartyProcess, load_agent
+
+        if insecure:
+            err_console.print("[bold yellow]WARNING:[/] connecting WITHOUT TLS (--insecure)")
+        cfg = load_party_config(config)
+        proc = PartyProcess(cfg, load_agent(cfg), insecure=insecure)
+        proc.run()
+    except FedsiloError as exc:
+        err_console.print(f"[bold red]{type(exc).__name__}:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        pass
+
+
+def _admin_client(
+    address: str,
+    token: str | None,
+    ca: Path | None,
+    server_name: str | None,
+    insecure: bool,
+    cert: Path | None,
+    key: Path | None,
+) -> AdminClient:
+    from fedsilo.deploy.client import AdminClient
+    from fedsilo.errors import ConfigError
+
+    if not token:
+        raise ConfigError("no admin token: pass --token or set FEDSILO_ADMIN_TOKEN")
+    return AdminClient(
+        address, token, ca=ca, cert=cert, key=key, server_name=server_name, insecure=insecure
+    )
+
+
+_SERVER_OPT = typer.Option("--server", "-s", help="coordinator address host:port")
+_TOKEN_OPT = typer.Option("--token", envvar="FEDSILO_ADMIN_TOKEN", help="admin token")
+_CA_OPT = typer.Option("--ca", help="CA certificate that signed the server's certificate")
+_NAME_OPT = typer.Option("--server-name", help="TLS name to check, if not the host dialled")
+_INSECURE_OPT = typer.Option("--insecure", help="plaintext gRPC")
+_CERT_OPT = typer.Option("--cert", help="client certificate, when the server requires mTLS")
+_KEY_OPT = typer.Option("--key", help="client certificate's private key")
+
+
+@app.command()
+def submit(
+    job_file: Annotated[Path, typer.Argument(help="TOML job file")],
+    server_address: Annotated[str, _SERVER_OPT],
+    token: Annotated[str | None, _TOKEN_OPT] = None,
+    ca: Annotated[Path | None, _CA_OPT] = None,
+    server_name: Annotated[str | None, _NAME_OPT] = None,
+    insecure: Annotated[bool, _INSECURE_OPT] = False,
+    cert: Annotated[Path | None, _CERT_OPT] = None,
+    key: Annotated[Path | None, _KEY_OPT] = None,
+) -> None:
+    """Submit a horizontal job to a running server; prints the job id."""
+    try:
+        try:
+            text = job_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            from fedsilo.errors import ConfigError
+
+            raise ConfigError(f"job file {job_file} cannot be read: {exc.strerror}") from None
+        client = _admin_client(server_address, token, ca, server_name, insecure, cert, key)
+        job_id = client.submit(text)
+        client.close()
+    except FedsiloError as exc:
+        err_console.print(f"[bold red]{type(exc).__name__}:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(job_id)
+
+
+@app.command()
+def status(
+    server_address: Annotated[str, _SERVER_OPT],
+    token: Annotated[str | None, _TOKEN_OPT] = None,
+    ca: Annotated[Path | None, _CA_OPT] = None,
+    server_name: Annotated[str | None, _NAME_OPT] = None,
+    insecure: Annotated[bool, _INSECURE_OPT] = False,
+    cert: Annotated[Path | None, _CERT_OPT] = None,
+    key: Annotated[Path | None, _KEY_OPT] = None,
+) -> None:
+    """Show a server's jobs, their rounds, and which parties are online."""
+    try:
+        client = _admin_client(server_address, token, ca, server_name, insecure, cert, key)
+        reply = client.status()
+        client.close()
+    except FedsiloError as exc:
+        err_console.print(f"[bold red]{type(exc).__name__}:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    jobs = Table(title="Jobs")
+    for col in ("job", "name", "status", "round", "results / error"):
+        jobs.add_column(col)
+    for j in reply.jobs:
+        jobs.add_row(
+            j.job_id, j.name, j.status, f"{j.round}/{j.rounds}", j.error or j.run_dir or ""
+        )
+    console.print(jobs)
+    parties = Table(title="Parties")
+    parties.add_column("party")
+    parties.add_column("online")
+    parties.add_column("last seen")
+    for p in reply.parties:
+        seen = "never" if p.last_seen_s_ago < 0 else f"{p.last_seen_s_ago:.1f} s ago"
+        parties.add_row(p.name, "yes" if p.online else "no", seen)
+    console.print(parties)
+
+
+from fedsilo.deploy.certs_cli import certs_app  # noqa: E402
+
+app.add_typer(certs_app, name="certs")
 
 
 def main() -> None:

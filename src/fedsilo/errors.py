@@ -12,6 +12,7 @@ round or the config key involved, and say what to do next.
     │   └── MissingValueError  missing values and no imputation policy allows them
     ├── ModelError             unknown model name, bad import path, shape mismatch
     ├── AggregationError       updates cannot be combined (too few, wrong shapes)
+    ├── StoreError             the job store or a round checkpoint cannot be used
     └── ProtocolError          a message is malformed, oversized or out of sequence
         └── RoundFailedError   a round could not gather enough valid replies
 """
@@ -45,6 +46,10 @@ class ModelError(FedsiloError):
 
 class AggregationError(FedsiloError):
     """Updates cannot be aggregated."""
+
+
+class StoreError(FedsiloError):
+    """The job store (SQLite) or a round checkpoint file is missing, corrupt or inconsistent."""
 
 
 class ProtocolError(FedsiloError):

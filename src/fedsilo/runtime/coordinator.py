@@ -20,16 +20,19 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from fedsilo.config import JobConfig, TrainingConfig
-from fedsilo.errors import ProtocolError, RoundFailedError
+from fedsilo.errors import FedsiloError, ProtocolError, RoundFailedError
 from fedsilo.models import Params, build_model, check_params, flatten, get_params, unflatten
 from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.runtime.resume import JobResume
 from fedsilo.runtime.seeds import derive_seed
 from fedsilo.runtime.setup import COORDINATOR, SetupResult, prepare_parties
+from fedsilo.runtime.store import JobStore
 from fedsilo.runtime.transport import Transport
 from fedsilo.training import EvalStats, LocalTrainConfig
 
@@ -112,6 +115,9 @@ class Coordinator:
         *,
         central_evaluator: CentralEvaluator | None = None,
         on_round: Callable[[RoundRecord], None] | None = None,
+        store: JobStore | None = None,
+        job_id: str | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> None:
         self.job = job
         self.transport = transport
@@ -120,17 +126,37 @@ class Coordinator:
         self._aggregator = job.aggregation.aggregator_spec()
         self._server_opt = job.aggregation.server_optimizer_spec().create()
         self._training_body = dataclasses.asdict(local_train_config(job.training))
+        # With a store: checkpoint every round under job_id, and resume from the last one.
+        self._resume = (
+            None if store is None else JobResume(store, job_id or "", job, checkpoint_dir)
+        )
 
     def run(self) -> TrainingOutcome:
+        if self._resume is None:
+            return self._run()
+        try:
+            outcome = self._run()
+        except FedsiloError as exc:  # a crash (any other exception) leaves the job resumable
+            self._resume.fail(f"{type(exc).__name__}: {exc}")
+            raise
+        self._resume.finish()
+        return outcome
+
+    def _run(self) -> TrainingOutcome:
         setup = prepare_parties(self.transport, self.job)
         if self.central_evaluator is not None:
             self.central_evaluator.prepare(setup)
         params = get_params(build_model(setup.model_spec, seed=self.job.seed))
         outcome = TrainingOutcome(setup, params)
-        for rnd in range(1, self.job.rounds + 1):
+        if self._resume is not None:
+            self._resume.begin(outcome, self._server_opt)  # loads completed rounds, if any
+            params = outcome.params
+        for rnd in range(len(outcome.history) + 1, self.job.rounds + 1):
             record, params = self._round(rnd, setup, params)
             outcome.history.append(record)
             outcome.params = params
+            if self._resume is not None:
+                self._resume.round_done(record, params, self._server_opt)
             if self.on_round is not None:
                 self.on_round(record)
         return outcome

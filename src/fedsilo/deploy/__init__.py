@@ -1,0 +1,1 @@
+"""Deployment across organizations: gRPC server and party processes, certificates, job store."""

@@ -1,0 +1,90 @@
+"""`fedsilo certs`: make the consortium CA and issue server and party certificates.
+
+    fedsilo certs init DIR [--name NAME] [--days N] [--force]
+    fedsilo certs issue DIR NAME --kind party|server [--host H ...] [--out DIR] [--days N]
+
+Errors (an existing file, a missing CA) print one readable message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from fedsilo.deploy.certs import init_ca, issue
+from fedsilo.errors import FedsiloError
+
+certs_app = typer.Typer(
+    help="Certificates for TLS: a consortium CA, the server's and each party's certificate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+class CertKind(StrEnum):
+    party = "party"
+    server = "server"
+
+
+def _fail(exc: FedsiloError) -> typer.Exit:
+    err_console.print(f"[bold red]{type(exc).__name__}:[/] {exc}", highlight=False)
+    return typer.Exit(2)
+
+
+@certs_app.command("init")
+def init_command(
+    directory: Annotated[Path, typer.Argument(help="where ca.pem and ca.key are written")],
+    name: Annotated[str, typer.Option(help="the CA's common name")] = "fedsilo consortium",
+    days: Annotated[int, typer.Option(help="validity in days")] = 3650,
+    force: Annotated[bool, typer.Option("--force", help="overwrite existing files")] = False,
+) -> None:
+    """Create the consortium's certificate authority."""
+    try:
+        pair = init_ca(directory, name=name, days=days, force=force)
+    except FedsiloError as exc:
+        raise _fail(exc) from None
+    console.print(f"CA certificate: {pair.cert}  (give this file to every party and the server)")
+    console.print(f"CA key:         {pair.key}  (keep it secret; it signs every certificate)")
+
+
+@certs_app.command("issue")
+def issue_command(
+    directory: Annotated[Path, typer.Argument(help="the CA directory (ca.pem, ca.key)")],
+    name: Annotated[str, typer.Argument(help="party name (for a party) or server name")],
+    kind: Annotated[CertKind, typer.Option("--kind", help="party or server")],
+    host: Annotated[
+        list[str] | None,
+        typer.Option("--host", help="DNS name or IP parties dial (server; repeatable)"),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="output directory [default: the CA directory]")
+    ] = None,
+    days: Annotated[int, typer.Option(help="validity in days")] = 365,
+    force: Annotated[bool, typer.Option("--force", help="overwrite existing files")] = False,
+) -> None:
+    """Issue a server or party certificate signed by the CA."""
+    if host and kind is CertKind.party:
+        err_console.print("[bold red]ConfigError:[/] --host applies to server certificates only")
+        raise typer.Exit(2)
+    hosts = tuple(host) if host else ("localhost", "127.0.0.1")
+    try:
+        pair = issue(
+            directory,
+            out if out is not None else directory,
+            name,
+            kind="server" if kind is CertKind.server else "party",
+            hosts=hosts,
+            days=days,
+            force=force,
+        )
+    except FedsiloError as exc:
+        raise _fail(exc) from None
+    console.print(f"{kind.value} certificate: {pair.cert}")
+    console.print(f"{kind.value} key:         {pair.key}")

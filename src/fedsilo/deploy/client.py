@@ -1,0 +1,63 @@
+"""Admin calls to a running server: ``fedsilo submit`` and ``fedsilo status``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+
+from fedsilo.deploy.auth import AUTH_HEADER
+from fedsilo.deploy.party_process import open_channel
+from fedsilo.deploy.proto import fedsilo_pb2 as pb
+from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
+from fedsilo.errors import FedsiloError
+
+
+class AdminCallError(FedsiloError):
+    """The server refused or failed an admin call."""
+
+
+class AdminClient:
+    def __init__(
+        self,
+        address: str,
+        token: str,
+        *,
+        ca: Path | None,
+        cert: Path | None = None,
+        key: Path | None = None,
+        server_name: str | None = None,
+        insecure: bool = False,
+    ) -> None:
+        self._address = address
+        self._channel = open_channel(
+            address, ca=ca, cert=cert, key=key, server_name=server_name, insecure=insecure
+        )
+        self._stub = pb_grpc.CoordinatorStub(self._channel)  # type: ignore[no-untyped-call]
+        self._metadata = ((AUTH_HEADER, f"Bearer {token}"),)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def submit(self, job_toml: str, *, timeout_s: float = 30.0) -> str:
+        try:
+            reply = self._stub.Submit(
+                pb.SubmitRequest(job_toml=job_toml), metadata=self._metadata, timeout=timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise self._error("submit", exc) from None
+        return str(reply.job_id)
+
+    def status(self, *, timeout_s: float = 30.0) -> pb.StatusReply:
+        try:
+            reply: pb.StatusReply = self._stub.Status(
+                pb.StatusRequest(), metadata=self._metadata, timeout=timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise self._error("status", exc) from None
+        return reply
+
+    def _error(self, call: str, exc: grpc.RpcError) -> AdminCallError:
+        code = exc.code().name if hasattr(exc, "code") else "ERROR"
+        details = exc.details() if hasattr(exc, "details") else str(exc)
+        return AdminCallError(f"{call} on {self._address} failed ({code}): {details}")

@@ -1,0 +1,200 @@
+"""Server and party-process configuration: TOML in, validated pydantic models out.
+
+``server.toml`` (the coordinator)::
+
+    listen = "0.0.0.0:50051"
+    run_dir = "runs/server"              # results and state.sqlite go here
+    admin_token_sha256 = "<sha256 hex>"  # `fedsilo submit/status` must present the token
+    job = "job.toml"                     # optional: run this job at start
+
+    [tls]                                # omit only with `fedsilo server --insecure`
+    cert = "certs/server.pem"
+    key = "certs/server.key"
+    client_ca = "certs/ca.pem"           # optional: require client certs (mTLS), CN = party
+
+    [[parties]]
+    name = "bank-a"
+    token_sha256 = "<sha256 hex>"        # store hashes only, never tokens
+    revoked = false
+
+``party.toml`` (one per organization)::
+
+    name = "bank-a"
+    server = "coordinator.example.org:50051"
+    token_file = "secrets/bank-a.token"  # or token = "..."
+    data = "data/bank_a.csv"
+    ca = "certs/ca.pem"
+    cert = "certs/bank-a.pem"            # with mTLS
+    key = "certs/bank-a.key"
+
+Relative paths are resolved against the directory of the TOML file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fedsilo.errors import ConfigError
+
+PARTY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+SHA256_HEX = r"^[0-9a-f]{64}$"
+
+
+def token_sha256(token: str) -> str:
+    """The hash to store in ``server.toml`` for a token (``fedsilo`` never stores tokens)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(_Strict):
+    """The server's certificate, and the CA that signs party certificates for mTLS."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+
+class RegisteredParty(_Strict):
+    """An organization allowed to join; its credential is a token hash and/or its cert CN."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=PARTY_NAME)
+    token_sha256: str | None = Field(default=None, pattern=SHA256_HEX)
+    revoked: bool = False
+
+
+class ServerConfig(_Strict):
+    listen: str = "127.0.0.1:50051"
+    run_dir: Path = Path("runs/server")
+    admin_token_sha256: str = Field(pattern=SHA256_HEX)
+    job: Path | None = None
+    tls: TlsConfig | None = None
+    parties: list[RegisteredParty] = Field(default_factory=list)
+    poll_s: float = Field(default=1.0, gt=0, le=60)
+    liveness_s: float = Field(default=5.0, gt=0)
+    wait_for_parties_s: float = Field(default=600.0, gt=0)
+    max_message_mb: float = Field(default=256.0, gt=0)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> ServerConfig:
+        names = [p.name for p in self.parties]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"party names must be unique; repeated: {', '.join(dupes)}")
+        mtls = self.tls is not None and self.tls.client_ca is not None
+        bare = [p.name for p in self.parties if p.token_sha256 is None and not mtls]
+        if bare:
+            raise ValueError(
+                f"parties {', '.join(bare)} have no credential: give token_sha256 "
+                "(`fedsilo.deploy.config.token_sha256(token)`) or set tls.client_ca for mTLS"
+            )
+        return self
+
+    @property
+    def state_path(self) -> Path:
+        return self.run_dir / "state.sqlite"
+
+    @property
+    def max_message_bytes(self) -> int:
+        return int(self.max_message_mb * 1024 * 1024)
+
+
+class PartyProcessConfig(_Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=PARTY_NAME)
+    server: str
+    data: Path
+    token: str | None = None
+    token_file: Path | None = None
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    server_name: str | None = None  # TLS name to check when it differs from the host dialled
+    max_backoff_s: float = Field(default=30.0, gt=0)
+    max_message_mb: float = Field(default=256.0, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PartyProcessConfig:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("give token or token_file, not both")
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("a client certificate needs both cert and key")
+        return self
+
+    def read_token(self) -> str | None:
+        if self.token_file is None:
+            return self.token
+        try:
+            return self.token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"party {self.name!r}: token_file {self.token_file} cannot be read: {exc.strerror}"
+            ) from None
+
+    @property
+    def max_message_bytes(self) -> int:
+        return int(self.max_message_mb * 1024 * 1024)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+_PATH_KEYS = {"run_dir", "job", "cert", "key", "client_ca", "data", "token_file", "ca"}
+
+
+def _resolve(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            out[key] = _resolve(value, base)
+        elif key in _PATH_KEYS and isinstance(value, str) and not Path(value).is_absolute():
+            out[key] = str(base / value)
+        else:
+            out[key] = value
+    return out
+
+
+def _explain(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: the configuration is invalid:"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  key '{loc}' is not a known key")
+        elif err["type"] == "missing":
+            lines.append(f"  key '{loc}' is required")
+        elif not loc:
+            lines.append(f"  {msg}")
+        else:
+            lines.append(f"  key '{loc}': {msg} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _load(model: type[M], path: Path, what: str) -> M:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} file {path} does not exist; check the path") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} file {path} cannot be read: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    try:
+        return model.model_validate(_resolve(raw, path.parent))
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, str(path))) from None
+
+
+def load_server_config(path: str | Path) -> ServerConfig:
+    return _load(ServerConfig, Path(path), "server config")
+
+
+def load_party_config(path: str | Path) -> PartyProcessConfig:
+    return _load(PartyProcessConfig, Path(path), "party config")

@@ -1,0 +1,218 @@
+"""The server's jobs: parse a submitted job, wait for its parties, run it, save its results.
+
+A deployment job is the same TOML as a simulation job. Its ``[[parties]]`` name the
+organizations that take part; their ``path`` entries, if any, are ignored by the server (each
+party's data path lives in its own ``party.toml``). Without ``[[parties]]`` the job runs over
+every registered, unrevoked party. Jobs run one at a time, in submission order, with the same
+:class:`~fedsilo.runtime.coordinator.Coordinator` the simulation uses; results land in
+``<run_dir>/<job_id>/`` exactly as ``fedsilo simulate --out`` writes them. Every job and
+completed round is in the :class:`~fedsilo.runtime.store.JobStore` (``<run_dir>/state.sqlite``):
+a restarted server queues the jobs that were running and the coordinator continues each from
+its last completed round.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedsilo.config import JobConfig, parse_job
+from fedsilo.deploy.grpc_transport import GrpcTransport, PartyBoard
+from fedsilo.deploy.proto import fedsilo_pb2 as pb
+from fedsilo.errors import ConfigError, FedsiloError
+from fedsilo.results import Result
+from fedsilo.runtime.coordinator import Coordinator, RoundRecord
+from fedsilo.runtime.store import JobStatus, JobStore
+from fedsilo.runtime.store import new_job_id as store_job_id
+
+log = logging.getLogger(__name__)
+
+
+def parse_deploy_job(text: str, *, source: str, registered: list[str]) -> JobConfig:
+    """Validate a job TOML for a deployment (party data paths are the parties' business)."""
+    try:
+        raw: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+    parties = raw.get("parties")
+    if parties is None:
+        parties = [{"name": p} for p in registered]
+    if not isinstance(parties, list) or not all(isinstance(p, dict) for p in parties):
+        raise ConfigError(f"{source}: [[parties]] must be a list of tables with a name")
+    raw["parties"] = [{**p, "path": p.get("path", f"held-by-{p.get('name')}")} for p in parties]
+    job = parse_job(raw, source=source)
+    unknown = sorted({p.name for p in job.parties} - set(registered))
+    if unknown:
+        raise ConfigError(
+            f"{source}: parties {', '.join(unknown)} are not registered (or are revoked) on "
+            f"this server; registered: {', '.join(registered) or 'none'}"
+        )
+    return job
+
+
+@dataclass
+class JobRecord:
+    job_id: str
+    job: JobConfig
+    toml: str
+    status: str = "queued"
+    round: int = 0
+    error: str = ""
+    run_dir: Path | None = None
+
+    def to_proto(self) -> pb.JobStatus:
+        return pb.JobStatus(
+            job_id=self.job_id,
+            name=self.job.name,
+            status=self.status,
+            round=self.round,
+            rounds=self.job.rounds,
+            error=self.error,
+            run_dir=str(self.run_dir or ""),
+        )
+
+
+def new_job_id(name: str) -> str:
+    return store_job_id(re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "job")
+
+
+class JobRunner:
+    """Queues jobs and runs them one after another on a background thread."""
+
+    def __init__(
+        self,
+        board: PartyBoard,
+        run_dir: Path,
+        registered: list[str],
+        *,
+        wait_for_parties_s: float,
+        store: JobStore,
+    ) -> None:
+        self._board = board
+        self._store = store
+        self._run_dir = run_dir
+        self._registered = registered
+        self._wait_s = wait_for_parties_s
+        self._lock = threading.Condition()
+        self._jobs: list[JobRecord] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="fedsilo-jobs", daemon=True)
+        self._reload()
+
+    def _reload(self) -> None:
+        """Jobs from the store: finished ones for status, unfinished ones queued to resume."""
+        for row in self._store.jobs():
+            last = self._store.last_round(row.id)
+            record = JobRecord(row.id, row.job(), row.config_text, round=last.round if last else 0)
+            if row.status is JobStatus.RUNNING:
+                log.info("job %s was running when the server stopped; resuming it", row.id)
+            else:
+                record.status = row.status.value
+                record.error = row.error or ""
+                out = self._run_dir / row.id
+                record.run_dir = out if out.exists() else None
+            self._jobs.append(record)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            self._lock.notify_all()
+
+    def submit(self, job_toml: str, *, source: str = "submitted job") -> str:
+        job = parse_deploy_job(job_toml, source=source, registered=self._registered)
+        record = JobRecord(new_job_id(job.name), job, job_toml)
+        self._store.create_job(record.job_id, job, config_text=job_toml)
+        with self._lock:
+            self._jobs.append(record)
+            self._lock.notify_all()
+        log.info("job %s (%s) queued", record.job_id, job.name)
+        return record.job_id
+
+    def status(self) -> list[pb.JobStatus]:
+        with self._lock:
+            return [r.to_proto() for r in self._jobs]
+
+    def _next(self) -> JobRecord | None:
+        with self._lock:
+            while not self._stop.is_set():
+                for record in self._jobs:
+                    if record.status == "queued":
+                        record.status = "running"
+                        return record
+                self._lock.wait(1.0)
+        return None
+
+    def _loop(self) -> None:
+        while (record := self._next()) is not None:
+            try:
+                self._run(record)
+            except FedsiloError as exc:
+                record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
+                log.error("job %s failed: %s", record.job_id, record.error)
+            except Exception as exc:  # the server outlives any one job
+                record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
+                log.exception("job %s crashed", record.job_id)
+            if record.status == "failed":
+                row = self._store.get_job(record.job_id)
+                if row is not None and row.status is JobStatus.RUNNING:
+                    self._store.set_status(record.job_id, JobStatus.FAILED, error=record.error)
+
+    def _wait_for_parties(self, job: JobConfig) -> list[str]:
+        wanted = [p.name for p in job.parties]
+        deadline = time.monotonic() + self._wait_s
+        while True:
+            online = [p for p in wanted if p in set(self._board.online())]
+            if len(online) == len(wanted) or self._stop.is_set():
+                return online
+            if time.monotonic() > deadline:
+                if len(online) >= job.selection.min_parties:
+                    log.warning("starting %s without %s", job.name, set(wanted) - set(online))
+                    return online
+                raise FedsiloError(
+                    f"only {len(online)} of the job's parties connected within "
+                    f"{self._wait_s:g} s ({', '.join(online) or 'none'}); "
+                    f"selection.min_parties is {job.selection.min_parties}"
+                )
+            time.sleep(0.2)
+
+    def _run(self, record: JobRecord) -> None:
+        job = record.job
+        started = time.monotonic()
+        parties = self._wait_for_parties(job)
+        log.info("job %s: starting with parties %s", record.job_id, ", ".join(parties))
+
+        def on_round(r: RoundRecord) -> None:
+            record.round = r.round
+            dropped = f" dropped: {sorted(r.failures)}" if r.failures else ""
+            log.info("job %s round %d/%d done%s", record.job_id, r.round, job.rounds, dropped)
+
+        coordinator = Coordinator(
+            job,
+            GrpcTransport(self._board, parties),
+            on_round=on_round,
+            store=self._store,
+            job_id=record.job_id,
+        )
+        outcome = coordinator.run()
+        result = Result(
+            job=job,
+            setup=outcome.setup,
+            params=outcome.params,
+            history=outcome.history,
+            baseline=None,
+            wall_time_s=time.monotonic() - started,
+        )
+        out = self._run_dir / record.job_id
+        result.save(out)
+        record.run_dir = out
+        record.status = "done"
+        log.info("job %s done; results in %s", record.job_id, out)

@@ -1,0 +1,199 @@
+"""``fedsilo party``: an organization's agent, dialling out to the coordinator.
+
+The process loads and validates its data locally (a CSV or Parquet file), then loops: long-poll
+the server for a task (``Pull``), answer it with the same
+:meth:`~fedsilo.runtime.party.PartyAgent.handle` the simulation uses, send the reply
+(``Push``). Only what ``PartyAgent`` puts in replies leaves: schema, summable statistics,
+model parameters and metrics. When the coordinator is unreachable it retries with exponential
+backoff (with jitter); when the server refuses its credentials it stops with the server's
+reason, because retrying cannot help.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+
+from fedsilo.data.tabular import read_party_table
+from fedsilo.deploy.auth import AUTH_HEADER, PARTY_HEADER
+from fedsilo.deploy.config import PartyProcessConfig
+from fedsilo.deploy.proto import fedsilo_pb2 as pb
+from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
+from fedsilo.deploy.service import WIRE_VERSION
+from fedsilo.errors import ConfigError, FedsiloError
+from fedsilo.runtime.party import LocalData, PartyAgent
+from fedsilo.runtime.transport import Handler
+
+log = logging.getLogger(__name__)
+
+PULL_TIMEOUT_S = 120.0
+HEARTBEAT_S = 0.5  # while handling a task; the server drops a party silent for liveness_s
+FATAL = {
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+class PartyRefusedError(FedsiloError):
+    """The coordinator refused this party's credentials or version; retrying cannot help."""
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be read: {exc.strerror}") from None
+
+
+def open_channel(
+    address: str,
+    *,
+    ca: Path | None,
+    cert: Path | None = None,
+    key: Path | None = None,
+    server_name: str | None = None,
+    insecure: bool = False,
+    max_message_bytes: int = 256 * 1024 * 1024,
+    max_backoff_s: float = 5.0,
+) -> grpc.Channel:
+    """A channel to the coordinator: TLS with ``ca`` (and a client cert for mTLS)."""
+    options: list[tuple[str, int | str]] = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        # gRPC's own reconnect backoff grows to minutes; ours (in PartyProcess) is the policy.
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.min_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", int(max_backoff_s * 1000)),
+    ]
+    if insecure:
+        log.warning("connecting WITHOUT TLS (--insecure): use only on a trusted network")
+        return grpc.insecure_channel(address, options=options)
+    if ca is None:
+        raise ConfigError(
+            "no CA certificate to check the coordinator with: set `ca` in party.toml "
+            "(or pass --insecure for a plaintext test)"
+        )
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=_read(ca, "ca"),
+        private_key=None if key is None else _read(key, "key"),
+        certificate_chain=None if cert is None else _read(cert, "cert"),
+    )
+    if server_name is not None:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return grpc.secure_channel(address, creds, options=options)
+
+
+def load_agent(config: PartyProcessConfig) -> PartyAgent:
+    """The party's agent over its local file (read and checked before connecting)."""
+    table = read_party_table(config.data, party=config.name)
+    return PartyAgent(config.name, LocalData(str(config.data), table=table))
+
+
+class PartyProcess:
+    """Pull tasks, handle them, push replies; reconnect with backoff."""
+
+    def __init__(
+        self,
+        config: PartyProcessConfig,
+        handler: Handler,
+        *,
+        insecure: bool = False,
+        sleep: Callable[[float], bool] | None = None,
+    ) -> None:
+        self.config = config
+        self._handler = handler
+        self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait
+        self._channel = open_channel(
+            config.server,
+            ca=config.ca,
+            cert=config.cert,
+            key=config.key,
+            server_name=config.server_name,
+            insecure=insecure,
+            max_message_bytes=config.max_message_bytes,
+            max_backoff_s=config.max_backoff_s,
+        )
+        self._stub = pb_grpc.CoordinatorStub(self._channel)  # type: ignore[no-untyped-call]
+        metadata = [(PARTY_HEADER, config.name)]
+        token = config.read_token()
+        if token is not None:
+            metadata.append((AUTH_HEADER, f"Bearer {token}"))
+        self._metadata = tuple(metadata)
+        self.tasks_handled = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        backoff = 0.5
+        connected = False
+        while not self._stop.is_set():
+            try:
+                task = self._stub.Pull(
+                    pb.PullRequest(schema_version=WIRE_VERSION, party=self.config.name),
+                    metadata=self._metadata,
+                    timeout=PULL_TIMEOUT_S,
+                )
+                if not connected:
+                    log.info("party %s connected to %s", self.config.name, self.config.server)
+                    connected = True
+                backoff = 0.5
+                if task.task_id:
+                    self._answer(task)
+            except grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else None
+                details = exc.details() if hasattr(exc, "details") else str(exc)
+                if code in FATAL:
+                    raise PartyRefusedError(
+                        f"the coordinator at {self.config.server} refused party "
+                        f"{self.config.name!r}: {details}"
+                    ) from None
+                connected = False
+                wait = backoff * (1 + random.random() / 2)
+                log.warning(
+                    "party %s: coordinator unreachable (%s: %s); retrying in %.1f s",
+                    self.config.name,
+                    getattr(code, "name", code),
+                    details,
+                    wait,
+                )
+                self._sleep(wait)
+                backoff = min(backoff * 2, self.config.max_backoff_s)
+        self._channel.close()
+
+    def _heartbeat(self, done: threading.Event) -> None:
+        request = pb.PullRequest(schema_version=WIRE_VERSION, party=self.config.name)
+        while not done.wait(HEARTBEAT_S):
+            with contextlib.suppress(grpc.RpcError):  # the main loop reports connection trouble
+                self._stub.Heartbeat(request, metadata=self._metadata, timeout=HEARTBEAT_S * 4)
+
+    def _answer(self, task: pb.Task) -> None:
+        log.info("party %s: %s task, round %d", self.config.name, task.kind, task.round)
+        done = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(done,), daemon=True)
+        beat.start()
+        try:
+            payload = self._handler.handle(task.payload)
+        finally:
+            done.set()
+        ack = self._stub.Push(
+            pb.Reply(
+                schema_version=WIRE_VERSION,
+                party=self.config.name,
+                task_id=task.task_id,
+                payload=payload,
+            ),
+            metadata=self._metadata,
+            timeout=PULL_TIMEOUT_S,
+        )
+        self.tasks_handled += 1
+        if not ack.accepted:
+            log.warning("party %s: reply not accepted: %s", self.config.name, ack.reason)

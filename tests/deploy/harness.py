@@ -1,0 +1,236 @@
+"""Real processes on 127.0.0.1: a CA, a server and party processes, each `python -m fedsilo.cli`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fedsilo.data.builtin import load_builtin
+from fedsilo.deploy.certs import init_ca, issue
+from fedsilo.deploy.client import AdminClient
+from fedsilo.deploy.config import token_sha256
+from fedsilo.deploy.proto import fedsilo_pb2 as pb
+
+PARTIES = ("org-a", "org-b", "org-c")
+ADMIN_TOKEN = "admin-secret"
+FAST = {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def token(party: str) -> str:
+    return f"token-of-{party}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_party_csvs(
+    root: Path, parties: Sequence[str] = PARTIES, rows: int = 60
+) -> dict[str, Path]:
+    ds = load_builtin("breast-cancer")
+    assert ds.features is not None
+    table = ds.features.iloc[:, :6].assign(label=[ds.class_names[i] for i in ds.labels])
+    order = np.random.default_rng(0).permutation(len(table))
+    out = {}
+    for i, p in enumerate(parties):
+        path = root / f"{p}.csv"
+        table.iloc[order[i * rows : (i + 1) * rows]].to_csv(path, index=False)
+        out[p] = path
+    return out
+
+
+def job_toml(
+    csvs: dict[str, Path], *, rounds: int = 5, min_parties: int = 2, timeout_s: float = 20
+) -> str:
+    parties = "".join(f'\n[[parties]]\nname = "{p}"\npath = "{path}"\n' for p, path in csvs.items())
+    return f"""name = "deploy-test"
+seed = 11
+rounds = {rounds}
+
+[data]
+label = "label"
+{parties}
+[model]
+name = "mlp"
+hidden = [8]
+
+[training]
+epochs = 1
+batch_size = 16
+learning_rate = 0.1
+
+[selection]
+min_parties = {min_parties}
+timeout_s = {timeout_s}
+max_round_retries = 1
+"""
+
+
+@dataclass
+class Deployment:
+    root: Path
+    port: int
+    parties: Sequence[str] = PARTIES
+    mtls: bool = True
+    revoked: Sequence[str] = ()
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def certs(self) -> Path:
+        return self.root / "certs"
+
+    def make_pki(self, extra: Sequence[str] = ()) -> None:
+        init_ca(self.root / "ca")
+        issue(self.root / "ca", self.certs, "server", kind="server")
+        for p in [*self.parties, "admin", *extra]:
+            issue(self.root / "ca", self.certs, p, kind="party")
+
+    def write_server(self, *, job: Path | None = None, liveness_s: float = 2.0) -> Path:
+        lines = [
+            f'listen = "{self.address}"',
+            f'run_dir = "{self.root / "server"}"',
+            f'admin_token_sha256 = "{token_sha256(ADMIN_TOKEN)}"',
+            "poll_s = 0.5",
+            f"liveness_s = {liveness_s}",
+            "wait_for_parties_s = 60",
+        ]
+        if job is not None:
+            lines.append(f'job = "{job}"')
+        lines += [
+            "",
+            "[tls]",
+            f'cert = "{self.certs / "server.pem"}"',
+            f'key = "{self.certs / "server.key"}"',
+        ]
+        if self.mtls:
+            lines.append(f'client_ca = "{self.root / "ca" / "ca.pem"}"')
+        for p in self.parties:
+            lines += [
+                "",
+                "[[parties]]",
+                f'name = "{p}"',
+                f'token_sha256 = "{token_sha256(token(p))}"',
+            ]
+            if p in self.revoked:
+                lines.append("revoked = true")
+        path = self.root / "server.toml"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def write_party(self, party: str, data: Path) -> Path:
+        lines = [
+            f'name = "{party}"',
+            f'server = "{self.address}"',
+            f'token = "{token(party)}"',
+            f'data = "{data}"',
+            f'ca = "{self.root / "ca" / "ca.pem"}"',
+            "max_backoff_s = 1.0",
+        ]
+        if self.mtls:
+            lines += [
+                f'cert = "{self.certs / (party + ".pem")}"',
+                f'key = "{self.certs / (party + ".key")}"',
+            ]
+        path = self.root / f"{party}.toml"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def spawn(self, key: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.root / f"{key}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fedsilo.cli", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **FAST},
+        )
+        self.procs[key] = proc
+        return proc
+
+    def start_server(self) -> subprocess.Popen[bytes]:
+        return self.spawn("server", "server", "--config", str(self.root / "server.toml"))
+
+    def start_party(self, party: str) -> subprocess.Popen[bytes]:
+        return self.spawn(party, "party", "--config", str(self.root / f"{party}.toml"))
+
+    def kill(self, key: str) -> None:
+        proc = self.procs.pop(key)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def log(self, key: str) -> str:
+        return (self.root / f"{key}.log").read_text(errors="replace")
+
+    def admin(self) -> AdminClient:
+        cert = (self.certs / "admin.pem", self.certs / "admin.key") if self.mtls else (None, None)
+        return AdminClient(
+            self.address, ADMIN_TOKEN, ca=self.root / "ca" / "ca.pem", cert=cert[0], key=cert[1]
+        )
+
+    def wait_status(
+        self, accept: Callable[[pb.StatusReply], bool], timeout_s: float = 90
+    ) -> pb.StatusReply:
+        deadline = time.monotonic() + timeout_s
+        client = self.admin()
+        last: pb.StatusReply | None = None
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    last = client.status(timeout_s=5)
+                    if accept(last):
+                        return last
+                except Exception:
+                    pass
+                time.sleep(0.3)
+        finally:
+            client.close()
+        logs = "\n".join(
+            f"--- {k}\n{self.log(k)[-3000:]}"
+            for k in ["server", *self.parties]
+            if (self.root / f"{k}.log").exists()
+        )
+        raise AssertionError(f"status condition not met within {timeout_s} s; last: {last}\n{logs}")
+
+    def stop_all(self) -> None:
+        for key in list(self.procs):
+            proc = self.procs.pop(key)
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextmanager
+def deployment(root: Path, **kwargs: object) -> Iterator[Deployment]:
+    dep = Deployment(root, free_port(), **kwargs)  # type: ignore[arg-type]
+    try:
+        yield dep
+    finally:
+        dep.stop_all()
+
+
+def job_done(job_id: str) -> Callable[[pb.StatusReply], bool]:
+    def check(reply: pb.StatusReply) -> bool:
+        job = next((j for j in reply.jobs if j.job_id == job_id), None)
+        if job is not None and job.status == "failed":
+            raise AssertionError(f"job failed: {job.error}")
+        return job is not None and job.status == "done"
+
+    return check
