@@ -27,6 +27,7 @@ import numpy as np
 from fedsilo.config import JobConfig, TrainingConfig
 from fedsilo.errors import ProtocolError, RoundFailedError
 from fedsilo.models import Params, build_model, check_params, flatten, get_params, unflatten
+from fedsilo.privacy.secagg.server_side import PrivateRounds
 from fedsilo.runtime.messages import Message, TaskKind
 from fedsilo.runtime.seeds import derive_seed
 from fedsilo.runtime.setup import COORDINATOR, SetupResult, prepare_parties
@@ -120,9 +121,13 @@ class Coordinator:
         self._aggregator = job.aggregation.aggregator_spec()
         self._server_opt = job.aggregation.server_optimizer_spec().create()
         self._training_body = dataclasses.asdict(local_train_config(job.training))
+        self._private: PrivateRounds | None = None  # secure aggregation and/or client DP
 
     def run(self) -> TrainingOutcome:
         setup = prepare_parties(self.transport, self.job)
+        privacy = self.job.privacy
+        if privacy.secure_aggregation.enabled or privacy.client_dp.enabled:
+            self._private = PrivateRounds(self.job, self._training_body, len(setup.parties))
         if self.central_evaluator is not None:
             self.central_evaluator.prepare(setup)
         params = get_params(build_model(setup.model_spec, seed=self.job.seed))
@@ -138,6 +143,8 @@ class Coordinator:
     # -- one round ----------------------------------------------------------------------------
     def _round(self, rnd: int, setup: SetupResult, params: Params) -> tuple[RoundRecord, Params]:
         started = time.monotonic()
+        if self._private is not None:
+            return self._private_round(rnd, setup, params, started)
         online = self.transport.party_names()
         index = {p: i for i, p in enumerate(setup.parties)}
         failures: dict[str, str] = {}
@@ -199,6 +206,35 @@ class Coordinator:
             train_loss=train_loss,
             duration_s=time.monotonic() - started,
             attempts=attempt + 1,
+        )
+        return record, new_params
+
+    def _private_round(
+        self, rnd: int, setup: SetupResult, params: Params, started: float
+    ) -> tuple[RoundRecord, Params]:
+        """A round whose updates the coordinator sees only as an aggregate (privacy/secagg)."""
+        assert self._private is not None
+        online = self.transport.party_names()
+        agg = self._private.collect(
+            self.transport, rnd, setup, params, lambda a: select_parties(online, self.job, rnd, a)
+        )
+        new_params = unflatten(self._server_opt.step(flatten(params), agg.delta), params)
+        failures = dict(agg.failures)
+        party_metrics, merged = self._evaluate(rnd, new_params, online, failures)
+        if self.central_evaluator is not None:
+            global_metrics = self.central_evaluator.evaluate(new_params)
+        else:
+            global_metrics = merged.metrics() if merged is not None else {}
+        record = RoundRecord(
+            round=rnd,
+            participants=agg.participants,
+            failures=failures,
+            global_metrics=global_metrics,
+            party_metrics=party_metrics,
+            train_loss=agg.train_loss,
+            duration_s=time.monotonic() - started,
+            attempts=agg.attempts,
+            privacy=agg.privacy,
         )
         return record, new_params
 

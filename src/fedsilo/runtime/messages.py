@@ -32,6 +32,10 @@ class TaskKind(enum.Enum):
     SETUP = "setup"  # receive the preprocessing plan and the model spec
     FIT = "fit"  # train on local rows from the global parameters
     EVALUATE = "evaluate"  # evaluate the global parameters on the local held-out rows
+    # Secure aggregation (fedsilo.privacy.secagg); the masked input rides on FIT.
+    SECAGG_KEYS = "secagg-keys"  # advertise two X25519 public keys
+    SECAGG_SHARES = "secagg-shares"  # encrypted Shamir shares for each neighbour
+    SECAGG_UNMASK = "secagg-unmask"  # reveal the shares that remove the survivors' masks
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ def decrypt(key: bytes, blob: bytes, aad: bytes) -> bytes:
         raise ProtocolError("an encrypted share failed to decrypt") from None
 
 
-def prg(seed: bytes, length: int, dtype: type[np.unsignedinteger]) -> np.ndarray:  # type: ignore[type-arg]
+def prg(seed: bytes, length: int, dtype: type[np.unsignedinteger]) -> np.ndarray:
     """``length`` uniformly random ring elements from a 32-byte seed (ChaCha20 keystream)."""
     if len(seed) != KEY_BYTES:
         raise ValueError("a PRG seed must be 32 bytes")

@@ -84,7 +84,7 @@ class RoundSetup:
     length: int  # ring elements per input
 
     @property
-    def dtype(self) -> type[np.unsignedinteger]:  # type: ignore[type-arg]
+    def dtype(self) -> type[np.unsignedinteger]:
         return np.uint32 if self.bits <= 32 else np.uint64
 
 

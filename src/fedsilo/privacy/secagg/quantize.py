@@ -50,12 +50,12 @@ class Quantizer:
         return self.bits - math.ceil(math.log2(max(self.max_parties, 1)))
 
     @property
-    def dtype(self) -> type[np.unsignedinteger]:  # type: ignore[type-arg]
+    def dtype(self) -> type[np.unsignedinteger]:
         return np.uint32 if self.bits <= 32 else np.uint64
 
     @property
     def step(self) -> float:
-        return 2 * self.clip_range / (2**self.value_bits - 1)
+        return 2 * self.clip_range / float(2**self.value_bits - 1)
 
     def sum_error_bound(self, count: int) -> float:
         """Max per-coordinate error of a decoded sum of ``count`` in-range vectors."""
