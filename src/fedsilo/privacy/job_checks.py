@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from fedsilo.aggregation import AggregatorKind
@@ -33,6 +34,14 @@ def check_privacy(job: JobConfig) -> None:
             "privacy.secure_aggregation.neighbours applies to variant = 'secagg+' only "
             "(plain secagg pairs every party with every other)"
         )
+    if sa.enabled:
+        n = job.num_parties_hint()
+        value_bits = sa.bits - math.ceil(math.log2(n))
+        if value_bits < 8:
+            raise ValueError(
+                f"privacy.secure_aggregation.bits = {sa.bits} leaves {value_bits} bits per value "
+                f"once the sum of {n} parties has room not to overflow; raise bits (<= 48)"
+            )
     if dp.enabled and job.privacy.delta is None:
         raise ValueError(
             "client-level DP needs privacy.delta (e.g. 1e-5, below 1 / number of parties): "
