@@ -17,7 +17,7 @@ def _parse(**overrides: Any) -> None:
 
 @pytest.mark.parametrize("aggregator", ["median", "trimmed-mean", "krum", "multi-krum"])
 def test_robust_aggregation_with_secure_aggregation_is_refused(aggregator: str) -> None:
-    with pytest.raises(ConfigError, match="sees only the sum.*cannot rank or trim"):
+    with pytest.raises(ConfigError, match=r"sees only the sum.*cannot rank or trim"):
         _parse(
             aggregation={"aggregator": aggregator},
             privacy={"secure_aggregation": {"enabled": True}},
@@ -25,7 +25,7 @@ def test_robust_aggregation_with_secure_aggregation_is_refused(aggregator: str) 
 
 
 def test_client_dp_without_delta_is_refused() -> None:
-    with pytest.raises(ConfigError, match="needs privacy.delta"):
+    with pytest.raises(ConfigError, match=r"needs privacy.delta"):
         _parse(privacy={"client_dp": {"enabled": True}})
 
 

@@ -90,9 +90,7 @@ def test_parties_dropping_before_and_after_masking_leave_the_survivors_sum() -> 
     }
     outcome, transport = _run_with_drops(job, drop)
     record = outcome.history[0]
-    assert record.participants == sorted(
-        f"party-{i}" for i in (4, 5, 6, 7, 8, 9, 10)
-    )
+    assert record.participants == sorted(f"party-{i}" for i in (4, 5, 6, 7, 8, 9, 10))
     assert "dropped" in record.failures["party-2"]
     assert [k for k in transport.seen if k not in _SETUP_KINDS] == [
         TaskKind.SECAGG_KEYS,
@@ -117,5 +115,5 @@ def test_too_few_survivors_fails_the_round_with_a_reason() -> None:
         secagg={"threshold": 1.0},
         selection={"min_parties": 2, "max_round_retries": 1},
     )
-    with pytest.raises(RoundFailedError, match="secure aggregation aborted.*threshold"):
+    with pytest.raises(RoundFailedError, match=r"secure aggregation aborted.*threshold"):
         _run_with_drops(job, {"party-1": TaskKind.FIT})
