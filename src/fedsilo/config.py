@@ -140,10 +140,26 @@ class SelectionConfig(_Strict):
     max_round_retries: int = Field(default=2, ge=0)
 
 
+class SecAggVariant(enum.Enum):
+    SECAGG = "secagg"  # Bonawitz et al. 2017: every pair of parties masks
+    SECAGG_PLUS = "secagg+"  # Bell et al. 2020: each party masks with O(log n) neighbours
+
+
 class SecureAggregationConfig(_Strict):
-    """Secure aggregation: the coordinator learns only the sum of the round's survivors."""
+    """Secure aggregation: the coordinator learns only the sum of the round's survivors.
+
+    ``threshold`` is the fraction of each party's share group (its neighbours and itself)
+    that must survive for the round to unmask; ``neighbours`` (secagg+ only) defaults to the
+    even number >= 3 log2(selected parties). Updates are clipped to ``[-clip_range,
+    clip_range]`` per coordinate and quantized into the ring Z_{2^bits} (docs/privacy.md).
+    """
 
     enabled: bool = False
+    variant: SecAggVariant = SecAggVariant.SECAGG
+    threshold: float = Field(default=0.5, gt=0, le=1)
+    neighbours: int | None = Field(default=None, ge=2)
+    clip_range: float = Field(default=4.0, gt=0)
+    bits: int = Field(default=32, ge=16, le=48)
 
 
 # ----------------------------------------------------------------- (keep the two apart for merges)
@@ -158,10 +174,28 @@ class RecordDPConfig(_Strict):
 # -----------------------------------------------------------------
 
 
+class ClientDPNoise(enum.Enum):
+    COORDINATOR = "coordinator"  # a trusted coordinator adds N(0, (zC)^2) to the sum
+    DISTRIBUTED = "distributed"  # each party adds N(0, (zC)^2 / m) before secure aggregation
+
+
 class ClientDPConfig(_Strict):
-    """Client-level DP-FedAvg (protects whole parties; for federations of many parties)."""
+    """Client-level DP-FedAvg (protects whole parties; for federations of many parties).
+
+    McMahan et al. 2018: each party clips its update to L2 norm ``clip_norm``; the mean over
+    the round's selected parties gets Gaussian noise of std ``noise_multiplier * clip_norm``
+    on the sum. ``adaptive_clipping`` moves the clip norm toward the ``target_quantile`` of
+    update norms (Andrew et al. 2021).
+    """
 
     enabled: bool = False
+    noise_multiplier: float = Field(default=1.0, gt=0)
+    clip_norm: float = Field(default=1.0, gt=0)
+    noise: ClientDPNoise = ClientDPNoise.COORDINATOR
+    adaptive_clipping: bool = False
+    target_quantile: float = Field(default=0.5, gt=0, lt=1)
+    clip_learning_rate: float = Field(default=0.2, gt=0)
+    clipped_count_stddev: float | None = Field(default=None, gt=0)
 
 
 # -----------------------------------------------------------------
@@ -220,6 +254,13 @@ class JobConfig(_Strict):
                 f"selection.min_parties is {self.selection.min_parties} but the job has only "
                 f"{self.num_parties_hint()} parties; lower min_parties"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _privacy_combinations(self) -> JobConfig:
+        from fedsilo.privacy.job_checks import check_privacy
+
+        check_privacy(self)
         return self
 
     def num_parties_hint(self) -> int:

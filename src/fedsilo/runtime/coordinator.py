@@ -28,6 +28,7 @@ import numpy as np
 from fedsilo.config import JobConfig, TrainingConfig
 from fedsilo.errors import FedsiloError, ProtocolError, RoundFailedError
 from fedsilo.models import Params, build_model, check_params, flatten, get_params, unflatten
+from fedsilo.privacy.secagg.server_side import PrivateRounds
 from fedsilo.runtime.messages import Message, TaskKind
 from fedsilo.runtime.resume import JobResume
 from fedsilo.runtime.seeds import derive_seed
@@ -130,6 +131,7 @@ class Coordinator:
         self._resume = (
             None if store is None else JobResume(store, job_id or "", job, checkpoint_dir)
         )
+        self._private: PrivateRounds | None = None  # secure aggregation and/or client DP
 
     def run(self) -> TrainingOutcome:
         if self._resume is None:
@@ -144,6 +146,9 @@ class Coordinator:
 
     def _run(self) -> TrainingOutcome:
         setup = prepare_parties(self.transport, self.job)
+        privacy = self.job.privacy
+        if privacy.secure_aggregation.enabled or privacy.client_dp.enabled:
+            self._private = PrivateRounds(self.job, self._training_body, len(setup.parties))
         if self.central_evaluator is not None:
             self.central_evaluator.prepare(setup)
         params = get_params(build_model(setup.model_spec, seed=self.job.seed))
@@ -151,6 +156,8 @@ class Coordinator:
         if self._resume is not None:
             self._resume.begin(outcome, self._server_opt)  # loads completed rounds, if any
             params = outcome.params
+            if self._private is not None:
+                self._private.restore(outcome.history)  # client-DP clip norm and spend
         for rnd in range(len(outcome.history) + 1, self.job.rounds + 1):
             record, params = self._round(rnd, setup, params)
             outcome.history.append(record)
@@ -164,6 +171,8 @@ class Coordinator:
     # -- one round ----------------------------------------------------------------------------
     def _round(self, rnd: int, setup: SetupResult, params: Params) -> tuple[RoundRecord, Params]:
         started = time.monotonic()
+        if self._private is not None:
+            return self._private_round(rnd, setup, params, started)
         online = self.transport.party_names()
         index = {p: i for i, p in enumerate(setup.parties)}
         failures: dict[str, str] = {}
@@ -225,6 +234,35 @@ class Coordinator:
             train_loss=train_loss,
             duration_s=time.monotonic() - started,
             attempts=attempt + 1,
+        )
+        return record, new_params
+
+    def _private_round(
+        self, rnd: int, setup: SetupResult, params: Params, started: float
+    ) -> tuple[RoundRecord, Params]:
+        """A round whose updates the coordinator sees only as an aggregate (privacy/secagg)."""
+        assert self._private is not None
+        online = self.transport.party_names()
+        agg = self._private.collect(
+            self.transport, rnd, setup, params, lambda a: select_parties(online, self.job, rnd, a)
+        )
+        new_params = unflatten(self._server_opt.step(flatten(params), agg.delta), params)
+        failures = dict(agg.failures)
+        party_metrics, merged = self._evaluate(rnd, new_params, online, failures)
+        if self.central_evaluator is not None:
+            global_metrics = self.central_evaluator.evaluate(new_params)
+        else:
+            global_metrics = merged.metrics() if merged is not None else {}
+        record = RoundRecord(
+            round=rnd,
+            participants=agg.participants,
+            failures=failures,
+            global_metrics=global_metrics,
+            party_metrics=party_metrics,
+            train_loss=agg.train_loss,
+            duration_s=time.monotonic() - started,
+            attempts=agg.attempts,
+            privacy=agg.privacy,
         )
         return record, new_params
 

@@ -40,6 +40,10 @@ class TaskKind(enum.Enum):
     SB_SPLIT = "sb_split"  # host: (node rows, feature, bin) -> split record id, left rows
     SB_ROUTE = "sb_route"  # host: (record id, row) queries -> which branch
     QUERY = "query"  # federated analytics: sufficient statistics for one query plan
+    # Secure aggregation (fedsilo.privacy.secagg); the masked input rides on FIT.
+    SECAGG_KEYS = "secagg-keys"  # advertise two X25519 public keys
+    SECAGG_SHARES = "secagg-shares"  # encrypted Shamir shares for each neighbour
+    SECAGG_UNMASK = "secagg-unmask"  # reveal the shares that remove the survivors' masks
 
 
 @dataclass(frozen=True)

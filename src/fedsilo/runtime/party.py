@@ -24,6 +24,7 @@ from fedsilo.data.preprocess import PreprocessPlan, local_stats
 from fedsilo.data.tabular import ColumnType, TableSchema, describe_table
 from fedsilo.errors import DataError, FedsiloError, ProtocolError
 from fedsilo.models import ModelSpec, Params, build_model, check_params, get_params, set_params
+from fedsilo.privacy.secagg.party_side import PrivateParty
 from fedsilo.runtime.messages import Message, TaskKind
 from fedsilo.training import (
     EvalStats,
@@ -83,6 +84,7 @@ class PartyAgent:
         # Built once at setup; every fit/evaluate task loads its weights (strict, all entries).
         self._model: nn.Module | None = None
         self._template: Params | None = None
+        self._private = PrivateParty(name)  # secure aggregation and client DP rounds
 
     # -- the one entry point -------------------------------------------------------------
     def handle(self, data: bytes) -> bytes:
@@ -113,6 +115,10 @@ class PartyAgent:
             return self._stats(task.body), {}
         if task.kind is TaskKind.SETUP:
             return self._setup(task.body), {}
+        if task.kind is TaskKind.FIT and "private" in task.body:
+            return self._private.fit(task, self._fit)
+        if task.kind in (TaskKind.SECAGG_KEYS, TaskKind.SECAGG_SHARES, TaskKind.SECAGG_UNMASK):
+            return self._private.handle(task), {}
         if task.kind is TaskKind.FIT:
             return self._fit(task)
         return self._evaluate(task), {}

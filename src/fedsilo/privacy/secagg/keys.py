@@ -1,0 +1,83 @@
+"""The cryptographic recipes SecAgg uses, all from ``cryptography`` (nothing hand-rolled).
+
+* Key agreement: X25519 (RFC 7748), fresh key pairs per party per round.
+* Key derivation: HKDF-SHA256 over the X25519 shared secret, with the round tag and the
+  purpose in ``info``, so encryption keys and mask seeds are independent.
+* Share encryption: AES-256-GCM, random 96-bit nonce, the sender/recipient/round bound as
+  associated data. A failed decryption raises one opaque :class:`ProtocolError`.
+* Mask expansion (PRG): the ChaCha20 keystream under the 256-bit HKDF output (zero nonce; each
+  key is used for exactly one stream, since keys are fresh per round and per pair). ChaCha20
+  is a standard stream cipher, i.e. a cryptographically secure PRG, and OpenSSL runs it at
+  about a gigabyte per second per core; numpy's generators are faster but are not designed to
+  be unpredictable, so they are not used for masks.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from fedsilo.errors import ProtocolError
+
+KEY_BYTES = 32
+_NONCE_BYTES = 12
+
+
+def new_private_key() -> X25519PrivateKey:
+    return X25519PrivateKey.generate()
+
+
+def public_bytes(key: X25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes_raw()
+
+
+def private_bytes(key: X25519PrivateKey) -> bytes:
+    return key.private_bytes_raw()
+
+
+def private_from_bytes(raw: bytes) -> X25519PrivateKey:
+    return X25519PrivateKey.from_private_bytes(raw)
+
+
+def agree(own: X25519PrivateKey, peer_public: bytes, *, purpose: bytes, tag: bytes) -> bytes:
+    """A 32-byte key both ends derive: HKDF(X25519(own, peer), info=purpose|tag)."""
+    if len(peer_public) != KEY_BYTES:
+        raise ProtocolError("a public key must be 32 bytes")
+    try:
+        shared = own.exchange(X25519PublicKey.from_public_bytes(peer_public))
+    except ValueError:
+        raise ProtocolError("invalid X25519 public key") from None
+    return hkdf(shared, purpose + b"|" + tag)
+
+
+def hkdf(secret: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=info).derive(secret)
+
+
+def encrypt(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    nonce = os.urandom(_NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def decrypt(key: bytes, blob: bytes, aad: bytes) -> bytes:
+    try:
+        return AESGCM(key).decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], aad)
+    except (InvalidTag, ValueError):
+        raise ProtocolError("an encrypted share failed to decrypt") from None
+
+
+def prg(seed: bytes, length: int, dtype: type[np.unsignedinteger]) -> np.ndarray:
+    """``length`` uniformly random ring elements from a 32-byte seed (ChaCha20 keystream)."""
+    if len(seed) != KEY_BYTES:
+        raise ValueError("a PRG seed must be 32 bytes")
+    itemsize = np.dtype(dtype).itemsize
+    stream = Cipher(algorithms.ChaCha20(seed, bytes(16)), mode=None).encryptor()
+    raw = stream.update(bytes(length * itemsize))
+    return np.frombuffer(raw, dtype=dtype).copy()

@@ -1,0 +1,331 @@
+"""The coordinator's side of a private round: secure aggregation and/or client-level DP.
+
+:meth:`PrivateRounds.collect` replaces the round's "send FIT, gather updates" step when
+``privacy.secure_aggregation`` or ``privacy.client_dp`` is enabled, and returns only an
+aggregate (:class:`PrivateAggregate`): the mean update to hand to the server optimizer, who
+took part, the mean training loss and the round's privacy record. Under secure aggregation
+the four protocol steps (:mod:`.protocol`) travel as ordinary tasks over the transport
+(SECAGG_KEYS, SECAGG_SHARES, FIT with the shares, SECAGG_UNMASK); the coordinator only
+relays public keys and ciphertexts. A party that fails a step counts as dropped; an aborted
+protocol run (too few survivors) is retried with a fresh selection like any failed round.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fedsilo.config import JobConfig, SecAggVariant
+from fedsilo.errors import ProtocolError, RoundFailedError
+from fedsilo.models import Params, check_params, flatten
+from fedsilo.privacy.dp_fedavg import ClientDP
+from fedsilo.privacy.secagg.party_side import b64, unb64
+from fedsilo.privacy.secagg.protocol import (
+    RoundSetup,
+    ServerRound,
+    default_degree,
+    neighbour_graph,
+    threshold_for,
+)
+from fedsilo.privacy.secagg.quantize import Quantizer
+from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.runtime.seeds import derive_seed
+from fedsilo.runtime.setup import COORDINATOR, SetupResult
+from fedsilo.runtime.transport import Transport
+
+if TYPE_CHECKING:
+    from fedsilo.runtime.coordinator import RoundRecord
+
+log = logging.getLogger(__name__)
+
+_EXTRA = 3  # clip bit, weight, weighted loss
+
+
+@dataclass(frozen=True)
+class PrivateAggregate:
+    delta: np.ndarray
+    participants: list[str]
+    failures: dict[str, str]
+    train_loss: float
+    attempts: int
+    privacy: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Sum:
+    vector: np.ndarray  # sum over participants of [payload, bit, weight, loss]
+    participants: list[str]
+
+
+class PrivateRounds:
+    """Builds each private round from the job config; holds the client-DP state."""
+
+    def __init__(self, job: JobConfig, training_body: dict[str, Any], num_parties: int) -> None:
+        self.job = job
+        self._training = training_body
+        dp = job.privacy.client_dp
+        self._dp: ClientDP | None = None
+        if dp.enabled:
+            assert job.privacy.delta is not None  # checked by the config
+            k = max(job.selection.min_parties, math.ceil(job.selection.fraction * num_parties))
+            rate = min(1.0, k / num_parties)
+            self._dp = ClientDP(dp, job.privacy.delta, rate)
+
+    def restore(self, history: Sequence[RoundRecord]) -> None:
+        """Pick up the client-DP state of a resumed job from its completed rounds."""
+        if self._dp is not None:
+            self._dp.restore([record.privacy for record in history])
+
+    def collect(
+        self,
+        transport: Transport,
+        rnd: int,
+        setup: SetupResult,
+        params: Params,
+        select: Callable[[int], list[str]],
+    ) -> PrivateAggregate:
+        failures: dict[str, str] = {}
+        retries = self.job.selection.max_round_retries
+        for attempt in range(retries + 1):
+            selected = select(attempt)
+            failures = {}
+            clip_used = self._dp.clip_norm if self._dp is not None else 0.0
+            try:
+                if self.job.privacy.secure_aggregation.enabled:
+                    total = self._secure_sum(
+                        transport, rnd, attempt, selected, setup, params, failures
+                    )
+                else:
+                    total = self._clipped_sum(
+                        transport, rnd, attempt, selected, setup, params, failures
+                    )
+                if len(total.participants) < self.job.selection.min_parties:
+                    raise RoundFailedError(
+                        f"{len(total.participants)} parties took part, selection.min_parties is "
+                        f"{self.job.selection.min_parties}"
+                    )
+            except RoundFailedError as exc:
+                failures["(round)"] = str(exc)
+                log.warning("round %d attempt %d failed: %s; retrying", rnd, attempt + 1, exc)
+                continue
+            return self._finish(rnd, attempt, len(selected), total, failures, clip_used)
+        reasons = "; ".join(f"{p}: {why}" for p, why in sorted(failures.items()))
+        raise RoundFailedError(
+            f"round {rnd} failed after {retries + 1} attempt(s) with privacy enabled. {reasons}"
+        )
+
+    def _finish(
+        self, rnd: int, attempt: int, m: int, total: _Sum, failures: dict[str, str], clip: float
+    ) -> PrivateAggregate:
+        payload, bits, weight, loss = total.vector[:-_EXTRA], *total.vector[-_EXTRA:]
+        privacy: dict[str, Any] = {}
+        if self._dp is not None:
+            rng = np.random.default_rng(derive_seed(self.job.seed, "client-dp", rnd, attempt))
+            delta = self._dp.finish(payload, float(bits), m, rng)
+            privacy = self._dp.record(clip)
+        else:
+            if weight <= 0:
+                raise RoundFailedError(f"round {rnd}: the aggregated example weight is {weight}")
+            delta = payload / weight
+        train_loss = float(loss / weight) if weight > 0 else float("nan")
+        return PrivateAggregate(
+            delta, total.participants, failures, train_loss, attempt + 1, privacy
+        )
+
+    def _fit_body(self, rnd: int, party: str, setup: SetupResult) -> dict[str, Any]:
+        index = {p: i for i, p in enumerate(setup.parties)}.get(party, -1)
+        return {"training": self._training, "seed": derive_seed(self.job.seed, "fit", rnd, index)}
+
+    def _options(self, m: int, selected: list[str], setup: SetupResult) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        if self._dp is not None:
+            opts["client_dp"] = self._dp.party_task(m)
+        declared = [int(setup.summary.get(p, {}).get("train_examples", 1)) for p in selected]
+        opts["weight_scale"] = float(max(declared))
+        return opts
+
+    def _exchange(
+        self,
+        transport: Transport,
+        tasks: Mapping[str, Message],
+        failures: dict[str, str],
+        step: str,
+    ) -> dict[str, Message]:
+        gathered = transport.exchange(tasks, timeout_s=self.job.selection.timeout_s)
+        for p, why in gathered.failures.items():
+            failures.setdefault(p, f"{step}: {why}")
+        ok: dict[str, Message] = {}
+        for p, reply in gathered.replies.items():
+            if reply.error is not None:
+                failures.setdefault(p, f"{step}: {reply.error}")
+            else:
+                ok[p] = reply
+        return ok
+
+    def _clipped_sum(
+        self,
+        transport: Transport,
+        rnd: int,
+        attempt: int,
+        selected: list[str],
+        setup: SetupResult,
+        params: Params,
+        failures: dict[str, str],
+    ) -> _Sum:
+        """Client DP with a trusted coordinator: parties send clipped updates in the clear."""
+        assert self._dp is not None
+        opts = self._options(len(selected), selected, setup) | {"attempt": attempt}
+        tasks = {
+            p: Message(
+                TaskKind.FIT,
+                self.job.name,
+                rnd,
+                COORDINATOR,
+                self._fit_body(rnd, p, setup) | {"private": opts},
+                params,
+            )
+            for p in selected
+        }
+        total = np.zeros(flatten(params).size + _EXTRA)
+        names: list[str] = []
+        for p, reply in sorted(self._exchange(transport, tasks, failures, "fit").items()):
+            try:
+                check_params(reply.arrays, params)
+                update = flatten({k: reply.arrays[k] for k in params})
+                bit, loss = float(reply.body["clipped_bit"]), float(reply.body["train_loss"])
+            except (ProtocolError, KeyError, TypeError, ValueError) as exc:
+                failures[p] = f"fit: invalid clipped update: {exc}"
+                continue
+            norm = float(np.linalg.norm(update))
+            if norm > self._dp.clip_norm * (1 + 1e-3):  # float32 rounding of the clipped update
+                failures[p] = f"fit: update norm {norm:.4g} exceeds the clip norm"
+                continue
+            total += np.concatenate([update, [bit, 1.0, loss]])
+            names.append(p)
+        return _Sum(total, names)
+
+    def _secure_sum(
+        self,
+        transport: Transport,
+        rnd: int,
+        attempt: int,
+        selected: list[str],
+        setup: SetupResult,
+        params: Params,
+        failures: dict[str, str],
+    ) -> _Sum:
+        cfg = self.job.privacy.secure_aggregation
+        n = len(selected)
+        plus = cfg.variant is SecAggVariant.SECAGG_PLUS
+        degree = (cfg.neighbours or default_degree(n)) if plus else n - 1
+        graph = neighbour_graph(
+            selected, degree, derive_seed(self.job.seed, "secagg-graph", rnd, attempt)
+        )
+        k = min(len(v) for v in graph.values())
+        tag = f"{self.job.name}|{rnd}|{attempt}"
+        length = flatten(params).size + _EXTRA
+        rs = RoundSetup(
+            tag.encode(),
+            {p: i + 1 for i, p in enumerate(selected)},
+            graph,
+            threshold_for(k + 1, cfg.threshold),
+            cfg.bits,
+            length,
+        )
+        server = ServerRound(rs)
+        quant = Quantizer(cfg.clip_range, cfg.bits, n)
+
+        def task(
+            kind: TaskKind, p: str, body: dict[str, Any], arrays: Params | None = None
+        ) -> Message:
+            return Message(
+                kind, self.job.name, rnd, COORDINATOR, {"attempt": attempt} | body, arrays or {}
+            )
+
+        # 0: advertise keys
+        tasks = {
+            p: task(
+                TaskKind.SECAGG_KEYS,
+                p,
+                {
+                    "tag": tag,
+                    "neighbours": list(graph[p]),
+                    "threshold": rs.threshold,
+                    "bits": cfg.bits,
+                    "length": length,
+                    "ids": {q: rs.ids[q] for q in (*graph[p], p)},
+                },
+            )
+            for p in selected
+        }
+        advertised = {}
+        for p, r in self._exchange(transport, tasks, failures, "secagg keys").items():
+            try:
+                advertised[p] = (bytes.fromhex(str(r.body["c"])), bytes.fromhex(str(r.body["s"])))
+            except (KeyError, ValueError) as exc:
+                failures[p] = f"secagg keys: malformed reply ({exc})"
+        routed = server.route_keys(advertised)
+        # 1: share keys (ciphertexts relayed)
+        tasks = {
+            p: task(
+                TaskKind.SECAGG_SHARES,
+                p,
+                {"keys": {v: [c.hex(), s.hex()] for v, (c, s) in ks.items()}},
+            )
+            for p, ks in routed.items()
+        }
+        sent = {}
+        for p, r in self._exchange(transport, tasks, failures, "secagg shares").items():
+            try:
+                sent[p] = {str(v): unb64(c) for v, c in dict(r.body["shares"]).items()}
+            except (KeyError, ValueError, TypeError, ProtocolError) as exc:
+                failures[p] = f"secagg shares: malformed reply ({exc})"
+        inbox = server.route_shares(sent)
+        # 2: train and send the masked input
+        opts = self._options(n, selected, setup)
+        tasks = {}
+        for p, box in inbox.items():
+            sa = {
+                "clip_range": cfg.clip_range,
+                "bits": cfg.bits,
+                "max_parties": n,
+                "quant_seed": derive_seed(self.job.seed, "secagg-quant", rnd, attempt, rs.ids[p]),
+                "shares": {v: b64(c) for v, c in box.items()},
+            }
+            tasks[p] = task(
+                TaskKind.FIT,
+                p,
+                self._fit_body(rnd, p, setup) | {"private": opts | {"secagg": sa}},
+                params,
+            )
+        masked = {}
+        for p, r in self._exchange(transport, tasks, failures, "fit").items():
+            y = r.arrays.get("masked")
+            if y is None or y.dtype != rs.dtype or y.shape != (length,):
+                failures[p] = "fit: the masked input is missing or has the wrong shape"
+            else:
+                masked[p] = y
+        survivors, dropped = server.collect(masked)
+        # 3: unmask
+        tasks = {}
+        for p in survivors:
+            alive, gone = server.unmask_request(p)
+            tasks[p] = task(TaskKind.SECAGG_UNMASK, p, {"survivors": alive, "dropped": gone})
+        reveals = {}
+        for p, r in self._exchange(transport, tasks, failures, "secagg unmask").items():
+            try:
+                reveals[p] = {
+                    str(v): (str(kd), int(x), int(str(y), 16))
+                    for v, (kd, x, y) in dict(r.body["reveal"]).items()
+                }
+            except (KeyError, ValueError, TypeError) as exc:
+                failures[p] = f"secagg unmask: malformed reply ({exc})"
+        total = server.unmask(reveals)
+        for p in dropped:
+            failures.setdefault(p, "dropped after sharing keys; its masks were removed")
+        return _Sum(quant.decode_sum(total, len(survivors)), survivors)

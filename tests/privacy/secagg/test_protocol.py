@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from fedsilo.errors import ProtocolError, RoundFailedError
+from fedsilo.privacy.secagg import shamir
+from fedsilo.privacy.secagg.protocol import PartyRound, ServerRound, neighbour_graph
+from fedsilo.privacy.secagg.quantize import Quantizer, ring_reduce
+
+from .helpers import make_setup, run_round
+
+
+def _inputs(n: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {f"p{i:03d}": rng.uniform(-1, 1, length) for i in range(n)}
+
+
+@pytest.mark.parametrize(("n", "degree"), [(3, None), (10, None), (100, 20)])
+def test_unmasked_sum_equals_plain_sum_within_quantization_bound(
+    n: int, degree: int | None
+) -> None:
+    setup = make_setup(n, 16, degree=degree)
+    quant = Quantizer(clip_range=1.0, bits=32, max_parties=n)
+    values = _inputs(n, 16)
+    rng = np.random.default_rng(1)
+    encoded = {p: quant.encode(v, rng) for p, v in values.items()}
+
+    total, survivors, _ = run_round(setup, encoded)
+
+    assert len(survivors) == n
+    plain = np.sum(list(values.values()), axis=0)
+    err = np.abs(quant.decode_sum(total, n) - plain)
+    assert err.max() <= quant.sum_error_bound(n)
+    assert err.max() < 1e-4
+
+
+def test_ring_sum_is_exact_for_integer_inputs() -> None:
+    setup = make_setup(5, 8, bits=20)
+    rng = np.random.default_rng(2)
+    ints = {p: rng.integers(0, 2**16, 8).astype(np.uint32) for p in setup.neighbours}
+    total, _, _ = run_round(setup, ints)
+    expected = ring_reduce(np.sum(list(ints.values()), axis=0).astype(np.uint32), 20)
+    np.testing.assert_array_equal(total, expected)
+
+
+@pytest.mark.parametrize(("n", "degree", "fraction"), [(10, None, 0.5), (40, 16, 0.4)])
+def test_dropout_after_masking_still_recovers_survivors_sum(
+    n: int, degree: int | None, fraction: float
+) -> None:
+    setup = make_setup(n, 8, degree=degree, fraction=fraction)
+    ints = {p: np.full(8, i + 1, dtype=np.uint32) for i, p in enumerate(setup.neighbours)}
+    names = sorted(ints)
+    dropped = frozenset(names[:: int(1 / 0.3)][: int(0.3 * n)])
+    assert len(dropped) == int(0.3 * n)
+
+    total, survivors, _ = run_round(setup, ints, drop_after_mask=dropped)
+
+    assert sorted(survivors) == sorted(set(names) - dropped)
+    expected = sum(int(ints[p][0]) for p in survivors)
+    np.testing.assert_array_equal(total, np.full(8, expected, dtype=np.uint32))
+
+
+def test_dropout_before_masking_and_after_together() -> None:
+    setup = make_setup(10, 4)
+    ints = {p: np.full(4, i + 1, dtype=np.uint32) for i, p in enumerate(setup.neighbours)}
+    names = sorted(ints)
+    total, survivors, _ = run_round(
+        setup, ints, drop_before_mask=frozenset(names[:2]), drop_after_mask=frozenset(names[2:3])
+    )
+    assert survivors == names[3:]
+    assert int(total[0]) == sum(range(4, 11))
+
+
+def test_fewer_than_threshold_survivors_aborts_cleanly() -> None:
+    setup = make_setup(10, 4, fraction=0.7)  # 7 of 10 shares needed
+    ints = {p: np.ones(4, dtype=np.uint32) for p in setup.neighbours}
+    with pytest.raises(RoundFailedError, match="threshold"):
+        run_round(setup, ints, drop_after_mask=frozenset(sorted(ints)[:4]))
+
+
+def test_party_refuses_to_reveal_both_shares_of_one_party() -> None:
+    setup = make_setup(4, 4)
+    parties = {p: PartyRound(p, setup) for p in setup.neighbours}
+    server = ServerRound(setup)
+    routed = server.route_keys({p: r.advertise() for p, r in parties.items()})
+    inbox = server.route_shares({p: parties[p].share(k) for p, k in routed.items()})
+    for p in inbox:
+        parties[p].mask(inbox[p], np.zeros(4, dtype=np.uint32))
+    with pytest.raises(ProtocolError, match="both"):
+        parties["p000"].unmask(["p000", "p001", "p002"], ["p001"])
+    with pytest.raises(ProtocolError, match="out of order"):
+        parties["p000"].unmask(["p000", "p001"], [])
+
+
+def test_a_tampered_share_fails_opaquely() -> None:
+    setup = make_setup(3, 4)
+    parties = {p: PartyRound(p, setup) for p in setup.neighbours}
+    server = ServerRound(setup)
+    routed = server.route_keys({p: r.advertise() for p, r in parties.items()})
+    inbox = server.route_shares({p: parties[p].share(k) for p, k in routed.items()})
+    blob = bytearray(inbox["p001"]["p000"])
+    blob[-1] ^= 1
+    inbox["p001"]["p000"] = bytes(blob)
+    with pytest.raises(ProtocolError, match="failed to decrypt"):
+        parties["p001"].mask(inbox["p001"], np.zeros(4, dtype=np.uint32))
+
+
+def _top_bits_p_value(values: np.ndarray, bits: int) -> float:
+    buckets = (values.astype(np.uint64) >> np.uint64(bits - 6)).astype(np.int64)
+    observed = np.bincount(buckets, minlength=64)
+    return float(stats.chisquare(observed).pvalue)
+
+
+def test_a_masked_input_looks_uniform_and_the_unmasked_one_does_not() -> None:
+    length = 20_000
+    setup = make_setup(5, length)
+    quant = Quantizer(clip_range=1.0, bits=32, max_parties=5)
+    rng = np.random.default_rng(3)
+    update = rng.normal(0, 0.05, length)  # a realistic, concentrated model update
+    encoded = {p: quant.encode(update, rng) for p in setup.neighbours}
+
+    _, _, masked = run_round(setup, encoded)
+
+    assert _top_bits_p_value(masked["p002"], 32) > 0.01
+    assert _top_bits_p_value(encoded["p002"], 32) < 1e-6
+
+
+def test_shamir_threshold_recovers_and_fewer_shares_do_not() -> None:
+    secret = int.from_bytes(b"\x42" * 32, "big")
+    shares = shamir.split(secret, 3, [1, 2, 3, 4, 5])
+    assert shamir.combine(shares[2:]) == secret
+    assert shamir.combine([shares[0], shares[4], shares[1]]) == secret
+    assert shamir.combine(shares[:2]) != secret
+
+
+def test_neighbour_graph_is_regular_and_symmetric() -> None:
+    names = [f"p{i}" for i in range(50)]
+    graph = neighbour_graph(names, 12, seed=1)
+    assert {len(v) for v in graph.values()} == {12}
+    assert all(p in graph[q] for p in names for q in graph[p])
+    assert graph == neighbour_graph(names, 12, seed=1)
