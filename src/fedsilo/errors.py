@@ -12,8 +12,10 @@ round or the config key involved, and say what to do next.
     │   └── MissingValueError  missing values and no imputation policy allows them
     ├── ModelError             unknown model name, bad import path, shape mismatch
     ├── AggregationError       updates cannot be combined (too few, wrong shapes)
-    └── ProtocolError          a message is malformed, oversized or out of sequence
-        └── RoundFailedError   a round could not gather enough valid replies
+    ├── ProtocolError          a message is malformed, oversized or out of sequence
+    │   └── RoundFailedError   a round could not gather enough valid replies
+    ├── BudgetExhaustedError   a party refuses a round that would exceed its privacy budget
+    └── AuditError             a party's audit log is missing, unreadable or its chain broken
 """
 
 from __future__ import annotations
@@ -53,3 +55,11 @@ class ProtocolError(FedsiloError):
 
 class RoundFailedError(ProtocolError):
     """A round could not gather enough valid replies, even after retries."""
+
+
+class BudgetExhaustedError(FedsiloError):
+    """A party refuses a round: its epsilon after the round would exceed its budget."""
+
+
+class AuditError(FedsiloError):
+    """A party's audit log cannot be read, or its hash chain does not verify."""

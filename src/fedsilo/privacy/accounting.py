@@ -15,8 +15,11 @@ converted by ``dp_accounting``'s RDP or PLD accountant.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dp_accounting
@@ -81,9 +84,25 @@ def epsilon(
     if not items:
         return 0.0
     accountant = _accountant(method)
-    for spend in items:
-        accountant.compose(spend.event())
-    return float(accountant.get_epsilon(delta))
+    with _quiet_orders():
+        for spend in items:
+            accountant.compose(spend.event())
+        return float(accountant.get_epsilon(delta))
+
+
+@contextlib.contextmanager
+def _quiet_orders() -> Iterator[None]:
+    """Silence dp_accounting's warning that it dropped an RDP order it could not compute.
+
+    The order is excluded (treated as infinite), which only makes epsilon larger, never wrong.
+    """
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        absl.setLevel(level)
 
 
 def noise_for_epsilon(

@@ -27,6 +27,7 @@ import numpy as np
 from fedsilo.config import JobConfig, TrainingConfig
 from fedsilo.errors import ProtocolError, RoundFailedError
 from fedsilo.models import Params, build_model, check_params, flatten, get_params, unflatten
+from fedsilo.privacy.record import RecordSpendTracker
 from fedsilo.runtime.messages import Message, TaskKind
 from fedsilo.runtime.seeds import derive_seed
 from fedsilo.runtime.setup import COORDINATOR, SetupResult, prepare_parties
@@ -120,6 +121,7 @@ class Coordinator:
         self._aggregator = job.aggregation.aggregator_spec()
         self._server_opt = job.aggregation.server_optimizer_spec().create()
         self._training_body = dataclasses.asdict(local_train_config(job.training))
+        self._record_spend = RecordSpendTracker(job)
 
     def run(self) -> TrainingOutcome:
         setup = prepare_parties(self.transport, self.job)
@@ -166,6 +168,7 @@ class Coordinator:
                 except ProtocolError as exc:
                     failures[party] = str(exc)
                     log.warning("round %d: rejected update from party '%s': %s", rnd, party, exc)
+            privacy = self._record_spend.observe(rnd, gathered.replies, accepted)
             if len(accepted) >= self.job.selection.min_parties:
                 break
             log.warning(
@@ -199,6 +202,7 @@ class Coordinator:
             train_loss=train_loss,
             duration_s=time.monotonic() - started,
             attempts=attempt + 1,
+            privacy=privacy,
         )
         return record, new_params
 
