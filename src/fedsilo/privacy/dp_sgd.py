@@ -21,6 +21,7 @@ that reason; a production party that wants it can pass ``secure_mode=True``.
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,7 +117,9 @@ def train_local_dp(
                 continue
             idx = torch.tensor(indices, dtype=torch.long)
             loss = loss_fn(gsm(x[idx]), y[idx])
-            loss.backward()
+            with warnings.catch_warnings():  # Opacus's hooks on a first layer without input grad
+                warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                loss.backward()
             optimizer.step()
             total += float(loss.detach())
             batches += 1
