@@ -78,7 +78,7 @@ def test_nonsense_values_name_the_key(privacy: dict[str, Any], key: str) -> None
 
 def test_misspelled_privacy_key_gets_a_suggestion() -> None:
     raw = {"delta": 1e-5, "record_dp": {"enabled": True, "noise_multiplyer": 1.0}}
-    with pytest.raises(ConfigError, match="Did you mean 'privacy.record_dp.noise_multiplier'"):
+    with pytest.raises(ConfigError, match=r"Did you mean 'privacy\.record_dp\.noise_multiplier'"):
         parse_job(_job(raw), source="t")
 
 
