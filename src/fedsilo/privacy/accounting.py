@@ -80,7 +80,14 @@ def epsilon(
     """Epsilon at ``delta`` for one spend or the composition of several (0 for no steps)."""
     _check_delta(delta)
     items = spends if isinstance(spends, list) else [spends]
-    items = [s for s in items if s.steps > 0]
+    # Repeats of one mechanism compose to one self-composed event (same epsilon, one RDP
+    # computation instead of one per round).
+    merged: dict[tuple[float, float], int] = {}
+    for s in items:
+        if s.steps > 0:
+            key = (s.noise_multiplier, s.sample_rate)
+            merged[key] = merged.get(key, 0) + s.steps
+    items = [GaussianSpend(noise, rate, steps) for (noise, rate), steps in merged.items()]
     if not items:
         return 0.0
     accountant = _accountant(method)
