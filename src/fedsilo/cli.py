@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fedsilo.errors import FedsiloError
+from fedsilo.privacy.cli import audit_app, privacy_app, privacy_line
 
 if TYPE_CHECKING:
     from fedsilo.deploy.client import AdminClient
@@ -32,6 +33,8 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+app.add_typer(privacy_app, name="privacy")
+app.add_typer(audit_app, name="audit")
 
 METRICS = ("loss", "accuracy", "precision", "recall", "f1", "auc")
 
@@ -124,17 +127,22 @@ def simulate(
                 )
                 progress.advance(task)
 
-            result = run_simulation(job, baseline=baseline, on_round=on_round)
+            out_dir = out if out is not None else Path("runs") / job.name
+            result = run_simulation(
+                job, baseline=baseline, on_round=on_round, audit_dir=out_dir / "audit"
+            )
         if baseline:
             console.print("trained the centralized baseline on the pooled training rows")
-        paths = result.save(out if out is not None else Path("runs") / job.name)
+        paths = result.save(out_dir)
     except FedsiloError as exc:
         err_console.print(f"[bold red]{type(exc).__name__}:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
     console.print(_final_table(result.metrics_json()))
+    console.print(privacy_line(result.metrics_json()))  # "" without DP
     console.print(f"model:   {paths['model']}")
     console.print(f"metrics: {paths['metrics_json']}  {paths['metrics_csv']}")
     console.print(f"report:  [bold]{paths['report']}[/]")
+    console.print(f"audit:   {out_dir / 'audit'} (one hash-chained log per party)")
 
 
 @app.command()

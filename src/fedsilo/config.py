@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import math
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +36,7 @@ from fedsilo.data.partition import PartitionKind
 from fedsilo.data.preprocess import MissingPolicy
 from fedsilo.data.tabular import ColumnType
 from fedsilo.errors import ConfigError
+from fedsilo.privacy.accounting import AccountingMethod
 
 
 class _Strict(BaseModel):
@@ -166,9 +168,59 @@ class SecureAggregationConfig(_Strict):
 
 
 class RecordDPConfig(_Strict):
-    """Record-level DP-SGD inside every party (protects each party's individuals)."""
+    """Record-level DP-SGD inside every party (protects each party's individuals).
+
+    Give exactly one of ``noise_multiplier`` or ``target_epsilon``; with a target, each party
+    finds the noise for its own sample rate (batch size / its rows) and the planned rounds.
+    """
 
     enabled: bool = False
+    noise_multiplier: float | None = Field(default=None, gt=0, le=1e4)
+    target_epsilon: float | None = Field(default=None, gt=0, le=1e4)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    accounting: AccountingMethod = AccountingMethod.RDP
+
+    @model_validator(mode="after")
+    def _noise_or_target(self) -> RecordDPConfig:
+        if not self.enabled:
+            return self
+        given = [self.noise_multiplier is not None, self.target_epsilon is not None]
+        if all(given):
+            raise ValueError(
+                "privacy.record_dp: give noise_multiplier or target_epsilon, not both "
+                "(with a target each party finds its own noise multiplier)"
+            )
+        if not any(given):
+            raise ValueError(
+                "privacy.record_dp is enabled but sets neither noise_multiplier (e.g. 1.1) nor "
+                "target_epsilon (e.g. 3.0); set one of them"
+            )
+        return self
+
+
+class OnBudgetExhausted(enum.Enum):
+    CONTINUE = "continue"
+    STOP = "stop"
+
+
+class BudgetConfig(_Strict):
+    """Each party's maximum epsilon; a party refuses a round that would exceed it."""
+
+    max_epsilon: float | None = Field(default=None, gt=0)
+    parties: dict[str, float] = Field(default_factory=dict)  # per-party overrides
+    on_exhausted: OnBudgetExhausted = OnBudgetExhausted.CONTINUE
+
+    @model_validator(mode="after")
+    def _positive(self) -> BudgetConfig:
+        bad = sorted(p for p, e in self.parties.items() if not (e > 0 and math.isfinite(e)))
+        if bad:
+            raise ValueError(
+                f"privacy.budget.parties: max epsilon must be a positive number for {bad}"
+            )
+        return self
+
+    def max_epsilon_for(self, party: str) -> float | None:
+        return self.parties.get(party, self.max_epsilon)
 
 
 # -----------------------------------------------------------------
@@ -208,6 +260,16 @@ class PrivacyConfig(_Strict):
     record_dp: RecordDPConfig = Field(default_factory=RecordDPConfig)
     client_dp: ClientDPConfig = Field(default_factory=ClientDPConfig)
     delta: float | None = Field(default=None, gt=0, lt=1)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+
+    @model_validator(mode="after")
+    def _delta_with_dp(self) -> PrivacyConfig:
+        if (self.record_dp.enabled or self.client_dp.enabled) and self.delta is None:
+            raise ValueError(
+                "differential privacy is on but privacy.delta is not set; set privacy.delta, "
+                "e.g. 1e-5, or below 1/rows of the smallest party"
+            )
+        return self
 
 
 class JobConfig(_Strict):
@@ -261,6 +323,15 @@ class JobConfig(_Strict):
         from fedsilo.privacy.job_checks import check_privacy
 
         check_privacy(self)
+        return self
+
+    @model_validator(mode="after")
+    def _record_dp_fits_training(self) -> JobConfig:
+        if self.privacy.record_dp.enabled and self.training.proximal_mu > 0:
+            raise ValueError(
+                "privacy.record_dp does not support training.proximal_mu > 0 (the proximal "
+                "term is not clipped per example); set proximal_mu = 0"
+            )
         return self
 
     def num_parties_hint(self) -> int:

@@ -13,8 +13,10 @@ round or the config key involved, and say what to do next.
     ├── ModelError             unknown model name, bad import path, shape mismatch
     ├── AggregationError       updates cannot be combined (too few, wrong shapes)
     ├── StoreError             the job store or a round checkpoint cannot be used
-    └── ProtocolError          a message is malformed, oversized or out of sequence
-        └── RoundFailedError   a round could not gather enough valid replies
+    ├── ProtocolError          a message is malformed, oversized or out of sequence
+    │   └── RoundFailedError   a round could not gather enough valid replies
+    ├── BudgetExhaustedError   a party refuses a round that would exceed its privacy budget
+    └── AuditError             a party's audit log is missing, unreadable or its chain broken
 """
 
 from __future__ import annotations
@@ -58,3 +60,11 @@ class ProtocolError(FedsiloError):
 
 class RoundFailedError(ProtocolError):
     """A round could not gather enough valid replies, even after retries."""
+
+
+class BudgetExhaustedError(FedsiloError):
+    """A party refuses a round: its epsilon after the round would exceed its budget."""
+
+
+class AuditError(FedsiloError):
+    """A party's audit log cannot be read, or its hash chain does not verify."""

@@ -7,7 +7,10 @@
 * ``metrics.json``: ``final.global.<metric>``, ``final.parties.<name>.<metric>``,
   ``rounds[i].global.<metric>``, ``rounds[i].parties...``, ``baseline.<metric>`` (with a
   baseline), the data summary and the job config.
-* ``metrics.csv``: one row per round and scope (global, each party, baseline).
+* ``metrics.csv``: one row per round and scope (global, each party, baseline); with DP the
+  ``epsilon`` and ``delta`` columns hold the spend after the round (global: max over parties).
+* with DP, ``rounds[i].privacy`` and ``final.privacy``: ``{"level", "epsilon", "delta",
+  "parties": {name: {"epsilon", "noise_multiplier", "steps", ...}}}``.
 * ``report.html``: self-contained report with plots.
 """
 
@@ -32,6 +35,15 @@ from fedsilo.runtime.coordinator import RoundRecord
 from fedsilo.runtime.setup import SetupResult
 
 METRIC_COLUMNS = ("loss", "accuracy", "precision", "recall", "f1", "auc")
+PRIVACY_COLUMNS = ("epsilon", "delta")
+
+
+def privacy_cells(privacy: dict[str, Any], party: str | None = None) -> tuple[Any, Any]:
+    """(epsilon, delta) CSV cells of a round: the round's maximum, or one party's spend."""
+    if not privacy:
+        return ("", "")
+    spend = privacy if party is None else privacy.get("parties", {}).get(party, {})
+    return (spend.get("epsilon", ""), privacy.get("delta", "") if spend else "")
 
 
 def _clean(metrics: dict[str, float]) -> dict[str, float | None]:
@@ -100,6 +112,7 @@ class Result:
             "final": {
                 "global": _clean(self.final_global),
                 "parties": {p: _clean(m) for p, m in self.final_parties.items()},
+                "privacy": self.history[-1].privacy if self.history else {},
             },
             "wall_time_s": self.wall_time_s,
         }
@@ -139,14 +152,21 @@ class Result:
     def _write_csv(self, path: Path) -> None:
         with path.open("w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["round", "scope", "party", *METRIC_COLUMNS])
+            writer.writerow(["round", "scope", "party", *METRIC_COLUMNS, *PRIVACY_COLUMNS])
 
-            def row(rnd: int | str, scope: str, party: str, m: dict[str, float]) -> None:
-                writer.writerow([rnd, scope, party, *(m.get(c, "") for c in METRIC_COLUMNS)])
+            def row(
+                rnd: int | str,
+                scope: str,
+                party: str,
+                m: dict[str, float],
+                dp: tuple[Any, Any] = ("", ""),
+            ) -> None:
+                cells = [m.get(c, "") for c in METRIC_COLUMNS]
+                writer.writerow([rnd, scope, party, *cells, *dp])
 
             for r in self.history:
-                row(r.round, "global", "", r.global_metrics)
+                row(r.round, "global", "", r.global_metrics, privacy_cells(r.privacy))
                 for party, m in sorted(r.party_metrics.items()):
-                    row(r.round, "party", party, m)
+                    row(r.round, "party", party, m, privacy_cells(r.privacy, party))
             if self.baseline is not None:
                 row("", "baseline", "", self.baseline)

@@ -32,6 +32,7 @@ from fedsilo.data.partition import (
 from fedsilo.data.tabular import read_party_table
 from fedsilo.errors import ConfigError
 from fedsilo.models import Params, build_model, set_params
+from fedsilo.privacy.guard import PartyPrivacy
 from fedsilo.results import Result
 from fedsilo.runtime.coordinator import Coordinator, RoundRecord, local_train_config
 from fedsilo.runtime.party import LocalData, PartyAgent, split_holdout
@@ -239,22 +240,37 @@ def as_job(config: JobConfig | str | Path | Mapping[str, Any]) -> JobConfig:
     return parse_job(dict(config), source="Python config")
 
 
+def simulated_party_privacy(job: JobConfig, party: str, audit_dir: Path | None) -> PartyPrivacy:
+    """A simulated party's own privacy settings: its budget and a fresh audit log."""
+    log_path = None
+    if audit_dir is not None:
+        log_path = Path(audit_dir) / f"{party}.jsonl"
+        log_path.unlink(missing_ok=True)
+    return PartyPrivacy(max_epsilon=job.privacy.budget.max_epsilon_for(party), audit_log=log_path)
+
+
 def simulate(
     config: JobConfig | str | Path | Mapping[str, Any],
     *,
     baseline: bool = False,
     on_round: Callable[[RoundRecord], None] | None = None,
+    audit_dir: Path | None = None,
 ) -> Result:
     """Run a horizontal job with every party simulated in this process.
 
     ``config`` is a :class:`JobConfig`, a path to a TOML job file, or a dict of the same
     shape. Returns a :class:`~fedsilo.results.Result`; ``result.save(dir)`` writes the model,
-    metrics and report.
+    metrics and report. With ``audit_dir`` every party keeps its audit log (and privacy
+    ledger) in ``audit_dir/<party>.jsonl``; simulated parties are new each run, so logs left
+    there by an earlier run are replaced.
     """
     job = as_job(config)
     started = time.monotonic()
     sim = load_simulated_data(job)
-    agents = {name: PartyAgent(name, data) for name, data in sim.parties.items()}
+    agents = {
+        name: PartyAgent(name, data, simulated_party_privacy(job, name, audit_dir))
+        for name, data in sim.parties.items()
+    }
     evaluator = TestSetEvaluator(sim.test) if sim.test is not None else None
     coordinator = Coordinator(
         job, InProcessTransport(agents), central_evaluator=evaluator, on_round=on_round

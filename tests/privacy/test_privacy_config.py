@@ -25,8 +25,19 @@ def test_robust_aggregation_with_secure_aggregation_is_refused(aggregator: str) 
 
 
 def test_client_dp_without_delta_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"needs privacy.delta"):
+    with pytest.raises(ConfigError, match=r"privacy.delta is not set"):
         _parse(privacy={"client_dp": {"enabled": True}})
+
+
+def test_both_dp_levels_together_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"one job reports one DP level"):
+        _parse(
+            privacy={
+                "delta": 1e-5,
+                "record_dp": {"enabled": True, "noise_multiplier": 1.0},
+                "client_dp": {"enabled": True},
+            }
+        )
 
 
 def test_distributed_noise_without_secure_aggregation_is_refused() -> None:

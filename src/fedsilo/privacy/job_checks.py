@@ -47,6 +47,12 @@ def check_privacy(job: JobConfig) -> None:
             "client-level DP needs privacy.delta (e.g. 1e-5, below 1 / number of parties): "
             "epsilon is only meaningful at a stated delta"
         )
+    if dp.enabled and job.privacy.record_dp.enabled:
+        raise ValueError(
+            "privacy.record_dp and privacy.client_dp are both enabled; one job reports one DP "
+            "level. Use record_dp for a few organizations (cross-silo: it protects each "
+            "party's individuals) or client_dp for many parties, not both"
+        )
     if dp.enabled and robust:
         raise ValueError(
             f"client-level DP calibrates noise to the mean of clipped updates; aggregator "

@@ -24,6 +24,7 @@ from fedsilo.report._fmt import (
     ratio,
 )
 from fedsilo.report._model import LOWER_IS_BETTER, Report, load, metric_label
+from fedsilo.report.privacy import privacy_section
 
 MAX_CLASS_COLUMNS = 12
 MAX_CLASSES_LISTED = 20
@@ -395,7 +396,16 @@ def render_report(metrics: Mapping[str, Any]) -> str:
     r = load(metrics)
     title = f"{r.job_name} · fedsilo report"
     body = "".join(
-        [_header(r), _headline(r), _convergence(r), _final(r), _rounds(r), _data(r), _config(r)]
+        [
+            _header(r),
+            _headline(r),
+            _convergence(r),
+            privacy_section(metrics),  # "" without DP
+            _final(r),
+            _rounds(r),
+            _data(r),
+            _config(r),
+        ]
     )
     version = f" {r.version}" if r.version else ""
     return (

@@ -28,6 +28,7 @@ import numpy as np
 from fedsilo.config import JobConfig, TrainingConfig
 from fedsilo.errors import FedsiloError, ProtocolError, RoundFailedError
 from fedsilo.models import Params, build_model, check_params, flatten, get_params, unflatten
+from fedsilo.privacy.record import RecordSpendTracker
 from fedsilo.privacy.secagg.server_side import PrivateRounds
 from fedsilo.runtime.messages import Message, TaskKind
 from fedsilo.runtime.resume import JobResume
@@ -132,6 +133,7 @@ class Coordinator:
             None if store is None else JobResume(store, job_id or "", job, checkpoint_dir)
         )
         self._private: PrivateRounds | None = None  # secure aggregation and/or client DP
+        self._record_spend = RecordSpendTracker(job)
 
     def run(self) -> TrainingOutcome:
         if self._resume is None:
@@ -158,6 +160,7 @@ class Coordinator:
             params = outcome.params
             if self._private is not None:
                 self._private.restore(outcome.history)  # client-DP clip norm and spend
+            self._record_spend.restore(outcome.history)
         for rnd in range(len(outcome.history) + 1, self.job.rounds + 1):
             record, params = self._round(rnd, setup, params)
             outcome.history.append(record)
@@ -201,6 +204,7 @@ class Coordinator:
                 except ProtocolError as exc:
                     failures[party] = str(exc)
                     log.warning("round %d: rejected update from party '%s': %s", rnd, party, exc)
+            privacy = self._record_spend.observe(rnd, gathered.replies, accepted)
             if len(accepted) >= self.job.selection.min_parties:
                 break
             log.warning(
@@ -234,6 +238,7 @@ class Coordinator:
             train_loss=train_loss,
             duration_s=time.monotonic() - started,
             attempts=attempt + 1,
+            privacy=privacy,
         )
         return record, new_params
 
@@ -246,6 +251,8 @@ class Coordinator:
         agg = self._private.collect(
             self.transport, rnd, setup, params, lambda a: select_parties(online, self.job, rnd, a)
         )
+        accepted = {p: True for p in agg.participants if p in agg.fit_replies}
+        record_spend = self._record_spend.observe(rnd, agg.fit_replies, accepted)
         new_params = unflatten(self._server_opt.step(flatten(params), agg.delta), params)
         failures = dict(agg.failures)
         party_metrics, merged = self._evaluate(rnd, new_params, online, failures)
@@ -262,7 +269,7 @@ class Coordinator:
             train_loss=agg.train_loss,
             duration_s=time.monotonic() - started,
             attempts=agg.attempts,
-            privacy=agg.privacy,
+            privacy=record_spend or agg.privacy,  # one DP level per job (config check)
         )
         return record, new_params
 

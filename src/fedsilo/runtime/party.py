@@ -24,6 +24,8 @@ from fedsilo.data.preprocess import PreprocessPlan, local_stats
 from fedsilo.data.tabular import ColumnType, TableSchema, describe_table
 from fedsilo.errors import DataError, FedsiloError, ProtocolError
 from fedsilo.models import ModelSpec, Params, build_model, check_params, get_params, set_params
+from fedsilo.privacy.dp_sgd import train_local_dp
+from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 from fedsilo.privacy.secagg.party_side import PrivateParty
 from fedsilo.runtime.messages import Message, TaskKind
 from fedsilo.training import (
@@ -75,9 +77,11 @@ def split_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
 class PartyAgent:
     """Answers the coordinator's tasks for one organization."""
 
-    def __init__(self, name: str, data: LocalData) -> None:
+    def __init__(self, name: str, data: LocalData, privacy: PartyPrivacy | None = None) -> None:
         self.name = name
         self._data = data
+        # Record-level DP, the party's own budget and its audit log (fedsilo.privacy.guard).
+        self._guard = PrivacyGuard(name, privacy or PartyPrivacy())
         self._plan: PreprocessPlan | None = None
         self._train: tuple[np.ndarray, np.ndarray] | None = None
         self._holdout: tuple[np.ndarray, np.ndarray] | None = None
@@ -88,6 +92,11 @@ class PartyAgent:
 
     # -- the one entry point -------------------------------------------------------------
     def handle(self, data: bytes) -> bytes:
+        reply = self._answer(data)
+        self._guard.record_sent(reply)  # the audit log sees every byte that leaves
+        return reply
+
+    def _answer(self, data: bytes) -> bytes:
         try:
             task = Message.decode(data)
         except ProtocolError as exc:
@@ -182,10 +191,12 @@ class PartyAgent:
         self._template = get_params(self._model)
         num_classes = spec.num_classes
         counts = np.bincount(labels[train_idx], minlength=num_classes)
+        record_dp = self._guard.configure(body.get("record_dp"), len(train_idx))
         return {
             "train_examples": len(train_idx),
             "holdout_examples": len(holdout_idx),
             "label_counts": [int(c) for c in counts],
+            "record_dp": record_dp,
         }
 
     def _model_from(self, task: Message) -> nn.Module:
@@ -202,8 +213,14 @@ class PartyAgent:
         model = self._model_from(task)
         cfg = LocalTrainConfig(**task.body["training"])
         assert self._train is not None
-        result = train_local(model, *self._train, cfg, seed=int(task.body["seed"]))
-        body = {"num_examples": result.num_examples, "train_loss": result.mean_loss}
+        dp = self._guard.before_fit(task.round, cfg)  # refuses a round over the budget
+        if dp is None:
+            result = train_local(model, *self._train, cfg, seed=int(task.body["seed"]))
+        else:
+            result = train_local_dp(model, *self._train, cfg, dp, seed=int(task.body["seed"]))
+        body: dict[str, Any] = {"num_examples": result.num_examples, "train_loss": result.mean_loss}
+        if dp is not None:
+            body["privacy"] = self._guard.after_fit(cfg)
         return body, get_params(model)
 
     def _evaluate(self, task: Message) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from fedsilo.data.preprocess import PreprocessPlan, merge_stats
 from fedsilo.data.tabular import TableSchema, check_schemas
 from fedsilo.errors import DataError, FedsiloError, SchemaError
 from fedsilo.models import ModelSpec
+from fedsilo.privacy.record import record_dp_proposal
 from fedsilo.runtime.messages import Message, TaskKind
 from fedsilo.runtime.seeds import holdout_seed
 from fedsilo.runtime.transport import Transport
@@ -112,6 +113,7 @@ def prepare_parties(transport: Transport, job: JobConfig) -> SetupResult:
             "model": spec.to_json(),
             "holdout_fraction": d.holdout_fraction,
             "seed": holdout_seed(job.seed, i),
+            "record_dp": record_dp_proposal(job),
         }
         for i, p in enumerate(parties)
     }

@@ -120,11 +120,14 @@ class PrivateParty:
         update = flatten(new_params) - flatten(task.arrays)
         vector = private_vector(update, int(body["num_examples"]), float(body["train_loss"]), opts)
         sa = opts.get("secagg")
+        # record-level DP spend (the party's own epsilon) is metadata, not the update
+        spend = {"privacy": body["privacy"]} if "privacy" in body else {}
         if sa is None:  # client DP with a trusted coordinator: the clipped update only
             payload = unflatten(vector[:-3], task.arrays)
-            return {"clipped_bit": float(vector[-3]), "train_loss": body["train_loss"]}, payload
+            reply = {"clipped_bit": float(vector[-3]), "train_loss": body["train_loss"]}
+            return reply | spend, payload
         state = self._round(task)
         quant = Quantizer(float(sa["clip_range"]), int(sa["bits"]), int(sa["max_parties"]))
         encoded = quant.encode(vector, np.random.default_rng(int(sa["quant_seed"])))
         shares = {str(v): unb64(c) for v, c in sa["shares"].items()}
-        return {}, {"masked": state.mask(shares, encoded)}
+        return spend, {"masked": state.mask(shares, encoded)}

@@ -54,6 +54,8 @@ class PrivateAggregate:
     train_loss: float
     attempts: int
     privacy: dict[str, Any] = field(default_factory=dict)
+    # every fit reply of the successful attempt, errors included (record-DP spend, refusals)
+    fit_replies: dict[str, Message] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class PrivateRounds:
     def __init__(self, job: JobConfig, training_body: dict[str, Any], num_parties: int) -> None:
         self.job = job
         self._training = training_body
+        self._fit_replies: dict[str, Message] = {}
         dp = job.privacy.client_dp
         self._dp: ClientDP | None = None
         if dp.enabled:
@@ -134,7 +137,13 @@ class PrivateRounds:
             delta = payload / weight
         train_loss = float(loss / weight) if weight > 0 else float("nan")
         return PrivateAggregate(
-            delta, total.participants, failures, train_loss, attempt + 1, privacy
+            delta,
+            total.participants,
+            failures,
+            train_loss,
+            attempt + 1,
+            privacy,
+            dict(self._fit_replies),
         )
 
     def _fit_body(self, rnd: int, party: str, setup: SetupResult) -> dict[str, Any]:
@@ -157,6 +166,8 @@ class PrivateRounds:
         step: str,
     ) -> dict[str, Message]:
         gathered = transport.exchange(tasks, timeout_s=self.job.selection.timeout_s)
+        if step == "fit":
+            self._fit_replies = dict(gathered.replies)
         for p, why in gathered.failures.items():
             failures.setdefault(p, f"{step}: {why}")
         ok: dict[str, Message] = {}

@@ -1,0 +1,94 @@
+"""The coordinator's side of record-level DP: propose it at setup, report what parties spent.
+
+The coordinator never decides a party's spend: each party accounts its own DP-SGD and reports
+its epsilon in the fit reply's ``privacy`` body. :class:`RecordSpendTracker` keeps the last
+report of every party and turns them into the round's ``RoundRecord.privacy``::
+
+    {"level": "record", "epsilon": <max over parties>, "delta": ..., "accounting": ...,
+     "parties": {name: {"epsilon": ..., "noise_multiplier": ..., "steps": ..., ...}}}
+
+A party that refuses a round for its budget answers with ``BudgetExhaustedError``; with
+``privacy.budget.on_exhausted = "stop"`` the tracker ends the job with that error.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fedsilo.config import JobConfig, OnBudgetExhausted
+from fedsilo.errors import BudgetExhaustedError
+from fedsilo.runtime.messages import Message
+
+log = logging.getLogger(__name__)
+
+BUDGET_ERROR = BudgetExhaustedError.__name__
+
+
+def record_dp_proposal(job: JobConfig) -> dict[str, Any] | None:
+    """The ``record_dp`` entry of every party's setup task (``None`` when it is off)."""
+    dp = job.privacy.record_dp
+    if not dp.enabled:
+        return None
+    return {
+        "noise_multiplier": dp.noise_multiplier,
+        "target_epsilon": dp.target_epsilon,
+        "max_grad_norm": dp.max_grad_norm,
+        "accounting": dp.accounting.value,
+        "delta": job.privacy.delta,
+        "rounds": job.rounds,
+        "batch_size": job.training.batch_size,
+        "epochs": job.training.epochs,
+    }
+
+
+class RecordSpendTracker:
+    """Collects each party's reported record-level spend, round after round."""
+
+    def __init__(self, job: JobConfig) -> None:
+        self._enabled = job.privacy.record_dp.enabled
+        self._stop = job.privacy.budget.on_exhausted is OnBudgetExhausted.STOP
+        self._delta = job.privacy.delta
+        self._method = job.privacy.record_dp.accounting.value
+        self._parties: dict[str, dict[str, Any]] = {}
+
+    def restore(self, history: Sequence[Any]) -> None:
+        """Continue a resumed job: each party's last reported spend from completed rounds."""
+        for record in history:
+            parties = record.privacy.get("parties") if record.privacy else None
+            if record.privacy.get("level") == "record" and isinstance(parties, dict):
+                self._parties.update({p: dict(v) for p, v in parties.items()})
+
+    def observe(
+        self, rnd: int, replies: Mapping[str, Message], accepted: Mapping[str, object]
+    ) -> dict[str, Any]:
+        """Read this attempt's replies; the round's privacy record (``{}`` without DP)."""
+        for _, reply in sorted(replies.items()):
+            if reply.body.get("error_type") == BUDGET_ERROR:
+                if self._stop:
+                    raise BudgetExhaustedError(
+                        f"round {rnd}: {reply.error}. The job stops because "
+                        'privacy.budget.on_exhausted = "stop" (use "continue" to go on '
+                        "without this party)"
+                    )
+                log.warning("round %d: %s; continuing without it", rnd, reply.error)
+        if not self._enabled:
+            return {}
+        for party in accepted:
+            spend = replies[party].body.get("privacy")
+            if isinstance(spend, dict) and _finite(spend.get("epsilon")):
+                self._parties[party] = {k: v for k, v in spend.items() if k != "level"}
+        eps = [float(p["epsilon"]) for p in self._parties.values()]
+        return {
+            "level": "record",
+            "epsilon": max(eps) if eps else 0.0,
+            "delta": self._delta,
+            "accounting": self._method,
+            "parties": {p: dict(v) for p, v in sorted(self._parties.items())},
+        }
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
