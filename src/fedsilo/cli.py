@@ -94,7 +94,6 @@ def simulate(
     try:
         from fedsilo.config import load_job
         from fedsilo.simulation import simulate as run_simulation
-
         from fedsilo.vertical.cli import is_vertical_file, simulate_vertical_cli
 
         if is_vertical_file(job_file):  # kind = "vertical": PSI + hetero LR / SecureBoost

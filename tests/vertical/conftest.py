@@ -32,8 +32,14 @@ def breast_job(breast_files: tuple[Path, Path]) -> Callable[..., dict[str, Any]]
 
     def make(scheme: str = "ckks", **lr: Any) -> dict[str, Any]:
         guest, host = breast_files
-        params = {"epochs": 4, "batch_size": 128, "learning_rate": 0.3, "l2": 0.01,
-                  "decay": 0.1, "tolerance": 1e-6}
+        params = {
+            "epochs": 4,
+            "batch_size": 128,
+            "learning_rate": 0.3,
+            "l2": 0.01,
+            "decay": 0.1,
+            "tolerance": 1e-6,
+        }
         params.update(lr)
         return {
             "kind": "vertical",

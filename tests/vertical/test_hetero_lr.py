@@ -26,7 +26,7 @@ def test_cli_breast_cancer_ckks_matches_centralized(
     breast_files: tuple[Path, Path], tmp_path: Path
 ) -> None:
     guest, host = breast_files
-    job = (Path(__file__).resolve().parents[2] / "examples" / "vertical_breast_cancer" / "job.toml")
+    job = Path(__file__).resolve().parents[2] / "examples" / "vertical_breast_cancer" / "job.toml"
     text = job.read_text().replace("data/breast_hetero_guest.csv", guest.as_posix())
     text = text.replace("data/breast_hetero_host.csv", host.as_posix())
     (tmp_path / "job.toml").write_text(text)
@@ -57,8 +57,9 @@ def test_paillier_breast_cancer_matches_centralized(
     assert result.losses[-1] < result.losses[0]
 
 
-def _plaintext_taylor(job: Any, xs: dict[str, np.ndarray], y: np.ndarray,
-                      train: np.ndarray) -> tuple[dict[str, np.ndarray], list[float]]:
+def _plaintext_taylor(
+    job: Any, xs: dict[str, np.ndarray], y: np.ndarray, train: np.ndarray
+) -> tuple[dict[str, np.ndarray], list[float]]:
     """The same mini-batch Taylor-LR in plaintext, party by party."""
     p = job.hetero_lr
     w = {name: np.zeros(x.shape[1]) for name, x in xs.items()}

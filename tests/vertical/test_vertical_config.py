@@ -29,7 +29,9 @@ def test_defaults_and_roles() -> None:
 
 
 def test_misspelled_key_is_named_with_a_suggestion() -> None:
-    with pytest.raises(ConfigError, match=r"hetero_lr.learning_rat.*Did you mean 'hetero_lr.learning_rate'"):
+    with pytest.raises(
+        ConfigError, match=r"hetero_lr.learning_rat.*Did you mean 'hetero_lr.learning_rate'"
+    ):
         parse_vertical_job(_job(hetero_lr={"learning_rat": 0.1}))
 
 
@@ -41,9 +43,9 @@ def test_exactly_one_label_holder() -> None:
 
 
 def test_unknown_scheme_and_bad_values_name_their_keys() -> None:
-    with pytest.raises(ConfigError, match="he.scheme"):
+    with pytest.raises(ConfigError, match=r"he\.scheme"):
         parse_vertical_job(_job(he={"scheme": "rsa"}))
-    with pytest.raises(ConfigError, match="hetero_lr.batch_size"):
+    with pytest.raises(ConfigError, match=r"hetero_lr\.batch_size"):
         parse_vertical_job(_job(hetero_lr={"batch_size": 0}))
 
 
@@ -65,10 +67,14 @@ def test_relative_paths_resolve_against_the_job_file(tmp_path: Path) -> None:
 
 def test_data_errors_name_party_file_and_column(tmp_path: Path) -> None:
     (tmp_path / "g.csv").write_text("id,y,x\n1,0,0.5\n2,2,0.1\n")
-    job = parse_vertical_job(_job(parties=[
-        {"name": "bank", "path": str(tmp_path / "g.csv"), "label": "y"},
-        {"name": "shop", "path": str(tmp_path / "g.csv"), "id_column": "cust"},
-    ]))
+    job = parse_vertical_job(
+        _job(
+            parties=[
+                {"name": "bank", "path": str(tmp_path / "g.csv"), "label": "y"},
+                {"name": "shop", "path": str(tmp_path / "g.csv"), "id_column": "cust"},
+            ]
+        )
+    )
     with pytest.raises(DataError, match=r"party 'bank' file .*g.csv: label column 'y' must"):
         load_party_table(job.parties[0])
     with pytest.raises(DataError, match=r"party 'shop' file .*has no column 'cust'"):

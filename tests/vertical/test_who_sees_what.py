@@ -91,7 +91,9 @@ def _two_host_job(tmp: Path, scheme: str) -> dict[str, Any]:
         host.insert(0, "id", ids)
         host.iloc[30 * k :].sample(frac=1.0, random_state=k).to_csv(tmp / f"h{k}.csv", index=False)
     return {
-        "kind": "vertical", "name": "wsw", "seed": 3,
+        "kind": "vertical",
+        "name": "wsw",
+        "seed": 3,
         "parties": [
             {"name": "bank", "path": str(tmp / "guest.csv"), "label": "y"},
             {"name": "shop", "path": str(tmp / "h1.csv")},
@@ -114,7 +116,11 @@ def test_each_role_receives_only_what_the_protocol_allows(tmp_path: Path, scheme
     secret = RecordingSecret(generate(scheme, config))
     transport = RecordingTransport(parties)
     _, _, _, metrics = run_hetero_lr(
-        job, data, parties, transport=transport, secret=secret  # type: ignore[arg-type]
+        job,
+        data,
+        parties,
+        transport=transport,
+        secret=secret,  # type: ignore[arg-type]
     )
     assert metrics["auc"] > 0.95  # the run itself worked
 

@@ -44,7 +44,8 @@ def simulate_vertical_cli(
     table.add_row("hetero LR", *(f"{result.metrics.get(k, float('nan')):.4f}" for k in keys))
     if result.baseline is not None:
         table.add_row(
-            "centralized LR", *(f"{result.baseline.get(k, float('nan')):.4f}" for k in keys),
+            "centralized LR",
+            *(f"{result.baseline.get(k, float('nan')):.4f}" for k in keys),
             style="cyan",
         )
     console.print(f"PSI aligned {result.alignment['aligned']} customers")

@@ -190,7 +190,10 @@ def _explain(exc: ValidationError, source: str) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             hint = _suggest(loc, known)
-            lines.append(f"  key '{where}' is not a known key." + (f" Did you mean '{hint}'?" if hint else ""))
+            lines.append(
+                f"  key '{where}' is not a known key."
+                + (f" Did you mean '{hint}'?" if hint else "")
+            )
         elif not loc:
             lines.append(f"  {msg}")
         else:

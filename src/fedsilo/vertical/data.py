@@ -74,9 +74,7 @@ def load_party_table(party: VerticalPartyConfig) -> PartyTable:
     for column in (party.id_column, party.label):
         if column is not None and column not in frame.columns:
             raise DataError(f"{where} has no column {column!r}; columns: {list(frame.columns)}")
-    names = party.features or [
-        c for c in frame.columns if c not in (party.id_column, party.label)
-    ]
+    names = party.features or [c for c in frame.columns if c not in (party.id_column, party.label)]
     missing = [c for c in names if c not in frame.columns]
     if missing or not names:
         raise DataError(f"{where}: feature columns {missing or names} are missing or empty")
@@ -113,10 +111,16 @@ def align(job: VerticalJobConfig, tables: dict[str, PartyTable]) -> AlignedData:
     pairwise: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
     for host in job.hosts:
         client, server = align_in_process(
-            g_table.ids, tables[host.name].ids, reveal=RevealTo.BOTH,
-            client_party=guest.name, server_party=host.name,
-            client_column=guest.id_column, server_column=host.id_column,
-            fpr=job.psi.fpr, batch_size=job.psi.batch_size, seed=job.seed,
+            g_table.ids,
+            tables[host.name].ids,
+            reveal=RevealTo.BOTH,
+            client_party=guest.name,
+            server_party=host.name,
+            client_column=guest.id_column,
+            server_column=host.id_column,
+            fpr=job.psi.fpr,
+            batch_size=job.psi.batch_size,
+            seed=job.seed,
         )
         pairwise[host.name] = (client.indices, server.indices)
         kept = client.indices if kept is None else kept[np.isin(kept, client.indices)]
@@ -134,7 +138,9 @@ def align(job: VerticalJobConfig, tables: dict[str, PartyTable]) -> AlignedData:
     perm = rng.permutation(len(kept))
     n_test = max(1, round(job.test_fraction * len(kept)))
     return AlignedData(
-        aligned, np.sort(perm[n_test:]), np.sort(perm[:n_test]),
+        aligned,
+        np.sort(perm[n_test:]),
+        np.sort(perm[:n_test]),
         {name: len(t.ids) for name, t in tables.items()},
     )
 

@@ -63,8 +63,10 @@ class VerticalResult:
         """Write one model part per party, metrics.json and report.md into ``out_dir``."""
         out = Path(out_dir)
         (out / "models").mkdir(parents=True, exist_ok=True)
-        paths = {f"model:{n}": p.save(out / "models" / f"{n}.safetensors")
-                 for n, p in self.parties.items()}
+        paths = {
+            f"model:{n}": p.save(out / "models" / f"{n}.safetensors")
+            for n, p in self.parties.items()
+        }
         paths["metrics_json"] = out / "metrics.json"
         paths["metrics_json"].write_text(json.dumps(self.metrics_json(), indent=2))
         paths["report"] = out / "report.md"
@@ -74,20 +76,33 @@ class VerticalResult:
     def report(self) -> str:
         job = self.job
         lines = [
-            f"# {job.name}: vertical {job.algorithm.value} ({job.he.scheme.value})", "",
+            f"# {job.name}: vertical {job.algorithm.value} ({job.he.scheme.value})",
+            "",
             f"Guest: {job.guest.name}; hosts: {', '.join(h.name for h in job.hosts)}.",
             f"Aligned customers: {self.alignment['aligned']} (train {self.alignment['train']}, "
             f"held out {self.alignment['test']}); rows per party: {self.alignment['local_rows']}.",
-            "", "| epoch | Taylor loss | seconds |", "|---|---|---|",
+            "",
+            "| epoch | Taylor loss | seconds |",
+            "|---|---|---|",
         ]
-        lines += [f"| {e} | {loss:.6f} | {s:.2f} |"
-                  for e, (loss, s) in enumerate(zip(self.losses, self.epoch_seconds, strict=True))]
-        lines += ["", "| model | " + " | ".join(_METRICS) + " |", "|---" * (len(_METRICS) + 1) + "|"]
+        lines += [
+            f"| {e} | {loss:.6f} | {s:.2f} |"
+            for e, (loss, s) in enumerate(zip(self.losses, self.epoch_seconds, strict=True))
+        ]
+        lines += [
+            "",
+            "| model | " + " | ".join(_METRICS) + " |",
+            "|---" * (len(_METRICS) + 1) + "|",
+        ]
         rows = [("hetero LR", self.metrics)]
         if self.baseline is not None:
             rows.append(("centralized LR (baseline)", self.baseline))
         for name, m in rows:
-            lines.append(f"| {name} | " + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in _METRICS) + " |")
+            lines.append(
+                f"| {name} | "
+                + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in _METRICS)
+                + " |"
+            )
         lines += ["", "Each party's weights stay in its own file under models/."]
         return "\n".join(lines) + "\n"
 
@@ -114,9 +129,14 @@ def run_hetero_lr(
     """Train and evaluate; returns (losses, seconds per epoch, converged, test metrics)."""
     secret = secret or generate(job.he.scheme, job.he.backend_config())
     arbiter = HeteroLrArbiter(
-        job.name, transport or InProcessTransport(parties), secret,
-        guest=job.guest.name, hosts=[h.name for h in job.hosts],
-        params=job.hetero_lr.params(), seed=job.seed, on_epoch=on_epoch,
+        job.name,
+        transport or InProcessTransport(parties),
+        secret,
+        guest=job.guest.name,
+        hosts=[h.name for h in job.hosts],
+        params=job.hetero_lr.params(),
+        seed=job.seed,
+        on_epoch=on_epoch,
     )
     arbiter.setup(data.train, data.test)
     outcome = arbiter.train()
@@ -153,10 +173,19 @@ def simulate_vertical(
     parties = build_parties(data, job)
     losses, seconds, converged, metrics = run_hetero_lr(job, data, parties, on_epoch=on_epoch)
     alignment = {
-        "aligned": data.num_aligned, "train": int(len(data.train)), "test": int(len(data.test)),
+        "aligned": data.num_aligned,
+        "train": len(data.train),
+        "test": len(data.test),
         "local_rows": data.local_rows,
     }
     return VerticalResult(
-        job, metrics, losses, seconds, converged, alignment, parties,
-        centralized_baseline(job, data) if baseline else None, time.monotonic() - started,
+        job,
+        metrics,
+        losses,
+        seconds,
+        converged,
+        alignment,
+        parties,
+        centralized_baseline(job, data) if baseline else None,
+        time.monotonic() - started,
     )

@@ -51,9 +51,7 @@ class LrParams:
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("hetero_lr: epochs and batch_size must be at least 1")
         if not self.learning_rate > 0 or self.l2 < 0 or self.decay < 0 or self.tolerance < 0:
-            raise ConfigError(
-                "hetero_lr: learning_rate must be > 0 and l2, decay, tolerance >= 0"
-            )
+            raise ConfigError("hetero_lr: learning_rate must be > 0 and l2, decay, tolerance >= 0")
 
     def rate(self, epoch: int) -> float:
         """Learning rate of ``epoch`` (0-based): ``learning_rate / (1 + decay * epoch)``."""
@@ -109,9 +107,15 @@ class HeteroLrArbiter:
                 raise RoundFailedError(f"{where}: party {name!r} reported: {reply.error}")
         return gathered.replies
 
-    def _task(self, kind: TaskKind, body: dict[str, object] | None = None,
-              arrays: dict[str, np.ndarray] | None = None) -> Message:
-        return Message(kind, self.job_id, self._epoch, "coordinator", body or {}, arrays or {})
+    def _task(
+        self,
+        kind: TaskKind,
+        body: Mapping[str, object] | None = None,
+        arrays: Mapping[str, np.ndarray] | None = None,
+    ) -> Message:
+        return Message(
+            kind, self.job_id, self._epoch, "coordinator", dict(body or {}), dict(arrays or {})
+        )
 
     @staticmethod
     def _relay(reply: Message, recipient: str, sender: str) -> dict[str, np.ndarray]:
@@ -137,13 +141,17 @@ class HeteroLrArbiter:
             "l2": self.params.l2,
             "mask_bits": MASK_BITS[self._secret.scheme],
         }
-        arrays = {"he_public": public, "train": train.astype(np.int64),
-                  "test": test.astype(np.int64)}
+        arrays: dict[str, np.ndarray] = {
+            "he_public": public,
+            "train": train.astype(np.int64),
+            "test": test.astype(np.int64),
+        }
         parties = [self.guest, *self.hosts]
         self._step = "setup"
-        replies = self._exchange({p: self._task(TaskKind.VERTICAL_SETUP, body, arrays)
-                                  for p in parties})
-        keys = {f"key:{p}": replies[p].arrays["channel_key"] for p in parties}
+        replies = self._exchange(
+            {p: self._task(TaskKind.VERTICAL_SETUP, body, arrays) for p in parties}
+        )
+        keys = {f"key:{p}": blob(get_blob(replies[p], "channel_key", p)) for p in parties}
         self._step = "keys"
         self._exchange({p: self._task(TaskKind.VERTICAL_KEYS, arrays=keys) for p in parties})
         self._train = np.asarray(train, dtype=np.int64)
@@ -151,35 +159,58 @@ class HeteroLrArbiter:
     def _batch(self, rows: np.ndarray, rate: float) -> None:
         pos = {"rows": rows}
         self._step = "forward"
-        fwd = self._exchange({h: self._task(TaskKind.HETERO_LR_FORWARD, arrays=pos)
-                              for h in self.hosts})
+        fwd = self._exchange(
+            {h: self._task(TaskKind.HETERO_LR_FORWARD, arrays=pos) for h in self.hosts}
+        )
         self._step = "residual"
         relayed: dict[str, np.ndarray] = dict(pos)
         for h in self.hosts:
             relayed.update(self._relay(fwd[h], self.guest, h))
-        res = self._exchange({self.guest: self._task(TaskKind.HETERO_LR_RESIDUAL,
-                                                      arrays=relayed)})[self.guest]
+        res = self._exchange({self.guest: self._task(TaskKind.HETERO_LR_RESIDUAL, arrays=relayed)})[
+            self.guest
+        ]
         self._step = "gradient"
-        grad = self._exchange({h: self._task(TaskKind.HETERO_LR_GRADIENT,
-                                             arrays={**pos, **self._relay(res, h, self.guest)})
-                               for h in self.hosts})
+        grad = self._exchange(
+            {
+                h: self._task(
+                    TaskKind.HETERO_LR_GRADIENT, arrays={**pos, **self._relay(res, h, self.guest)}
+                )
+                for h in self.hosts
+            }
+        )
         self._step = "update"
         body = {"learning_rate": rate}
-        updates = {self.guest: self._task(TaskKind.HETERO_LR_UPDATE, body, {
-            "masked": self._decrypt(res, self.guest),
-            **{k: v for h in self.hosts for k, v in self._relay(grad[h], self.guest, h).items()},
-        })}
+        updates = {
+            self.guest: self._task(
+                TaskKind.HETERO_LR_UPDATE,
+                body,
+                {
+                    "masked": self._decrypt(res, self.guest),
+                    **{
+                        k: v
+                        for h in self.hosts
+                        for k, v in self._relay(grad[h], self.guest, h).items()
+                    },
+                },
+            )
+        }
         for h in self.hosts:
-            updates[h] = self._task(TaskKind.HETERO_LR_UPDATE, body,
-                                    {"masked": self._decrypt(grad[h], h)})
+            updates[h] = self._task(
+                TaskKind.HETERO_LR_UPDATE, body, {"masked": self._decrypt(grad[h], h)}
+            )
         self._exchange(updates)
 
     def _epoch_loss(self) -> float:
         self._step = "loss"
         reply = self._exchange({self.guest: self._task(TaskKind.HETERO_LR_LOSS)})[self.guest]
         masked = self._decrypt(reply, self.guest)
-        out = self._exchange({self.guest: self._task(
-            TaskKind.VERTICAL_UNMASKED, {"what": "loss"}, {"masked": masked})})[self.guest]
+        out = self._exchange(
+            {
+                self.guest: self._task(
+                    TaskKind.VERTICAL_UNMASKED, {"what": "loss"}, {"masked": masked}
+                )
+            }
+        )[self.guest]
         loss = out.body.get("loss")
         if not isinstance(loss, float):
             raise ProtocolError(f"guest {self.guest!r} returned no loss")
@@ -199,8 +230,9 @@ class HeteroLrArbiter:
             loss = self._epoch_loss()
             outcome.losses.append(loss)
             outcome.epoch_seconds.append(time.monotonic() - started)
-            log.info("hetero_lr epoch %d loss %.6f (%.2f s)", epoch, loss,
-                     outcome.epoch_seconds[-1])
+            log.info(
+                "hetero_lr epoch %d loss %.6f (%.2f s)", epoch, loss, outcome.epoch_seconds[-1]
+            )
             if self._on_epoch is not None:
                 self._on_epoch(epoch, loss, outcome.epoch_seconds[-1])
             if len(outcome.losses) > 1 and abs(outcome.losses[-2] - loss) < p.tolerance:
@@ -214,8 +246,10 @@ class HeteroLrArbiter:
         rng = np.random.default_rng(derive_seed(self.seed, "hetero_lr/batches", 0))
         order = self._train[rng.permutation(len(self._train))]
         for k in range(count):
-            self._batch(order[k * self.params.batch_size : (k + 1) * self.params.batch_size],
-                        self.params.rate(0))
+            self._batch(
+                order[k * self.params.batch_size : (k + 1) * self.params.batch_size],
+                self.params.rate(0),
+            )
         return time.monotonic() - started
 
     def predict(self) -> dict[str, float]:
@@ -225,11 +259,17 @@ class HeteroLrArbiter:
         relayed: dict[str, np.ndarray] = {}
         for h in self.hosts:
             relayed.update(self._relay(fwd[h], self.guest, h))
-        reply = self._exchange({self.guest: self._task(TaskKind.HETERO_LR_PREDICT,
-                                                        arrays=relayed)})[self.guest]
+        reply = self._exchange(
+            {self.guest: self._task(TaskKind.HETERO_LR_PREDICT, arrays=relayed)}
+        )[self.guest]
         masked = self._decrypt(reply, self.guest)
-        out = self._exchange({self.guest: self._task(
-            TaskKind.VERTICAL_UNMASKED, {"what": "scores"}, {"masked": masked})})[self.guest]
+        out = self._exchange(
+            {
+                self.guest: self._task(
+                    TaskKind.VERTICAL_UNMASKED, {"what": "scores"}, {"masked": masked}
+                )
+            }
+        )[self.guest]
         metrics = out.body.get("metrics")
         if not isinstance(metrics, dict):
             raise ProtocolError(f"guest {self.guest!r} returned no metrics")

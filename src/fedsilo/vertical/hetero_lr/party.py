@@ -85,9 +85,10 @@ class HeteroLrParty:
 
     def handle(self, data: bytes) -> bytes:
         kind = "message"
+        reply_kind = TaskKind.VERTICAL_UNMASKED
         try:
             msg = Message.decode(data)
-            kind = msg.kind.value
+            kind, reply_kind = msg.kind.value, msg.kind
             handler = self._handlers.get(msg.kind)
             if handler is None:
                 raise ProtocolError(f"party {self.name!r} does not handle {kind!r} tasks")
@@ -97,11 +98,16 @@ class HeteroLrParty:
         except Exception as exc:  # a bug or bad data must become a reply, not a crash
             log.warning("party %s failed on %s", self.name, kind, exc_info=True)
             error = f"party {self.name!r} failed on {kind}: {type(exc).__name__}: {exc}"
-        return Message(TaskKind.VERTICAL_UNMASKED, self._job, self._epoch, self.name,
-                       body={"error": error}).encode()
+        return Message(
+            reply_kind, self._job, self._epoch, self.name, body={"error": error}
+        ).encode()
 
-    def _reply(self, msg: Message, body: dict[str, object] | None = None,
-               arrays: dict[str, np.ndarray] | None = None) -> Message:
+    def _reply(
+        self,
+        msg: Message,
+        body: dict[str, object] | None = None,
+        arrays: dict[str, np.ndarray] | None = None,
+    ) -> Message:
         return Message(msg.kind, self._job, msg.round, self.name, body or {}, arrays or {})
 
     def _context(self) -> PublicContext:
@@ -128,8 +134,12 @@ class HeteroLrParty:
         masks = self._masks.pop(key, None)
         if masks is None:
             raise ProtocolError(f"party {self.name!r}: no masked {key} is pending")
-        return unmask(get_floats(msg, "masked", self.name), masks, self._mask_bits,
-                      f"party {self.name!r} {key}")
+        return unmask(
+            get_floats(msg, "masked", self.name),
+            masks,
+            self._mask_bits,
+            f"party {self.name!r} {key}",
+        )
 
     # ------------------------------------------------------------------ setup
 
@@ -162,12 +172,16 @@ class HeteroLrParty:
         self._penalized = np.ones(self._x.shape[1])
         if self.is_guest:
             self._penalized[d] = 0.0
-        return self._reply(msg, {"role": role, "features": d},
-                           {"channel_key": blob(self._channel.public_key)})
+        return self._reply(
+            msg, {"role": role, "features": d}, {"channel_key": blob(self._channel.public_key)}
+        )
 
     def _keys(self, msg: Message) -> Message:
-        peers = {name[len("key:"):]: arr.tobytes() for name, arr in msg.arrays.items()
-                 if name.startswith("key:")}
+        peers = {
+            name[len("key:") :]: arr.tobytes()
+            for name, arr in msg.arrays.items()
+            if name.startswith("key:")
+        }
         self._channel.connect(self._job, peers)
         return self._reply(msg)
 
@@ -217,10 +231,13 @@ class HeteroLrParty:
         b, n = len(rows), self._n_train
         d = self._open(msg, self._guest, "d")
         share = d.matmul_plain((0.5 * self._u / n)[:, None]).add_plain([b * self._penalty() / n])
-        return self._reply(msg, arrays={
-            "masked_gradient": self._masked("gradient", d.matmul_plain(self._x[rows] / b)),
-            f"to:{self._guest}": self._seal(self._guest, "loss_share", share),
-        })
+        return self._reply(
+            msg,
+            arrays={
+                "masked_gradient": self._masked("gradient", d.matmul_plain(self._x[rows] / b)),
+                f"to:{self._guest}": self._seal(self._guest, "loss_share", share),
+            },
+        )
 
     def _update(self, msg: Message) -> Message:
         """Unmask this party's gradient, step; the guest also collects the hosts' loss shares."""
@@ -251,7 +268,9 @@ class HeteroLrParty:
         u = self._x[rows] @ self.weights
         if not self.is_guest:
             enc = self._context().encrypt(u)
-            return self._reply(msg, arrays={f"to:{self._guest}": self._seal(self._guest, "score", enc)})
+            return self._reply(
+                msg, arrays={f"to:{self._guest}": self._seal(self._guest, "score", enc)}
+            )
         total = self._open(msg, self._hosts[0], "score")
         for host in self._hosts[1:]:
             total = total + self._open(msg, host, "score")
@@ -266,7 +285,9 @@ class HeteroLrParty:
         if what == "scores" and self._y is not None:
             z = self._take_unmasked(msg, "scores")
             self.test_scores = 1.0 / (1.0 + np.exp(-z))
-            return self._reply(msg, {"metrics": binary_metrics(self._y[self._test], self.test_scores)})
+            return self._reply(
+                msg, {"metrics": binary_metrics(self._y[self._test], self.test_scores)}
+            )
         raise ProtocolError(f"party {self.name!r}: unexpected unmasked value {what!r}")
 
     # ------------------------------------------------------------------ outputs
@@ -275,8 +296,13 @@ class HeteroLrParty:
         """Write this party's model part (its weights and standardization) as safetensors."""
         path = Path(path)
         tensors = {"weights": self.weights, "mean": self.mean, "std": self.std}
-        meta = {"party": self.name, "role": "guest" if self.is_guest else "host",
-                "features": ",".join(self.feature_names),
-                "intercept": "last weight" if self.is_guest else "none"}
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path), metadata=meta)
+        meta = {
+            "party": self.name,
+            "role": "guest" if self.is_guest else "host",
+            "features": ",".join(self.feature_names),
+            "intercept": "last weight" if self.is_guest else "none",
+        }
+        save_file(
+            {k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path), metadata=meta
+        )
         return path
