@@ -92,6 +92,8 @@ class HeteroLrParty:
             handler = self._handlers.get(msg.kind)
             if handler is None:
                 raise ProtocolError(f"party {self.name!r} does not handle {kind!r} tasks")
+            if msg.kind is not TaskKind.VERTICAL_SETUP:
+                self._context()  # every other step needs the setup first
             return handler(msg).encode()
         except FedsiloError as exc:
             error = str(exc)
