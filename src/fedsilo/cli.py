@@ -100,7 +100,11 @@ def simulate(
     try:
         from fedsilo.config import load_job
         from fedsilo.simulation import simulate as run_simulation
+        from fedsilo.vertical.cli import is_vertical_file, simulate_vertical_cli
 
+        if is_vertical_file(job_file):  # kind = "vertical": PSI + hetero LR / SecureBoost
+            simulate_vertical_cli(job_file, out=out, seed=seed, baseline=baseline, console=console)
+            return
         job = load_job(job_file)
         if rounds is not None or seed is not None:
             job = job.with_overrides(rounds=rounds, seed=seed)

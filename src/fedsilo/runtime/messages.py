@@ -44,6 +44,16 @@ class TaskKind(enum.Enum):
     SECAGG_KEYS = "secagg-keys"  # advertise two X25519 public keys
     SECAGG_SHARES = "secagg-shares"  # encrypted Shamir shares for each neighbour
     SECAGG_UNMASK = "secagg-unmask"  # reveal the shares that remove the survivors' masks
+    # Vertical learning (fedsilo.vertical): the coordinator is arbiter (HE key holder) and relay.
+    VERTICAL_SETUP = "vertical_setup"  # role, aligned split, HE public key, algorithm params
+    VERTICAL_KEYS = "vertical_keys"  # every party's channel key: pairwise sealed relaying
+    VERTICAL_UNMASKED = "vertical_unmasked"  # the arbiter's decryption of a masked value
+    HETERO_LR_FORWARD = "hetero_lr_forward"  # host: encrypted partial scores for the guest
+    HETERO_LR_RESIDUAL = "hetero_lr_residual"  # guest: encrypted residual, masked gradient
+    HETERO_LR_GRADIENT = "hetero_lr_gradient"  # host: masked encrypted gradient, loss share
+    HETERO_LR_UPDATE = "hetero_lr_update"  # masked plaintext gradient back to its owner
+    HETERO_LR_LOSS = "hetero_lr_loss"  # guest: masked encrypted epoch loss
+    HETERO_LR_PREDICT = "hetero_lr_predict"  # partial scores on the held-out rows
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,310 @@
+"""A vertical party's side of hetero logistic regression: guest (labels) or host.
+
+Each party keeps its own aligned rows and weights. It sees: the HE public key, row positions
+(indices into the PSI-agreed order, no IDs), ciphertexts under the arbiter's key (sealed end
+to end between guest and hosts, see :mod:`fedsilo.vertical.channel`), and the arbiter's
+decryption of ITS OWN masked values. See docs/vertical.md for the protocol and who sees what.
+
+:meth:`HeteroLrParty.handle` never raises: failures become error replies naming the party.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from safetensors.numpy import save_file
+
+from fedsilo.errors import FedsiloError, ProtocolError
+from fedsilo.privacy.he import EncryptedVector, PublicContext, load_public
+from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.vertical.channel import PartyChannel
+from fedsilo.vertical.hetero_lr.wire import blob, get_blob, get_float, get_floats, get_positions
+from fedsilo.vertical.masking import FloatArray, draw_masks, unmask
+from fedsilo.vertical.metrics import binary_metrics
+
+log = logging.getLogger(__name__)
+
+
+class HeteroLrParty:
+    """Guest (``labels`` given) or host of a hetero-LR job; a transport ``Handler``.
+
+    ``features`` are the party's rows in the PSI-agreed order (row ``k`` is the ``k``-th
+    aligned customer at every party); the guest's ``labels`` are 0/1 in the same order.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        features: npt.ArrayLike,
+        labels: npt.ArrayLike | None = None,
+        feature_names: list[str] | None = None,
+    ) -> None:
+        self.name = name
+        self._raw = np.asarray(features, dtype=np.float64)
+        if self._raw.ndim != 2 or self._raw.shape[1] == 0:
+            raise FedsiloError(f"party {name!r}: features must be a non-empty 2-D table")
+        self._y = None if labels is None else np.asarray(labels, dtype=np.float64)
+        self.feature_names = feature_names or [f"x{j}" for j in range(self._raw.shape[1])]
+        self.is_guest = self._y is not None
+        self._channel = PartyChannel(name)
+        self._ctx: PublicContext | None = None
+        self._job = ""
+        self._epoch = 0
+        self._guest = ""
+        self._hosts: list[str] = []
+        self._x = self._raw
+        self.weights = np.zeros(0)
+        self._penalized = np.zeros(0)
+        self._l2 = 0.0
+        self._n_train = 1
+        self._mask_bits = 16
+        self._masks: dict[str, FloatArray] = {}
+        self._u = np.zeros(0)
+        self._loss_enc: EncryptedVector | None = None
+        self._loss_plain = 0.0
+        self._test = np.zeros(0, dtype=np.int64)
+        self.test_scores: FloatArray | None = None
+        self._handlers: dict[TaskKind, Callable[[Message], Message]] = {
+            TaskKind.VERTICAL_SETUP: self._setup,
+            TaskKind.VERTICAL_KEYS: self._keys,
+            TaskKind.HETERO_LR_FORWARD: self._forward,
+            TaskKind.HETERO_LR_RESIDUAL: self._residual,
+            TaskKind.HETERO_LR_GRADIENT: self._gradient,
+            TaskKind.HETERO_LR_UPDATE: self._update,
+            TaskKind.HETERO_LR_LOSS: self._loss,
+            TaskKind.HETERO_LR_PREDICT: self._predict,
+            TaskKind.VERTICAL_UNMASKED: self._unmasked,
+        }
+
+    # ------------------------------------------------------------------ plumbing
+
+    def handle(self, data: bytes) -> bytes:
+        kind = "message"
+        reply_kind = TaskKind.VERTICAL_UNMASKED
+        try:
+            msg = Message.decode(data)
+            kind, reply_kind = msg.kind.value, msg.kind
+            handler = self._handlers.get(msg.kind)
+            if handler is None:
+                raise ProtocolError(f"party {self.name!r} does not handle {kind!r} tasks")
+            if msg.kind is not TaskKind.VERTICAL_SETUP:
+                self._context()  # every other step needs the setup first
+            return handler(msg).encode()
+        except FedsiloError as exc:
+            error = str(exc)
+        except Exception as exc:  # a bug or bad data must become a reply, not a crash
+            log.warning("party %s failed on %s", self.name, kind, exc_info=True)
+            error = f"party {self.name!r} failed on {kind}: {type(exc).__name__}: {exc}"
+        return Message(
+            reply_kind, self._job, self._epoch, self.name, body={"error": error}
+        ).encode()
+
+    def _reply(
+        self,
+        msg: Message,
+        body: dict[str, object] | None = None,
+        arrays: dict[str, np.ndarray] | None = None,
+    ) -> Message:
+        return Message(msg.kind, self._job, msg.round, self.name, body or {}, arrays or {})
+
+    def _context(self) -> PublicContext:
+        if self._ctx is None:
+            raise ProtocolError(f"party {self.name!r}: got a training step before setup")
+        return self._ctx
+
+    def _open(self, msg: Message, sender: str, label: str) -> EncryptedVector:
+        sealed = get_blob(msg, f"from:{sender}", self.name)
+        ctx = self._context()
+        return ctx.deserialize_vector(self._channel.open(sender, label, sealed))
+
+    def _seal(self, recipient: str, label: str, vector: EncryptedVector) -> np.ndarray:
+        payload = self._context().serialize_vector(vector)
+        return blob(self._channel.seal(recipient, label, payload))
+
+    def _masked(self, key: str, vector: EncryptedVector) -> np.ndarray:
+        """Add fresh masks kept under ``key``; the arbiter-bound bytes of the result."""
+        masks = draw_masks(len(vector), self._mask_bits)
+        self._masks[key] = masks
+        return blob(self._context().serialize_vector(vector.add_plain(masks)))
+
+    def _take_unmasked(self, msg: Message, key: str) -> FloatArray:
+        masks = self._masks.pop(key, None)
+        if masks is None:
+            raise ProtocolError(f"party {self.name!r}: no masked {key} is pending")
+        return unmask(
+            get_floats(msg, "masked", self.name),
+            masks,
+            self._mask_bits,
+            f"party {self.name!r} {key}",
+        )
+
+    # ------------------------------------------------------------------ setup
+
+    def _setup(self, msg: Message) -> Message:
+        body = msg.body
+        self._job = msg.job_id
+        self._ctx = load_public(str(body["scheme"]), get_blob(msg, "he_public", self.name))
+        self._guest = str(body["guest"])
+        self._hosts = [str(h) for h in body["hosts"]]
+        role = "guest" if self.is_guest else "host"
+        if (self.name == self._guest) != self.is_guest or (
+            not self.is_guest and self.name not in self._hosts
+        ):
+            raise ProtocolError(f"party {self.name!r} is a {role}, the setup says otherwise")
+        self._l2 = get_float(msg, "l2", self.name)
+        self._mask_bits = int(get_float(msg, "mask_bits", self.name))
+        train = get_positions(msg, "train", len(self._raw), self.name)
+        self._test = get_positions(msg, "test", len(self._raw), self.name)
+        self._n_train = len(train)
+        # Standardize with this party's own training rows: nothing leaves the party.
+        mean = self._raw[train].mean(axis=0)
+        std = self._raw[train].std(axis=0)
+        std[std == 0] = 1.0
+        self.mean, self.std = mean, std
+        self._x = (self._raw - mean) / std
+        d = self._x.shape[1]
+        if self.is_guest:  # the guest holds the intercept (unpenalized) as the last weight
+            self._x = np.hstack([self._x, np.ones((len(self._x), 1))])
+        self.weights = np.zeros(self._x.shape[1])
+        self._penalized = np.ones(self._x.shape[1])
+        if self.is_guest:
+            self._penalized[d] = 0.0
+        return self._reply(
+            msg, {"role": role, "features": d}, {"channel_key": blob(self._channel.public_key)}
+        )
+
+    def _keys(self, msg: Message) -> Message:
+        peers = {
+            name[len("key:") :]: arr.tobytes()
+            for name, arr in msg.arrays.items()
+            if name.startswith("key:")
+        }
+        self._channel.connect(self._job, peers)
+        return self._reply(msg)
+
+    # ------------------------------------------------------------------ training
+
+    def _forward(self, msg: Message) -> Message:
+        """Host: ``[[u_h / 4]]`` for the batch, sealed for the guest."""
+        rows = get_positions(msg, "rows", len(self._x), self.name)
+        self._epoch = msg.round
+        self._u = self._x[rows] @ self.weights
+        enc = self._context().encrypt(0.25 * self._u)
+        return self._reply(msg, arrays={f"to:{self._guest}": self._seal(self._guest, "u", enc)})
+
+    def _residual(self, msg: Message) -> Message:
+        """Guest: ``[[d]] = [[z/4]] + 1/2 - y`` for the hosts, its masked gradient, loss terms."""
+        if self._y is None:
+            raise ProtocolError(f"party {self.name!r} is a host; only the guest has labels")
+        rows = get_positions(msg, "rows", len(self._x), self.name)
+        self._epoch = msg.round
+        b, n = len(rows), self._n_train
+        quarter_hosts = self._open(msg, self._hosts[0], "u")
+        for host in self._hosts[1:]:
+            quarter_hosts = quarter_hosts + self._open(msg, host, "u")
+        u_g = self._x[rows] @ self.weights
+        y = self._y[rows]
+        d = quarter_hosts.add_plain(0.25 * u_g + 0.5 - y)
+        arrays = {f"to:{h}": self._seal(h, "d", d) for h in self._hosts}
+        arrays["masked_gradient"] = self._masked("gradient", d.matmul_plain(self._x[rows] / b))
+        # Taylor loss: n*L = n*log 2 + sum_p s_p + sum_i c_i z_i with c = 1/4 - y/2 and
+        # s_p = sum_i u_p,i d_i / 2 (each party's share), all scaled by 1/n_train.
+        c = 0.25 - 0.5 * y
+        terms = quarter_hosts.matmul_plain((4.0 * c / n)[:, None]) + d.matmul_plain(
+            (0.5 * u_g / n)[:, None]
+        )
+        self._loss_enc = terms if self._loss_enc is None else self._loss_enc + terms
+        self._loss_plain += (b * math.log(2.0) + float(c @ u_g) + b * self._penalty()) / n
+        return self._reply(msg, arrays=arrays)
+
+    def _penalty(self) -> float:
+        return 0.5 * self._l2 * float(np.sum((self.weights * self._penalized) ** 2))
+
+    def _gradient(self, msg: Message) -> Message:
+        """Host: masked ``[[X_h^T d / b]]`` for the arbiter, loss share sealed for the guest."""
+        rows = get_positions(msg, "rows", len(self._x), self.name)
+        if len(rows) != len(self._u):
+            raise ProtocolError(f"party {self.name!r}: gradient rows differ from forward rows")
+        b, n = len(rows), self._n_train
+        d = self._open(msg, self._guest, "d")
+        share = d.matmul_plain((0.5 * self._u / n)[:, None]).add_plain([b * self._penalty() / n])
+        return self._reply(
+            msg,
+            arrays={
+                "masked_gradient": self._masked("gradient", d.matmul_plain(self._x[rows] / b)),
+                f"to:{self._guest}": self._seal(self._guest, "loss_share", share),
+            },
+        )
+
+    def _update(self, msg: Message) -> Message:
+        """Unmask this party's gradient, step; the guest also collects the hosts' loss shares."""
+        gradient = self._take_unmasked(msg, "gradient")
+        if gradient.shape != self.weights.shape:
+            raise ProtocolError(f"party {self.name!r}: gradient has the wrong length")
+        lr = get_float(msg, "learning_rate", self.name)
+        if self.is_guest:
+            for host in self._hosts:
+                share = self._open(msg, host, "loss_share")
+                self._loss_enc = share if self._loss_enc is None else self._loss_enc + share
+        self.weights = self.weights - lr * (gradient + self._l2 * self._penalized * self.weights)
+        return self._reply(msg)
+
+    def _loss(self, msg: Message) -> Message:
+        """Guest: the epoch's encrypted Taylor loss, masked, for the arbiter."""
+        if self._loss_enc is None:
+            raise ProtocolError(f"party {self.name!r}: no loss terms were collected this epoch")
+        masked = self._masked("loss", self._loss_enc)
+        self._loss_enc = None
+        return self._reply(msg, arrays={"masked": masked})
+
+    # ------------------------------------------------------------------ prediction
+
+    def _predict(self, msg: Message) -> Message:
+        """Host: ``[[u_h]]`` on the held-out rows for the guest. Guest: masked ``[[z]]``."""
+        rows = self._test
+        u = self._x[rows] @ self.weights
+        if not self.is_guest:
+            enc = self._context().encrypt(u)
+            return self._reply(
+                msg, arrays={f"to:{self._guest}": self._seal(self._guest, "score", enc)}
+            )
+        total = self._open(msg, self._hosts[0], "score")
+        for host in self._hosts[1:]:
+            total = total + self._open(msg, host, "score")
+        return self._reply(msg, arrays={"masked": self._masked("scores", total.add_plain(u))})
+
+    def _unmasked(self, msg: Message) -> Message:
+        what = str(msg.body.get("what"))
+        if what == "loss":
+            loss = float(self._take_unmasked(msg, "loss")[0]) + self._loss_plain
+            self._loss_plain = 0.0
+            return self._reply(msg, {"loss": loss})
+        if what == "scores" and self._y is not None:
+            z = self._take_unmasked(msg, "scores")
+            self.test_scores = 1.0 / (1.0 + np.exp(-z))
+            return self._reply(
+                msg, {"metrics": binary_metrics(self._y[self._test], self.test_scores)}
+            )
+        raise ProtocolError(f"party {self.name!r}: unexpected unmasked value {what!r}")
+
+    # ------------------------------------------------------------------ outputs
+
+    def save(self, path: str | Path) -> Path:
+        """Write this party's model part (its weights and standardization) as safetensors."""
+        path = Path(path)
+        tensors = {"weights": self.weights, "mean": self.mean, "std": self.std}
+        meta = {
+            "party": self.name,
+            "role": "guest" if self.is_guest else "host",
+            "features": ",".join(self.feature_names),
+            "intercept": "last weight" if self.is_guest else "none",
+        }
+        save_file(
+            {k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path), metadata=meta
+        )
+        return path

@@ -1,0 +1,191 @@
+"""Record what every role receives in a 2-host hetero-LR run and check it against the claims.
+
+Hosts get only: setup data (HE public key, row positions, channel keys), sealed ciphertexts
+from the guest and their own masked gradient back. The arbiter (coordinator) decrypts only
+masked values and cannot even parse the guest-host payloads it relays. No party ever gets
+another party's plaintext gradient.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from fedsilo.errors import ProtocolError
+from fedsilo.privacy.he import EncryptedVector, PaillierConfig, SecretContext, generate
+from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.runtime.transport import Gathered, InProcessTransport
+from fedsilo.vertical.config import parse_vertical_job
+from fedsilo.vertical.data import load_aligned
+from fedsilo.vertical.hetero_lr import HeteroLrParty
+from fedsilo.vertical.masking import MASK_BITS, FloatArray
+from fedsilo.vertical.simulation import run_hetero_lr
+
+pytestmark = pytest.mark.slow
+
+
+class RecordingParty(HeteroLrParty):
+    """A party that logs every message it receives and every true gradient it unmasks."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.received: list[Message] = []
+        self.true_gradients: list[FloatArray] = []
+
+    def handle(self, data: bytes) -> bytes:
+        self.received.append(Message.decode(data))
+        return super().handle(data)
+
+    def _take_unmasked(self, msg: Message, key: str) -> FloatArray:
+        value = super()._take_unmasked(msg, key)
+        if key == "gradient":
+            self.true_gradients.append(value)
+        return value
+
+
+class RecordingSecret:
+    """The arbiter's key, logging everything it decrypts."""
+
+    def __init__(self, secret: SecretContext) -> None:
+        self._secret = secret
+        self.scheme = secret.scheme
+        self.decrypted: list[FloatArray] = []
+
+    def public(self) -> Any:
+        return self._secret.public()
+
+    def deserialize_vector(self, data: bytes) -> EncryptedVector:
+        return self._secret.deserialize_vector(data)
+
+    def decrypt(self, vector: EncryptedVector) -> FloatArray:
+        out = self._secret.decrypt(vector)
+        self.decrypted.append(out)
+        return out
+
+
+class RecordingTransport(InProcessTransport):
+    def __init__(self, parties: dict[str, Any]) -> None:
+        super().__init__(parties)
+        self.replies: list[Message] = []
+
+    def exchange(self, tasks: Any, *, timeout_s: float) -> Gathered:
+        gathered = super().exchange(tasks, timeout_s=timeout_s)
+        self.replies.extend(gathered.replies.values())
+        return gathered
+
+
+def _two_host_job(tmp: Path, scheme: str) -> dict[str, Any]:
+    data = load_breast_cancer()
+    ids = [f"c{i}" for i in range(len(data.target))]
+    guest = pd.DataFrame(data.data[:, :10], columns=[f"g{j}" for j in range(10)])
+    guest.insert(0, "y", data.target)
+    guest.insert(0, "id", ids)
+    guest.iloc[:500].to_csv(tmp / "guest.csv", index=False)
+    for k, cols in ((1, slice(10, 20)), (2, slice(20, 30))):
+        host = pd.DataFrame(data.data[:, cols], columns=[f"h{k}_{j}" for j in range(10)])
+        host.insert(0, "id", ids)
+        host.iloc[30 * k :].sample(frac=1.0, random_state=k).to_csv(tmp / f"h{k}.csv", index=False)
+    return {
+        "kind": "vertical",
+        "name": "wsw",
+        "seed": 3,
+        "parties": [
+            {"name": "bank", "path": str(tmp / "guest.csv"), "label": "y"},
+            {"name": "shop", "path": str(tmp / "h1.csv")},
+            {"name": "telco", "path": str(tmp / "h2.csv")},
+        ],
+        "he": {"scheme": scheme, "key_bits": 1024},
+        "hetero_lr": {"epochs": 1, "batch_size": 200, "learning_rate": 0.3},
+    }
+
+
+@pytest.mark.parametrize("scheme", ["ckks", "paillier"])
+def test_each_role_receives_only_what_the_protocol_allows(tmp_path: Path, scheme: str) -> None:
+    job = parse_vertical_job(_two_host_job(tmp_path, scheme))
+    data = load_aligned(job)
+    parties = {
+        name: RecordingParty(name, t.features, t.labels, t.feature_names)
+        for name, t in data.parties.items()
+    }
+    config = PaillierConfig(key_bits=1024) if scheme == "paillier" else None
+    secret = RecordingSecret(generate(scheme, config))
+    transport = RecordingTransport(parties)
+    _, _, _, metrics = run_hetero_lr(
+        job,
+        data,
+        parties,
+        transport=transport,
+        secret=secret,  # type: ignore[arg-type]
+    )
+    assert metrics["auc"] > 0.95  # the run itself worked
+
+    guest = parties["bank"]
+    labels = data.parties["bank"].labels
+    assert labels is not None
+    truths = {n: np.concatenate(p.true_gradients) for n, p in parties.items()}
+    assert all(len(p.true_gradients) == 2 for p in parties.values())  # 2 batches each
+
+    # Hosts: byte payloads (HE key, sealed ciphertexts, channel keys), row positions, and only
+    # their own masked gradient as floats; never labels, guest features or others' gradients.
+    for name in ("shop", "telco"):
+        host = parties[name]
+        own_dims = host.weights.shape
+        for msg in host.received:
+            for key, arr in msg.arrays.items():
+                if arr.dtype == np.uint8:
+                    assert key in {"he_public"} or key.startswith(("from:bank", "key:")), key
+                    if key.startswith("from:"):  # sealed: not even a parseable HE payload
+                        with pytest.raises(ProtocolError):
+                            secret.deserialize_vector(arr.tobytes())
+                elif arr.dtype == np.int64:
+                    assert key in {"rows", "train", "test"}
+                else:
+                    assert msg.kind is TaskKind.HETERO_LR_UPDATE and key == "masked", key
+                    assert arr.shape == own_dims
+                    assert np.all(np.abs(arr) > 2.0 ** MASK_BITS[job.he.scheme])  # still masked
+            text = repr(msg.body)
+            assert "y" not in msg.body and "labels" not in text
+        assert not any(m.kind is TaskKind.VERTICAL_UNMASKED for m in host.received)
+
+    # The guest's float inputs are its own masked gradient, loss and scores only.
+    for msg in guest.received:
+        for key, arr in msg.arrays.items():
+            if arr.dtype == np.float64:
+                assert key == "masked"
+                assert np.all(np.abs(arr) > 2.0 ** MASK_BITS[job.he.scheme])
+
+    # The arbiter decrypts only masked values: nothing it decrypts is near a true gradient,
+    # every value sits in the mask range, and the coordinator's replies carry no floats.
+    bound = 2.0 ** MASK_BITS[job.he.scheme]
+    for values in secret.decrypted:
+        assert np.all(np.abs(values) > bound)
+        for truth in truths.values():
+            if truth.shape == values.shape:
+                assert not np.allclose(values, truth, atol=1.0)
+    assert len(secret.decrypted) == 2 * 3 + 2  # 2 batches x 3 gradients + loss + scores
+    for reply in transport.replies:
+        assert all(arr.dtype != np.float64 for arr in reply.arrays.values())
+
+    # With two hosts, no party's received floats are close to another party's true gradient.
+    for name, party in parties.items():
+        for msg in party.received:
+            for arr in msg.arrays.values():
+                if arr.dtype != np.float64:
+                    continue
+                for other, grads in parties.items():
+                    if other == name:
+                        continue
+                    for g in grads.true_gradients:
+                        assert not (g.shape == arr.shape and np.allclose(g, arr, atol=1.0))
+    # Guest features (and labels) never reach a host in any form that is not sealed.
+    g_features = data.parties["bank"].features
+    for name in ("shop", "telco"):
+        for msg in parties[name].received:
+            for arr in msg.arrays.values():
+                assert arr.dtype != np.float64 or not np.isin(g_features, arr).any()
+                assert arr.dtype != np.float64 or not np.array_equal(arr, labels)
