@@ -164,7 +164,9 @@ class SecureBoostGuest:
                         for h in hosts:
                             data = replies[h].arrays[f"hist_{k}"].tobytes()
                             per_party.append(
-                                crypto.decode_bin_sums(secret, data, n_feats[h], params.n_bins)
+                                crypto.decode_bin_sums(
+                                    secret, data, n_feats[h], params.n_bins, len(g)
+                                )
                             )
                         ans.append(per_party)
                 elif isinstance(req, SplitRequest):
