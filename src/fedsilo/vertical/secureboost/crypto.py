@@ -1,23 +1,12 @@
 """Encrypted gradient statistics: how g and h are packed and how hosts sum them per bin.
 
-Paillier (exact). Each row's ``(g, h)`` becomes ONE plaintext integer::
-
-    P = round(g * 2**40) * 2**72 + round(h * 2**40)
-
-``h = p(1-p)`` is in ``[0, 1/4]``, so a sum of up to ``2**34`` rows keeps the ``h`` field below
-``2**72`` and never carries into the ``g`` field; ``g`` may be negative (a signed sum of a
-nonnegative low field decodes exactly: ``H = V mod 2**72``, ``G = V >> 72``). One ciphertext per
-row instead of two halves the guest's encryptions and the hosts' work. The guest encrypts the
-packed vector once per tree; a host's bin sum is the product of the row ciphertexts mod ``n**2``
-(homomorphic addition, no scalar multiplications), re-randomized when serialized so the guest
-cannot tell which of its ciphertexts went into a bin.
-
-CKKS (approximate). Slots replace bit fields: per node the guest encrypts the node's rows as
-``[g_1 .. g_m | h_1 .. h_m]`` (chunks of at most 512 rows) and a host multiplies it by the
-block matrix ``[[M, 0], [0, M]]`` (``M`` = its 0/1 row-to-(feature, bin) membership) with
-TenSEAL's vector-matrix product, which leaves ``[G bins | H bins]`` in one ciphertext per chunk;
-chunks are added under encryption. Per-node encryption keeps the work proportional to the
-node's rows (the product's cost grows with the vector length, not the number of bins).
+Paillier (exact): one ciphertext per row ``g * 2**h_bits + h`` (fixed point); a host's bin sums
+are products of row ciphertexts, packed ``per_ciphertext`` to one ciphertext (signed slots of
+``slot_bits``, :func:`paillier_layout`) before phe re-randomizes them, so re-randomizations,
+decryptions and bytes drop by that factor. CKKS (approximate): per node the guest encrypts rows
+in ``[g x W | h x W]`` blocks; a host multiplies by 0/1 masks, folds the row blocks with SEAL
+rotations and returns one block per feature group (:func:`ckks_bin_sums`). docs/secureboost.md
+has the details.
 """
 
 from __future__ import annotations
