@@ -48,13 +48,17 @@ from __future__ import annotations
 
 import functools
 import operator
+import os
 import struct
+import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import tenseal as ts
+import tenseal.sealapi as sa
 
 from fedsilo.errors import ConfigError, ProtocolError
 from fedsilo.privacy.he.base import (
@@ -80,6 +84,24 @@ _CHUNK = struct.Struct(">II")  # values used in the chunk, byte length of the ch
 _MAX_PUBLIC_CONTEXT_BYTES: Final = 1 << 31
 
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class SealTools:
+    """SEAL objects behind a CKKS context: ``evaluator``, ``encoder``, ``galois_keys``."""
+
+    evaluator: Any
+    encoder: Any
+    galois_keys: Any
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
 
 
 def _evaluate(what: str, fn: Callable[[], _T]) -> _T:
@@ -209,6 +231,7 @@ class CkksPublicContext(PublicContext):
         self._config = config
         self._public_bytes = public_bytes
         self._fingerprint = fingerprint_of(HeScheme.CKKS, public_bytes)
+        self._tools: SealTools | None = None
 
     @property
     def scheme(self) -> HeScheme:
@@ -241,6 +264,38 @@ class CkksPublicContext(PublicContext):
             )
             used.append(int(part.shape[0]))
         return CkksVector(self, chunks, used)
+
+    def seal_tools(self) -> SealTools:
+        """SEAL evaluator, encoder and Galois keys of this context (for slot-level kernels)."""
+        if self._tools is None:
+            seal_ctx = self._ts.seal_context().data
+            self._tools = SealTools(
+                sa.Evaluator(seal_ctx), sa.CKKSEncoder(seal_ctx), self._ts.galois_keys().data
+            )
+        return self._tools
+
+    def vector_from_seal(self, ciphertexts: list[Any]) -> CkksVector:
+        """Wrap SEAL ciphertexts (full slot count each) as a :class:`CkksVector`."""
+        chunks = []
+        slots = self.slot_count
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "ct")
+            for ct in ciphertexts:
+                ct.save(path)  # SEAL serializes to a path only
+                with open(path, "rb") as fh:
+                    raw = fh.read()
+                # TenSEAL's CKKSVectorProto: sizes (1, packed), ciphertexts (2), scale (3)
+                proto = b"".join(
+                    (
+                        b"\x0a" + _varint(len(_varint(slots))) + _varint(slots),
+                        b"\x12" + _varint(len(raw)) + raw,
+                        b"\x19" + struct.pack("<d", ct.scale),
+                    )
+                )
+                chunks.append(
+                    _evaluate("wrap", functools.partial(ts.ckks_vector_from, self._ts, proto))
+                )
+        return CkksVector(self, chunks, [slots] * len(chunks))
 
     def serialize_vector(self, vector: EncryptedVector) -> bytes:
         if not isinstance(vector, CkksVector) or vector.fingerprint != self._fingerprint:

@@ -288,6 +288,21 @@ class PaillierSecretContext(PaillierPublicContext, SecretContext):
     def public(self) -> PaillierPublicContext:
         return PaillierPublicContext(self._pk, self._exponent)
 
+    def decrypt_integers(self, vector: EncryptedVector) -> list[int]:
+        """Raw signed plaintext integers (residues mod ``n`` mapped to ``(-n/2, n/2]``).
+
+        For protocols that pack several fixed-point fields into one plaintext and decode them
+        themselves (the vector's exponent is not applied).
+        """
+        if not isinstance(vector, PaillierVector) or vector.fingerprint != self._fingerprint:
+            raise ProtocolError("decrypt: the vector was not encrypted under this key")
+        n, half = self._n, self._n // 2
+        out: list[int] = []
+        for c in vector.items:
+            value = int(self._sk.raw_decrypt(c.ciphertext(be_secure=False)))
+            out.append(value - n if value > half else value)
+        return out
+
     def decrypt(self, vector: EncryptedVector) -> FloatArray:
         if not isinstance(vector, PaillierVector) or vector.fingerprint != self._fingerprint:
             raise ProtocolError("decrypt: the vector was not encrypted under this key")

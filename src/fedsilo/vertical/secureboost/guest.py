@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from fedsilo.errors import DataError, FedsiloError, ProtocolError
 from fedsilo.privacy.he import CkksConfig, HeScheme, PaillierConfig, generate
+from fedsilo.privacy.he.ckks import CkksPublicContext
 from fedsilo.runtime.messages import Message, TaskKind
 from fedsilo.vertical.secureboost import crypto
 from fedsilo.vertical.secureboost.boost import (
@@ -147,24 +148,43 @@ class SecureBoostGuest:
                     yield {h: self._msg(TaskKind.SB_GRADIENTS, tree, {}, arrays) for h in hosts}
                 elif isinstance(req, HistRequest):
                     arrays = {f"rows_{k}": rows for k, rows in enumerate(req.nodes)}
-                    body: dict[str, Any] = {"n_nodes": len(req.nodes)}
+                    bodies: dict[str, dict[str, Any]] = {}
+                    extra: dict[str, dict[str, Any]] = {}
+                    widths: dict[str, list[int]] = {h: [] for h in hosts}
+                    for h in hosts:
+                        bodies[h], extra[h] = {"n_nodes": len(req.nodes)}, {}
                     if self._scheme is HeScheme.CKKS:
-                        chunks = []
+                        assert isinstance(public, CkksPublicContext)
                         for k, rows in enumerate(req.nodes):
-                            parts = crypto.ckks_encrypt_node(public, g[rows], hh[rows])
-                            chunks.append(len(parts))
-                            arrays.update({f"gh_{k}_{c}": blob(p) for c, p in enumerate(parts)})
-                        body["chunks"] = chunks
+                            cache: dict[int, Any] = {}
+                            for h in hosts:
+                                w = crypto.ckks_width(
+                                    len(rows), n_feats[h], params.n_bins, public.slot_count
+                                )
+                                if w not in cache:
+                                    cache[w] = blob(
+                                        crypto.ckks_encrypt_node(public, g[rows], hh[rows], w)
+                                    )
+                                extra[h][f"gh_{k}"] = cache[w]
+                                widths[h].append(w)
+                        for h in hosts:
+                            bodies[h]["widths"] = widths[h]
                     replies = yield {
-                        h: self._msg(TaskKind.SB_HISTOGRAMS, tree, body, arrays) for h in hosts
+                        h: self._msg(
+                            TaskKind.SB_HISTOGRAMS, tree, bodies[h], {**arrays, **extra[h]}
+                        )
+                        for h in hosts
                     }
                     ans = []
                     for k, rows in enumerate(req.nodes):
                         per_party = [local.hist(g, hh, rows)]
                         for h in hosts:
                             data = replies[h].arrays[f"hist_{k}"].tobytes()
+                            width = widths[h][k] if widths[h] else 0
                             per_party.append(
-                                crypto.decode_bin_sums(secret, data, n_feats[h], params.n_bins)
+                                crypto.decode_bin_sums(
+                                    secret, data, n_feats[h], params.n_bins, len(g), width
+                                )
                             )
                         ans.append(per_party)
                 elif isinstance(req, SplitRequest):

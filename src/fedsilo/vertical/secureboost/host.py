@@ -129,9 +129,16 @@ class SecureBoostHost:
                     self._public, self._packed, self._codes, rows, self._n_bins
                 )
             else:
-                n_chunks = int(task.body["chunks"][k])
-                chunks = [task.arrays[f"gh_{k}_{c}"].tobytes() for c in range(n_chunks)]
-                res = crypto.ckks_bin_sums(self._public, chunks, self._codes, rows, self._n_bins)
+                if f"gh_{k}" not in task.arrays:
+                    raise ProtocolError(f"histogram task is missing the gradients of node {k}")
+                res = crypto.ckks_bin_sums(
+                    self._public,
+                    task.arrays[f"gh_{k}"].tobytes(),
+                    int(task.body["widths"][k]),
+                    self._codes,
+                    rows,
+                    self._n_bins,
+                )
             out[f"hist_{k}"] = blob(res)
         return {}, out
 
