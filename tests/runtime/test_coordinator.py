@@ -125,3 +125,14 @@ def test_party_data_disagreeing_with_schema_fails_before_training() -> None:
     agents[name] = PartyAgent(name, type(sim.parties[name])(source="bad.csv", table=broken))
     with pytest.raises(SchemaError, match=rf"party '{name}'.*{table.columns[0]}"):
         Coordinator(job, InProcessTransport(agents)).run()
+
+
+def test_training_agent_refuses_tasks_of_other_protocols() -> None:
+    job = parse_job(small_job(), source="test")
+    name, data = next(iter(load_simulated_data(job).parties.items()))
+    agent = PartyAgent(name, data)
+    reply = Message.decode(
+        agent.handle(Message(TaskKind.QUERY, "job", 0, "coordinator", {}, {}).encode())
+    )
+    assert reply.error is not None
+    assert "does not answer 'query' tasks" in reply.error

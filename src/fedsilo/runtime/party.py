@@ -130,7 +130,12 @@ class PartyAgent:
             return self._private.handle(task), {}
         if task.kind is TaskKind.FIT:
             return self._fit(task)
-        return self._evaluate(task), {}
+        if task.kind is TaskKind.EVALUATE:
+            return self._evaluate(task), {}
+        raise ProtocolError(
+            f"party {self.name!r} is a training agent and does not answer "
+            f"'{task.kind.value}' tasks"
+        )
 
     # -- tasks ------------------------------------------------------------------------------
     def _describe(self, body: dict[str, Any]) -> dict[str, Any]:
