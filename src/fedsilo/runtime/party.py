@@ -133,8 +133,7 @@ class PartyAgent:
         if task.kind is TaskKind.EVALUATE:
             return self._evaluate(task), {}
         raise ProtocolError(
-            f"party {self.name!r} is a training agent and does not answer "
-            f"'{task.kind.value}' tasks"
+            f"party {self.name!r} is a training agent and does not answer '{task.kind.value}' tasks"
         )
 
     # -- tasks ------------------------------------------------------------------------------
