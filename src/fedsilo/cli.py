@@ -162,6 +162,15 @@ def datasets() -> None:
     console.print(table)
 
 
+_SERVER_OPT = typer.Option("--server", "-s", help="coordinator address host:port")
+_TOKEN_OPT = typer.Option("--token", envvar="FEDSILO_ADMIN_TOKEN", help="admin token")
+_CA_OPT = typer.Option("--ca", help="CA certificate that signed the server's certificate")
+_NAME_OPT = typer.Option("--server-name", help="TLS name to check, if not the host dialled")
+_INSECURE_OPT = typer.Option("--insecure", help="plaintext gRPC")
+_CERT_OPT = typer.Option("--cert", help="client certificate, when the server requires mTLS")
+_KEY_OPT = typer.Option("--key", help="client certificate's private key")
+
+
 @app.command()
 def query(
     job_file: Annotated[
@@ -176,6 +185,16 @@ def query(
     html_path: Annotated[
         Path | None, typer.Option("--html", help="write an HTML page with charts")
     ] = None,
+    server_address: Annotated[
+        str | None,
+        typer.Option("--server", "-s", help="run over a deployment's party processes"),
+    ] = None,
+    token: Annotated[str | None, _TOKEN_OPT] = None,
+    ca: Annotated[Path | None, _CA_OPT] = None,
+    server_name: Annotated[str | None, _NAME_OPT] = None,
+    insecure: Annotated[bool, _INSECURE_OPT] = False,
+    cert: Annotated[Path | None, _CERT_OPT] = None,
+    key: Annotated[Path | None, _KEY_OPT] = None,
 ) -> None:
     """Answer an aggregate query across the parties without pooling rows (federated analytics)."""
     try:
@@ -185,11 +204,17 @@ def query(
 
         if fmt not in ("table", "csv", "json"):
             raise typer.BadParameter("--format must be table, csv or json")
-        job = load_analytics_job(job_file)
-        run_dir = out if out is not None else Path("runs") / job.name
-        result = run_query(
-            job, sql, transport=simulation_transport(job), ledger_dir=run_dir / "ledger"
-        )
+        if server_address is not None:
+            from fedsilo.deploy.remote_query import query_server
+
+            client = _admin_client(server_address, token, ca, server_name, insecure, cert, key)
+            result = query_server(client, job_file, sql)
+        else:
+            job = load_analytics_job(job_file)
+            run_dir = out if out is not None else Path("runs") / job.name
+            result = run_query(
+                job, sql, transport=simulation_transport(job), ledger_dir=run_dir / "ledger"
+            )
     except FedsiloError as exc:
         err_console.print(f"[bold red]{type(exc).__name__}:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
@@ -284,15 +309,6 @@ def _admin_client(
     return AdminClient(
         address, token, ca=ca, cert=cert, key=key, server_name=server_name, insecure=insecure
     )
-
-
-_SERVER_OPT = typer.Option("--server", "-s", help="coordinator address host:port")
-_TOKEN_OPT = typer.Option("--token", envvar="FEDSILO_ADMIN_TOKEN", help="admin token")
-_CA_OPT = typer.Option("--ca", help="CA certificate that signed the server's certificate")
-_NAME_OPT = typer.Option("--server-name", help="TLS name to check, if not the host dialled")
-_INSECURE_OPT = typer.Option("--insecure", help="plaintext gRPC")
-_CERT_OPT = typer.Option("--cert", help="client certificate, when the server requires mTLS")
-_KEY_OPT = typer.Option("--key", help="client certificate's private key")
 
 
 @app.command()

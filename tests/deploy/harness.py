@@ -133,7 +133,7 @@ class Deployment:
         path.write_text("\n".join(lines) + "\n")
         return path
 
-    def write_party(self, party: str, data: Path) -> Path:
+    def write_party(self, party: str, data: Path, extra: str = "") -> Path:
         lines = [
             f'name = "{party}"',
             f'server = "{self.address}"',
@@ -148,7 +148,7 @@ class Deployment:
                 f'key = "{self.certs / (party + ".key")}"',
             ]
         path = self.root / f"{party}.toml"
-        path.write_text("\n".join(lines) + "\n")
+        path.write_text("\n".join(lines) + "\n" + extra)
         return path
 
     def spawn(self, key: str, *args: str) -> subprocess.Popen[bytes]:

@@ -14,7 +14,7 @@ import pytest
 from fedsilo.deploy.config import load_party_config
 from fedsilo.deploy.party_process import PartyProcess, load_agent
 from fedsilo.runtime.messages import Message, TaskKind
-from fedsilo.runtime.party import PartyAgent
+from fedsilo.runtime.transport import Handler
 from tests.deploy.harness import deployment, job_done, job_toml, write_party_csvs
 
 pytestmark = pytest.mark.slow
@@ -30,7 +30,7 @@ class BadParty:
     mid-job), 4 oversized, 5 claims to be another party, 6 honest.
     """
 
-    def __init__(self, agent: PartyAgent, victim_pid: int) -> None:
+    def __init__(self, agent: Handler, victim_pid: int) -> None:
         self._agent = agent
         self._victim = victim_pid
 

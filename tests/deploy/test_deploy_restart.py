@@ -12,7 +12,7 @@ from safetensors.numpy import load_file
 from fedsilo.deploy.config import load_party_config
 from fedsilo.deploy.party_process import PartyProcess, load_agent
 from fedsilo.runtime.messages import Message, TaskKind
-from fedsilo.runtime.party import PartyAgent
+from fedsilo.runtime.transport import Handler
 from fedsilo.simulation import simulate
 from tests.deploy.harness import PARTIES, deployment, job_done, job_toml, write_party_csvs
 
@@ -24,7 +24,7 @@ GATED_ROUND = 3
 class GatedParty:
     """An honest agent that holds its round-3 fit reply until the test lets it go."""
 
-    def __init__(self, agent: PartyAgent) -> None:
+    def __init__(self, agent: Handler) -> None:
         self._agent = agent
         self.reached = threading.Event()
         self.release = threading.Event()

@@ -134,7 +134,7 @@ def run_query(
     budgets = {p: job.budget(p) for p in names}
     ledger = Ledger(ledger_dir, job.privacy.delta, job.privacy.accounting)
     ledger.check(budgets, noise, sql)
-    total = collect(plan, job, transport, names)
+    total = collect(plan, job, transport, names, sql=sql)
     rng = rng if rng is not None else _rng(job, sql)
     noisy = total + noise.sample(rng, total.shape)
     result = release(query.aggregates, plan, noisy, noise, job, rng)
@@ -155,11 +155,25 @@ def run_query(
     )
 
 
+def public_job(job: AnalyticsJob) -> dict[str, Any]:
+    """The job as parties see it: schema, privacy, budgets; no party's file path."""
+    raw = job.model_dump(mode="json")
+    for p in raw["parties"]:
+        if p.get("path") is not None:
+            p["path"] = f"held-by-{p['name']}"
+    return raw
+
+
 def collect(
-    plan: QueryPlan, job: AnalyticsJob, transport: Transport, names: list[str]
+    plan: QueryPlan, job: AnalyticsJob, transport: Transport, names: list[str], *, sql: str = ""
 ) -> np.ndarray:
-    """Ask every party for its statistics; return their sum (the secure-aggregation seam)."""
-    task = Message(TaskKind.QUERY, job.name, 0, "coordinator", {"plan": plan.to_json()})
+    """Ask every party for its statistics; return their sum (the secure-aggregation seam).
+
+    The task carries the plan, the public job (a deployed party re-checks the plan against its
+    schema and prices the query against its own budget) and the SQL text (for its ledger).
+    """
+    body = {"plan": plan.to_json(), "job": public_job(job), "sql": sql}
+    task = Message(TaskKind.QUERY, job.name, 0, "coordinator", body)
     gathered = transport.exchange({n: task for n in names}, timeout_s=job.timeout_s)
     failures = dict(gathered.failures)
     expected = (len(plan.groups), plan.num_stats)
@@ -178,6 +192,39 @@ def collect(
         detail = "; ".join(f"party '{p}': {r}" for p, r in sorted(failures.items()))
         raise ProtocolError(f"the query needs every party and {len(failures)} failed: {detail}")
     return sum_statistics(stats)
+
+
+def result_from_json(doc: dict[str, Any], job: AnalyticsJob) -> QueryResult:
+    """Rebuild a :class:`QueryResult` from :meth:`QueryResult.to_json` (a server's answer)."""
+    query = parse_query(str(doc["query"]), job)
+    groups = make_plan(query, job).groups
+    privacy = doc["privacy"]
+    rows = doc["rows"]
+    if len(rows) != len(groups):
+        raise ProtocolError(f"answer has {len(rows)} groups, the query has {len(groups)}")
+
+    def cell(raw: dict[str, Any]) -> Cell:
+        ci = raw["ci95"]
+        if ci is not None and ci and isinstance(ci[0], list):
+            ci = [(float(a), float(b)) for a, b in ci]
+        elif ci is not None:
+            ci = (float(ci[0]), float(ci[1]))
+        return Cell(raw["value"], raw["noise_sd"], ci)
+
+    return QueryResult(
+        sql=str(doc["query"]),
+        group_by=query.group_by,
+        aggregates=query.aggregates,
+        groups=groups,
+        cells=[[cell(r["answers"][a.label]) for a in query.aggregates] for r in rows],
+        suppressed=[bool(r["suppressed"]) for r in rows],
+        mechanism=Mechanism(privacy["mechanism"]),
+        epsilon=float(privacy["epsilon"]),
+        delta=float(privacy["delta"]),
+        noise_multiplier=privacy["noise_multiplier"],
+        spent={p: (float(v["spent"]), float(v["budget"])) for p, v in privacy["parties"].items()},
+        notices=[str(n) for n in doc["notices"]],
+    )
 
 
 def release(

@@ -1,4 +1,4 @@
-"""Admin calls to a running server: ``fedsilo submit`` and ``fedsilo status``."""
+"""Admin calls to a running server: ``fedsilo submit``, ``status`` and ``query --server``."""
 
 from __future__ import annotations
 
@@ -56,6 +56,18 @@ class AdminClient:
         except grpc.RpcError as exc:
             raise self._error("status", exc) from None
         return reply
+
+    def query(self, job_toml: str, sql: str, *, timeout_s: float = 660.0) -> str:
+        """The answer as JSON (:meth:`~fedsilo.analytics.run.QueryResult.to_json`)."""
+        try:
+            reply = self._stub.Query(
+                pb.QueryRequest(job_toml=job_toml, sql=sql),
+                metadata=self._metadata,
+                timeout=timeout_s,
+            )
+        except grpc.RpcError as exc:
+            raise self._error("query", exc) from None
+        return str(reply.result_json)
 
     def _error(self, call: str, exc: grpc.RpcError) -> AdminCallError:
         code = exc.code().name if hasattr(exc, "code") else "ERROR"

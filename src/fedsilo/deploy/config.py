@@ -27,6 +27,16 @@
     cert = "certs/bank-a.pem"            # with mTLS
     key = "certs/bank-a.key"
 
+    [privacy]                            # optional: this party's own record-level DP limits
+    max_epsilon = 3.0                    # refuse training rounds past this epsilon
+    audit_log = "audit/bank-a.jsonl"     # hash-chained log of every reply sent
+
+    [analytics]                          # optional: answer federated-analytics queries
+    ledger = "ledger"                    # this party's own query ledger (a directory)
+    max_epsilon = 5.0                    # refuse queries past this epsilon
+    [analytics.tables]
+    transactions = "data/bank_a_transactions.csv"   # analytics table name -> local file
+
 Relative paths are resolved against the directory of the TOML file.
 """
 
@@ -106,6 +116,21 @@ class ServerConfig(_Strict):
         return int(self.max_message_mb * 1024 * 1024)
 
 
+class PartyPrivacyConfig(_Strict):
+    """The party's own record-level DP budget and audit log for training jobs."""
+
+    max_epsilon: float | None = Field(default=None, gt=0)
+    audit_log: Path | None = None
+
+
+class PartyAnalyticsConfig(_Strict):
+    """Which analytics tables this party answers for, from which files, within which budget."""
+
+    tables: dict[str, Path] = Field(default_factory=dict)
+    ledger: Path | None = None  # default: <data file directory>/ledger-<name>
+    max_epsilon: float = Field(default=10.0, gt=0)
+
+
 class PartyProcessConfig(_Strict):
     name: str = Field(min_length=1, max_length=64, pattern=PARTY_NAME)
     server: str
@@ -118,6 +143,8 @@ class PartyProcessConfig(_Strict):
     server_name: str | None = None  # TLS name to check when it differs from the host dialled
     max_backoff_s: float = Field(default=30.0, gt=0)
     max_message_mb: float = Field(default=256.0, gt=0)
+    privacy: PartyPrivacyConfig = Field(default_factory=PartyPrivacyConfig)
+    analytics: PartyAnalyticsConfig = Field(default_factory=PartyAnalyticsConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> PartyProcessConfig:
@@ -126,6 +153,13 @@ class PartyProcessConfig(_Strict):
         if (self.cert is None) != (self.key is None):
             raise ValueError("a client certificate needs both cert and key")
         return self
+
+    @property
+    def ledger_dir(self) -> Path:
+        """Where this party keeps its own analytics ledger."""
+        if self.analytics.ledger is not None:
+            return self.analytics.ledger
+        return self.data.parent / f"ledger-{self.name}"
 
     def read_token(self) -> str | None:
         if self.token_file is None:
@@ -144,13 +178,30 @@ class PartyProcessConfig(_Strict):
 
 M = TypeVar("M", bound=BaseModel)
 
-_PATH_KEYS = {"run_dir", "job", "cert", "key", "client_ca", "data", "token_file", "ca"}
+_PATH_KEYS = {
+    "run_dir",
+    "job",
+    "cert",
+    "key",
+    "client_ca",
+    "data",
+    "token_file",
+    "ca",
+    "audit_log",
+    "ledger",
+}
+
+
+def _path(value: str, base: Path) -> str:
+    return value if Path(value).is_absolute() else str(base / value)
 
 
 def _resolve(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in raw.items():
-        if isinstance(value, dict):
+        if key == "tables" and isinstance(value, dict):  # [analytics.tables]: name -> file
+            out[key] = {k: _path(v, base) if isinstance(v, str) else v for k, v in value.items()}
+        elif isinstance(value, dict):
             out[key] = _resolve(value, base)
         elif key in _PATH_KEYS and isinstance(value, str) and not Path(value).is_absolute():
             out[key] = str(base / value)

@@ -29,6 +29,7 @@ from fedsilo.runtime.transport import Gathered
 log = logging.getLogger(__name__)
 
 REPLY_HEADROOM_BYTES = 1024 * 1024
+NOT_SET_UP = "task before setup"  # PartyAgent's error for a fit/evaluate it cannot answer yet
 
 
 def reply_limit(kind: TaskKind, task_bytes: int, max_message_bytes: int) -> int:
@@ -202,16 +203,51 @@ class GrpcTransport:
     def __init__(self, board: PartyBoard, parties: Sequence[str] | None = None) -> None:
         self._board = board
         self._parties = None if parties is None else set(parties)
+        self._setups: dict[str, Message] = {}  # each party's last setup task, to re-send
 
     def party_names(self) -> list[str]:
         online = self._board.online()
         return [p for p in online if self._parties is None or p in self._parties]
 
     def exchange(self, tasks: Mapping[str, Message], *, timeout_s: float) -> Gathered:
+        deadline = self._board.clock() + timeout_s
+        gathered = self._exchange(tasks, deadline, timeout_s)
+        for party, msg in tasks.items():
+            if msg.kind is TaskKind.SETUP and party in gathered.replies:
+                self._setups[party] = msg
+        # A party process that restarted mid-job has lost its setup: send it again, then the task.
+        lost = {
+            p: m
+            for p, m in tasks.items()
+            if p in self._setups
+            and m.kind is not TaskKind.SETUP
+            and NOT_SET_UP in (getattr(gathered.replies.get(p), "error", None) or "")
+        }
+        if not lost:
+            return gathered
+        log.warning("re-sending setup to restarted parties: %s", ", ".join(sorted(lost)))
+        setup = self._exchange({p: self._setups[p] for p in lost}, deadline, timeout_s)
+        ready = {p: m for p, m in lost.items() if p in setup.replies and not setup.replies[p].error}
+        again = self._exchange(ready, deadline, timeout_s) if ready else Gathered({}, {})
+        replies, failures = dict(gathered.replies), dict(gathered.failures)
+        for p in lost:
+            replies.pop(p, None)
+            if p in again.replies:
+                replies[p] = again.replies[p]
+            else:
+                reason = again.failures.get(p) or setup.failures.get(p)
+                if reason is None and p in setup.replies:
+                    reason = f"setup re-sent after a restart failed: {setup.replies[p].error}"
+                failures[p] = reason or "setup re-sent after a restart failed"
+        return Gathered(replies, failures)
+
+    def _exchange(
+        self, tasks: Mapping[str, Message], deadline: float, timeout_s: float
+    ) -> Gathered:
         online = set(self._board.online())
         failures = {p: "not connected" for p in tasks if p not in online}
         ids = self._board.post({p: m for p, m in tasks.items() if p in online})
-        done = self._board.collect(ids, self._board.clock() + timeout_s)
+        done = self._board.collect(ids, deadline)
         replies: dict[str, Message] = {}
         for party, pending in sorted(done.items()):
             try:

@@ -23,10 +23,12 @@ import grpc
 from fedsilo.data.tabular import read_party_table
 from fedsilo.deploy.auth import AUTH_HEADER, PARTY_HEADER
 from fedsilo.deploy.config import PartyProcessConfig
+from fedsilo.deploy.party_tasks import PartyAnalytics, TaskRouter
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.deploy.service import WIRE_VERSION
 from fedsilo.errors import ConfigError, FedsiloError
+from fedsilo.privacy.guard import PartyPrivacy
 from fedsilo.runtime.party import LocalData, PartyAgent
 from fedsilo.runtime.transport import Handler
 
@@ -90,10 +92,33 @@ def open_channel(
     return grpc.secure_channel(address, creds, options=options)
 
 
-def load_agent(config: PartyProcessConfig) -> PartyAgent:
-    """The party's agent over its local file (read and checked before connecting)."""
+def load_agent(config: PartyProcessConfig) -> Handler:
+    """The party's handler over its local files (read and checked before connecting).
+
+    Training tasks go to a :class:`PartyAgent` with the party's own privacy settings
+    (``[privacy]``: record-DP budget, audit log); QUERY tasks to its analytics tables
+    (``[analytics]``), if it declares any.
+    """
     table = read_party_table(config.data, party=config.name)
-    return PartyAgent(config.name, LocalData(str(config.data), table=table))
+    privacy = PartyPrivacy(
+        max_epsilon=config.privacy.max_epsilon, audit_log=config.privacy.audit_log
+    )
+    agent = PartyAgent(config.name, LocalData(str(config.data), table=table), privacy=privacy)
+    analytics = None
+    if config.analytics.tables:
+        for name, path in config.analytics.tables.items():
+            if not path.is_file():
+                raise ConfigError(
+                    f"party {config.name!r}: analytics table {name!r} file {path} does not "
+                    "exist; fix [analytics.tables] in party.toml"
+                )
+        analytics = PartyAnalytics(
+            config.name,
+            config.analytics.tables,
+            config.ledger_dir,
+            config.analytics.max_epsilon,
+        )
+    return TaskRouter(agent, analytics)
 
 
 class PartyProcess:

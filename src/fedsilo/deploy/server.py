@@ -20,6 +20,7 @@ from fedsilo.deploy.config import ServerConfig
 from fedsilo.deploy.grpc_transport import PartyBoard
 from fedsilo.deploy.jobs import JobRunner
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
+from fedsilo.deploy.queries import QueryRunner
 from fedsilo.deploy.service import CoordinatorService
 from fedsilo.errors import ConfigError
 from fedsilo.runtime.store import JobStore
@@ -75,7 +76,12 @@ class Server:
         mtls = config.tls is not None and config.tls.client_ca is not None
         auth = Authenticator(config.parties, config.admin_token_sha256, mtls=mtls)
         service = CoordinatorService(
-            self.board, auth, self.jobs, poll_s=config.poll_s, registered=registered
+            self.board,
+            auth,
+            self.jobs,
+            poll_s=config.poll_s,
+            registered=registered,
+            queries=QueryRunner(self.board, config.run_dir, registered),
         )
         limit = config.max_message_bytes
         self._grpc = grpc.server(

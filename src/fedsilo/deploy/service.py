@@ -1,7 +1,7 @@
 """The gRPC servicer: authenticate every call, then hand it to the board or the job runner.
 
 Party calls: ``Pull`` (long poll for the next task) and ``Push`` (a task's reply). Admin
-calls: ``Submit`` (a job TOML) and ``Status``. Nothing here trusts the caller: the identity
+calls: ``Submit`` (a job TOML), ``Status`` and ``Query`` (federated analytics). Nothing here trusts the caller: the identity
 comes from :class:`~fedsilo.deploy.auth.Authenticator`, and a refused or malformed call ends
 with a gRPC status and a logged reason, never an exception in the server.
 """
@@ -17,7 +17,7 @@ from fedsilo.deploy.auth import Authenticator, Refusal
 from fedsilo.deploy.grpc_transport import PartyBoard
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
-from fedsilo.errors import ConfigError
+from fedsilo.errors import ConfigError, FedsiloError
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,17 @@ class JobQueue(Protocol):
     def status(self) -> list[pb.JobStatus]: ...
 
 
+class QueryService(Protocol):
+    def query(self, job_toml: str, sql: str) -> str: ...
+
+
+QUERY_CODES = {
+    "ConfigError": grpc.StatusCode.INVALID_ARGUMENT,
+    "UnsupportedQueryError": grpc.StatusCode.INVALID_ARGUMENT,
+    "BudgetExceededError": grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
 class CoordinatorService(pb_grpc.CoordinatorServicer):
     def __init__(
         self,
@@ -39,7 +50,9 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         *,
         poll_s: float,
         registered: list[str],
+        queries: QueryService | None = None,
     ) -> None:
+        self._queries = queries
         self._board = board
         self._auth = auth
         self._jobs = jobs
@@ -95,6 +108,18 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         except ConfigError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return pb.SubmitReply(job_id=job_id)
+
+    def Query(self, request: pb.QueryRequest, context: grpc.ServicerContext) -> pb.QueryReply:
+        self._admin(context)
+        if self._queries is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "this server does not run queries")
+        try:
+            text = self._queries.query(request.job_toml, request.sql)
+        except FedsiloError as exc:
+            code = QUERY_CODES.get(type(exc).__name__, grpc.StatusCode.FAILED_PRECONDITION)
+            log.warning("query refused: %s", exc)
+            context.abort(code, f"{type(exc).__name__}: {exc}")
+        return pb.QueryReply(result_json=text)
 
     def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusReply:
         self._admin(context)

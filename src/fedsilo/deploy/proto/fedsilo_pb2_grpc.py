@@ -59,6 +59,11 @@ class CoordinatorStub(object):
                 request_serializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.StatusRequest.SerializeToString,
                 response_deserializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.StatusReply.FromString,
                 _registered_method=True)
+        self.Query = channel.unary_unary(
+                '/fedsilo.deploy.v1.Coordinator/Query',
+                request_serializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.QueryRequest.SerializeToString,
+                response_deserializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.QueryReply.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer(object):
@@ -95,6 +100,12 @@ class CoordinatorServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Query(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +133,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.StatusRequest.FromString,
                     response_serializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.StatusReply.SerializeToString,
+            ),
+            'Query': grpc.unary_unary_rpc_method_handler(
+                    servicer.Query,
+                    request_deserializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.QueryRequest.FromString,
+                    response_serializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.QueryReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -259,6 +275,33 @@ class Coordinator(object):
             '/fedsilo.deploy.v1.Coordinator/Status',
             fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.StatusRequest.SerializeToString,
             fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.StatusReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Query(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedsilo.deploy.v1.Coordinator/Query',
+            fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.QueryRequest.SerializeToString,
+            fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.QueryReply.FromString,
             options,
             channel_credentials,
             insecure,

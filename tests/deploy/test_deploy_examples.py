@@ -1,0 +1,20 @@
+"""The example party.toml files load: [privacy] and [analytics] keys, paths resolved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fedsilo.deploy.config import load_party_config
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "deploy"
+
+
+def test_example_party_configs_load_with_privacy_and_analytics() -> None:
+    for x in "abc":
+        cfg = load_party_config(EXAMPLES / f"party_{x}.toml")
+        assert cfg.name == f"bank-{x}"
+        assert cfg.privacy.max_epsilon == 5.0
+        assert cfg.privacy.audit_log == EXAMPLES / "audit" / f"bank-{x}.jsonl"
+        table = cfg.analytics.tables["transactions"]
+        assert table == EXAMPLES / ".." / "analytics" / "data" / f"bank_{x}.csv"
+        assert cfg.ledger_dir == EXAMPLES / "ledger" / f"bank-{x}"

@@ -1,0 +1,92 @@
+"""A record-DP job over real party processes: party.toml [privacy] budget and audit log.
+
+Each party builds its own PartyPrivacy from party.toml; org-c's budget is too small for even
+one round, so it refuses every fit and the job continues without it (on_exhausted =
+"continue"). Every party's audit log verifies and has one line per reply the party sent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.harness import FAST, PARTIES, deployment, job_done, job_toml, write_party_csvs
+
+pytestmark = pytest.mark.slow
+
+ROUNDS = 3
+RECORD_DP = """
+[privacy]
+delta = 1e-3
+
+[privacy.record_dp]
+enabled = true
+noise_multiplier = 1.0
+max_grad_norm = 1.0
+
+[privacy.budget]
+on_exhausted = "continue"
+"""
+
+
+def _audit_verify(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fedsilo.cli", "audit", "verify", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **FAST},
+        timeout=60,
+    )
+
+
+def test_deployed_record_dp_job_with_party_budgets_and_audit_logs(tmp_path: Path) -> None:
+    csvs = write_party_csvs(tmp_path)
+    job_text = job_toml(csvs, rounds=ROUNDS) + RECORD_DP
+
+    with deployment(tmp_path) as dep:
+        dep.make_pki()
+        dep.write_server()
+        for p in PARTIES:
+            budget = "0.01" if p == "org-c" else "50.0"
+            dep.write_party(
+                p,
+                csvs[p],
+                extra=f'\n[privacy]\nmax_epsilon = {budget}\naudit_log = "audit/{p}.jsonl"\n',
+            )
+            dep.start_party(p)
+        dep.start_server()
+        dep.wait_status(lambda s: sum(p.online for p in s.parties) == 3)
+        admin = dep.admin()
+        job_id = admin.submit(job_text)
+        admin.close()
+        status = dep.wait_status(job_done(job_id))
+        dep.stop_all()  # every reply is pushed and logged before we count
+        party_logs = {p: dep.log(p) for p in PARTIES}
+
+    job = next(j for j in status.jobs if j.job_id == job_id)
+    assert job.round == ROUNDS
+    metrics = json.loads((Path(job.run_dir) / "metrics.json").read_text())
+    assert metrics  # the results were written
+
+    for p in PARTIES:
+        audit = tmp_path / "audit" / f"{p}.jsonl"  # relative to party.toml's directory
+        check = _audit_verify(audit)
+        assert check.returncode == 0, f"{p}: {check.stdout}{check.stderr}"
+        lines = [json.loads(x) for x in audit.read_text().splitlines() if x.strip()]
+        tasks = re.findall(r"party \S+: \S+ task, round", party_logs[p])
+        assert len(lines) == len(tasks) > 0, p  # one line per reply sent
+        fits = [e for e in lines if e.get("kind") == "fit"]
+        assert len(fits) >= ROUNDS, p
+        refused = [e for e in fits if e.get("error_type") == "BudgetExhaustedError"]
+        if p == "org-c":
+            assert refused and len(refused) == len(fits)  # refuses every round
+        else:
+            assert not refused
+            spent = [e["dp"]["epsilon"] for e in fits if e.get("dp")]
+            assert len(spent) == len(fits) and spent == sorted(spent) and spent[-1] < 50.0
