@@ -152,29 +152,49 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 100])
     parser.add_argument("--params", type=int, default=100_000)
     parser.add_argument("--skip-rounds", action="store_true")
+    parser.add_argument("--skip-protocol", action="store_true")
+    parser.add_argument("--dropouts", type=float, nargs="+", default=[0.0, 0.2])
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="full rounds: alternate plain and secure this many times, report the medians",
+    )
     args = parser.parse_args()
-    print(f"Protocol only, {args.params:,} values per update")
+    if not args.skip_protocol:
+        protocol_table(args.sizes, args.params)
+    if not args.skip_rounds:
+        round_table(args.sizes, args.dropouts, args.repeats)
+
+
+def protocol_table(sizes: list[int], params: int) -> None:
+    print(f"Protocol only, {params:,} values per update")
     print(
         f"{'N':>4} {'variant':>8} {'drop':>5} {'plain s':>8} {'secure s':>9} {'x':>7} {'max err':>9}"
     )
-    for n in args.sizes:
+    for n in sizes:
         for plus in [False, True] if n > 10 else [False]:
             for dropout in (0.0, 0.2):
-                p, s, err = protocol_cost(n, args.params, plus, dropout)
+                p, s, err = protocol_cost(n, params, plus, dropout)
                 name = "secagg+" if plus else "secagg"
                 print(
                     f"{n:>4} {name:>8} {dropout:>5.0%} {p:>8.4f} {s:>9.3f} {s / p:>7.0f} {err:>9.1e}"
                 )
-    if args.skip_rounds:
-        return
+
+
+def round_table(sizes: list[int], dropouts: list[float], repeats: int) -> None:
     print("\nFull round (train + aggregate + evaluate), mnist-5k, mlp[128] (101,770 params)")
     print(
         f"{'N':>4} {'drop':>5} {'plain s':>8} {'secure s':>9} {'ratio':>6} {'KB/party plain':>15} {'KB/party secure':>16}"
     )
-    for n in args.sizes:
-        for dropout in (0.0, 0.2):
-            p, pb = full_round(n, False, dropout)
-            s, sb = full_round(n, True, dropout)
+    for n in sizes:
+        for dropout in dropouts:
+            plain, secure = [], []
+            for _ in range(repeats):  # alternate, so a change in machine load hits both
+                plain.append(full_round(n, False, dropout))
+                secure.append(full_round(n, True, dropout))
+            p, pb = float(np.median([t for t, _ in plain])), plain[0][1]
+            s, sb = float(np.median([t for t, _ in secure])), secure[0][1]
             print(
                 f"{n:>4} {dropout:>5.0%} {p:>8.2f} {s:>9.2f} {s / p:>6.2f} {pb / 1e3:>15.0f} {sb / 1e3:>16.0f}"
             )

@@ -1,12 +1,17 @@
-"""Every call is authenticated: wrong token, missing cert, revoked, unknown or spoofed parties."""
+"""Every call is authenticated: wrong token, missing or expired cert, revoked, unknown or spoofed
+parties."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from fedsilo.deploy.auth import AUTH_HEADER, PARTY_HEADER
 from fedsilo.deploy.client import AdminCallError, AdminClient
@@ -83,6 +88,41 @@ def test_revoked_party_is_denied_on_every_call(server: Deployment, rpc: str) -> 
     err = _refused(server, "org-c", "org-c", token("org-c"), rpc=rpc)
     assert err.code() is grpc.StatusCode.PERMISSION_DENIED
     assert "revoked" in err.details()
+
+
+def _expired_copy(dep: Deployment, party: str) -> str:
+    """Re-sign ``party``'s key into a certificate (same CA, same name) that expired yesterday."""
+    ca_dir = dep.root / "ca"
+    ca_cert = x509.load_pem_x509_certificate((ca_dir / "ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    current = x509.load_pem_x509_certificate((dep.certs / f"{party}.pem").read_bytes())
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(current.subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(current.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=30))
+        .not_valid_after(now - dt.timedelta(days=1))
+    )
+    for ext in current.extensions:
+        builder = builder.add_extension(ext.value, critical=ext.critical)
+    name = f"{party}-expired"
+    (dep.certs / f"{name}.pem").write_bytes(
+        builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    )
+    (dep.certs / f"{name}.key").write_bytes((dep.certs / f"{party}.key").read_bytes())
+    return name
+
+
+def test_expired_party_certificate_cannot_connect(server: Deployment) -> None:
+    # Same CA, same party name, right token: only the validity period is wrong.
+    expired = _expired_copy(server, "org-a")
+    assert _call(server, "org-a", "org-a", token("org-a")).task_id == ""  # the control
+    err = _refused(server, expired, "org-a", token("org-a"))
+    assert err.code() is grpc.StatusCode.UNAVAILABLE  # the TLS handshake refuses it
 
 
 def test_certificate_of_another_party_is_denied(server: Deployment) -> None:
