@@ -307,7 +307,7 @@ def notices(
     plan: QueryPlan, job: AnalyticsJob, noise: NoisePlan, n_suppressed: int, parties: int
 ) -> list[str]:
     secure = job.privacy.secure_aggregation.enabled
-    out = [secure_notice(job, plan, parties) if secure else SUMS_NOTICE]
+    out = [secure_notice(job, parties) if secure else SUMS_NOTICE]
     clipped = [
         f"{c} to [{s.lower:g}, {s.upper:g}]"
         for c, s in plan.columns.items()

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from fedsilo.analytics.config import AnalyticsJob
-from fedsilo.analytics.fixed_point import RING_BITS, FixedPoint
+from fedsilo.analytics.fixed_point import RING_BITS, FixedPoint, fraction_bits
 from fedsilo.analytics.plan import QueryPlan
 from fedsilo.config import SecAggVariant
 from fedsilo.errors import ConfigError, ProtocolError
@@ -52,13 +52,11 @@ def variant_name(job: AnalyticsJob) -> str:
     return "SecAgg+" if v is SecAggVariant.SECAGG_PLUS else "SecAgg"
 
 
-def secure_notice(job: AnalyticsJob, plan: QueryPlan, parties: int) -> str:
-    fp = FixedPoint.for_plan(plan, job.privacy.secure_aggregation.max_rows)
-    bound = fp.error_bound(parties)
-    worst = float(bound.max()) if bound.size else 0.0
+def secure_notice(job: AnalyticsJob, parties: int) -> str:
+    rel = parties * 2.0 ** -(fraction_bits(job.privacy.secure_aggregation.max_rows) + 1)
     return (
-        f"sums: secure aggregation ({variant_name(job)}), coordinator sees only the sum; "
-        f"fixed-point error per summed statistic <= {worst:.2g} (counts exact); "
+        f"sums: secure aggregation ({variant_name(job)}), coordinator sees only the sum "
+        f"(fixed-point error <= {rel:.2g} x each sum's per-row bound, counts exact); "
         "DP noise added by the coordinator after the secure sum"
     )
 
