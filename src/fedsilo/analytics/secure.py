@@ -179,7 +179,10 @@ def secure_collect(
         timeout,
     )
     reveals = _parsed(replies, "unmask", lambda r: wire.parse_reveal_reply(r.body))
-    total = server.unmask(reveals)
+    try:
+        total = server.unmask(reveals)
+    except (ValueError, ArithmeticError) as exc:  # e.g. duplicate share points from a party
+        raise ProtocolError(f"secure aggregation aborted at step 'unmask': {exc}") from None
     out = fp.decode(total, groups=groups)
     fp.check_rows(out[:, 0], cfg.max_rows)  # block 0 is always the group's row count
     return out
