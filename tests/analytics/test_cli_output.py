@@ -116,3 +116,30 @@ def test_builtin_dataset_split_into_parties(tmp_path: Path) -> None:
         ledger_dir=tmp_path,
     )
     assert [c[0].value for c in r.cells] == [212.0, 357.0]
+
+
+def test_cli_secure_example_equals_the_plain_example_up_to_fixed_point(tmp_path: Path) -> None:
+    """examples/analytics/job_secure.toml: the same seeded noise on securely summed statistics."""
+    plain = _example_job(tmp_path, 'mechanism = "gaussian"')
+    secure = tmp_path / "job_secure.toml"
+    secure.write_text((EXAMPLE / "job_secure.toml").read_text())
+    outs = []
+    for job in (plain, secure):
+        res = CliRunner().invoke(
+            app, ["query", str(job), SQL, "--format", "json", "--out", str(tmp_path / job.stem)]
+        )
+        assert res.exit_code == 0, res.output
+        outs.append(json.loads(res.stdout))
+    a, b = outs
+    assert b["notices"][0].startswith(
+        "sums: secure aggregation (SecAgg+), coordinator sees only the sum"
+    )
+    assert a["notices"][0] == "sums: plain (secure aggregation not enabled)"
+    for ra, rb in zip(a["rows"], b["rows"], strict=True):
+        assert ra["suppressed"] == rb["suppressed"]
+        for label in ("n", "mean"):
+            va, vb = ra["answers"][label]["value"], rb["answers"][label]["value"]
+            assert (va is None) == (vb is None)
+            if va is not None:
+                assert abs(va - vb) <= 1e-9 * max(1.0, abs(va)), (label, va, vb)
+        assert ra["answers"]["h"]["noise_sd"] == rb["answers"]["h"]["noise_sd"]

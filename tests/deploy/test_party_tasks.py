@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pytest
 
 from fedsilo.analytics.plan import make_plan
-from fedsilo.analytics.run import public_job
+from fedsilo.analytics.run import public_job, run_query
 from fedsilo.analytics.sql import parse_query
 from fedsilo.deploy.party_tasks import PartyAnalytics, TaskRouter, peek_kind
+from fedsilo.errors import ProtocolError
 from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.runtime.transport import Gathered, InProcessTransport
 from tests.analytics.conftest import make_job
 
 SQL = "SELECT region, COUNT(*), SUM(amount) FROM t GROUP BY region"
@@ -79,3 +84,96 @@ def test_party_rejects_a_plan_outside_the_schema(tmp_path: Path) -> None:
     task = Message(TaskKind.QUERY, job.name, 0, "coordinator", body).encode()
     reply = Message.decode(_party(tmp_path).handle(task))
     assert reply.error is not None and "differs from the job schema" in reply.error
+
+
+SECURE_DP = {
+    "mechanism": "gaussian",
+    "epsilon": 1.0,
+    "secure_aggregation": {"enabled": True, "variant": "secagg"},
+}
+
+
+def _secure_parties(tmp_path: Path, budgets: dict[str, float]) -> dict[str, PartyAnalytics]:
+    out = {}
+    for i, (name, budget) in enumerate(budgets.items()):
+        csv = tmp_path / f"{name}.csv"
+        pd.DataFrame(
+            {"region": ["north", "south", "east"][: i + 1], "amount": [10.0, 20.0, 30.0][: i + 1]}
+        ).to_csv(csv, index=False)
+        out[name] = PartyAnalytics(name, {"t": csv}, tmp_path / f"ledger-{name}", budget)
+    return out
+
+
+def _entries(tmp_path: Path, party: str) -> int:
+    path = tmp_path / f"ledger-{party}" / f"{party}.json"
+    return len(json.loads(path.read_text())["entries"]) if path.exists() else 0
+
+
+def test_secure_query_over_party_processes_charges_each_party_once(tmp_path: Path) -> None:
+    parties = _secure_parties(tmp_path, {"p0": 10.0, "p1": 10.0})
+    job = make_job(2, SECURE_DP, seed=1)
+    result = run_query(
+        job, SQL, transport=InProcessTransport(parties), ledger_dir=tmp_path / "coordinator"
+    )
+    assert result.notices[0].startswith("sums: secure aggregation (SecAgg)")
+    assert [_entries(tmp_path, p) for p in parties] == [1, 1]
+
+
+def test_secure_query_charges_a_party_when_its_masked_statistics_leave(tmp_path: Path) -> None:
+    """p1 drops at 'unmask': p0 and p1 sent masked statistics (charged), the coordinator
+    released nothing (its ledger is untouched); p2 dropping at 'mask' charges no one there."""
+    parties: dict[str, Any] = dict(_secure_parties(tmp_path, {"p0": 10.0, "p1": 10.0, "p2": 10.0}))
+    job = make_job(3, SECURE_DP, seed=1)
+
+    class DropAt:
+        def __init__(self, inner: PartyAnalytics, step: str) -> None:
+            self.inner, self.step = inner, step
+
+        def handle(self, data: bytes) -> bytes:
+            if Message.decode(data).body.get("secagg", {}).get("step") == self.step:
+                raise ConnectionError("party process went away")
+            return self.inner.handle(data)
+
+    coordinator = tmp_path / "coordinator"
+    parties["p1"] = DropAt(parties["p1"], "unmask")
+    with pytest.raises(ProtocolError, match=r"step 'unmask'.*party 'p1'"):
+        run_query(job, SQL, transport=InProcessTransport(parties), ledger_dir=coordinator)
+    assert [_entries(tmp_path, p) for p in ("p0", "p1", "p2")] == [1, 1, 1]
+    assert not coordinator.exists()
+
+    parties["p1"] = parties["p1"].inner
+    parties["p2"] = DropAt(parties["p2"], "mask")
+    with pytest.raises(ProtocolError, match=r"step 'mask'.*party 'p2'"):
+        run_query(job, SQL, transport=InProcessTransport(parties), ledger_dir=coordinator)
+    # p0 and p1 masked (charged: the coordinator cannot know p2 would drop); p2 did not
+    assert [_entries(tmp_path, p) for p in ("p0", "p1", "p2")] == [2, 2, 1]
+
+
+def test_secure_party_rechecks_its_budget_before_masking(tmp_path: Path) -> None:
+    """Query A reaches 'mask' after query B, run in between, spent p0's budget: p0 refuses."""
+    parties = _secure_parties(tmp_path, {"p0": 1.2, "p1": 10.0})
+    job = make_job(2, SECURE_DP, seed=1)
+    base = InProcessTransport(parties)
+    inner_done: list[bool] = []
+
+    class Interleaving:
+        def party_names(self) -> list[str]:
+            return base.party_names()
+
+        def exchange(self, tasks: Mapping[str, Message], *, timeout_s: float) -> Gathered:
+            if next(iter(tasks.values())).body["secagg"]["step"] == "mask" and not inner_done:
+                run_query(job, SQL, transport=base, ledger_dir=tmp_path / "c")  # query B
+                inner_done.append(True)
+            return base.exchange(tasks, timeout_s=timeout_s)
+
+    with pytest.raises(ProtocolError, match=r"step 'mask'.*party 'p0'.*budget"):
+        run_query(job, SQL, transport=Interleaving(), ledger_dir=tmp_path / "c")
+    assert [_entries(tmp_path, p) for p in ("p0", "p1")] == [1, 2]  # p1 masked A as well
+    # a further query is refused up front, at 'keys', before p0 computes anything
+    with pytest.raises(ProtocolError, match=r"step 'keys'.*party 'p0'.*budget"):
+        run_query(job, SQL, transport=base, ledger_dir=tmp_path / "c")
+    stray = Message(
+        TaskKind.QUERY, job.name, 0, "c", {"secagg": {"query": "nope", "step": "mask"}}
+    ).encode()
+    reply = Message.decode(parties["p1"].handle(stray))
+    assert reply.error is not None and "no query nope in progress" in reply.error

@@ -30,6 +30,10 @@ clipped to ``[lower, upper]`` before any sum, so one row's contribution is bound
     delta = 1e-6
     max_epsilon = 10.0       # default budget of a party that declares none
 
+    [privacy.secure_aggregation]   # optional: the coordinator learns only the sums
+    enabled = true
+    variant = "secagg+"      # secagg | secagg+
+
 Every error names the key, e.g. ``ConfigError: job.toml: key 'columns.amount': number column
 needs lower < upper (got lower=5, upper=1)``.
 """
@@ -44,6 +48,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from fedsilo.config import SecAggVariant
 from fedsilo.errors import ConfigError
 from fedsilo.privacy.accounting import AccountingMethod
 
@@ -125,6 +130,45 @@ class BuiltinSource(_Strict):
     num_parties: int = Field(default=3, ge=1, le=1000)
 
 
+class SecureAggregationSettings(_Strict):
+    """``[privacy.secure_aggregation]``: the coordinator learns only the sum of the statistics.
+
+    ``variant`` and ``threshold`` / ``neighbours`` mean what they mean for training
+    (``fedsilo.config.SecureAggregationConfig``, docs/privacy.md). There is no ``clip_range`` or
+    ``bits``: statistics are encoded in fixed point in the ring Z_{2^64}, scaled by each
+    statistic's public per-row bound, with ``max_rows`` (a public bound on the rows of one
+    group across all parties) fixing the fractional bits (:mod:`fedsilo.analytics.fixed_point`).
+    """
+
+    enabled: bool = False
+    variant: SecAggVariant = SecAggVariant.SECAGG
+    threshold: float = Field(default=0.5, gt=0, le=1)
+    neighbours: int | None = Field(default=None, ge=2)
+    max_rows: int = Field(default=10**9, ge=1, le=2**40)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_training_keys(cls, raw: Any) -> Any:
+        if isinstance(raw, dict):
+            for key in ("clip_range", "bits"):
+                if key in raw:
+                    raise ValueError(
+                        f"'{key}' is a training setting; analytics encodes its statistics in a "
+                        "64-bit ring from the declared column bounds: remove it (set "
+                        "'max_rows' to bound the rows of one group across all parties instead)"
+                    )
+        return raw
+
+    @model_validator(mode="after")
+    def _degree(self) -> SecureAggregationSettings:
+        if self.neighbours is not None and self.variant is not SecAggVariant.SECAGG_PLUS:
+            raise ValueError(
+                "'neighbours' applies to variant = 'secagg+' only (plain secagg pairs every "
+                "party with every other)"
+            )
+        return self
+
+
 class PrivacySettings(_Strict):
     """Central DP on every released statistic; ``epsilon`` is the cost of one query."""
 
@@ -134,6 +178,7 @@ class PrivacySettings(_Strict):
     delta: float = Field(default=1e-6, gt=0, lt=1)
     accounting: AccountingMethod = AccountingMethod.RDP
     max_epsilon: float = Field(default=10.0, gt=0)
+    secure_aggregation: SecureAggregationSettings = Field(default_factory=SecureAggregationSettings)
 
     @model_validator(mode="after")
     def _one_scale(self) -> PrivacySettings:

@@ -16,7 +16,7 @@ touches one group only). Hence:
 The noise is drawn once per released statistic; everything after it (AVG = noisy sum / noisy
 count, ...) is post-processing and costs nothing. Threat model: the released answer is DP
 against its readers; the coordinator adds the noise, so it is trusted with the exact sums
-(each party's own statistics too, until secure aggregation replaces the plain sum).
+(and, unless ``[privacy.secure_aggregation]`` is on, with each party's own statistics).
 """
 
 from __future__ import annotations

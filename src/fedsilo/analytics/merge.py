@@ -1,9 +1,9 @@
-"""Summing the parties' statistic arrays: the one seam for secure aggregation.
+"""Summing the parties' statistic arrays in the clear (secure aggregation off).
 
-Today the coordinator receives every party's ``(groups, statistics)`` array in the clear and
-adds them (**sums: plain, secure aggregation not enabled**). :func:`sum_statistics` is the only
-place that combines them; secure aggregation replaces this function (the parties then send
-masked arrays and the coordinator learns only the sum), nothing else changes.
+Without ``[privacy.secure_aggregation]`` the coordinator receives every party's
+``(groups, statistics)`` array and adds them here (**sums: plain**). With it enabled,
+:func:`fedsilo.analytics.secure.secure_collect` replaces this function: the parties send
+masked encoded arrays and the coordinator learns only the sum.
 """
 
 from __future__ import annotations

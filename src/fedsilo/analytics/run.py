@@ -1,4 +1,4 @@
-"""Running one query: plan, budget check, exchange, plain sum, noise, post-processing.
+"""Running one query: plan, budget check, exchange, (secure) sum, noise, post-processing.
 
 :func:`run_query` is transport-agnostic: it sends one QUERY :class:`Message` per party through
 ``Transport.exchange`` (in-process simulation today, the gRPC deployment unchanged) and needs a
@@ -25,6 +25,7 @@ from fedsilo.analytics.ledger import Ledger
 from fedsilo.analytics.local import PartyTable
 from fedsilo.analytics.merge import SUMS_NOTICE, sum_statistics
 from fedsilo.analytics.plan import Block, QueryPlan, make_plan
+from fedsilo.analytics.secure import check_parties, secure_collect, secure_notice
 from fedsilo.analytics.sql import Agg, Aggregate, parse_query
 from fedsilo.errors import ConfigError, ProtocolError
 from fedsilo.runtime.messages import Message, TaskKind
@@ -131,6 +132,7 @@ def run_query(
     plan = make_plan(query, job)
     noise = calibrate(plan, job.privacy)
     names = job.party_names()
+    check_parties(job, names)
     budgets = {p: job.budget(p) for p in names}
     ledger = Ledger(ledger_dir, job.privacy.delta, job.privacy.accounting)
     ledger.check(budgets, noise, sql)
@@ -151,7 +153,7 @@ def run_query(
         delta=noise.delta,
         noise_multiplier=noise.noise_multiplier,
         spent={p: (spent[p], budgets[p]) for p in names},
-        notices=notices(plan, job, noise, sum(result[1])),
+        notices=notices(plan, job, noise, sum(result[1]), len(names)),
     )
 
 
@@ -167,12 +169,16 @@ def public_job(job: AnalyticsJob) -> dict[str, Any]:
 def collect(
     plan: QueryPlan, job: AnalyticsJob, transport: Transport, names: list[str], *, sql: str = ""
 ) -> np.ndarray:
-    """Ask every party for its statistics; return their sum (the secure-aggregation seam).
+    """Ask every party for its statistics; return their sum.
 
-    The task carries the plan, the public job (a deployed party re-checks the plan against its
+    In the clear (:func:`~fedsilo.analytics.merge.sum_statistics`), or, when the job enables
+    ``[privacy.secure_aggregation]``, by :func:`~fedsilo.analytics.secure.secure_collect`
+    (the coordinator then receives no party's statistics, only their sum). The task carries the plan, the public job (a deployed party re-checks the plan against its
     schema and prices the query against its own budget) and the SQL text (for its ledger).
     """
     body = {"plan": plan.to_json(), "job": public_job(job), "sql": sql}
+    if job.privacy.secure_aggregation.enabled:
+        return secure_collect(plan, job, transport, names, body)
     task = Message(TaskKind.QUERY, job.name, 0, "coordinator", body)
     gathered = transport.exchange({n: task for n in names}, timeout_s=job.timeout_s)
     failures = dict(gathered.failures)
@@ -297,8 +303,11 @@ def _cell(v: Any, sd: Any, lo: Any, hi: Any) -> Cell:
     return Cell(value, _num(sd), ci)
 
 
-def notices(plan: QueryPlan, job: AnalyticsJob, noise: NoisePlan, n_suppressed: int) -> list[str]:
-    out = [SUMS_NOTICE]
+def notices(
+    plan: QueryPlan, job: AnalyticsJob, noise: NoisePlan, n_suppressed: int, parties: int
+) -> list[str]:
+    secure = job.privacy.secure_aggregation.enabled
+    out = [secure_notice(job, parties) if secure else SUMS_NOTICE]
     clipped = [
         f"{c} to [{s.lower:g}, {s.upper:g}]"
         for c, s in plan.columns.items()
@@ -310,7 +319,10 @@ def notices(plan: QueryPlan, job: AnalyticsJob, noise: NoisePlan, n_suppressed: 
     if any(b.kind == "hist" for b in plan.blocks):
         out.append("histogram values outside the bin edges are counted in the first/last bin")
     if noise.mechanism is Mechanism.NONE:
-        out.append("no differential privacy: answers are exact (mechanism = 'none')")
+        out.append(
+            "no differential privacy: answers are exact (mechanism = 'none')"
+            + (" up to the fixed-point error above" if secure else "")
+        )
     else:
         out.append(
             f"{noise.mechanism.value} noise per statistic; 95% intervals by parametric bootstrap "

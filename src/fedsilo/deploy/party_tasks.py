@@ -12,7 +12,12 @@ itself from the plan and the job's privacy settings (it does not take the coordi
 for it), and checks it against its **own** ledger and ``[analytics] max_epsilon``. A query
 over that budget is refused with an error reply naming the party; an answered query is charged
 to the party's ledger when the statistics leave (whether or not the coordinator releases an
-answer: the conservative choice).
+answer: the conservative choice). Under ``[privacy.secure_aggregation]`` the query is several
+QUERY steps (:mod:`fedsilo.analytics.secure`): the budget is checked at step ``keys`` (before
+the statistics are computed) and again at step ``mask``, and charged when the masked
+statistics leave at step ``mask`` (from then on the other parties' reveals suffice for the
+coordinator to unmask a sum that includes them); later steps go to the agent, keyed by query
+id, that holds the query's protocol state.
 """
 
 from __future__ import annotations
@@ -20,17 +25,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from fedsilo.analytics.config import AnalyticsJob
-from fedsilo.analytics.dp import calibrate
+from fedsilo.analytics.dp import NoisePlan, calibrate
 from fedsilo.analytics.handler import AnalyticsAgent
 from fedsilo.analytics.ledger import Ledger
 from fedsilo.analytics.local import PartyTable
 from fedsilo.analytics.plan import QueryPlan
+from fedsilo.analytics.secure import MAX_PENDING, secure_spec
 from fedsilo.errors import FedsiloError, ProtocolError
 from fedsilo.runtime.messages import Message, TaskKind
 from fedsilo.runtime.transport import Handler
@@ -63,6 +72,17 @@ class TaskRouter:
         return self._training.handle(data)  # also answers malformed tasks with an error
 
 
+@dataclass(frozen=True)
+class _Charge:
+    """What a query will charge, and the agent holding its secure-aggregation state."""
+
+    agent: AnalyticsAgent
+    ledger: Ledger
+    noise: NoisePlan
+    budgets: dict[str, float]
+    sql: str
+
+
 class PartyAnalytics:
     """Answers QUERY tasks over this party's analytics tables, within its own budget."""
 
@@ -74,6 +94,8 @@ class PartyAnalytics:
         self._ledger_dir = ledger_dir
         self._max_epsilon = max_epsilon
         self._agents: dict[str, AnalyticsAgent] = {}  # per job (schema digest): one connection
+        self._pending: OrderedDict[str, _Charge] = OrderedDict()  # secure queries, by query id
+        self._lock = threading.Lock()
 
     def handle(self, data: bytes) -> bytes:
         try:
@@ -81,6 +103,9 @@ class PartyAnalytics:
         except ProtocolError as exc:
             return self._error("", -1, f"malformed task: {exc}", "ProtocolError")
         try:
+            spec = secure_spec(task.body)
+            if spec is not None and spec["step"] != "keys":
+                return self._secure_step(task, spec, data)
             job, plan, sql = self._parse(task)
             agent = self._agent(job)
             ledger = Ledger(self._ledger_dir, job.privacy.delta, job.privacy.accounting)
@@ -91,15 +116,51 @@ class PartyAnalytics:
             log.warning("party %s refused a query: %s", self.name, exc)
             return self._error(task.job_id, task.round, str(exc), type(exc).__name__)
         reply = agent.handle(data)
-        if Message.decode(reply).error is None:
-            spent = ledger.charge(budgets, noise, sql)[self.name]
-            log.info(
-                "party %s answered a query; epsilon spent %.4g of %g",
-                self.name,
-                spent,
-                self._max_epsilon,
-            )
+        if Message.decode(reply).error is not None:
+            return reply
+        if spec is None:
+            self._charge(_Charge(agent, ledger, noise, budgets, sql))
+        else:  # secure aggregation: charged when the masked statistics leave (step 'mask')
+            with self._lock:
+                self._pending[str(spec["query"])] = _Charge(agent, ledger, noise, budgets, sql)
+                while len(self._pending) > MAX_PENDING:
+                    self._pending.popitem(last=False)
         return reply
+
+    def _secure_step(self, task: Message, spec: dict[str, Any], data: bytes) -> bytes:
+        """A later secure-aggregation step: to the agent that started the query."""
+        query, step = str(spec.get("query")), str(spec["step"])
+        with self._lock:
+            pending = self._pending.get(query)
+        if pending is None:
+            raise ProtocolError(
+                f"party '{self.name}': no query {query} in progress (step '{step}' arrived "
+                "without its 'keys' step, or the party process restarted)"
+            )
+        if step == "mask":  # re-check: another query may have spent budget in between
+            try:
+                pending.ledger.check(pending.budgets, pending.noise, pending.sql)
+            except FedsiloError:
+                with self._lock:
+                    self._pending.pop(query, None)
+                raise
+        reply = pending.agent.handle(data)
+        failed = Message.decode(reply).error is not None
+        if step == "mask" and not failed:
+            self._charge(pending)
+        if step == "unmask" or failed:
+            with self._lock:
+                self._pending.pop(query, None)
+        return reply
+
+    def _charge(self, c: _Charge) -> None:
+        spent = c.ledger.charge(c.budgets, c.noise, c.sql)[self.name]
+        log.info(
+            "party %s answered a query; epsilon spent %.4g of %g",
+            self.name,
+            spent,
+            self._max_epsilon,
+        )
 
     def _parse(self, task: Message) -> tuple[AnalyticsJob, QueryPlan, str]:
         try:

@@ -9,7 +9,6 @@ or 1 under client DP), never the update, the example count or the loss in the cl
 
 from __future__ import annotations
 
-import base64
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -19,23 +18,13 @@ import numpy as np
 from fedsilo.errors import ProtocolError
 from fedsilo.models import flatten, unflatten
 from fedsilo.privacy.dp_fedavg import clip_update
-from fedsilo.privacy.secagg.protocol import PartyRound, RoundSetup
+from fedsilo.privacy.secagg import wire
+from fedsilo.privacy.secagg.protocol import PartyRound
 from fedsilo.privacy.secagg.quantize import Quantizer
 from fedsilo.runtime.messages import Message, TaskKind
 
 Reply = tuple[dict[str, Any], dict[str, np.ndarray]]
 Trainer = Callable[[Message], Reply]
-
-
-def b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode()
-
-
-def unb64(text: object) -> bytes:
-    try:
-        return base64.b64decode(str(text), validate=True)
-    except ValueError:
-        raise ProtocolError("a ciphertext is not valid base64") from None
 
 
 def private_vector(
@@ -75,40 +64,20 @@ class PrivateParty:
 
     def handle(self, task: Message) -> dict[str, Any]:
         if task.kind is TaskKind.SECAGG_KEYS:
-            b = task.body
-            neighbours = tuple(str(v) for v in b["neighbours"])
-            threshold = int(b["threshold"])
-            if not (2 <= threshold <= len(neighbours) + 1):
-                raise ProtocolError(
-                    f"party '{self.name}' refuses threshold {threshold} for "
-                    f"{len(neighbours) + 1} shareholders (must be at least 2)"
-                )
-            setup = RoundSetup(
-                tag=str(b["tag"]).encode(),
-                ids={str(k): int(v) for k, v in b["ids"].items()},
-                neighbours={self.name: neighbours},
-                threshold=threshold,
-                bits=int(b["bits"]),
-                length=int(b["length"]),
-            )
+            setup = wire.setup_from_body(self.name, task.body)
             # Only the current round is kept: older state is useless and holds secrets.
             self._rounds = {k: r for k, r in self._rounds.items() if k[0] == task.round}
             state = PartyRound(self.name, setup)
-            self._rounds[(task.round, int(b["attempt"]))] = state
-            c_pk, s_pk = state.advertise()
-            return {"c": c_pk.hex(), "s": s_pk.hex()}
+            self._rounds[(task.round, int(task.body["attempt"]))] = state
+            return wire.keys_reply(state)
         if task.kind is TaskKind.SECAGG_SHARES:
-            peer = {
-                str(v): (bytes.fromhex(k[0]), bytes.fromhex(k[1]))
-                for v, k in task.body["keys"].items()
-            }
-            out = self._round(task).share(peer)
-            return {"shares": {v: b64(blob) for v, blob in out.items()}}
+            out = self._round(task).share(wire.parse_keys_body(task.body))
+            return wire.shares_reply(out)
         if task.kind is TaskKind.SECAGG_UNMASK:
             state = self._round(task)
             reveal = state.unmask(task.body["survivors"], task.body["dropped"])
             self._rounds.pop((task.round, int(task.body["attempt"])), None)
-            return {"reveal": {v: [kind, x, format(y, "x")] for v, (kind, x, y) in reveal.items()}}
+            return wire.reveal_reply(reveal)
         raise ProtocolError(
             f"party '{self.name}': {task.kind.value} is not a secure-aggregation step"
         )
@@ -129,5 +98,5 @@ class PrivateParty:
         state = self._round(task)
         quant = Quantizer(float(sa["clip_range"]), int(sa["bits"]), int(sa["max_parties"]))
         encoded = quant.encode(vector, np.random.default_rng(int(sa["quant_seed"])))
-        shares = {str(v): unb64(c) for v, c in sa["shares"].items()}
+        shares = wire.decode_ciphertexts(sa["shares"])
         return spend, {"masked": state.mask(shares, encoded)}

@@ -24,14 +24,8 @@ from fedsilo.config import JobConfig, SecAggVariant
 from fedsilo.errors import ProtocolError, RoundFailedError
 from fedsilo.models import Params, check_params, flatten
 from fedsilo.privacy.dp_fedavg import ClientDP
-from fedsilo.privacy.secagg.party_side import b64, unb64
-from fedsilo.privacy.secagg.protocol import (
-    RoundSetup,
-    ServerRound,
-    default_degree,
-    neighbour_graph,
-    threshold_for,
-)
+from fedsilo.privacy.secagg import wire
+from fedsilo.privacy.secagg.protocol import ServerRound
 from fedsilo.privacy.secagg.quantize import Quantizer
 from fedsilo.runtime.messages import Message, TaskKind
 from fedsilo.runtime.seeds import derive_seed
@@ -232,21 +226,17 @@ class PrivateRounds:
     ) -> _Sum:
         cfg = self.job.privacy.secure_aggregation
         n = len(selected)
-        plus = cfg.variant is SecAggVariant.SECAGG_PLUS
-        degree = (cfg.neighbours or default_degree(n)) if plus else n - 1
-        graph = neighbour_graph(
-            selected, degree, derive_seed(self.job.seed, "secagg-graph", rnd, attempt)
-        )
-        k = min(len(v) for v in graph.values())
         tag = f"{self.job.name}|{rnd}|{attempt}"
         length = flatten(params).size + _EXTRA
-        rs = RoundSetup(
-            tag.encode(),
-            {p: i + 1 for i, p in enumerate(selected)},
-            graph,
-            threshold_for(k + 1, cfg.threshold),
-            cfg.bits,
-            length,
+        rs = wire.plan_round(
+            selected,
+            plus=cfg.variant is SecAggVariant.SECAGG_PLUS,
+            neighbours=cfg.neighbours,
+            threshold=cfg.threshold,
+            bits=cfg.bits,
+            length=length,
+            tag=tag,
+            graph_seed=derive_seed(self.job.seed, "secagg-graph", rnd, attempt),
         )
         server = ServerRound(rs)
         quant = Quantizer(cfg.clip_range, cfg.bits, n)
@@ -259,43 +249,22 @@ class PrivateRounds:
             )
 
         # 0: advertise keys
-        tasks = {
-            p: task(
-                TaskKind.SECAGG_KEYS,
-                p,
-                {
-                    "tag": tag,
-                    "neighbours": list(graph[p]),
-                    "threshold": rs.threshold,
-                    "bits": cfg.bits,
-                    "length": length,
-                    "ids": {q: rs.ids[q] for q in (*graph[p], p)},
-                },
-            )
-            for p in selected
-        }
+        tasks = {p: task(TaskKind.SECAGG_KEYS, p, wire.setup_body(rs, p)) for p in selected}
         advertised = {}
         for p, r in self._exchange(transport, tasks, failures, "secagg keys").items():
             try:
-                advertised[p] = (bytes.fromhex(str(r.body["c"])), bytes.fromhex(str(r.body["s"])))
-            except (KeyError, ValueError) as exc:
-                failures[p] = f"secagg keys: malformed reply ({exc})"
+                advertised[p] = wire.parse_keys_reply(r.body)
+            except ProtocolError as exc:
+                failures[p] = f"secagg keys: {exc}"
         routed = server.route_keys(advertised)
         # 1: share keys (ciphertexts relayed)
-        tasks = {
-            p: task(
-                TaskKind.SECAGG_SHARES,
-                p,
-                {"keys": {v: [c.hex(), s.hex()] for v, (c, s) in ks.items()}},
-            )
-            for p, ks in routed.items()
-        }
+        tasks = {p: task(TaskKind.SECAGG_SHARES, p, wire.keys_body(ks)) for p, ks in routed.items()}
         sent = {}
         for p, r in self._exchange(transport, tasks, failures, "secagg shares").items():
             try:
-                sent[p] = {str(v): unb64(c) for v, c in dict(r.body["shares"]).items()}
-            except (KeyError, ValueError, TypeError, ProtocolError) as exc:
-                failures[p] = f"secagg shares: malformed reply ({exc})"
+                sent[p] = wire.parse_shares_reply(r.body)
+            except ProtocolError as exc:
+                failures[p] = f"secagg shares: {exc}"
         inbox = server.route_shares(sent)
         # 2: train and send the masked input
         opts = self._options(n, selected, setup)
@@ -306,7 +275,7 @@ class PrivateRounds:
                 "bits": cfg.bits,
                 "max_parties": n,
                 "quant_seed": derive_seed(self.job.seed, "secagg-quant", rnd, attempt, rs.ids[p]),
-                "shares": {v: b64(c) for v, c in box.items()},
+                "shares": wire.encode_ciphertexts(box),
             }
             tasks[p] = task(
                 TaskKind.FIT,
@@ -323,19 +292,13 @@ class PrivateRounds:
                 masked[p] = y
         survivors, dropped = server.collect(masked)
         # 3: unmask
-        tasks = {}
-        for p in survivors:
-            alive, gone = server.unmask_request(p)
-            tasks[p] = task(TaskKind.SECAGG_UNMASK, p, {"survivors": alive, "dropped": gone})
+        tasks = {p: task(TaskKind.SECAGG_UNMASK, p, wire.unmask_body(server, p)) for p in survivors}
         reveals = {}
         for p, r in self._exchange(transport, tasks, failures, "secagg unmask").items():
             try:
-                reveals[p] = {
-                    str(v): (str(kd), int(x), int(str(y), 16))
-                    for v, (kd, x, y) in dict(r.body["reveal"]).items()
-                }
-            except (KeyError, ValueError, TypeError) as exc:
-                failures[p] = f"secagg unmask: malformed reply ({exc})"
+                reveals[p] = wire.parse_reveal_reply(r.body)
+            except ProtocolError as exc:
+                failures[p] = f"secagg unmask: {exc}"
         total = server.unmask(reveals)
         for p in dropped:
             failures.setdefault(p, "dropped after sharing keys; its masks were removed")
