@@ -176,6 +176,21 @@ def test_agent_answers_malformed_and_out_of_order_tasks_with_errors(tmp_path: Pa
     )
     assert tampered.error is not None  # a bad request is an error reply, not a crash
 
+    # A deployed party never writes outside its models directory, whatever the job id says.
+    deployed = VerticalPartyAgent("shop", path=paths["shop"], models_dir=tmp_path / "models")
+    body = {"party": {"id_column": "customer"}, "guest": "bank", "hosts": ["shop"], "seed": 1}
+    for job_id in ("../../escape", "ok-job"):
+        opened = Message.decode(
+            deployed.handle(Message(TaskKind.PSI_OPEN, job_id, 0, "c", body).encode())
+        )
+        assert opened.error is None
+        saved = Message.decode(
+            deployed.handle(Message(TaskKind.VERTICAL_SAVE, job_id, 0, "c").encode())
+        )
+        assert saved.error is not None
+        assert ("not a safe name" in saved.error) == (job_id != "ok-job")
+    assert not (tmp_path / "escape").exists()
+
 
 def test_too_few_shared_customers_is_a_clear_error(tmp_path: Path) -> None:
     paths = _three_party_files(tmp_path)

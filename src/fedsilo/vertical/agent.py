@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from fedsilo.vertical.sb_role import SecureBoostRole
 log = logging.getLogger(__name__)
 
 MIN_ALIGNED = 10
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _PSI_KINDS = {
     TaskKind.PSI_OPEN,
     TaskKind.PSI_REQUEST,
@@ -341,6 +343,9 @@ class VerticalPartyAgent:
 
     def _save(self, msg: Message) -> Message:
         self._need_open(msg)
+        unsafe = not _SAFE_NAME.fullmatch(msg.job_id) or ".." in msg.job_id
+        if self._models_dir is not None and unsafe:
+            raise ProtocolError(f"party {self.name!r}: job id {msg.job_id!r} is not a safe name")
         if self.role is None:
             raise ProtocolError(f"party {self.name!r}: vertical_save before training")
         if self._models_dir is None:
