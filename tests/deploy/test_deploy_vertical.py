@@ -109,14 +109,17 @@ def test_vertical_jobs_over_grpc_match_the_simulation(tmp_path: Path) -> None:
     assert len(sb["seconds_per_tree"]) == 3  # type: ignore[arg-type]
     assert sb["test"]["auc"] > 0.95  # type: ignore[index]
 
-    # Hetero LR, CKKS: every run draws fresh encryption noise (~1e-5 per value, weights agree
-    # to ~1e-4 between runs, tests/vertical/test_hetero_lr.py), so a held-out score moves by
-    # ~1e-4: AUC/KS change only if two scores that close swap; losses agree to 1e-3.
+    # Hetero LR, CKKS: every run draws fresh encryption noise (~1e-5 per value; weights agree
+    # to ~1e-4 between runs, tests/vertical/test_hetero_lr.py), so held-out scores move by
+    # ~1e-5..1e-4 (measured: log loss 3e-7 apart, epoch losses 4e-6). The continuous measures
+    # get 1e-4; the rank/threshold metrics change only if two scores that close swap or one
+    # sits that close to 0.5 (measured equal), so they get a small absolute slack.
     sim_lr = _simulated(LR_JOB, files)
     assert lr["alignment"] == sim_lr["alignment"]
+    assert lr["test"]["log_loss"] == pytest.approx(sim_lr["test"]["log_loss"], abs=1e-4)  # type: ignore[index]
     for key in ("auc", "ks", "accuracy", "f1"):
         assert lr["test"][key] == pytest.approx(sim_lr["test"][key], abs=0.01), key  # type: ignore[index]
-    assert lr["loss_per_epoch"] == pytest.approx(sim_lr["loss_per_epoch"], abs=1e-3)
+    assert lr["loss_per_epoch"] == pytest.approx(sim_lr["loss_per_epoch"], abs=1e-4)
     assert lr["test"]["auc"] > 0.95  # type: ignore[index]
 
     # Who stores what: the server has metrics and report only; each party its own part.
