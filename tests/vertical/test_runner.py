@@ -270,3 +270,29 @@ def test_hetero_lr_job_saves_each_party_part(tmp_path: Path) -> None:
     assert doc["train"] is None and doc["baseline"] is None
     assert load_file(str(out["model:shop"]))["weights"].shape == (10,)
     assert load_file(str(out["model:bank"]))["weights"].shape == (11,)  # + intercept
+
+
+class Tampering(InProcessTransport):
+    """A relay that flips one bit of the guest's sealed PSI finish message for ``shop``."""
+
+    def exchange(self, tasks: Any, *, timeout_s: float) -> Gathered:
+        got = super().exchange(tasks, timeout_s=timeout_s)
+        reply = got.replies.get("bank")
+        if reply is not None and reply.kind is TaskKind.PSI_INTERSECT:
+            arrays = dict(reply.arrays)
+            sealed = arrays["to:shop"].copy()
+            sealed[-1] ^= 1
+            arrays["to:shop"] = sealed
+            got.replies["bank"] = Message(
+                reply.kind, reply.job_id, reply.round, reply.sender, reply.body, arrays
+            )
+        return got
+
+
+def test_a_tampering_relay_is_caught_by_the_host(tmp_path: Path) -> None:
+    paths = _three_party_files(tmp_path)
+    job = parse_vertical_job(_job(paths))
+    agents = {p.name: VerticalPartyAgent.from_config(p) for p in job.parties}
+    with pytest.raises(RoundFailedError, match=r"'shop'.*failed authentication"):
+        VerticalRunner(job, Tampering(agents)).align()
+    assert agents["shop"].aligned is None and agents["telco"].aligned is not None

@@ -48,6 +48,14 @@ class VerticalResult:
         return self.outcome.history.get("loss_per_epoch", [])
 
     @property
+    def epoch_seconds(self) -> list[float]:
+        return self.outcome.history.get("seconds_per_epoch", [])
+
+    @property
+    def converged(self) -> bool | None:
+        return self.outcome.converged
+
+    @property
     def alignment(self) -> dict[str, Any]:
         return self.outcome.alignment.report()
 

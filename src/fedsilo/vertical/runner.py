@@ -94,9 +94,19 @@ def heldout_split(seed: int, aligned: int, test_fraction: float) -> tuple[IntArr
 
 
 def _metrics(value: object, what: str) -> dict[str, float]:
-    if not isinstance(value, dict):
-        raise ProtocolError(f"the guest returned no {what} metrics")
+    if not isinstance(value, dict) or not all(_is_number(v) for v in value.values()):
+        raise ProtocolError(f"the guest returned no (or malformed) {what} metrics")
     return {str(k): float(v) for k, v in value.items()}
+
+
+def _floats(value: object, what: str) -> list[float]:
+    if not isinstance(value, list) or not all(_is_number(v) for v in value):
+        raise ProtocolError(f"the guest returned a malformed {what}")
+    return [float(v) for v in value]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class VerticalRunner:
@@ -311,8 +321,8 @@ class VerticalRunner:
             start={"phase": "predict"},
         )
         history = {
-            "train_loss_per_tree": [float(v) for v in done.body.get("train_loss_per_tree", [])],
-            "valid_loss_per_tree": [float(v) for v in done.body.get("valid_loss_per_tree", [])],
+            "train_loss_per_tree": _floats(done.body.get("train_loss_per_tree"), "loss list"),
+            "valid_loss_per_tree": _floats(done.body.get("valid_loss_per_tree"), "loss list"),
             "seconds_per_tree": seconds,
         }
         n_trees = done.body.get("n_trees")
