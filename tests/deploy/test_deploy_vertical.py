@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ from safetensors.numpy import load_file
 from fedsilo.deploy.client import AdminCallError
 from fedsilo.vertical.config import parse_vertical_job
 from fedsilo.vertical.simulation import simulate_vertical
-from tests.deploy.harness import Deployment, deployment, job_done
+from tests.deploy.harness import ADMIN_TOKEN, FAST, SOURCES, Deployment, deployment, job_done
 from tests.vertical.conftest import _make_data
 
 pytestmark = pytest.mark.slow
@@ -74,12 +77,32 @@ def _simulated(text: str, files: dict[str, Path]) -> dict[str, object]:
     return simulate_vertical(parse_vertical_job(tomllib.loads(raw))).metrics_json()
 
 
-def _run(dep: Deployment, text: str) -> tuple[str, dict[str, object]]:
-    admin = dep.admin()
-    try:
-        job_id = admin.submit(text)
-    finally:
-        admin.close()
+def _submit_cli(dep: Deployment, text: str) -> str:
+    """``fedsilo submit job.toml --server ADDR`` as an operator would type it."""
+    path = dep.root / "vertical_job.toml"
+    path.write_text(text)
+    tls = ["--ca", str(dep.root / "ca" / "ca.pem"), "--cert", str(dep.certs / "admin.pem")]
+    tls += ["--key", str(dep.certs / "admin.key")]
+    cli = subprocess.run(
+        [sys.executable, "-m", "fedsilo.cli", "submit", str(path), "--server", dep.address, *tls],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **FAST, "FEDSILO_ADMIN_TOKEN": ADMIN_TOKEN, "PYTHONPATH": SOURCES},
+        timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    return cli.stdout.strip().splitlines()[-1]
+
+
+def _run(dep: Deployment, text: str, *, cli: bool = False) -> tuple[str, dict[str, object]]:
+    if cli:
+        job_id = _submit_cli(dep, text)
+    else:
+        admin = dep.admin()
+        try:
+            job_id = admin.submit(text)
+        finally:
+            admin.close()
     dep.wait_status(job_done(job_id), timeout_s=300)
     doc = json.loads((dep.root / "server" / job_id / "metrics.json").read_text())
     return job_id, doc
@@ -98,7 +121,7 @@ def test_vertical_jobs_over_grpc_match_the_simulation(tmp_path: Path) -> None:
             dep.start_party(p)
         dep.wait_status(lambda s: sum(p.online for p in s.parties) == 2)
 
-        sb_id, sb = _run(dep, SB_JOB)
+        sb_id, sb = _run(dep, SB_JOB, cli=True)
         lr_id, lr = _run(dep, LR_JOB)
 
     # SecureBoost, Paillier: the deployment reproduces the simulation exactly.
