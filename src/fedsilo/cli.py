@@ -322,7 +322,7 @@ def submit(
     cert: Annotated[Path | None, _CERT_OPT] = None,
     key: Annotated[Path | None, _KEY_OPT] = None,
 ) -> None:
-    """Submit a horizontal job to a running server; prints the job id."""
+    """Submit a job (horizontal, or kind = "vertical") to a running server; prints the job id."""
     try:
         try:
             text = job_file.read_text(encoding="utf-8")

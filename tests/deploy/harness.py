@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+import fedsilo
 from fedsilo.data.builtin import load_builtin
 from fedsilo.deploy.certs import init_ca, issue
 from fedsilo.deploy.client import AdminClient
@@ -24,6 +25,9 @@ from fedsilo.deploy.proto import fedsilo_pb2 as pb
 PARTIES = ("org-a", "org-b", "org-c")
 ADMIN_TOKEN = "admin-secret"
 FAST = {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# Child processes import the same fedsilo sources as the tests (a worktree run with
+# PYTHONPATH=src, or the editable install in CI).
+SOURCES = str(Path(fedsilo.__file__).resolve().parents[1])
 
 
 def token(party: str) -> str:
@@ -133,15 +137,16 @@ class Deployment:
         path.write_text("\n".join(lines) + "\n")
         return path
 
-    def write_party(self, party: str, data: Path, extra: str = "") -> Path:
+    def write_party(self, party: str, data: Path | None, extra: str = "") -> Path:
         lines = [
             f'name = "{party}"',
             f'server = "{self.address}"',
             f'token = "{token(party)}"',
-            f'data = "{data}"',
             f'ca = "{self.root / "ca" / "ca.pem"}"',
             "max_backoff_s = 1.0",
         ]
+        if data is not None:
+            lines.append(f'data = "{data}"')
         if self.mtls:
             lines += [
                 f'cert = "{self.certs / (party + ".pem")}"',
@@ -157,7 +162,7 @@ class Deployment:
             [sys.executable, "-m", "fedsilo.cli", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **FAST},
+            env={**os.environ, **FAST, "PYTHONPATH": _pythonpath()},
         )
         self.procs[key] = proc
         return proc
@@ -215,6 +220,11 @@ class Deployment:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _pythonpath() -> str:
+    rest = os.environ.get("PYTHONPATH")
+    return SOURCES if not rest else f"{SOURCES}{os.pathsep}{rest}"
 
 
 @contextmanager

@@ -37,6 +37,13 @@
     [analytics.tables]
     transactions = "data/bank_a_transactions.csv"   # analytics table name -> local file
 
+    [vertical]                           # optional: take part in vertical jobs
+    data = "data/bank_a_customers.csv"   # this party's columns; the job names id/label columns
+    models = "models"                    # its own model parts: models/<job id>/<name>.*
+
+``data`` (horizontal training rows) may be left out by a party that only answers vertical
+jobs or analytics queries.
+
 Relative paths are resolved against the directory of the TOML file.
 """
 
@@ -131,10 +138,17 @@ class PartyAnalyticsConfig(_Strict):
     max_epsilon: float = Field(default=10.0, gt=0)
 
 
+class PartyVerticalConfig(_Strict):
+    """This party's table for vertical jobs; the job names its ID column, label, features."""
+
+    data: Path | None = None  # CSV or Parquet, one row per customer
+    models: Path | None = None  # default: <data file directory>/models-<name>
+
+
 class PartyProcessConfig(_Strict):
     name: str = Field(min_length=1, max_length=64, pattern=PARTY_NAME)
     server: str
-    data: Path
+    data: Path | None = None  # horizontal training data; optional for vertical/analytics only
     token: str | None = None
     token_file: Path | None = None
     ca: Path | None = None
@@ -145,9 +159,15 @@ class PartyProcessConfig(_Strict):
     max_message_mb: float = Field(default=256.0, gt=0)
     privacy: PartyPrivacyConfig = Field(default_factory=PartyPrivacyConfig)
     analytics: PartyAnalyticsConfig = Field(default_factory=PartyAnalyticsConfig)
+    vertical: PartyVerticalConfig = Field(default_factory=PartyVerticalConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> PartyProcessConfig:
+        if self.data is None and self.vertical.data is None and not self.analytics.tables:
+            raise ValueError(
+                "the party has no data: give `data` (horizontal training), [vertical] data "
+                "(vertical jobs) and/or [analytics.tables] (queries)"
+            )
         if self.token is not None and self.token_file is not None:
             raise ValueError("give token or token_file, not both")
         if (self.cert is None) != (self.key is None):
@@ -159,7 +179,19 @@ class PartyProcessConfig(_Strict):
         """Where this party keeps its own analytics ledger."""
         if self.analytics.ledger is not None:
             return self.analytics.ledger
-        return self.data.parent / f"ledger-{self.name}"
+        return self._data_dir / f"ledger-{self.name}"
+
+    @property
+    def _data_dir(self) -> Path:
+        first = self.data or self.vertical.data or next(iter(self.analytics.tables.values()))
+        return first.parent
+
+    @property
+    def models_dir(self) -> Path:
+        """Where this party keeps its own parts of vertical models (one folder per job)."""
+        if self.vertical.models is not None:
+            return self.vertical.models
+        return self._data_dir / f"models-{self.name}"
 
     def read_token(self) -> str | None:
         if self.token_file is None:
@@ -189,6 +221,7 @@ _PATH_KEYS = {
     "ca",
     "audit_log",
     "ledger",
+    "models",
 }
 
 

@@ -3,7 +3,8 @@
 A deployment job is the same TOML as a simulation job. Its ``[[parties]]`` name the
 organizations that take part; their ``path`` entries, if any, are ignored by the server (each
 party's data path lives in its own ``party.toml``). Without ``[[parties]]`` the job runs over
-every registered, unrevoked party. Jobs run one at a time, in submission order, with the same
+every registered, unrevoked party. Vertical jobs (``kind = "vertical"``) are handled by
+:mod:`fedsilo.deploy.vertical_jobs`. Jobs run one at a time, in submission order, with the same
 :class:`~fedsilo.runtime.coordinator.Coordinator` the simulation uses; results land in
 ``<run_dir>/<job_id>/`` exactly as ``fedsilo simulate --out`` writes them. Every job and
 completed round is in the :class:`~fedsilo.runtime.store.JobStore` (``<run_dir>/state.sqlite``):
@@ -25,11 +26,19 @@ from typing import Any
 from fedsilo.config import JobConfig, parse_job
 from fedsilo.deploy.grpc_transport import GrpcTransport, PartyBoard
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
+from fedsilo.deploy.vertical_jobs import (
+    is_vertical_toml,
+    parse_deploy_vertical_job,
+    planned_rounds,
+    run_vertical_job,
+    wait_for_all,
+)
 from fedsilo.errors import ConfigError, FedsiloError
 from fedsilo.results import Result
 from fedsilo.runtime.coordinator import Coordinator, RoundRecord
 from fedsilo.runtime.store import JobStatus, JobStore
 from fedsilo.runtime.store import new_job_id as store_job_id
+from fedsilo.vertical.config import VerticalJobConfig
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +68,7 @@ def parse_deploy_job(text: str, *, source: str, registered: list[str]) -> JobCon
 @dataclass
 class JobRecord:
     job_id: str
-    job: JobConfig
+    job: JobConfig | VerticalJobConfig
     toml: str
     status: str = "queued"
     round: int = 0
@@ -72,7 +81,9 @@ class JobRecord:
             name=self.job.name,
             status=self.status,
             round=self.round,
-            rounds=self.job.rounds,
+            rounds=(
+                self.job.rounds if isinstance(self.job, JobConfig) else planned_rounds(self.job)
+            ),
             error=self.error,
             run_dir=str(self.run_dir or ""),
         )
@@ -128,9 +139,14 @@ class JobRunner:
             self._lock.notify_all()
 
     def submit(self, job_toml: str, *, source: str = "submitted job") -> str:
-        job = parse_deploy_job(job_toml, source=source, registered=self._registered)
-        record = JobRecord(new_job_id(job.name), job, job_toml)
-        self._store.create_job(record.job_id, job, config_text=job_toml)
+        job: JobConfig | VerticalJobConfig
+        if is_vertical_toml(job_toml):  # not in the store: vertical jobs do not resume
+            job = parse_deploy_vertical_job(job_toml, source=source, registered=self._registered)
+            record = JobRecord(new_job_id(job.name), job, job_toml)
+        else:
+            job = parse_deploy_job(job_toml, source=source, registered=self._registered)
+            record = JobRecord(new_job_id(job.name), job, job_toml)
+            self._store.create_job(record.job_id, job, config_text=job_toml)
         with self._lock:
             self._jobs.append(record)
             self._lock.notify_all()
@@ -161,7 +177,7 @@ class JobRunner:
             except Exception as exc:  # the server outlives any one job
                 record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
                 log.exception("job %s crashed", record.job_id)
-            if record.status == "failed":
+            if record.status == "failed" and isinstance(record.job, JobConfig):
                 row = self._store.get_job(record.job_id)
                 if row is not None and row.status is JobStatus.RUNNING:
                     self._store.set_status(record.job_id, JobStatus.FAILED, error=record.error)
@@ -185,6 +201,9 @@ class JobRunner:
             time.sleep(0.2)
 
     def _run(self, record: JobRecord) -> None:
+        if isinstance(record.job, VerticalJobConfig):
+            self._run_vertical(record, record.job)
+            return
         job = record.job
         started = time.monotonic()
         parties = self._wait_for_parties(job)
@@ -216,3 +235,17 @@ class JobRunner:
         record.run_dir = out
         record.status = "done"
         log.info("job %s done; results in %s", record.job_id, out)
+
+    def _run_vertical(self, record: JobRecord, job: VerticalJobConfig) -> None:
+        wait_for_all(self._board, job, self._wait_s, self._stop.is_set)
+        log.info("job %s: vertical %s starting", record.job_id, job.algorithm.value)
+
+        def progress(done: int) -> None:
+            record.round = done
+            log.info("job %s: %d/%d done", record.job_id, done, planned_rounds(job))
+
+        out = self._run_dir / record.job_id
+        run_vertical_job(job, self._board, job_id=record.job_id, out=out, on_progress=progress)
+        record.run_dir = out
+        record.status = "done"
+        log.info("job %s done; metrics in %s (model parts stay at the parties)", record.job_id, out)

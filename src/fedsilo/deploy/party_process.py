@@ -31,6 +31,7 @@ from fedsilo.errors import ConfigError, FedsiloError
 from fedsilo.privacy.guard import PartyPrivacy
 from fedsilo.runtime.party import LocalData, PartyAgent
 from fedsilo.runtime.transport import Handler
+from fedsilo.vertical.agent import VerticalPartyAgent
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +98,17 @@ def load_agent(config: PartyProcessConfig) -> Handler:
 
     Training tasks go to a :class:`PartyAgent` with the party's own privacy settings
     (``[privacy]``: record-DP budget, audit log); QUERY tasks to its analytics tables
-    (``[analytics]``), if it declares any.
+    (``[analytics]``), if it declares any; vertical tasks to a
+    :class:`~fedsilo.vertical.agent.VerticalPartyAgent` over ``[vertical] data`` (it keeps its
+    model parts under ``[vertical] models``).
     """
-    table = read_party_table(config.data, party=config.name)
-    privacy = PartyPrivacy(
-        max_epsilon=config.privacy.max_epsilon, audit_log=config.privacy.audit_log
-    )
-    agent = PartyAgent(config.name, LocalData(str(config.data), table=table), privacy=privacy)
+    agent = None
+    if config.data is not None:
+        table = read_party_table(config.data, party=config.name)
+        privacy = PartyPrivacy(
+            max_epsilon=config.privacy.max_epsilon, audit_log=config.privacy.audit_log
+        )
+        agent = PartyAgent(config.name, LocalData(str(config.data), table=table), privacy=privacy)
     analytics = None
     if config.analytics.tables:
         for name, path in config.analytics.tables.items():
@@ -118,7 +123,17 @@ def load_agent(config: PartyProcessConfig) -> Handler:
             config.ledger_dir,
             config.analytics.max_epsilon,
         )
-    return TaskRouter(agent, analytics)
+    vertical = None
+    if config.vertical.data is not None:
+        if not config.vertical.data.is_file():
+            raise ConfigError(
+                f"party {config.name!r}: vertical data file {config.vertical.data} does not "
+                "exist; fix [vertical] data in party.toml"
+            )
+        vertical = VerticalPartyAgent(
+            config.name, path=config.vertical.data, models_dir=config.models_dir
+        )
+    return TaskRouter(agent, analytics, vertical, name=config.name)
 
 
 class PartyProcess:

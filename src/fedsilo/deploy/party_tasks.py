@@ -43,6 +43,7 @@ from fedsilo.analytics.secure import MAX_PENDING, secure_spec
 from fedsilo.errors import FedsiloError, ProtocolError
 from fedsilo.runtime.messages import Message, TaskKind
 from fedsilo.runtime.transport import Handler
+from fedsilo.vertical.agent import VERTICAL_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +61,47 @@ def peek_kind(data: bytes) -> TaskKind | None:
 
 
 class TaskRouter:
-    """Training kinds to the PartyAgent, QUERY to the party's analytics."""
+    """Training kinds to the PartyAgent, QUERY to analytics, vertical kinds to the vertical agent.
 
-    def __init__(self, training: Handler, analytics: Handler | None) -> None:
+    A party without the matching data answers with an error naming itself and the
+    ``party.toml`` setting to add; malformed tasks get an error reply too.
+    """
+
+    def __init__(
+        self,
+        training: Handler | None,
+        analytics: Handler | None,
+        vertical: Handler | None = None,
+        *,
+        name: str = "",
+    ) -> None:
         self._training = training
         self._analytics = analytics
+        self._vertical = vertical
+        self._name = name
 
     def handle(self, data: bytes) -> bytes:
-        if peek_kind(data) is TaskKind.QUERY and self._analytics is not None:
+        kind = peek_kind(data)
+        if kind is TaskKind.QUERY and self._analytics is not None:
             return self._analytics.handle(data)
-        return self._training.handle(data)  # also answers malformed tasks with an error
+        if kind in VERTICAL_KINDS:
+            if self._vertical is not None:
+                return self._vertical.handle(data)
+            return self._refuse(data, 'no vertical data: add [vertical] data = "<file>"')
+        if self._training is not None:
+            return self._training.handle(data)  # also answers malformed tasks with an error
+        return self._refuse(data, 'no training data: add data = "<file>"')
+
+    def _refuse(self, data: bytes, why: str) -> bytes:
+        text = f"party {self._name!r} has {why} to its party.toml"
+        try:
+            task = Message.decode(data)
+        except ProtocolError as exc:
+            text = f"party {self._name!r}: malformed task: {exc}"
+            task = Message(TaskKind.DESCRIBE, "", -1, self._name)
+        log.warning("%s", text)
+        body = {"error": text, "error_type": "ConfigError"}
+        return Message(task.kind, task.job_id, task.round, self._name, body).encode()
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,13 @@ class TaskKind(enum.Enum):
     HETERO_LR_UPDATE = "hetero_lr_update"  # masked plaintext gradient back to its owner
     HETERO_LR_LOSS = "hetero_lr_loss"  # guest: masked encrypted epoch loss
     HETERO_LR_PREDICT = "hetero_lr_predict"  # partial scores on the held-out rows
+    # Vertical job runner (fedsilo.vertical.runner/agent): PSI relayed by the coordinator.
+    PSI_OPEN = "psi_open"  # the party's job entry: load its own table; sizes + channel key
+    PSI_REQUEST = "psi_request"  # guest (PSI client): channel keys -> one request per host
+    PSI_SETUP = "psi_setup"  # host (PSI server): the guest's request -> setup + response
+    PSI_INTERSECT = "psi_intersect"  # guest: setups + responses -> sealed finish per host
+    PSI_FINISH = "psi_finish"  # host: the guest's sealed finish -> its aligned rows
+    VERTICAL_SAVE = "vertical_save"  # each party keeps (and fingerprints) its own model part
 
 
 @dataclass(frozen=True)

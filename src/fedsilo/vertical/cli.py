@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fedsilo.vertical.config import is_vertical, load_vertical_job, read_toml
+from fedsilo.vertical.result import METRIC_KEYS, VerticalResult
 
 
 def is_vertical_file(path: Path) -> bool:
@@ -35,21 +36,30 @@ def simulate_vertical_cli(
     def on_epoch(epoch: int, loss: float, seconds: float) -> None:
         console.print(f"epoch {epoch:>3}  Taylor loss {loss:.6f}  ({seconds:.2f} s)")
 
-    result = simulate_vertical(job, baseline=baseline, on_epoch=on_epoch)
-    table = Table(title=f"held-out metrics ({result.alignment['test']} aligned customers)")
-    table.add_column("model")
-    keys = ("auc", "ks", "accuracy", "f1")
-    for k in keys:
-        table.add_column(k, justify="right")
-    table.add_row("hetero LR", *(f"{result.metrics.get(k, float('nan')):.4f}" for k in keys))
-    if result.baseline is not None:
-        table.add_row(
-            "centralized LR",
-            *(f"{result.baseline.get(k, float('nan')):.4f}" for k in keys),
-            style="cyan",
-        )
+    def on_tree(tree: int, seconds: float) -> None:
+        console.print(f"tree {tree:>3}  grown ({seconds:.2f} s)")
+
+    result = simulate_vertical(job, baseline=baseline, on_epoch=on_epoch, on_tree=on_tree)
     console.print(f"PSI aligned {result.alignment['aligned']} customers")
-    console.print(table)
+    console.print(metrics_table(result))
     paths = result.save(out if out is not None else Path("runs") / job.name)
     for name, path in paths.items():
         console.print(f"{name}: {path}", emoji=False)
+
+
+def metrics_table(result: VerticalResult) -> Table:
+    """Held-out metrics of the federated model (and the baseline), either algorithm."""
+    table = Table(title=f"held-out metrics ({result.alignment['test']} aligned customers)")
+    table.add_column("model")
+    for k in METRIC_KEYS:
+        table.add_column(k, justify="right")
+    table.add_column("train auc", justify="right")
+    trains = [result.outcome.train, result.baseline_train]
+    for i, ((name, metrics), train) in enumerate(zip(result.table_rows(), trains, strict=False)):
+        table.add_row(
+            name.removesuffix(" (baseline)"),
+            *(f"{metrics.get(k, float('nan')):.4f}" for k in METRIC_KEYS),
+            "-" if train is None else f"{train.get('auc', float('nan')):.4f}",
+            style="cyan" if i else None,
+        )
+    return table

@@ -4,7 +4,7 @@
 
     kind = "vertical"
     name = "breast_cancer_vertical"
-    algorithm = "hetero_lr"          # "secureboost" is dispatched by another module
+    algorithm = "hetero_lr"          # or "secureboost" (then a [secureboost] section)
     seed = 7
     test_fraction = 0.2
 
@@ -31,6 +31,17 @@
     decay = 0.0
     tolerance = 1e-4
 
+    [secureboost]                    # only with algorithm = "secureboost"
+    n_trees = 10
+    max_depth = 3
+    learning_rate = 0.3
+    n_bins = 32
+    reg_lambda = 1.0
+    gamma = 0.0
+    min_child_weight = 0.1
+    early_stopping_rounds = 0        # > 0 needs validation_fraction > 0
+    validation_fraction = 0.0
+
     [psi]
     fpr = 1e-9
 """
@@ -48,6 +59,7 @@ from fedsilo.config import _known_keys, _suggest
 from fedsilo.errors import ConfigError
 from fedsilo.privacy.he import CkksConfig, HeScheme, PaillierConfig
 from fedsilo.vertical.hetero_lr.arbiter import LrParams
+from fedsilo.vertical.secureboost.tree import TreeParams
 
 
 class _Strict(BaseModel):
@@ -99,6 +111,32 @@ class HeteroLrConfig(_Strict):
         return LrParams(**self.model_dump())
 
 
+class SecureBoostConfig(_Strict):
+    """``[secureboost]``: the tree parameters (:class:`~fedsilo.vertical.secureboost.TreeParams`)."""
+
+    n_trees: int = Field(default=10, ge=1)
+    max_depth: int = Field(default=3, ge=1, le=16)
+    learning_rate: float = Field(default=0.3, gt=0, le=1)
+    n_bins: int = Field(default=32, ge=2, le=256)
+    reg_lambda: float = Field(default=1.0, ge=0)
+    gamma: float = Field(default=0.0, ge=0)
+    min_child_weight: float = Field(default=0.1, gt=0)
+    early_stopping_rounds: int = Field(default=0, ge=0)
+    validation_fraction: float = Field(default=0.0, ge=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _early_stopping(self) -> SecureBoostConfig:
+        if self.early_stopping_rounds and not self.validation_fraction:
+            raise ValueError(
+                "secureboost.early_stopping_rounds needs secureboost.validation_fraction > 0 "
+                "(the share of training rows held out to watch the loss)"
+            )
+        return self
+
+    def params(self) -> TreeParams:
+        return TreeParams(**self.model_dump())
+
+
 class PsiConfig(_Strict):
     fpr: float | None = Field(default=None, gt=0, lt=1)
     batch_size: int = Field(default=100_000, ge=1)
@@ -113,6 +151,7 @@ class VerticalJobConfig(_Strict):
     parties: list[VerticalPartyConfig] = Field(min_length=2)
     he: HeConfig = HeConfig()
     hetero_lr: HeteroLrConfig = HeteroLrConfig()
+    secureboost: SecureBoostConfig = SecureBoostConfig()
     psi: PsiConfig = PsiConfig()
 
     @model_validator(mode="after")
@@ -127,6 +166,15 @@ class VerticalJobConfig(_Strict):
             raise ValueError(
                 "exactly one party must set 'label' (the guest, label holder); "
                 f"found {len(guests)}: {guests}"
+            )
+        other = {
+            VerticalAlgorithm.HETERO_LR: "secureboost",
+            VerticalAlgorithm.SECUREBOOST: "hetero_lr",
+        }[self.algorithm]
+        if other in self.model_fields_set:
+            raise ValueError(
+                f"the job sets [{other}] but algorithm is {self.algorithm.value!r}; "
+                f"set algorithm = {other!r} or remove the [{other}] section"
             )
         return self
 

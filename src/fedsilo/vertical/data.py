@@ -129,11 +129,11 @@ def align(job: VerticalJobConfig, tables: dict[str, PartyTable]) -> AlignedData:
         raise DataError(
             f"only {len(kept)} customers are shared by all parties; check the ID columns"
         )
-    aligned = {guest.name: _rows(g_table, kept)}
+    aligned = {guest.name: select_rows(g_table, kept)}
     for host in job.hosts:
         g_idx, h_idx = pairwise[host.name]
         keep = np.isin(g_idx, kept)  # the guest tells the host which positions survive
-        aligned[host.name] = _rows(tables[host.name], h_idx[keep])
+        aligned[host.name] = select_rows(tables[host.name], h_idx[keep])
     rng = np.random.default_rng(derive_seed(job.seed, "vertical/test_split"))
     perm = rng.permutation(len(kept))
     n_test = max(1, round(job.test_fraction * len(kept)))
@@ -145,7 +145,8 @@ def align(job: VerticalJobConfig, tables: dict[str, PartyTable]) -> AlignedData:
     )
 
 
-def _rows(table: PartyTable, rows: npt.NDArray[np.int64]) -> PartyTable:
+def select_rows(table: PartyTable, rows: npt.NDArray[np.int64]) -> PartyTable:
+    """The table's rows ``rows``, in that order (e.g. the PSI-agreed order)."""
     labels = None if table.labels is None else table.labels[rows]
     return PartyTable(
         table.name, [table.ids[i] for i in rows], table.features[rows], table.feature_names, labels

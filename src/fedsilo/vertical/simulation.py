@@ -1,113 +1,38 @@
-"""Run a vertical job with every party in this process: PSI, training, held-out metrics.
+"""Run a vertical job with every party in this process: the deployment's code, in process.
 
-``simulate_vertical(job)`` aligns the parties' rows (PSI), then dispatches on
-``job.algorithm``; hetero LR runs through :class:`~fedsilo.runtime.transport.InProcessTransport`
-so every message is encoded exactly as over the network. ``--baseline`` additionally trains
-scikit-learn's ``LogisticRegression`` on the joined aligned rows (simulation only: no real
-deployment has the joined table).
+``simulate_vertical(job)`` builds one :class:`~fedsilo.vertical.agent.VerticalPartyAgent` per
+party (each reads only its own file), connects them with
+:class:`~fedsilo.runtime.transport.InProcessTransport` (every message is encoded exactly as
+over the network) and runs the same :class:`~fedsilo.vertical.runner.VerticalRunner` the
+deployed server runs: PSI relayed through the coordinator, hetero LR or SecureBoost, held-out
+metrics. ``--baseline`` additionally trains a centralized model on the joined aligned rows
+(simulation only: no real deployment has the joined table): scikit-learn's
+``LogisticRegression`` for hetero LR, ``HistGradientBoostingClassifier`` for SecureBoost
+(:func:`gbm_baseline` says why that one).
+
+``build_parties`` / ``run_hetero_lr`` remain for tests that drive hetero LR over rows aligned
+with :func:`~fedsilo.vertical.data.load_aligned` (PSI run in one process).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from fedsilo.errors import ConfigError
 from fedsilo.privacy.he import SecretContext, generate
 from fedsilo.runtime.transport import Handler, InProcessTransport, Transport
+from fedsilo.vertical.agent import VerticalPartyAgent
 from fedsilo.vertical.config import VerticalAlgorithm, VerticalJobConfig
-from fedsilo.vertical.data import AlignedData, load_aligned
+from fedsilo.vertical.data import AlignedData, PartyTable
 from fedsilo.vertical.hetero_lr import HeteroLrArbiter, HeteroLrParty
 from fedsilo.vertical.metrics import binary_metrics
+from fedsilo.vertical.result import VerticalResult
+from fedsilo.vertical.runner import TreeCallback, VerticalRunner
 
 EpochCallback = Callable[[int, float, float], None]
-
-
-@dataclass
-class VerticalResult:
-    job: VerticalJobConfig
-    metrics: dict[str, float]
-    losses: list[float]
-    epoch_seconds: list[float]
-    converged: bool
-    alignment: dict[str, Any]
-    parties: dict[str, HeteroLrParty] = field(repr=False)
-    baseline: dict[str, float] | None = None
-    wall_time_s: float = 0.0
-
-    def metrics_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "job": self.job.name,
-            "kind": "vertical",
-            "algorithm": self.job.algorithm.value,
-            "he_scheme": self.job.he.scheme.value,
-            "alignment": self.alignment,
-            "epochs_run": len(self.losses),
-            "converged": self.converged,
-            "loss_per_epoch": self.losses,
-            "seconds_per_epoch": self.epoch_seconds,
-            "test": self.metrics,
-            "wall_time_s": self.wall_time_s,
-        }
-        if self.baseline is not None:
-            out["baseline"] = self.baseline
-        return out
-
-    def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write one model part per party, metrics.json and report.md into ``out_dir``."""
-        out = Path(out_dir)
-        (out / "models").mkdir(parents=True, exist_ok=True)
-        paths = {
-            f"model:{n}": p.save(out / "models" / f"{n}.safetensors")
-            for n, p in self.parties.items()
-        }
-        paths["metrics_json"] = out / "metrics.json"
-        paths["metrics_json"].write_text(json.dumps(self.metrics_json(), indent=2))
-        paths["report"] = out / "report.md"
-        paths["report"].write_text(self.report())
-        return paths
-
-    def report(self) -> str:
-        job = self.job
-        lines = [
-            f"# {job.name}: vertical {job.algorithm.value} ({job.he.scheme.value})",
-            "",
-            f"Guest: {job.guest.name}; hosts: {', '.join(h.name for h in job.hosts)}.",
-            f"Aligned customers: {self.alignment['aligned']} (train {self.alignment['train']}, "
-            f"held out {self.alignment['test']}); rows per party: {self.alignment['local_rows']}.",
-            "",
-            "| epoch | Taylor loss | seconds |",
-            "|---|---|---|",
-        ]
-        lines += [
-            f"| {e} | {loss:.6f} | {s:.2f} |"
-            for e, (loss, s) in enumerate(zip(self.losses, self.epoch_seconds, strict=True))
-        ]
-        lines += [
-            "",
-            "| model | " + " | ".join(_METRICS) + " |",
-            "|---" * (len(_METRICS) + 1) + "|",
-        ]
-        rows = [("hetero LR", self.metrics)]
-        if self.baseline is not None:
-            rows.append(("centralized LR (baseline)", self.baseline))
-        for name, m in rows:
-            lines.append(
-                f"| {name} | "
-                + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in _METRICS)
-                + " |"
-            )
-        lines += ["", "Each party's weights stay in its own file under models/."]
-        return "\n".join(lines) + "\n"
-
-
-_METRICS = ("auc", "ks", "accuracy", "f1")
 
 
 def build_parties(data: AlignedData, job: VerticalJobConfig) -> dict[str, HeteroLrParty]:
@@ -143,8 +68,13 @@ def run_hetero_lr(
     return outcome.losses, outcome.epoch_seconds, outcome.converged, arbiter.predict()
 
 
-def centralized_baseline(job: VerticalJobConfig, data: AlignedData) -> dict[str, float]:
-    """scikit-learn LogisticRegression on the joined aligned rows, same standardization/L2."""
+def centralized_baseline(
+    job: VerticalJobConfig, data: AlignedData, *, split: str = "test"
+) -> dict[str, float]:
+    """scikit-learn LogisticRegression on the joined aligned rows, same standardization/L2.
+
+    Metrics on the held-out rows (``split="test"``) or on the training rows (``"train"``).
+    """
     from sklearn.linear_model import LogisticRegression
 
     x = np.hstack([data.parties[p.name].features for p in job.parties])
@@ -157,35 +87,84 @@ def centralized_baseline(job: VerticalJobConfig, data: AlignedData) -> dict[str,
     l2 = job.hetero_lr.l2
     c = 1.0 / (l2 * len(train)) if l2 > 0 else 1e6
     model = LogisticRegression(C=c, max_iter=2000).fit(xs[train], labels[train])
-    return binary_metrics(labels[test], model.predict_proba(xs[test])[:, 1])
+    rows = test if split == "test" else train
+    return binary_metrics(labels[rows], model.predict_proba(xs[rows])[:, 1])
+
+
+def gbm_baseline(
+    job: VerticalJobConfig, data: AlignedData, *, split: str = "test"
+) -> dict[str, float]:
+    """A centralized gradient-boosted model on the joined aligned rows, same trees/depth/rate.
+
+    scikit-learn's ``HistGradientBoostingClassifier`` rather than ``GradientBoostingClassifier``
+    because its algorithm is SecureBoost's: features are bucketed into quantile bins
+    (``max_bins = n_bins``) and split candidates are bin edges; trees are fit to the logistic
+    loss's gradient *and* hessian with the XGBoost gain and Newton leaf values
+    ``-G / (H + lambda)`` (``l2_regularization = reg_lambda``); depth-limited trees
+    (``max_depth``, no leaf-count cap), ``learning_rate`` shrinkage, and the log-odds of the
+    training prior as the base score. ``GradientBoostingClassifier`` splits on exact values
+    with a first-order (Friedman MSE) criterion. No early stopping and ``min_samples_leaf=1``
+    (ours limits leaves by hessian weight, ``min_child_weight``, not by row count).
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    p = job.secureboost
+    x = np.hstack([data.parties[q.name].features for q in job.parties])
+    labels = data.parties[job.guest.name].labels
+    assert labels is not None
+    model = HistGradientBoostingClassifier(
+        max_iter=p.n_trees,
+        max_depth=p.max_depth,
+        max_leaf_nodes=None,
+        learning_rate=p.learning_rate,
+        max_bins=min(p.n_bins, 255),
+        l2_regularization=p.reg_lambda,
+        min_samples_leaf=1,
+        early_stopping=False,
+        random_state=0,
+    ).fit(x[data.train], labels[data.train])
+    rows = data.test if split == "test" else data.train
+    return binary_metrics(labels[rows], model.predict_proba(x[rows])[:, 1])
 
 
 def simulate_vertical(
-    job: VerticalJobConfig, *, baseline: bool = False, on_epoch: EpochCallback | None = None
+    job: VerticalJobConfig,
+    *,
+    baseline: bool = False,
+    on_epoch: EpochCallback | None = None,
+    on_tree: TreeCallback | None = None,
 ) -> VerticalResult:
+    """Run ``job`` with every party in this process; the result holds every party's part."""
     started = time.monotonic()
-    if job.algorithm is not VerticalAlgorithm.HETERO_LR:
-        # Dispatch point: SecureBoost lives in fedsilo.vertical.secureboost (another branch).
-        raise ConfigError(
-            f"algorithm {job.algorithm.value!r} is not available in this build; use 'hetero_lr'"
+    agents = {p.name: VerticalPartyAgent.from_config(p) for p in job.parties}
+    runner = VerticalRunner(job, InProcessTransport(agents), on_epoch=on_epoch, on_tree=on_tree)
+    outcome = runner.run()
+    base = base_train = None
+    if baseline:
+        joined = _joined(agents, outcome.alignment.train, outcome.alignment.test)
+        fit = (
+            gbm_baseline if job.algorithm is VerticalAlgorithm.SECUREBOOST else centralized_baseline
         )
-    data = load_aligned(job)
-    parties = build_parties(data, job)
-    losses, seconds, converged, metrics = run_hetero_lr(job, data, parties, on_epoch=on_epoch)
-    alignment = {
-        "aligned": data.num_aligned,
-        "train": len(data.train),
-        "test": len(data.test),
-        "local_rows": data.local_rows,
-    }
+        base, base_train = fit(job, joined), fit(job, joined, split="train")
+    writers = {name: (agent.model_suffix(), _writer(agent)) for name, agent in agents.items()}
     return VerticalResult(
-        job,
-        metrics,
-        losses,
-        seconds,
-        converged,
-        alignment,
-        parties,
-        centralized_baseline(job, data) if baseline else None,
-        time.monotonic() - started,
+        job, outcome, base, base_train, time.monotonic() - started, model_writers=writers
     )
+
+
+def _writer(agent: VerticalPartyAgent) -> Callable[[str, Path], Path]:
+    def write(_name: str, path: Path) -> Path:
+        return agent.save_model(path)
+
+    return write
+
+
+def _joined(
+    agents: Mapping[str, VerticalPartyAgent], train: np.ndarray, test: np.ndarray
+) -> AlignedData:
+    """The simulated parties' aligned tables side by side (the baseline only)."""
+    tables: dict[str, PartyTable] = {}
+    for name, agent in agents.items():
+        assert agent.aligned is not None
+        tables[name] = agent.aligned
+    return AlignedData(tables, train, test, {n: len(t.ids) for n, t in tables.items()})

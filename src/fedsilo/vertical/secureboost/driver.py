@@ -15,7 +15,7 @@ leaf weights) plus its own split table; each host's split table (record -> featu
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,8 +58,21 @@ class SecureBoostResult:
         return paths
 
 
-def relay(transport: Transport, guest: str, hosts: list[str], *, timeout_s: float = 3600.0) -> None:
-    """Coordinator loop: start the guest, forward its host tasks and the replies until done."""
+def relay(
+    transport: Transport,
+    guest: str,
+    hosts: list[str],
+    *,
+    timeout_s: float = 3600.0,
+    start: Mapping[str, Any] | None = None,
+    on_tasks: Callable[[Mapping[str, Message]], None] | None = None,
+) -> Message:
+    """Coordinator loop: start the guest, forward its host tasks and the replies until done.
+
+    ``start`` adds keys to the first ``SB_STEP`` body (e.g. a phase for the guest's handler);
+    ``on_tasks`` sees every batch of host tasks before it is sent (e.g. to time the trees).
+    Returns the guest's final (``done``) reply.
+    """
 
     def ask_guest(msg: Message) -> Message:
         got = transport.exchange({guest: msg}, timeout_s=timeout_s)
@@ -71,21 +84,26 @@ def relay(transport: Transport, guest: str, hosts: list[str], *, timeout_s: floa
         return reply
 
     step = 0
-    reply = ask_guest(
-        Message(TaskKind.SB_STEP, JOB, step, "coordinator", {"start": True, "hosts": hosts})
-    )
+    body = {**(start or {}), "start": True, "hosts": hosts}
+    reply = ask_guest(Message(TaskKind.SB_STEP, JOB, step, "coordinator", body))
     while not reply.body.get("done"):
         step += 1
-        tasks = {
-            h: Message.decode(reply.arrays[f"to_{h}"].tobytes())
-            for h in hosts
-            if f"to_{h}" in reply.arrays
-        }
+        try:
+            tasks = {
+                h: Message.decode(reply.arrays[f"to_{h}"].tobytes())
+                for h in hosts
+                if f"to_{h}" in reply.arrays
+            }
+        except ProtocolError as exc:
+            raise RoundFailedError(f"SecureBoost step {step}: the guest sent {exc}") from None
+        if on_tasks is not None:
+            on_tasks(tasks)
         got = transport.exchange(tasks, timeout_s=timeout_s)
         if got.failures:
             raise RoundFailedError(f"SecureBoost step {step}: hosts failed: {got.failures}")
         arrays = {f"from_{h}": blob(m.encode()) for h, m in got.replies.items()}
         reply = ask_guest(Message(TaskKind.SB_STEP, JOB, step, "coordinator", {}, arrays))
+    return reply
 
 
 def guest_model_of(guest: SecureBoostGuest, params: TreeParams, scheme: HeScheme) -> dict[str, Any]:

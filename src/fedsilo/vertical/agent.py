@@ -1,0 +1,358 @@
+"""A vertical party: its own table, PSI over the coordinator's relay, then its model role.
+
+:class:`VerticalPartyAgent` is the one transport ``Handler`` of an organization in a vertical
+job, in the simulation and in a deployed party process alike. It holds only the table it
+loaded from its own file (``path``/``builtin``; in a deployment that comes from ``party.toml``,
+never from the coordinator) and plays, in order:
+
+1. **PSI** (:mod:`fedsilo.vertical.psi`, ``RevealTo.BOTH``): the guest (label holder) is the
+   PSI client of every host. ``PSI_OPEN`` gives the party its job entry (ID column, label,
+   features, seed) and it loads and checks its table; ``PSI_REQUEST``/``PSI_SETUP``/
+   ``PSI_RESPOND``/``PSI_INTERSECT``/``PSI_FINISH`` are the protocol's byte messages, relayed
+   by the coordinator. The guest's finish message (the shared normalized IDs, in the keyed
+   order) and the positions each host keeps are **sealed** for that host
+   (:class:`~fedsilo.vertical.channel.PartyChannel`), so the coordinator never sees an ID:
+   it sees set sizes, blinded elliptic-curve points and sealed bytes. Afterwards row ``k`` of
+   every party's aligned table is the same customer.
+2. **Model**: ``VERTICAL_SETUP`` names the algorithm; the agent builds
+   :class:`~fedsilo.vertical.hetero_lr.HeteroLrParty` or a
+   :class:`~fedsilo.vertical.sb_role.SecureBoostRole` over its aligned rows and hands it every
+   later task.
+3. ``VERTICAL_SAVE``: the party writes its own model part under its ``models_dir`` (deployment)
+   and reports the file's SHA-256; in simulation the part stays in memory for
+   :meth:`save_model`.
+
+:meth:`handle` never raises: failures become error replies naming the party.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedsilo.errors import DataError, FedsiloError, ProtocolError
+from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.vertical.channel import PartyChannel
+from fedsilo.vertical.config import VerticalPartyConfig
+from fedsilo.vertical.data import PartyTable, load_party_table, select_rows
+from fedsilo.vertical.hetero_lr import HeteroLrParty
+from fedsilo.vertical.hetero_lr.wire import blob, get_blob
+from fedsilo.vertical.psi import PsiClient, PsiServer, RevealTo
+from fedsilo.vertical.sb_role import SecureBoostRole
+
+log = logging.getLogger(__name__)
+
+MIN_ALIGNED = 10
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+_PSI_KINDS = {
+    TaskKind.PSI_OPEN,
+    TaskKind.PSI_REQUEST,
+    TaskKind.PSI_SETUP,
+    TaskKind.PSI_INTERSECT,
+    TaskKind.PSI_FINISH,
+}
+VERTICAL_KINDS = frozenset(
+    _PSI_KINDS
+    | {
+        TaskKind.VERTICAL_SETUP,
+        TaskKind.VERTICAL_KEYS,
+        TaskKind.VERTICAL_UNMASKED,
+        TaskKind.VERTICAL_SAVE,
+        TaskKind.HETERO_LR_FORWARD,
+        TaskKind.HETERO_LR_RESIDUAL,
+        TaskKind.HETERO_LR_GRADIENT,
+        TaskKind.HETERO_LR_UPDATE,
+        TaskKind.HETERO_LR_LOSS,
+        TaskKind.HETERO_LR_PREDICT,
+        TaskKind.SB_STEP,
+        TaskKind.SB_SETUP,
+        TaskKind.SB_GRADIENTS,
+        TaskKind.SB_HISTOGRAMS,
+        TaskKind.SB_SPLIT,
+        TaskKind.SB_ROUTE,
+    }
+)
+"""Task kinds a deployed party process routes to its vertical agent."""
+
+
+class VerticalPartyAgent:
+    """One organization of a vertical job: its own table, PSI, then its model role."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        path: Path | None = None,
+        builtin: str | None = None,
+        models_dir: Path | None = None,
+    ) -> None:
+        if (path is None) == (builtin is None):
+            raise DataError(f"party {name!r}: give exactly one vertical data source (path/builtin)")
+        self.name = name
+        self._path = path
+        self._builtin = builtin
+        self._models_dir = models_dir
+        self._job = ""
+        self._table: PartyTable | None = None
+        self._channel = PartyChannel(name)
+        self._guest = ""
+        self._hosts: list[str] = []
+        self._seed = 0
+        self._psi: dict[str, Any] = {}
+        self._clients: dict[str, PsiClient] = {}
+        self._server: PsiServer | None = None
+        self._id_column = "id"
+        self.aligned: PartyTable | None = None
+        self.role: HeteroLrParty | SecureBoostRole | None = None
+        self._handlers: dict[TaskKind, Callable[[Message], Message]] = {
+            TaskKind.PSI_OPEN: self._open,
+            TaskKind.PSI_REQUEST: self._request,
+            TaskKind.PSI_SETUP: self._setup_server,
+            TaskKind.PSI_INTERSECT: self._intersect,
+            TaskKind.PSI_FINISH: self._finish,
+            TaskKind.VERTICAL_SAVE: self._save,
+        }
+
+    @classmethod
+    def from_config(cls, party: VerticalPartyConfig) -> VerticalPartyAgent:
+        """The simulation's agent: the data source the job file names for this party."""
+        return cls(party.name, path=party.path, builtin=party.builtin)
+
+    @property
+    def is_guest(self) -> bool:
+        return self.name == self._guest
+
+    # ------------------------------------------------------------------ plumbing
+
+    def handle(self, data: bytes) -> bytes:
+        kind, reply_kind, job, rnd = "message", TaskKind.VERTICAL_SETUP, self._job, -1
+        try:
+            msg = Message.decode(data)
+            kind, reply_kind, job, rnd = msg.kind.value, msg.kind, msg.job_id, msg.round
+            handler = self._handlers.get(msg.kind)
+            if handler is not None:
+                return handler(msg).encode()
+            if msg.kind is TaskKind.VERTICAL_SETUP:
+                self._make_role(msg)
+            if msg.kind not in VERTICAL_KINDS:
+                raise ProtocolError(f"party {self.name!r} does not handle {kind!r} tasks")
+            if self.role is None:
+                raise ProtocolError(
+                    f"party {self.name!r} got a {kind} task before the vertical setup"
+                )
+            return self.role.handle(data)
+        except FedsiloError as exc:
+            error = str(exc) if repr(self.name) in str(exc) else f"party {self.name!r}: {exc}"
+            log.warning("party %s refused %s: %s", self.name, kind, error)
+        except Exception as exc:  # a bug or bad data must become a reply, not a crash
+            log.warning("party %s failed on %s", self.name, kind, exc_info=True)
+            error = f"party {self.name!r} failed on {kind}: {type(exc).__name__}: {exc}"
+        return Message(reply_kind, job, rnd, self.name, body={"error": error}).encode()
+
+    def _reply(
+        self,
+        msg: Message,
+        body: dict[str, Any] | None = None,
+        arrays: dict[str, np.ndarray] | None = None,
+    ) -> Message:
+        return Message(msg.kind, msg.job_id, msg.round, self.name, body or {}, arrays or {})
+
+    def _need_open(self, msg: Message) -> PartyTable:
+        if self._table is None or msg.job_id != self._job:
+            raise ProtocolError(f"party {self.name!r}: {msg.kind.value} before psi_open")
+        return self._table
+
+    def _need_guest(self, msg: Message, want: bool) -> None:
+        if self.is_guest != want:
+            role = "guest (PSI client)" if want else "host (PSI server)"
+            raise ProtocolError(f"party {self.name!r}: {msg.kind.value} is for the {role}")
+
+    # ------------------------------------------------------------------ PSI
+
+    def _open(self, msg: Message) -> Message:
+        """Load this party's own table with the job's column names; sizes and channel key."""
+        body = msg.body
+        entry = body.get("party")
+        if not isinstance(entry, dict):
+            raise ProtocolError(f"party {self.name!r}: psi_open lacks this party's job entry")
+        try:
+            config = VerticalPartyConfig(
+                name=self.name,
+                path=self._path,
+                builtin=self._builtin,
+                id_column=str(entry.get("id_column", "id")),
+                label=None if entry.get("label") is None else str(entry["label"]),
+                features=entry.get("features"),
+            )
+            guest, hosts = str(body["guest"]), [str(h) for h in body["hosts"]]
+            self._seed = int(body["seed"])
+            self._psi = dict(body.get("psi") or {})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"party {self.name!r}: malformed psi_open task: {exc}") from None
+        if (config.label is not None) != (guest == self.name) or (
+            guest != self.name and self.name not in hosts
+        ):
+            raise ProtocolError(
+                f"party {self.name!r}: the job's roles (guest {guest!r}, hosts {hosts}) do not "
+                "match its label setting"
+            )
+        self._table = load_party_table(config)
+        self._job, self._guest, self._hosts = msg.job_id, guest, hosts
+        self._channel = PartyChannel(self.name)
+        self._clients, self._server, self.aligned, self.role = {}, None, None, None
+        self._id_column = config.id_column
+        return self._reply(
+            msg,
+            {"rows": len(self._table.ids)},
+            {"channel_key": blob(self._channel.public_key)},
+        )
+
+    def _peer_keys(self, msg: Message) -> None:
+        peers = {
+            name.removeprefix("key:"): arr.tobytes()
+            for name, arr in msg.arrays.items()
+            if name.startswith("key:")
+        }
+        self._channel.connect(self._job, peers)
+
+    def _psi_batch(self) -> int:
+        return int(self._psi.get("batch_size", 100_000))
+
+    def _request(self, msg: Message) -> Message:
+        """Guest: one PSI client per host (the keyed order makes their results combinable)."""
+        table = self._need_open(msg)
+        self._need_guest(msg, True)
+        self._peer_keys(msg)
+        arrays: dict[str, np.ndarray] = {}
+        for host in self._hosts:
+            client = PsiClient(
+                table.ids,
+                party=self.name,
+                column=self._id_column,
+                reveal=RevealTo.BOTH,
+                seed=self._seed,
+                batch_size=self._psi_batch(),
+            )
+            self._clients[host] = client
+            arrays[f"request:{host}"] = blob(client.request())
+        return self._reply(msg, {"elements": client.num_elements}, arrays)
+
+    def _setup_server(self, msg: Message) -> Message:
+        """Host: the PSI server's setup for the guest's set size, and its response."""
+        table = self._need_open(msg)
+        self._need_guest(msg, False)
+        self._peer_keys(msg)
+        count = msg.body.get("client_elements")
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise ProtocolError(f"party {self.name!r}: psi_setup lacks the client's set size")
+        fpr = self._psi.get("fpr")
+        self._server = PsiServer(
+            table.ids,
+            party=self.name,
+            column=self._id_column,
+            reveal=RevealTo.BOTH,
+            fpr=None if fpr is None else float(fpr),
+            batch_size=self._psi_batch(),
+        )
+        setup = self._server.setup_message(count)
+        response = self._server.respond(get_blob(msg, "request", self.name))
+        return self._reply(msg, arrays={"setup": blob(setup), "response": blob(response)})
+
+    def _intersect(self, msg: Message) -> Message:
+        """Guest: keep customers shared by every host; seal each host's finish and kept rows."""
+        table = self._need_open(msg)
+        self._need_guest(msg, True)
+        pairwise: dict[str, np.ndarray] = {}
+        kept: np.ndarray | None = None
+        for host in self._hosts:
+            client = self._clients.get(host)
+            if client is None:
+                raise ProtocolError(f"party {self.name!r}: psi_intersect before psi_request")
+            client.intersect(
+                get_blob(msg, f"setup:{host}", self.name),
+                get_blob(msg, f"response:{host}", self.name),
+            )
+            rows = client.aligned_rows().indices
+            pairwise[host] = rows
+            kept = rows if kept is None else kept[np.isin(kept, rows)]
+        assert kept is not None
+        if len(kept) < MIN_ALIGNED:
+            raise DataError(
+                f"only {len(kept)} customers are shared by all parties (guest {self.name!r}, "
+                f"ID column {self._id_column!r}); check every party's ID column and values"
+            )
+        arrays: dict[str, np.ndarray] = {}
+        for host in self._hosts:
+            keep = np.isin(pairwise[host], kept).astype(np.uint8)
+            finish = self._clients[host].finish_message()
+            arrays[f"to:{host}"] = blob(self._channel.seal(host, "psi_finish", finish))
+            arrays[f"keep:{host}"] = blob(self._channel.seal(host, "psi_keep", keep.tobytes()))
+        self.aligned = select_rows(table, kept)
+        self._clients = {}
+        return self._reply(msg, {"aligned": len(kept)}, arrays)
+
+    def _finish(self, msg: Message) -> Message:
+        table = self._need_open(msg)
+        self._need_guest(msg, False)
+        if self._server is None:
+            raise ProtocolError(f"party {self.name!r}: psi_finish before psi_setup")
+        finish = self._channel.open(
+            self._guest, "psi_finish", get_blob(msg, f"from:{self._guest}", self.name)
+        )
+        keep_bytes = self._channel.open(
+            self._guest, "psi_keep", get_blob(msg, f"keep:{self._guest}", self.name)
+        )
+        rows = self._server.finish(finish).indices
+        keep = np.frombuffer(keep_bytes, dtype=np.uint8)
+        if keep.shape != rows.shape or not np.isin(keep, (0, 1)).all():
+            raise ProtocolError(
+                f"party {self.name!r}: the guest's kept positions do not match the PSI result"
+            )
+        self.aligned = select_rows(table, rows[keep.astype(bool)])
+        self._server = None
+        return self._reply(msg, {"aligned": len(self.aligned.ids)})
+
+    # ------------------------------------------------------------------ model
+
+    def _make_role(self, msg: Message) -> None:
+        if self.aligned is None or msg.job_id != self._job:
+            raise ProtocolError(f"party {self.name!r}: vertical_setup before PSI alignment")
+        algorithm = msg.body.get("algorithm")
+        t = self.aligned
+        if algorithm == "hetero_lr":
+            self.role = HeteroLrParty(self.name, t.features, t.labels, t.feature_names)
+        elif algorithm == "secureboost":
+            self.role = SecureBoostRole(self.name, t.features, t.labels, t.feature_names)
+        else:
+            raise ProtocolError(f"party {self.name!r}: unknown vertical algorithm {algorithm!r}")
+
+    def model_suffix(self) -> str:
+        return ".safetensors" if isinstance(self.role, HeteroLrParty) else ".json"
+
+    def save_model(self, path: str | Path) -> Path:
+        """Write this party's own model part (and nothing of any other party's)."""
+        if self.role is None:
+            raise ProtocolError(f"party {self.name!r} has no trained model to save")
+        return self.role.save(Path(path))
+
+    def _save(self, msg: Message) -> Message:
+        self._need_open(msg)
+        unsafe = not _SAFE_NAME.fullmatch(msg.job_id) or ".." in msg.job_id
+        if self._models_dir is not None and unsafe:
+            raise ProtocolError(f"party {self.name!r}: job id {msg.job_id!r} is not a safe name")
+        if self.role is None:
+            raise ProtocolError(f"party {self.name!r}: vertical_save before training")
+        if self._models_dir is None:
+            return self._reply(msg, {"stored": "in memory (simulation)"})
+        path = self._models_dir / msg.job_id / f"{self.name}{self.model_suffix()}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.save_model(path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        log.info("party %s saved its model part to %s", self.name, path)
+        return self._reply(msg, {"stored": "at the party", "path": str(path), "sha256": digest})

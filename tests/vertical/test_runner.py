@@ -1,0 +1,298 @@
+"""The vertical job runner: PSI relayed through the coordinator, the agents, the outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.numpy import load_file
+from sklearn.datasets import load_breast_cancer
+
+from fedsilo.errors import ConfigError, RoundFailedError
+from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.runtime.transport import Gathered, InProcessTransport
+from fedsilo.vertical.agent import VerticalPartyAgent
+from fedsilo.vertical.config import parse_vertical_job
+from fedsilo.vertical.data import load_aligned
+from fedsilo.vertical.psi import PsiClient
+from fedsilo.vertical.runner import VerticalRunner
+from fedsilo.vertical.simulation import simulate_vertical
+
+
+def _ids(n: int) -> list[str]:
+    return [f"cust-{i:05d}-zq" for i in range(n)]
+
+
+def _three_party_files(tmp: Path) -> dict[str, Path]:
+    """Guest with 500 of 569 customers; two hosts missing different ones, shuffled."""
+    data = load_breast_cancer()
+    ids = _ids(len(data.target))
+    guest = pd.DataFrame(data.data[:, :10], columns=[f"g{j}" for j in range(10)])
+    guest.insert(0, "y", data.target)
+    guest.insert(0, "cid", ids)
+    paths = {"bank": tmp / "bank.csv"}
+    guest.iloc[:500].to_csv(paths["bank"], index=False)
+    for k, (name, cols) in enumerate((("shop", slice(10, 20)), ("telco", slice(20, 30))), 1):
+        host = pd.DataFrame(data.data[:, cols], columns=[f"{name}{j}" for j in range(10)])
+        host.insert(0, "customer", ids)
+        paths[name] = tmp / f"{name}.csv"
+        host.iloc[30 * k :].sample(frac=1.0, random_state=k).to_csv(paths[name], index=False)
+    return paths
+
+
+def _job(paths: dict[str, Path], **extra: Any) -> dict[str, Any]:
+    return {
+        "kind": "vertical",
+        "name": "runner",
+        "seed": 5,
+        "parties": [
+            {"name": "bank", "path": str(paths["bank"]), "id_column": "cid", "label": "y"},
+            {"name": "shop", "path": str(paths["shop"]), "id_column": "customer"},
+            {"name": "telco", "path": str(paths["telco"]), "id_column": "customer"},
+        ],
+        "he": {"scheme": "paillier", "key_bits": 1024},
+        **extra,
+    }
+
+
+class Recording(InProcessTransport):
+    """Keeps the bytes of every task and reply that crosses the coordinator."""
+
+    def __init__(self, parties: dict[str, Any]) -> None:
+        super().__init__(parties)
+        self.wire: list[bytes] = []
+
+    def exchange(self, tasks: Any, *, timeout_s: float) -> Gathered:
+        self.wire.extend(m.encode() for m in tasks.values())
+        got = super().exchange(tasks, timeout_s=timeout_s)
+        self.wire.extend(m.encode() for m in got.replies.values())
+        return got
+
+
+def test_relayed_psi_matches_in_process_alignment_and_hides_ids(tmp_path: Path) -> None:
+    paths = _three_party_files(tmp_path)
+    job = parse_vertical_job(_job(paths))
+    agents = {p.name: VerticalPartyAgent.from_config(p) for p in job.parties}
+    transport = Recording(agents)
+    alignment = VerticalRunner(job, transport).align()
+
+    reference = load_aligned(job)  # the same PSI run in one process
+    assert alignment.aligned == reference.num_aligned == 569 - 60 - 69  # c60..c499
+    assert np.array_equal(alignment.train, reference.train)
+    assert np.array_equal(alignment.test, reference.test)
+    assert alignment.local_rows == {"bank": 500, "shop": 539, "telco": 509}
+    for name, agent in agents.items():
+        assert agent.aligned is not None
+        assert agent.aligned.ids == reference.parties[name].ids  # same customers, same order
+        np.testing.assert_array_equal(agent.aligned.features, reference.parties[name].features)
+    assert agents["bank"].aligned is not None and agents["bank"].aligned.labels is not None
+    assert agents["shop"].aligned is not None and agents["shop"].aligned.labels is None
+
+    # The coordinator relays every PSI byte, yet no customer ID crosses it in the clear...
+    assert transport.wire and any(b"psi_finish" in w for w in transport.wire)
+    blob = b"\x00".join(transport.wire)
+    shared = reference.parties["bank"].ids
+    assert not [i for i in _ids(569) if i.encode() in blob]
+    # ...although the unsealed finish message does carry them (so the search above can fail).
+    client = PsiClient(shared, party="x", seed=1)
+    client._order = list(map(str, shared))  # the state after intersect
+    assert str(shared[0]).encode() in client.finish_message()
+
+    report = alignment.report()
+    assert report["reveal"] == "both" and report["parties"]["bank"]["role"] == "client"
+    assert report["parties"]["shop"]["num_rows"] == 539
+
+
+def test_agent_answers_malformed_and_out_of_order_tasks_with_errors(tmp_path: Path) -> None:
+    paths = _three_party_files(tmp_path)
+    job = parse_vertical_job(_job(paths))
+    agent = VerticalPartyAgent.from_config(job.parties[1])  # a host
+
+    def ask(msg: Message) -> Message:
+        return Message.decode(agent.handle(msg.encode()))
+
+    garbage = Message.decode(agent.handle(b"\x00\x01not a message"))
+    assert garbage.error is not None and "shop" in garbage.error
+    early = ask(Message(TaskKind.PSI_FINISH, "j", 0, "coordinator"))
+    assert early.error is not None and "before psi_open" in early.error
+    training = ask(Message(TaskKind.SB_SPLIT, "j", 0, "coordinator"))
+    assert training.error is not None and "before the vertical setup" in training.error
+    wrong_role = ask(
+        Message(
+            TaskKind.PSI_OPEN,
+            "j",
+            0,
+            "coordinator",
+            {
+                "party": {"id_column": "customer", "label": "y"},
+                "guest": "bank",
+                "hosts": ["shop"],
+                "seed": 1,
+            },
+        )
+    )
+    assert wrong_role.error is not None and "roles" in wrong_role.error
+    missing_col = ask(
+        Message(
+            TaskKind.PSI_OPEN,
+            "j",
+            0,
+            "coordinator",
+            {"party": {"id_column": "nope"}, "guest": "bank", "hosts": ["shop"], "seed": 1},
+        )
+    )
+    assert missing_col.error is not None
+    assert (
+        "shop" in missing_col.error
+        and "nope" in missing_col.error
+        and "shop.csv" in missing_col.error
+    )
+    ok = ask(
+        Message(
+            TaskKind.PSI_OPEN,
+            "j",
+            0,
+            "coordinator",
+            {"party": {"id_column": "customer"}, "guest": "bank", "hosts": ["shop"], "seed": 1},
+        )
+    )
+    assert ok.error is None and ok.body["rows"] == 539
+    tampered = ask(
+        Message(
+            TaskKind.PSI_SETUP,
+            "j",
+            0,
+            "coordinator",
+            {"client_elements": 3},
+            {
+                "request": np.frombuffer(b"FSPSI1garbage", dtype=np.uint8),
+                "key:bank": np.zeros(32, np.uint8),
+            },
+        )
+    )
+    assert tampered.error is not None  # a bad request is an error reply, not a crash
+
+    # A deployed party never writes outside its models directory, whatever the job id says.
+    deployed = VerticalPartyAgent("shop", path=paths["shop"], models_dir=tmp_path / "models")
+    body = {"party": {"id_column": "customer"}, "guest": "bank", "hosts": ["shop"], "seed": 1}
+    for job_id in ("../../escape", "ok-job"):
+        opened = Message.decode(
+            deployed.handle(Message(TaskKind.PSI_OPEN, job_id, 0, "c", body).encode())
+        )
+        assert opened.error is None
+        saved = Message.decode(
+            deployed.handle(Message(TaskKind.VERTICAL_SAVE, job_id, 0, "c").encode())
+        )
+        assert saved.error is not None
+        assert ("not a safe name" in saved.error) == (job_id != "ok-job")
+    assert not (tmp_path / "escape").exists()
+
+
+def test_too_few_shared_customers_is_a_clear_error(tmp_path: Path) -> None:
+    paths = _three_party_files(tmp_path)
+    frame = pd.read_csv(paths["shop"])
+    frame["customer"] = [f"other-{i}" for i in range(len(frame))]
+    frame.to_csv(paths["shop"], index=False)
+    job = parse_vertical_job(_job(paths))
+    with pytest.raises(RoundFailedError, match=r"only 0 customers are shared.*'cid'"):
+        simulate_vertical(job)
+
+
+def test_secureboost_section_is_validated() -> None:
+    base = {
+        "kind": "vertical",
+        "algorithm": "secureboost",
+        "parties": [
+            {"name": "a", "builtin": "breast_cancer/guest", "label": "y"},
+            {"name": "b", "builtin": "breast_cancer/host"},
+        ],
+    }
+    with pytest.raises(ConfigError, match=r"secureboost\.max_depth"):
+        parse_vertical_job({**base, "secureboost": {"max_depth": 0}})
+    with pytest.raises(ConfigError, match="validation_fraction"):
+        parse_vertical_job({**base, "secureboost": {"early_stopping_rounds": 3}})
+    with pytest.raises(ConfigError, match=r"Did you mean 'secureboost\.n_trees'"):
+        parse_vertical_job({**base, "secureboost": {"n_tree": 3}})
+    with pytest.raises(ConfigError, match=r"sets \[hetero_lr\] but algorithm is 'secureboost'"):
+        parse_vertical_job({**base, "hetero_lr": {"epochs": 3}})
+    job = parse_vertical_job({**base, "secureboost": {"n_trees": 4, "n_bins": 16}})
+    assert job.secureboost.params().n_trees == 4 and job.secureboost.params().n_bins == 16
+
+
+@pytest.mark.slow
+def test_secureboost_job_two_hosts_outputs(tmp_path: Path) -> None:
+    paths = _three_party_files(tmp_path)
+    raw = _job(
+        paths,
+        algorithm="secureboost",
+        secureboost={
+            "n_trees": 4,
+            "max_depth": 2,
+            "learning_rate": 0.3,
+            "validation_fraction": 0.2,
+            "early_stopping_rounds": 2,
+        },
+    )
+    job = parse_vertical_job(raw)
+    trees: list[tuple[int, float]] = []
+    result = simulate_vertical(job, baseline=True, on_tree=lambda t, s: trees.append((t, s)))
+    doc = result.metrics_json()
+    assert doc["kind"] == "vertical" and doc["algorithm"] == "secureboost"
+    assert doc["he_scheme"] == "paillier" and doc["alignment"]["aligned"] == 440
+    assert doc["test"]["auc"] > 0.95 and doc["train"]["auc"] >= doc["test"]["auc"] - 0.05
+    assert abs(doc["test"]["auc"] - doc["baseline"]["auc"]) <= 0.03
+    n = len(doc["train_loss_per_tree"])
+    assert 1 <= doc["n_trees"] <= n <= 4
+    assert len(doc["valid_loss_per_tree"]) == n == len(doc["seconds_per_tree"]) == len(trees)
+    assert doc["train_loss_per_tree"] == sorted(doc["train_loss_per_tree"], reverse=True)
+    paths_out = result.save(tmp_path / "run")
+    guest = json.loads(paths_out["model:bank"].read_text())
+    shop = json.loads(paths_out["model:shop"].read_text())
+    assert guest["party"] == "bank" and len(guest["trees"]) == doc["n_trees"]
+    assert set(shop) == {"party", "records", "features"}  # a host keeps only its split table
+    assert all(set(r) == {"feature", "threshold"} for r in shop["records"])
+    assert "threshold" not in json.dumps(guest["trees"])  # no host threshold in the guest's part
+    assert "SecureBoost" in paths_out["report"].read_text()
+
+
+@pytest.mark.slow
+def test_hetero_lr_job_saves_each_party_part(tmp_path: Path) -> None:
+    paths = _three_party_files(tmp_path)
+    job = parse_vertical_job(_job(paths, hetero_lr={"epochs": 1, "batch_size": 256}))
+    result = simulate_vertical(job)
+    out = result.save(tmp_path / "run")
+    doc = json.loads(out["metrics_json"].read_text())
+    assert doc["test"]["auc"] > 0.9 and len(doc["loss_per_epoch"]) == 1
+    assert doc["train"] is None and doc["baseline"] is None
+    assert load_file(str(out["model:shop"]))["weights"].shape == (10,)
+    assert load_file(str(out["model:bank"]))["weights"].shape == (11,)  # + intercept
+
+
+class Tampering(InProcessTransport):
+    """A relay that flips one bit of the guest's sealed PSI finish message for ``shop``."""
+
+    def exchange(self, tasks: Any, *, timeout_s: float) -> Gathered:
+        got = super().exchange(tasks, timeout_s=timeout_s)
+        reply = got.replies.get("bank")
+        if reply is not None and reply.kind is TaskKind.PSI_INTERSECT:
+            arrays = dict(reply.arrays)
+            sealed = arrays["to:shop"].copy()
+            sealed[-1] ^= 1
+            arrays["to:shop"] = sealed
+            got.replies["bank"] = Message(
+                reply.kind, reply.job_id, reply.round, reply.sender, reply.body, arrays
+            )
+        return got
+
+
+def test_a_tampering_relay_is_caught_by_the_host(tmp_path: Path) -> None:
+    paths = _three_party_files(tmp_path)
+    job = parse_vertical_job(_job(paths))
+    agents = {p.name: VerticalPartyAgent.from_config(p) for p in job.parties}
+    with pytest.raises(RoundFailedError, match=r"'shop'.*failed authentication"):
+        VerticalRunner(job, Tampering(agents)).align()
+    assert agents["shop"].aligned is None and agents["telco"].aligned is not None
