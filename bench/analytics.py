@@ -11,7 +11,7 @@ aggregates (COUNT, AVG, STDDEV, CORR, HISTOGRAM):
   per party, one party after another), statistics cross the in-process transport as encoded
   messages, are summed, noised (Gaussian, epsilon 1) and post-processed;
 * federated, secure (``--secure``): the same, with ``[privacy.secure_aggregation]``: four
-  protocol exchanges (X25519, Shamir, AES-GCM, ChaCha20 masks over the 64-bit fixed-point
+  protocol exchanges (X25519, Shamir, AES-GCM, AES-CTR masks over the 64-bit fixed-point
   statistics) instead of one plain exchange; the same seeded noise, so the answers differ from
   the plain run only by the fixed-point error (printed);
 * pooled: DuckDB (default threads) on all files at once, the same aggregates natively.

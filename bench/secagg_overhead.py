@@ -4,7 +4,7 @@
 
 Protocol: the same N random updates of ``--params`` values are summed plainly (weighted
 numpy sum, what FedAvg does) and through the SecAgg/SecAgg+ state machines (quantize, key
-agreement, Shamir, AES-GCM, ChaCha20 masks, unmask), all parties in this process, one core;
+agreement, Shamir, AES-GCM, AES-CTR masks, unmask), all parties in this process, one core;
 ``x`` is secure time / plain time. Bytes per party: what one party sends and receives,
 as encoded messages. Round: one full simulated round (train + aggregate + evaluate) on
 mnist-5k with an MLP of ~102k parameters, plain vs secure, 0% and 20% of parties dropping
@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 
 import numpy as np
+import torch
 
 from fedsilo.config import parse_job
 from fedsilo.privacy.secagg.protocol import (
@@ -109,8 +110,12 @@ class _Counting:
         return Gathered(out.replies, {**out.failures, **lost})
 
 
-def full_round(n: int, secure: bool, dropout: float) -> tuple[float, float]:
-    """(seconds for round 2, mean bytes per party in round 2)."""
+def full_round(n: int, secure: bool, dropout: float) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds of this process, mean bytes per party), all for round 2.
+
+    CPU seconds (one torch thread, every party in this process) are what the round costs
+    regardless of what else the machine runs; wall seconds are shown beside them.
+    """
     privacy = {
         "secure_aggregation": {"enabled": secure, "variant": "secagg+" if n > 10 else "secagg"}
     }
@@ -138,13 +143,15 @@ def full_round(n: int, secure: bool, dropout: float) -> tuple[float, float]:
     drop = set(names[:: max(1, round(1 / dropout))][: round(dropout * n)]) if dropout else set()
     transport = _Counting(InProcessTransport(agents), set())
     rounds: list[float] = []
+    cpu: list[float] = []
 
     def on_round(record: RoundRecord) -> None:
         rounds.append(record.duration_s)
+        cpu.append(time.process_time())
         transport.drop, transport.count = drop, True  # round 1 is warm-up
 
     Coordinator(job, transport, on_round=on_round).run()
-    return rounds[-1], float(np.mean(list(transport.bytes.values())))
+    return rounds[-1], cpu[-1] - cpu[-2], float(np.mean(list(transport.bytes.values())))
 
 
 def main() -> None:
@@ -161,6 +168,7 @@ def main() -> None:
         help="full rounds: alternate plain and secure this many times, report the medians",
     )
     args = parser.parse_args()
+    torch.set_num_threads(1)  # comparable CPU seconds; the parties run one after another anyway
     if not args.skip_protocol:
         protocol_table(args.sizes, args.params)
     if not args.skip_rounds:
@@ -185,7 +193,8 @@ def protocol_table(sizes: list[int], params: int) -> None:
 def round_table(sizes: list[int], dropouts: list[float], repeats: int) -> None:
     print("\nFull round (train + aggregate + evaluate), mnist-5k, mlp[128] (101,770 params)")
     print(
-        f"{'N':>4} {'drop':>5} {'plain s':>8} {'secure s':>9} {'ratio':>6} {'KB/party plain':>15} {'KB/party secure':>16}"
+        f"{'N':>4} {'drop':>5} {'plain s':>8} {'secure s':>9} {'ratio':>6} {'plain cpu':>9} "
+        f"{'secure cpu':>10} {'cpu ratio':>9} {'KB/party plain':>15} {'KB/party secure':>16}"
     )
     for n in sizes:
         for dropout in dropouts:
@@ -193,10 +202,12 @@ def round_table(sizes: list[int], dropouts: list[float], repeats: int) -> None:
             for _ in range(repeats):  # alternate, so a change in machine load hits both
                 plain.append(full_round(n, False, dropout))
                 secure.append(full_round(n, True, dropout))
-            p, pb = float(np.median([t for t, _ in plain])), plain[0][1]
-            s, sb = float(np.median([t for t, _ in secure])), secure[0][1]
+            p, pc = (float(np.median([r[i] for r in plain])) for i in (0, 1))
+            s, sc = (float(np.median([r[i] for r in secure])) for i in (0, 1))
+            pb, sb = plain[0][2], secure[0][2]
             print(
-                f"{n:>4} {dropout:>5.0%} {p:>8.2f} {s:>9.2f} {s / p:>6.2f} {pb / 1e3:>15.0f} {sb / 1e3:>16.0f}"
+                f"{n:>4} {dropout:>5.0%} {p:>8.2f} {s:>9.2f} {s / p:>6.2f} {pc:>9.2f} {sc:>10.2f} "
+                f"{sc / pc:>9.2f} {pb / 1e3:>15.0f} {sb / 1e3:>16.0f}"
             )
 
 

@@ -5,7 +5,7 @@ Bonawitz et al. 2017, "Practical Secure Aggregation for Privacy-Preserving Machi
 (Poly)Logarithmic Overhead" (SecAgg+, each party paired with O(log n) neighbours).
 
 Modules, pure first: :mod:`.quantize` (floats to the ring Z_{2^bits}), :mod:`.shamir` (secret
-sharing over GF(2^521 - 1)), :mod:`.keys` (X25519, HKDF, AES-GCM, ChaCha20 mask expansion, all
+sharing over GF(2^521 - 1)), :mod:`.keys` (X25519, HKDF, AES-GCM, AES-CTR mask expansion, all
 from ``cryptography``), :mod:`.protocol` (party and server state machines over bytes and
 numpy); then the runtime glue :mod:`.party_side` and :mod:`.server_side`.
 """

@@ -127,6 +127,7 @@ class PartyRound:
         self._peer_keys: dict[str, PublicKeys] = {}
         self._b = b""
         self._held: dict[str, tuple[Share, Share]] = {}  # shares of others' (s, b), and own
+        self._channel: dict[str, bytes] = {}  # AES-GCM key per neighbour, agreed once
         self._masked_with: set[str] = set()
 
     def _advance(self, expected: str, nxt: str) -> None:
@@ -164,9 +165,17 @@ class PartyRound:
             if holder == self.name:
                 self._held[self.name] = (s_sh, b_sh)
                 continue
-            key = keys.agree(self._c, peer_keys[holder][0], purpose=_ENC, tag=self.setup.tag)
+            key = self._channel_key(holder)
             out[holder] = keys.encrypt(key, _pack(s_sh, b_sh), _aad(self.setup, self.name, holder))
         return out
+
+    def _channel_key(self, peer: str) -> bytes:
+        """The key both ends derive from their ``c`` keys; one X25519 exchange per neighbour."""
+        if peer not in self._channel:
+            self._channel[peer] = keys.agree(
+                self._c, self._peer_keys[peer][0], purpose=_ENC, tag=self.setup.tag
+            )
+        return self._channel[peer]
 
     def mask(self, ciphertexts: Mapping[str, bytes], x: np.ndarray) -> np.ndarray:
         """``y = x + PRG(b) ± PRG(s_uv)`` over the neighbours that sent this party shares."""
@@ -177,7 +186,7 @@ class PartyRound:
             raise ProtocolError(f"party '{self.name}' got shares from parties it has no keys of")
         my_id = self.setup.ids[self.name]
         for sender, blob in ciphertexts.items():
-            key = keys.agree(self._c, self._peer_keys[sender][0], purpose=_ENC, tag=self.setup.tag)
+            key = self._channel_key(sender)
             s_sh, b_sh = _unpack(keys.decrypt(key, blob, _aad(self.setup, sender, self.name)))
             if s_sh[0] != my_id:
                 raise ProtocolError(f"party '{self.name}' got a share for another party")
