@@ -110,6 +110,12 @@ def test_secureboost_report_has_inline_plots_and_the_numbers() -> None:
         assert number in page
     assert "3 trees, 4.3 s in all" in page
     assert "split table" in page  # what a party keeps of a SecureBoost model
+    assert "private set intersection" in page  # alignment method defaults to PSI
+    doc = _sb_doc()
+    doc["alignment"]["method"] = "join on <id>"
+    page = render_report(doc)
+    assert "Rows aligned by: join on &lt;id&gt;." in page
+    assert "private set intersection" not in page
 
 
 def test_report_differs_with_the_data() -> None:

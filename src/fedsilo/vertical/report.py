@@ -6,7 +6,8 @@ as inline PNG ``data:`` URIs (:func:`fedsilo.report.plots.to_data_uri`), no scri
 external resource. Expected keys (every one but ``algorithm`` may be absent):
 
 ``job``, ``kind`` (``"vertical"``), ``algorithm`` (``"hetero_lr"`` | ``"secureboost"``),
-``he_scheme``, ``alignment`` (``aligned``, ``train``, ``test``, ``local_rows``: party -> rows),
+``he_scheme``, ``alignment`` (``aligned``, ``train``, ``test``, ``local_rows``: party -> rows;
+``method``, ``"psi"`` when absent),
 ``test`` / ``train`` / ``baseline`` (``auc``, ``ks``, ``accuracy``, ``f1``), optionally
 ``guest`` and ``hosts``, ``wall_time_s``; hetero LR: ``loss_per_epoch``,
 ``seconds_per_epoch``; SecureBoost: ``train_loss_per_tree``, ``valid_loss_per_tree``,
@@ -155,11 +156,17 @@ def _parties(doc: Mapping[str, Any], algorithm: str) -> str:
         if rows
         else "<p class='empty'>No per-party row counts recorded.</p>"
     )
+    method = align.get("method", "psi")
+    psi = (
+        "<p class='note'>Rows were aligned by private set intersection: no party learns the "
+        "other parties' customers outside the intersection.</p>"
+        if method == "psi"
+        else f"<p class='note'>Rows aligned by: {esc(method)}.</p>"
+    )
     return (
         "<section id='parties'><h2>Parties and alignment</h2>"
         f"{_meta(items)}<h3>Rows per party</h3>{table}"
-        "<p class='note'>Rows were aligned by private set intersection: no party learns the "
-        "other parties' customers outside the intersection.</p>"
+        f"{psi}"
         "<h3>Where the model lives</h3><ul>"
         f"<li>The guest keeps {esc(guest_part)}.</li>"
         f"<li>Each host keeps {esc(host_part)}.</li>"
