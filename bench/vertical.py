@@ -1,7 +1,9 @@
-"""Hetero (vertical) LR: seconds per epoch, CKKS vs Paillier vs plaintext.
+"""Vertical learning: hetero-LR seconds per epoch and SecureBoost seconds per tree,
+CKKS vs Paillier vs plaintext.
 
-    .venv/bin/python bench/vertical.py [--rows 50000] [--batch-size 4096]
-        [--paillier-batches 1] [--key-bits 2048] [--skip-paillier-large]
+    PYTHONPATH=src .venv/bin/python bench/vertical.py [--rows 50000] [--batch-size 4096]
+        [--paillier-batches 1] [--key-bits 2048] [--skip-paillier-large] [--only lr|sb]
+        [--tree-depth 3]
 
 Two workloads: breast cancer (FATE's split: guest 10 features + label, one host 20; all 569
 rows, 80% train) and a ``make_classification`` set of ``--rows`` rows and 30 features split
@@ -10,6 +12,12 @@ message encoded, guest-host payloads sealed, arbiter decrypting masked values). 
 whole epochs; Paillier on the large set runs ``--paillier-batches`` mini-batches and is
 EXTRAPOLATED to an epoch (per-batch cost is linear in rows), which the output says. The
 plaintext baseline is the same mini-batch Taylor-LR in numpy, no cryptography.
+
+SecureBoost (``--tree-depth``, 32 bins, learning rate 0.3) on the same two workloads: wall
+seconds per tree measured at a host (from the first host task of a tree to the first of the
+next; key generation excluded), CKKS and Paillier, against the plaintext reference of the same
+algorithm (``train_plain``: same bins, same grower, numpy histograms) timed in this process.
+Breast cancer: 2 trees; the large set: 1 tree (a whole tree is measured, nothing extrapolated).
 """
 
 from __future__ import annotations
@@ -18,13 +26,16 @@ import argparse
 import itertools
 import math
 import time
+from typing import Any
 
 import numpy as np
+from _sbtools import TreeClock
 from sklearn.datasets import load_breast_cancer, make_classification
 
 from fedsilo.privacy.he import CkksConfig, HeScheme, PaillierConfig, generate
 from fedsilo.runtime.transport import InProcessTransport
 from fedsilo.vertical.hetero_lr import HeteroLrArbiter, HeteroLrParty, LrParams
+from fedsilo.vertical.secureboost import TreeParams, split_rows, train_plain, train_secureboost
 
 
 def _split(x: np.ndarray, widths: list[int]) -> list[np.ndarray]:
@@ -82,6 +93,70 @@ def he_epoch(
     return arbiter.run_batches(batches) * per_epoch / batches, True
 
 
+def plain_tree(parts: list[np.ndarray], y: np.ndarray, params: TreeParams) -> float:
+    """Seconds per tree of the plaintext reference (same algorithm, no cryptography)."""
+    train, valid = split_rows(len(y), 0.0, 0)
+    started = time.perf_counter()
+    train_plain(parts, y, train, valid, params)
+    return (time.perf_counter() - started) / params.n_trees
+
+
+def he_tree(
+    scheme: HeScheme, parts: list[np.ndarray], y: np.ndarray, params: TreeParams, key_bits: int
+) -> tuple[float, float]:
+    """(median wall seconds per tree at the first host, CPU seconds per tree of the process)."""
+    clock: dict[str, TreeClock] = {}
+
+    def wrap(handler: Any) -> TreeClock:
+        clock["h"] = TreeClock(handler, verbose=False)
+        return clock["h"]
+
+    hosts = {f"host{k}": p for k, p in enumerate(parts[1:], 1)}
+    cpu = time.process_time()
+    train_secureboost(
+        parts[0], y, hosts, params, scheme=scheme, paillier_bits=key_bits, recorders={"host1": wrap}
+    )
+    clock["h"].stop()
+    cpu = (time.process_time() - cpu) / params.n_trees
+    return float(np.median(clock["h"].seconds_per_tree())), cpu
+
+
+def report_trees(
+    title: str,
+    parts: list[np.ndarray],
+    y: np.ndarray,
+    trees: int,
+    depth: int,
+    key_bits: int,
+    skip_paillier: bool,
+) -> None:
+    train = np.sort(np.random.default_rng(1).permutation(len(y))[: int(0.8 * len(y))])
+    params = TreeParams(n_trees=trees, max_depth=depth, learning_rate=0.3, n_bins=32)
+    xs, yt = [p[train] for p in parts], y[train]
+    plain = plain_tree(xs, yt, params)
+    print(
+        f"\n{title}: SecureBoost, {len(train)} training rows, {trees} tree(s) of depth {depth}, "
+        f"parties {[p.shape[1] for p in parts]} features",
+        flush=True,
+    )
+    print(f"  plaintext reference (numpy)  : {plain:10.3f} s/tree", flush=True)
+    runs = [(HeScheme.CKKS, "CKKS (N=8192)               ")]
+    if not skip_paillier:
+        runs.append((HeScheme.PAILLIER, f"Paillier ({key_bits}-bit)         "))
+    walls = {}
+    for scheme, label in runs:
+        wall, cpu = he_tree(scheme, xs, yt, params, key_bits)
+        walls[scheme] = wall
+        print(
+            f"  {label}: {wall:10.2f} s/tree wall ({cpu:.2f} CPU s/tree; "
+            f"{wall / plain:,.0f}x plaintext)",
+            flush=True,
+        )
+    if len(walls) == 2:
+        ratio = walls[HeScheme.PAILLIER] / walls[HeScheme.CKKS]
+        print(f"  Paillier / CKKS per tree     : {ratio:10.1f}x", flush=True)
+
+
 def report(
     title: str,
     parts: list[np.ndarray],
@@ -117,27 +192,34 @@ def main() -> None:
     ap.add_argument("--paillier-batches", type=int, default=1)
     ap.add_argument("--key-bits", type=int, default=2048)
     ap.add_argument("--skip-paillier-large", action="store_true")
+    ap.add_argument("--only", choices=("lr", "sb"), help="only hetero LR or only SecureBoost")
+    ap.add_argument("--tree-depth", type=int, default=3)
+    ap.add_argument("--skip-large", action="store_true", help="breast cancer only")
     args = ap.parse_args()
     data = load_breast_cancer()
-    report(
-        "breast cancer (guest 10 + host 20)",
-        _split(data.data, [10, 20]),
-        data.target.astype(np.float64),
-        64,
-        args.key_bits,
-        None,
-        False,
-    )
+    bc_parts, bc_y = _split(data.data, [10, 20]), data.target.astype(np.float64)
     x, y = make_classification(n_samples=args.rows, n_features=30, n_informative=12, random_state=0)
-    report(
-        f"make_classification {args.rows} rows, two hosts",
-        _split(x, [10, 10, 10]),
-        y.astype(np.float64),
-        args.batch_size,
-        args.key_bits,
-        args.paillier_batches,
-        args.skip_paillier_large,
-    )
+    big_parts, big_y = _split(x, [10, 10, 10]), y.astype(np.float64)
+    big = f"make_classification {args.rows} rows, two hosts"
+    if args.only != "sb":
+        report("breast cancer (guest 10 + host 20)", bc_parts, bc_y, 64, args.key_bits, None, False)
+        if not args.skip_large:
+            report(
+                big,
+                big_parts,
+                big_y,
+                args.batch_size,
+                args.key_bits,
+                args.paillier_batches,
+                args.skip_paillier_large,
+            )
+    if args.only != "lr":
+        bc = "breast cancer (guest 10 + host 20)"
+        report_trees(bc, bc_parts, bc_y, 2, args.tree_depth, args.key_bits, False)
+        if not args.skip_large:
+            report_trees(
+                big, big_parts, big_y, 1, args.tree_depth, args.key_bits, args.skip_paillier_large
+            )
 
 
 if __name__ == "__main__":
