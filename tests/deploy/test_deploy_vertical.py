@@ -148,7 +148,7 @@ def test_vertical_jobs_over_grpc_match_the_simulation(tmp_path: Path) -> None:
     # Who stores what: the server has metrics and report only; each party its own part.
     for job_id, doc, suffix in ((sb_id, sb, ".json"), (lr_id, lr, ".safetensors")):
         run = tmp_path / "server" / job_id
-        assert sorted(p.name for p in run.iterdir()) == ["metrics.json", "report.md"]
+        assert sorted(p.name for p in run.iterdir()) == ["metrics.json", "report.html", "report.md"]
         parts = doc["model_parts"]
         assert isinstance(parts, dict) and set(parts) == set(PARTIES)
         for p in PARTIES:

@@ -44,6 +44,9 @@ def test_cli_breast_cancer_ckks_matches_centralized(
     provider = load_file(str(out / "models" / "provider.safetensors"))
     assert bank["weights"].shape == (11,) and provider["weights"].shape == (20,)  # own parts only
     assert "hetero LR" in (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and 'src="http' not in html
+    assert f"{fed:.4f}" in html  # the held-out AUC shown is the one in metrics.json
 
 
 def test_paillier_breast_cancer_matches_centralized(

@@ -47,3 +47,5 @@ def test_cli_secureboost_example_matches_centralized_gbm(
     provider = json.loads((out / "models" / "provider.json").read_text())
     assert set(provider) == {"party", "records", "features"} and provider["party"] == "provider"
     assert "SecureBoost" in (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    assert "SecureBoost" in html and "data:image/png;base64," in html

@@ -8,8 +8,8 @@ party must be registered; all of them must be connected (a vertical model needs 
 columns). The job runs with the same :class:`~fedsilo.vertical.runner.VerticalRunner` as the
 simulation over :class:`~fedsilo.deploy.grpc_transport.GrpcTransport`.
 
-Who stores what: the server's ``<run_dir>/<job id>/`` gets ``metrics.json`` and ``report.md``
-(metrics, alignment counts, per-epoch/per-tree lists, and where each party keeps its part
+Who stores what: the server's ``<run_dir>/<job id>/`` gets ``metrics.json``, ``report.html``
+and ``report.md`` (metrics, alignment counts, per-epoch/per-tree lists, and where each party keeps its part
 with the file's SHA-256); each party process writes its own model part (hetero LR weights and
 standardization as safetensors; SecureBoost: the guest's trees and its own split table, a
 host's split table, as JSON) under ``[vertical] models`` in its own directory. No model part
@@ -99,7 +99,7 @@ def run_vertical_job(
     out: Path,
     on_progress: Callable[[int], None],
 ) -> Path:
-    """Run the job over the connected party processes; write metrics.json and report.md."""
+    """Run the job over the connected party processes; write metrics.json and the reports."""
     started = time.monotonic()
     runner = VerticalRunner(
         job,

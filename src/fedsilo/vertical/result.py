@@ -1,4 +1,4 @@
-"""A vertical job's results: metrics.json (self-describing), report.md and model parts.
+"""A vertical job's results: metrics.json (self-describing), report.html/.md and model parts.
 
 The same :class:`VerticalResult` is written by ``fedsilo simulate`` (with every party's part
 under ``models/``, since the simulated parties live in this process) and by the deployed
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fedsilo.vertical.config import VerticalAlgorithm, VerticalJobConfig
+from fedsilo.vertical.report import render_report
 from fedsilo.vertical.runner import VerticalOutcome
 
 METRIC_KEYS = ("auc", "ks", "accuracy", "f1")
@@ -89,7 +90,8 @@ class VerticalResult:
         return out
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """metrics.json, report.md and (simulation) one model part per party under models/."""
+        """metrics.json, report.html (plots inline), report.md (text summary) and (simulation)
+        one model part per party under models/."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths: dict[str, Path] = {}
@@ -97,8 +99,11 @@ class VerticalResult:
             (out / "models").mkdir(exist_ok=True)
         for name, (suffix, write) in self.model_writers.items():
             paths[f"model:{name}"] = write(name, out / "models" / f"{name}{suffix}")
+        doc = self.metrics_json()
         paths["metrics_json"] = out / "metrics.json"
-        paths["metrics_json"].write_text(json.dumps(self.metrics_json(), indent=2))
+        paths["metrics_json"].write_text(json.dumps(doc, indent=2))
+        paths["report_html"] = out / "report.html"
+        paths["report_html"].write_text(render_report(doc), encoding="utf-8")
         paths["report"] = out / "report.md"
         paths["report"].write_text(self.report())
         return paths
