@@ -95,7 +95,7 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 # --- small builders ---------------------------------------------------------------------------
 
 
-def _table(
+def html_table(
     head: Sequence[str],
     rows: Iterable[tuple[str, Sequence[str]]],
     *,
@@ -117,7 +117,7 @@ def _table(
     return "".join(out)
 
 
-def _figure(uri: str | None, alt: str, caption: str, empty: str) -> str:
+def html_figure(uri: str | None, alt: str, caption: str, empty: str) -> str:
     if uri is None:
         return f"<p class='empty'>{esc(empty)}</p>"
     return (
@@ -126,7 +126,7 @@ def _figure(uri: str | None, alt: str, caption: str, empty: str) -> str:
     )
 
 
-def _meta(items: Iterable[tuple[str, str]]) -> str:
+def html_meta(items: Iterable[tuple[str, str]]) -> str:
     cells = "".join(f"<div><dt>{esc(k)}</dt><dd>{esc(v)}</dd></div>" for k, v in items)
     return f"<dl class='meta'>{cells}</dl>"
 
@@ -152,11 +152,11 @@ def _header(r: Report) -> str:
     ]
     return (
         "<header><p class='eyebrow'>fedsilo · federated training report</p>"
-        f"<h1>{esc(r.job_name)}</h1>{_meta(items)}</header>"
+        f"<h1>{esc(r.job_name)}</h1>{html_meta(items)}</header>"
     )
 
 
-def _card(label: str, value: str, sub: str = "") -> str:
+def html_card(label: str, value: str, sub: str = "") -> str:
     sub_html = f"<div class='sub'>{esc(sub)}</div>" if sub else ""
     return (
         f"<div class='card'><div class='label'>{esc(label)}</div>"
@@ -175,11 +175,11 @@ def _headline(r: Report) -> str:
         if base is not None and base.get(metric) is not None:
             sub = f"centralized {fmt_metric(base.get(metric))} · ratio "
             sub += fmt_ratio(ratio(value, base.get(metric)))
-        cards.append(_card(title, fmt_metric(value), sub))
+        cards.append(html_card(title, fmt_metric(value), sub))
     if not cards:
         loss = g.get("loss")
         if loss is not None:
-            cards.append(_card("Final global loss", fmt_metric(loss)))
+            cards.append(html_card("Final global loss", fmt_metric(loss)))
     parts = ["<section id='headline'><h2>Headline</h2>"]
     if r.final_from_last_round:
         parts.append("<p class='note'>No final metrics recorded; values are the last round's.</p>")
@@ -210,7 +210,7 @@ def _headline(r: Report) -> str:
             )
         parts.append("<h3>Federated vs centralized</h3>")
         parts.append(
-            _table(["Metric", "Federated (global)", "Centralized", "Ratio fed / cent."], rows)
+            html_table(["Metric", "Federated (global)", "Centralized", "Ratio fed / cent."], rows)
         )
         parts.append(
             "<p class='note'>Centralized: the same model trained on all parties' "
@@ -221,7 +221,7 @@ def _headline(r: Report) -> str:
 
 
 def _convergence(r: Report) -> str:
-    fig = _figure(
+    fig = html_figure(
         plots.convergence(r),
         "Global loss and accuracy per round",
         "Global model on the test split per round (bold); each party's own evaluation "
@@ -233,7 +233,7 @@ def _convergence(r: Report) -> str:
 
 def _final(r: Report) -> str:
     names = r.metric_names()
-    fig = _figure(
+    fig = html_figure(
         plots.party_bars(r),
         "Final metrics per party",
         "Each party's final metrics on its own holdout; dashed line: the global model on the "
@@ -262,7 +262,7 @@ def _final(r: Report) -> str:
     if r.baseline is not None:
         rows.append(("baseline", ["Centralized baseline", *_metric_cells(r.baseline, names)]))
     head = ["", *(esc(metric_label(m)) for m in names)]
-    table = _table(head, rows) if names else "<p class='empty'>No final metrics recorded.</p>"
+    table = html_table(head, rows) if names else "<p class='empty'>No final metrics recorded.</p>"
     return (
         f"<section id='parties'><h2>Final metrics</h2>{fig}"
         f"<h3>Final metrics table</h3>{table}</section>"
@@ -294,7 +294,7 @@ def _rounds(r: Report) -> str:
         cells += _metric_cells(x.global_metrics, names)
         rows.append(("", cells))
     parts.append("<h3>Global metrics per round</h3>")
-    parts.append(_table(head, rows))
+    parts.append(html_table(head, rows))
 
     parts.append("<h3>Failures</h3>")
     failed = [(x.number, p, why) for x in r.rounds for p, why in x.failures.items()]
@@ -307,7 +307,7 @@ def _rounds(r: Report) -> str:
             f"failures; failed parties' updates were left out of those rounds.</p>"
         )
         parts.append(
-            _table(
+            html_table(
                 ["Round", "Party", "Reason"],
                 [("", [str(n), esc(p), esc(why)]) for n, p, why in failed],
                 text_columns=frozenset({1, 2}),
@@ -329,7 +329,7 @@ def _data(r: Report) -> str:
         ("Classes", f"{len(classes):,} ({listed})" if classes else MISSING),
         ("Central test examples", fmt_count(r.test_examples)),
     ]
-    parts = [f"<section id='data'><h2>Data</h2>{_meta(items)}"]
+    parts = [f"<section id='data'><h2>Data</h2>{html_meta(items)}"]
     if not r.party_data:
         parts.append("<p class='empty'>No per-party data summary recorded.</p></section>")
         return "".join(parts)
@@ -351,7 +351,7 @@ def _data(r: Report) -> str:
             ("total", ["All parties", fmt_count(all_train), fmt_count(all_holdout), total_share])
         )
     parts.append("<h3>Examples per party</h3>")
-    parts.append(_table(["Party", "Train", "Holdout", "Share of train"], rows))
+    parts.append(html_table(["Party", "Train", "Holdout", "Share of train"], rows))
 
     if (
         classes
@@ -366,9 +366,9 @@ def _data(r: Report) -> str:
             sums = [sum(d.label_counts.get(c) or 0 for d in parties.values()) for c in classes]
             label_rows.append(("total", ["All parties", *(fmt_count(n) for n in sums)]))
         parts.append("<h3>Training examples per label</h3>")
-        parts.append(_table(["Party", *(esc(c) for c in classes)], label_rows))
+        parts.append(html_table(["Party", *(esc(c) for c in classes)], label_rows))
     parts.append(
-        _figure(
+        html_figure(
             plots.label_distribution(r),
             "Training label counts per party",
             "Training examples per party, stacked by label: shows size and label skew together.",

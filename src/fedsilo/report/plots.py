@@ -59,13 +59,13 @@ def to_data_uri(fig: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     fig.set_facecolor("white")
     return fig
 
 
-def _style(ax: Axes) -> None:
+def style_axes(ax: Axes) -> None:
     ax.grid(True, color="#e3e6ea", linewidth=0.8)
     ax.set_axisbelow(True)
     for side in ("top", "right"):
@@ -92,11 +92,11 @@ def convergence(report: Report) -> str | None:
         return None
     xs = [r.number for r in report.rounds]
     colors = dict(zip(report.parties, palette(len(report.parties)), strict=True))
-    fig = _new_figure(10.0, 3.8)
+    fig = new_figure(10.0, 3.8)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     handles: dict[str, Line2D] = {}
     for ax, metric in zip(axes, panels, strict=True):
-        _style(ax)
+        style_axes(ax)
         for party in report.parties:
             ys = _values([r.parties.get(party, {}).get(metric) for r in report.rounds])
             if all(math.isnan(y) for y in ys):
@@ -176,13 +176,13 @@ def party_bars(report: Report) -> str | None:
     if not parties or not panels:
         return None
     colors = dict(zip(report.parties, palette(len(report.parties)), strict=True))
-    fig = _new_figure(10.0, max(2.4, 1.1 + 0.36 * len(parties)))
+    fig = new_figure(10.0, max(2.4, 1.1 + 0.36 * len(parties)))
     axes = fig.subplots(1, len(panels), squeeze=False, sharey=True, sharex=True)[0]
     shown: list[float] = []
     handles: dict[str, Line2D] = {}
     rows = list(range(len(parties)))
     for ax, metric in zip(axes, panels, strict=True):
-        _style(ax)
+        style_axes(ax)
         ax.grid(False, axis="y")
         values = [report.final_parties[p].get(metric) for p in parties]
         bars = ax.barh(rows, _values(values), color=[colors[p] for p in parties], height=0.7)
@@ -236,9 +236,9 @@ def label_distribution(report: Report) -> str | None:
     if not parties or not classes:
         return None
     colors = palette(len(classes))
-    fig = _new_figure(10.0, 1.3 + 0.42 * len(parties))
+    fig = new_figure(10.0, 1.3 + 0.42 * len(parties))
     ax = fig.subplots()
-    _style(ax)
+    style_axes(ax)
     ax.grid(False, axis="y")
     rows = list(range(len(parties)))
     left = [0.0] * len(parties)

@@ -24,13 +24,13 @@ from matplotlib.ticker import MaxNLocator
 
 from fedsilo.report._fmt import MISSING, esc, fmt_count, fmt_duration, fmt_metric
 from fedsilo.report._model import as_count, as_list, as_mapping, as_number
-from fedsilo.report.page import CSP, CSS, _card, _figure, _meta, _table
+from fedsilo.report.page import CSP, CSS, html_card, html_figure, html_meta, html_table
 from fedsilo.report.plots import (
     BASELINE_COLOR,
     GLOBAL_COLOR,
-    _new_figure,
-    _style,
     label_text,
+    new_figure,
+    style_axes,
     to_data_uri,
 )
 
@@ -81,11 +81,11 @@ def loss_plot(doc: Mapping[str, Any], algorithm: str) -> str | None:
     seconds = _numbers(doc.get(f"seconds_per_{unit}"))
     if not curves and not seconds:
         return None
-    fig = _new_figure(10.0, 3.4)
+    fig = new_figure(10.0, 3.4)
     axes = fig.subplots(1, 2 if curves and seconds else 1, squeeze=False)[0]
     if curves:
         ax = axes[0]
-        _style(ax)
+        style_axes(ax)
         for (name, ys), color in zip(curves, (GLOBAL_COLOR, BASELINE_COLOR), strict=False):
             xs = list(range(1, len(ys) + 1))
             ax.plot(xs, ys, color=color, linewidth=2, marker="o", markersize=3, label=name)
@@ -93,7 +93,7 @@ def loss_plot(doc: Mapping[str, Any], algorithm: str) -> str | None:
         ax.legend(fontsize=8, frameon=False)
     if seconds:
         ax = axes[-1]
-        _style(ax)
+        style_axes(ax)
         ax.bar(range(1, len(seconds) + 1), seconds, color=TRAIN_COLOR)
         ax.set_title(f"Seconds per {unit}", fontsize=10, loc="left")
     for ax in axes:
@@ -115,9 +115,9 @@ def metrics_plot(rows: Sequence[tuple[str, Mapping[str, float]]]) -> str | None:
     if not names:
         return None
     colors = dict(zip(SHORT, (GLOBAL_COLOR, TRAIN_COLOR, BASELINE_COLOR), strict=True))
-    fig = _new_figure(10.0, 3.2)
+    fig = new_figure(10.0, 3.2)
     ax = fig.subplots()
-    _style(ax)
+    style_axes(ax)
     width = 0.8 / len(rows)
     for i, (label, values) in enumerate(rows):
         xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(names))]
@@ -152,7 +152,7 @@ def _parties(doc: Mapping[str, Any], algorithm: str) -> str:
     roles = {**{h: "host" for h in hosts}, **({guest: "guest (labels)"} if guest else {})}
     rows = [("", [esc(n), esc(roles.get(n, MISSING)), fmt_count(local.get(n))]) for n in names]
     table = (
-        _table(["Party", "Role", "Local rows"], rows, text_columns=frozenset({1}))
+        html_table(["Party", "Role", "Local rows"], rows, text_columns=frozenset({1}))
         if rows
         else "<p class='empty'>No per-party row counts recorded.</p>"
     )
@@ -165,7 +165,7 @@ def _parties(doc: Mapping[str, Any], algorithm: str) -> str:
     )
     return (
         "<section id='parties'><h2>Parties and alignment</h2>"
-        f"{_meta(items)}<h3>Rows per party</h3>{table}"
+        f"{html_meta(items)}<h3>Rows per party</h3>{table}"
         f"{psi}"
         "<h3>Where the model lives</h3><ul>"
         f"<li>The guest keeps {esc(guest_part)}.</li>"
@@ -185,7 +185,7 @@ def _results(doc: Mapping[str, Any], algorithm: str) -> str:
     extra = ["log_loss"] if any("log_loss" in m for _, m in rows) else []
     names = [*METRICS, *extra]
     cards = [
-        _card(f"Held-out {LABELS[m]}", fmt_metric(test[m]), sub)
+        html_card(f"Held-out {LABELS[m]}", fmt_metric(test[m]), sub)
         for m, sub in (
             ("auc", f"centralized {fmt_metric(base['auc'])}" if "auc" in base else ""),
             ("ks", ""),
@@ -203,7 +203,7 @@ def _results(doc: Mapping[str, Any], algorithm: str) -> str:
         (css.get(label, ""), [esc(label), *(fmt_metric(m.get(n)) for n in names)])
         for label, m in rows
     ]
-    parts.append(_table(["Model", *(LABELS[n] for n in names)], table_rows))
+    parts.append(html_table(["Model", *(LABELS[n] for n in names)], table_rows))
     what = "logistic regression" if algorithm == "hetero_lr" else "gradient-boosted model"
     note = (
         f"Centralized baseline: a {what} trained on all parties' columns pooled in one place "
@@ -213,7 +213,7 @@ def _results(doc: Mapping[str, Any], algorithm: str) -> str:
     )
     parts.append(f"<p class='note'>{esc(note)}</p>")
     parts.append(
-        _figure(
+        html_figure(
             metrics_plot(rows),
             "Metrics of the federated model and the baseline",
             "AUC, KS, accuracy and F1 (threshold 0.5) of each model.",
@@ -233,7 +233,7 @@ def _training(doc: Mapping[str, Any], algorithm: str) -> str:
             f"<p class='note'>{len(seconds):,} {unit}s, {fmt_duration(sum(seconds))} in all, "
             f"{fmt_duration(sum(seconds) / len(seconds))} per {unit} on average.</p>"
         )
-    fig = _figure(
+    fig = html_figure(
         loss_plot(doc, algorithm),
         f"Loss and seconds per {unit}",
         f"Loss after each {unit} (left) and wall seconds per {unit} (right).",
@@ -255,7 +255,7 @@ def render_report(doc: Mapping[str, Any]) -> str:
     ]
     header = (
         "<header><p class='eyebrow'>fedsilo · vertical training report</p>"
-        f"<h1>{esc(job)}</h1>{_meta(items)}</header>"
+        f"<h1>{esc(job)}</h1>{html_meta(items)}</header>"
     )
     body = header + _results(doc, algorithm) + _training(doc, algorithm) + _parties(doc, algorithm)
     return (
