@@ -9,10 +9,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingClassifier
 
 from fedsilo.runtime.messages import Message
-from fedsilo.vertical.secureboost import TreeParams
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "default_credit"
 
@@ -35,20 +33,6 @@ def default_credit(
     order = np.random.default_rng(seed).permutation(len(y))
     cut = int(0.8 * len(y))
     return xg, xh, y, order[:cut], order[cut:]
-
-
-def centralized_gbm(params: TreeParams) -> HistGradientBoostingClassifier:
-    """scikit-learn's histogram GBM with SecureBoost's trees, depth, learning rate, bins, λ."""
-    return HistGradientBoostingClassifier(
-        max_iter=params.n_trees,
-        max_depth=params.max_depth,
-        learning_rate=params.learning_rate,
-        max_bins=params.n_bins,
-        l2_regularization=params.reg_lambda,
-        min_samples_leaf=1,
-        early_stopping=False,
-        random_state=0,
-    )
 
 
 class TreeClock:

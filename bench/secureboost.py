@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 import numpy as np
-from _sbtools import DATA, TreeClock, centralized_gbm, default_credit
+from _sbtools import DATA, TreeClock, default_credit
 from sklearn.datasets import load_breast_cancer
 from sklearn.metrics import roc_auc_score
 
@@ -39,6 +39,7 @@ from fedsilo.vertical.secureboost import (
     train_plain,
     train_secureboost,
 )
+from fedsilo.vertical.simulation import centralized_gbm
 
 
 def per_tree(xg, y, hosts, params, scheme, bits=2048):  # type: ignore[no-untyped-def]

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
 from fedsilo.vertical.secureboost import TreeParams, predict_secureboost, train_secureboost
+from fedsilo.vertical.simulation import centralized_gbm
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "default_credit"
 PARAMS = TreeParams(n_trees=5, max_depth=3, learning_rate=0.3, n_bins=32, reg_lambda=1.0)
@@ -26,18 +26,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not DATA.exists(), reason=f"default_credit data not found at {DATA}"),
 ]
-
-
-def _gbm() -> HistGradientBoostingClassifier:
-    return HistGradientBoostingClassifier(
-        max_iter=PARAMS.n_trees,
-        max_depth=PARAMS.max_depth,
-        learning_rate=PARAMS.learning_rate,
-        max_bins=PARAMS.n_bins,
-        l2_regularization=PARAMS.reg_lambda,
-        min_samples_leaf=1,
-        early_stopping=False,
-    )
 
 
 def test_secureboost_ckks_matches_centralized_gbm_and_beats_guest_only() -> None:
@@ -60,9 +48,9 @@ def test_secureboost_ckks_matches_centralized_gbm_and_beats_guest_only() -> None
     proba = predict_secureboost(result.guest_model, xg[te], {"host": xh[te]}, result.host_models)
     federated = roc_auc_score(y[te], proba)
 
-    pooled = _gbm().fit(np.hstack([xg[tr], xh[tr]]), y[tr])
+    pooled = centralized_gbm(PARAMS).fit(np.hstack([xg[tr], xh[tr]]), y[tr])
     centralized = roc_auc_score(y[te], pooled.predict_proba(np.hstack([xg[te], xh[te]]))[:, 1])
-    alone = _gbm().fit(xg[tr], y[tr])
+    alone = centralized_gbm(PARAMS).fit(xg[tr], y[tr])
     guest_only = roc_auc_score(y[te], alone.predict_proba(xg[te])[:, 1])
 
     assert abs(federated - centralized) <= 0.01, (federated, centralized)

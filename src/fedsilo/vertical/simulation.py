@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +32,10 @@ from fedsilo.vertical.hetero_lr import HeteroLrArbiter, HeteroLrParty
 from fedsilo.vertical.metrics import binary_metrics
 from fedsilo.vertical.result import VerticalResult
 from fedsilo.vertical.runner import TreeCallback, VerticalRunner
+from fedsilo.vertical.secureboost import TreeParams
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
 EpochCallback = Callable[[int, float, float], None]
 
@@ -91,38 +96,43 @@ def centralized_baseline(
     return binary_metrics(labels[rows], model.predict_proba(xs[rows])[:, 1])
 
 
-def gbm_baseline(
-    job: VerticalJobConfig, data: AlignedData, *, split: str = "test"
-) -> dict[str, float]:
-    """A centralized gradient-boosted model on the joined aligned rows, same trees/depth/rate.
+def centralized_gbm(params: TreeParams) -> HistGradientBoostingClassifier:
+    """scikit-learn's model closest to SecureBoost, with the same trees, depth, rate, bins, λ.
 
-    scikit-learn's ``HistGradientBoostingClassifier`` rather than ``GradientBoostingClassifier``
-    because its algorithm is SecureBoost's: features are bucketed into quantile bins
-    (``max_bins = n_bins``) and split candidates are bin edges; trees are fit to the logistic
-    loss's gradient *and* hessian with the XGBoost gain and Newton leaf values
-    ``-G / (H + lambda)`` (``l2_regularization = reg_lambda``); depth-limited trees
-    (``max_depth``, no leaf-count cap), ``learning_rate`` shrinkage, and the log-odds of the
-    training prior as the base score. ``GradientBoostingClassifier`` splits on exact values
-    with a first-order (Friedman MSE) criterion. No early stopping and ``min_samples_leaf=1``
-    (ours limits leaves by hessian weight, ``min_child_weight``, not by row count).
+    ``HistGradientBoostingClassifier`` rather than ``GradientBoostingClassifier`` because its
+    algorithm is SecureBoost's: features are bucketed into quantile bins (``max_bins =
+    n_bins``) and split candidates are bin edges; trees are fit to the logistic loss's gradient
+    *and* hessian with the XGBoost gain and Newton leaf values ``-G / (H + lambda)``
+    (``l2_regularization = reg_lambda``); depth-limited trees (``max_depth``, no leaf-count
+    cap), ``learning_rate`` shrinkage, and the log-odds of the training prior as the base
+    score. ``GradientBoostingClassifier`` splits on exact values with a first-order (Friedman
+    MSE) criterion. No early stopping and ``min_samples_leaf=1`` (ours limits leaves by hessian
+    weight, ``min_child_weight``, not by row count). The one baseline of the CLI, the tests and
+    ``bench/``.
     """
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    p = job.secureboost
-    x = np.hstack([data.parties[q.name].features for q in job.parties])
-    labels = data.parties[job.guest.name].labels
-    assert labels is not None
-    model = HistGradientBoostingClassifier(
-        max_iter=p.n_trees,
-        max_depth=p.max_depth,
+    return HistGradientBoostingClassifier(
+        max_iter=params.n_trees,
+        max_depth=params.max_depth,
         max_leaf_nodes=None,
-        learning_rate=p.learning_rate,
-        max_bins=min(p.n_bins, 255),
-        l2_regularization=p.reg_lambda,
+        learning_rate=params.learning_rate,
+        max_bins=min(params.n_bins, 255),
+        l2_regularization=params.reg_lambda,
         min_samples_leaf=1,
         early_stopping=False,
         random_state=0,
-    ).fit(x[data.train], labels[data.train])
+    )
+
+
+def gbm_baseline(
+    job: VerticalJobConfig, data: AlignedData, *, split: str = "test"
+) -> dict[str, float]:
+    """:func:`centralized_gbm` trained on the joined aligned rows, scored on ``split``."""
+    x = np.hstack([data.parties[q.name].features for q in job.parties])
+    labels = data.parties[job.guest.name].labels
+    assert labels is not None
+    model = centralized_gbm(job.secureboost.params()).fit(x[data.train], labels[data.train])
     rows = data.test if split == "test" else data.train
     return binary_metrics(labels[rows], model.predict_proba(x[rows])[:, 1])
 
