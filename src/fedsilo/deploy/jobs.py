@@ -30,6 +30,7 @@ from fedsilo.deploy.vertical_jobs import (
     is_vertical_toml,
     parse_deploy_vertical_job,
     planned_rounds,
+    require_registered,
     run_vertical_job,
     wait_for_all,
 )
@@ -56,12 +57,7 @@ def parse_deploy_job(text: str, *, source: str, registered: list[str]) -> JobCon
         raise ConfigError(f"{source}: [[parties]] must be a list of tables with a name")
     raw["parties"] = [{**p, "path": p.get("path", f"held-by-{p.get('name')}")} for p in parties]
     job = parse_job(raw, source=source)
-    unknown = sorted({p.name for p in job.parties} - set(registered))
-    if unknown:
-        raise ConfigError(
-            f"{source}: parties {', '.join(unknown)} are not registered (or are revoked) on "
-            f"this server; registered: {', '.join(registered) or 'none'}"
-        )
+    require_registered([p.name for p in job.parties], registered, source=source)
     return job
 
 

@@ -58,13 +58,18 @@ def parse_deploy_vertical_job(
         for p in parties
     ]
     job = parse_vertical_job(raw, source=source)
-    unknown = sorted({p.name for p in job.parties} - set(registered))
+    require_registered([p.name for p in job.parties], registered, source=source)
+    return job
+
+
+def require_registered(names: list[str], registered: list[str], *, source: str) -> None:
+    """Refuse a job naming a party this server does not know (or has revoked)."""
+    unknown = sorted(set(names) - set(registered))
     if unknown:
         raise ConfigError(
             f"{source}: parties {', '.join(unknown)} are not registered (or are revoked) on "
             f"this server; registered: {', '.join(registered) or 'none'}"
         )
-    return job
 
 
 def planned_rounds(job: VerticalJobConfig) -> int:
