@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -296,3 +297,27 @@ def test_a_tampering_relay_is_caught_by_the_host(tmp_path: Path) -> None:
     with pytest.raises(RoundFailedError, match=r"'shop'.*failed authentication"):
         VerticalRunner(job, Tampering(agents)).align()
     assert agents["shop"].aligned is None and agents["telco"].aligned is not None
+
+
+def test_psi_progress_reaches_the_coordinator_and_the_parties_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    paths = _three_party_files(tmp_path)
+    job = parse_vertical_job(_job(paths, psi={"batch_size": 200}, hetero_lr={"epochs": 1}))
+    steps: list[tuple[str, int, int]] = []
+
+    with caplog.at_level(logging.INFO, logger="fedsilo.vertical.agent"):
+        simulate_vertical(job, on_psi_step=lambda *step: steps.append(step))
+
+    assert steps == [
+        ("psi_open", 1, 5),
+        ("psi_request", 2, 5),
+        ("psi_setup", 3, 5),
+        ("psi_intersect", 4, 5),
+        ("psi_finish", 5, 5),
+    ]
+    # 500 guest IDs in batches of 200: each party logs its batches as they are processed.
+    progress = [r.getMessage() for r in caplog.records if "PSI" in r.getMessage()]
+    assert "party 'bank' PSI client for 'shop': 500 of 500 IDs" in progress
+    assert any(m.startswith("party 'shop' PSI server: ") for m in progress)
+    assert any(" 200 of " in m for m in progress)  # a partial batch line, not only the end

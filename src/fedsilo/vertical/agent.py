@@ -224,6 +224,15 @@ class VerticalPartyAgent:
     def _psi_batch(self) -> int:
         return int(self._psi.get("batch_size", 100_000))
 
+    def _psi_progress(self, role: str) -> Callable[[int, int], None]:
+        """Log batch progress of a long PSI step (each batch of ``[psi] batch_size`` IDs)."""
+
+        def report(done: int, total: int) -> None:
+            if total > self._psi_batch():  # one batch needs no progress line
+                log.info("party %r PSI %s: %d of %d IDs", self.name, role, done, total)
+
+        return report
+
     def _request(self, msg: Message) -> Message:
         """Guest: one PSI client per host (the keyed order makes their results combinable)."""
         table = self._need_open(msg)
@@ -238,6 +247,7 @@ class VerticalPartyAgent:
                 reveal=RevealTo.BOTH,
                 seed=self._seed,
                 batch_size=self._psi_batch(),
+                on_progress=self._psi_progress(f"client for {host!r}"),
             )
             self._clients[host] = client
             arrays[f"request:{host}"] = blob(client.request())
@@ -259,6 +269,7 @@ class VerticalPartyAgent:
             reveal=RevealTo.BOTH,
             fpr=None if fpr is None else float(fpr),
             batch_size=self._psi_batch(),
+            on_progress=self._psi_progress("server"),
         )
         setup = self._server.setup_message(count)
         response = self._server.respond(get_blob(msg, "request", self.name))

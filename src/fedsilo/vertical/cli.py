@@ -5,9 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fedsilo.vertical.config import is_vertical, load_vertical_job, read_toml
+from fedsilo.vertical.config import (
+    VerticalAlgorithm,
+    is_vertical,
+    load_vertical_job,
+    read_toml,
+)
 from fedsilo.vertical.result import METRIC_KEYS, VerticalResult
 
 
@@ -33,13 +39,35 @@ def simulate_vertical_cli(
         f"{', '.join(h.name for h in job.hosts)}, seed {job.seed}"
     )
 
-    def on_epoch(epoch: int, loss: float, seconds: float) -> None:
-        console.print(f"epoch {epoch:>3}  Taylor loss {loss:.6f}  ({seconds:.2f} s)")
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        psi = progress.add_task("PSI alignment", total=5)
+        boost = job.algorithm is VerticalAlgorithm.SECUREBOOST
+        steps = job.secureboost.n_trees if boost else job.hetero_lr.epochs
+        unit = "trees" if boost else "epochs"  # early stopping may end either sooner
+        training = progress.add_task(unit, total=steps, start=False)
 
-    def on_tree(tree: int, seconds: float) -> None:
-        console.print(f"tree {tree:>3}  grown ({seconds:.2f} s)")
+        def on_psi_step(step: str, done: int, total: int) -> None:
+            progress.update(psi, completed=done, total=total, description=f"PSI: {step} done")
+            if done == total:
+                progress.start_task(training)
 
-    result = simulate_vertical(job, baseline=baseline, on_epoch=on_epoch, on_tree=on_tree)
+        def on_epoch(epoch: int, loss: float, seconds: float) -> None:
+            progress.console.print(f"epoch {epoch:>3}  Taylor loss {loss:.6f}  ({seconds:.2f} s)")
+            progress.advance(training)
+
+        def on_tree(tree: int, seconds: float) -> None:
+            progress.console.print(f"tree {tree:>3}  grown ({seconds:.2f} s)")
+            progress.advance(training)
+
+        result = simulate_vertical(
+            job, baseline=baseline, on_epoch=on_epoch, on_tree=on_tree, on_psi_step=on_psi_step
+        )
     console.print(f"PSI aligned {result.alignment['aligned']} customers")
     console.print(metrics_table(result))
     paths = result.save(out if out is not None else Path("runs") / job.name)

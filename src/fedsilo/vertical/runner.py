@@ -39,6 +39,10 @@ from fedsilo.vertical.secureboost import relay
 
 EpochCallback = Callable[[int, float, float], None]
 TreeCallback = Callable[[int, float], None]
+StepCallback = Callable[[str, int, int], None]
+"""``on_psi_step(step, done, total)``: after each of the relayed PSI steps (``PSI_STEPS``)."""
+
+PSI_STEPS = ("psi_open", "psi_request", "psi_setup", "psi_intersect", "psi_finish")
 IntArray = npt.NDArray[np.int64]
 
 
@@ -122,6 +126,7 @@ class VerticalRunner:
         secret: SecretContext | None = None,
         on_epoch: EpochCallback | None = None,
         on_tree: TreeCallback | None = None,
+        on_psi_step: StepCallback | None = None,
     ) -> None:
         self.job = job
         self.job_id = job_id or job.name
@@ -130,6 +135,7 @@ class VerticalRunner:
         self._secret = secret
         self._on_epoch = on_epoch
         self._on_tree = on_tree
+        self._on_psi_step = on_psi_step
         self.guest = job.guest.name
         self.hosts = [h.name for h in job.hosts]
 
@@ -148,6 +154,8 @@ class VerticalRunner:
                     f"vertical job {self.job.name!r}, {step}: party {name!r} reported: "
                     f"{reply.error}"
                 )
+        if self._on_psi_step is not None and step in PSI_STEPS:
+            self._on_psi_step(step, PSI_STEPS.index(step) + 1, len(PSI_STEPS))
         return gathered.replies
 
     def _task(

@@ -31,7 +31,7 @@ from fedsilo.vertical.data import AlignedData, PartyTable
 from fedsilo.vertical.hetero_lr import HeteroLrArbiter, HeteroLrParty
 from fedsilo.vertical.metrics import binary_metrics
 from fedsilo.vertical.result import VerticalResult
-from fedsilo.vertical.runner import TreeCallback, VerticalRunner
+from fedsilo.vertical.runner import StepCallback, TreeCallback, VerticalRunner
 from fedsilo.vertical.secureboost import TreeParams
 
 if TYPE_CHECKING:
@@ -143,11 +143,18 @@ def simulate_vertical(
     baseline: bool = False,
     on_epoch: EpochCallback | None = None,
     on_tree: TreeCallback | None = None,
+    on_psi_step: StepCallback | None = None,
 ) -> VerticalResult:
     """Run ``job`` with every party in this process; the result holds every party's part."""
     started = time.monotonic()
     agents = {p.name: VerticalPartyAgent.from_config(p) for p in job.parties}
-    runner = VerticalRunner(job, InProcessTransport(agents), on_epoch=on_epoch, on_tree=on_tree)
+    runner = VerticalRunner(
+        job,
+        InProcessTransport(agents),
+        on_epoch=on_epoch,
+        on_tree=on_tree,
+        on_psi_step=on_psi_step,
+    )
     outcome = runner.run()
     base = base_train = None
     if baseline:
