@@ -39,6 +39,17 @@ app.add_typer(audit_app, name="audit")
 METRICS = ("loss", "accuracy", "precision", "recall", "f1", "auc")
 
 
+def progress_bar(target: Console) -> Progress:
+    """The bar every long CLI run shows: description, bar, done/total, elapsed time."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=target,
+    )
+
+
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
@@ -111,13 +122,7 @@ def simulate(
         console.print(
             f"[bold]fedsilo[/] simulating [bold]{job.name}[/]: {job.rounds} rounds, seed {job.seed}"
         )
-        with Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
+        with progress_bar(console) as progress:
             task = progress.add_task("rounds", total=job.rounds)
 
             def on_round(record) -> None:  # type: ignore[no-untyped-def]

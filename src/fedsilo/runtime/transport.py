@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from fedsilo.errors import ProtocolError
+from fedsilo.errors import ProtocolError, RoundFailedError
 from fedsilo.runtime.messages import DEFAULT_MAX_MESSAGE_BYTES, Message
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,17 @@ class Gathered:
 
     replies: dict[str, Message]
     failures: dict[str, str]
+
+    def require_all(self, where: str) -> dict[str, Message]:
+        """The replies, for protocols that need every party: a missing reply or an error reply
+        raises :class:`RoundFailedError` naming ``where`` and the party."""
+        if self.failures:
+            detail = "; ".join(f"{p}: {why}" for p, why in sorted(self.failures.items()))
+            raise RoundFailedError(f"{where}: no reply from {detail}")
+        for name, reply in sorted(self.replies.items()):
+            if reply.error is not None:
+                raise RoundFailedError(f"{where}: party {name!r} reported: {reply.error}")
+        return self.replies
 
 
 class Transport(Protocol):

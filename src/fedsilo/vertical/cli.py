@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fedsilo.vertical.config import (
@@ -28,6 +27,7 @@ def is_vertical_file(path: Path) -> bool:
 def simulate_vertical_cli(
     job_file: Path, *, out: Path | None, seed: int | None, baseline: bool, console: Console
 ) -> None:
+    from fedsilo.cli import progress_bar
     from fedsilo.vertical.simulation import simulate_vertical
 
     job = load_vertical_job(job_file)
@@ -39,13 +39,7 @@ def simulate_vertical_cli(
         f"{', '.join(h.name for h in job.hosts)}, seed {job.seed}"
     )
 
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
+    with progress_bar(console) as progress:
         psi = progress.add_task("PSI alignment", total=5)
         boost = job.algorithm is VerticalAlgorithm.SECUREBOOST
         steps = job.secureboost.n_trees if boost else job.hetero_lr.epochs

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fedsilo.errors import ProtocolError, RoundFailedError
+from fedsilo.errors import ProtocolError
 from fedsilo.privacy.he import SecretContext, generate
 from fedsilo.runtime.messages import Message, TaskKind
 from fedsilo.runtime.seeds import derive_seed
@@ -143,20 +143,10 @@ class VerticalRunner:
 
     def _exchange(self, step: str, tasks: Mapping[str, Message]) -> dict[str, Message]:
         gathered = self._transport.exchange(tasks, timeout_s=self._timeout_s)
-        if gathered.failures:
-            detail = "; ".join(f"{p}: {why}" for p, why in sorted(gathered.failures.items()))
-            raise RoundFailedError(
-                f"vertical job {self.job.name!r}, {step}: no reply from {detail}"
-            )
-        for name, reply in sorted(gathered.replies.items()):
-            if reply.error is not None:
-                raise RoundFailedError(
-                    f"vertical job {self.job.name!r}, {step}: party {name!r} reported: "
-                    f"{reply.error}"
-                )
+        replies = gathered.require_all(f"vertical job {self.job.name!r}, {step}")
         if self._on_psi_step is not None and step in PSI_STEPS:
             self._on_psi_step(step, PSI_STEPS.index(step) + 1, len(PSI_STEPS))
-        return gathered.replies
+        return replies
 
     def _task(
         self,

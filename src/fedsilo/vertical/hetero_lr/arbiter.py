@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fedsilo.errors import ConfigError, ProtocolError, RoundFailedError
+from fedsilo.errors import ConfigError, ProtocolError
 from fedsilo.privacy.he import SecretContext
 from fedsilo.runtime.messages import Message, TaskKind
 from fedsilo.runtime.seeds import derive_seed
@@ -98,14 +98,7 @@ class HeteroLrArbiter:
 
     def _exchange(self, tasks: Mapping[str, Message]) -> dict[str, Message]:
         gathered = self._transport.exchange(tasks, timeout_s=self.params.timeout_s)
-        where = f"hetero_lr {self._step} (epoch {self._epoch})"
-        if gathered.failures:
-            detail = "; ".join(f"{p}: {why}" for p, why in sorted(gathered.failures.items()))
-            raise RoundFailedError(f"{where}: no reply from {detail}")
-        for name, reply in gathered.replies.items():
-            if reply.error is not None:
-                raise RoundFailedError(f"{where}: party {name!r} reported: {reply.error}")
-        return gathered.replies
+        return gathered.require_all(f"hetero_lr {self._step} (epoch {self._epoch})")
 
     def _task(
         self,
