@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from typer.testing import CliRunner
 
+from fedsilo.cli.certs import certs_app
 from fedsilo.deploy.certs import CertPair, common_name, init_ca, issue
-from fedsilo.deploy.certs_cli import certs_app
 from fedsilo.errors import ConfigError
 
 METHOD = "/fedsilo.test.Echo/Who"

@@ -1,4 +1,5 @@
-"""Rendering a :class:`~fedsilo.analytics.run.QueryResult`: Rich table, CSV, JSON, HTML.
+"""Rendering a :class:`~fedsilo.analytics.run.QueryResult`: CSV, JSON, HTML (the CLI's table is in
+:mod:`fedsilo.cli.query`).
 
 The HTML page has one chart per aggregate (bars per group with their 95% intervals; a
 histogram per group for HISTOGRAM), drawn with matplotlib's Agg canvas into inline PNGs like
@@ -13,7 +14,6 @@ import io
 import json
 
 from matplotlib.figure import Figure
-from rich.table import Table
 
 from fedsilo.analytics.run import Cell, QueryResult
 from fedsilo.analytics.sql import Agg
@@ -33,27 +33,6 @@ def cell_text(cell: Cell) -> str:
         return "[" + ", ".join(_fmt(v) for v in cell.value) + "]"
     sd = cell.sd if isinstance(cell.sd, float) else None
     return _fmt(cell.value) + (f" ± {_fmt(1.96 * sd)}" if sd else "")
-
-
-def _group_text(result: QueryResult, key: tuple[str | int, ...]) -> list[str]:
-    return [str(k) for k in key]
-
-
-def rich_table(result: QueryResult) -> Table:
-    title = f"{result.mechanism.value} DP" if result.epsilon else "no DP"
-    if result.epsilon:
-        title += f", epsilon {result.epsilon:.4g}, delta {result.delta:g}"
-    table = Table(title=f"query answer ({title})", caption="\n".join(result.notices))
-    for g in result.group_by:
-        table.add_column(g, style="bold")
-    for label in result.labels:
-        table.add_column(label, justify="right")
-    for key, cells, sup in zip(result.groups, result.cells, result.suppressed, strict=True):
-        if sup:
-            table.add_row(*_group_text(result, key), *(["suppressed"] * len(cells)), style="dim")
-        else:
-            table.add_row(*_group_text(result, key), *(cell_text(c) for c in cells))
-    return table
 
 
 def to_csv(result: QueryResult) -> str:

@@ -14,20 +14,27 @@ fraction of parties per round, one step per round), or the noise multiplier for 
 
 from __future__ import annotations
 
+import enum
 import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from fedsilo.errors import FedsiloError
+from fedsilo.cli.common import console, enum_option, make_app, plain, print_error
 
-privacy_app = typer.Typer(help="Plan differential-privacy budgets.", no_args_is_help=True)
-audit_app = typer.Typer(help="Verify and summarize a party's audit log.", no_args_is_help=True)
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+
+class Accountant(enum.StrEnum):
+    """``--method``: mirrors :class:`fedsilo.privacy.accounting.AccountingMethod` (imported
+    lazily: dp-accounting takes a second to import)."""
+
+    rdp = "rdp"
+    pld = "pld"
+
+
+privacy_app = make_app("Plan differential-privacy budgets.")
+audit_app = make_app("Verify and summarize a party's audit log.")
 
 
 def privacy_line(metrics: dict[str, Any]) -> str:
@@ -42,11 +49,6 @@ def privacy_line(metrics: dict[str, Any]) -> str:
         f"privacy: {final.get('level', 'record')}-level epsilon {final['epsilon']:.4g} at delta "
         f"{final.get('delta')} (max over parties; {parties})"
     )
-
-
-def _fail(exc: FedsiloError) -> typer.Exit:
-    err_console.print(f"[bold red]{type(exc).__name__}:[/] {exc}", highlight=False)
-    return typer.Exit(2)
 
 
 @privacy_app.command("plan")
@@ -65,7 +67,9 @@ def plan(
     steps_per_round: Annotated[
         int, typer.Option(help="DP-SGD steps per round (epochs * rows / batch size)", min=1)
     ] = 1,
-    method: Annotated[str, typer.Option(help="accountant: rdp or pld")] = "rdp",
+    method: Annotated[Accountant, enum_option(Accountant, "--method", "accountant")] = (
+        Accountant.rdp
+    ),
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Epsilon for a noise multiplier, or the noise multiplier for a target epsilon."""
@@ -77,22 +81,16 @@ def plan(
         noise_for_epsilon,
     )
 
-    try:
-        if (noise is None) == (target_epsilon is None):
-            raise ConfigError("give exactly one of --noise or --target-epsilon")
-        try:
-            accountant = AccountingMethod(method)
-        except ValueError:
-            raise ConfigError(f"--method must be rdp or pld, got {method!r}") from None
-        steps = rounds * steps_per_round
-        if noise is None:
-            assert target_epsilon is not None
-            noise = noise_for_epsilon(
-                target_epsilon, delta, sample_rate, steps, accountant, tolerance=1e-4
-            )
-        eps = epsilon(GaussianSpend(noise, sample_rate, steps), delta, accountant)
-    except FedsiloError as exc:
-        raise _fail(exc) from None
+    if (noise is None) == (target_epsilon is None):
+        raise ConfigError("give exactly one of --noise or --target-epsilon")
+    accountant = AccountingMethod(method.value)
+    steps = rounds * steps_per_round
+    if noise is None:
+        assert target_epsilon is not None
+        noise = noise_for_epsilon(
+            target_epsilon, delta, sample_rate, steps, accountant, tolerance=1e-4
+        )
+    eps = epsilon(GaussianSpend(noise, sample_rate, steps), delta, accountant)
     answer = {
         "epsilon": eps,
         "delta": delta,
@@ -120,19 +118,18 @@ def verify(log: Annotated[Path, typer.Argument(help="a party's audit log (JSON l
     """Check the hash chain: exit 0 if intact, 2 with the first broken line and why."""
     from fedsilo.privacy.audit import verify as verify_chain
 
-    try:
-        result = verify_chain(log)
-    except FedsiloError as exc:
-        raise _fail(exc) from None
+    result = verify_chain(log)
     if not result.ok:
-        err_console.print(
-            f"[bold red]broken:[/] {log} line {result.broken_line}: {result.reason} "
+        print_error(
+            f"{log} line {result.broken_line}: {result.reason} "
             f"({result.entries} entries before it verify)",
-            highlight=False,
+            prefix="broken:",
         )
         raise typer.Exit(2)
     console.print(
-        f"ok: {log}: {result.entries} entries, chain intact; last hash {result.last_hash}"
+        f"ok: {log}: {result.entries} entries, chain intact; last hash {result.last_hash}",
+        markup=False,
+        highlight=False,
     )
 
 
@@ -141,16 +138,13 @@ def show(log: Annotated[Path, typer.Argument(help="a party's audit log (JSON lin
     """Summarize a verified log: rows and bytes per message kind, final epsilon."""
     from fedsilo.privacy.audit import summarize
 
-    try:
-        summary = summarize(log)
-    except FedsiloError as exc:
-        raise _fail(exc) from None
+    summary = summarize(log)
     table = Table(title=f"audit log of party {summary['party']!r} ({summary['entries']} entries)")
     table.add_column("kind", style="bold")
     table.add_column("rows", justify="right")
     table.add_column("bytes", justify="right")
     for kind, k in sorted(summary["kinds"].items()):
-        table.add_row(kind, f"{k['rows']:,}", f"{k['bytes']:,}")
+        table.add_row(plain(kind), f"{k['rows']:,}", f"{k['bytes']:,}")
     table.add_row("total", f"{summary['entries']:,}", f"{summary['bytes']:,}", style="cyan")
     console.print(table)
     console.print(f"jobs: {', '.join(summary['jobs']) or '-'}")

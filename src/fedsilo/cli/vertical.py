@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from fedsilo.cli.common import progress_bar
 from fedsilo.vertical.config import (
     VerticalAlgorithm,
     is_vertical,
@@ -27,7 +28,6 @@ def is_vertical_file(path: Path) -> bool:
 def simulate_vertical_cli(
     job_file: Path, *, out: Path | None, seed: int | None, baseline: bool, console: Console
 ) -> None:
-    from fedsilo.cli import progress_bar
     from fedsilo.vertical.simulation import simulate_vertical
 
     job = load_vertical_job(job_file)

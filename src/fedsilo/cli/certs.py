@@ -13,29 +13,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from fedsilo.cli.common import console, make_app
 from fedsilo.deploy.certs import init_ca, issue
-from fedsilo.errors import FedsiloError
+from fedsilo.errors import ConfigError
 
-certs_app = typer.Typer(
-    help="Certificates for TLS: a consortium CA, the server's and each party's certificate.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+certs_app = make_app(
+    "Certificates for TLS: a consortium CA, the server's and each party's certificate."
 )
-console = Console()
-err_console = Console(stderr=True)
 
 
 class CertKind(StrEnum):
     party = "party"
     server = "server"
-
-
-def _fail(exc: FedsiloError) -> typer.Exit:
-    err_console.print(f"[bold red]{type(exc).__name__}:[/] {exc}", highlight=False)
-    return typer.Exit(2)
 
 
 @certs_app.command("init")
@@ -46,10 +36,7 @@ def init_command(
     force: Annotated[bool, typer.Option("--force", help="overwrite existing files")] = False,
 ) -> None:
     """Create the consortium's certificate authority."""
-    try:
-        pair = init_ca(directory, name=name, days=days, force=force)
-    except FedsiloError as exc:
-        raise _fail(exc) from None
+    pair = init_ca(directory, name=name, days=days, force=force)
     console.print(f"CA certificate: {pair.cert}  (give this file to every party and the server)")
     console.print(f"CA key:         {pair.key}  (keep it secret; it signs every certificate)")
 
@@ -71,20 +58,16 @@ def issue_command(
 ) -> None:
     """Issue a server or party certificate signed by the CA."""
     if host and kind is CertKind.party:
-        err_console.print("[bold red]ConfigError:[/] --host applies to server certificates only")
-        raise typer.Exit(2)
+        raise ConfigError("--host applies to server certificates only")
     hosts = tuple(host) if host else ("localhost", "127.0.0.1")
-    try:
-        pair = issue(
-            directory,
-            out if out is not None else directory,
-            name,
-            kind="server" if kind is CertKind.server else "party",
-            hosts=hosts,
-            days=days,
-            force=force,
-        )
-    except FedsiloError as exc:
-        raise _fail(exc) from None
+    pair = issue(
+        directory,
+        out if out is not None else directory,
+        name,
+        kind="server" if kind is CertKind.server else "party",
+        hosts=hosts,
+        days=days,
+        force=force,
+    )
     console.print(f"{kind.value} certificate: {pair.cert}")
     console.print(f"{kind.value} key:         {pair.key}")
