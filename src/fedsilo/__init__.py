@@ -6,9 +6,11 @@
 
 The Python API mirrors the CLI::
 
-    result = fedsilo.simulate("examples/mnist_3orgs.toml", baseline=True)
+    result = fedsilo.simulate("examples/mnist_3orgs.toml", baseline=True)  # any training kind
     result.final_global["accuracy"]
     result.save("runs/mnist")
+
+    answer = fedsilo.query("examples/analytics/job.toml", "SELECT COUNT(*) FROM transactions")
 """
 
 from __future__ import annotations
@@ -17,20 +19,26 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["JobConfig", "Result", "__version__", "load_job", "simulate"]
+__all__ = ["JobConfig", "Result", "__version__", "load_job", "query", "simulate"]
 
 if TYPE_CHECKING:
-    from fedsilo.config import JobConfig, load_job
+    from fedsilo.analytics.run import query
+    from fedsilo.config import JobConfig
+    from fedsilo.jobs import load_job
     from fedsilo.results import Result
     from fedsilo.simulation import simulate
 
 
 def __getattr__(name: str) -> Any:
     # Lazy: `import fedsilo` stays cheap (no torch import) until the API is used.
-    if name in ("JobConfig", "load_job"):
-        from fedsilo import config
+    if name == "JobConfig":
+        from fedsilo.config import JobConfig
 
-        return getattr(config, name)
+        return JobConfig
+    if name == "load_job":  # any kind: horizontal, vertical, analytics
+        from fedsilo.jobs import load_job
+
+        return load_job
     if name == "Result":
         from fedsilo.results import Result
 
@@ -39,4 +47,8 @@ def __getattr__(name: str) -> Any:
         from fedsilo.simulation import simulate
 
         return simulate
+    if name == "query":
+        from fedsilo.analytics.run import query
+
+        return query
     raise AttributeError(f"module 'fedsilo' has no attribute {name!r}")

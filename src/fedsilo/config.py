@@ -17,14 +17,12 @@ Data comes from one of three places (exactly one per job):
 
 from __future__ import annotations
 
-import difflib
 import enum
 import math
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from fedsilo.aggregation import (
     AggregatorKind,
@@ -32,15 +30,12 @@ from fedsilo.aggregation import (
     ServerOptimizerKind,
     ServerOptimizerSpec,
 )
+from fedsilo.config_base import Strict
 from fedsilo.data.partition import PartitionKind
 from fedsilo.data.preprocess import MissingPolicy
 from fedsilo.data.tabular import ColumnType
-from fedsilo.errors import ConfigError
+from fedsilo.jobs import resolve
 from fedsilo.privacy.accounting import AccountingMethod
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
 
 class LocalOptimizer(enum.Enum):
@@ -48,14 +43,14 @@ class LocalOptimizer(enum.Enum):
     ADAM = "adam"
 
 
-class PartyConfig(_Strict):
+class PartyConfig(Strict):
     """One organization and its data file."""
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     path: Path | None = None
 
 
-class DataConfig(_Strict):
+class DataConfig(Strict):
     """Where the rows live and how they are split and prepared."""
 
     dataset: str | None = None
@@ -74,7 +69,7 @@ class DataConfig(_Strict):
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
 
 
-class ModelConfig(_Strict):
+class ModelConfig(Strict):
     """A model from the zoo by name, or ``package.module:factory``."""
 
     name: str = "logreg"
@@ -88,7 +83,7 @@ class ModelConfig(_Strict):
         return self
 
 
-class TrainingConfig(_Strict):
+class TrainingConfig(Strict):
     """Local training at each party, every round."""
 
     epochs: int = Field(default=1, ge=1, le=1000)
@@ -100,7 +95,7 @@ class TrainingConfig(_Strict):
     proximal_mu: float = Field(default=0.0, ge=0)
 
 
-class AggregationConfig(_Strict):
+class AggregationConfig(Strict):
     """How updates are combined (aggregator) and applied (server optimizer)."""
 
     aggregator: AggregatorKind = AggregatorKind.MEAN
@@ -133,7 +128,7 @@ class AggregationConfig(_Strict):
         )
 
 
-class SelectionConfig(_Strict):
+class SelectionConfig(Strict):
     """Which parties join a round and how long the coordinator waits."""
 
     fraction: float = Field(default=1.0, gt=0, le=1)
@@ -147,7 +142,7 @@ class SecAggVariant(enum.Enum):
     SECAGG_PLUS = "secagg+"  # Bell et al. 2020: each party masks with O(log n) neighbours
 
 
-class SecureAggregationConfig(_Strict):
+class SecureAggregationConfig(Strict):
     """Secure aggregation: the coordinator learns only the sum of the round's survivors.
 
     ``threshold`` is the fraction of each party's share group (its neighbours and itself)
@@ -167,7 +162,7 @@ class SecureAggregationConfig(_Strict):
 # ----------------------------------------------------------------- (keep the two apart for merges)
 
 
-class RecordDPConfig(_Strict):
+class RecordDPConfig(Strict):
     """Record-level DP-SGD inside every party (protects each party's individuals).
 
     Give exactly one of ``noise_multiplier`` or ``target_epsilon``; with a target, each party
@@ -203,7 +198,7 @@ class OnBudgetExhausted(enum.Enum):
     STOP = "stop"
 
 
-class BudgetConfig(_Strict):
+class BudgetConfig(Strict):
     """Each party's maximum epsilon; a party refuses a round that would exceed it."""
 
     max_epsilon: float | None = Field(default=None, gt=0)
@@ -231,7 +226,7 @@ class ClientDPNoise(enum.Enum):
     DISTRIBUTED = "distributed"  # each party adds N(0, (zC)^2 / m) before secure aggregation
 
 
-class ClientDPConfig(_Strict):
+class ClientDPConfig(Strict):
     """Client-level DP-FedAvg (protects whole parties; for federations of many parties).
 
     McMahan et al. 2018: each party clips its update to L2 norm ``clip_norm``; the mean over
@@ -253,7 +248,7 @@ class ClientDPConfig(_Strict):
 # -----------------------------------------------------------------
 
 
-class PrivacyConfig(_Strict):
+class PrivacyConfig(Strict):
     """Everything that limits what leaves a party or what the released model reveals."""
 
     secure_aggregation: SecureAggregationConfig = Field(default_factory=SecureAggregationConfig)
@@ -272,9 +267,10 @@ class PrivacyConfig(_Strict):
         return self
 
 
-class JobConfig(_Strict):
-    """A whole horizontal training job."""
+class JobConfig(Strict):
+    """A whole horizontal training job (``kind = "horizontal"``, the default)."""
 
+    kind: Literal["horizontal"] = "horizontal"
     name: str = Field(default="job", min_length=1, max_length=128)
     seed: int = Field(default=0, ge=0, lt=2**63)
     rounds: int = Field(default=10, ge=1, le=100_000)
@@ -351,103 +347,27 @@ class JobConfig(_Strict):
             raw["seed"] = seed
         return parse_job(raw, source="command line")
 
+    def with_base_dir(self, base_dir: Path) -> JobConfig:
+        """Data paths relative to ``base_dir`` (the job file's directory) made absolute."""
+        data = self.data.model_copy(
+            update={
+                "path": resolve(self.data.path, base_dir),
+                "test_path": resolve(self.data.test_path, base_dir),
+            }
+        )
+        parties = [p.model_copy(update={"path": resolve(p.path, base_dir)}) for p in self.parties]
+        return self.model_copy(update={"data": data, "parties": parties})
+
 
 def parse_job(raw: dict[str, Any], *, source: str, base_dir: Path | None = None) -> JobConfig:
-    """Validate a job dict; relative data paths are resolved against ``base_dir``."""
-    try:
-        job = JobConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_explain(exc, source)) from None
-    if base_dir is not None:
-        job = _resolve_paths(job, base_dir)
-    return job
+    """Validate a horizontal job dict; relative data paths are resolved against ``base_dir``."""
+    from fedsilo.jobs import parse_as
+
+    return parse_as(JobConfig, raw, source=source, base_dir=base_dir)
 
 
 def load_job(path: str | Path) -> JobConfig:
-    """Read and validate a TOML job file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"job file {path} does not exist; check the path") from None
-    except OSError as exc:
-        raise ConfigError(f"job file {path} cannot be read: {exc.strerror}") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    return parse_job(raw, source=str(path), base_dir=path.parent)
+    """Read and validate a horizontal TOML job file (:func:`fedsilo.jobs.load_job`: any kind)."""
+    from fedsilo.jobs import load_as
 
-
-def _resolve_paths(job: JobConfig, base_dir: Path) -> JobConfig:
-    def fix(p: Path | None) -> Path | None:
-        return p if p is None or p.is_absolute() else (base_dir / p)
-
-    data = job.data.model_copy(
-        update={"path": fix(job.data.path), "test_path": fix(job.data.test_path)}
-    )
-    parties = [p.model_copy(update={"path": fix(p.path)}) for p in job.parties]
-    return job.model_copy(update={"data": data, "parties": parties})
-
-
-def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
-    keys: list[str] = []
-    for name, field in model.model_fields.items():
-        keys.append(prefix + name)
-        ann = field.annotation
-        sub = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-        if sub is None:
-            args = getattr(ann, "__args__", ())
-            sub = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        if sub is not None:
-            keys.extend(_known_keys(sub, prefix + name + "."))
-    return keys
-
-
-def _suggest(key: str, known: list[str]) -> str | None:
-    """The known key a misspelled or abbreviated ``key`` most likely meant.
-
-    Candidates are the siblings of ``key`` (same section); a close spelling wins, then an
-    abbreviation by word initials (``lr`` -> ``learning_rate``) or by letters in order.
-    """
-    parent, _, leaf = key.rpartition(".")
-    prefix = parent + "." if parent else ""
-    siblings = [
-        k[len(prefix) :] for k in known if k.startswith(prefix) and "." not in k[len(prefix) :]
-    ]
-    close = difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.6)
-    if close:
-        return prefix + close[0]
-    lowered = leaf.lower().replace("-", "_")
-    for cand in siblings:
-        if "".join(w[0] for w in cand.split("_") if w) == lowered:
-            return prefix + cand
-
-    def in_order(small: str, big: str) -> bool:
-        it = iter(big)
-        return all(ch in it for ch in small)
-
-    ordered = [c for c in siblings if c[0] == lowered[:1] and in_order(lowered, c)]
-    return prefix + min(ordered, key=len) if ordered else None
-
-
-def _explain(exc: ValidationError, source: str) -> str:
-    known = _known_keys(JobConfig)
-    lines = [f"{source}: the job configuration is invalid:"]
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
-        idx = next((p for p in err["loc"] if isinstance(p, int)), None)
-        where = loc + (f" (entry {idx + 1})" if idx is not None else "")
-        if err["type"] == "extra_forbidden":
-            hint = _suggest(loc, known)
-            tip = f" Did you mean '{hint}'?" if hint else ""
-            lines.append(f"  key '{where}' is not a known key.{tip}")
-        elif err["type"] == "enum":
-            expected = err.get("ctx", {}).get("expected", "")
-            lines.append(f"  key '{where}': {err['input']!r} is not one of {expected}")
-        elif not loc:
-            lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"  key '{where}': {msg} (got {err.get('input')!r})")
-    return "\n".join(lines)
+    return load_as(JobConfig, path)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,11 @@ from fedsilo.runtime.coordinator import Coordinator, RoundRecord, local_train_co
 from fedsilo.runtime.party import LocalData, PartyAgent, split_holdout
 from fedsilo.runtime.seeds import derive_seed, holdout_seed
 from fedsilo.runtime.setup import SetupResult
+
+if TYPE_CHECKING:
+    from fedsilo.jobs import TrainingJob
+    from fedsilo.vertical.config import VerticalJobConfig
+    from fedsilo.vertical.result import VerticalResult
 from fedsilo.runtime.transport import InProcessTransport
 from fedsilo.training import classification_metrics, predict_proba, train_local
 
@@ -233,11 +238,33 @@ def train_baseline(
 
 
 def as_job(config: JobConfig | str | Path | Mapping[str, Any]) -> JobConfig:
+    """A horizontal job from a config, a TOML path or a dict."""
     if isinstance(config, JobConfig):
         return config
     if isinstance(config, str | Path):
         return load_job(config)
     return parse_job(dict(config), source="Python config")
+
+
+def as_training_job(config: TrainingJob | str | Path | Mapping[str, Any]) -> TrainingJob:
+    """A training job of any kind (horizontal or vertical) from a config, a path or a dict."""
+    from fedsilo.jobs import load_job as load_any
+    from fedsilo.jobs import parse_job as parse_any
+
+    if isinstance(config, str | Path):
+        job = load_any(config)
+    elif isinstance(config, Mapping):
+        job = parse_any(dict(config), source="Python config")
+    else:
+        job = config
+    from fedsilo.vertical.config import VerticalJobConfig
+
+    if isinstance(job, JobConfig | VerticalJobConfig):
+        return job
+    raise ConfigError(
+        f"job {job.name!r} is an analytics job (kind = 'analytics'); it answers queries: "
+        "use fedsilo.query(job, sql) or `fedsilo query JOB SQL`"
+    )
 
 
 def simulated_party_privacy(job: JobConfig, party: str, audit_dir: Path | None) -> PartyPrivacy:
@@ -249,22 +276,93 @@ def simulated_party_privacy(job: JobConfig, party: str, audit_dir: Path | None) 
     return PartyPrivacy(max_epsilon=job.privacy.budget.max_epsilon_for(party), audit_log=log_path)
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Callbacks a simulation calls as it goes (each optional): horizontal rounds, vertical
+    PSI steps, hetero-LR epochs, SecureBoost trees."""
+
+    on_round: Callable[[RoundRecord], None] | None = None
+    on_psi_step: Callable[[str, int, int], None] | None = None
+    on_epoch: Callable[[int, float, float], None] | None = None
+    on_tree: Callable[[int, float], None] | None = None
+
+
+@overload
 def simulate(
-    config: JobConfig | str | Path | Mapping[str, Any],
+    config: JobConfig,
+    *,
+    baseline: bool = ...,
+    rounds: int | None = ...,
+    seed: int | None = ...,
+    progress: Progress | None = ...,
+    audit_dir: Path | None = ...,
+) -> Result: ...
+@overload
+def simulate(
+    config: VerticalJobConfig,
+    *,
+    baseline: bool = ...,
+    rounds: int | None = ...,
+    seed: int | None = ...,
+    progress: Progress | None = ...,
+    audit_dir: Path | None = ...,
+) -> VerticalResult: ...
+@overload
+def simulate(
+    config: str | Path | Mapping[str, Any],
+    *,
+    baseline: bool = ...,
+    rounds: int | None = ...,
+    seed: int | None = ...,
+    progress: Progress | None = ...,
+    audit_dir: Path | None = ...,
+) -> Result | VerticalResult: ...
+def simulate(
+    config: TrainingJob | str | Path | Mapping[str, Any],
+    *,
+    baseline: bool = False,
+    rounds: int | None = None,
+    seed: int | None = None,
+    progress: Progress | None = None,
+    audit_dir: Path | None = None,
+) -> Result | VerticalResult:
+    """Run a training job of any kind with every party simulated in this process.
+
+    ``config`` is a job (horizontal :class:`JobConfig` or vertical ``VerticalJobConfig``), a
+    path to a TOML job file of either kind, or a dict of the same shape. ``rounds`` overrides
+    the rounds (horizontal), epochs (hetero LR) or trees (SecureBoost); ``seed`` the seed.
+    ``result.save(dir)`` writes the model, metrics.json (one schema for every kind) and the
+    report. With ``audit_dir`` every horizontal party keeps its audit log (and privacy ledger)
+    in ``audit_dir/<party>.jsonl``; simulated parties are new each run, so logs left there by
+    an earlier run are replaced.
+    """
+    job = as_training_job(config)
+    if rounds is not None or seed is not None:
+        job = job.with_overrides(rounds=rounds, seed=seed)
+    progress = progress if progress is not None else Progress()
+    if isinstance(job, JobConfig):
+        return simulate_horizontal(
+            job, baseline=baseline, on_round=progress.on_round, audit_dir=audit_dir
+        )
+    from fedsilo.vertical.simulation import simulate_vertical
+
+    return simulate_vertical(
+        job,
+        baseline=baseline,
+        on_epoch=progress.on_epoch,
+        on_tree=progress.on_tree,
+        on_psi_step=progress.on_psi_step,
+    )
+
+
+def simulate_horizontal(
+    job: JobConfig,
     *,
     baseline: bool = False,
     on_round: Callable[[RoundRecord], None] | None = None,
     audit_dir: Path | None = None,
 ) -> Result:
-    """Run a horizontal job with every party simulated in this process.
-
-    ``config`` is a :class:`JobConfig`, a path to a TOML job file, or a dict of the same
-    shape. Returns a :class:`~fedsilo.results.Result`; ``result.save(dir)`` writes the model,
-    metrics and report. With ``audit_dir`` every party keeps its audit log (and privacy
-    ledger) in ``audit_dir/<party>.jsonl``; simulated parties are new each run, so logs left
-    there by an earlier run are replaced.
-    """
-    job = as_job(config)
+    """Run a horizontal job with every party simulated in this process (:func:`simulate`)."""
     started = time.monotonic()
     sim = load_simulated_data(job)
     agents = {

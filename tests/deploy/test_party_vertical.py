@@ -10,7 +10,7 @@ from fedsilo.deploy.config import load_party_config
 from fedsilo.deploy.jobs import parse_deploy_job
 from fedsilo.deploy.party_process import load_agent
 from fedsilo.deploy.party_tasks import TaskRouter
-from fedsilo.deploy.vertical_jobs import parse_deploy_vertical_job, planned_rounds
+from fedsilo.deploy.vertical_jobs import parse_deploy_vertical_job
 from fedsilo.errors import ConfigError
 from fedsilo.runtime.messages import Message, TaskKind
 
@@ -71,7 +71,7 @@ def test_submitted_vertical_job_is_validated_against_the_registry() -> None:
     text = (EXAMPLES / "vertical_job.toml").read_text()
     job = parse_deploy_vertical_job(text, source="vj", registered=["bank-a", "bank-b", "bank-c"])
     assert job.guest.name == "bank-a" and [h.name for h in job.hosts] == ["bank-b"]
-    assert planned_rounds(job) == 6
+    assert job.rounds == 6
     with pytest.raises(ConfigError, match="bank-b are not registered"):
         parse_deploy_vertical_job(text, source="vj", registered=["bank-a"])
     with pytest.raises(ConfigError, match="exactly one party must set 'label'"):

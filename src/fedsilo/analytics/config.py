@@ -6,6 +6,7 @@ settings. The schema is *public*: column types, the category list of each catego
 (the only columns GROUP BY accepts) and the clipping bounds of each numeric column (values are
 clipped to ``[lower, upper]`` before any sum, so one row's contribution is bounded)::
 
+    kind = "analytics"
     name = "banks"
     table = "transactions"
     min_group_size = 10
@@ -42,22 +43,18 @@ from __future__ import annotations
 
 import enum
 import math
-import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from fedsilo.config import SecAggVariant
-from fedsilo.errors import ConfigError
+from fedsilo.config_base import Strict
+from fedsilo.jobs import load_as, parse_as, resolve
 from fedsilo.privacy.accounting import AccountingMethod
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
 
 class ColumnKind(enum.Enum):
@@ -71,7 +68,7 @@ class Mechanism(enum.Enum):
     LAPLACE = "laplace"
 
 
-class ColumnSpec(_Strict):
+class ColumnSpec(Strict):
     """One public column: a clipped number, or a category with its public values."""
 
     type: ColumnKind
@@ -115,7 +112,7 @@ class ColumnSpec(_Strict):
         return (self.upper - self.lower) / 2
 
 
-class AnalyticsParty(_Strict):
+class AnalyticsParty(Strict):
     """One organization: its file and its privacy budget."""
 
     name: str = Field(min_length=1, max_length=64, pattern=NAME_PATTERN)
@@ -123,14 +120,14 @@ class AnalyticsParty(_Strict):
     max_epsilon: float | None = Field(default=None, gt=0)
 
 
-class BuiltinSource(_Strict):
+class BuiltinSource(Strict):
     """A built-in tabular dataset split into ``num_parties`` simulated parties (seeded)."""
 
     dataset: str
     num_parties: int = Field(default=3, ge=1, le=1000)
 
 
-class SecureAggregationSettings(_Strict):
+class SecureAggregationSettings(Strict):
     """``[privacy.secure_aggregation]``: the coordinator learns only the sum of the statistics.
 
     ``variant`` and ``threshold`` / ``neighbours`` mean what they mean for training
@@ -169,7 +166,7 @@ class SecureAggregationSettings(_Strict):
         return self
 
 
-class PrivacySettings(_Strict):
+class PrivacySettings(Strict):
     """Central DP on every released statistic; ``epsilon`` is the cost of one query."""
 
     mechanism: Mechanism = Mechanism.GAUSSIAN
@@ -194,7 +191,10 @@ class PrivacySettings(_Strict):
         return self
 
 
-class AnalyticsJob(_Strict):
+class AnalyticsJob(Strict):
+    """A federated analytics job (``kind = "analytics"``): one table, its public schema, DP."""
+
+    kind: Literal["analytics"] = "analytics"
     name: str = Field(default="analytics", pattern=NAME_PATTERN)
     table: str = Field(pattern=IDENT_PATTERN)
     columns: dict[str, ColumnSpec]
@@ -228,6 +228,11 @@ class AnalyticsJob(_Strict):
             raise ValueError("[data] dataset and [[parties]] paths are exclusive: choose one")
         return self
 
+    def with_base_dir(self, base_dir: Path) -> AnalyticsJob:
+        """Party files relative to ``base_dir`` (the job file's directory) made absolute."""
+        parties = [p.model_copy(update={"path": resolve(p.path, base_dir)}) for p in self.parties]
+        return self.model_copy(update={"parties": parties})
+
     def party_names(self) -> list[str]:
         if self.data is not None:
             return [f"party-{i}" for i in range(self.data.num_parties)]
@@ -244,43 +249,9 @@ class AnalyticsJob(_Strict):
 def parse_analytics_job(
     raw: dict[str, Any], *, source: str, base_dir: Path | None = None
 ) -> AnalyticsJob:
-    try:
-        job = AnalyticsJob.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_explain(exc, source)) from None
-    if base_dir is not None:
-        parties = [
-            p.model_copy(update={"path": base_dir / p.path})
-            if p.path is not None and not p.path.is_absolute()
-            else p
-            for p in job.parties
-        ]
-        job = job.model_copy(update={"parties": parties})
-    return job
+    """Validate an analytics job dict (``kind`` may be left out)."""
+    return parse_as(AnalyticsJob, raw, source=source, base_dir=base_dir)
 
 
 def load_analytics_job(path: str | Path) -> AnalyticsJob:
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"job file {path} does not exist; check the path") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    return parse_analytics_job(raw, source=str(path), base_dir=path.parent)
-
-
-def _explain(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: the analytics job is invalid:"]
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
-        idx = next((p for p in err["loc"] if isinstance(p, int)), None)
-        where = loc + (f" (entry {idx + 1})" if idx is not None else "")
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            lines.append(f"  key '{where}' is not a known key")
-        elif not loc:
-            lines.append(f"  {msg}")
-        else:
-            lines.append(f"  key '{where}': {msg}")
-    return "\n".join(lines)
+    return load_as(AnalyticsJob, path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,13 @@ from typing import Any
 import numpy as np
 
 from fedsilo.analytics.answers import LINEAR, evaluate, linear_sd
-from fedsilo.analytics.config import AnalyticsJob, ColumnKind, Mechanism
+from fedsilo.analytics.config import (
+    AnalyticsJob,
+    ColumnKind,
+    Mechanism,
+    load_analytics_job,
+    parse_analytics_job,
+)
 from fedsilo.analytics.dp import NoisePlan, calibrate
 from fedsilo.analytics.handler import AnalyticsAgent
 from fedsilo.analytics.ledger import Ledger
@@ -111,6 +118,29 @@ def party_tables(job: AnalyticsJob) -> dict[str, PartyTable]:
 
 def simulation_transport(job: AnalyticsJob) -> InProcessTransport:
     return InProcessTransport({n: AnalyticsAgent(n, t, job) for n, t in party_tables(job).items()})
+
+
+def query(
+    config: AnalyticsJob | str | Path | Mapping[str, Any],
+    sql: str,
+    *,
+    ledger_dir: str | Path | None = None,
+) -> QueryResult:
+    """Answer ``sql`` across an analytics job's simulated parties (``fedsilo.query``).
+
+    The Python twin of ``fedsilo query JOB SQL``: ``config`` is an :class:`AnalyticsJob`, a
+    path to its TOML file or a dict of the same shape; the parties' privacy ledgers live in
+    ``ledger_dir`` (default ``runs/<job name>/ledger``, as the CLI), so budgets carry over
+    from one call to the next.
+    """
+    if isinstance(config, AnalyticsJob):
+        job = config
+    elif isinstance(config, str | Path):
+        job = load_analytics_job(config)
+    else:
+        job = parse_analytics_job(dict(config), source="Python config")
+    ledgers = Path(ledger_dir) if ledger_dir is not None else Path("runs") / job.name / "ledger"
+    return run_query(job, sql, transport=simulation_transport(job), ledger_dir=ledgers)
 
 
 def _rng(job: AnalyticsJob, sql: str) -> np.random.Generator:

@@ -70,19 +70,14 @@ def query(
 ) -> None:
     """Answer an aggregate query across the parties without pooling rows (federated analytics)."""
     from fedsilo.analytics import output
-    from fedsilo.analytics.config import load_analytics_job
-    from fedsilo.analytics.run import run_query, simulation_transport
+    from fedsilo.analytics.run import query as run_query
 
     if admin.server is not None:
         from fedsilo.deploy.remote_query import query_server
 
         result = query_server(admin.client(), job_file, sql)
     else:
-        job = load_analytics_job(job_file)
-        run_dir = out if out is not None else Path("runs") / job.name
-        result = run_query(
-            job, sql, transport=simulation_transport(job), ledger_dir=run_dir / "ledger"
-        )
+        result = run_query(job_file, sql, ledger_dir=None if out is None else out / "ledger")
     if fmt is OutputFormat.table:
         console.print(answer_table(result))
         for party, (spent, budget) in result.spent.items():

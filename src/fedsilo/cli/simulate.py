@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from fedsilo.cli.common import console, fmt, progress_bar
+from fedsilo.cli.common import console, fmt, plain, progress_bar
 from fedsilo.cli.privacy import privacy_line
+
+if TYPE_CHECKING:
+    from fedsilo.config import JobConfig
+    from fedsilo.vertical.config import VerticalJobConfig
+    from fedsilo.vertical.result import VerticalResult
 
 METRICS = ("loss", "accuracy", "precision", "recall", "f1", "auc")
 
@@ -38,7 +44,7 @@ def final_table(metrics: dict[str, Any]) -> Table:
         table.add_column(m, justify="right")
     table.add_row("global", *(fmt(metrics["final"]["global"].get(m)) for m in present))
     for party, row in sorted(metrics["final"]["parties"].items()):
-        table.add_row(party, *(fmt(row.get(m)) for m in present))
+        table.add_row(plain(party), *(fmt(row.get(m)) for m in present))
     if "baseline" in metrics:
         base = metrics["baseline"]
         table.add_row("baseline (pooled)", *(fmt(base.get(m)) for m in present), style="cyan")
@@ -49,11 +55,17 @@ def final_table(metrics: dict[str, Any]) -> Table:
 
 
 def simulate(
-    job_file: Annotated[Path, typer.Argument(help="TOML job file")],
+    job_file: Annotated[Path, typer.Argument(help="TOML job file (horizontal or vertical)")],
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="output directory [default: runs/<job name>]")
     ] = None,
-    rounds: Annotated[int | None, typer.Option(help="override the job's rounds")] = None,
+    rounds: Annotated[
+        int | None,
+        typer.Option(
+            help="override the job's rounds (vertical: hetero-LR epochs or SecureBoost trees)",
+            min=1,
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="override the job's seed")] = None,
     baseline: Annotated[
         bool,
@@ -63,23 +75,31 @@ def simulate(
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run a job with every party simulated on this machine."""
+    """Run a training job (horizontal or kind = "vertical") with every party on this machine."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from fedsilo.cli.vertical import is_vertical_file, simulate_vertical_cli
-    from fedsilo.config import load_job
-    from fedsilo.simulation import simulate as run_simulation
+    from fedsilo.config import JobConfig
+    from fedsilo.simulation import as_training_job
 
-    if is_vertical_file(job_file):  # kind = "vertical": PSI + hetero LR / SecureBoost
-        simulate_vertical_cli(job_file, out=out, seed=seed, baseline=baseline, console=console)
-        return
-    job = load_job(job_file)
+    job = as_training_job(job_file)
     if rounds is not None or seed is not None:
         job = job.with_overrides(rounds=rounds, seed=seed)
+    out_dir = out if out is not None else Path("runs") / job.name
+    if isinstance(job, JobConfig):
+        _simulate_horizontal(job, out_dir, baseline=baseline)
+    else:
+        _simulate_vertical(job, out_dir, baseline=baseline)
+
+
+def _simulate_horizontal(job: JobConfig, out_dir: Path, *, baseline: bool) -> None:
+    from fedsilo.simulation import Progress
+    from fedsilo.simulation import simulate as run_simulation
+
     console.print(
-        f"[bold]fedsilo[/] simulating [bold]{job.name}[/]: {job.rounds} rounds, seed {job.seed}"
+        f"[bold]fedsilo[/] simulating [bold]{escape(job.name)}[/]: {job.rounds} rounds, "
+        f"seed {job.seed}"
     )
     with progress_bar(console) as progress:
         task = progress.add_task("rounds", total=job.rounds)
@@ -89,23 +109,87 @@ def simulate(
             dropped = f"  dropped: {', '.join(sorted(record.failures))}" if record.failures else ""
             progress.console.print(
                 f"round {record.round:>3}  loss {fmt(g.get('loss'))}  "
-                f"accuracy {fmt(g.get('accuracy'))}  ({record.duration_s:.2f} s){dropped}"
+                f"accuracy {fmt(g.get('accuracy'))}  ({record.duration_s:.2f} s){dropped}",
+                markup=False,
             )
             progress.advance(task)
 
-        out_dir = out if out is not None else Path("runs") / job.name
         result = run_simulation(
-            job, baseline=baseline, on_round=on_round, audit_dir=out_dir / "audit"
+            job,
+            baseline=baseline,
+            progress=Progress(on_round=on_round),
+            audit_dir=out_dir / "audit",
         )
     if baseline:
         console.print("trained the centralized baseline on the pooled training rows")
     paths = result.save(out_dir)
     console.print(final_table(result.metrics_json()))
-    console.print(privacy_line(result.metrics_json()))  # "" without DP
-    console.print(f"model:   {paths['model']}")
-    console.print(f"metrics: {paths['metrics_json']}  {paths['metrics_csv']}")
-    console.print(f"report:  [bold]{paths['report']}[/]")
-    console.print(f"audit:   {out_dir / 'audit'} (one hash-chained log per party)")
+    console.print(privacy_line(result.metrics_json()), markup=False)  # "" without DP
+    console.print(f"model:   {paths['model']}", markup=False)
+    console.print(f"metrics: {paths['metrics_json']}  {paths['metrics_csv']}", markup=False)
+    console.print(f"report:  [bold]{escape(str(paths['report']))}[/]")
+    console.print(f"audit:   {out_dir / 'audit'} (one hash-chained log per party)", markup=False)
+
+
+def _simulate_vertical(job: VerticalJobConfig, out_dir: Path, *, baseline: bool) -> None:
+    from fedsilo.simulation import Progress
+    from fedsilo.simulation import simulate as run_simulation
+    from fedsilo.vertical.config import VerticalAlgorithm
+
+    console.print(
+        f"[bold]fedsilo[/] vertical [bold]{escape(job.name)}[/]: {job.algorithm.value} over "
+        f"{job.he.scheme.value}, guest {escape(job.guest.name)}, hosts "
+        f"{escape(', '.join(h.name for h in job.hosts))}, seed {job.seed}"
+    )
+    with progress_bar(console) as progress:
+        psi = progress.add_task("PSI alignment", total=5)
+        boost = job.algorithm is VerticalAlgorithm.SECUREBOOST
+        unit = "trees" if boost else "epochs"  # early stopping may end either sooner
+        training = progress.add_task(unit, total=job.rounds, start=False)
+
+        def on_psi_step(step: str, done: int, total: int) -> None:
+            progress.update(psi, completed=done, total=total, description=f"PSI: {step} done")
+            if done == total:
+                progress.start_task(training)
+
+        def on_epoch(epoch: int, loss: float, seconds: float) -> None:
+            progress.console.print(f"epoch {epoch:>3}  Taylor loss {loss:.6f}  ({seconds:.2f} s)")
+            progress.advance(training)
+
+        def on_tree(tree: int, seconds: float) -> None:
+            progress.console.print(f"tree {tree:>3}  grown ({seconds:.2f} s)")
+            progress.advance(training)
+
+        result = run_simulation(
+            job,
+            baseline=baseline,
+            progress=Progress(on_psi_step=on_psi_step, on_epoch=on_epoch, on_tree=on_tree),
+        )
+    console.print(f"PSI aligned {result.alignment['aligned']} customers")
+    console.print(vertical_table(result))
+    paths = result.save(out_dir)
+    for name, path in paths.items():
+        console.print(f"{name}: {path}", markup=False, emoji=False)
+
+
+def vertical_table(result: VerticalResult) -> Table:
+    """Held-out metrics of the federated model (and the baseline), either algorithm."""
+    from fedsilo.vertical.result import METRIC_KEYS
+
+    table = Table(title=f"held-out metrics ({result.alignment['test']} aligned customers)")
+    table.add_column("model")
+    for k in METRIC_KEYS:
+        table.add_column(k, justify="right")
+    table.add_column("train auc", justify="right")
+    trains = [result.outcome.train, result.baseline_train]
+    for i, ((name, metrics), train) in enumerate(zip(result.table_rows(), trains, strict=False)):
+        table.add_row(
+            name.removesuffix(" (baseline)"),
+            *(f"{metrics.get(k, float('nan')):.4f}" for k in METRIC_KEYS),
+            "-" if train is None else f"{train.get('auc', float('nan')):.4f}",
+            style="cyan" if i else None,
+        )
+    return table
 
 
 def datasets() -> None:

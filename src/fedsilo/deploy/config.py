@@ -50,12 +50,12 @@ Relative paths are resolved against the directory of the TOML file.
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from fedsilo.config_base import Strict, read_toml, validate
 from fedsilo.errors import ConfigError
 
 PARTY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
@@ -67,11 +67,7 @@ def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TlsConfig(_Strict):
+class TlsConfig(Strict):
     """The server's certificate, and the CA that signs party certificates for mTLS."""
 
     cert: Path
@@ -79,7 +75,7 @@ class TlsConfig(_Strict):
     client_ca: Path | None = None
 
 
-class RegisteredParty(_Strict):
+class RegisteredParty(Strict):
     """An organization allowed to join; its credential is a token hash and/or its cert CN."""
 
     name: str = Field(min_length=1, max_length=64, pattern=PARTY_NAME)
@@ -87,7 +83,7 @@ class RegisteredParty(_Strict):
     revoked: bool = False
 
 
-class ServerConfig(_Strict):
+class ServerConfig(Strict):
     listen: str = "127.0.0.1:50051"
     run_dir: Path = Path("runs/server")
     admin_token_sha256: str = Field(pattern=SHA256_HEX)
@@ -123,14 +119,14 @@ class ServerConfig(_Strict):
         return int(self.max_message_mb * 1024 * 1024)
 
 
-class PartyPrivacyConfig(_Strict):
+class PartyPrivacyConfig(Strict):
     """The party's own record-level DP budget and audit log for training jobs."""
 
     max_epsilon: float | None = Field(default=None, gt=0)
     audit_log: Path | None = None
 
 
-class PartyAnalyticsConfig(_Strict):
+class PartyAnalyticsConfig(Strict):
     """Which analytics tables this party answers for, from which files, within which budget."""
 
     tables: dict[str, Path] = Field(default_factory=dict)
@@ -138,14 +134,14 @@ class PartyAnalyticsConfig(_Strict):
     max_epsilon: float = Field(default=10.0, gt=0)
 
 
-class PartyVerticalConfig(_Strict):
+class PartyVerticalConfig(Strict):
     """This party's table for vertical jobs; the job names its ID column, label, features."""
 
     data: Path | None = None  # CSV or Parquet, one row per customer
     models: Path | None = None  # default: <data file directory>/models-<name>
 
 
-class PartyProcessConfig(_Strict):
+class PartyProcessConfig(Strict):
     name: str = Field(min_length=1, max_length=64, pattern=PARTY_NAME)
     server: str
     data: Path | None = None  # horizontal training data; optional for vertical/analytics only
@@ -243,42 +239,14 @@ def _resolve(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     return out
 
 
-def _explain(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: the configuration is invalid:"]
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            lines.append(f"  key '{loc}' is not a known key")
-        elif err["type"] == "missing":
-            lines.append(f"  key '{loc}' is required")
-        elif not loc:
-            lines.append(f"  {msg}")
-        else:
-            lines.append(f"  key '{loc}': {msg} (got {err.get('input')!r})")
-    return "\n".join(lines)
-
-
 def _load(model: type[M], path: Path, what: str) -> M:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{what} file {path} does not exist; check the path") from None
-    except OSError as exc:
-        raise ConfigError(f"{what} file {path} cannot be read: {exc.strerror}") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    try:
-        return model.model_validate(_resolve(raw, path.parent))
-    except ValidationError as exc:
-        raise ConfigError(_explain(exc, str(path))) from None
+    raw = read_toml(path, what=f"{what} file")
+    return validate(model, _resolve(raw, path.parent), source=str(path), what=what)
 
 
 def load_server_config(path: str | Path) -> ServerConfig:
-    return _load(ServerConfig, Path(path), "server config")
+    return _load(ServerConfig, Path(path), "server configuration")
 
 
 def load_party_config(path: str | Path) -> PartyProcessConfig:
-    return _load(PartyProcessConfig, Path(path), "party config")
+    return _load(PartyProcessConfig, Path(path), "party configuration")

@@ -18,23 +18,21 @@ import logging
 import re
 import threading
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from fedsilo.config import JobConfig, parse_job
+from fedsilo.config_base import parse_toml
 from fedsilo.deploy.grpc_transport import GrpcTransport, PartyBoard
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.vertical_jobs import (
-    is_vertical_toml,
     parse_deploy_vertical_job,
-    planned_rounds,
     require_registered,
     run_vertical_job,
     wait_for_all,
 )
 from fedsilo.errors import ConfigError, FedsiloError
+from fedsilo.jobs import ANALYTICS, VERTICAL, job_kind
 from fedsilo.results import Result
 from fedsilo.runtime.coordinator import Coordinator, RoundRecord
 from fedsilo.runtime.store import JobStatus, JobStore
@@ -46,10 +44,7 @@ log = logging.getLogger(__name__)
 
 def parse_deploy_job(text: str, *, source: str, registered: list[str]) -> JobConfig:
     """Validate a job TOML for a deployment (party data paths are the parties' business)."""
-    try:
-        raw: dict[str, Any] = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+    raw = parse_toml(text, source=source)
     parties = raw.get("parties")
     if parties is None:
         parties = [{"name": p} for p in registered]
@@ -77,9 +72,7 @@ class JobRecord:
             name=self.job.name,
             status=self.status,
             round=self.round,
-            rounds=(
-                self.job.rounds if isinstance(self.job, JobConfig) else planned_rounds(self.job)
-            ),
+            rounds=(self.job.rounds),
             error=self.error,
             run_dir=str(self.run_dir or ""),
         )
@@ -136,7 +129,12 @@ class JobRunner:
 
     def submit(self, job_toml: str, *, source: str = "submitted job") -> str:
         job: JobConfig | VerticalJobConfig
-        if is_vertical_toml(job_toml):  # not in the store: vertical jobs do not resume
+        kind = job_kind(parse_toml(job_toml, source=source), source=source)
+        if kind == ANALYTICS:
+            raise ConfigError(
+                f"{source} is an analytics job; send it with `fedsilo query JOB SQL --server ...`"
+            )
+        if kind == VERTICAL:  # not in the store: vertical jobs do not resume
             job = parse_deploy_vertical_job(job_toml, source=source, registered=self._registered)
             record = JobRecord(new_job_id(job.name), job, job_toml)
         else:
@@ -238,7 +236,7 @@ class JobRunner:
 
         def progress(done: int) -> None:
             record.round = done
-            log.info("job %s: %d/%d done", record.job_id, done, planned_rounds(job))
+            log.info("job %s: %d/%d done", record.job_id, done, job.rounds)
 
         out = self._run_dir / record.job_id
         run_vertical_job(job, self._board, job_id=record.job_id, out=out, on_progress=progress)

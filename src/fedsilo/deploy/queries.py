@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import json
 import threading
-import tomllib
 from pathlib import Path
-from typing import Any
 
 from fedsilo.analytics.config import AnalyticsJob, parse_analytics_job
 from fedsilo.analytics.run import run_query
+from fedsilo.config_base import parse_toml
 from fedsilo.deploy.grpc_transport import GrpcTransport, PartyBoard
 from fedsilo.errors import ConfigError
 
@@ -28,10 +27,7 @@ def parse_deploy_analytics_job(
     text: str, *, source: str, registered: list[str] | None = None
 ) -> AnalyticsJob:
     """An analytics job for the deployment: parties by name (no paths), all registered."""
-    try:
-        raw: dict[str, Any] = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+    raw = parse_toml(text, source=source)
     if raw.get("data") is not None:
         raise ConfigError(
             f"{source}: [data] (a built-in dataset split into simulated parties) runs only in "

@@ -20,33 +20,22 @@ resume them (submit again).
 from __future__ import annotations
 
 import time
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from fedsilo.config_base import parse_toml
 from fedsilo.deploy.grpc_transport import GrpcTransport, PartyBoard
 from fedsilo.errors import ConfigError, FedsiloError
-from fedsilo.vertical.config import VerticalAlgorithm, VerticalJobConfig, parse_vertical_job
+from fedsilo.vertical.config import VerticalJobConfig, parse_vertical_job
 from fedsilo.vertical.result import VerticalResult
 from fedsilo.vertical.runner import VerticalRunner
-
-
-def is_vertical_toml(text: str) -> bool:
-    try:
-        return tomllib.loads(text).get("kind") == "vertical"
-    except tomllib.TOMLDecodeError:
-        return False
 
 
 def parse_deploy_vertical_job(
     text: str, *, source: str, registered: list[str]
 ) -> VerticalJobConfig:
     """Validate a vertical job for a deployment; every named party must be registered."""
-    try:
-        raw: dict[str, Any] = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+    raw = parse_toml(text, source=source)
     parties = raw.get("parties")
     if not isinstance(parties, list) or not all(isinstance(p, dict) for p in parties):
         raise ConfigError(
@@ -70,13 +59,6 @@ def require_registered(names: list[str], registered: list[str], *, source: str) 
             f"{source}: parties {', '.join(unknown)} are not registered (or are revoked) on "
             f"this server; registered: {', '.join(registered) or 'none'}"
         )
-
-
-def planned_rounds(job: VerticalJobConfig) -> int:
-    """Epochs (hetero LR) or trees (SecureBoost): the job's progress unit for ``status``."""
-    if job.algorithm is VerticalAlgorithm.SECUREBOOST:
-        return job.secureboost.n_trees
-    return job.hetero_lr.epochs
 
 
 def wait_for_all(

@@ -49,21 +49,16 @@
 from __future__ import annotations
 
 import enum
-import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from fedsilo.config import _known_keys, _suggest
-from fedsilo.errors import ConfigError
+from fedsilo.config_base import Strict
+from fedsilo.jobs import load_as, parse_as, resolve
 from fedsilo.privacy.he import CkksConfig, HeScheme, PaillierConfig
 from fedsilo.vertical.hetero_lr.arbiter import LrParams
 from fedsilo.vertical.secureboost.tree import TreeParams
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class VerticalAlgorithm(enum.Enum):
@@ -71,7 +66,7 @@ class VerticalAlgorithm(enum.Enum):
     SECUREBOOST = "secureboost"
 
 
-class VerticalPartyConfig(_Strict):
+class VerticalPartyConfig(Strict):
     """One organization: its file (or built-in split), ID column and, for the guest, label."""
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -88,7 +83,7 @@ class VerticalPartyConfig(_Strict):
         return self
 
 
-class HeConfig(_Strict):
+class HeConfig(Strict):
     scheme: HeScheme = HeScheme.CKKS
     key_bits: int = 2048
     poly_modulus_degree: int = 8192
@@ -99,7 +94,7 @@ class HeConfig(_Strict):
         return CkksConfig(poly_modulus_degree=self.poly_modulus_degree)
 
 
-class HeteroLrConfig(_Strict):
+class HeteroLrConfig(Strict):
     epochs: int = Field(default=10, ge=1)
     batch_size: int = Field(default=64, ge=1)
     learning_rate: float = Field(default=0.15, gt=0)
@@ -111,7 +106,7 @@ class HeteroLrConfig(_Strict):
         return LrParams(**self.model_dump())
 
 
-class SecureBoostConfig(_Strict):
+class SecureBoostConfig(Strict):
     """``[secureboost]``: the tree parameters (:class:`~fedsilo.vertical.secureboost.TreeParams`)."""
 
     n_trees: int = Field(default=10, ge=1)
@@ -137,13 +132,15 @@ class SecureBoostConfig(_Strict):
         return TreeParams(**self.model_dump())
 
 
-class PsiConfig(_Strict):
+class PsiConfig(Strict):
     fpr: float | None = Field(default=None, gt=0, lt=1)
     batch_size: int = Field(default=100_000, ge=1)
 
 
-class VerticalJobConfig(_Strict):
-    kind: str = "vertical"
+class VerticalJobConfig(Strict):
+    """A vertical job (``kind = "vertical"``): PSI alignment, then hetero LR or SecureBoost."""
+
+    kind: Literal["vertical"] = "vertical"
     name: str = Field(default="vertical", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     algorithm: VerticalAlgorithm = VerticalAlgorithm.HETERO_LR
     seed: int = 0
@@ -156,8 +153,6 @@ class VerticalJobConfig(_Strict):
 
     @model_validator(mode="after")
     def _roles(self) -> VerticalJobConfig:
-        if self.kind != "vertical":
-            raise ValueError(f"kind must be 'vertical' for a vertical job, got {self.kind!r}")
         names = [p.name for p in self.parties]
         if len(set(names)) != len(names):
             raise ValueError(f"party names must be unique, got {names}")
@@ -179,6 +174,34 @@ class VerticalJobConfig(_Strict):
         return self
 
     @property
+    def rounds(self) -> int:
+        """Epochs (hetero LR) or trees (SecureBoost): the job's unit of training progress."""
+        if self.algorithm is VerticalAlgorithm.SECUREBOOST:
+            return self.secureboost.n_trees
+        return self.hetero_lr.epochs
+
+    def with_overrides(
+        self, *, rounds: int | None = None, seed: int | None = None
+    ) -> VerticalJobConfig:
+        """A copy with CLI overrides: ``rounds`` sets the epochs (hetero LR) or trees
+        (SecureBoost); validated again."""
+        raw = self.model_dump(mode="json", exclude_unset=True)
+        if rounds is not None:
+            section = (
+                "secureboost" if self.algorithm is VerticalAlgorithm.SECUREBOOST else "hetero_lr"
+            )
+            unit = "n_trees" if section == "secureboost" else "epochs"
+            raw[section] = {**raw.get(section, {}), unit: rounds}
+        if seed is not None:
+            raw["seed"] = seed
+        return parse_vertical_job(raw, source="command line")
+
+    def with_base_dir(self, base_dir: Path) -> VerticalJobConfig:
+        """Party files relative to ``base_dir`` (the job file's directory) made absolute."""
+        parties = [p.model_copy(update={"path": resolve(p.path, base_dir)}) for p in self.parties]
+        return self.model_copy(update={"parties": parties})
+
+    @property
     def guest(self) -> VerticalPartyConfig:
         return next(p for p in self.parties if p.label is not None)
 
@@ -187,63 +210,12 @@ class VerticalJobConfig(_Strict):
         return [p for p in self.parties if p.label is None]
 
 
-def is_vertical(raw: dict[str, Any]) -> bool:
-    """Whether a parsed TOML job is a vertical one (``kind = "vertical"``)."""
-    return raw.get("kind") == "vertical"
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"job file {path} does not exist; check the path") from None
-    except OSError as exc:
-        raise ConfigError(f"job file {path} cannot be read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-
-
 def parse_vertical_job(
     raw: dict[str, Any], *, source: str = "vertical job", base_dir: Path | None = None
 ) -> VerticalJobConfig:
     """Validate a vertical job dict; relative party paths resolve against ``base_dir``."""
-    try:
-        job = VerticalJobConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_explain(exc, source)) from None
-    if base_dir is not None:
-        parties = [
-            p.model_copy(update={"path": base_dir / p.path})
-            if p.path is not None and not p.path.is_absolute()
-            else p
-            for p in job.parties
-        ]
-        job = job.model_copy(update={"parties": parties})
-    return job
+    return parse_as(VerticalJobConfig, raw, source=source, base_dir=base_dir)
 
 
 def load_vertical_job(path: str | Path) -> VerticalJobConfig:
-    path = Path(path)
-    return parse_vertical_job(read_toml(path), source=str(path), base_dir=path.parent)
-
-
-def _explain(exc: ValidationError, source: str) -> str:
-    known = _known_keys(VerticalJobConfig)
-    lines = [f"{source}: the vertical job configuration is invalid:"]
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
-        idx = next((p for p in err["loc"] if isinstance(p, int)), None)
-        where = loc + (f" (entry {idx + 1})" if idx is not None else "")
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            hint = _suggest(loc, known)
-            lines.append(
-                f"  key '{where}' is not a known key."
-                + (f" Did you mean '{hint}'?" if hint else "")
-            )
-        elif not loc:
-            lines.append(f"  {msg}")
-        else:
-            lines.append(f"  key '{where}': {msg} (got {err.get('input')!r})")
-    return "\n".join(lines)
+    return load_as(VerticalJobConfig, path)
