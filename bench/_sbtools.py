@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fedsilo.runtime.messages import Message
+from fedsilo.protocol.messages import Message
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "default_credit"
 

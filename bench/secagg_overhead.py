@@ -30,8 +30,8 @@ from fedsilo.privacy.secagg.protocol import (
     threshold_for,
 )
 from fedsilo.privacy.secagg.quantize import Quantizer
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.coordinator import Coordinator, RoundRecord
-from fedsilo.runtime.messages import Message, TaskKind
 from fedsilo.runtime.party import PartyAgent
 from fedsilo.runtime.transport import Gathered, InProcessTransport
 from fedsilo.simulation import load_simulated_data

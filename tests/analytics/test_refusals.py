@@ -11,13 +11,12 @@ import pytest
 
 from fedsilo.analytics.config import parse_analytics_job
 from fedsilo.analytics.handler import AnalyticsAgent
-from fedsilo.analytics.ledger import BudgetExceededError
 from fedsilo.analytics.local import PartyTable
 from fedsilo.analytics.plan import make_plan
 from fedsilo.analytics.run import run_query
-from fedsilo.analytics.sql import UnsupportedQueryError, parse_query
-from fedsilo.errors import ConfigError, ProtocolError
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.analytics.sql import parse_query
+from fedsilo.errors import BudgetExhaustedError, ConfigError, ProtocolError, UnsupportedError
+from fedsilo.protocol.messages import Message, TaskKind
 
 from .conftest import COLUMNS, make_job, transport_for
 
@@ -51,20 +50,18 @@ FRAME = pd.DataFrame(
     ],
 )
 def test_unsupported_sql_is_refused_with_what_is_supported(sql: str, fragment: str) -> None:
-    with pytest.raises(UnsupportedQueryError, match=None) as info:
+    with pytest.raises(UnsupportedError, match=None) as info:
         parse_query(sql, make_job(1))
     assert fragment in str(info.value)
 
 
 def test_unknown_column_is_named() -> None:
-    with pytest.raises(UnsupportedQueryError, match=r"unknown column 'income'.*\['amount'"):
+    with pytest.raises(UnsupportedError, match=r"unknown column 'income'.*\['amount'"):
         parse_query("SELECT AVG(income) FROM t", make_job(1))
 
 
 def test_group_by_a_non_public_column_is_refused() -> None:
-    with pytest.raises(
-        UnsupportedQueryError, match=r"cannot GROUP BY 'amount'.*\['region', 'year'\]"
-    ):
+    with pytest.raises(UnsupportedError, match=r"cannot GROUP BY 'amount'.*\['region', 'year'\]"):
         parse_query("SELECT amount, COUNT(*) FROM t GROUP BY amount", make_job(1))
 
 
@@ -84,7 +81,7 @@ def test_query_over_a_party_budget_is_refused_naming_party_budget_and_cost(tmp_p
     )
     t = transport_for(job, [FRAME, FRAME])
     run_query(job, "SELECT COUNT(*) FROM t", transport=t, ledger_dir=tmp_path)
-    with pytest.raises(BudgetExceededError) as info:
+    with pytest.raises(BudgetExhaustedError) as info:
         run_query(job, "SELECT COUNT(*) FROM t", transport=t, ledger_dir=tmp_path)
     text = str(info.value)
     assert "party 'p1'" in text and "budget of epsilon 1.5" in text and "costs 1" in text

@@ -24,8 +24,8 @@ from fedsilo.analytics.local import PartyTable, local_statistics
 from fedsilo.analytics.plan import make_plan
 from fedsilo.analytics.run import collect, public_job, run_query
 from fedsilo.analytics.sql import parse_query
-from fedsilo.errors import AggregationError, ConfigError, DataError, ProtocolError
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.errors import AggregationError, ConfigError, DataError, ErrorCode, ProtocolError
+from fedsilo.protocol.messages import Fault, Message, TaskKind
 from fedsilo.runtime.transport import Gathered, InProcessTransport, Transport
 
 from .conftest import REGIONS, make_job, transport_for
@@ -194,7 +194,8 @@ def test_a_party_failing_mid_protocol_aborts_naming_it(step: str, how: str, tmp_
             if how == "drop":
                 gathered.failures["p1"] = "no reply within 600 s"
             else:
-                err = Message(TaskKind.QUERY, job.name, 0, "p1", {"error": "disk on fire"})
+                fault = Fault(ErrorCode.DATA, "disk on fire")
+                err = Message(TaskKind.QUERY, job.name, 0, "p1", fault=fault)
                 gathered.replies["p1"] = err
 
     sql = "SELECT region, COUNT(*), AVG(amount) FROM t GROUP BY region"

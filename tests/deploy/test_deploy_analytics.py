@@ -19,7 +19,7 @@ import pytest
 
 from fedsilo.analytics.config import load_analytics_job
 from fedsilo.analytics.run import run_query, simulation_transport
-from fedsilo.deploy.client import AdminCallError
+from fedsilo.errors import AdminCallError
 from tests.deploy.harness import ADMIN_TOKEN, FAST, PARTIES, deployment
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ import pytest
 
 from fedsilo.deploy.config import load_party_config
 from fedsilo.deploy.party_process import PartyProcess, load_agent
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import Handler
 from tests.deploy.harness import deployment, job_done, job_toml, write_party_csvs
 

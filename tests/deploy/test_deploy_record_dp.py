@@ -83,7 +83,7 @@ def test_deployed_record_dp_job_with_party_budgets_and_audit_logs(tmp_path: Path
         assert len(lines) == len(tasks) > 0, p  # one line per reply sent
         fits = [e for e in lines if e.get("kind") == "fit"]
         assert len(fits) >= ROUNDS, p
-        refused = [e for e in fits if e.get("error_type") == "BudgetExhaustedError"]
+        refused = [e for e in fits if e.get("error_code") == "budget_exhausted"]
         if p == "org-c":
             assert refused and len(refused) == len(fits)  # refuses every round
         else:

@@ -11,7 +11,7 @@ from safetensors.numpy import load_file
 
 from fedsilo.deploy.config import load_party_config
 from fedsilo.deploy.party_process import PartyProcess, load_agent
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import Handler
 from fedsilo.simulation import simulate
 from tests.deploy.harness import PARTIES, deployment, job_done, job_toml, write_party_csvs

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from safetensors.numpy import load_file
 
-from fedsilo.deploy.client import AdminCallError
+from fedsilo.errors import AdminCallError
 from fedsilo.vertical.config import parse_vertical_job
 from fedsilo.vertical.simulation import simulate_vertical
 from tests.deploy.harness import ADMIN_TOKEN, FAST, SOURCES, Deployment, deployment, job_done

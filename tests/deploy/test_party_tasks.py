@@ -13,9 +13,11 @@ import pytest
 from fedsilo.analytics.plan import make_plan
 from fedsilo.analytics.run import public_job, run_query
 from fedsilo.analytics.sql import parse_query
-from fedsilo.deploy.party_tasks import PartyAnalytics, TaskRouter, peek_kind
-from fedsilo.errors import ProtocolError
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.deploy.party_tasks import PartyAnalytics, TaskRouter
+from fedsilo.errors import ErrorCode, ProtocolError
+from fedsilo.protocol.messages import Message, TaskKind
+from fedsilo.protocol.serve import Reply
+from fedsilo.runtime.party import TRAINING_KINDS
 from fedsilo.runtime.transport import Gathered, InProcessTransport
 from tests.analytics.conftest import make_job
 
@@ -23,12 +25,15 @@ SQL = "SELECT region, COUNT(*), SUM(amount) FROM t GROUP BY region"
 
 
 class Echo:
-    def __init__(self) -> None:
-        self.seen: list[bytes] = []
+    """A training role that records the tasks it gets."""
 
-    def handle(self, data: bytes) -> bytes:
-        self.seen.append(data)
-        return b"training"
+    def __init__(self) -> None:
+        self.seen: list[Message] = []
+        self.routes = dict.fromkeys(TRAINING_KINDS, self.answer)
+
+    def answer(self, task: Message) -> Reply:
+        self.seen.append(task)
+        return {"role": "training"}, {}
 
 
 def _task(privacy: dict[str, object] | None = None) -> bytes:
@@ -48,16 +53,16 @@ def _party(tmp_path: Path, budget: float = 10.0) -> PartyAnalytics:
 
 def test_router_sends_queries_to_analytics_and_the_rest_to_training(tmp_path: Path) -> None:
     training = Echo()
-    router = TaskRouter(training, _party(tmp_path))
+    router = TaskRouter(training.routes, _party(tmp_path).routes)
     fit = Message(TaskKind.FIT, "j", 1, "coordinator").encode()
-    assert peek_kind(fit) is TaskKind.FIT and peek_kind(b"junk") is None
-    assert router.handle(fit) == b"training"
-    assert router.handle(b"junk") == b"training"  # the agent answers malformed tasks
+    assert Message.decode(router.handle(fit)).body == {"role": "training"}
+    junk = Message.decode(router.handle(b"junk"))  # the router answers malformed tasks
+    assert junk.error_code is ErrorCode.BAD_REQUEST and "malformed" in (junk.error or "")
     reply = Message.decode(router.handle(_task()))
     assert reply.error is None and reply.kind is TaskKind.QUERY
     stats = reply.arrays["stats"]
     assert stats.shape[0] == 4 and stats[0, 0] == 2.0 and stats[1, 0] == 1.0  # north, south
-    assert len(training.seen) == 2
+    assert [t.kind for t in training.seen] == [TaskKind.FIT]
 
 
 def test_party_refuses_unmapped_table_and_its_own_budget(tmp_path: Path) -> None:
@@ -72,7 +77,7 @@ def test_party_refuses_unmapped_table_and_its_own_budget(tmp_path: Path) -> None
     assert len(ledger["entries"]) == 1 and ledger["max_epsilon"] == 1.2
     refused = Message.decode(party.handle(_task(dp)))
     assert refused.error is not None and "'p0'" in refused.error and "budget" in refused.error
-    assert refused.body["error_type"] == "BudgetExceededError"
+    assert refused.error_code is ErrorCode.BUDGET_EXHAUSTED
     assert len(json.loads((tmp_path / "ledger" / "p0.json").read_text())["entries"]) == 1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -11,32 +12,38 @@ from fedsilo.deploy.jobs import parse_deploy_job
 from fedsilo.deploy.party_process import load_agent
 from fedsilo.deploy.party_tasks import TaskRouter
 from fedsilo.deploy.vertical_jobs import parse_deploy_vertical_job
-from fedsilo.errors import ConfigError
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.errors import ConfigError, ErrorCode
+from fedsilo.protocol.messages import Message, TaskKind
+from fedsilo.protocol.serve import Routes
+from fedsilo.runtime.party import TRAINING_KINDS
+from fedsilo.vertical.agent import VERTICAL_KINDS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "deploy"
 
 
-class Echo:
-    def handle(self, data: bytes) -> bytes:
-        return b"echo"
+def echo(role: str, kinds: Iterable[TaskKind]) -> Routes:
+    """A role that answers each of its kinds with its own name."""
+    return dict.fromkeys(kinds, lambda task: ({"role": role}, {}))
 
 
 def test_router_sends_vertical_kinds_to_the_vertical_agent_or_refuses() -> None:
     psi = Message(TaskKind.PSI_OPEN, "job-1", 0, "coordinator").encode()
     fit = Message(TaskKind.FIT, "job-1", 3, "coordinator").encode()
     sb = Message(TaskKind.SB_HISTOGRAMS, "job-1", 2, "coordinator").encode()
-    both = TaskRouter(Echo(), None, Echo(), name="p")
-    assert both.handle(psi) == both.handle(sb) == both.handle(fit) == b"echo"
+    training, vertical = echo("training", TRAINING_KINDS), echo("vertical", VERTICAL_KINDS)
+    both = TaskRouter(training, None, vertical, name="p")
+    roles = [Message.decode(both.handle(t)).body["role"] for t in (psi, sb, fit)]
+    assert roles == ["vertical", "vertical", "training"]
 
-    horizontal_only = TaskRouter(Echo(), None, None, name="p")
+    horizontal_only = TaskRouter(training, None, None, name="p")
     reply = Message.decode(horizontal_only.handle(sb))
     assert reply.kind is TaskKind.SB_HISTOGRAMS and reply.round == 2 and reply.sender == "p"
+    assert reply.error_code is ErrorCode.CONFIG
     assert (
         reply.error
         == "party 'p' has no vertical data: add [vertical] data = \"<file>\" to its party.toml"
     )
-    vertical_only = TaskRouter(None, None, Echo(), name="p")
+    vertical_only = TaskRouter(None, None, vertical, name="p")
     reply = Message.decode(vertical_only.handle(fit))
     assert reply.error is not None and "no training data" in reply.error
     junk = Message.decode(vertical_only.handle(b"junk"))

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from fedsilo.cli import app
 from fedsilo.privacy.audit import GENESIS, AuditLog, entry_hash, verify
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.party import LocalData, PartyAgent
 
 runner = CliRunner()

@@ -79,7 +79,7 @@ def test_stop_ends_the_job_naming_party_budget_and_projection() -> None:
 
 
 def test_restarted_party_reads_its_spend_back_from_the_log(tmp_path: Path) -> None:
-    from fedsilo.runtime.messages import Message, TaskKind
+    from fedsilo.protocol.messages import Message, TaskKind
 
     log = tmp_path / "clinic-a.jsonl"
     guard = _guard(None, log)

@@ -10,8 +10,8 @@ import pytest
 from fedsilo.config import parse_job
 from fedsilo.errors import RoundFailedError, SchemaError
 from fedsilo.models import flatten
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.coordinator import Coordinator
-from fedsilo.runtime.messages import Message, TaskKind
 from fedsilo.runtime.party import PartyAgent
 from fedsilo.runtime.transport import InProcessTransport
 from fedsilo.simulation import load_simulated_data

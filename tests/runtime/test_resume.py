@@ -13,9 +13,9 @@ from fedsilo.aggregation import ServerOptimizer
 from fedsilo.config import JobConfig, parse_job
 from fedsilo.errors import ConfigError, RoundFailedError, StoreError
 from fedsilo.models import Params
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.results import Result
 from fedsilo.runtime.coordinator import Coordinator, RoundRecord, TrainingOutcome
-from fedsilo.runtime.messages import Message, TaskKind
 from fedsilo.runtime.party import PartyAgent
 from fedsilo.runtime.store import JobStatus, JobStore, canonical_config
 from fedsilo.runtime.transport import Gathered, InProcessTransport

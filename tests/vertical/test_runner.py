@@ -14,7 +14,7 @@ from safetensors.numpy import load_file
 from sklearn.datasets import load_breast_cancer
 
 from fedsilo.errors import ConfigError, RoundFailedError
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import Gathered, InProcessTransport
 from fedsilo.vertical.agent import VerticalPartyAgent
 from fedsilo.vertical.config import parse_vertical_job

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fedsilo.errors import ProtocolError
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.vertical.channel import PartyChannel
 from fedsilo.vertical.hetero_lr import HeteroLrParty
 from fedsilo.vertical.masking import draw_masks, unmask

@@ -18,7 +18,7 @@ from sklearn.datasets import load_breast_cancer
 
 from fedsilo.errors import ProtocolError
 from fedsilo.privacy.he import EncryptedVector, PaillierConfig, SecretContext, generate
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import Gathered, InProcessTransport
 from fedsilo.vertical.config import parse_vertical_job
 from fedsilo.vertical.data import load_aligned

@@ -20,12 +20,8 @@ from typing import Any
 
 from fedsilo.analytics.config import Mechanism
 from fedsilo.analytics.dp import NoisePlan
-from fedsilo.errors import FedsiloError
+from fedsilo.errors import BudgetExhaustedError
 from fedsilo.privacy.accounting import AccountingMethod, GaussianSpend, epsilon
-
-
-class BudgetExceededError(FedsiloError):
-    """A query would spend more epsilon than a party allows."""
 
 
 @dataclass(frozen=True)
@@ -66,14 +62,14 @@ class Ledger:
         }
 
     def check(self, budgets: Mapping[str, float], noise: NoisePlan, query: str) -> None:
-        """Raise :class:`BudgetExceededError` naming the first party the query would overspend."""
+        """Raise :class:`BudgetExhaustedError` naming the first party the query would overspend."""
         if noise.mechanism is Mechanism.NONE:
             return
         for party, budget in sorted(budgets.items()):
             before = self.entries(party)
             after = self.total([*before, self._entry(noise, query)])
             if after > budget + 1e-12:
-                raise BudgetExceededError(
+                raise BudgetExhaustedError(
                     f"query refused: party '{party}' has a budget of epsilon {budget:g}, has "
                     f"spent {self.total(before):.4g}, and this query costs {noise.epsilon:.4g} "
                     f"(total {after:.4g} at delta {self.delta:g}); lower the query's epsilon, "

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fedsilo.analytics.config import AnalyticsJob, ColumnKind, ColumnSpec
-from fedsilo.analytics.sql import Agg, Aggregate, Query, UnsupportedQueryError, parse_filter
+from fedsilo.analytics.sql import Agg, Aggregate, Query, parse_filter
+from fedsilo.errors import UnsupportedError
 
 PAIR_PARTS = ("pn", "pa", "pb", "paa", "pbb", "pab")
 
@@ -139,10 +140,10 @@ class QueryPlan:
     def check_against(self, job: AnalyticsJob) -> None:
         """A party's check that a received plan only touches its public schema, as declared."""
         if self.table != job.table:
-            raise UnsupportedQueryError(f"plan names table {self.table!r}, not {job.table!r}")
+            raise UnsupportedError(f"plan names table {self.table!r}, not {job.table!r}")
         for name, spec in self.columns.items():
             if job.columns.get(name) != spec:
-                raise UnsupportedQueryError(f"plan's column {name!r} differs from the job schema")
+                raise UnsupportedError(f"plan's column {name!r} differs from the job schema")
         for g, cats in zip(self.group_by, self.categories, strict=True):
             declared = job.columns.get(g)
             if (
@@ -150,13 +151,13 @@ class QueryPlan:
                 or declared.type is not ColumnKind.CATEGORY
                 or list(cats) != declared.categories
             ):
-                raise UnsupportedQueryError(f"plan groups by {g!r} with undeclared categories")
+                raise UnsupportedError(f"plan groups by {g!r} with undeclared categories")
         for b in self.blocks:
             if b.kind not in ("count", "n", "s1", "s2", "hist", *PAIR_PARTS):
-                raise UnsupportedQueryError(f"plan has an unknown statistic {b.kind!r}")
+                raise UnsupportedError(f"plan has an unknown statistic {b.kind!r}")
             for c in b.columns:
                 if c not in self.columns:
-                    raise UnsupportedQueryError(f"plan uses undeclared column {c!r}")
+                    raise UnsupportedError(f"plan uses undeclared column {c!r}")
         if self.where_sql is not None:
             parse_filter(self.where_sql, job.columns)
 

@@ -35,7 +35,7 @@ from fedsilo.analytics.plan import Block, QueryPlan, make_plan
 from fedsilo.analytics.secure import check_parties, secure_collect, secure_notice
 from fedsilo.analytics.sql import Agg, Aggregate, parse_query
 from fedsilo.errors import ConfigError, ProtocolError
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import InProcessTransport, Transport
 
 MAX_BOOTSTRAP_VALUES = 20_000_000

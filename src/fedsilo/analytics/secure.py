@@ -39,7 +39,7 @@ from fedsilo.config import SecAggVariant
 from fedsilo.errors import ConfigError, ProtocolError
 from fedsilo.privacy.secagg import wire
 from fedsilo.privacy.secagg.protocol import PartyRound, ServerRound
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import Transport
 
 STEPS = ("keys", "shares", "mask", "unmask")

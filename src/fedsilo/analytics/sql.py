@@ -11,7 +11,7 @@ Aggregates: ``COUNT(*)``, ``COUNT(col)``, ``SUM``, ``AVG``, ``VAR``/``VARIANCE``
 filter is comparisons (``= <> < <= > >=``) of a column with a literal, ``IN (literals)``,
 ``BETWEEN literal AND literal``, ``IS [NOT] NULL``, combined with ``AND``/``OR``/``NOT``.
 GROUP BY takes only category columns (their values are public). Anything else is refused with
-:class:`UnsupportedQueryError`, which says what is supported.
+:class:`UnsupportedError`, which says what is supported.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.errors import ParseError
 
 from fedsilo.analytics.config import AnalyticsJob, ColumnKind, ColumnSpec
-from fedsilo.errors import ConfigError
+from fedsilo.errors import UnsupportedError
 
 SUPPORTED = (
     "supported: SELECT <category columns>, <aggregates> FROM <table> [WHERE <column op literal, "
@@ -36,10 +36,6 @@ SUPPORTED = (
 )
 MAX_BINS = 1000
 _BINNED = ("QUANTILE", "MIN", "MAX", "HISTOGRAM")
-
-
-class UnsupportedQueryError(ConfigError):
-    """The query is outside the supported SQL subset or names unknown/non-public columns."""
 
 
 class Agg(enum.Enum):
@@ -121,15 +117,15 @@ def parse_query(sql: str, job: AnalyticsJob) -> Query:
     try:
         trees = _DIALECT.parse(sql)
     except ParseError as exc:
-        raise UnsupportedQueryError(f"cannot parse the query: {exc}; {SUPPORTED}") from None
+        raise UnsupportedError(f"cannot parse the query: {exc}; {SUPPORTED}") from None
     if len(trees) != 1 or not isinstance(trees[0], exp.Select):
-        raise UnsupportedQueryError(f"only a single SELECT statement is accepted; {SUPPORTED}")
+        raise UnsupportedError(f"only a single SELECT statement is accepted; {SUPPORTED}")
     tree = trees[0]
     for key, value in tree.args.items():
         if value and key not in _CLAUSES:
-            raise UnsupportedQueryError(f"clause {key.upper()!r} is not supported; {SUPPORTED}")
+            raise UnsupportedError(f"clause {key.upper()!r} is not supported; {SUPPORTED}")
     if tree.args.get("distinct") or tree.args.get("limit") or tree.args.get("kind"):
-        raise UnsupportedQueryError(f"DISTINCT/LIMIT are not supported; {SUPPORTED}")
+        raise UnsupportedError(f"DISTINCT/LIMIT are not supported; {SUPPORTED}")
     table = _table(tree, job)
     group_by = _group_by(tree, job)
     where = tree.args.get("where")
@@ -145,7 +141,7 @@ def parse_query(sql: str, job: AnalyticsJob) -> Query:
         if isinstance(node, exp.Column):
             name = _column(node, job.columns)
             if name not in group_by:
-                raise UnsupportedQueryError(
+                raise UnsupportedError(
                     f"column {name!r} is selected but not in GROUP BY; select only GROUP BY "
                     "columns and aggregates"
                 )
@@ -153,20 +149,20 @@ def parse_query(sql: str, job: AnalyticsJob) -> Query:
             continue
         aggregates.append(_aggregate(node, alias, job.columns))
     if not aggregates:
-        raise UnsupportedQueryError(f"the query has no aggregate; {SUPPORTED}")
+        raise UnsupportedError(f"the query has no aggregate; {SUPPORTED}")
     labels = [a.label for a in aggregates]
     if len(set(labels)) != len(labels):
-        raise UnsupportedQueryError(f"two output columns share a name in {labels}; add AS alias")
+        raise UnsupportedError(f"two output columns share a name in {labels}; add AS alias")
     return Query(table, group_by, tuple(aggregates), where_sql, tuple(plain))
 
 
 def _table(tree: exp.Select, job: AnalyticsJob) -> str:
     src = tree.args.get("from") or tree.args.get("from_")
     if src is None or not isinstance(src.this, exp.Table) or tree.args.get("joins"):
-        raise UnsupportedQueryError(f"FROM must name the job's table {job.table!r}; {SUPPORTED}")
+        raise UnsupportedError(f"FROM must name the job's table {job.table!r}; {SUPPORTED}")
     t = src.this
     if t.args.get("db") or t.args.get("catalog") or t.name != job.table or t.alias:
-        raise UnsupportedQueryError(f"unknown table {t.sql()!r}: this job's table is {job.table!r}")
+        raise UnsupportedError(f"unknown table {t.sql()!r}: this job's table is {job.table!r}")
     return t.name
 
 
@@ -177,28 +173,26 @@ def _group_by(tree: exp.Select, job: AnalyticsJob) -> tuple[str, ...]:
     names: list[str] = []
     for node in group.expressions:
         if not isinstance(node, exp.Column):
-            raise UnsupportedQueryError(f"GROUP BY accepts only column names; {SUPPORTED}")
+            raise UnsupportedError(f"GROUP BY accepts only column names; {SUPPORTED}")
         name = _column(node, job.columns)
         if job.columns[name].type is not ColumnKind.CATEGORY:
             public = sorted(c for c, s in job.columns.items() if s.type is ColumnKind.CATEGORY)
-            raise UnsupportedQueryError(
+            raise UnsupportedError(
                 f"cannot GROUP BY {name!r}: only columns with public, declared categories can be "
                 f"grouped by (declared: {public})"
             )
         if name in names:
-            raise UnsupportedQueryError(f"GROUP BY lists {name!r} twice")
+            raise UnsupportedError(f"GROUP BY lists {name!r} twice")
         names.append(name)
     return tuple(names)
 
 
 def _column(node: exp.Expression, columns: dict[str, ColumnSpec]) -> str:
     if not isinstance(node, exp.Column) or node.table:
-        raise UnsupportedQueryError(
-            f"expected a plain column name, got {node.sql()!r}; {SUPPORTED}"
-        )
+        raise UnsupportedError(f"expected a plain column name, got {node.sql()!r}; {SUPPORTED}")
     name = node.name
     if name not in columns:
-        raise UnsupportedQueryError(
+        raise UnsupportedError(
             f"unknown column {name!r}; the table's declared columns are {sorted(columns)}"
         )
     return name
@@ -207,7 +201,7 @@ def _column(node: exp.Expression, columns: dict[str, ColumnSpec]) -> str:
 def _numeric(node: exp.Expression, columns: dict[str, ColumnSpec], what: str) -> str:
     name = _column(node, columns)
     if columns[name].type is not ColumnKind.NUMBER:
-        raise UnsupportedQueryError(f"{what} needs a number column; {name!r} is a category")
+        raise UnsupportedError(f"{what} needs a number column; {name!r} is a category")
     return name
 
 
@@ -216,7 +210,7 @@ def _number(node: exp.Expression) -> float:
         return -_number(node.this)
     if isinstance(node, exp.Literal) and not node.is_string:
         return float(node.this)
-    raise UnsupportedQueryError(f"expected a number literal, got {node.sql()!r}")
+    raise UnsupportedError(f"expected a number literal, got {node.sql()!r}")
 
 
 def _bins(node: exp.Expression, fname: str) -> tuple[float, ...]:
@@ -226,14 +220,14 @@ def _bins(node: exp.Expression, fname: str) -> tuple[float, ...]:
         and node.this.name.upper() == "BINS"
         and isinstance(node.expression, exp.Array)
     ):
-        raise UnsupportedQueryError(
+        raise UnsupportedError(
             f"{fname} needs public bin edges as its last argument: BINS=[e0, e1, ..., ek]"
         )
     edges = tuple(_number(e) for e in node.expression.expressions)
     if len(edges) < 2 or len(edges) > MAX_BINS + 1:
-        raise UnsupportedQueryError(f"{fname}: BINS needs 2 to {MAX_BINS + 1} edges")
+        raise UnsupportedError(f"{fname}: BINS needs 2 to {MAX_BINS + 1} edges")
     if any(b <= a for a, b in itertools.pairwise(edges)):
-        raise UnsupportedQueryError(f"{fname}: BINS edges must be strictly increasing")
+        raise UnsupportedError(f"{fname}: BINS edges must be strictly increasing")
     return edges
 
 
@@ -243,7 +237,7 @@ def _aggregate(
     label = alias or node.sql(dialect="duckdb")
     if isinstance(node, exp.Count):
         if node.args.get("distinct") or isinstance(node.this, exp.Distinct):
-            raise UnsupportedQueryError(f"COUNT(DISTINCT ...) is not supported; {SUPPORTED}")
+            raise UnsupportedError(f"COUNT(DISTINCT ...) is not supported; {SUPPORTED}")
         if isinstance(node.this, exp.Star):
             return Aggregate(Agg.COUNT, (), label)
         return Aggregate(Agg.COUNT, (_column(node.this, columns),), label)
@@ -264,7 +258,7 @@ def _aggregate(
             col = _numeric(args[0], columns, fname)
             return Aggregate(Agg[fname], (col,), label, bins=_bins(args[1], fname))
         if fname in ("MIN", "MAX") and len(args) == 1:
-            raise UnsupportedQueryError(
+            raise UnsupportedError(
                 f"{fname} is only available as a DP approximation from a histogram: write "
                 f"{fname}(col, BINS=[e0, ..., ek]) with public bin edges"
             )
@@ -272,14 +266,14 @@ def _aggregate(
             col = _numeric(args[0], columns, fname)
             q = _number(args[1])
             if not 0 < q < 1:
-                raise UnsupportedQueryError(f"QUANTILE: q must be in (0, 1), got {q}")
+                raise UnsupportedError(f"QUANTILE: q must be in (0, 1), got {q}")
             return Aggregate(Agg.QUANTILE, (col,), label, bins=_bins(args[2], fname), q=q)
         if fname in ("QUANTILE", "HISTOGRAM"):
-            raise UnsupportedQueryError(
+            raise UnsupportedError(
                 f"{fname} needs public bin edges: HISTOGRAM(col, BINS=[...]) or "
                 "QUANTILE(col, q, BINS=[...])"
             )
-    raise UnsupportedQueryError(f"{node.sql()!r} is not a supported select item; {SUPPORTED}")
+    raise UnsupportedError(f"{node.sql()!r} is not a supported select item; {SUPPORTED}")
 
 
 def check_filter(node: exp.Expression, columns: dict[str, ColumnSpec]) -> None:
@@ -298,12 +292,12 @@ def check_filter(node: exp.Expression, columns: dict[str, ColumnSpec]) -> None:
         elif isinstance(right, exp.Column):
             _literal_for(left, _column(right, columns), columns)
         else:
-            raise UnsupportedQueryError(
+            raise UnsupportedError(
                 f"WHERE compares a column with a literal, got {node.sql()!r}; {SUPPORTED}"
             )
     elif isinstance(node, exp.In):
         if node.args.get("query") or node.args.get("unnest") or node.args.get("field"):
-            raise UnsupportedQueryError("WHERE ... IN takes a list of literals, not a subquery")
+            raise UnsupportedError("WHERE ... IN takes a list of literals, not a subquery")
         col = _column(node.this, columns)
         for item in node.expressions:
             _literal_for(item, col, columns)
@@ -314,14 +308,14 @@ def check_filter(node: exp.Expression, columns: dict[str, ColumnSpec]) -> None:
     elif isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
         _column(node.this, columns)
     else:
-        raise UnsupportedQueryError(f"WHERE clause {node.sql()!r} is not supported; {SUPPORTED}")
+        raise UnsupportedError(f"WHERE clause {node.sql()!r} is not supported; {SUPPORTED}")
 
 
 def _literal_for(node: exp.Expression, col: str, columns: dict[str, ColumnSpec]) -> None:
     spec = columns[col]
     inner = node.this if isinstance(node, exp.Neg) else node
     if not isinstance(inner, exp.Literal):
-        raise UnsupportedQueryError(
+        raise UnsupportedError(
             f"column {col!r} can only be compared with a literal, got {node.sql()!r}"
         )
     wants_text = spec.type is ColumnKind.CATEGORY and any(
@@ -329,7 +323,7 @@ def _literal_for(node: exp.Expression, col: str, columns: dict[str, ColumnSpec])
     )
     if inner.is_string != wants_text:
         kind = "text" if wants_text else "number"
-        raise UnsupportedQueryError(
+        raise UnsupportedError(
             f"column {col!r} holds {kind} values; compare it with a {kind} literal, not {node.sql()!r}"
         )
 
@@ -339,8 +333,8 @@ def parse_filter(where_sql: str, columns: dict[str, ColumnSpec]) -> str:
     try:
         node = _DIALECT.parse(f"SELECT 1 FROM t WHERE {where_sql}")[0]
     except ParseError as exc:
-        raise UnsupportedQueryError(f"cannot parse the filter: {exc}") from None
+        raise UnsupportedError(f"cannot parse the filter: {exc}") from None
     if not isinstance(node, exp.Select) or node.args.get("where") is None:
-        raise UnsupportedQueryError("the filter is not a single WHERE expression")
+        raise UnsupportedError("the filter is not a single WHERE expression")
     check_filter(node.args["where"].this, columns)
     return str(node.args["where"].this.sql(dialect="duckdb", identify=True))

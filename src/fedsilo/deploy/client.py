@@ -10,11 +10,7 @@ from fedsilo.deploy.auth import AUTH_HEADER
 from fedsilo.deploy.party_process import open_channel
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
-from fedsilo.errors import FedsiloError
-
-
-class AdminCallError(FedsiloError):
-    """The server refused or failed an admin call."""
+from fedsilo.errors import AdminCallError
 
 
 class AdminClient:

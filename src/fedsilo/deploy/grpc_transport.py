@@ -22,14 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
-from fedsilo.errors import ProtocolError
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.errors import ErrorCode, ProtocolError
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import Gathered
 
 log = logging.getLogger(__name__)
 
 REPLY_HEADROOM_BYTES = 1024 * 1024
-NOT_SET_UP = "task before setup"  # PartyAgent's error for a fit/evaluate it cannot answer yet
 
 
 def reply_limit(kind: TaskKind, task_bytes: int, max_message_bytes: int) -> int:
@@ -221,7 +220,8 @@ class GrpcTransport:
             for p, m in tasks.items()
             if p in self._setups
             and m.kind is not TaskKind.SETUP
-            and NOT_SET_UP in (getattr(gathered.replies.get(p), "error", None) or "")
+            and p in gathered.replies
+            and gathered.replies[p].error_code is ErrorCode.NOT_READY
         }
         if not lost:
             return gathered

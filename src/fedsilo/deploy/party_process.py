@@ -23,15 +23,15 @@ import grpc
 from fedsilo.data.tabular import read_party_table
 from fedsilo.deploy.auth import AUTH_HEADER, PARTY_HEADER
 from fedsilo.deploy.config import PartyProcessConfig
-from fedsilo.deploy.party_tasks import PartyAnalytics, TaskRouter
+from fedsilo.deploy.party_tasks import PartyAnalytics, TaskRouter, bytes_routes
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.deploy.service import WIRE_VERSION
-from fedsilo.errors import ConfigError, FedsiloError
+from fedsilo.errors import ConfigError, PartyRefusedError
 from fedsilo.privacy.guard import PartyPrivacy
 from fedsilo.runtime.party import LocalData, PartyAgent
 from fedsilo.runtime.transport import Handler
-from fedsilo.vertical.agent import VerticalPartyAgent
+from fedsilo.vertical.agent import VERTICAL_KINDS, VerticalPartyAgent
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,6 @@ FATAL = {
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.FAILED_PRECONDITION,
 }
-
-
-class PartyRefusedError(FedsiloError):
-    """The coordinator refused this party's credentials or version; retrying cannot help."""
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -133,7 +129,13 @@ def load_agent(config: PartyProcessConfig) -> Handler:
         vertical = VerticalPartyAgent(
             config.name, path=config.vertical.data, models_dir=config.models_dir
         )
-    return TaskRouter(agent, analytics, vertical, name=config.name)
+    return TaskRouter(
+        None if agent is None else agent.routes,
+        None if analytics is None else analytics.routes,
+        None if vertical is None else bytes_routes(vertical, VERTICAL_KINDS),
+        name=config.name,
+        on_reply=None if agent is None else agent.record_sent,
+    )
 
 
 class PartyProcess:

@@ -1,8 +1,9 @@
 """What a party process answers: training tasks (PartyAgent) and analytics queries.
 
-:class:`TaskRouter` is the party process's one handler. It reads a task's kind from the
-message header only (the arrays are not decoded twice) and hands QUERY tasks to
-:class:`PartyAnalytics`, everything else to the :class:`~fedsilo.runtime.party.PartyAgent`.
+:class:`TaskRouter` is the party process's one handler: one
+:func:`~fedsilo.protocol.serve.serve` over the union of the route tables of the party's roles
+(each task is decoded once): QUERY to :class:`PartyAnalytics`, training kinds to the
+:class:`~fedsilo.runtime.party.PartyAgent`, vertical kinds to the vertical agent.
 
 :class:`PartyAnalytics` answers a query over the file that ``party.toml`` maps the job's table
 to (``[analytics.tables]``). The query task carries the analytics job's public schema and
@@ -27,6 +28,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,68 +42,58 @@ from fedsilo.analytics.ledger import Ledger
 from fedsilo.analytics.local import PartyTable
 from fedsilo.analytics.plan import QueryPlan
 from fedsilo.analytics.secure import MAX_PENDING, secure_spec
-from fedsilo.errors import FedsiloError, ProtocolError
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.errors import ConfigError, FedsiloError, ProtocolError
+from fedsilo.protocol.messages import Message, TaskKind
+from fedsilo.protocol.serve import Reply, Route, Routes, refuse, serve
+from fedsilo.runtime.party import TRAINING_KINDS
 from fedsilo.runtime.transport import Handler
 from fedsilo.vertical.agent import VERTICAL_KINDS
 
 log = logging.getLogger(__name__)
 
 
-def peek_kind(data: bytes) -> TaskKind | None:
-    """The task kind from a message's JSON header, or None if it cannot be read."""
-    try:
-        header_len = int.from_bytes(data[:8], "little")
-        if header_len <= 0 or header_len > len(data) - 8:
-            return None
-        meta = json.loads(data[8 : 8 + header_len]).get("__metadata__", {})
-        return TaskKind(json.loads(meta["fedsilo"])["kind"])
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
+def bytes_routes(handler: Handler, kinds: Iterable[TaskKind]) -> Routes:
+    """Routes for a role that is still a bytes handler (the vertical agent, until it is a
+    route table itself): the task is re-encoded for it and its reply decoded."""
+
+    def route(task: Message) -> Reply:
+        return Message.decode(handler.handle(task.encode()))
+
+    return dict.fromkeys(kinds, route)
 
 
 class TaskRouter:
-    """Training kinds to the PartyAgent, QUERY to analytics, vertical kinds to the vertical agent.
+    """The party process's one handler: the union of its roles' route tables, one ``serve``.
 
-    A party without the matching data answers with an error naming itself and the
-    ``party.toml`` setting to add; malformed tasks get an error reply too.
+    Training kinds go to the PartyAgent's routes, QUERY to analytics, vertical kinds to the
+    vertical agent. A party without the matching data answers with a ``config`` error naming
+    itself and the ``party.toml`` setting to add; malformed tasks get an error reply too.
+    ``on_reply`` (the training agent's audit log) sees every reply that leaves.
     """
 
     def __init__(
         self,
-        training: Handler | None,
-        analytics: Handler | None,
-        vertical: Handler | None = None,
+        training: Routes | None,
+        analytics: Routes | None,
+        vertical: Routes | None = None,
         *,
         name: str = "",
+        on_reply: Callable[[bytes], None] | None = None,
     ) -> None:
-        self._training = training
-        self._analytics = analytics
-        self._vertical = vertical
-        self._name = name
+        def missing(what: str) -> Route:
+            return refuse(ConfigError(f"party {name!r} has {what} to its party.toml"))
+
+        no_training = missing('no training data: add data = "<file>"')
+        no_vertical = missing('no vertical data: add [vertical] data = "<file>"')
+        routes: dict[TaskKind, Route] = {
+            **(training if training is not None else dict.fromkeys(TRAINING_KINDS, no_training)),
+            **(vertical if vertical is not None else dict.fromkeys(VERTICAL_KINDS, no_vertical)),
+            **(analytics or {}),
+        }
+        self._serve = serve(name, routes, on_reply=on_reply)
 
     def handle(self, data: bytes) -> bytes:
-        kind = peek_kind(data)
-        if kind is TaskKind.QUERY and self._analytics is not None:
-            return self._analytics.handle(data)
-        if kind in VERTICAL_KINDS:
-            if self._vertical is not None:
-                return self._vertical.handle(data)
-            return self._refuse(data, 'no vertical data: add [vertical] data = "<file>"')
-        if self._training is not None:
-            return self._training.handle(data)  # also answers malformed tasks with an error
-        return self._refuse(data, 'no training data: add data = "<file>"')
-
-    def _refuse(self, data: bytes, why: str) -> bytes:
-        text = f"party {self._name!r} has {why} to its party.toml"
-        try:
-            task = Message.decode(data)
-        except ProtocolError as exc:
-            text = f"party {self._name!r}: malformed task: {exc}"
-            task = Message(TaskKind.DESCRIBE, "", -1, self._name)
-        log.warning("%s", text)
-        body = {"error": text, "error_type": "ConfigError"}
-        return Message(task.kind, task.job_id, task.round, self._name, body).encode()
+        return self._serve(data)
 
 
 @dataclass(frozen=True)
@@ -128,28 +120,24 @@ class PartyAnalytics:
         self._agents: dict[str, AnalyticsAgent] = {}  # per job (schema digest): one connection
         self._pending: OrderedDict[str, _Charge] = OrderedDict()  # secure queries, by query id
         self._lock = threading.Lock()
+        self.routes: dict[TaskKind, Route] = {TaskKind.QUERY: self.query}
+        self._serve = serve(name, self.routes)
 
     def handle(self, data: bytes) -> bytes:
-        try:
-            task = Message.decode(data)
-        except ProtocolError as exc:
-            return self._error("", -1, f"malformed task: {exc}", "ProtocolError")
-        try:
-            spec = secure_spec(task.body)
-            if spec is not None and spec["step"] != "keys":
-                return self._secure_step(task, spec, data)
-            job, plan, sql = self._parse(task)
-            agent = self._agent(job)
-            ledger = Ledger(self._ledger_dir, job.privacy.delta, job.privacy.accounting)
-            noise = calibrate(plan, job.privacy)
-            budgets = {self.name: self._max_epsilon}
-            ledger.check(budgets, noise, sql)  # raises naming this party
-        except FedsiloError as exc:
-            log.warning("party %s refused a query: %s", self.name, exc)
-            return self._error(task.job_id, task.round, str(exc), type(exc).__name__)
-        reply = agent.handle(data)
-        if Message.decode(reply).error is not None:
-            return reply
+        return self._serve(data)
+
+    def query(self, task: Message) -> Reply:
+        """One QUERY task: parse, check this party's own budget, answer, charge."""
+        spec = secure_spec(task.body)
+        if spec is not None and spec["step"] != "keys":
+            return self._secure_step(task, spec)
+        job, plan, sql = self._parse(task)
+        agent = self._agent(job)
+        ledger = Ledger(self._ledger_dir, job.privacy.delta, job.privacy.accounting)
+        noise = calibrate(plan, job.privacy)
+        budgets = {self.name: self._max_epsilon}
+        ledger.check(budgets, noise, sql)  # raises naming this party
+        reply = agent.query(task)
         if spec is None:
             self._charge(_Charge(agent, ledger, noise, budgets, sql))
         else:  # secure aggregation: charged when the masked statistics leave (step 'mask')
@@ -159,7 +147,7 @@ class PartyAnalytics:
                     self._pending.popitem(last=False)
         return reply
 
-    def _secure_step(self, task: Message, spec: dict[str, Any], data: bytes) -> bytes:
+    def _secure_step(self, task: Message, spec: dict[str, Any]) -> Reply:
         """A later secure-aggregation step: to the agent that started the query."""
         query, step = str(spec.get("query")), str(spec["step"])
         with self._lock:
@@ -176,11 +164,15 @@ class PartyAnalytics:
                 with self._lock:
                     self._pending.pop(query, None)
                 raise
-        reply = pending.agent.handle(data)
-        failed = Message.decode(reply).error is not None
-        if step == "mask" and not failed:
+        try:
+            reply = pending.agent.query(task)
+        except Exception:
+            with self._lock:
+                self._pending.pop(query, None)
+            raise
+        if step == "mask":
             self._charge(pending)
-        if step == "unmask" or failed:
+        if step == "unmask":
             with self._lock:
                 self._pending.pop(query, None)
         return reply
@@ -220,7 +212,3 @@ class PartyAnalytics:
             table = PartyTable(str(path), path=path)
             self._agents = {key: AnalyticsAgent(self.name, table, job)}  # keep the latest only
         return self._agents[key]
-
-    def _error(self, job_id: str, rnd: int, text: str, error_type: str) -> bytes:
-        body: dict[str, Any] = {"error": text, "error_type": error_type}
-        return Message(TaskKind.QUERY, job_id, rnd, self.name, body).encode()

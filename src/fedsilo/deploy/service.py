@@ -17,7 +17,7 @@ from fedsilo.deploy.auth import Authenticator, Refusal
 from fedsilo.deploy.grpc_transport import PartyBoard
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
-from fedsilo.errors import ConfigError, FedsiloError
+from fedsilo.errors import ConfigError, ErrorCode, FedsiloError
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,9 @@ class QueryService(Protocol):
 
 
 QUERY_CODES = {
-    "ConfigError": grpc.StatusCode.INVALID_ARGUMENT,
-    "UnsupportedQueryError": grpc.StatusCode.INVALID_ARGUMENT,
-    "BudgetExceededError": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorCode.CONFIG: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.UNSUPPORTED: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.BUDGET_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -116,7 +116,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         try:
             text = self._queries.query(request.job_toml, request.sql)
         except FedsiloError as exc:
-            code = QUERY_CODES.get(type(exc).__name__, grpc.StatusCode.FAILED_PRECONDITION)
+            code = QUERY_CODES.get(exc.code, grpc.StatusCode.FAILED_PRECONDITION)
             log.warning("query refused: %s", exc)
             context.abort(code, f"{type(exc).__name__}: {exc}")
         return pb.QueryReply(result_json=text)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedsilo.errors import AuditError
+from fedsilo.errors import AuditError, ErrorCode
 
 GENESIS = "0" * 64
 
@@ -147,7 +147,7 @@ def summarize(path: str | Path) -> dict[str, Any]:
         dp = e.get("dp") or {}
         if "epsilon" in dp:
             epsilon, delta = float(dp["epsilon"]), dp.get("delta")
-        if e.get("error_type") == "BudgetExhaustedError":
+        if e.get("error_code") == ErrorCode.BUDGET_EXHAUSTED.value:
             refused += 1
     return {
         "entries": len(entries),

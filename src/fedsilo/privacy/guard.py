@@ -26,7 +26,7 @@ from fedsilo.errors import BudgetExhaustedError, ConfigError, ProtocolError
 from fedsilo.privacy.accounting import AccountingMethod, GaussianSpend, epsilon, noise_for_epsilon
 from fedsilo.privacy.audit import AuditLog
 from fedsilo.privacy.dp_sgd import DPSGDConfig, round_spend, sample_rate, steps_per_round
-from fedsilo.runtime.messages import Message
+from fedsilo.protocol.messages import Message
 from fedsilo.training.local import LocalTrainConfig
 
 
@@ -173,8 +173,8 @@ class PrivacyGuard:
         try:
             msg = Message.decode(reply)
             record.update(job=msg.job_id, round=msg.round, kind=msg.kind.value)
-            if msg.error is not None:
-                record["error_type"] = str(msg.body.get("error_type", ""))
+            if msg.error_code is not None:
+                record["error_code"] = msg.error_code.value
             privacy = msg.body.get("privacy")
         except ProtocolError:
             record.update(job="", round=-1, kind="undecodable")

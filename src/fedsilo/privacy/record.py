@@ -7,7 +7,7 @@ report of every party and turns them into the round's ``RoundRecord.privacy``::
     {"level": "record", "epsilon": <max over parties>, "delta": ..., "accounting": ...,
      "parties": {name: {"epsilon": ..., "noise_multiplier": ..., "steps": ..., ...}}}
 
-A party that refuses a round for its budget answers with ``BudgetExhaustedError``; with
+A party that refuses a round for its budget answers with error code ``budget_exhausted``; with
 ``privacy.budget.on_exhausted = "stop"`` the tracker ends the job with that error.
 """
 
@@ -19,12 +19,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fedsilo.config import JobConfig, OnBudgetExhausted
-from fedsilo.errors import BudgetExhaustedError
-from fedsilo.runtime.messages import Message
+from fedsilo.errors import BudgetExhaustedError, ErrorCode
+from fedsilo.protocol.messages import Message
 
 log = logging.getLogger(__name__)
-
-BUDGET_ERROR = BudgetExhaustedError.__name__
 
 
 def record_dp_proposal(job: JobConfig) -> dict[str, Any] | None:
@@ -66,7 +64,7 @@ class RecordSpendTracker:
     ) -> dict[str, Any]:
         """Read this attempt's replies; the round's privacy record (``{}`` without DP)."""
         for _, reply in sorted(replies.items()):
-            if reply.body.get("error_type") == BUDGET_ERROR:
+            if reply.error_code is ErrorCode.BUDGET_EXHAUSTED:
                 if self._stop:
                     raise BudgetExhaustedError(
                         f"round {rnd}: {reply.error}. The job stops because "

@@ -30,7 +30,7 @@ from fedsilo.errors import FedsiloError, ProtocolError, RoundFailedError
 from fedsilo.models import Params, build_model, check_params, flatten, get_params, unflatten
 from fedsilo.privacy.record import RecordSpendTracker
 from fedsilo.privacy.secagg.server_side import PrivateRounds
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.resume import JobResume
 from fedsilo.runtime.seeds import derive_seed
 from fedsilo.runtime.setup import COORDINATOR, SetupResult, prepare_parties

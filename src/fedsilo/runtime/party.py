@@ -5,9 +5,11 @@ the schema (column names and types), summable statistics for shared preprocessin
 sums, sums of squares, category values and counts, label counts), the trained parameters and
 evaluation metrics. Raw rows never leave.
 
-The agent never raises to its caller: :meth:`PartyAgent.handle` turns every failure, a bad
-task or its own data problem, into an error reply that names the party, so a coordinator, or
-a transport, sees a reason instead of a crash.
+The agent is a route table (:attr:`PartyAgent.routes`) served by
+:func:`fedsilo.protocol.serve.serve`: :meth:`PartyAgent.handle` never raises to its caller;
+every failure, a bad task or its own data problem, becomes an error reply with an error code
+and a message that names the party, so a coordinator, or a transport, sees a reason instead of
+a crash.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from torch import nn
 
 from fedsilo.data.preprocess import PreprocessPlan, local_stats
 from fedsilo.data.tabular import ColumnType, TableSchema, describe_table
-from fedsilo.errors import DataError, FedsiloError, ProtocolError
+from fedsilo.errors import DataError, NotReadyError
 from fedsilo.models import ModelSpec, Params, build_model, check_params, get_params, set_params
 from fedsilo.privacy.dp_sgd import train_local_dp
 from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 from fedsilo.privacy.secagg.party_side import PrivateParty
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
+from fedsilo.protocol.serve import Reply, Route, serve
 from fedsilo.training import (
     EvalStats,
     LocalTrainConfig,
@@ -74,6 +77,20 @@ def split_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     return np.sort(order[n_holdout:]), np.sort(order[:n_holdout])
 
 
+TRAINING_KINDS = frozenset(
+    {
+        TaskKind.DESCRIBE,
+        TaskKind.STATS,
+        TaskKind.SETUP,
+        TaskKind.FIT,
+        TaskKind.EVALUATE,
+        TaskKind.SECAGG_KEYS,
+        TaskKind.SECAGG_SHARES,
+        TaskKind.SECAGG_UNMASK,
+    }
+)
+
+
 class PartyAgent:
     """Answers the coordinator's tasks for one organization."""
 
@@ -89,54 +106,30 @@ class PartyAgent:
         self._model: nn.Module | None = None
         self._template: Params | None = None
         self._private = PrivateParty(name)  # secure aggregation and client DP rounds
+        self.routes: dict[TaskKind, Route] = {
+            TaskKind.DESCRIBE: lambda task: (self._describe(task.body), {}),
+            TaskKind.STATS: lambda task: (self._stats(task.body), {}),
+            TaskKind.SETUP: lambda task: (self._setup(task.body), {}),
+            TaskKind.FIT: self._fit_task,
+            TaskKind.EVALUATE: lambda task: (self._evaluate(task), {}),
+            **self._private.routes,
+        }
+        self._serve = serve(name, self.routes, on_reply=self.record_sent)
 
-    # -- the one entry point -------------------------------------------------------------
     def handle(self, data: bytes) -> bytes:
-        reply = self._answer(data)
-        self._guard.record_sent(reply)  # the audit log sees every byte that leaves
-        return reply
+        """Answer one encoded task; never raises (see :func:`~fedsilo.protocol.serve.serve`)."""
+        return self._serve(data)
 
-    def _answer(self, data: bytes) -> bytes:
-        try:
-            task = Message.decode(data)
-        except ProtocolError as exc:
-            log.warning("party %s rejected a malformed task: %s", self.name, exc)
-            return self._error(TaskKind.DESCRIBE, "", -1, f"malformed task: {exc}")
-        try:
-            body, arrays = self._dispatch(task)
-        except FedsiloError as exc:
-            return self._error(task.kind, task.job_id, task.round, str(exc), type(exc).__name__)
-        except Exception as exc:  # a party must answer, whatever broke
-            log.exception("party %s failed on %s", self.name, task.kind.value)
-            return self._error(task.kind, task.job_id, task.round, f"{type(exc).__name__}: {exc}")
-        return Message(task.kind, task.job_id, task.round, self.name, body, arrays).encode()
-
-    def _error(
-        self, kind: TaskKind, job_id: str, rnd: int, text: str, error_type: str = "ProtocolError"
-    ) -> bytes:
-        body = {"error": text, "error_type": error_type}
-        return Message(kind, job_id, rnd, self.name, body).encode()
-
-    def _dispatch(self, task: Message) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        if task.kind is TaskKind.DESCRIBE:
-            return self._describe(task.body), {}
-        if task.kind is TaskKind.STATS:
-            return self._stats(task.body), {}
-        if task.kind is TaskKind.SETUP:
-            return self._setup(task.body), {}
-        if task.kind is TaskKind.FIT and "private" in task.body:
-            return self._private.fit(task, self._fit)
-        if task.kind in (TaskKind.SECAGG_KEYS, TaskKind.SECAGG_SHARES, TaskKind.SECAGG_UNMASK):
-            return self._private.handle(task), {}
-        if task.kind is TaskKind.FIT:
-            return self._fit(task)
-        if task.kind is TaskKind.EVALUATE:
-            return self._evaluate(task), {}
-        raise ProtocolError(
-            f"party {self.name!r} is a training agent and does not answer '{task.kind.value}' tasks"
-        )
+    def record_sent(self, reply: bytes) -> None:
+        """The audit log sees every byte that leaves the party."""
+        self._guard.record_sent(reply)
 
     # -- tasks ------------------------------------------------------------------------------
+    def _fit_task(self, task: Message) -> Reply:
+        if "private" in task.body:  # secure aggregation and/or client DP
+            return self._private.fit(task, self._fit)
+        return self._fit(task)
+
     def _describe(self, body: dict[str, Any]) -> dict[str, Any]:
         d = self._data
         if d.table is None:
@@ -205,7 +198,7 @@ class PartyAgent:
 
     def _model_from(self, task: Message) -> nn.Module:
         if self._model is None or self._template is None or self._train is None:
-            raise ProtocolError(
+            raise NotReadyError(
                 f"party '{self.name}' got a {task.kind.value} task before setup; the coordinator "
                 "must send setup first"
             )

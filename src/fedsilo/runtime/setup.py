@@ -16,14 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fedsilo import errors
 from fedsilo.config import JobConfig
 from fedsilo.data.preprocess import PreprocessPlan, merge_stats
 from fedsilo.data.tabular import TableSchema, check_schemas
-from fedsilo.errors import DataError, FedsiloError, SchemaError
+from fedsilo.errors import DataError, ErrorCode, SchemaError, error_for
 from fedsilo.models import ModelSpec
 from fedsilo.privacy.record import record_dp_proposal
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.seeds import holdout_seed
 from fedsilo.runtime.transport import Transport
 
@@ -42,18 +41,14 @@ class SetupResult:
     summary: dict[str, Any]  # per party: train/holdout examples and label counts
 
 
-def _raise_for_failures(step: str, failures: dict[str, str], types: dict[str, str]) -> None:
+def _raise_for_failures(step: str, failures: dict[str, str], codes: dict[str, ErrorCode]) -> None:
     if not failures:
         return
     lines = [f"party '{p}': {why}" for p, why in sorted(failures.items())]
-    # Re-raise as the parties' own error class when they agree (SchemaError, DataError...).
-    names = set(types.values())
-    cls: type[FedsiloError] = DataError
-    if len(names) == 1:
-        found = getattr(errors, names.pop(), None)
-        if isinstance(found, type) and issubclass(found, FedsiloError):
-            cls = found
-    raise cls(f"setup step '{step}' failed before training:\n  " + "\n  ".join(lines))
+    text = f"setup step '{step}' failed before training:\n  " + "\n  ".join(lines)
+    # Re-raise as the parties' own error (SchemaError, DataError...) when their codes agree.
+    agreed = set(codes.values())
+    raise error_for(agreed.pop(), text) if len(agreed) == 1 else DataError(text)
 
 
 def _ask_all(
@@ -62,12 +57,12 @@ def _ask_all(
     tasks = {p: Message(kind, job.name, 0, COORDINATOR, body) for p, body in bodies.items()}
     gathered = transport.exchange(tasks, timeout_s=job.selection.timeout_s)
     failures = dict(gathered.failures)
-    types = {p: "ProtocolError" for p in failures}
+    codes = dict.fromkeys(failures, ErrorCode.BAD_REQUEST)
     for party, reply in gathered.replies.items():
-        if reply.error is not None:
-            failures[party] = reply.error
-            types[party] = str(reply.body.get("error_type", "ProtocolError"))
-    _raise_for_failures(kind.value, failures, types)
+        if reply.fault is not None:
+            failures[party] = reply.fault.message
+            codes[party] = reply.fault.code
+    _raise_for_failures(kind.value, failures, codes)
     return gathered.replies
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from fedsilo.errors import ProtocolError, RoundFailedError
-from fedsilo.runtime.messages import DEFAULT_MAX_MESSAGE_BYTES, Message
+from fedsilo.protocol.messages import DEFAULT_MAX_MESSAGE_BYTES, Message
 
 log = logging.getLogger(__name__)
 

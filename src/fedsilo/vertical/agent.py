@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from fedsilo.errors import DataError, FedsiloError, ProtocolError
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.errors import DataError, ErrorCode, FedsiloError, ProtocolError
+from fedsilo.protocol.messages import Fault, Message, TaskKind
 from fedsilo.vertical.channel import PartyChannel
 from fedsilo.vertical.config import VerticalPartyConfig
 from fedsilo.vertical.data import PartyTable, load_party_table, select_rows
@@ -150,10 +150,12 @@ class VerticalPartyAgent:
         except FedsiloError as exc:
             error = str(exc) if repr(self.name) in str(exc) else f"party {self.name!r}: {exc}"
             log.warning("party %s refused %s: %s", self.name, kind, error)
+            fault = Fault(exc.code, error)
         except Exception as exc:  # a bug or bad data must become a reply, not a crash
             log.warning("party %s failed on %s", self.name, kind, exc_info=True)
             error = f"party {self.name!r} failed on {kind}: {type(exc).__name__}: {exc}"
-        return Message(reply_kind, job, rnd, self.name, body={"error": error}).encode()
+            fault = Fault(ErrorCode.INTERNAL, error)
+        return Message(reply_kind, job, rnd, self.name, fault=fault).encode()
 
     def _reply(
         self,

@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from fedsilo.errors import ProtocolError
 from fedsilo.privacy.he import SecretContext, generate
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.seeds import derive_seed
 from fedsilo.runtime.transport import Transport
 from fedsilo.vertical.config import VerticalAlgorithm, VerticalJobConfig

@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from fedsilo.errors import FedsiloError, ProtocolError
 from fedsilo.privacy.he import HeScheme
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Fault, Message, TaskKind
 from fedsilo.vertical.hetero_lr.wire import get_positions
 from fedsilo.vertical.metrics import binary_metrics
 from fedsilo.vertical.secureboost import SecureBoostGuest, SecureBoostHost, Tree, TreeParams
@@ -91,8 +91,8 @@ class SecureBoostRole:
                 return self._predict_host.handle(data)
             return self._host.handle(data)
         except FedsiloError as exc:
-            error = str(exc)
-        return Message(task.kind, task.job_id, task.round, self.name, {"error": error}).encode()
+            fault = Fault.of(exc)
+        return Message(task.kind, task.job_id, task.round, self.name, fault=fault).encode()
 
     # ------------------------------------------------------------------ setup
 

@@ -11,8 +11,8 @@ import pytest
 import fedsilo
 from fedsilo.config import parse_job
 from fedsilo.errors import RoundFailedError
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.coordinator import Coordinator
-from fedsilo.runtime.messages import Message, TaskKind
 from fedsilo.runtime.party import PartyAgent
 from fedsilo.runtime.transport import Gathered, InProcessTransport
 from fedsilo.simulation import load_simulated_data

@@ -21,7 +21,8 @@ from fedsilo.privacy.dp_fedavg import clip_update
 from fedsilo.privacy.secagg import wire
 from fedsilo.privacy.secagg.protocol import PartyRound
 from fedsilo.privacy.secagg.quantize import Quantizer
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
+from fedsilo.protocol.serve import Route
 
 Reply = tuple[dict[str, Any], dict[str, np.ndarray]]
 Trainer = Callable[[Message], Reply]
@@ -62,25 +63,32 @@ class PrivateParty:
             )
         return found
 
-    def handle(self, task: Message) -> dict[str, Any]:
-        if task.kind is TaskKind.SECAGG_KEYS:
-            setup = wire.setup_from_body(self.name, task.body)
-            # Only the current round is kept: older state is useless and holds secrets.
-            self._rounds = {k: r for k, r in self._rounds.items() if k[0] == task.round}
-            state = PartyRound(self.name, setup)
-            self._rounds[(task.round, int(task.body["attempt"]))] = state
-            return wire.keys_reply(state)
-        if task.kind is TaskKind.SECAGG_SHARES:
-            out = self._round(task).share(wire.parse_keys_body(task.body))
-            return wire.shares_reply(out)
-        if task.kind is TaskKind.SECAGG_UNMASK:
-            state = self._round(task)
-            reveal = state.unmask(task.body["survivors"], task.body["dropped"])
-            self._rounds.pop((task.round, int(task.body["attempt"])), None)
-            return wire.reveal_reply(reveal)
-        raise ProtocolError(
-            f"party '{self.name}': {task.kind.value} is not a secure-aggregation step"
-        )
+    @property
+    def routes(self) -> dict[TaskKind, Route]:
+        """The secure-aggregation steps (the masked input itself rides on FIT: :meth:`fit`)."""
+        return {
+            TaskKind.SECAGG_KEYS: lambda task: (self.keys(task), {}),
+            TaskKind.SECAGG_SHARES: lambda task: (self.shares(task), {}),
+            TaskKind.SECAGG_UNMASK: lambda task: (self.unmask(task), {}),
+        }
+
+    def keys(self, task: Message) -> dict[str, Any]:
+        setup = wire.setup_from_body(self.name, task.body)
+        # Only the current round is kept: older state is useless and holds secrets.
+        self._rounds = {k: r for k, r in self._rounds.items() if k[0] == task.round}
+        state = PartyRound(self.name, setup)
+        self._rounds[(task.round, int(task.body["attempt"]))] = state
+        return wire.keys_reply(state)
+
+    def shares(self, task: Message) -> dict[str, Any]:
+        out = self._round(task).share(wire.parse_keys_body(task.body))
+        return wire.shares_reply(out)
+
+    def unmask(self, task: Message) -> dict[str, Any]:
+        state = self._round(task)
+        reveal = state.unmask(task.body["survivors"], task.body["dropped"])
+        self._rounds.pop((task.round, int(task.body["attempt"])), None)
+        return wire.reveal_reply(reveal)
 
     def fit(self, task: Message, train: Trainer) -> Reply:
         """Train, then clip and/or mask; the reply carries no update in the clear."""

@@ -27,7 +27,7 @@ from fedsilo.privacy.dp_fedavg import ClientDP
 from fedsilo.privacy.secagg import wire
 from fedsilo.privacy.secagg.protocol import ServerRound
 from fedsilo.privacy.secagg.quantize import Quantizer
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.seeds import derive_seed
 from fedsilo.runtime.setup import COORDINATOR, SetupResult
 from fedsilo.runtime.transport import Transport

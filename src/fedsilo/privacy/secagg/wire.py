@@ -3,7 +3,7 @@
 Training (:mod:`.party_side`, :mod:`.server_side`) and federated analytics
 (:mod:`fedsilo.analytics.secure`) run the same :mod:`.protocol` state machines over the same
 transport; this module fixes how one round is planned (:func:`plan_round`) and how each step's
-keys, ciphertexts and reveals travel in a :class:`~fedsilo.runtime.messages.Message` body
+keys, ciphertexts and reveals travel in a :class:`~fedsilo.protocol.messages.Message` body
 (JSON: hex public keys, base64 ciphertexts, hex share values), so the two cannot drift apart.
 Every ``parse_*`` raises :class:`ProtocolError` on a malformed body.
 """

@@ -26,7 +26,7 @@ import numpy as np
 
 from fedsilo.errors import ConfigError, ProtocolError
 from fedsilo.privacy.he import SecretContext
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.seeds import derive_seed
 from fedsilo.runtime.transport import Transport
 from fedsilo.vertical.hetero_lr.wire import blob, get_blob

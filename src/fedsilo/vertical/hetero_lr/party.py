@@ -19,9 +19,9 @@ import numpy as np
 import numpy.typing as npt
 from safetensors.numpy import save_file
 
-from fedsilo.errors import FedsiloError, ProtocolError
+from fedsilo.errors import ErrorCode, FedsiloError, ProtocolError
 from fedsilo.privacy.he import EncryptedVector, PublicContext, load_public
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Fault, Message, TaskKind
 from fedsilo.vertical.channel import PartyChannel
 from fedsilo.vertical.hetero_lr.wire import blob, get_blob, get_float, get_floats, get_positions
 from fedsilo.vertical.masking import FloatArray, draw_masks, unmask
@@ -96,13 +96,12 @@ class HeteroLrParty:
                 self._context()  # every other step needs the setup first
             return handler(msg).encode()
         except FedsiloError as exc:
-            error = str(exc)
+            fault = Fault.of(exc)
         except Exception as exc:  # a bug or bad data must become a reply, not a crash
             log.warning("party %s failed on %s", self.name, kind, exc_info=True)
-            error = f"party {self.name!r} failed on {kind}: {type(exc).__name__}: {exc}"
-        return Message(
-            reply_kind, self._job, self._epoch, self.name, body={"error": error}
-        ).encode()
+            text = f"party {self.name!r} failed on {kind}: {type(exc).__name__}: {exc}"
+            fault = Fault(ErrorCode.INTERNAL, text)
+        return Message(reply_kind, self._job, self._epoch, self.name, fault=fault).encode()
 
     def _reply(
         self,

@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fedsilo.errors import ProtocolError
-from fedsilo.runtime.messages import Message
+from fedsilo.protocol.messages import Message
 
 
 def blob(data: bytes) -> npt.NDArray[np.uint8]:

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from fedsilo.errors import ProtocolError, RoundFailedError
 from fedsilo.privacy.he import HeScheme
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import Handler, InProcessTransport, Transport
 from fedsilo.vertical.secureboost.boost import RouteQuery, route
 from fedsilo.vertical.secureboost.guest import JOB, SecureBoostGuest

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fedsilo.errors import DataError, FedsiloError, ProtocolError
+from fedsilo.errors import DataError, ErrorCode, FedsiloError, ProtocolError
 from fedsilo.privacy.he import CkksConfig, HeScheme, PaillierConfig, generate
 from fedsilo.privacy.he.ckks import CkksPublicContext
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Fault, Message, TaskKind
 from fedsilo.vertical.secureboost import crypto
 from fedsilo.vertical.secureboost.boost import (
     BoostOutcome,
@@ -79,11 +79,14 @@ class SecureBoostGuest:
                 raise ProtocolError(f"the guest handles sb_step tasks, not {task.kind.value!r}")
             body, arrays = self._step(task)
         except FedsiloError as exc:
-            body, arrays = {"error": f"guest {self.name!r}: {exc}"}, {}
+            fault = Fault(exc.code, f"guest {self.name!r}: {exc}")
         except Exception as exc:  # a party must answer, whatever broke
             log.exception("guest %s failed", self.name)
-            body, arrays = {"error": f"guest {self.name!r}: {type(exc).__name__}: {exc}"}, {}
-        return Message(TaskKind.SB_STEP, JOB, rnd, self.name, body, arrays).encode()
+            text = f"guest {self.name!r}: {type(exc).__name__}: {exc}"
+            fault = Fault(ErrorCode.INTERNAL, text)
+        else:
+            return Message(TaskKind.SB_STEP, JOB, rnd, self.name, body, arrays).encode()
+        return Message(TaskKind.SB_STEP, JOB, rnd, self.name, fault=fault).encode()
 
     def _step(self, task: Message) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         if task.body.get("start"):

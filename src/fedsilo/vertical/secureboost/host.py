@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fedsilo.errors import FedsiloError, ProtocolError
+from fedsilo.errors import ErrorCode, FedsiloError, ProtocolError
 from fedsilo.privacy.he import HeScheme, PublicContext, load_public
 from fedsilo.privacy.he.paillier import PaillierVector
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.protocol.messages import Fault, Message, TaskKind
 from fedsilo.vertical.secureboost import crypto
 from fedsilo.vertical.secureboost.binning import Binning, check_features, fit_bins
 
@@ -74,15 +74,17 @@ class SecureBoostHost:
         try:
             task = Message.decode(data)
         except ProtocolError as exc:
-            return Message(TaskKind.SB_STEP, "", -1, self.name, {"error": str(exc)}).encode()
+            return Message(TaskKind.SB_STEP, "", -1, self.name, fault=Fault.of(exc)).encode()
         try:
             body, arrays = self._dispatch(task)
         except FedsiloError as exc:
-            body, arrays = {"error": f"host {self.name!r}: {exc}"}, {}
+            fault = Fault(exc.code, f"host {self.name!r}: {exc}")
         except Exception as exc:  # a party must answer, whatever broke
             log.exception("host %s failed on %s", self.name, task.kind.value)
-            body, arrays = {"error": f"host {self.name!r}: {type(exc).__name__}: {exc}"}, {}
-        return Message(task.kind, task.job_id, task.round, self.name, body, arrays).encode()
+            fault = Fault(ErrorCode.INTERNAL, f"host {self.name!r}: {type(exc).__name__}: {exc}")
+        else:
+            return Message(task.kind, task.job_id, task.round, self.name, body, arrays).encode()
+        return Message(task.kind, task.job_id, task.round, self.name, fault=fault).encode()
 
     def _dispatch(self, task: Message) -> tuple[dict[str, Any], Arrays]:
         kind = task.kind

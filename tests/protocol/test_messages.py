@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from safetensors.numpy import save as st_save
 
-from fedsilo.errors import ProtocolError
-from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.errors import ErrorCode, NotReadyError, ProtocolError
+from fedsilo.protocol.messages import Fault, Message, TaskKind
 
 
 def message(**arrays: np.ndarray) -> Message:
@@ -64,3 +65,34 @@ def test_nan_in_body_cannot_be_encoded() -> None:
     bad = Message(TaskKind.FIT, "j", 1, "p", {"loss": float("nan")})
     with pytest.raises(ValueError):
         bad.encode()
+
+
+def raw_message(body_json: str, *, error: str | None = None) -> bytes:
+    """Bytes a malicious sender could craft: the header JSON written by hand."""
+    header = (
+        '{"version":"1","kind":"fit","job_id":"job","round":4,"sender":"bank-a",'
+        f'"arrays":[],"body":{body_json}' + (f',"error":{error}' if error else "") + "}"
+    )
+    return bytes(st_save({}, metadata={"fedsilo": header}))
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_body_field_is_rejected_on_decode_naming_the_field(token: str) -> None:
+    data = raw_message(f'{{"num_examples":3,"stats":{{"loss":[0.5,{token}]}}}}')
+    with pytest.raises(ProtocolError, match=r"field 'body.stats.loss\[1\]' from 'bank-a'.*round 4"):
+        Message.decode(data)
+
+
+def test_error_reply_round_trips_its_code_and_message() -> None:
+    fault = Fault(ErrorCode.NOT_READY, "party 'bank-a' got a fit task before setup")
+    decoded = Message.decode(Message(TaskKind.FIT, "job", 4, "bank-a", fault=fault).encode())
+    assert decoded.fault == fault and decoded.error == fault.message
+    assert decoded.error_code is ErrorCode.NOT_READY
+    assert isinstance(decoded.fault.exception(), NotReadyError)
+    assert Message.decode(message().encode()).fault is None
+
+
+def test_an_unknown_error_code_is_a_malformed_message() -> None:
+    data = raw_message("{}", error='{"code":"SchemaError","message":"x"}')
+    with pytest.raises(ProtocolError, match="malformed message header"):
+        Message.decode(data)

@@ -3,13 +3,19 @@
 A message is a small JSON header (schema version, job, round, kind, sender, body) stored in
 the safetensors metadata, plus named, typed arrays stored as safetensors tensors. No pickle:
 decoding cannot run code, and :meth:`Message.decode` checks the size limit, the schema
-version, the kind, and that every array is finite before anything uses it.
+version, the kind, that every array is finite and that the body holds no NaN or infinity
+before anything uses it.
+
+An error reply carries a :class:`Fault` in its header: ``{"code": <ErrorCode value>,
+"message": <text for people>}``, one shape for every role; the receiver rebuilds the error
+from the code (:meth:`Fault.exception`), never from a class name or the text.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from fedsilo.errors import ProtocolError
+from fedsilo.errors import ErrorCode, FedsiloError, ProtocolError, error_for
 
 SCHEMA_VERSION = "1"
 DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024 * 1024
@@ -64,6 +70,25 @@ class TaskKind(enum.Enum):
 
 
 @dataclass(frozen=True)
+class Fault:
+    """Why a party could not answer a task: an error code and a message for people."""
+
+    code: ErrorCode
+    message: str
+
+    @classmethod
+    def of(cls, exc: FedsiloError) -> Fault:
+        return cls(exc.code, str(exc))
+
+    def exception(self) -> FedsiloError:
+        """The error the party raised, rebuilt from its code."""
+        return error_for(self.code, self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
 class Message:
     kind: TaskKind
     job_id: str
@@ -71,12 +96,17 @@ class Message:
     sender: str
     body: dict[str, Any] = field(default_factory=dict)
     arrays: Arrays = field(default_factory=dict)
+    fault: Fault | None = None  # set on an error reply (then body and arrays are empty)
 
     @property
     def error(self) -> str | None:
         """The party's error text, when the reply reports a failure."""
-        err = self.body.get("error")
-        return None if err is None else str(err)
+        return None if self.fault is None else self.fault.message
+
+    @property
+    def error_code(self) -> ErrorCode | None:
+        """The error code, when the reply reports a failure."""
+        return None if self.fault is None else self.fault.code
 
     def encode(self) -> bytes:
         header = {
@@ -88,6 +118,8 @@ class Message:
             "body": self.body,
             "arrays": list(self.arrays),  # safetensors does not keep insertion order
         }
+        if self.fault is not None:
+            header["error"] = {"code": self.fault.code.value, "message": self.fault.message}
         text = json.dumps(header, sort_keys=True, allow_nan=False, separators=(",", ":"))
         arrays = {k: np.ascontiguousarray(v) for k, v in self.arrays.items()}
         return bytes(st_save(arrays, metadata={"fedsilo": text}))
@@ -116,6 +148,10 @@ class Message:
             )
         try:
             kind = TaskKind(header["kind"])
+            error = header.get("error")
+            fault = (
+                None if error is None else Fault(ErrorCode(error["code"]), str(error["message"]))
+            )
             msg = cls(
                 kind=kind,
                 job_id=str(header["job_id"]),
@@ -123,12 +159,37 @@ class Message:
                 sender=str(header["sender"]),
                 body=dict(header["body"]),
                 arrays=arrays,
+                fault=fault,
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise ProtocolError(f"malformed message header: {exc}") from None
         for name, arr in arrays.items():
             if arr.dtype.kind == "f" and not np.isfinite(arr).all():
                 raise ProtocolError(
-                    f"array {name!r} from {msg.sender!r} has NaN or infinite values"
+                    f"array {name!r} from {msg.sender!r} has NaN or infinite values "
+                    f"({msg.kind.value} message, round {msg.round})"
                 )
+        bad = _non_finite(msg.body, "body")
+        if bad is not None:
+            raise ProtocolError(
+                f"field {bad!r} from {msg.sender!r} is NaN or infinite "
+                f"({msg.kind.value} message, round {msg.round})"
+            )
         return msg
+
+
+def _non_finite(value: object, path: str) -> str | None:
+    """The path of the first NaN or infinite number in a decoded JSON value, if any."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _non_finite(v, f"{path}.{k}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _non_finite(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
