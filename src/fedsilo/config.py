@@ -256,6 +256,9 @@ class PrivacyConfig(Strict):
     client_dp: ClientDPConfig = Field(default_factory=ClientDPConfig)
     delta: float | None = Field(default=None, gt=0, lt=1)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    # Simulation only: DP noise and sampling seeded from the job seed (same seed, same bits)
+    # instead of a CSPRNG. Logged, recorded in metrics.json, refused by deployed parties.
+    reproducible_noise: bool = False
 
     @model_validator(mode="after")
     def _delta_with_dp(self) -> PrivacyConfig:

@@ -10,7 +10,9 @@
 * ``metrics.csv``: one row per round and scope (global, each party, baseline); with DP the
   ``epsilon`` and ``delta`` columns hold the spend after the round (global: max over parties).
 * with DP, ``rounds[i].privacy`` and ``final.privacy``: ``{"level", "epsilon", "delta",
-  "parties": {name: {"epsilon", "noise_multiplier", "steps", ...}}}``.
+  "parties": {name: {"epsilon", "noise_multiplier", "steps", ...}}}``, and ``dp_noise``:
+  ``"csprng"``, or ``"reproducible"`` when the simulation-only ``[privacy]
+  reproducible_noise`` seeded the noise from the job seed.
 * ``report.html``: self-contained report with plots.
 """
 
@@ -115,6 +117,7 @@ class Result:
                 "privacy": self.history[-1].privacy if self.history else {},
             },
             "wall_time_s": self.wall_time_s,
+            "dp_noise": "reproducible" if self.job.privacy.reproducible_noise else "csprng",
         }
         if self.baseline is not None:
             out["baseline"] = _clean(self.baseline)

@@ -273,7 +273,12 @@ def simulated_party_privacy(job: JobConfig, party: str, audit_dir: Path | None) 
     if audit_dir is not None:
         log_path = Path(audit_dir) / f"{party}.jsonl"
         log_path.unlink(missing_ok=True)
-    return PartyPrivacy(max_epsilon=job.privacy.budget.max_epsilon_for(party), audit_log=log_path)
+    return PartyPrivacy(
+        max_epsilon=job.privacy.budget.max_epsilon_for(party),
+        audit_log=log_path,
+        # the job file stands in for each simulated party's own config
+        allow_reproducible_noise=job.privacy.reproducible_noise,
+    )
 
 
 @dataclass(frozen=True)

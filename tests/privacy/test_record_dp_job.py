@@ -90,13 +90,27 @@ def test_non_private_job_has_no_privacy_section(tmp_path: Path) -> None:
     assert json.loads(paths["metrics_json"].read_text())["final"]["privacy"] == {}
 
 
-def test_same_seed_same_model_bit_for_bit(run: Any) -> None:
-    result, _, _ = run
-    again = simulate(dp_job())
+def test_same_seed_same_model_bit_for_bit(run: Any, tmp_path: Path) -> None:
+    # Bit-for-bit only with the simulation switch; the default CSPRNG noise differs per run.
+    result = simulate(dp_job(reproducible_noise=True))
+    again = simulate(dp_job(reproducible_noise=True))
     for name, value in result.params.items():
         assert np.array_equal(value, again.params[name])
-    other = simulate({**dp_job(), "seed": 99})
+    other = simulate({**dp_job(reproducible_noise=True), "seed": 99})
     assert any(not np.array_equal(result.params[n], other.params[n]) for n in result.params)
+    secure, _, _ = run  # same job and seed, CSPRNG noise
+    assert all(not np.array_equal(secure.params[n], again.params[n]) for n in secure.params)
+    # The switch is written where a reader of the results sees it.
+    paths = result.save(tmp_path)
+    assert json.loads(paths["metrics_json"].read_text())["dp_noise"] == "reproducible"
+    assert "Reproducible noise (simulation only)" in paths["report"].read_text()
+
+
+def test_default_noise_is_reported_as_csprng(run: Any, tmp_path: Path) -> None:
+    result, _, _ = run
+    paths = result.save(tmp_path)
+    assert json.loads(paths["metrics_json"].read_text())["dp_noise"] == "csprng"
+    assert "Reproducible noise" not in paths["report"].read_text()
 
 
 def test_target_epsilon_is_met_by_every_party_after_the_planned_rounds() -> None:

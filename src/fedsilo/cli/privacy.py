@@ -45,10 +45,16 @@ def privacy_line(metrics: dict[str, Any]) -> str:
     parties = ", ".join(
         f"{p} {s.get('epsilon', 0):.3g}" for p, s in sorted(final.get("parties", {}).items())
     )
-    return (
+    line = (
         f"privacy: {final.get('level', 'record')}-level epsilon {final['epsilon']:.4g} at delta "
         f"{final.get('delta')} (max over parties; {parties})"
     )
+    if metrics.get("dp_noise") == "reproducible":
+        line += (
+            "\nprivacy: REPRODUCIBLE NOISE (simulation only): the DP noise was seeded from the "
+            "job seed, so anyone who knows the seed can remove it"
+        )
+    return line
 
 
 @privacy_app.command("plan")

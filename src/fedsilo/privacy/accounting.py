@@ -5,8 +5,12 @@ number of steps.
 
 * Record-level DP-SGD inside a party: ``sample_rate`` = expected batch size / the party's rows,
   ``steps`` = optimizer steps summed over every round the party joined.
-* Client-level DP-FedAvg: ``sample_rate`` = the fraction of parties selected per round,
-  ``steps`` = rounds.
+* Client-level DP-FedAvg selects a fixed-size random subset of ``k`` of the ``N`` parties
+  each round, which is not Poisson sampling: :class:`FixedSizeGaussianSpend` accounts it as
+  sampling without replacement (Wang, Balle & Kasiviswanathan 2019, Thm. 27) under the
+  replace-one-party relation, the analysis ``dp_accounting`` has for fixed-size samples.
+  With every party every round (``k = N``) it is a plain :class:`GaussianSpend` with
+  ``sample_rate = 1``.
 
 ``sample_rate == 1`` (every record or every party, every time) is the plain composed Gaussian,
 with no amplification by sampling. Nothing here is our own maths: the events are composed and
@@ -16,10 +20,11 @@ converted by ``dp_accounting``'s RDP or PLD accountant.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import dp_accounting
@@ -61,39 +66,90 @@ class GaussianSpend:
         return dp_accounting.SelfComposedDpEvent(single, self.steps)
 
 
+@dataclass(frozen=True)
+class FixedSizeGaussianSpend:
+    """A Gaussian mechanism on a uniformly random ``sample_size``-subset of ``population``,
+    run ``steps`` times; epsilon is for the replace-one relation (``population`` public).
+
+    ``noise_multiplier`` is the noise std over the replace-one L2 sensitivity (for a sum of
+    contributions clipped to norm ``C`` that sensitivity is ``2 C``, twice add/remove's).
+    """
+
+    noise_multiplier: float
+    sample_size: int
+    population: int
+    steps: int
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.noise_multiplier) and self.noise_multiplier > 0):
+            raise ConfigError(
+                f"noise multiplier must be a positive number, got {self.noise_multiplier!r}"
+            )
+        if not (0 < self.sample_size <= self.population):
+            raise ConfigError(
+                f"sample size must be in 1..{self.population}, got {self.sample_size!r}"
+            )
+        if self.steps < 0:
+            raise ConfigError(f"steps must be >= 0, got {self.steps!r}")
+
+    def event(self) -> dp_accounting.DpEvent:
+        gaussian = dp_accounting.GaussianDpEvent(self.noise_multiplier)
+        sampled = dp_accounting.SampledWithoutReplacementDpEvent(
+            self.population, self.sample_size, gaussian
+        )
+        return dp_accounting.SelfComposedDpEvent(sampled, self.steps)
+
+
 def _check_delta(delta: float) -> None:
     if not (0 < delta < 1):
         raise ConfigError(f"delta must be in (0, 1), got {delta!r}; a common choice is 1e-5")
 
 
-def _accountant(method: AccountingMethod) -> dp_accounting.PrivacyAccountant:
+def _accountant(
+    method: AccountingMethod, *, replace_one: bool = False
+) -> dp_accounting.PrivacyAccountant:
+    if replace_one:
+        if method is not AccountingMethod.RDP:
+            raise ConfigError(
+                "fixed-size sampling is accounted with the RDP accountant only; use 'rdp'"
+            )
+        return rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
     if method is AccountingMethod.RDP:
         return rdp.RdpAccountant()
     return pld.PLDAccountant()
 
 
+Spend = GaussianSpend | FixedSizeGaussianSpend
+
+
 def epsilon(
-    spends: GaussianSpend | list[GaussianSpend],
+    spends: Spend | Sequence[Spend],
     delta: float,
     method: AccountingMethod = AccountingMethod.RDP,
 ) -> float:
-    """Epsilon at ``delta`` for one spend or the composition of several (0 for no steps)."""
+    """Epsilon at ``delta`` for one spend or the composition of several (0 for no steps).
+
+    Fixed-size spends (replace-one relation) and Poisson spends (add/remove) do not compose
+    into one epsilon; mixing them is an error.
+    """
     _check_delta(delta)
-    items = spends if isinstance(spends, list) else [spends]
+    items = [spends] if isinstance(spends, Spend) else list(spends)
+    fixed = [s for s in items if isinstance(s, FixedSizeGaussianSpend)]
+    if fixed and len(fixed) != len(items):
+        raise ConfigError("fixed-size and Poisson-sampled spends use different relations")
     # Repeats of one mechanism compose to one self-composed event (same epsilon, one RDP
     # computation instead of one per round).
-    merged: dict[tuple[float, float], int] = {}
+    merged: dict[Spend, int] = {}
     for s in items:
         if s.steps > 0:
-            key = (s.noise_multiplier, s.sample_rate)
+            key = dataclasses.replace(s, steps=1)
             merged[key] = merged.get(key, 0) + s.steps
-    items = [GaussianSpend(noise, rate, steps) for (noise, rate), steps in merged.items()]
-    if not items:
+    if not merged:
         return 0.0
-    accountant = _accountant(method)
+    accountant = _accountant(method, replace_one=bool(fixed))
     with _quiet_orders():
-        for spend in items:
-            accountant.compose(spend.event())
+        for spend, steps in merged.items():
+            accountant.compose(dataclasses.replace(spend, steps=steps).event())
         return float(accountant.get_epsilon(delta))
 
 

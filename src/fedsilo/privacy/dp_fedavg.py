@@ -4,53 +4,75 @@ McMahan et al. 2018, "Learning Differentially Private Recurrent Language Models"
 fixed-denominator estimator): each selected party clips its update to L2 norm ``C``; the
 coordinator releases ``(sum of clipped updates + N(0, (z C)^2)) / m`` with ``m`` the number
 of parties selected for the round. Andrew et al. 2021, "Differentially Private Learning with
-Adaptive Clipping" (Alg. 1, Thm. 1): every party also reports the bit ``||update|| <= C``; the
-noisy mean ``b`` of the bits moves the clip norm geometrically, ``C <- C exp(-eta (b - gamma))``,
-toward the ``gamma`` quantile of update norms. The bit sum gets noise ``sigma_b`` and the
-update sum noise multiplier ``z_delta = (z^-2 - (2 sigma_b)^-2)^(-1/2)``, so the pair together
-is a Gaussian mechanism with noise multiplier ``z`` (what the accountant is given).
+Adaptive Clipping" (Alg. 1, Thm. 1): every party also reports whether ``||update|| <= C``,
+centred as ``b - 1/2`` (so one party moves the bit sum by at most 1/2, the sensitivity the
+theorem assumes); the noisy mean of the bits (plus 1/2) moves the clip norm geometrically,
+``C <- C exp(-eta (b - gamma))``, toward the ``gamma`` quantile of update norms. The bit sum
+gets noise ``sigma_b`` and the update sum noise multiplier
+``z_delta = (z^-2 - (2 sigma_b)^-2)^(-1/2)``, so the pair together is a Gaussian mechanism
+with noise multiplier ``z``.
 
-Noise placement (``client_dp.noise``): ``coordinator`` – a trusted coordinator adds the noise
-to the sum, from a generator seeded by the job (reproducible); ``distributed`` – each party
-adds ``N(0, (z_delta C)^2 / m)`` (and ``N(0, sigma_b^2 / m)`` to its bit) before secure
-aggregation, from OS entropy (a seed the coordinator could derive would let it subtract the
-noise). If parties drop, the sum carries only ``survivors / m`` of the noise variance.
+Noise (``client_dp.noise``): ``coordinator`` -- a trusted coordinator adds the noise to the
+sum; ``distributed`` -- each party adds ``N(0, (z_delta C)^2 / m)`` (and ``N(0, sigma_b^2 /
+m)`` to its bit) before secure aggregation. Either way the noise comes from a
+:class:`~fedsilo.privacy.noise.NoiseSource` where it is added (a CSPRNG; seeded only in a
+simulation with ``[privacy] reproducible_noise``).
+
+Accounting (:meth:`ClientDP.record`) follows the mechanism as run: each release's noise
+multiplier is computed from the noise actually in the sum (with distributed noise, only the
+``s`` parties that contributed: ``z_delta sqrt(s / m)``) and both sensitivities; the
+selection of ``k`` of ``N`` parties is a fixed-size sample without replacement
+(:class:`~fedsilo.privacy.accounting.FixedSizeGaussianSpend`, replace-one relation: the
+sensitivities double), or with ``k = N`` a plain Gaussian (add/remove relation).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from fedsilo.config import ClientDPConfig, ClientDPNoise
 from fedsilo.errors import ConfigError
-from fedsilo.privacy.accounting import GaussianSpend, epsilon
+from fedsilo.privacy.accounting import FixedSizeGaussianSpend, GaussianSpend, Spend, epsilon
+from fedsilo.privacy.noise import NoiseSource
+
+BIT_SENSITIVITY = 0.5  # one party moves the sum of centred bits b - 1/2 by at most 1/2
 
 
 def clip_update(update: np.ndarray, clip_norm: float) -> tuple[np.ndarray, float]:
-    """``update`` scaled to L2 norm <= ``clip_norm``, and 1.0 if it was already within."""
+    """``update`` scaled to L2 norm <= ``clip_norm``, and the centred bit: +1/2 if it was
+    already within, -1/2 if it was clipped."""
     norm = float(np.linalg.norm(update))
     if norm <= clip_norm:
-        return update, 1.0
-    return update * (clip_norm / norm), 0.0
+        return update, BIT_SENSITIVITY
+    return update * (clip_norm / norm), -BIT_SENSITIVITY
 
 
 @dataclass
 class ClientDP:
-    """The coordinator's DP-FedAvg state: current clip norm and the spend so far."""
+    """The coordinator's DP-FedAvg state: current clip norm and every release so far.
+
+    ``selected`` of the ``population`` parties are chosen each round (fixed size).
+    """
 
     config: ClientDPConfig
     delta: float
-    sample_rate: float
+    selected: int
+    population: int
     clip_norm: float = 0.0
-    rounds: int = 0
+    # noise multiplier of each release (noise std / add-remove sensitivity) -> releases
+    releases: dict[float, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.clip_norm = self.config.clip_norm
+
+    @property
+    def sample_rate(self) -> float:
+        return self.selected / self.population
 
     def bit_stddev(self, m: int) -> float:
         if self.config.clipped_count_stddev is not None:
@@ -81,38 +103,77 @@ class ClientDP:
         }
 
     def finish(
-        self, update_sum: np.ndarray, bit_sum: float, m: int, rng: np.random.Generator
+        self,
+        update_sum: np.ndarray,
+        bit_sum: float,
+        m: int,
+        noise: NoiseSource,
+        *,
+        contributors: int | None = None,
     ) -> np.ndarray:
-        """The released mean update; adapts the clip norm for the next round."""
+        """The released mean update; accounts the release and adapts the clip norm.
+
+        ``bit_sum`` is the sum of centred bits; ``contributors`` the parties whose update
+        (and, with distributed noise, noise share) is in the sum (default ``m``).
+        """
+        share = 1.0
         if self.config.noise is ClientDPNoise.COORDINATOR:
             std = self.update_noise_multiplier(m) * self.clip_norm
-            update_sum = update_sum + rng.normal(0.0, std, update_sum.shape)
+            update_sum = update_sum + noise.normal(std, update_sum.shape)
             if self.config.adaptive_clipping:
-                bit_sum += float(rng.normal(0.0, self.bit_stddev(m)))
+                bit_sum += float(noise.normal(self.bit_stddev(m), 1)[0])
+        else:  # only the contributors' noise shares are in the sum
+            share = (m if contributors is None else contributors) / m
+        self._account(m, share)
         mean = update_sum / m
         if self.config.adaptive_clipping:
-            unclipped = bit_sum / m
+            unclipped = bit_sum / m + BIT_SENSITIVITY
             step = -self.config.clip_learning_rate * (unclipped - self.config.target_quantile)
             self.clip_norm *= math.exp(step)
-        self.rounds += 1
         return mean
+
+    def _account(self, m: int, noise_share: float) -> None:
+        """Record one release: its noise multiplier over both sensitivities."""
+        scale = math.sqrt(noise_share)
+        precision = (self.update_noise_multiplier(m) * scale) ** -2
+        if self.config.adaptive_clipping:
+            precision += (self.bit_stddev(m) * scale / BIT_SENSITIVITY) ** -2
+        z = 1 / math.sqrt(precision)
+        self.releases[z] = self.releases.get(z, 0) + 1
+
+    @property
+    def rounds(self) -> int:
+        return sum(self.releases.values())
+
+    def spends(self) -> list[Spend]:
+        """The releases as accounting events (see the module docstring)."""
+        if self.selected >= self.population:
+            return [GaussianSpend(z, 1.0, k) for z, k in self.releases.items()]
+        # Replace-one: swapping one party moves the clipped sum by 2C and the bit sum by 1.
+        return [
+            FixedSizeGaussianSpend(z / 2, self.selected, self.population, k)
+            for z, k in self.releases.items()
+        ]
 
     def restore(self, history: Sequence[Mapping[str, Any]]) -> None:
         """Continue after ``len(history)`` completed rounds (their ``privacy`` records)."""
-        self.rounds = len(history)
         if history:
-            self.clip_norm = float(history[-1].get("next_clip_norm", self.clip_norm))
+            last = history[-1]
+            self.clip_norm = float(last.get("next_clip_norm", self.clip_norm))
+            self.releases = {float(z): int(k) for z, k in last.get("releases", [])}
 
     def record(self, clip_norm_used: float) -> dict[str, Any]:
         """The cumulative spend after this round, for ``RoundRecord.privacy``."""
-        spend = GaussianSpend(self.config.noise_multiplier, self.sample_rate, self.rounds)
         return {
             "level": "client",
-            "epsilon": epsilon(spend, self.delta),
+            "epsilon": epsilon(self.spends(), self.delta),
             "delta": self.delta,
             "noise_multiplier": self.config.noise_multiplier,
             "clip_norm": clip_norm_used,
             "next_clip_norm": self.clip_norm,  # what a resumed job continues from
             "noise": self.config.noise.value,
             "sample_rate": self.sample_rate,
+            "selection": f"{self.selected} of {self.population} parties (fixed size)",
+            "relation": "add/remove" if self.selected >= self.population else "replace-one",
+            "releases": [[z, k] for z, k in sorted(self.releases.items())],
         }

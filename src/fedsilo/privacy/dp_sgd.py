@@ -12,10 +12,13 @@ Threat model: protects any single row of the party's data against everyone who s
 party sends (coordinator, other parties, whoever receives the final model), with (epsilon,
 delta) composed over every step of every round the party trained in.
 
-Randomness: row sampling and noise come from ``torch.Generator``s seeded by the coordinator's
-per-round fit seed, so the same job seed gives bit-identical weights (reproducible
-simulation). Opacus's ``secure_mode`` (a CSPRNG, robust to floating-point attacks) is off for
-that reason; a production party that wants it can pass ``secure_mode=True``.
+Randomness: row sampling and noise come from the party's :class:`~fedsilo.privacy.noise.NoiseSource`
+(AES-256-CTR keyed from ``os.urandom``, Gaussians hardened against floating-point attacks),
+never from the coordinator's fit seed: whoever sent the task cannot regenerate the noise and
+subtract it. Opacus's own ``secure_mode`` needs ``torchcsprng`` (not installable for current
+torch) and without it falls back to torch's Mersenne Twister, so :class:`_CsprngDPOptimizer`
+replaces Opacus's noise draw instead. A simulation that sets ``[privacy] reproducible_noise``
+passes a :meth:`~fedsilo.privacy.noise.NoiseSource.reproducible` source: same seed, same bits.
 """
 
 from __future__ import annotations
@@ -28,13 +31,12 @@ import numpy as np
 import torch
 from opacus import GradSampleModule
 from opacus.optimizers import DPOptimizer
-from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 from opacus.validators import ModuleValidator
 from torch import nn
 
 from fedsilo.errors import ModelError
 from fedsilo.privacy.accounting import GaussianSpend
-from fedsilo.runtime.seeds import derive_seed
+from fedsilo.privacy.noise import NoiseSource
 from fedsilo.training.local import LocalTrainConfig, TrainResult, _optimizer
 
 
@@ -44,7 +46,20 @@ class DPSGDConfig:
 
     noise_multiplier: float
     max_grad_norm: float
-    secure_mode: bool = False
+
+
+class _CsprngDPOptimizer(DPOptimizer):  # type: ignore[misc]
+    """Opacus's DP optimizer with its Gaussian noise drawn from a :class:`NoiseSource`."""
+
+    def __init__(self, *args: object, noise: NoiseSource, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.noise_source = noise
+
+    def add_noise(self) -> None:
+        std = self.noise_multiplier * self.max_grad_norm
+        for p in self.params:
+            summed = p.summed_grad
+            p.grad = (summed + self.noise_source.normal_like(std, summed)).view_as(p)
 
 
 def sample_rate(batch_size: int, rows: int) -> float:
@@ -76,6 +91,11 @@ def check_model(model: nn.Module) -> None:
         )
 
 
+def poisson_batches(rows: int, q: float, noise: NoiseSource) -> list[torch.Tensor]:
+    """One epoch of Poisson-sampled lots: ``floor(1/q)`` index sets, each row kept w.p. ``q``."""
+    return [torch.from_numpy(np.flatnonzero(noise.bernoulli(q, rows))) for _ in range(int(1 / q))]
+
+
 def train_local_dp(
     model: nn.Module,
     features: np.ndarray,
@@ -83,39 +103,34 @@ def train_local_dp(
     cfg: LocalTrainConfig,
     dp: DPSGDConfig,
     *,
-    seed: int,
+    noise: NoiseSource,
 ) -> TrainResult:
-    """DP-SGD on the party's rows; ``model`` is updated in place. Same seed, same weights."""
+    """DP-SGD on the party's rows; ``model`` is updated in place. Sampling and noise: ``noise``."""
     check_model(model)
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
     y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
     n = int(x.shape[0])
     q = sample_rate(cfg.batch_size, n)
     expected_batch = max(1, round(q * n))
-    sampling = torch.Generator().manual_seed(derive_seed(seed, "dp-sample"))
-    noise = torch.Generator().manual_seed(derive_seed(seed, "dp-noise"))
     # Hooks go on a copy, so the party's model never carries Opacus state between rounds.
     worker = copy.deepcopy(model)
     gsm = GradSampleModule(worker)
-    optimizer = DPOptimizer(
+    optimizer = _CsprngDPOptimizer(
         _optimizer(gsm, cfg),
         noise_multiplier=dp.noise_multiplier,
         max_grad_norm=dp.max_grad_norm,
         expected_batch_size=expected_batch,
-        generator=None if dp.secure_mode else noise,
-        secure_mode=dp.secure_mode,
+        noise=noise,
     )
-    sampler = UniformWithReplacementSampler(num_samples=n, sample_rate=q, generator=sampling)
     loss_fn = nn.CrossEntropyLoss()
     gsm.train()
     total, batches = 0.0, 0
     for _ in range(cfg.epochs):
-        for indices in sampler:
+        for idx in poisson_batches(n, q, noise):
             optimizer.zero_grad(set_to_none=True)
-            if not indices:
+            if idx.numel() == 0:
                 _noise_only_step(optimizer, dp, expected_batch, noise)
                 continue
-            idx = torch.tensor(indices, dtype=torch.long)
             loss = loss_fn(gsm(x[idx]), y[idx])
             with warnings.catch_warnings():  # Opacus's hooks on a first layer without input grad
                 warnings.filterwarnings("ignore", message="Full backward hook is firing")
@@ -129,11 +144,10 @@ def train_local_dp(
 
 
 def _noise_only_step(
-    optimizer: DPOptimizer, dp: DPSGDConfig, expected_batch: int, generator: torch.Generator
+    optimizer: DPOptimizer, dp: DPSGDConfig, expected_batch: int, noise: NoiseSource
 ) -> None:
     """An empty Poisson batch still releases noise (Opacus would skip the step silently)."""
     std = dp.noise_multiplier * dp.max_grad_norm
     for p in optimizer.params:
-        g = torch.normal(0.0, std, p.shape, generator=generator) / expected_batch
-        p.grad = g.to(p.dtype)
+        p.grad = noise.normal_like(std, p) / expected_batch
     optimizer.original_optimizer.step()

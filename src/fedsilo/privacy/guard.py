@@ -5,6 +5,9 @@ coordinator asks:
 
 * at setup the coordinator proposes record-level DP (noise multiplier, or a target epsilon
   that the party turns into its own noise for its own rows and the planned rounds);
+* the party draws its DP noise and sampling from a CSPRNG (:mod:`fedsilo.privacy.noise`); a
+  setup asking for reproducible (seeded) noise is refused unless the party's *own* settings
+  allow it, which only a simulation's do (:attr:`PartyPrivacy.allow_reproducible_noise`);
 * before every fit the guard projects the party's epsilon after this round, over every spend
   in its ledger plus this round's, and refuses the round with
   :class:`~fedsilo.errors.BudgetExhaustedError` if it would exceed ``max_epsilon``;
@@ -26,6 +29,7 @@ from fedsilo.errors import BudgetExhaustedError, ConfigError, ProtocolError
 from fedsilo.privacy.accounting import AccountingMethod, GaussianSpend, epsilon, noise_for_epsilon
 from fedsilo.privacy.audit import AuditLog
 from fedsilo.privacy.dp_sgd import DPSGDConfig, round_spend, sample_rate, steps_per_round
+from fedsilo.privacy.noise import NoiseSource
 from fedsilo.protocol.messages import Message
 from fedsilo.training.local import LocalTrainConfig
 
@@ -37,6 +41,9 @@ class PartyPrivacy:
     max_epsilon: float | None = None
     audit_log: Path | None = None
     clock: Callable[[], float] = time.time
+    # Simulation only (``[privacy] reproducible_noise``): accept DP noise seeded from the fit
+    # seed. A deployed party's config has no such key, so it refuses such a setup.
+    allow_reproducible_noise: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,7 @@ class PrivacyGuard:
     party: str
     settings: PartyPrivacy = field(default_factory=PartyPrivacy)
     plan: RecordDPPlan | None = field(default=None, init=False)
+    reproducible_noise: bool = field(default=False, init=False)
     spends: list[GaussianSpend] = field(default_factory=list, init=False)
     _rows: int = field(default=0, init=False)
     _log: AuditLog | None = field(default=None, init=False)
@@ -110,8 +118,23 @@ class PrivacyGuard:
                     )
 
     # -- setup ----------------------------------------------------------------------------
-    def configure(self, proposal: dict[str, Any] | None, rows: int) -> dict[str, Any] | None:
-        """Adopt (or clear) record-level DP for this job; returns the plan for the reply."""
+    def configure(
+        self, proposal: dict[str, Any] | None, rows: int, *, reproducible_noise: bool = False
+    ) -> dict[str, Any] | None:
+        """Adopt (or clear) record-level DP for this job; returns the plan for the reply.
+
+        ``reproducible_noise`` (the coordinator's request) is refused unless this party's own
+        settings allow it: the coordinator knows the fit seeds, so seeded noise would let it
+        subtract the noise.
+        """
+        if reproducible_noise and not self.settings.allow_reproducible_noise:
+            raise ConfigError(
+                f"party '{self.party}' refuses the job: it asks for reproducible DP noise "
+                "(privacy.reproducible_noise), which is seeded from values the coordinator "
+                "knows and would let it remove the noise. It is a simulation-only setting; "
+                "remove it from the job to run with real parties"
+            )
+        self.reproducible_noise = reproducible_noise
         self._rows = rows
         self.plan = None if proposal is None else plan_record_dp(proposal, rows, self.party)
         return None if self.plan is None else self.plan.to_json()
@@ -119,6 +142,11 @@ class PrivacyGuard:
     def epsilon(self, extra: list[GaussianSpend] | None = None) -> float:
         assert self.plan is not None
         return epsilon([*self.spends, *(extra or [])], self.plan.delta, self.plan.method)
+
+    def noise_source(self, fit_seed: int, purpose: str) -> NoiseSource:
+        """Where this fit's DP sampling and noise come from: the CSPRNG, unless the job is a
+        simulation that asked for (and this party's settings allow) reproducible noise."""
+        return NoiseSource.for_mechanism(fit_seed if self.reproducible_noise else None, purpose)
 
     # -- fit --------------------------------------------------------------------------------
     def before_fit(self, rnd: int, cfg: LocalTrainConfig) -> DPSGDConfig | None:

@@ -74,6 +74,13 @@ def privacy_section(metrics: Mapping[str, Any]) -> str:
         f"{esc(delta)} after the last round (maximum over parties; each party accounts its "
         f"own spend with {esc(final.get('accounting', 'rdp'))}).</p>"
     )
+    if metrics.get("dp_noise") == "reproducible":
+        head += (
+            "<p><strong>Reproducible noise (simulation only):</strong> the DP noise and "
+            "sampling were seeded from the job seed (<code>[privacy] reproducible_noise</code>), "
+            "so anyone who knows the seed can remove the noise. Deployed parties refuse this "
+            "setting.</p>"
+        )
     rows = []
     for name, spend in sorted(as_mapping(final.get("parties")).items()):
         s = as_mapping(spend)

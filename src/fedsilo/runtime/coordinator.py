@@ -147,8 +147,14 @@ class Coordinator:
         return outcome
 
     def _run(self) -> TrainingOutcome:
-        setup = prepare_parties(self.transport, self.job)
         privacy = self.job.privacy
+        if privacy.reproducible_noise:
+            log.warning(
+                "job %r: [privacy] reproducible_noise is on: DP noise is seeded from the job "
+                "seed (simulation only; deployed parties refuse it)",
+                self.job.name,
+            )
+        setup = prepare_parties(self.transport, self.job)
         if privacy.secure_aggregation.enabled or privacy.client_dp.enabled:
             self._private = PrivateRounds(self.job, self._training_body, len(setup.parties))
         if self.central_evaluator is not None:

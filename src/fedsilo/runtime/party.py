@@ -127,7 +127,8 @@ class PartyAgent:
     # -- tasks ------------------------------------------------------------------------------
     def _fit_task(self, task: Message) -> Reply:
         if "private" in task.body:  # secure aggregation and/or client DP
-            return self._private.fit(task, self._fit)
+            noise = self._guard.noise_source(int(task.body["seed"]), "client-dp")
+            return self._private.fit(task, self._fit, noise)
         return self._fit(task)
 
     def _describe(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -188,7 +189,11 @@ class PartyAgent:
         self._template = get_params(self._model)
         num_classes = spec.num_classes
         counts = np.bincount(labels[train_idx], minlength=num_classes)
-        record_dp = self._guard.configure(body.get("record_dp"), len(train_idx))
+        record_dp = self._guard.configure(
+            body.get("record_dp"),
+            len(train_idx),
+            reproducible_noise=body.get("reproducible_noise") is True,
+        )
         return {
             "train_examples": len(train_idx),
             "holdout_examples": len(holdout_idx),
@@ -214,7 +219,8 @@ class PartyAgent:
         if dp is None:
             result = train_local(model, *self._train, cfg, seed=int(task.body["seed"]))
         else:
-            result = train_local_dp(model, *self._train, cfg, dp, seed=int(task.body["seed"]))
+            noise = self._guard.noise_source(int(task.body["seed"]), "dp-sgd")
+            result = train_local_dp(model, *self._train, cfg, dp, noise=noise)
         body: dict[str, Any] = {"num_examples": result.num_examples, "train_loss": result.mean_loss}
         if dp is not None:
             body["privacy"] = self._guard.after_fit(cfg)

@@ -109,6 +109,7 @@ def prepare_parties(transport: Transport, job: JobConfig) -> SetupResult:
             "holdout_fraction": d.holdout_fraction,
             "seed": holdout_seed(job.seed, i),
             "record_dp": record_dp_proposal(job),
+            "reproducible_noise": job.privacy.reproducible_noise,
         }
         for i, p in enumerate(parties)
     }

@@ -9,7 +9,6 @@ or 1 under client DP), never the update, the example count or the loss in the cl
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 from fedsilo.errors import ProtocolError
 from fedsilo.models import flatten, unflatten
 from fedsilo.privacy.dp_fedavg import clip_update
+from fedsilo.privacy.noise import NoiseSource
 from fedsilo.privacy.secagg import wire
 from fedsilo.privacy.secagg.protocol import PartyRound
 from fedsilo.privacy.secagg.quantize import Quantizer
@@ -29,18 +29,17 @@ Trainer = Callable[[Message], Reply]
 
 
 def private_vector(
-    update: np.ndarray, num_examples: int, loss: float, opts: dict[str, Any]
+    update: np.ndarray, num_examples: int, loss: float, opts: dict[str, Any], noise: NoiseSource
 ) -> np.ndarray:
-    """``[payload, clip bit, weight, weighted loss]`` (weight 1 and clipping under client DP)."""
+    """``[payload, clip bit, weight, weighted loss]`` (weight 1 and clipping under client DP).
+
+    Distributed client-DP noise comes from ``noise``, the party's CSPRNG (never a seed the
+    coordinator could derive, or it could subtract the noise)."""
     dp = opts.get("client_dp")
     if dp is not None:
         clipped, bit = clip_update(update, float(dp["clip_norm"]))
-        rng = np.random.default_rng(secrets.randbits(128))  # never derivable by the coordinator
-        if float(dp["noise_std"]) > 0:
-            clipped = clipped + rng.normal(0.0, float(dp["noise_std"]), clipped.shape)
-        noisy_bit = bit + (
-            rng.normal(0.0, float(dp["bit_noise_std"])) if dp["bit_noise_std"] else 0
-        )
+        clipped = clipped + noise.normal(float(dp["noise_std"]), clipped.shape)
+        noisy_bit = bit + float(noise.normal(float(dp["bit_noise_std"]), 1)[0])
         return np.concatenate([clipped, [noisy_bit, 1.0, loss]])
     w = num_examples / float(opts["weight_scale"])
     return np.concatenate([update * w, [0.0, w, loss * w]])
@@ -90,12 +89,13 @@ class PrivateParty:
         self._rounds.pop((task.round, int(task.body["attempt"])), None)
         return wire.reveal_reply(reveal)
 
-    def fit(self, task: Message, train: Trainer) -> Reply:
+    def fit(self, task: Message, train: Trainer, noise: NoiseSource) -> Reply:
         """Train, then clip and/or mask; the reply carries no update in the clear."""
         opts = dict(task.body["private"])
         body, new_params = train(task)
         update = flatten(new_params) - flatten(task.arrays)
-        vector = private_vector(update, int(body["num_examples"]), float(body["train_loss"]), opts)
+        n, loss = int(body["num_examples"]), float(body["train_loss"])
+        vector = private_vector(update, n, loss, opts, noise)
         sa = opts.get("secagg")
         # record-level DP spend (the party's own epsilon) is metadata, not the update
         spend = {"privacy": body["privacy"]} if "privacy" in body else {}

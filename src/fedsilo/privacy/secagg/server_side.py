@@ -24,6 +24,7 @@ from fedsilo.config import JobConfig, SecAggVariant
 from fedsilo.errors import ProtocolError, RoundFailedError
 from fedsilo.models import Params, check_params, flatten
 from fedsilo.privacy.dp_fedavg import ClientDP
+from fedsilo.privacy.noise import NoiseSource
 from fedsilo.privacy.secagg import wire
 from fedsilo.privacy.secagg.protocol import ServerRound
 from fedsilo.privacy.secagg.quantize import Quantizer
@@ -70,8 +71,7 @@ class PrivateRounds:
         if dp.enabled:
             assert job.privacy.delta is not None  # checked by the config
             k = max(job.selection.min_parties, math.ceil(job.selection.fraction * num_parties))
-            rate = min(1.0, k / num_parties)
-            self._dp = ClientDP(dp, job.privacy.delta, rate)
+            self._dp = ClientDP(dp, job.privacy.delta, min(k, num_parties), num_parties)
 
     def restore(self, history: Sequence[RoundRecord]) -> None:
         """Pick up the client-DP state of a resumed job from its completed rounds."""
@@ -122,8 +122,11 @@ class PrivateRounds:
         payload, bits, weight, loss = total.vector[:-_EXTRA], *total.vector[-_EXTRA:]
         privacy: dict[str, Any] = {}
         if self._dp is not None:
-            rng = np.random.default_rng(derive_seed(self.job.seed, "client-dp", rnd, attempt))
-            delta = self._dp.finish(payload, float(bits), m, rng)
+            seed = self.job.seed if self.job.privacy.reproducible_noise else None
+            noise = NoiseSource.for_mechanism(seed, "client-dp", rnd, attempt)
+            delta = self._dp.finish(
+                payload, float(bits), m, noise, contributors=len(total.participants)
+            )
             privacy = self._dp.record(clip)
         else:
             if weight <= 0:
