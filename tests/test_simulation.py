@@ -29,10 +29,10 @@ def test_outputs_hold_the_documented_keys(tmp_path: Path) -> None:
     metrics = json.loads(paths["metrics_json"].read_text())
     for key in ("loss", "accuracy", "precision", "recall", "f1", "auc"):
         assert metrics["final"]["global"][key] >= 0 or key == "loss"
-        assert key in metrics["rounds"][0]["global"]
+        assert key in metrics["history"][0]["global"]
         assert key in metrics["baseline"]
         assert key in metrics["final"]["parties"]["party-1"]
-    assert len(metrics["rounds"]) == 3
+    assert len(metrics["history"]) == 3
     assert set(metrics["data"]["parties"]) == {"party-1", "party-2", "party-3"}
     csv = pd.read_csv(paths["metrics_csv"])
     assert set(csv["scope"]) == {"global", "party", "baseline"}

@@ -4,12 +4,13 @@
 
 * ``model.safetensors``: the global parameters; the metadata key ``fedsilo`` holds JSON with
   the model spec, classes and preprocessing plan, so the file alone rebuilds and uses the model.
-* ``metrics.json``: ``final.global.<metric>``, ``final.parties.<name>.<metric>``,
-  ``rounds[i].global.<metric>``, ``rounds[i].parties...``, ``baseline.<metric>`` (with a
-  baseline), the data summary and the job config.
+* ``metrics.json``: the core every training run shares (:mod:`fedsilo.result_doc`):
+  ``job``, ``final.global.<metric>``, ``final.parties.<name>.<metric>``, ``baseline.<metric>``
+  (``null`` without a baseline), ``history[i]`` (one per round: ``round``, ``global``,
+  ``parties``, ``train_loss``, ``duration_s``, ...); beside it ``data`` (the data summary).
 * ``metrics.csv``: one row per round and scope (global, each party, baseline); with DP the
   ``epsilon`` and ``delta`` columns hold the spend after the round (global: max over parties).
-* with DP, ``rounds[i].privacy`` and ``final.privacy``: ``{"level", "epsilon", "delta",
+* with DP, ``history[i].privacy`` and ``final.privacy``: ``{"level", "epsilon", "delta",
   "parties": {name: {"epsilon", "noise_multiplier", "steps", ...}}}``, and ``dp_noise``:
   ``"csprng"``, or ``"reproducible"`` when the simulation-only ``[privacy]
   reproducible_noise`` seeded the noise from the job seed.
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from fedsilo import __version__
 from fedsilo.config import JobConfig
 from fedsilo.models import Params, build_model, set_params
 from fedsilo.report import write_report
+from fedsilo.result_doc import core, write_json
 from fedsilo.runtime.coordinator import RoundRecord
 from fedsilo.runtime.setup import SetupResult
 
@@ -46,10 +47,6 @@ def privacy_cells(privacy: dict[str, Any], party: str | None = None) -> tuple[An
         return ("", "")
     spend = privacy if party is None else privacy.get("parties", {}).get(party, {})
     return (spend.get("epsilon", ""), privacy.get("delta", "") if spend else "")
-
-
-def _clean(metrics: dict[str, float]) -> dict[str, float | None]:
-    return {k: (None if math.isnan(v) or math.isinf(v) else v) for k, v in metrics.items()}
 
 
 @dataclass
@@ -84,43 +81,27 @@ class Result:
         return model
 
     def metrics_json(self) -> dict[str, Any]:
-        s = self.setup
-        out: dict[str, Any] = {
-            "fedsilo_version": __version__,
-            "job": {
-                "name": self.job.name,
-                "seed": self.job.seed,
-                "rounds": self.job.rounds,
-                "config": self.job.model_dump(mode="json"),
-            },
-            "data": {
-                "dataset": self.job.data.dataset or str(self.job.data.path or "per-party files"),
-                "kind": s.kind,
-                "features": int(np.prod(s.model_spec.input_shape)),
-                "feature_names": list(s.plan.feature_names) if s.plan is not None else None,
-                "classes": list(s.classes),
-                "test_examples": self.test_examples,
-                "global_evaluation": self.global_evaluation,
-                "parties": s.summary,
-            },
-            "rounds": [
-                {
-                    **r.to_json(),
-                    "global": _clean(r.global_metrics),
-                    "parties": {p: _clean(m) for p, m in r.party_metrics.items()},
-                }
-                for r in self.history
-            ],
-            "final": {
-                "global": _clean(self.final_global),
-                "parties": {p: _clean(m) for p, m in self.final_parties.items()},
-                "privacy": self.history[-1].privacy if self.history else {},
-            },
-            "wall_time_s": self.wall_time_s,
-            "dp_noise": "reproducible" if self.job.privacy.reproducible_noise else "csprng",
+        s, job = self.setup, self.job
+        out = core(
+            job,
+            final_global=self.final_global,
+            final_parties=self.final_parties,
+            baseline=self.baseline,
+            history=[r.to_json() for r in self.history],
+            wall_time_s=self.wall_time_s,
+        )
+        out["final"]["privacy"] = self.history[-1].privacy if self.history else {}
+        out["data"] = {
+            "dataset": job.data.dataset or str(job.data.path or "per-party files"),
+            "kind": s.kind,
+            "features": int(np.prod(s.model_spec.input_shape)),
+            "feature_names": list(s.plan.feature_names) if s.plan is not None else None,
+            "classes": list(s.classes),
+            "test_examples": self.test_examples,
+            "global_evaluation": self.global_evaluation,
+            "parties": s.summary,
         }
-        if self.baseline is not None:
-            out["baseline"] = _clean(self.baseline)
+        out["dp_noise"] = "reproducible" if job.privacy.reproducible_noise else "csprng"
         return out
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
@@ -134,7 +115,7 @@ class Result:
         }
         self.save_model(paths["model"])
         metrics = self.metrics_json()
-        paths["metrics_json"].write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+        write_json(paths["metrics_json"], metrics)
         self._write_csv(paths["metrics_csv"])
         write_report(metrics, paths["report"])
         return paths

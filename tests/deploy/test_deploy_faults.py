@@ -85,7 +85,7 @@ def test_killed_party_and_bad_updates_do_not_stop_the_job(tmp_path: Path) -> Non
 
     assert procs["org-c"].returncode == -signal.SIGKILL
     run_dir = Path(next(j.run_dir for j in status.jobs if j.job_id == job_id))
-    rounds = json.loads((run_dir / "metrics.json").read_text())["rounds"]
+    rounds = json.loads((run_dir / "metrics.json").read_text())["history"]
     assert len(rounds) == 6
     why = {r["round"]: r["failures"].get(BAD, "") for r in rounds}
     assert "malformed" in why[1]

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from safetensors.numpy import load_file
@@ -69,7 +70,7 @@ SB_JOB = _job(
 )
 
 
-def _simulated(text: str, files: dict[str, Path]) -> dict[str, object]:
+def _simulated(text: str, files: dict[str, Path]) -> dict[str, Any]:
     raw = text.replace('name = "bank"\n', f'name = "bank"\npath = "{files["bank"]}"\n')
     raw = raw.replace('name = "provider"\n', f'name = "provider"\npath = "{files["provider"]}"\n')
     import tomllib
@@ -94,7 +95,7 @@ def _submit_cli(dep: Deployment, text: str) -> str:
     return cli.stdout.strip().splitlines()[-1]
 
 
-def _run(dep: Deployment, text: str, *, cli: bool = False) -> tuple[str, dict[str, object]]:
+def _run(dep: Deployment, text: str, *, cli: bool = False) -> tuple[str, dict[str, Any]]:
     if cli:
         job_id = _submit_cli(dep, text)
     else:
@@ -106,6 +107,10 @@ def _run(dep: Deployment, text: str, *, cli: bool = False) -> tuple[str, dict[st
     dep.wait_status(job_done(job_id), timeout_s=300)
     doc = json.loads((dep.root / "server" / job_id / "metrics.json").read_text())
     return job_id, doc
+
+
+def _losses(doc: dict[str, Any], key: str) -> list[float]:
+    return [h[key] for h in doc["history"]]
 
 
 def test_vertical_jobs_over_grpc_match_the_simulation(tmp_path: Path) -> None:
@@ -126,11 +131,12 @@ def test_vertical_jobs_over_grpc_match_the_simulation(tmp_path: Path) -> None:
 
     # SecureBoost, Paillier: the deployment reproduces the simulation exactly.
     sim_sb = _simulated(SB_JOB, files)
-    assert sb["test"] == sim_sb["test"] and sb["train"] == sim_sb["train"]
-    assert sb["train_loss_per_tree"] == sim_sb["train_loss_per_tree"]
-    assert sb["alignment"] == sim_sb["alignment"] and sb["n_trees"] == 3
-    assert len(sb["seconds_per_tree"]) == 3  # type: ignore[arg-type]
-    assert sb["test"]["auc"] > 0.95  # type: ignore[index]
+    sbv, sim_sbv = sb["vertical"], sim_sb["vertical"]
+    assert sb["final"]["global"] == sim_sb["final"]["global"] and sbv["train"] == sim_sbv["train"]
+    assert _losses(sb, "train_loss") == _losses(sim_sb, "train_loss")
+    assert sbv["alignment"] == sim_sbv["alignment"] and sbv["n_trees"] == 3
+    assert len(_losses(sb, "duration_s")) == 3
+    assert sb["final"]["global"]["auc"] > 0.95
 
     # Hetero LR, CKKS: every run draws fresh encryption noise (~1e-5 per value; weights agree
     # to ~1e-4 between runs, tests/vertical/test_hetero_lr.py), so held-out scores move by
@@ -138,18 +144,23 @@ def test_vertical_jobs_over_grpc_match_the_simulation(tmp_path: Path) -> None:
     # get 1e-4; the rank/threshold metrics change only if two scores that close swap or one
     # sits that close to 0.5 (measured equal), so they get a small absolute slack.
     sim_lr = _simulated(LR_JOB, files)
-    assert lr["alignment"] == sim_lr["alignment"]
-    assert lr["test"]["log_loss"] == pytest.approx(sim_lr["test"]["log_loss"], abs=1e-4)  # type: ignore[index]
+    lr_test, sim_lr_test = lr["final"]["global"], sim_lr["final"]["global"]
+    assert lr["vertical"]["alignment"] == sim_lr["vertical"]["alignment"]
+    assert lr_test["loss"] == pytest.approx(sim_lr_test["loss"], abs=1e-4)
     for key in ("auc", "ks", "accuracy", "f1"):
-        assert lr["test"][key] == pytest.approx(sim_lr["test"][key], abs=0.01), key  # type: ignore[index]
-    assert lr["loss_per_epoch"] == pytest.approx(sim_lr["loss_per_epoch"], abs=1e-4)
-    assert lr["test"]["auc"] > 0.95  # type: ignore[index]
+        assert lr_test[key] == pytest.approx(sim_lr_test[key], abs=0.01), key
+    assert _losses(lr, "taylor_loss") == pytest.approx(_losses(sim_lr, "taylor_loss"), abs=1e-4)
+    assert lr_test["auc"] > 0.95
 
     # Who stores what: the server has metrics and report only; each party its own part.
     for job_id, doc, suffix in ((sb_id, sb, ".json"), (lr_id, lr, ".safetensors")):
         run = tmp_path / "server" / job_id
-        assert sorted(p.name for p in run.iterdir()) == ["metrics.json", "report.html", "report.md"]
-        parts = doc["model_parts"]
+        assert sorted(p.name for p in run.iterdir()) == [
+            "metrics.csv",
+            "metrics.json",
+            "report.html",
+        ]
+        parts = doc["vertical"]["model_parts"]
         assert isinstance(parts, dict) and set(parts) == set(PARTIES)
         for p in PARTIES:
             path = tmp_path / f"models-{p}" / job_id / f"{p}{suffix}"

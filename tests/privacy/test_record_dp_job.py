@@ -69,7 +69,7 @@ def test_outputs_carry_the_spend(run: Any) -> None:
     final = metrics["final"]["privacy"]
     assert final["epsilon"] == pytest.approx(result.history[-1].privacy["epsilon"])
     assert final["delta"] == DELTA
-    assert [r["privacy"]["epsilon"] for r in metrics["rounds"]] == [
+    assert [r["privacy"]["epsilon"] for r in metrics["history"]] == [
         r.privacy["epsilon"] for r in result.history
     ]
     rows = list(csv.DictReader(paths["metrics_csv"].open()))

@@ -61,6 +61,7 @@ def make_metrics(rounds: int = 10) -> dict[str, Any]:
         "fedsilo_version": "0.1.0",
         "job": {
             "name": "mnist-3orgs",
+            "kind": "horizontal",
             "seed": 0,
             "rounds": rounds,
             "config": {
@@ -97,7 +98,7 @@ def make_metrics(rounds: int = 10) -> dict[str, Any]:
                 for p, counts in LABEL_COUNTS.items()
             },
         },
-        "rounds": history,
+        "history": history,
         "final": {"global": dict(last["global"]), "parties": copy.deepcopy(last["parties"])},
         "baseline": _metrics(0.951, 0.171),
         "wall_time_s": 12.34,

@@ -36,7 +36,7 @@ def test_figures_are_skipped_without_data() -> None:
 
 
 def test_convergence_with_only_accuracy(metrics: dict[str, Any]) -> None:
-    for r in metrics["rounds"]:
+    for r in metrics["history"]:
         r["global"] = {"accuracy": r["global"]["accuracy"]}
         r["parties"] = {}
     assert plots.convergence(load(metrics)) is not None

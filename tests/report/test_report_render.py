@@ -26,7 +26,7 @@ def _rename_party(metrics: dict[str, Any], old: str, new: str) -> None:
 
     swap(metrics["data"]["parties"])
     swap(metrics["final"]["parties"])
-    for r in metrics["rounds"]:
+    for r in metrics["history"]:
         r["participants"] = [new if p == old else p for p in r["participants"]]
         swap(r["parties"])
         swap(r["failures"])
@@ -40,7 +40,7 @@ def _drop_metric(metrics: dict[str, Any], name: str) -> None:
     for m in metrics["final"]["parties"].values():
         drop(m)
     drop(metrics.get("baseline", {}))
-    for r in metrics["rounds"]:
+    for r in metrics["history"]:
         drop(r["global"])
         for m in r["parties"].values():
             drop(m)
@@ -106,7 +106,7 @@ def test_tables_and_formatting(metrics: dict[str, Any]) -> None:
     assert "1,234,567" in page  # thousands separators for counts
     assert "12.3 s" in page  # wall time
     # per-round table: one row per round, 4-decimal metrics
-    for r in metrics["rounds"]:
+    for r in metrics["history"]:
         assert f"{r['global']['loss']:.4f}" in page
     assert "Global metrics per round" in page
     # failures table lists the round, the party and the reason
@@ -134,7 +134,7 @@ def test_escapes_malicious_strings(metrics: dict[str, Any]) -> None:
     metrics["job"]["name"] = "job\"'><img src=x onerror=alert(1)>"
     metrics["job"]["config"]["name"] = EVIL
     metrics["data"]["dataset"] = EVIL
-    metrics["rounds"][3]["failures"]["org-c"] = f"boom {EVIL}"
+    metrics["history"][3]["failures"]["org-c"] = f"boom {EVIL}"
     counts = metrics["data"]["parties"]["org-a"]["label_counts"]
     counts[EVIL] = counts.pop("0")
     page = render_report(metrics)
@@ -181,7 +181,7 @@ def test_auc_null_everywhere_counts_as_absent(metrics: dict[str, Any]) -> None:
         *metrics["final"]["parties"].values(),
     ]:
         scope["auc"] = None
-    for r in metrics["rounds"]:
+    for r in metrics["history"]:
         for scope in [r["global"], *r["parties"].values()]:
             scope["auc"] = None
     page = render_report(metrics)
@@ -191,7 +191,7 @@ def test_auc_null_everywhere_counts_as_absent(metrics: dict[str, Any]) -> None:
 def test_nan_and_null_values_show_as_missing(metrics: dict[str, Any]) -> None:
     metrics["final"]["global"]["loss"] = float("nan")
     metrics["final"]["parties"]["org-a"]["f1"] = None
-    metrics["rounds"][0]["global"]["loss"] = float("inf")
+    metrics["history"][0]["global"]["loss"] = float("inf")
     page = render_report(metrics)
     assert "—" in page
     assert "nan" not in _text(page).lower()
@@ -201,7 +201,7 @@ def test_nan_and_null_values_show_as_missing(metrics: dict[str, Any]) -> None:
 
 def test_party_absent_from_a_round_and_from_final(metrics: dict[str, Any]) -> None:
     # org-c failed in round 4 (fixture); here it also drops out before the end
-    for r in metrics["rounds"][-2:]:
+    for r in metrics["history"][-2:]:
         r["participants"].remove("org-c")
         del r["parties"]["org-c"]
     del metrics["final"]["parties"]["org-c"]
@@ -221,11 +221,11 @@ def test_final_missing_uses_last_round(metrics: dict[str, Any]) -> None:
     del metrics["final"]
     page = render_report(metrics)
     assert "last round" in page
-    assert f"{metrics['rounds'][-1]['global']['accuracy']:.4f}" in page
+    assert f"{metrics['history'][-1]['global']['accuracy']:.4f}" in page
 
 
 def test_single_round(metrics: dict[str, Any]) -> None:
-    metrics["rounds"] = metrics["rounds"][:1]
+    metrics["history"] = metrics["history"][:1]
     page = render_report(metrics)
     assert "1 of 10" in page
     assert len(_pngs(page)) == 3
@@ -244,10 +244,10 @@ def test_many_parties_and_classes() -> None:
         }
         for i, p in enumerate(parties)
     }
-    for r in [*metrics["rounds"], metrics["final"]]:
+    for r in [*metrics["history"], metrics["final"]]:
         template = r["parties"]["org-a"]
         r["parties"] = {p: dict(template) for p in parties}
-    for r in metrics["rounds"]:
+    for r in metrics["history"]:
         r["participants"] = parties
         r["failures"] = {}
     page = render_report(metrics)
@@ -256,7 +256,7 @@ def test_many_parties_and_classes() -> None:
 
 
 def test_empty_and_odd_input() -> None:
-    for metrics in ({}, {"rounds": []}, {"job": None, "data": "x", "rounds": [None, 3]}):
+    for metrics in ({}, {"history": []}, {"job": None, "data": "x", "history": [None, 3]}):
         page = render_report(metrics)
         assert "<html" in page
         assert "fedsilo job" in page
@@ -285,7 +285,7 @@ def test_does_not_use_pyplot() -> None:
         "import sys, matplotlib\n"
         "before = dict.__getitem__(matplotlib.rcParams, 'backend')\n"
         "from fedsilo.report import render_report\n"
-        "page = render_report({'rounds': [{'round': 1, 'global': {'loss': 1.0, 'accuracy': .5}}]})\n"
+        "page = render_report({'history': [{'round': 1, 'global': {'loss': 1.0, 'accuracy': .5}}]})\n"
         "assert 'data:image/png;base64,' in page\n"
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'\n"
         "assert dict.__getitem__(matplotlib.rcParams, 'backend') == before, 'backend changed'\n"

@@ -136,8 +136,8 @@ def test_resumed_job_equals_uninterrupted_job_bit_for_bit(
     # The results cover all five rounds, the two before the restart included.
     metrics = Result(job, resumed.setup, resumed.params, resumed.history, None, 0.0).metrics_json()
     expected = Result(job, reference.setup, reference.params, reference.history, None, 0.0)
-    assert [r["train_loss"] for r in metrics["rounds"]] == [
-        r["train_loss"] for r in expected.metrics_json()["rounds"]
+    assert [r["train_loss"] for r in metrics["history"]] == [
+        r["train_loss"] for r in expected.metrics_json()["history"]
     ]
 
 

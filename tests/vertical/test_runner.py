@@ -242,18 +242,22 @@ def test_secureboost_job_two_hosts_outputs(tmp_path: Path) -> None:
     trees: list[tuple[int, float]] = []
     result = simulate_vertical(job, baseline=True, on_tree=lambda t, s: trees.append((t, s)))
     doc = result.metrics_json()
-    assert doc["kind"] == "vertical" and doc["algorithm"] == "secureboost"
-    assert doc["he_scheme"] == "paillier" and doc["alignment"]["aligned"] == 440
-    assert doc["test"]["auc"] > 0.95 and doc["train"]["auc"] >= doc["test"]["auc"] - 0.05
-    assert abs(doc["test"]["auc"] - doc["baseline"]["auc"]) <= 0.03
-    n = len(doc["train_loss_per_tree"])
-    assert 1 <= doc["n_trees"] <= n <= 4
-    assert len(doc["valid_loss_per_tree"]) == n == len(doc["seconds_per_tree"]) == len(trees)
-    assert doc["train_loss_per_tree"] == sorted(doc["train_loss_per_tree"], reverse=True)
+    v, test = doc["vertical"], doc["final"]["global"]
+    assert doc["job"]["kind"] == "vertical" and v["algorithm"] == "secureboost"
+    assert v["he_scheme"] == "paillier" and v["alignment"]["aligned"] == 440
+    assert test["auc"] > 0.95 and v["train"]["auc"] >= test["auc"] - 0.05
+    assert abs(test["auc"] - doc["baseline"]["auc"]) <= 0.03
+    train_loss = [h["train_loss"] for h in doc["history"]]
+    n = len(train_loss)
+    assert 1 <= v["n_trees"] <= n <= 4
+    valid_loss = [h["valid_loss"] for h in doc["history"] if h["valid_loss"] is not None]
+    seconds = [h["duration_s"] for h in doc["history"] if h["duration_s"] is not None]
+    assert len(valid_loss) == n == len(seconds) == len(trees)
+    assert train_loss == sorted(train_loss, reverse=True)
     paths_out = result.save(tmp_path / "run")
-    guest = json.loads(paths_out["model:bank"].read_text())
-    shop = json.loads(paths_out["model:shop"].read_text())
-    assert guest["party"] == "bank" and len(guest["trees"]) == doc["n_trees"]
+    guest = json.loads((paths_out["model"] / "bank.json").read_text())
+    shop = json.loads((paths_out["model"] / "shop.json").read_text())
+    assert guest["party"] == "bank" and len(guest["trees"]) == v["n_trees"]
     assert set(shop) == {"party", "records", "features"}  # a host keeps only its split table
     assert all(set(r) == {"feature", "threshold"} for r in shop["records"])
     assert "threshold" not in json.dumps(guest["trees"])  # no host threshold in the guest's part
@@ -267,10 +271,12 @@ def test_hetero_lr_job_saves_each_party_part(tmp_path: Path) -> None:
     result = simulate_vertical(job)
     out = result.save(tmp_path / "run")
     doc = json.loads(out["metrics_json"].read_text())
-    assert doc["test"]["auc"] > 0.9 and len(doc["loss_per_epoch"]) == 1
-    assert doc["train"] is None and doc["baseline"] is None
-    assert load_file(str(out["model:shop"]))["weights"].shape == (10,)
-    assert load_file(str(out["model:bank"]))["weights"].shape == (11,)  # + intercept
+    assert doc["final"]["global"]["auc"] > 0.9 and len(doc["history"]) == 1
+    assert doc["vertical"]["train"] is None and doc["baseline"] is None
+    assert load_file(str(out["model"] / "shop.safetensors"))["weights"].shape == (10,)
+    assert load_file(str(out["model"] / "bank.safetensors"))["weights"].shape == (
+        11,
+    )  # + intercept
 
 
 class Tampering(InProcessTransport):

@@ -31,21 +31,21 @@ def test_cli_secureboost_example_matches_centralized_gbm(
     assert "SecureBoost" in result.output and "centralized GBM" in result.output
     assert "tree   9" in result.output  # per-tree progress
     doc = json.loads((out / "metrics.json").read_text())
-    assert doc["kind"] == "vertical" and doc["algorithm"] == "secureboost"
-    assert doc["he_scheme"] == "ckks" and doc["alignment"]["aligned"] < 569
-    fed, central = doc["test"]["auc"], doc["baseline"]["auc"]
+    v, test, history = doc["vertical"], doc["final"]["global"], doc["history"]
+    assert doc["job"]["kind"] == "vertical" and v["algorithm"] == "secureboost"
+    assert v["he_scheme"] == "ckks" and v["alignment"]["aligned"] < 569
+    fed, central = test["auc"], doc["baseline"]["auc"]
     assert fed >= 0.97 and abs(fed - central) <= 0.01, (fed, central)
-    assert {"auc", "ks", "accuracy", "f1"} <= set(doc["test"]) <= set(doc["train"])
-    assert doc["train"]["auc"] >= fed - 0.05 and doc["baseline_train"]["auc"] > 0.99
-    assert doc["n_trees"] == 10 and len(doc["seconds_per_tree"]) == 10
-    assert len(doc["train_loss_per_tree"]) == 10 and doc["valid_loss_per_tree"] == []
+    assert {"auc", "ks", "accuracy", "f1"} <= set(test) <= set(v["train"])
+    assert v["train"]["auc"] >= fed - 0.05 and v["baseline_train"]["auc"] > 0.99
+    assert v["n_trees"] == 10 and len([h["duration_s"] for h in history]) == 10
+    assert len(history) == 10 and [h["valid_loss"] for h in history] == [None] * 10
     # Without a validation split the guest's routed prediction on the training rows gives
     # exactly the boosting margin: its log loss is the last tree's training loss.
-    assert doc["train"]["log_loss"] == pytest.approx(doc["train_loss_per_tree"][-1], abs=1e-9)
+    assert v["train"]["loss"] == pytest.approx(history[-1]["train_loss"], abs=1e-9)
     parts = {p.name for p in (out / "models").iterdir()}
     assert parts == {"bank.json", "provider.json"}
     provider = json.loads((out / "models" / "provider.json").read_text())
     assert set(provider) == {"party", "records", "features"} and provider["party"] == "provider"
-    assert "SecureBoost" in (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     assert "SecureBoost" in html and "data:image/png;base64," in html

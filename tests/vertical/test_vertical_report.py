@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fedsilo.vertical.report import render_report
+from fedsilo.vertical.report import render_report as render_doc
 
 PNG = "data:image/png;base64,"
 
@@ -55,6 +55,34 @@ def _sb_doc() -> dict[str, Any]:
         "valid_loss_per_tree": [0.53, 0.41, 0.33],
         "seconds_per_tree": [1.42, 1.39, 1.45],
     }
+
+
+def render_report(flat: dict[str, Any]) -> str:
+    """Render a flat description (the keys above) as the metrics.json document it stands for."""
+    unit, keys = (
+        ("tree", ("train_loss_per_tree", "valid_loss_per_tree", "seconds_per_tree"))
+        if flat.get("algorithm") == "secureboost"
+        else ("epoch", ("loss_per_epoch", None, "seconds_per_epoch"))
+    )
+    names = ("taylor_loss" if unit == "epoch" else "train_loss", "valid_loss", "duration_s")
+    series = {n: flat.get(k, []) if k else [] for n, k in zip(names, keys, strict=True)}
+    steps = max((len(v) for v in series.values()), default=0)
+    history = [
+        {unit: i + 1, **{n: v[i] for n, v in series.items() if i < len(v)}} for i in range(steps)
+    ]
+    section = ("algorithm", "he_scheme", "guest", "hosts", "alignment", "train")
+    doc: dict[str, Any] = {
+        "vertical": {k: flat[k] for k in section if k in flat},
+        "history": history,
+    }
+    if "job" in flat:
+        doc["job"] = {"name": flat["job"], "kind": flat.get("kind")}
+    if "test" in flat:
+        doc["final"] = {"global": flat["test"], "parties": {}}
+    for key in ("baseline", "wall_time_s"):
+        if key in flat:
+            doc[key] = flat[key]
+    return render_doc(doc)
 
 
 def _images(page: str) -> list[bytes]:

@@ -9,15 +9,12 @@ the training report (:mod:`fedsilo.report.plots`).
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 
-from matplotlib.figure import Figure
-
 from fedsilo.analytics.run import Cell, QueryResult
 from fedsilo.analytics.sql import Agg
-from fedsilo.report.plots import label_text, to_data_uri
+from fedsilo.report.plots import GLOBAL_COLOR, label_text, new_figure, style_axes, to_data_uri
 
 
 def _fmt(x: float | None) -> str:
@@ -67,16 +64,17 @@ def _chart(result: QueryResult, index: int) -> str | None:
     ]
     if not rows:
         return None
-    fig = Figure(figsize=(6.4, 3.2))
-    ax = fig.add_subplot()
+    fig = new_figure(10.0, 3.2)  # the training reports' look (fedsilo.report.plots)
+    ax = fig.subplots()
+    style_axes(ax)
     if agg.func is Agg.HISTOGRAM:
         for name, cell in rows:
             assert isinstance(cell.value, list)
-            ax.stairs(cell.value, list(agg.bins), label=label_text(name))
-        ax.set_xlabel(label_text(agg.columns[0]))
-        ax.set_ylabel("count")
+            ax.stairs(cell.value, list(agg.bins), label=label_text(name), linewidth=2)
+        ax.set_xlabel(label_text(agg.columns[0]), fontsize=9)
+        ax.set_ylabel("count", fontsize=9)
         if len(rows) <= 12:
-            ax.legend(fontsize="small")
+            ax.legend(fontsize=8, frameon=False)
     else:
         names = [label_text(n) for n, _ in rows]
         values, low, high = [], [], []
@@ -86,34 +84,58 @@ def _chart(result: QueryResult, index: int) -> str | None:
             values.append(v)
             low.append(v - lo)
             high.append(hi - v)
-        ax.bar(names, values, yerr=[low, high], color="#1b2a49", capsize=3)
+        ax.bar(names, values, yerr=[low, high], color=GLOBAL_COLOR, capsize=3)
         ax.tick_params(axis="x", rotation=30)
-    ax.set_title(label_text(agg.label))
-    fig.tight_layout()
+    ax.set_title(label_text(agg.label), fontsize=10, loc="left")
     return to_data_uri(fig)
 
 
 def to_html(result: QueryResult) -> str:
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>fedsilo query</title>",
-        "<style>body{font-family:sans-serif;max-width:960px;margin:auto}td,th{padding:2px 8px}"
-        "table{border-collapse:collapse}tr:nth-child(even){background:#f3f3f3}</style></head><body>",
-        f"<h1>Federated query</h1><pre>{html.escape(result.sql)}</pre>",
-        "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in result.notices) + "</ul>",
-        f"<p>mechanism {result.mechanism.value}, epsilon {result.epsilon:.4g}, "
-        f"delta {result.delta:g}</p><table><tr>",
-    ]
-    parts += [f"<th>{html.escape(h)}</th>" for h in (*result.group_by, *result.labels)]
-    parts.append("</tr>")
-    for key, cells, sup in zip(result.groups, result.cells, result.suppressed, strict=True):
-        vals = ["suppressed"] * len(cells) if sup else [cell_text(c) for c in cells]
-        parts.append(
-            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (*key, *vals)) + "</tr>"
+    """The answer as a page: ``templates/analytics.html.j2``, a child of the one page base."""
+    from fedsilo.report.html import render_page
+
+    dp = f"{result.mechanism.value}" if result.epsilon else "none"
+    meta = [("Mechanism", dp), ("Groups", f"{len(result.groups):,}")]
+    if result.epsilon:
+        meta += [("Epsilon", f"{result.epsilon:.4g}"), ("Delta", f"{result.delta:g}")]
+    rows = [
+        (
+            "muted" if sup else "",
+            [*map(str, key), *(["suppressed"] * len(cells) if sup else map(cell_text, cells))],
         )
-    parts.append("</table>")
-    for i in range(len(result.aggregates)):
+        for key, cells, sup in zip(result.groups, result.cells, result.suppressed, strict=True)
+    ]
+    charts = []
+    for i, label in enumerate(result.labels):
         uri = _chart(result, i)
         if uri is not None:
-            parts.append(f"<p><img alt='{html.escape(result.labels[i])}' src='{uri}'></p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+            charts.append(
+                {
+                    "uri": uri,
+                    "alt": label,
+                    "caption": (
+                        f"{label}: noisy counts per bin, one line per group"
+                        if result.aggregates[i].func is Agg.HISTOGRAM
+                        else f"{label} per group, with its 95% interval"
+                    ),
+                    "empty": "",
+                }
+            )
+    return render_page(
+        "analytics.html.j2",
+        title="fedsilo query",
+        eyebrow="federated query",
+        heading="Federated query",
+        meta=meta,
+        source="a federated query",
+        sql=result.sql,
+        notices=result.notices,
+        head=[*result.group_by, *result.labels],
+        rows=rows,
+        text_columns=tuple(range(len(result.group_by))),
+        spent=[
+            ("", [party, f"{spent:.4g}", f"{budget:g}"])
+            for party, (spent, budget) in result.spent.items()
+        ],
+        charts=charts,
+    )

@@ -30,7 +30,7 @@ def final_table(metrics: dict[str, Any]) -> Table:
             for row in [
                 metrics["final"]["global"],
                 *metrics["final"]["parties"].values(),
-                metrics.get("baseline", {}),
+                metrics.get("baseline") or {},
             ]
         )
     ]
@@ -45,7 +45,7 @@ def final_table(metrics: dict[str, Any]) -> Table:
     table.add_row("global", *(fmt(metrics["final"]["global"].get(m)) for m in present))
     for party, row in sorted(metrics["final"]["parties"].items()):
         table.add_row(plain(party), *(fmt(row.get(m)) for m in present))
-    if "baseline" in metrics:
+    if metrics.get("baseline"):
         base = metrics["baseline"]
         table.add_row("baseline (pooled)", *(fmt(base.get(m)) for m in present), style="cyan")
         fed, cen = metrics["final"]["global"].get("accuracy"), base.get("accuracy")

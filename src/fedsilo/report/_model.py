@@ -158,7 +158,7 @@ def load(metrics: Mapping[str, Any]) -> Report:
     """Normalise a metrics dict (see :mod:`fedsilo.results`) into a :class:`Report`."""
     job = as_mapping(metrics.get("job"))
     data = as_mapping(metrics.get("data"))
-    rounds = [_round(i, r) for i, r in enumerate(as_list(metrics.get("rounds")))]
+    rounds = [_round(i, r) for i, r in enumerate(as_list(metrics.get("history")))]
     party_data = {str(p): _party_data(v) for p, v in as_mapping(data.get("parties")).items()}
 
     final = metrics.get("final")

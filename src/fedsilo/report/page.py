@@ -1,16 +1,17 @@
-"""The report page: one HTML document, CSS inline, figures as ``data:`` URIs.
+"""The training report: ``templates/training.html.j2``, a child of the one page base.
 
-Every string that comes from the metrics (job and party names, class labels, failure
-messages, config values) goes through :func:`~fedsilo.report._fmt.esc`. The page has no
-script and loads nothing: a Content-Security-Policy forbids any fetch besides inline CSS
-and ``data:`` images, as a second line of defence.
+The sections are built here; every string that comes from the metrics (job and party names,
+class labels, failure messages, config values) goes through :func:`~fedsilo.report._fmt.esc`
+or the autoescaping templates (:mod:`fedsilo.report.html`). The page has no script and loads
+nothing: a Content-Security-Policy forbids any fetch besides inline CSS and ``data:`` images,
+as a second line of defence.
 """
 
 from __future__ import annotations
 
 import json
 import pprint
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fedsilo.report import plots
@@ -24,111 +25,18 @@ from fedsilo.report._fmt import (
     ratio,
 )
 from fedsilo.report._model import LOWER_IS_BETTER, Report, load, metric_label
+from fedsilo.report.html import (
+    Markup,
+    html_card,
+    html_figure,
+    html_meta,
+    html_table,
+    render_page,
+)
 from fedsilo.report.privacy import privacy_section
 
 MAX_CLASS_COLUMNS = 12
 MAX_CLASSES_LISTED = 20
-
-CSS = """
-:root { --ink: #1d2330; --muted: #667085; --line: #e4e7ec; --soft: #f6f7f9;
-        --accent: #1b2a49; --warn: #b42318; }
-* { box-sizing: border-box; }
-body { margin: 0; color: var(--ink); background: #fff; line-height: 1.45;
-       font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue",
-             Arial, sans-serif; }
-main { max-width: 1100px; margin: 0 auto; padding: 32px 28px 48px; }
-header { border-bottom: 2px solid var(--accent); padding-bottom: 16px; margin-bottom: 8px; }
-.eyebrow { text-transform: uppercase; letter-spacing: .08em; font-size: 12px;
-           color: var(--muted); margin: 0 0 4px; }
-h1 { font-size: 28px; margin: 0 0 12px; word-break: break-word; }
-h2 { font-size: 19px; margin: 0 0 12px; padding-bottom: 4px;
-     border-bottom: 1px solid var(--line); }
-h3 { font-size: 15px; margin: 18px 0 8px; }
-section { margin-top: 30px; }
-.meta { display: flex; flex-wrap: wrap; gap: 6px 28px; margin: 0; }
-.meta div { display: flex; gap: 6px; }
-.meta dt { color: var(--muted); }
-.meta dd { margin: 0; font-weight: 600; word-break: break-word; }
-.cards { display: flex; flex-wrap: wrap; gap: 14px; margin-bottom: 16px; }
-.card { border: 1px solid var(--line); border-radius: 8px; padding: 12px 18px;
-        min-width: 190px; background: var(--soft); }
-.card .label { color: var(--muted); font-size: 13px; }
-.card .value { font-size: 28px; font-weight: 700; font-variant-numeric: tabular-nums; }
-.card .sub { color: var(--muted); font-size: 12px; }
-figure { margin: 8px 0 16px; }
-figure img { display: block; max-width: 100%; height: auto; }
-figcaption { color: var(--muted); font-size: 13px; margin-top: 4px; }
-table { border-collapse: collapse; margin: 4px 0 12px; font-size: 13.5px; }
-th, td { padding: 5px 12px; border-bottom: 1px solid var(--line); text-align: right;
-         white-space: nowrap; font-variant-numeric: tabular-nums; }
-th:first-child, td:first-child { text-align: left; }
-th.text, td.text { text-align: left; white-space: normal; word-break: break-word; }
-thead th { background: var(--soft); border-bottom: 1.5px solid #cfd4dc; font-weight: 600; }
-tbody tr:nth-child(even) td { background: #fbfbfc; }
-tr.global td { font-weight: 700; }
-tr.baseline td { color: #7a2e26; font-style: italic; }
-tr.total td { font-weight: 600; border-top: 1.5px solid #cfd4dc; }
-.scroll { overflow-x: auto; }
-.muted, .empty { color: var(--muted); }
-.empty { font-style: italic; }
-.warn { color: var(--warn); font-weight: 600; }
-.note { color: var(--muted); font-size: 13px; margin: 4px 0 10px; }
-pre { background: var(--soft); border: 1px solid var(--line); border-radius: 6px;
-      padding: 12px 14px; font-size: 12.5px; overflow-x: auto;
-      white-space: pre-wrap; word-break: break-word; }
-footer { margin-top: 36px; color: var(--muted); font-size: 12px; }
-@page { margin: 14mm; }
-@media print {
-  body { font-size: 11pt; }
-  main { max-width: none; padding: 0; }
-  section { break-inside: auto; }
-  h2, h3 { break-after: avoid; }
-  figure, table, .cards { break-inside: avoid; }
-  .card, thead th { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-  .scroll { overflow: visible; }
-}
-"""
-
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-
-
-# --- small builders ---------------------------------------------------------------------------
-
-
-def html_table(
-    head: Sequence[str],
-    rows: Iterable[tuple[str, Sequence[str]]],
-    *,
-    text_columns: frozenset[int] = frozenset(),
-) -> str:
-    """A table; ``head`` and cells are already-escaped HTML, each row has a CSS class."""
-    out = ["<div class='scroll'><table><thead><tr>"]
-    out += [
-        f"<th class='text'>{h}</th>" if i in text_columns else f"<th>{h}</th>"
-        for i, h in enumerate(head)
-    ]
-    out.append("</tr></thead><tbody>")
-    for cls, cells in rows:
-        out.append(f"<tr class='{cls}'>" if cls else "<tr>")
-        for i, cell in enumerate(cells):
-            out.append(f"<td class='text'>{cell}</td>" if i in text_columns else f"<td>{cell}</td>")
-        out.append("</tr>")
-    out.append("</tbody></table></div>")
-    return "".join(out)
-
-
-def html_figure(uri: str | None, alt: str, caption: str, empty: str) -> str:
-    if uri is None:
-        return f"<p class='empty'>{esc(empty)}</p>"
-    return (
-        f"<figure><img src='{uri}' alt='{esc(alt)}'>"
-        f"<figcaption>{esc(caption)}</figcaption></figure>"
-    )
-
-
-def html_meta(items: Iterable[tuple[str, str]]) -> str:
-    cells = "".join(f"<div><dt>{esc(k)}</dt><dd>{esc(v)}</dd></div>" for k, v in items)
-    return f"<dl class='meta'>{cells}</dl>"
 
 
 def _metric_cells(values: Mapping[str, float | None], names: Sequence[str]) -> list[str]:
@@ -138,11 +46,11 @@ def _metric_cells(values: Mapping[str, float | None], names: Sequence[str]) -> l
 # --- sections ---------------------------------------------------------------------------------
 
 
-def _header(r: Report) -> str:
+def _header_items(r: Report) -> list[tuple[str, str]]:
     rounds = str(len(r.rounds))
     if r.rounds_configured is not None and r.rounds_configured != len(r.rounds):
         rounds = f"{len(r.rounds)} of {r.rounds_configured}"
-    items = [
+    return [
         ("Dataset", r.dataset or MISSING),
         ("Parties", fmt_count(len(r.parties))),
         ("Rounds", rounds),
@@ -150,18 +58,6 @@ def _header(r: Report) -> str:
         ("fedsilo", r.version or MISSING),
         ("Wall time", fmt_duration(r.wall_time_s)),
     ]
-    return (
-        "<header><p class='eyebrow'>fedsilo · federated training report</p>"
-        f"<h1>{esc(r.job_name)}</h1>{html_meta(items)}</header>"
-    )
-
-
-def html_card(label: str, value: str, sub: str = "") -> str:
-    sub_html = f"<div class='sub'>{esc(sub)}</div>" if sub else ""
-    return (
-        f"<div class='card'><div class='label'>{esc(label)}</div>"
-        f"<div class='value'>{esc(value)}</div>{sub_html}</div>"
-    )
 
 
 def _headline(r: Report) -> str:
@@ -394,25 +290,22 @@ def _config(r: Report) -> str:
 def render_report(metrics: Mapping[str, Any]) -> str:
     """The report for one job's metrics (the ``metrics.json`` dict) as HTML text."""
     r = load(metrics)
-    title = f"{r.job_name} · fedsilo report"
-    body = "".join(
-        [
-            _header(r),
-            _headline(r),
-            _convergence(r),
-            privacy_section(metrics),  # "" without DP
-            _final(r),
-            _rounds(r),
-            _data(r),
-            _config(r),
-        ]
-    )
-    version = f" {r.version}" if r.version else ""
-    return (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{esc(title)}</title><style>{CSS}</style></head>"
-        f"<body><main>{body}<footer>Generated by fedsilo{esc(version)} from metrics.json. "
-        "Self-contained: no scripts, no external resources.</footer></main></body></html>\n"
+    sections = [
+        _headline(r),
+        _convergence(r),
+        privacy_section(metrics),  # "" without DP
+        _final(r),
+        _rounds(r),
+        _data(r),
+        _config(r),
+    ]
+    return render_page(
+        "training.html.j2",
+        title=f"{r.job_name} · fedsilo report",
+        eyebrow="federated training report",
+        heading=r.job_name,
+        meta=_header_items(r),
+        source="metrics.json",
+        version=r.version,
+        sections=[Markup(s) for s in sections],
     )

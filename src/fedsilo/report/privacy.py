@@ -1,6 +1,6 @@
 """The report's privacy section: epsilon spent per round (overall and per party).
 
-Present only when a round recorded a privacy spend (``rounds[i].privacy.epsilon``, see
+Present only when a round recorded a privacy spend (``history[i].privacy.epsilon``, see
 :mod:`fedsilo.results`); an empty string otherwise, so non-private jobs look as before.
 """
 
@@ -23,7 +23,7 @@ def _series(
     rounds: list[int] = []
     overall: list[float] = []
     parties: dict[str, list[tuple[int, float]]] = {}
-    for i, raw in enumerate(as_list(metrics.get("rounds"))):
+    for i, raw in enumerate(as_list(metrics.get("history"))):
         row = as_mapping(raw)
         privacy = as_mapping(row.get("privacy"))
         eps = as_number(privacy.get("epsilon"))

@@ -17,5 +17,5 @@ def binary_metrics(labels: npt.ArrayLike, scores: npt.ArrayLike) -> dict[str, fl
         fpr, tpr, _ = roc_curve(y, p)
         out["auc"] = float(roc_auc_score(y, p))
         out["ks"] = float(np.max(tpr - fpr))
-        out["log_loss"] = float(log_loss(y, p, labels=[0, 1]))
+        out["loss"] = float(log_loss(y, p, labels=[0, 1]))  # "loss" is the log loss everywhere
     return out

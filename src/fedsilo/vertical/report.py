@@ -1,17 +1,16 @@
 """A self-contained HTML report of a vertical job (hetero LR or SecureBoost).
 
-``render_report(doc)`` turns a vertical job's ``metrics.json`` document into one HTML page:
-the horizontal report's CSS and Content-Security-Policy (:mod:`fedsilo.report.page`), figures
-as inline PNG ``data:`` URIs (:func:`fedsilo.report.plots.to_data_uri`), no script and no
-external resource. Expected keys (every one but ``algorithm`` may be absent):
-
-``job``, ``kind`` (``"vertical"``), ``algorithm`` (``"hetero_lr"`` | ``"secureboost"``),
-``he_scheme``, ``alignment`` (``aligned``, ``train``, ``test``, ``local_rows``: party -> rows;
-``method``, ``"psi"`` when absent),
-``test`` / ``train`` / ``baseline`` (``auc``, ``ks``, ``accuracy``, ``f1``), optionally
-``guest`` and ``hosts``, ``wall_time_s``; hetero LR: ``loss_per_epoch``,
-``seconds_per_epoch``; SecureBoost: ``train_loss_per_tree``, ``valid_loss_per_tree``,
-``seconds_per_tree``.
+``render_report(doc)`` turns a vertical job's ``metrics.json`` document (the shared core of
+:mod:`fedsilo.result_doc` plus its ``vertical`` section) into one HTML page with the
+horizontal report's look and Content-Security-Policy, figures as inline PNG
+``data:`` URIs (:func:`fedsilo.report.plots.to_data_uri`), no script and no external resource:
+``templates/vertical.html.j2``, a child of the one page base (:mod:`fedsilo.report.html`).
+Read (every key may be absent): ``job.name``, ``final.global`` (held-out), ``baseline``,
+``history`` (``epoch``: ``taylor_loss``; ``tree``: ``train_loss``, ``valid_loss``; both
+``duration_s``), ``wall_time_s``, and ``vertical``: ``algorithm`` (``"hetero_lr"`` |
+``"secureboost"``), ``he_scheme``, ``guest``, ``hosts``, ``train``, ``alignment``
+(``aligned``, ``train``, ``test``, ``local_rows``: party -> rows; ``method``, ``"psi"`` when
+absent).
 """
 
 from __future__ import annotations
@@ -24,7 +23,14 @@ from matplotlib.ticker import MaxNLocator
 
 from fedsilo.report._fmt import MISSING, esc, fmt_count, fmt_duration, fmt_metric
 from fedsilo.report._model import as_count, as_list, as_mapping, as_number
-from fedsilo.report.page import CSP, CSS, html_card, html_figure, html_meta, html_table
+from fedsilo.report.html import (
+    Markup,
+    html_card,
+    html_figure,
+    html_meta,
+    html_table,
+    render_page,
+)
 from fedsilo.report.plots import (
     BASELINE_COLOR,
     GLOBAL_COLOR,
@@ -37,7 +43,7 @@ from fedsilo.report.plots import (
 __all__ = ["render_report"]
 
 METRICS = ("auc", "ks", "accuracy", "f1")
-LABELS = {"auc": "AUC", "ks": "KS", "accuracy": "Accuracy", "f1": "F1", "log_loss": "Log loss"}
+LABELS = {"auc": "AUC", "ks": "KS", "accuracy": "Accuracy", "f1": "F1", "loss": "Log loss"}
 TRAIN_COLOR = "#7f9cc9"
 NAMES = {"hetero_lr": "hetero logistic regression", "secureboost": "SecureBoost"}
 MODEL_PARTS = {
@@ -58,27 +64,40 @@ def _numbers(value: Any) -> list[float]:
     return [math.nan if as_number(v) is None else float(v) for v in as_list(value)]
 
 
-def _metrics(doc: Mapping[str, Any], key: str) -> dict[str, float]:
-    raw = as_mapping(doc.get(key))
-    out = {str(k): as_number(v) for k, v in raw.items()}
+def _metrics(raw: Any) -> dict[str, float]:
+    out = {str(k): as_number(v) for k, v in as_mapping(raw).items()}
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _section(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    return as_mapping(doc.get("vertical"))
+
+
+def _algorithm(doc: Mapping[str, Any]) -> str:
+    return str(_section(doc).get("algorithm") or "hetero_lr")
+
+
+def _steps(doc: Mapping[str, Any], key: str) -> list[float]:
+    """``key`` of every history entry (a loss, or ``duration_s``), NaN where missing."""
+    entries = [as_mapping(e) for e in as_list(doc.get("history"))]
+    return _numbers([e.get(key) for e in entries]) if any(key in e for e in entries) else []
 
 
 def _curves(doc: Mapping[str, Any], algorithm: str) -> tuple[str, list[tuple[str, list[float]]]]:
     if algorithm == "secureboost":
         curves = [
-            ("training loss", _numbers(doc.get("train_loss_per_tree"))),
-            ("validation loss", _numbers(doc.get("valid_loss_per_tree"))),
+            ("training loss", _steps(doc, "train_loss")),
+            ("validation loss", [v for v in _steps(doc, "valid_loss") if not math.isnan(v)]),
         ]
         return "tree", [(n, c) for n, c in curves if c]
-    curve = _numbers(doc.get("loss_per_epoch"))
+    curve = _steps(doc, "taylor_loss")
     return "epoch", [("Taylor loss (training)", curve)] if curve else []
 
 
 def loss_plot(doc: Mapping[str, Any], algorithm: str) -> str | None:
     """Loss per epoch (hetero LR) or per tree (SecureBoost), plus seconds per step."""
     unit, curves = _curves(doc, algorithm)
-    seconds = _numbers(doc.get(f"seconds_per_{unit}"))
+    seconds = _steps(doc, "duration_s")
     if not curves and not seconds:
         return None
     fig = new_figure(10.0, 3.4)
@@ -138,10 +157,11 @@ def metrics_plot(rows: Sequence[tuple[str, Mapping[str, float]]]) -> str | None:
 
 
 def _parties(doc: Mapping[str, Any], algorithm: str) -> str:
-    align = as_mapping(doc.get("alignment"))
+    section = _section(doc)
+    align = as_mapping(section.get("alignment"))
     local = {str(k): as_count(v) for k, v in as_mapping(align.get("local_rows")).items()}
-    guest = doc.get("guest") if isinstance(doc.get("guest"), str) else None
-    hosts = [str(h) for h in as_list(doc.get("hosts"))]
+    guest = section.get("guest") if isinstance(section.get("guest"), str) else None
+    hosts = [str(h) for h in as_list(section.get("hosts"))]
     names = list(dict.fromkeys([*([guest] if guest else []), *hosts, *local]))
     items = [
         ("Aligned customers", fmt_count(as_count(align.get("aligned")))),
@@ -176,13 +196,14 @@ def _parties(doc: Mapping[str, Any], algorithm: str) -> str:
 
 
 def _results(doc: Mapping[str, Any], algorithm: str) -> str:
-    test, train, base = (_metrics(doc, k) for k in ("test", "train", "baseline"))
+    test = _metrics(as_mapping(doc.get("final")).get("global"))
+    train, base = _metrics(_section(doc).get("train")), _metrics(doc.get("baseline"))
     rows = [(label, m) for label, m in (("federated, held-out", test),) if m]
     if train:
         rows.append(("federated, training rows", train))
     if base:
         rows.append(("centralized baseline, held-out", base))
-    extra = ["log_loss"] if any("log_loss" in m for _, m in rows) else []
+    extra = ["loss"] if any("loss" in m for _, m in rows) else []
     names = [*METRICS, *extra]
     cards = [
         html_card(f"Held-out {LABELS[m]}", fmt_metric(test[m]), sub)
@@ -226,7 +247,7 @@ def _results(doc: Mapping[str, Any], algorithm: str) -> str:
 
 def _training(doc: Mapping[str, Any], algorithm: str) -> str:
     unit = "tree" if algorithm == "secureboost" else "epoch"
-    seconds = [s for s in _numbers(doc.get(f"seconds_per_{unit}")) if not math.isnan(s)]
+    seconds = [s for s in _steps(doc, "duration_s") if not math.isnan(s)]
     summary = ""
     if seconds:
         summary = (
@@ -244,25 +265,24 @@ def _training(doc: Mapping[str, Any], algorithm: str) -> str:
 
 def render_report(doc: Mapping[str, Any]) -> str:
     """The report for one vertical job's ``metrics.json`` document, as HTML text."""
-    algorithm = str(doc.get("algorithm") or "hetero_lr")
-    job = str(doc.get("job") or "vertical job")
-    scheme = str(doc.get("he_scheme") or MISSING)
+    algorithm, section = _algorithm(doc), _section(doc)
+    job = str(as_mapping(doc.get("job")).get("name") or "vertical job")
+    scheme = str(section.get("he_scheme") or MISSING)
+    rows = as_mapping(as_mapping(section.get("alignment")).get("local_rows"))
     items = [
         ("Algorithm", NAMES.get(algorithm, algorithm)),
         ("Encryption", {"ckks": "CKKS", "paillier": "Paillier"}.get(scheme, scheme)),
-        ("Parties", fmt_count(len(as_mapping(as_mapping(doc.get("alignment")).get("local_rows"))))),
+        ("Parties", fmt_count(len(rows))),
         ("Wall time", fmt_duration(as_number(doc.get("wall_time_s")))),
     ]
-    header = (
-        "<header><p class='eyebrow'>fedsilo · vertical training report</p>"
-        f"<h1>{esc(job)}</h1>{html_meta(items)}</header>"
-    )
-    body = header + _results(doc, algorithm) + _training(doc, algorithm) + _parties(doc, algorithm)
-    return (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{esc(job)} · fedsilo vertical report</title><style>{CSS}</style></head>"
-        f"<body><main>{body}<footer>Generated by fedsilo from metrics.json. Self-contained: "
-        "no scripts, no external resources.</footer></main></body></html>\n"
+    sections = [_results(doc, algorithm), _training(doc, algorithm), _parties(doc, algorithm)]
+    return render_page(
+        "vertical.html.j2",
+        title=f"{job} · fedsilo vertical report",
+        eyebrow="vertical training report",
+        heading=job,
+        meta=items,
+        source="metrics.json",
+        version=str(doc["fedsilo_version"]) if doc.get("fedsilo_version") else None,
+        sections=[Markup(s) for s in sections],
     )

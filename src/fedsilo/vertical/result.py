@@ -1,4 +1,4 @@
-"""A vertical job's results: metrics.json (self-describing), report.html/.md and model parts.
+"""A vertical job's results: metrics.json (the shared core), metrics.csv, report.html, model parts.
 
 The same :class:`VerticalResult` is written by ``fedsilo simulate`` (with every party's part
 under ``models/``, since the simulated parties live in this process) and by the deployed
@@ -8,17 +8,19 @@ server (metrics and report only: each party process keeps its own part, see
 
 from __future__ import annotations
 
-import json
+import csv
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedsilo.result_doc import core, finite, write_json
 from fedsilo.vertical.config import VerticalAlgorithm, VerticalJobConfig
 from fedsilo.vertical.report import render_report
 from fedsilo.vertical.runner import VerticalOutcome
 
 METRIC_KEYS = ("auc", "ks", "accuracy", "f1")
+CSV_METRICS = ("loss", "accuracy", "f1", "auc", "ks", "examples")
 ModelWriter = Callable[[str, Path], Path]
 
 
@@ -60,53 +62,105 @@ class VerticalResult:
     def alignment(self) -> dict[str, Any]:
         return self.outcome.alignment.report()
 
+    @property
+    def final_global(self) -> dict[str, float]:
+        """Held-out metrics of the federated model (the shared ``final.global``)."""
+        return self.outcome.test
+
+    def history(self) -> list[dict[str, Any]]:
+        """One entry per epoch (hetero LR: Taylor loss) or tree (SecureBoost: log losses)."""
+        h = self.outcome.history
+        if self.job.algorithm is VerticalAlgorithm.SECUREBOOST:
+            train, valid = h.get("train_loss_per_tree", []), h.get("valid_loss_per_tree", [])
+            seconds = h.get("seconds_per_tree", [])
+            return [
+                {
+                    "tree": t + 1,
+                    "train_loss": loss,
+                    "valid_loss": valid[t] if t < len(valid) else None,
+                    "duration_s": seconds[t] if t < len(seconds) else None,
+                }
+                for t, loss in enumerate(train)
+            ]
+        losses, seconds = h.get("loss_per_epoch", []), h.get("seconds_per_epoch", [])
+        return [
+            {
+                "epoch": e + 1,
+                "taylor_loss": loss,
+                "duration_s": seconds[e] if e < len(seconds) else None,
+            }
+            for e, loss in enumerate(losses)
+        ]
+
     def metrics_json(self) -> dict[str, Any]:
+        """The shared core (:mod:`fedsilo.result_doc`) and a ``vertical`` section beside it."""
         job = self.job
-        out: dict[str, Any] = {
-            "job": job.name,
-            "kind": "vertical",
+        out = core(
+            job,
+            final_global=self.outcome.test,
+            final_parties={},  # only the guest holds labels: no per-party evaluation
+            baseline=self.baseline,
+            history=self.history(),
+            wall_time_s=self.wall_time_s,
+        )
+        section: dict[str, Any] = {
             "algorithm": job.algorithm.value,
             "he_scheme": job.he.scheme.value,
-            "seed": job.seed,
             "guest": job.guest.name,
             "hosts": [h.name for h in job.hosts],
             "alignment": self.alignment,
-            "test": self.outcome.test,
             "train": self.outcome.train,
-            "baseline": self.baseline,
+            "baseline_train": self.baseline_train,
         }
-        if self.baseline_train is not None:
-            out["baseline_train"] = self.baseline_train
         if job.algorithm is VerticalAlgorithm.SECUREBOOST:
-            out["params"] = job.secureboost.model_dump()
-            out["n_trees"] = self.outcome.n_trees
+            section["n_trees"] = self.outcome.n_trees
         else:
-            out["params"] = job.hetero_lr.model_dump()
-            out["epochs_run"] = len(self.losses)
-            out["converged"] = self.outcome.converged
-        out.update(self.outcome.history)
-        out["model_parts"] = self.outcome.model_parts
-        out["wall_time_s"] = self.wall_time_s
+            section["epochs_run"] = len(self.losses)
+            section["converged"] = self.outcome.converged
+        section["model_parts"] = self.outcome.model_parts
+        out["vertical"] = finite(section)
         return out
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """metrics.json, report.html (plots inline), report.md (text summary) and (simulation)
-        one model part per party under models/."""
+        """metrics.json, metrics.csv, report.html (plots inline) and, in simulation, one model
+        part per party under ``models/`` (key ``model``); the keys of every result's save()."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths: dict[str, Path] = {}
         if self.model_writers:
-            (out / "models").mkdir(exist_ok=True)
+            paths["model"] = out / "models"
+            paths["model"].mkdir(exist_ok=True)
         for name, (suffix, write) in self.model_writers.items():
-            paths[f"model:{name}"] = write(name, out / "models" / f"{name}{suffix}")
+            write(name, out / "models" / f"{name}{suffix}")
         doc = self.metrics_json()
         paths["metrics_json"] = out / "metrics.json"
-        paths["metrics_json"].write_text(json.dumps(doc, indent=2))
-        paths["report_html"] = out / "report.html"
-        paths["report_html"].write_text(render_report(doc), encoding="utf-8")
-        paths["report"] = out / "report.md"
-        paths["report"].write_text(self.report())
+        write_json(paths["metrics_json"], doc)
+        paths["metrics_csv"] = out / "metrics.csv"
+        self._write_csv(paths["metrics_csv"], doc)
+        paths["report"] = out / "report.html"
+        paths["report"].write_text(render_report(doc), encoding="utf-8")
         return paths
+
+    def _write_csv(self, path: Path, doc: Mapping[str, Any]) -> None:
+        """One row per epoch or tree (its losses, seconds), then the final metrics per model."""
+        unit = "tree" if self.job.algorithm is VerticalAlgorithm.SECUREBOOST else "epoch"
+        steps = ["train_loss", "valid_loss"] if unit == "tree" else ["taylor_loss"]
+        with path.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow([unit, "scope", *steps, "duration_s", *CSV_METRICS])
+            for entry in doc["history"]:
+                cells = [entry.get(k) for k in (*steps, "duration_s")]
+                writer.writerow([entry[unit], "training", *_cells(cells), *[""] * len(CSV_METRICS)])
+            v = doc["vertical"]
+            for scope, metrics in (
+                ("global", doc["final"]["global"]),
+                ("train", v["train"]),
+                ("baseline", doc["baseline"]),
+                ("baseline_train", v["baseline_train"]),
+            ):
+                if metrics:
+                    row = [metrics.get(k) for k in CSV_METRICS]
+                    writer.writerow(["", scope, *[""] * (len(steps) + 1), *_cells(row)])
 
     def table_rows(self) -> list[tuple[str, Mapping[str, float]]]:
         fed, central = model_label(self.job.algorithm)
@@ -115,48 +169,6 @@ class VerticalResult:
             rows.append((central, self.baseline))
         return rows
 
-    def report(self) -> str:
-        job, a = self.job, self.alignment
-        lines = [
-            f"# {job.name}: vertical {job.algorithm.value} ({job.he.scheme.value})",
-            "",
-            f"Guest: {job.guest.name}; hosts: {', '.join(h.name for h in job.hosts)}.",
-            f"Aligned customers: {a['aligned']} (train {a['train']}, held out {a['test']}); "
-            f"rows per party: {a['local_rows']}.",
-            "",
-        ]
-        h = self.outcome.history
-        if job.algorithm is VerticalAlgorithm.SECUREBOOST:
-            valid = h.get("valid_loss_per_tree", [])
-            lines += [
-                "| tree | train log loss | validation log loss | seconds |",
-                "|---|---|---|---|",
-            ]
-            for t, (loss, s) in enumerate(
-                zip(h.get("train_loss_per_tree", []), h.get("seconds_per_tree", []), strict=False)
-            ):
-                v = f"{valid[t]:.6f}" if t < len(valid) else "-"
-                lines.append(f"| {t} | {loss:.6f} | {v} | {s:.2f} |")
-        else:
-            lines += ["| epoch | Taylor loss | seconds |", "|---|---|---|"]
-            lines += [
-                f"| {e} | {loss:.6f} | {s:.2f} |"
-                for e, (loss, s) in enumerate(
-                    zip(h.get("loss_per_epoch", []), h.get("seconds_per_epoch", []), strict=True)
-                )
-            ]
-        lines += [
-            "",
-            "| model (held-out) | " + " | ".join(METRIC_KEYS) + " |",
-            "|---" * (len(METRIC_KEYS) + 1) + "|",
-        ]
-        for name, m in self.table_rows():
-            lines.append(
-                f"| {name} | "
-                + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in METRIC_KEYS)
-                + " |"
-            )
-        if self.outcome.train is not None:
-            lines += ["", f"Training AUC: {self.outcome.train.get('auc', float('nan')):.4f}."]
-        lines += ["", "Each party's model part stays with that party (see model_parts)."]
-        return "\n".join(lines) + "\n"
+
+def _cells(values: list[Any]) -> list[Any]:
+    return ["" if v is None else v for v in values]
