@@ -3,8 +3,9 @@
     .venv/bin/python bench/secagg_overhead.py [--sizes 10 50 100] [--params 100000]
 
 Protocol: the same N random updates of ``--params`` values are summed plainly (weighted
-numpy sum, what FedAvg does) and through the SecAgg/SecAgg+ state machines (quantize, key
-agreement, Shamir, AES-GCM, AES-CTR masks, unmask), all parties in this process, one core;
+numpy sum, what FedAvg does) and through the SecAgg/SecAgg+ state machines (quantize, signed
+key advertisements, key agreement, Shamir, AES-GCM, AES-CTR masks, the signed consistency
+round, unmask), all parties in this process, one core;
 ``x`` is secure time / plain time. Bytes per party: what one party sends and receives,
 as encoded messages. Round: one full simulated round (train + aggregate + evaluate) on
 mnist-5k with an MLP of ~102k parameters, plain vs secure, 0% and 20% of parties dropping
@@ -21,20 +22,15 @@ import numpy as np
 import torch
 
 from fedsilo.config import parse_job
-from fedsilo.privacy.secagg.protocol import (
-    PartyRound,
-    RoundSetup,
-    ServerRound,
-    default_degree,
-    neighbour_graph,
-    threshold_for,
-)
+from fedsilo.privacy.secagg import wire
+from fedsilo.privacy.secagg.identity import simulated_identities
+from fedsilo.privacy.secagg.protocol import PartyRound, ServerRound
 from fedsilo.privacy.secagg.quantize import Quantizer
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.coordinator import Coordinator, RoundRecord
 from fedsilo.runtime.party import PartyAgent
 from fedsilo.runtime.transport import Gathered, InProcessTransport
-from fedsilo.simulation import load_simulated_data
+from fedsilo.simulation import load_simulated_data, simulated_party_identities
 
 
 def protocol_cost(n: int, d: int, plus: bool, dropout: float) -> tuple[float, float, float]:
@@ -48,18 +44,19 @@ def protocol_cost(n: int, d: int, plus: bool, dropout: float) -> tuple[float, fl
 
     t0 = time.perf_counter()
     names = [f"p{i:03d}" for i in range(n)]
-    graph = neighbour_graph(names, default_degree(n) if plus else n - 1, seed=1)
-    k = len(graph[names[0]])
-    setup = RoundSetup(
-        b"bench",
-        {p: i + 1 for i, p in enumerate(names)},
-        graph,
-        threshold_for(k + 1, 0.5),
-        32,
-        d + 1,
+    setup = wire.plan_round(
+        names,
+        plus=plus,
+        neighbours=None,
+        threshold=0.5,
+        bits=32,
+        length=d + 1,
+        tag="bench",
+        graph_seed=1,
     )
     quant = Quantizer(4.0, 32, n)
-    parties = {p: PartyRound(p, setup) for p in names}
+    ids = simulated_identities(names)
+    parties = {p: PartyRound(ids[p], setup) for p in names}
     server = ServerRound(setup)
     routed = server.route_keys({p: r.advertise() for p, r in parties.items()})
     inbox = server.route_shares({p: parties[p].share(ks) for p, ks in routed.items()})
@@ -73,8 +70,11 @@ def protocol_cost(n: int, d: int, plus: bool, dropout: float) -> tuple[float, fl
         vec = quant.encode(np.concatenate([updates[i] * w, [w]]), np.random.default_rng(i))
         masked[p] = parties[p].mask(inbox[p], vec)
     alive, _ = server.collect(masked)
+    relayed = server.route_confirmations(
+        {p: parties[p].confirm(server.confirm_request()) for p in alive}
+    )
     total = quant.decode_sum(
-        server.unmask({p: parties[p].unmask(*server.unmask_request(p)) for p in alive}), len(alive)
+        server.unmask({p: parties[p].unmask(relayed[p]) for p in alive}), len(alive)
     )
     secure = total[:-1] / total[-1]
     secure_s = time.perf_counter() - t0
@@ -138,7 +138,8 @@ def full_round(n: int, secure: bool, dropout: float) -> tuple[float, float, floa
         source="bench",
     )
     data = load_simulated_data(job)
-    agents = {name: PartyAgent(name, d) for name, d in data.parties.items()}
+    ids = simulated_party_identities(job, data.parties)
+    agents = {name: PartyAgent(name, d, identity=ids[name]) for name, d in data.parties.items()}
     names = sorted(agents)
     drop = set(names[:: max(1, round(1 / dropout))][: round(dropout * n)]) if dropout else set()
     transport = _Counting(InProcessTransport(agents), set())

@@ -146,8 +146,11 @@ class SecureAggregationConfig(Strict):
     """Secure aggregation: the coordinator learns only the sum of the round's survivors.
 
     ``threshold`` is the fraction of each party's share group (its neighbours and itself)
-    that must survive for the round to unmask; ``neighbours`` (secagg+ only) defaults to the
-    even number >= 3 log2(selected parties). Updates are clipped to ``[-clip_range,
+    that must survive for the round to unmask, raised to the least every party accepts;
+    ``neighbours`` (secagg+ only) defaults to the even number >= 3 log2(selected parties),
+    raised to what the parties' declared rates need. ``dropout_rate`` and ``corruption_rate``
+    are each party's own declaration (simulation: this job file stands in for every party's
+    config; a deployed party reads its party.toml). Updates are clipped to ``[-clip_range,
     clip_range]`` per coordinate and quantized into the ring Z_{2^bits} (docs/privacy.md).
     """
 
@@ -157,6 +160,17 @@ class SecureAggregationConfig(Strict):
     neighbours: int | None = Field(default=None, ge=2)
     clip_range: float = Field(default=4.0, gt=0)
     bits: int = Field(default=32, ge=16, le=48)
+    dropout_rate: float = Field(default=0.2, ge=0, lt=1)
+    corruption_rate: float = Field(default=0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _rates(self) -> SecureAggregationConfig:
+        if self.dropout_rate + self.corruption_rate > 0.9:
+            raise ValueError(
+                "privacy.secure_aggregation: dropout_rate + corruption_rate must be at most 0.9 "
+                "(no secure graph exists beyond that)"
+            )
+        return self
 
 
 # ----------------------------------------------------------------- (keep the two apart for merges)

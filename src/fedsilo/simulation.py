@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -33,6 +33,8 @@ from fedsilo.data.tabular import read_party_table
 from fedsilo.errors import ConfigError
 from fedsilo.models import Params, build_model, set_params
 from fedsilo.privacy.guard import PartyPrivacy
+from fedsilo.privacy.secagg.identity import Identity, simulated_identities
+from fedsilo.privacy.secagg.params import ThreatModel
 from fedsilo.results import Result
 from fedsilo.runtime.coordinator import Coordinator, RoundRecord, local_train_config
 from fedsilo.runtime.party import LocalData, PartyAgent, split_holdout
@@ -281,6 +283,15 @@ def simulated_party_privacy(job: JobConfig, party: str, audit_dir: Path | None) 
     )
 
 
+def simulated_party_identities(job: JobConfig, names: Iterable[str]) -> dict[str, Identity]:
+    """One signing identity per simulated party, created with it, and the shared roster.
+
+    The job's ``[privacy.secure_aggregation]`` rates stand in for each party's own.
+    """
+    sa = job.privacy.secure_aggregation
+    return simulated_identities(names, ThreatModel(sa.dropout_rate, sa.corruption_rate))
+
+
 @dataclass(frozen=True)
 class Progress:
     """Callbacks a simulation calls as it goes (each optional): horizontal rounds, vertical
@@ -370,8 +381,11 @@ def simulate_horizontal(
     """Run a horizontal job with every party simulated in this process (:func:`simulate`)."""
     started = time.monotonic()
     sim = load_simulated_data(job)
+    identities = simulated_party_identities(job, sim.parties)
     agents = {
-        name: PartyAgent(name, data, simulated_party_privacy(job, name, audit_dir))
+        name: PartyAgent(
+            name, data, simulated_party_privacy(job, name, audit_dir), identity=identities[name]
+        )
         for name, data in sim.parties.items()
     }
     evaluator = TestSetEvaluator(sim.test) if sim.test is not None else None

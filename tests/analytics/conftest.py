@@ -9,6 +9,7 @@ import pandas as pd
 from fedsilo.analytics.config import AnalyticsJob, parse_analytics_job
 from fedsilo.analytics.handler import AnalyticsAgent
 from fedsilo.analytics.local import PartyTable
+from fedsilo.privacy.secagg.identity import simulated_identities
 from fedsilo.runtime.transport import InProcessTransport
 
 REGIONS = ["north", "south", "east", "west"]
@@ -32,9 +33,12 @@ def make_job(num_parties: int, privacy: dict[str, Any] | None = None, **extra: A
 
 
 def transport_for(job: AnalyticsJob, frames: list[pd.DataFrame]) -> InProcessTransport:
+    ids = simulated_identities(f"p{i}" for i in range(len(frames)))
     return InProcessTransport(
         {
-            f"p{i}": AnalyticsAgent(f"p{i}", PartyTable(f"frame {i}", frame=f), job)
+            f"p{i}": AnalyticsAgent(
+                f"p{i}", PartyTable(f"frame {i}", frame=f), job, identity=ids[f"p{i}"]
+            )
             for i, f in enumerate(frames)
         }
     )

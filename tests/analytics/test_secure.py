@@ -25,6 +25,7 @@ from fedsilo.analytics.plan import make_plan
 from fedsilo.analytics.run import collect, public_job, run_query
 from fedsilo.analytics.sql import parse_query
 from fedsilo.errors import AggregationError, ConfigError, DataError, ErrorCode, ProtocolError
+from fedsilo.privacy.secagg.identity import simulated_identities
 from fedsilo.protocol.messages import Fault, Message, TaskKind
 from fedsilo.runtime.transport import Gathered, InProcessTransport, Transport
 
@@ -161,8 +162,8 @@ def test_the_coordinator_never_receives_a_party_statistics_array(tmp_path: Path)
     rec = Recording(transport_for(job, frames))
     run_query(job, sql, transport=rec, ledger_dir=tmp_path)
     steps = [str(m.body["secagg"]["step"]) for m in rec.sent]
-    assert steps == [s for s in ("keys", "shares", "mask", "unmask") for _ in range(4)]
-    assert [m.kind for m in rec.received] == [TaskKind.QUERY] * 16
+    assert steps == [s for s in ("keys", "shares", "mask", "confirm", "unmask") for _ in range(4)]
+    assert [m.kind for m in rec.received] == [TaskKind.QUERY] * 20
     own = {f"p{i}": fp.encode(own_statistics(plan, f)) for i, f in enumerate(frames)}
     for reply in rec.received:
         assert "stats" not in reply.arrays and "statistics" not in reply.arrays
@@ -181,7 +182,7 @@ def own_statistics(plan: Any, df: pd.DataFrame) -> np.ndarray:
     return local_statistics(plan, PartyTable("f", frame=df), party="x")
 
 
-@pytest.mark.parametrize("step", ["keys", "shares", "mask", "unmask"])
+@pytest.mark.parametrize("step", ["keys", "shares", "mask", "confirm", "unmask"])
 @pytest.mark.parametrize("how", ["drop", "error"])
 def test_a_party_failing_mid_protocol_aborts_naming_it(step: str, how: str, tmp_path: Path) -> None:
     frames = random_frames(3, 40)
@@ -219,8 +220,9 @@ def test_a_party_failing_mid_protocol_aborts_naming_it(step: str, how: str, tmp_
 def test_a_party_that_crashes_or_answers_garbage_aborts_cleanly(tmp_path: Path) -> None:
     frames = random_frames(3, 30)
     job = make_job(3, secure())
+    ids = simulated_identities(["p0", "p1", "p2"])
     agents = {
-        f"p{i}": AnalyticsAgent(f"p{i}", PartyTable(f"f{i}", frame=f), job)
+        f"p{i}": AnalyticsAgent(f"p{i}", PartyTable(f"f{i}", frame=f), job, identity=ids[f"p{i}"])
         for i, f in enumerate(frames)
     }
 

@@ -147,6 +147,12 @@ class Deployment:
         ]
         if data is not None:
             lines.append(f'data = "{data}"')
+        identity = self.certs / f"{party}.identity.key"
+        if identity.exists():  # written by make_pki (fedsilo certs issue party)
+            lines += [
+                f'secure_aggregation.identity_key = "{identity}"',
+                f'secure_aggregation.roster = "{self.certs / "identities.toml"}"',
+            ]
         if self.mtls:
             lines += [
                 f'cert = "{self.certs / (party + ".pem")}"',

@@ -15,6 +15,7 @@ from fedsilo.analytics.run import public_job, run_query
 from fedsilo.analytics.sql import parse_query
 from fedsilo.deploy.party_tasks import PartyAnalytics, TaskRouter
 from fedsilo.errors import ErrorCode, ProtocolError
+from fedsilo.privacy.secagg.identity import simulated_identities
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.protocol.serve import Reply
 from fedsilo.runtime.party import TRAINING_KINDS
@@ -100,12 +101,15 @@ SECURE_DP = {
 
 def _secure_parties(tmp_path: Path, budgets: dict[str, float]) -> dict[str, PartyAnalytics]:
     out = {}
+    ids = simulated_identities(budgets)
     for i, (name, budget) in enumerate(budgets.items()):
         csv = tmp_path / f"{name}.csv"
         pd.DataFrame(
             {"region": ["north", "south", "east"][: i + 1], "amount": [10.0, 20.0, 30.0][: i + 1]}
         ).to_csv(csv, index=False)
-        out[name] = PartyAnalytics(name, {"t": csv}, tmp_path / f"ledger-{name}", budget)
+        out[name] = PartyAnalytics(
+            name, {"t": csv}, tmp_path / f"ledger-{name}", budget, identity=ids[name]
+        )
     return out
 
 

@@ -27,6 +27,7 @@ from fedsilo.analytics.local import PartyTable, connect, local_statistics
 from fedsilo.analytics.plan import QueryPlan
 from fedsilo.analytics.secure import SecureParty, secure_spec
 from fedsilo.errors import ProtocolError, RefusedError
+from fedsilo.privacy.secagg.identity import Identity
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.protocol.serve import Route, serve
 
@@ -35,14 +36,20 @@ log = logging.getLogger(__name__)
 
 class AnalyticsAgent:
     def __init__(
-        self, name: str, table: PartyTable, job: AnalyticsJob, *, threads: int = 1
+        self,
+        name: str,
+        table: PartyTable,
+        job: AnalyticsJob,
+        *,
+        threads: int = 1,
+        identity: Identity | None = None,
     ) -> None:
         self.name = name
         self._table = table
         self._job = job
         self._threads = threads
         self._con: duckdb.DuckDBPyConnection | None = None  # opened on the first query
-        self._secure = SecureParty(name)  # secure-aggregation state, per query id
+        self._secure = SecureParty(name, identity)  # secure-aggregation state, per query id
         self.routes: dict[TaskKind, Route] = {TaskKind.QUERY: self.query}
         self._serve = serve(name, self.routes)
 
@@ -72,5 +79,5 @@ class AnalyticsAgent:
         body = {"groups": int(stats.shape[0]), "statistics": int(stats.shape[1])}
         if spec is not None:
             fp = FixedPoint.for_plan(plan, sa.max_rows)
-            return body | self._secure.start(spec, stats, fp), {}
+            return body | self._secure.start(spec, stats, fp, job_id=task.job_id), {}
         return body, {"stats": stats}

@@ -35,6 +35,7 @@ from fedsilo.analytics.plan import Block, QueryPlan, make_plan
 from fedsilo.analytics.secure import check_parties, secure_collect, secure_notice
 from fedsilo.analytics.sql import Agg, Aggregate, parse_query
 from fedsilo.errors import ConfigError, ProtocolError
+from fedsilo.privacy.secagg.identity import simulated_identities
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import InProcessTransport, Transport
 
@@ -117,7 +118,11 @@ def party_tables(job: AnalyticsJob) -> dict[str, PartyTable]:
 
 
 def simulation_transport(job: AnalyticsJob) -> InProcessTransport:
-    return InProcessTransport({n: AnalyticsAgent(n, t, job) for n, t in party_tables(job).items()})
+    tables = party_tables(job)
+    ids = simulated_identities(tables)  # one signing key per simulated party, one roster
+    return InProcessTransport(
+        {n: AnalyticsAgent(n, t, job, identity=ids[n]) for n, t in tables.items()}
+    )
 
 
 def query(

@@ -2,7 +2,7 @@
 
 With ``[privacy.secure_aggregation] enabled = true`` no QUERY reply carries a ``stats`` array.
 The query runs the SecAgg / SecAgg+ state machines of :mod:`fedsilo.privacy.secagg.protocol`
-(the ones training uses; bodies from :mod:`fedsilo.privacy.secagg.wire`) as four
+(the ones training uses; bodies from :mod:`fedsilo.privacy.secagg.wire`) as five
 ``Transport.exchange`` rounds of QUERY tasks, each marked ``body["secagg"]["step"]``:
 
 0. ``keys``: the plan and the round setup; each party checks the plan, computes its
@@ -11,7 +11,9 @@ The query runs the SecAgg / SecAgg+ state machines of :mod:`fedsilo.privacy.seca
 1. ``shares``: the party's neighbours' keys in, its encrypted Shamir shares out;
 2. ``mask``: the ciphertexts addressed to it in, its masked statistics out (**the moment its
    statistics leave**: a deployed party charges its ledger here);
-3. ``unmask``: the survivors (all parties) in, its share reveals out.
+3. ``confirm``: the survivor set in (the party refuses anything short of every party: a query
+   never tolerates a dropout), its signature on the set out (the consistency round);
+4. ``unmask``: its neighbours' signed confirmations in, its share reveals out.
 
 The coordinator removes the masks and decodes the sum. A query needs every party (a partial
 sum is a different, biased answer): a party that fails or drops at any step aborts the query
@@ -38,11 +40,13 @@ from fedsilo.analytics.plan import QueryPlan
 from fedsilo.config import SecAggVariant
 from fedsilo.errors import ConfigError, ProtocolError
 from fedsilo.privacy.secagg import wire
+from fedsilo.privacy.secagg.identity import Identity
+from fedsilo.privacy.secagg.party_side import require_identity
 from fedsilo.privacy.secagg.protocol import PartyRound, ServerRound
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import Transport
 
-STEPS = ("keys", "shares", "mask", "unmask")
+STEPS = ("keys", "shares", "mask", "confirm", "unmask")
 T = TypeVar("T")
 MAX_PENDING = 16  # queries a party keeps protocol state for (oldest dropped first)
 
@@ -143,7 +147,7 @@ def secure_collect(
     # 0: the plan; each party computes and encodes its statistics, advertises its keys
     replies = _step(
         transport,
-        {p: task("keys", wire.setup_body(rs, p), query_body) for p in names},
+        {p: task("keys", wire.setup_body(rs), query_body) for p in names},
         "keys",
         timeout,
     )
@@ -171,10 +175,19 @@ def secure_collect(
     survivors, dropped = server.collect(masked)
     if dropped or len(survivors) != len(names):
         raise ProtocolError(f"secure aggregation aborted at step 'mask': {dropped} dropped")
-    # 3: every party reveals the shares that remove the self-masks
+    # 3: consistency round: every party signs the survivor set (all of them)
     replies = _step(
         transport,
-        {p: task("unmask", wire.unmask_body(server, p)) for p in survivors},
+        {p: task("confirm", wire.confirm_body(server)) for p in survivors},
+        "confirm",
+        timeout,
+    )
+    confirmed = _parsed(replies, "confirm", lambda r: wire.parse_confirm_reply(r.body))
+    relayed = server.route_confirmations(confirmed)
+    # 4: every party reveals the shares that remove the self-masks
+    replies = _step(
+        transport,
+        {p: task("unmask", wire.unmask_body(cs)) for p, cs in relayed.items()},
         "unmask",
         timeout,
     )
@@ -221,22 +234,26 @@ class SecureParty:
     unfinished queries are kept (an aborted query's state ages out).
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, identity: Identity | None = None) -> None:
         self.name = name
+        self._identity = identity
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._lock = threading.Lock()
 
-    def start(self, spec: Mapping[str, Any], stats: np.ndarray, fp: FixedPoint) -> dict[str, str]:
+    def start(
+        self, spec: Mapping[str, Any], stats: np.ndarray, fp: FixedPoint, *, job_id: str
+    ) -> dict[str, str]:
         """Step ``keys``: encode the statistics, keep them, advertise this query's keys."""
         query = self._query(spec)
-        setup = wire.setup_from_body(self.name, spec)
+        identity = require_identity(self.name, self._identity)
+        setup = wire.setup_from_body(spec, tag_prefix=f"{job_id}|query|{query}")
         if setup.bits != RING_BITS or setup.length != stats.size:
             raise ProtocolError(
                 f"party '{self.name}' refuses a {setup.bits}-bit ring of length {setup.length} "
                 f"for {stats.size} statistics in Z_2^{RING_BITS}"
             )
         vector = fp.encode(stats, party=self.name)
-        state = PartyRound(self.name, setup)
+        state = PartyRound(identity, setup, tolerate_dropouts=False)
         body = wire.keys_reply(state)
         with self._lock:
             if query in self._pending:
@@ -262,14 +279,12 @@ class SecureParty:
             if step == "mask":
                 boxes = wire.decode_ciphertexts(spec.get("shares"))
                 return {}, {"masked": pending.round.mask(boxes, pending.vector)}
+            if step == "confirm":
+                confirmation = pending.round.confirm(wire.parse_confirm_body(spec))
+                return wire.confirm_reply(confirmation), {}
             if step == "unmask":
-                try:
-                    survivors = [str(p) for p in spec["survivors"]]
-                    dropped = [str(p) for p in spec["dropped"]]
-                except (KeyError, TypeError) as exc:
-                    raise ProtocolError(f"malformed unmask request ({exc})") from None
-                reveal = pending.round.unmask(survivors, dropped)
-                self.forget(query)
+                self.forget(query)  # one unmasking per query, whatever its outcome
+                reveal = pending.round.unmask(wire.parse_unmask_body(spec))
                 return wire.reveal_reply(reveal), {}
         except ProtocolError:
             self.forget(query)  # a failed step ends this query here: its secrets go

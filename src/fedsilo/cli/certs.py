@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from fedsilo.cli.common import console, make_app
-from fedsilo.deploy.certs import init_ca, issue
+from fedsilo.deploy.certs import ROSTER, init_ca, issue
 from fedsilo.errors import ConfigError
 
 certs_app = make_app(
@@ -71,3 +71,9 @@ def issue_command(
     )
     console.print(f"{kind.value} certificate: {pair.cert}")
     console.print(f"{kind.value} key:         {pair.key}")
+    if kind is CertKind.party:
+        folder = pair.cert.parent
+        console.print(
+            f"identity key:      {folder / (name + '.identity.key')}  (secure aggregation)"
+        )
+        console.print(f"roster:            {folder / ROSTER}  (give it to every party with ca.pem)")

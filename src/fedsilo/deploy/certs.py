@@ -6,7 +6,11 @@ with :func:`init_ca`, then issues with :func:`issue`:
 - a **server** certificate for the coordinator: subject alternative names from ``hosts`` (DNS
   names and IP addresses the parties dial), extended key usage ``serverAuth``;
 - a **party** certificate per organization: common name = the party's name (the server matches
-  it to the party name under mutual TLS), extended key usage ``clientAuth``.
+  it to the party name under mutual TLS), extended key usage ``clientAuth``; beside it the
+  party's secure-aggregation **identity** (:mod:`fedsilo.privacy.secagg.identity`):
+  ``<name>.identity.key`` (Ed25519, PKCS#8 PEM, mode 0600) and its public key added to
+  ``identities.toml``, the consortium's roster. Give every party the roster together with
+  ``ca.pem``; a party checks its peers' signed key advertisements against its own copy.
 
 Keys are ECDSA on P-256 (accepted by gRPC's BoringSSL), written unencrypted in PKCS#8 PEM with
 file mode 0600: gRPC needs the plain key, so protect the file instead. Files are never
@@ -30,11 +34,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fedsilo.errors import ConfigError
+from fedsilo.privacy.secagg.identity import add_to_roster, write_identity_key
+from fedsilo.privacy.secagg.keys import identity_public, new_identity_key
 
-__all__ = ["CA_CERT", "CA_KEY", "CertPair", "common_name", "init_ca", "issue"]
+__all__ = ["CA_CERT", "CA_KEY", "ROSTER", "CertPair", "common_name", "init_ca", "issue"]
 
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
+ROSTER = "identities.toml"  # party name -> Ed25519 public key (secure-aggregation identities)
 KEY_MODE = 0o600
 # Certificates start a few minutes in the past so a peer whose clock lags still accepts them.
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -105,7 +112,8 @@ def issue(
     """Issue ``<name>.pem`` + ``<name>.key`` in ``out_dir``, signed by the CA in ``ca_dir``.
 
     ``kind="server"``: SANs from ``hosts`` (IP literals become IP SANs), EKU serverAuth.
-    ``kind="party"``: common name = ``name`` (the party's name), EKU clientAuth.
+    ``kind="party"``: common name = ``name`` (the party's name), EKU clientAuth; also the
+    party's identity key ``<name>.identity.key`` and its roster entry in ``identities.toml``.
     """
     if kind not in ("server", "party"):
         raise ConfigError(f"certificate kind must be 'server' or 'party', got {kind!r}")
@@ -165,7 +173,15 @@ def issue(
         builder = builder.add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
         )
+    if kind == "party":
+        identity = out_dir / f"{name}.identity.key"
+        if identity.exists() and not force:
+            raise ConfigError(f"{identity} already exists; pass force=True (--force) to replace it")
     _write(pair, builder.sign(ca_key, hashes.SHA256()), key)
+    if kind == "party":
+        signing = new_identity_key()
+        write_identity_key(identity, signing)
+        add_to_roster(out_dir / ROSTER, name, identity_public(signing))
     return pair
 
 

@@ -31,6 +31,12 @@
     max_epsilon = 3.0                    # refuse training rounds past this epsilon
     audit_log = "audit/bank-a.jsonl"     # hash-chained log of every reply sent
 
+    [secure_aggregation]                 # this party's identity and what it assumes
+    identity_key = "certs/bank-a.identity.key"   # Ed25519; `fedsilo certs issue party` writes it
+    roster = "certs/identities.toml"     # every party's public identity key (from enrolment)
+    dropout_rate = 0.2                   # fraction of a round's parties that may drop out
+    corruption_rate = 0.0                # fraction that may collude with the coordinator
+
     [analytics]                          # optional: answer federated-analytics queries
     ledger = "ledger"                    # this party's own query ledger (a directory)
     max_epsilon = 5.0                    # refuse queries past this epsilon
@@ -126,6 +132,25 @@ class PartyPrivacyConfig(Strict):
     audit_log: Path | None = None
 
 
+class PartySecAggConfig(Strict):
+    """The party's secure-aggregation identity and roster, and its own threat model."""
+
+    identity_key: Path | None = None
+    roster: Path | None = None
+    dropout_rate: float = Field(default=0.2, ge=0, lt=1)
+    corruption_rate: float = Field(default=0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _both(self) -> PartySecAggConfig:
+        if (self.identity_key is None) != (self.roster is None):
+            raise ValueError("[secure_aggregation] needs both identity_key and roster")
+        if self.dropout_rate + self.corruption_rate > 0.9:
+            raise ValueError(
+                "[secure_aggregation] dropout_rate + corruption_rate must be at most 0.9"
+            )
+        return self
+
+
 class PartyAnalyticsConfig(Strict):
     """Which analytics tables this party answers for, from which files, within which budget."""
 
@@ -154,6 +179,7 @@ class PartyProcessConfig(Strict):
     max_backoff_s: float = Field(default=30.0, gt=0)
     max_message_mb: float = Field(default=256.0, gt=0)
     privacy: PartyPrivacyConfig = Field(default_factory=PartyPrivacyConfig)
+    secure_aggregation: PartySecAggConfig = Field(default_factory=PartySecAggConfig)
     analytics: PartyAnalyticsConfig = Field(default_factory=PartyAnalyticsConfig)
     vertical: PartyVerticalConfig = Field(default_factory=PartyVerticalConfig)
 
@@ -218,6 +244,8 @@ _PATH_KEYS = {
     "audit_log",
     "ledger",
     "models",
+    "identity_key",
+    "roster",
 }
 
 

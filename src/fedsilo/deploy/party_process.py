@@ -29,6 +29,8 @@ from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.deploy.service import WIRE_VERSION
 from fedsilo.errors import ConfigError, PartyRefusedError
 from fedsilo.privacy.guard import PartyPrivacy
+from fedsilo.privacy.secagg.identity import load_identity
+from fedsilo.privacy.secagg.params import ThreatModel
 from fedsilo.runtime.party import LocalData, PartyAgent
 from fedsilo.runtime.transport import Handler
 from fedsilo.vertical.agent import VERTICAL_KINDS, VerticalPartyAgent
@@ -98,13 +100,23 @@ def load_agent(config: PartyProcessConfig) -> Handler:
     :class:`~fedsilo.vertical.agent.VerticalPartyAgent` over ``[vertical] data`` (it keeps its
     model parts under ``[vertical] models``).
     """
+    sa = config.secure_aggregation
+    identity = None
+    if sa.identity_key is not None and sa.roster is not None:
+        threat = ThreatModel(sa.dropout_rate, sa.corruption_rate)
+        identity = load_identity(config.name, sa.identity_key, sa.roster, threat)
     agent = None
     if config.data is not None:
         table = read_party_table(config.data, party=config.name)
         privacy = PartyPrivacy(
             max_epsilon=config.privacy.max_epsilon, audit_log=config.privacy.audit_log
         )
-        agent = PartyAgent(config.name, LocalData(str(config.data), table=table), privacy=privacy)
+        agent = PartyAgent(
+            config.name,
+            LocalData(str(config.data), table=table),
+            privacy=privacy,
+            identity=identity,
+        )
     analytics = None
     if config.analytics.tables:
         for name, path in config.analytics.tables.items():
@@ -118,6 +130,7 @@ def load_agent(config: PartyProcessConfig) -> Handler:
             config.analytics.tables,
             config.ledger_dir,
             config.analytics.max_epsilon,
+            identity=identity,
         )
     vertical = None
     if config.vertical.data is not None:

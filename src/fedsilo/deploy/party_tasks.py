@@ -43,6 +43,7 @@ from fedsilo.analytics.local import PartyTable
 from fedsilo.analytics.plan import QueryPlan
 from fedsilo.analytics.secure import MAX_PENDING, secure_spec
 from fedsilo.errors import ConfigError, FedsiloError, ProtocolError
+from fedsilo.privacy.secagg.identity import Identity
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.protocol.serve import Reply, Route, Routes, refuse, serve
 from fedsilo.runtime.party import TRAINING_KINDS
@@ -111,9 +112,16 @@ class PartyAnalytics:
     """Answers QUERY tasks over this party's analytics tables, within its own budget."""
 
     def __init__(
-        self, name: str, tables: dict[str, Path], ledger_dir: Path, max_epsilon: float
+        self,
+        name: str,
+        tables: dict[str, Path],
+        ledger_dir: Path,
+        max_epsilon: float,
+        *,
+        identity: Identity | None = None,
     ) -> None:
         self.name = name
+        self._identity = identity  # secure aggregation: signing key and roster
         self._tables = dict(tables)
         self._ledger_dir = ledger_dir
         self._max_epsilon = max_epsilon
@@ -210,5 +218,6 @@ class PartyAnalytics:
         key = hashlib.sha256(schema.encode()).hexdigest()
         if key not in self._agents:
             table = PartyTable(str(path), path=path)
-            self._agents = {key: AnalyticsAgent(self.name, table, job)}  # keep the latest only
+            agent = AnalyticsAgent(self.name, table, job, identity=self._identity)
+            self._agents = {key: agent}  # keep the latest only
         return self._agents[key]

@@ -28,6 +28,7 @@ from fedsilo.errors import DataError, NotReadyError
 from fedsilo.models import ModelSpec, Params, build_model, check_params, get_params, set_params
 from fedsilo.privacy.dp_sgd import train_local_dp
 from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
+from fedsilo.privacy.secagg.identity import Identity
 from fedsilo.privacy.secagg.party_side import PrivateParty
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.protocol.serve import Reply, Route, serve
@@ -94,7 +95,14 @@ TRAINING_KINDS = frozenset(
 class PartyAgent:
     """Answers the coordinator's tasks for one organization."""
 
-    def __init__(self, name: str, data: LocalData, privacy: PartyPrivacy | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        data: LocalData,
+        privacy: PartyPrivacy | None = None,
+        *,
+        identity: Identity | None = None,
+    ) -> None:
         self.name = name
         self._data = data
         # Record-level DP, the party's own budget and its audit log (fedsilo.privacy.guard).
@@ -105,7 +113,8 @@ class PartyAgent:
         # Built once at setup; every fit/evaluate task loads its weights (strict, all entries).
         self._model: nn.Module | None = None
         self._template: Params | None = None
-        self._private = PrivateParty(name)  # secure aggregation and client DP rounds
+        # Secure aggregation (signed with `identity`, checked against its roster) and client DP.
+        self._private = PrivateParty(name, identity)
         self.routes: dict[TaskKind, Route] = {
             TaskKind.DESCRIBE: lambda task: (self._describe(task.body), {}),
             TaskKind.STATS: lambda task: (self._stats(task.body), {}),

@@ -6,10 +6,10 @@ from scipy import stats
 
 from fedsilo.errors import ProtocolError, RoundFailedError
 from fedsilo.privacy.secagg import shamir
-from fedsilo.privacy.secagg.protocol import PartyRound, ServerRound, neighbour_graph
+from fedsilo.privacy.secagg.protocol import ServerRound, neighbour_graph
 from fedsilo.privacy.secagg.quantize import Quantizer, ring_reduce
 
-from .helpers import make_setup, run_round
+from .helpers import make_parties, make_setup, run_round
 
 
 def _inputs(n: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -80,23 +80,26 @@ def test_fewer_than_threshold_survivors_aborts_cleanly() -> None:
         run_round(setup, ints, drop_after_mask=frozenset(sorted(ints)[:4]))
 
 
-def test_party_refuses_to_reveal_both_shares_of_one_party() -> None:
+def test_party_refuses_a_second_unmasking_of_the_same_input() -> None:
     setup = make_setup(4, 4)
-    parties = {p: PartyRound(p, setup) for p in setup.neighbours}
+    parties = make_parties(setup)
     server = ServerRound(setup)
     routed = server.route_keys({p: r.advertise() for p, r in parties.items()})
     inbox = server.route_shares({p: parties[p].share(k) for p, k in routed.items()})
-    for p in inbox:
-        parties[p].mask(inbox[p], np.zeros(4, dtype=np.uint32))
-    with pytest.raises(ProtocolError, match="both"):
-        parties["p000"].unmask(["p000", "p001", "p002"], ["p001"])
+    server.collect({p: parties[p].mask(inbox[p], np.zeros(4, dtype=np.uint32)) for p in inbox})
+    confirmed = {p: parties[p].confirm(server.confirm_request()) for p in parties}
+    relayed = server.route_confirmations(confirmed)
+    first = parties["p000"].unmask(relayed["p000"])
+    assert {kind for kind, _, _ in first.values()} == {"b"}
     with pytest.raises(ProtocolError, match="out of order"):
-        parties["p000"].unmask(["p000", "p001"], [])
+        parties["p000"].unmask(relayed["p000"])
+    with pytest.raises(ProtocolError, match="out of order"):
+        parties["p000"].confirm(["p000", "p002", "p003"])
 
 
 def test_a_tampered_share_fails_opaquely() -> None:
     setup = make_setup(3, 4)
-    parties = {p: PartyRound(p, setup) for p in setup.neighbours}
+    parties = make_parties(setup)
     server = ServerRound(setup)
     routed = server.route_keys({p: r.advertise() for p, r in parties.items()})
     inbox = server.route_shares({p: parties[p].share(k) for p, k in routed.items()})

@@ -15,7 +15,7 @@ from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.coordinator import Coordinator
 from fedsilo.runtime.party import PartyAgent
 from fedsilo.runtime.transport import Gathered, InProcessTransport
-from fedsilo.simulation import load_simulated_data
+from fedsilo.simulation import load_simulated_data, simulated_party_identities
 from tests.conftest import small_job
 
 
@@ -75,7 +75,8 @@ class _Dropping:
 
 def _run_with_drops(job: fedsilo.JobConfig, drop: Mapping[str, TaskKind]) -> Any:
     data = load_simulated_data(job)
-    agents = {name: PartyAgent(name, d) for name, d in data.parties.items()}
+    ids = simulated_party_identities(job, data.parties)
+    agents = {name: PartyAgent(name, d, identity=ids[name]) for name, d in data.parties.items()}
     transport = _Dropping(InProcessTransport(agents), drop)
     return Coordinator(job, transport).run(), transport
 
@@ -96,6 +97,7 @@ def test_parties_dropping_before_and_after_masking_leave_the_survivors_sum() -> 
         TaskKind.SECAGG_KEYS,
         TaskKind.SECAGG_SHARES,
         TaskKind.FIT,
+        TaskKind.SECAGG_CONFIRM,
         TaskKind.SECAGG_UNMASK,
         TaskKind.EVALUATE,
     ]

@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from fedsilo.errors import ProtocolError
+from fedsilo.errors import ConfigError, ProtocolError
 from fedsilo.models import flatten, unflatten
 from fedsilo.privacy.dp_fedavg import clip_update
 from fedsilo.privacy.noise import NoiseSource
 from fedsilo.privacy.secagg import wire
+from fedsilo.privacy.secagg.identity import Identity
 from fedsilo.privacy.secagg.protocol import PartyRound
 from fedsilo.privacy.secagg.quantize import Quantizer
 from fedsilo.protocol.messages import Message, TaskKind
@@ -45,12 +46,33 @@ def private_vector(
     return np.concatenate([update * w, [0.0, w, loss * w]])
 
 
+SECAGG_KINDS = (
+    TaskKind.SECAGG_KEYS,
+    TaskKind.SECAGG_SHARES,
+    TaskKind.SECAGG_CONFIRM,
+    TaskKind.SECAGG_UNMASK,
+)
+
+
+def require_identity(name: str, identity: Identity | None) -> Identity:
+    """A party without a signing identity and roster cannot take part in secure aggregation."""
+    if identity is None:
+        raise ConfigError(
+            f"party '{name}' has no secure-aggregation identity: give it a signing key and the "
+            "roster of the other parties' public keys (party.toml [secure_aggregation] "
+            "identity_key and roster; `fedsilo certs issue party NAME` writes both)"
+        )
+    return identity
+
+
 class PrivateParty:
     """Per-round secure-aggregation state of one party."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, identity: Identity | None = None) -> None:
         self.name = name
+        self._identity = identity
         self._rounds: dict[tuple[int, int], PartyRound] = {}
+        self._started: set[tuple[int, int]] = set()  # (round, attempt) keyed so far
 
     def _round(self, task: Message) -> PartyRound:
         key = (task.round, int(task.body["attempt"]))
@@ -58,7 +80,7 @@ class PrivateParty:
         if found is None:
             raise ProtocolError(
                 f"party '{self.name}': no secure-aggregation state for round {task.round} "
-                f"attempt {key[1]} (a step arrived without its key exchange)"
+                f"attempt {key[1]} (a step arrived without its key exchange, or after unmasking)"
             )
         return found
 
@@ -68,26 +90,39 @@ class PrivateParty:
         return {
             TaskKind.SECAGG_KEYS: lambda task: (self.keys(task), {}),
             TaskKind.SECAGG_SHARES: lambda task: (self.shares(task), {}),
+            TaskKind.SECAGG_CONFIRM: lambda task: (self.confirm(task), {}),
             TaskKind.SECAGG_UNMASK: lambda task: (self.unmask(task), {}),
         }
 
     def keys(self, task: Message) -> dict[str, Any]:
-        setup = wire.setup_from_body(self.name, task.body)
+        identity = require_identity(self.name, self._identity)
+        key = (task.round, int(task.body["attempt"]))
+        setup = wire.setup_from_body(task.body, tag_prefix=f"{task.job_id}|{task.round}|")
+        if key in self._started:
+            raise ProtocolError(
+                f"party '{self.name}' refuses to key round {task.round} attempt {key[1]} "
+                "again (each attempt masks one input under one set of keys)"
+            )
         # Only the current round is kept: older state is useless and holds secrets.
         self._rounds = {k: r for k, r in self._rounds.items() if k[0] == task.round}
-        state = PartyRound(self.name, setup)
-        self._rounds[(task.round, int(task.body["attempt"]))] = state
+        self._started.add(key)
+        state = PartyRound(identity, setup)
+        self._rounds[key] = state
         return wire.keys_reply(state)
 
     def shares(self, task: Message) -> dict[str, Any]:
         out = self._round(task).share(wire.parse_keys_body(task.body))
         return wire.shares_reply(out)
 
+    def confirm(self, task: Message) -> dict[str, Any]:
+        survivors = wire.parse_confirm_body(task.body)
+        return wire.confirm_reply(self._round(task).confirm(survivors))
+
     def unmask(self, task: Message) -> dict[str, Any]:
         state = self._round(task)
-        reveal = state.unmask(task.body["survivors"], task.body["dropped"])
+        # One unmasking per masked input: the state goes whatever the outcome.
         self._rounds.pop((task.round, int(task.body["attempt"])), None)
-        return wire.reveal_reply(reveal)
+        return wire.reveal_reply(state.unmask(wire.parse_unmask_body(task.body)))
 
     def fit(self, task: Message, train: Trainer, noise: NoiseSource) -> Reply:
         """Train, then clip and/or mask; the reply carries no update in the clear."""

@@ -1,45 +1,70 @@
 """SecAgg / SecAgg+ as two state machines over bytes and numpy: one party, the server.
 
-Bonawitz et al. 2017, Fig. 4 (semi-honest variant, no signatures); Bell et al. 2020, Sec. 3
-(SecAgg+: each party is paired only with its neighbours on a random k-regular graph, and
-shares are t-of-(k + 1) over the neighbourhood plus itself). SecAgg is the complete graph.
+Bonawitz et al. 2017, Fig. 4 and Sec. 6 (the malicious-server variant: signed keys and a
+consistency round); Bell et al. 2020, Sec. 3 (SecAgg+: each party is paired only with its
+neighbours on a random k-regular graph, and shares are t-of-(k + 1) over the neighbourhood
+plus itself). SecAgg is the complete graph.
 
-Threat model: the server (coordinator) is honest but curious; parties never talk to each
-other, the server relays public keys and AES-GCM ciphertexts it cannot read. Steps, per round:
+Threat model: the server (coordinator) may deviate from the protocol; parties are honest but
+curious. Parties never talk to each other: the server relays public keys, AES-GCM ciphertexts
+and signatures it cannot forge. Every party holds a long-term Ed25519 identity and a roster of
+the others' public identity keys from its own configuration (:mod:`.identity`), and takes no
+parameter on the server's word: it derives the neighbour graph and the Shamir ids itself from
+the party list, and refuses a threshold or degree below its own minimum (:mod:`.params`).
+Steps, per round:
 
-0. **advertise** – party u sends two X25519 public keys (``c`` for encryption, ``s`` for masks).
-1. **share** – u draws a self-mask seed ``b_u``, Shamir-shares ``b_u`` and its ``s`` private key
-   t-of-(neighbours + itself), and sends each neighbour its share encrypted under
-   HKDF(X25519(c_u, c_v)).
+0. **advertise** – party u sends two X25519 public keys (``c`` for encryption, ``s`` for
+   masks), signed with its identity key over the round tag, its name and both keys.
+1. **share** – u checks each neighbour's signature against its roster, draws a self-mask seed
+   ``b_u``, Shamir-shares ``b_u`` and its ``s`` private key t-of-(neighbours + itself), and
+   sends each neighbour its share encrypted under HKDF(X25519(c_u, c_v)).
 2. **mask** – u sends ``y_u = x_u + PRG(b_u) + sum_v ±PRG(s_uv) mod 2^bits`` over the
-   neighbours v that shared in step 1 (+ if u < v, - otherwise).
-3. **unmask** – the server names the survivors (sent ``y``) and the dropped (shared, sent no
-   ``y``); each party reveals ``b`` shares of survivors and ``s`` shares of the dropped, never
-   both for one party. The server rebuilds ``b_u`` for survivors and ``s_v`` for the dropped,
+   neighbours v that shared in step 1 (+ if u < v, - otherwise), if at least ``t - 1`` did.
+3. **confirm** – the server names the survivors (sent ``y``); u checks the set (it contains u,
+   its graph restricted to the survivors is connected, and with ``tolerate_dropouts=False`` it
+   is everyone) and signs it together with the neighbours u masked with.
+4. **unmask** – the server relays the confirmations of u's surviving neighbours; u checks
+   every one verifies on the very set u signed, that every surviving neighbour confirmed, and
+   that masking was mutual; then reveals ``b`` shares of survivors and ``s`` shares of the
+   dropped (its masking neighbours missing from the set), never both for one party, and only
+   once per round. The server rebuilds ``b_u`` for survivors and ``s_v`` for the dropped,
    strips those masks and is left with ``sum_u x_u`` over the survivors. Too few shares or
    survivors raises :class:`RoundFailedError`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fedsilo.errors import ProtocolError, RoundFailedError
 from fedsilo.privacy.secagg import keys, shamir
+from fedsilo.privacy.secagg.identity import Identity
+from fedsilo.privacy.secagg.params import (
+    ThreatModel,
+    connected,
+    min_degree,
+    min_threshold,
+)
 from fedsilo.privacy.secagg.quantize import ring_reduce
 
 PublicKeys = tuple[bytes, bytes]  # (c: encryption, s: masking)
+SignedKeys = tuple[bytes, bytes, bytes]  # (c, s, Ed25519 signature over tag, name, c, s)
+Confirmation = tuple[tuple[str, ...], bytes]  # (neighbours masked with, signature)
 Share = tuple[int, int]  # Shamir (x, y)
 Reveal = dict[str, tuple[str, int, int]]  # party -> ("s" | "b", x, y)
 
 _MASK = b"fedsilo-secagg-mask"
 _ENC = b"fedsilo-secagg-enc"
+_ADVERTISE = b"fedsilo-secagg-advertise|"
+_SURVIVORS = b"fedsilo-secagg-survivors|"
 
 
 def threshold_for(group: int, fraction: float) -> int:
@@ -47,16 +72,19 @@ def threshold_for(group: int, fraction: float) -> int:
     return min(group, max(2, math.ceil(fraction * group)))
 
 
-def neighbour_graph(parties: list[str], degree: int, seed: int) -> dict[str, tuple[str, ...]]:
+def neighbour_graph(parties: Sequence[str], degree: int, seed: int) -> dict[str, tuple[str, ...]]:
     """A random ``degree``-regular graph (Harary ring, randomly relabelled); complete if small.
 
     Degree is rounded up to even; ``degree >= n - 1`` gives every party every other party.
+    The relabelling orders parties by SHA-256(seed, name), so every party derives the same
+    graph from the same list and seed, whatever its numpy version.
     """
     n = len(parties)
     if degree >= n - 1:
         return {p: tuple(q for q in parties if q != p) for p in parties}
     half = (degree + 1) // 2
-    order = [parties[i] for i in np.random.default_rng(seed).permutation(n)]
+    salt = str(seed).encode() + b"|"
+    order = sorted(parties, key=lambda p: hashlib.sha256(salt + p.encode()).digest())
     graph: dict[str, set[str]] = {p: set() for p in parties}
     for i, p in enumerate(order):
         for step in range(1, half + 1):
@@ -66,26 +94,54 @@ def neighbour_graph(parties: list[str], degree: int, seed: int) -> dict[str, tup
     return {p: tuple(sorted(graph[p])) for p in parties}
 
 
-def default_degree(n: int) -> int:
-    """SecAgg+ neighbours for n parties: the even number >= 3 log2(n) (Bell et al.: O(log n))."""
+def default_degree(n: int, threat: ThreatModel | None = None) -> int:
+    """SecAgg+ neighbours for n parties: the even number >= 3 log2(n) (Bell et al.: O(log n)),
+    raised to what parties with ``threat`` (default: :class:`ThreatModel`) accept."""
     k = math.ceil(3 * math.log2(max(n, 2)))
-    return min(n - 1, k + (k % 2))
+    k = max(k + (k % 2), min_degree(n, threat or ThreatModel()))
+    return min(n - 1, k)
 
 
 @dataclass(frozen=True)
 class RoundSetup:
-    """What the server fixes for one round and tells every party (its own slice of it)."""
+    """What the server fixes for one round; every party derives the graph and ids from it."""
 
-    tag: bytes  # unique per job, round and attempt; bound into every key and ciphertext
-    ids: Mapping[str, int]  # Shamir x-coordinate of each party (distinct, >= 1)
-    neighbours: Mapping[str, tuple[str, ...]]
+    tag: bytes  # unique per job, round and attempt; bound into every key, ciphertext, signature
+    parties: tuple[str, ...]  # Shamir x-coordinate of a party = its position + 1
+    degree: int  # >= len(parties) - 1: the complete graph (SecAgg)
+    graph_seed: int
     threshold: int
     bits: int
     length: int  # ring elements per input
+    ids: Mapping[str, int] = field(init=False, repr=False, compare=False)
+    neighbours: Mapping[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(set(self.parties)) != len(self.parties) or len(self.parties) < 2:
+            raise ProtocolError("a secure-aggregation round needs at least 2 distinct parties")
+        object.__setattr__(self, "ids", {p: i + 1 for i, p in enumerate(self.parties)})
+        graph = neighbour_graph(self.parties, self.degree, self.graph_seed)
+        object.__setattr__(self, "neighbours", graph)
 
     @property
     def dtype(self) -> type[np.unsignedinteger]:
         return np.uint32 if self.bits <= 32 else np.uint64
+
+    @property
+    def complete(self) -> bool:
+        return self.degree >= len(self.parties) - 1
+
+
+def advert_message(tag: bytes, name: str, c: bytes, s: bytes) -> bytes:
+    """What a party signs when it advertises its keys (round tag, its name, both keys)."""
+    return _ADVERTISE + json.dumps([tag.decode(), name, c.hex(), s.hex()]).encode()
+
+
+def survivors_message(
+    tag: bytes, name: str, survivors: Iterable[str], masked: Iterable[str]
+) -> bytes:
+    """What a party signs in the consistency round: the survivor set and whom it masked with."""
+    return _SURVIVORS + json.dumps([tag.decode(), name, sorted(survivors), sorted(masked)]).encode()
 
 
 def _mask(seed: bytes, setup: RoundSetup) -> np.ndarray:
@@ -114,13 +170,22 @@ def _unpack(raw: bytes) -> tuple[Share, Share]:
 
 
 class PartyRound:
-    """One party's side of one round. Each method may run once, in order."""
+    """One party's side of one round. Each method may run once, in order.
 
-    def __init__(self, name: str, setup: RoundSetup) -> None:
-        if name not in setup.neighbours:
+    ``tolerate_dropouts=False`` (analytics queries) refuses any survivor set short of every
+    party of the round: a query never tolerates a dropout.
+    """
+
+    def __init__(
+        self, identity: Identity, setup: RoundSetup, *, tolerate_dropouts: bool = True
+    ) -> None:
+        self.name = name = identity.name
+        if name not in setup.ids:
             raise ProtocolError(f"party '{name}' is not in this secure-aggregation round")
-        self.name = name
+        self._identity = identity
         self.setup = setup
+        self._tolerate_dropouts = tolerate_dropouts
+        self._check_parameters()
         self._c = keys.new_private_key()
         self._s = keys.new_private_key()
         self._stage = "advertise"
@@ -129,6 +194,33 @@ class PartyRound:
         self._held: dict[str, tuple[Share, Share]] = {}  # shares of others' (s, b), and own
         self._channel: dict[str, bytes] = {}  # AES-GCM key per neighbour, agreed once
         self._masked_with: set[str] = set()
+        self._survivors: frozenset[str] = frozenset()
+        self._revealed: dict[str, str] = {}  # neighbour -> the one kind of share revealed
+
+    def _refuse(self, why: str) -> ProtocolError:
+        return ProtocolError(f"party '{self.name}' refuses the secure-aggregation round: {why}")
+
+    def _check_parameters(self) -> None:
+        """The threshold and degree this party accepts, from its own threat model."""
+        rs, threat = self.setup, self._identity.threat
+        n, k = len(rs.parties), len(rs.neighbours[self.name])
+        rates = (
+            f"{n} parties, {k} neighbours, its dropout_rate {threat.dropout_rate} and "
+            f"corruption_rate {threat.corruption_rate}"
+        )
+        if not rs.complete and k < min_degree(n, threat):
+            raise self._refuse(
+                f"degree {k} is below its minimum {min_degree(n, threat)} for {rates} (the "
+                "survivors' graph could disconnect); raise privacy.secure_aggregation.neighbours"
+            )
+        least = min_threshold(n, k, threat)
+        if rs.threshold < least or rs.threshold > k + 1:
+            raise self._refuse(
+                f"threshold {rs.threshold} of {k + 1} shareholders; it accepts {least} to "
+                f"{k + 1} for {rates}. Raise privacy.secure_aggregation.threshold"
+            )
+        if not (16 <= rs.bits <= 64) or rs.length < 0:
+            raise self._refuse(f"a {rs.bits}-bit ring of length {rs.length}")
 
     def _advance(self, expected: str, nxt: str) -> None:
         if self._stage != expected:
@@ -138,22 +230,31 @@ class PartyRound:
             )
         self._stage = nxt
 
-    def advertise(self) -> PublicKeys:
+    def advertise(self) -> SignedKeys:
         self._advance("advertise", "share")
-        return keys.public_bytes(self._c), keys.public_bytes(self._s)
+        c, s = keys.public_bytes(self._c), keys.public_bytes(self._s)
+        return c, s, self._identity.sign(advert_message(self.setup.tag, self.name, c, s))
 
-    def share(self, peer_keys: Mapping[str, PublicKeys]) -> dict[str, bytes]:
-        """Encrypted shares of (s key, b seed) for each neighbour whose keys arrived."""
+    def share(self, peer_keys: Mapping[str, SignedKeys]) -> dict[str, bytes]:
+        """Encrypted shares of (s key, b seed) for each neighbour whose signed keys arrived."""
         self._advance("share", "mask")
         allowed = set(self.setup.neighbours[self.name])
         if not set(peer_keys) <= allowed:
-            raise ProtocolError(f"party '{self.name}' got keys of non-neighbours")
+            raise self._refuse(f"it got keys of non-neighbours {sorted(set(peer_keys) - allowed)}")
+        for v, (c, s, sig) in sorted(peer_keys.items()):
+            try:
+                self._identity.verify(v, sig, advert_message(self.setup.tag, v, c, s))
+            except ProtocolError as exc:
+                raise self._refuse(
+                    f"the key advertisement relayed as '{v}''s is not signed by '{v}' ({exc}); "
+                    "the keys may have been substituted"
+                ) from None
         if len(peer_keys) + 1 < self.setup.threshold:
             raise RoundFailedError(
                 f"party '{self.name}' has {len(peer_keys)} live neighbours; the threshold "
                 f"needs {self.setup.threshold - 1}"
             )
-        self._peer_keys = dict(peer_keys)
+        self._peer_keys = {v: (c, s) for v, (c, s, _) in peer_keys.items()}
         self._b = os.urandom(keys.KEY_BYTES)
         holders = [*sorted(peer_keys), self.name]
         xs = [self.setup.ids[h] for h in holders]
@@ -179,11 +280,16 @@ class PartyRound:
 
     def mask(self, ciphertexts: Mapping[str, bytes], x: np.ndarray) -> np.ndarray:
         """``y = x + PRG(b) ± PRG(s_uv)`` over the neighbours that sent this party shares."""
-        self._advance("mask", "unmask")
+        self._advance("mask", "confirm")
         if x.dtype != self.setup.dtype or x.shape != (self.setup.length,):
             raise ProtocolError(f"party '{self.name}': input is not a ring vector of this round")
         if not set(ciphertexts) <= set(self._peer_keys):
             raise ProtocolError(f"party '{self.name}' got shares from parties it has no keys of")
+        if len(ciphertexts) + 1 < self.setup.threshold:
+            raise RoundFailedError(
+                f"party '{self.name}' got shares from {len(ciphertexts)} neighbours; the "
+                f"threshold needs {self.setup.threshold - 1} before it masks its input"
+            )
         my_id = self.setup.ids[self.name]
         for sender, blob in ciphertexts.items():
             key = self._channel_key(sender)
@@ -202,41 +308,92 @@ class PartyRound:
                 y -= _mask(seed, self.setup)
         return ring_reduce(y, self.setup.bits)
 
-    def unmask(self, survivors: Iterable[str], dropped: Iterable[str]) -> Reveal:
-        """``b`` shares of survivors, ``s`` shares of the dropped; never both for one party."""
-        self._advance("unmask", "done")
-        alive, gone = set(survivors), set(dropped)
-        if alive & gone:
-            raise ProtocolError(
-                f"party '{self.name}' refuses to unmask: {sorted(alive & gone)} are named both "
-                "survivor and dropped (revealing both shares would expose their input)"
-            )
+    def confirm(self, survivors: Iterable[str]) -> Confirmation:
+        """Sign the survivor set it was sent (consistency round), after checking it."""
+        self._advance("confirm", "unmask")
+        alive = frozenset(survivors)
+        everyone = set(self.setup.parties)
+        if not alive <= everyone:
+            raise self._refuse(f"survivors {sorted(alive - everyone)} are not in the round")
         if self.name not in alive:
-            raise ProtocolError(f"party '{self.name}' is not among the survivors it was sent")
-        if not gone <= self._masked_with:
-            raise ProtocolError(f"party '{self.name}' was asked about parties it never paired with")
+            raise self._refuse("it is not among the survivors it was sent")
+        if not self._tolerate_dropouts and (
+            alive != everyone or self._masked_with != set(self.setup.neighbours[self.name])
+        ):
+            missing = sorted(
+                (everyone - alive) | (set(self.setup.neighbours[self.name]) - self._masked_with)
+            )
+            raise self._refuse(
+                f"{', '.join(missing)} named as dropped; this query needs every party (a "
+                "partial sum is a different answer, and no query tolerates a dropout)"
+            )
+        if not connected(alive, self.setup.neighbours):
+            raise self._refuse(
+                "the survivors' graph is disconnected: unmasking would give the coordinator "
+                "one sum per component"
+            )
+        self._survivors = alive
+        masked = tuple(sorted(self._masked_with))
+        message = survivors_message(self.setup.tag, self.name, alive, masked)
+        return masked, self._identity.sign(message)
+
+    def unmask(self, confirmations: Mapping[str, Confirmation]) -> Reveal:
+        """``b`` shares of survivors, ``s`` shares of the dropped; never both for one party.
+
+        Only after every surviving neighbour's signature verifies on the set this party
+        signed, and masking was mutual with each of them.
+        """
+        self._advance("unmask", "done")
+        alive = self._survivors
+        expected = alive & {*self.setup.neighbours[self.name], self.name}
+        if set(confirmations) != expected:
+            missing, extra = (
+                sorted(expected - set(confirmations)),
+                sorted(set(confirmations) - expected),
+            )
+            raise self._refuse(
+                f"the consistency round is incomplete (missing confirmations of {missing}, "
+                f"unexpected ones of {extra})"
+            )
+        for v, (masked, sig) in sorted(confirmations.items()):
+            try:
+                self._identity.verify(v, sig, survivors_message(self.setup.tag, v, alive, masked))
+            except ProtocolError:
+                raise self._refuse(
+                    f"'{v}''s signature does not verify on the survivor set this party signed: "
+                    "the parties were shown different survivor sets, or the signature is forged"
+                ) from None
+            if v != self.name and (self.name in masked) != (v in self._masked_with):
+                raise self._refuse(f"masking with '{v}' was not mutual (shares were withheld)")
+        if confirmations[self.name][0] != tuple(sorted(self._masked_with)):
+            raise self._refuse("its own confirmation was altered")
         mine = alive & (self._masked_with | {self.name})
         if len(mine) < self.setup.threshold:
             raise RoundFailedError(
                 f"party '{self.name}': {len(mine)} survivors in its neighbourhood, "
                 f"threshold {self.setup.threshold}"
             )
+        gone = self._masked_with - alive
         out: Reveal = {}
         for v in sorted(mine):
-            x, y = self._held[v][1]
-            out[v] = ("b", x, y)
+            out[v] = self._reveal(v, "b")
         for v in sorted(gone):
-            x, y = self._held[v][0]
-            out[v] = ("s", x, y)
+            out[v] = self._reveal(v, "s")
         return out
+
+    def _reveal(self, v: str, kind: str) -> tuple[str, int, int]:
+        if self._revealed.setdefault(v, kind) != kind:  # defence in depth: stages allow one
+            raise self._refuse(f"it already revealed the other share of '{v}'")
+        x, y = self._held[v][0 if kind == "s" else 1]
+        return kind, x, y
 
 
 class ServerRound:
-    """The coordinator's side of one round: routes keys and ciphertexts, then unmasks."""
+    """The coordinator's side of one round: routes keys, ciphertexts and signatures, unmasks."""
 
     def __init__(self, setup: RoundSetup) -> None:
         self.setup = setup
-        self._keys: dict[str, PublicKeys] = {}
+        self._keys: dict[str, SignedKeys] = {}
         self._shared: dict[str, set[str]] = {}  # party -> neighbours it masks with (U2)
         self._masked: dict[str, np.ndarray] = {}
         self.dropped: list[str] = []
@@ -244,7 +401,7 @@ class ServerRound:
     def _fail(self, why: str) -> RoundFailedError:
         return RoundFailedError(f"secure aggregation aborted: {why}")
 
-    def route_keys(self, advertised: Mapping[str, PublicKeys]) -> dict[str, dict[str, PublicKeys]]:
+    def route_keys(self, advertised: Mapping[str, SignedKeys]) -> dict[str, dict[str, SignedKeys]]:
         """Each live party gets its live neighbours' keys; parties below threshold sit out."""
         t, nb = self.setup.threshold, self.setup.neighbours
         live = {p for p in advertised if p in nb}
@@ -301,11 +458,23 @@ class ServerRound:
             raise self._fail(f"{len(alive)} masked input(s); a sum needs at least 2")
         return sorted(alive), self.dropped
 
-    def unmask_request(self, party: str) -> tuple[list[str], list[str]]:
-        """What ``party`` is asked about: its surviving and its dropped shareholders."""
-        mine = self._shared[party]
+    def confirm_request(self) -> list[str]:
+        """The survivor set every survivor is asked to sign (consistency round)."""
+        return sorted(self._masked)
+
+    def route_confirmations(
+        self, confirmed: Mapping[str, Confirmation]
+    ) -> dict[str, dict[str, Confirmation]]:
+        """Each survivor gets the confirmations of its surviving neighbours and its own.
+
+        Every survivor must confirm: a party refuses to unmask without its neighbours'.
+        """
         alive = set(self._masked)
-        return sorted((mine | {party}) & alive), sorted(mine & set(self.dropped))
+        missing = sorted(alive - set(confirmed))
+        if missing:
+            raise self._fail(f"{', '.join(missing)} did not confirm the survivor set")
+        nb = self.setup.neighbours
+        return {p: {v: confirmed[v] for v in (*nb[p], p) if v in alive} for p in sorted(alive)}
 
     def unmask(self, reveals: Mapping[str, Reveal]) -> np.ndarray:
         """The ring sum of the survivors' inputs."""

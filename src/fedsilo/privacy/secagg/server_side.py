@@ -26,6 +26,7 @@ from fedsilo.models import Params, check_params, flatten
 from fedsilo.privacy.dp_fedavg import ClientDP
 from fedsilo.privacy.noise import NoiseSource
 from fedsilo.privacy.secagg import wire
+from fedsilo.privacy.secagg.params import ThreatModel
 from fedsilo.privacy.secagg.protocol import ServerRound
 from fedsilo.privacy.secagg.quantize import Quantizer
 from fedsilo.protocol.messages import Message, TaskKind
@@ -240,6 +241,7 @@ class PrivateRounds:
             length=length,
             tag=tag,
             graph_seed=derive_seed(self.job.seed, "secagg-graph", rnd, attempt),
+            threat=ThreatModel(cfg.dropout_rate, cfg.corruption_rate),
         )
         server = ServerRound(rs)
         quant = Quantizer(cfg.clip_range, cfg.bits, n)
@@ -252,7 +254,8 @@ class PrivateRounds:
             )
 
         # 0: advertise keys
-        tasks = {p: task(TaskKind.SECAGG_KEYS, p, wire.setup_body(rs, p)) for p in selected}
+        body = wire.setup_body(rs)
+        tasks = {p: task(TaskKind.SECAGG_KEYS, p, body) for p in selected}
         advertised = {}
         for p, r in self._exchange(transport, tasks, failures, "secagg keys").items():
             try:
@@ -294,8 +297,20 @@ class PrivateRounds:
             else:
                 masked[p] = y
         survivors, dropped = server.collect(masked)
-        # 3: unmask
-        tasks = {p: task(TaskKind.SECAGG_UNMASK, p, wire.unmask_body(server, p)) for p in survivors}
+        # 3: consistency round: every survivor signs the survivor set
+        body = wire.confirm_body(server)
+        tasks = {p: task(TaskKind.SECAGG_CONFIRM, p, body) for p in survivors}
+        confirmed = {}
+        for p, r in self._exchange(transport, tasks, failures, "secagg confirm").items():
+            try:
+                confirmed[p] = wire.parse_confirm_reply(r.body)
+            except ProtocolError as exc:
+                failures[p] = f"secagg confirm: {exc}"
+        relayed = server.route_confirmations(confirmed)
+        # 4: unmask
+        tasks = {
+            p: task(TaskKind.SECAGG_UNMASK, p, wire.unmask_body(cs)) for p, cs in relayed.items()
+        }
         reveals = {}
         for p, r in self._exchange(transport, tasks, failures, "secagg unmask").items():
             try:

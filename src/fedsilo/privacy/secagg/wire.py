@@ -15,12 +15,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fedsilo.errors import ProtocolError
+from fedsilo.privacy.secagg.params import ThreatModel, min_threshold
 from fedsilo.privacy.secagg.protocol import (
+    Confirmation,
     PartyRound,
-    PublicKeys,
     Reveal,
     RoundSetup,
     ServerRound,
+    SignedKeys,
     default_degree,
     neighbour_graph,
     threshold_for,
@@ -48,81 +50,89 @@ def plan_round(
     length: int,
     tag: str,
     graph_seed: int,
+    threat: ThreatModel | None = None,
 ) -> RoundSetup:
     """One round's setup: Shamir ids in the given order, the neighbour graph, the threshold.
 
     ``plus`` selects SecAgg+ (a random graph of degree ``neighbours``, default
     :func:`~.protocol.default_degree`); otherwise every party is every other's neighbour.
+    The threshold is the configured fraction of a share group, raised to the least that
+    parties with ``threat`` (default :class:`~.params.ThreatModel`) accept.
     """
     n = len(parties)
-    degree = (neighbours or default_degree(n)) if plus else n - 1
+    threat = threat or ThreatModel()
+    degree = (neighbours or default_degree(n, threat)) if plus else n - 1
     graph = neighbour_graph(list(parties), degree, graph_seed)
     k = min(len(v) for v in graph.values())
-    return RoundSetup(
-        tag.encode(),
-        {p: i + 1 for i, p in enumerate(parties)},
-        graph,
-        threshold_for(k + 1, threshold),
-        bits,
-        length,
-    )
+    t = max(threshold_for(k + 1, threshold), min(k + 1, min_threshold(n, k, threat)))
+    return RoundSetup(tag.encode(), tuple(parties), degree, graph_seed, t, bits, length)
 
 
-def setup_body(rs: RoundSetup, party: str) -> dict[str, Any]:
-    """What ``party`` is told of the round (its neighbours and their ids only)."""
+def setup_body(rs: RoundSetup) -> dict[str, Any]:
+    """What every party is told of the round; each derives the graph and ids from it."""
     return {
         "tag": rs.tag.decode(),
-        "neighbours": list(rs.neighbours[party]),
+        "parties": list(rs.parties),
+        "degree": rs.degree,
+        "graph_seed": rs.graph_seed,
         "threshold": rs.threshold,
         "bits": rs.bits,
         "length": rs.length,
-        "ids": {q: rs.ids[q] for q in (*rs.neighbours[party], party)},
     }
 
 
-def setup_from_body(name: str, body: Mapping[str, Any]) -> RoundSetup:
-    """A party's view of the round from :func:`setup_body`; refuses a degenerate threshold."""
+def setup_from_body(body: Mapping[str, Any], *, tag_prefix: str) -> RoundSetup:
+    """A party's copy of the round from :func:`setup_body`.
+
+    ``tag_prefix`` (the job and round from the message header) must start the tag, so a
+    signature of this round cannot be replayed into another. Parameter checks against the
+    party's own threat model happen in :class:`~.protocol.PartyRound`.
+    """
     try:
-        neighbours = tuple(str(v) for v in body["neighbours"])
-        threshold = int(body["threshold"])
-        bits = int(body["bits"])
-        length = int(body["length"])
-        ids = {str(k): int(v) for k, v in dict(body["ids"]).items()}
-        tag = str(body["tag"]).encode()
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProtocolError(f"party '{name}': malformed secure-aggregation setup ({exc})") from None
-    if not (2 <= threshold <= len(neighbours) + 1):
-        raise ProtocolError(
-            f"party '{name}' refuses threshold {threshold} for "
-            f"{len(neighbours) + 1} shareholders (must be at least 2)"
+        setup = RoundSetup(
+            str(body["tag"]).encode(),
+            tuple(str(p) for p in body["parties"]),
+            int(body["degree"]),
+            int(body["graph_seed"]),
+            int(body["threshold"]),
+            int(body["bits"]),
+            int(body["length"]),
         )
-    if not (16 <= bits <= 64) or length < 0:
-        raise ProtocolError(f"party '{name}' refuses a {bits}-bit ring of length {length}")
-    return RoundSetup(tag, ids, {name: neighbours}, threshold, bits, length)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"malformed secure-aggregation setup ({exc})") from None
+    if not setup.tag.decode().startswith(tag_prefix):
+        raise ProtocolError(
+            f"secure-aggregation tag {setup.tag.decode()!r} does not belong to {tag_prefix!r}"
+        )
+    return setup
 
 
 def keys_reply(state: PartyRound) -> dict[str, str]:
-    """Step 0, party: advertise the two public keys."""
-    c_pk, s_pk = state.advertise()
-    return {"c": c_pk.hex(), "s": s_pk.hex()}
+    """Step 0, party: advertise the two public keys, signed."""
+    c_pk, s_pk, sig = state.advertise()
+    return {"c": c_pk.hex(), "s": s_pk.hex(), "sig": sig.hex()}
 
 
-def parse_keys_reply(body: Mapping[str, Any]) -> PublicKeys:
+def parse_keys_reply(body: Mapping[str, Any]) -> SignedKeys:
     try:
-        return bytes.fromhex(str(body["c"])), bytes.fromhex(str(body["s"]))
+        return (
+            bytes.fromhex(str(body["c"])),
+            bytes.fromhex(str(body["s"])),
+            bytes.fromhex(str(body["sig"])),
+        )
     except (KeyError, ValueError) as exc:
         raise ProtocolError(f"malformed key advertisement ({exc})") from None
 
 
-def keys_body(ks: Mapping[str, PublicKeys]) -> dict[str, Any]:
-    """Step 1, server: the party's live neighbours' public keys."""
-    return {"keys": {v: [c.hex(), s.hex()] for v, (c, s) in ks.items()}}
+def keys_body(ks: Mapping[str, SignedKeys]) -> dict[str, Any]:
+    """Step 1, server: the party's live neighbours' signed public keys."""
+    return {"keys": {v: [c.hex(), s.hex(), sig.hex()] for v, (c, s, sig) in ks.items()}}
 
 
-def parse_keys_body(body: Mapping[str, Any]) -> dict[str, PublicKeys]:
+def parse_keys_body(body: Mapping[str, Any]) -> dict[str, SignedKeys]:
     try:
         return {
-            str(v): (bytes.fromhex(k[0]), bytes.fromhex(k[1]))
+            str(v): (bytes.fromhex(k[0]), bytes.fromhex(k[1]), bytes.fromhex(k[2]))
             for v, k in dict(body["keys"]).items()
         }
     except (KeyError, ValueError, TypeError, IndexError) as exc:
@@ -151,10 +161,40 @@ def parse_shares_reply(body: Mapping[str, Any]) -> dict[str, bytes]:
     return decode_ciphertexts(body["shares"])
 
 
-def unmask_body(server: ServerRound, party: str) -> dict[str, Any]:
-    """Step 3, server: the party's surviving and dropped shareholders."""
-    alive, gone = server.unmask_request(party)
-    return {"survivors": alive, "dropped": gone}
+def confirm_body(server: ServerRound) -> dict[str, Any]:
+    """Step 3, server: the survivor set to sign."""
+    return {"survivors": server.confirm_request()}
+
+
+def parse_confirm_body(body: Mapping[str, Any]) -> list[str]:
+    try:
+        return [str(p) for p in body["survivors"]]
+    except (KeyError, TypeError) as exc:
+        raise ProtocolError(f"malformed survivor set ({exc})") from None
+
+
+def confirm_reply(confirmation: Confirmation) -> dict[str, Any]:
+    masked, sig = confirmation
+    return {"masked_with": list(masked), "sig": sig.hex()}
+
+
+def parse_confirm_reply(body: Mapping[str, Any]) -> Confirmation:
+    try:
+        return tuple(str(p) for p in body["masked_with"]), bytes.fromhex(str(body["sig"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"malformed confirmation ({exc})") from None
+
+
+def unmask_body(confirmations: Mapping[str, Confirmation]) -> dict[str, Any]:
+    """Step 4, server: the signed confirmations of the party's surviving neighbours."""
+    return {"confirmations": {v: confirm_reply(c) for v, c in confirmations.items()}}
+
+
+def parse_unmask_body(body: Mapping[str, Any]) -> dict[str, Confirmation]:
+    try:
+        return {str(v): parse_confirm_reply(c) for v, c in dict(body["confirmations"]).items()}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"malformed unmask request ({exc})") from None
 
 
 def reveal_reply(reveal: Reveal) -> dict[str, Any]:
