@@ -344,3 +344,44 @@ def test_fixed_point_counts_are_exact_and_overflow_is_refused() -> None:
         fp.check_rows(out[:, 0], 999_999)
     with pytest.raises(DataError, match=r"party 'p7'.*raise max_rows"):
         fp.encode(np.array([[1.0, 1.0, 50.0 * 2.0**21]]), party="p7")
+
+
+@pytest.mark.parametrize("variant", ["secagg", "secagg+"])
+def test_parties_refuse_a_survivor_set_that_drops_anyone(variant: str, tmp_path: Path) -> None:
+    """A coordinator that names a party dropped (a query never tolerates a dropout)."""
+    frames = random_frames(4, 30)
+    job = make_job(4, secure(variant))
+    inner = transport_for(job, frames)
+
+    class Dropping:
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        def party_names(self) -> list[str]:
+            return inner.party_names()
+
+        def exchange(self, tasks: Mapping[str, Message], *, timeout_s: float) -> Gathered:
+            step = next(iter(tasks.values())).body["secagg"]["step"]
+            self.sent.append(step)
+            if step == "confirm":  # every party is told that p3 dropped
+                tasks = {
+                    p: Message(
+                        t.kind,
+                        t.job_id,
+                        t.round,
+                        t.sender,
+                        t.body | {"secagg": t.body["secagg"] | {"survivors": ["p0", "p1", "p2"]}},
+                    )
+                    for p, t in tasks.items()
+                }
+            return inner.exchange(tasks, timeout_s=timeout_s)
+
+    rogue = Dropping()
+    with pytest.raises(ProtocolError) as err:
+        run_query(job, "SELECT COUNT(*), SUM(amount) FROM t", transport=rogue, ledger_dir=tmp_path)
+    text = str(err.value)
+    assert "step 'confirm'" in text
+    for p in ("p0", "p1", "p2"):
+        assert f"party '{p}' refuses" in text
+    assert "p3 named as dropped" in text and "no query tolerates a dropout" in text
+    assert rogue.sent[-1] == "confirm"  # no unmask request could follow

@@ -151,7 +151,7 @@ class Deployment:
         if identity.exists():  # written by make_pki (fedsilo certs issue party)
             lines += [
                 f'secure_aggregation.identity_key = "{identity}"',
-                f'secure_aggregation.roster = "{self.certs / "identities.toml"}"',
+                f'secure_aggregation.roster = "{self.root / "ca" / "identities.toml"}"',
             ]
         if self.mtls:
             lines += [

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from fedsilo.cli.certs import certs_app
 from fedsilo.deploy.certs import CertPair, common_name, init_ca, issue
 from fedsilo.errors import ConfigError
+from fedsilo.privacy.secagg.identity import load_identity, read_roster
 
 METHOD = "/fedsilo.test.Echo/Who"
 
@@ -227,3 +228,20 @@ def test_client_refuses_a_server_certificate_for_another_host(pki: dict[str, Cer
     with tls_server(pki["wrong-host"]) as port, pytest.raises(grpc.RpcError) as e:
         call(port, pki["ca"])
     assert e.value.code() is grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_party_certificate_comes_with_an_identity_key_and_a_roster_entry(tmp_path: Path) -> None:
+    init_ca(tmp_path / "ca")
+    for party in ("bank-a", "bank-b"):
+        issue(tmp_path / "ca", tmp_path / party, party, kind="party")
+    key = tmp_path / "bank-a" / "bank-a.identity.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    roster_path = tmp_path / "ca" / "identities.toml"
+    assert sorted(read_roster(roster_path)) == ["bank-a", "bank-b"]
+    a = load_identity("bank-a", key, roster_path)
+    b = load_identity("bank-b", tmp_path / "bank-b" / "bank-b.identity.key", roster_path)
+    b.verify("bank-a", a.sign(b"keys"), b"keys")  # b checks a against its own roster copy
+    with pytest.raises(ConfigError, match="does not match its roster entry"):
+        load_identity("bank-b", key, roster_path)  # a's key under b's name
+    with pytest.raises(ConfigError, match="already exists"):
+        issue(tmp_path / "ca", tmp_path / "bank-a", "bank-a", kind="party")

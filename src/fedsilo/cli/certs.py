@@ -76,4 +76,5 @@ def issue_command(
         console.print(
             f"identity key:      {folder / (name + '.identity.key')}  (secure aggregation)"
         )
-        console.print(f"roster:            {folder / ROSTER}  (give it to every party with ca.pem)")
+        roster = directory / ROSTER
+        console.print(f"roster:            {roster}  (give it to every party with ca.pem)")

@@ -9,8 +9,9 @@ with :func:`init_ca`, then issues with :func:`issue`:
   it to the party name under mutual TLS), extended key usage ``clientAuth``; beside it the
   party's secure-aggregation **identity** (:mod:`fedsilo.privacy.secagg.identity`):
   ``<name>.identity.key`` (Ed25519, PKCS#8 PEM, mode 0600) and its public key added to
-  ``identities.toml``, the consortium's roster. Give every party the roster together with
-  ``ca.pem``; a party checks its peers' signed key advertisements against its own copy.
+  ``identities.toml`` in the CA directory, the consortium's roster. Give every party the
+  roster together with ``ca.pem``; a party checks its peers' signed key advertisements
+  against its own copy.
 
 Keys are ECDSA on P-256 (accepted by gRPC's BoringSSL), written unencrypted in PKCS#8 PEM with
 file mode 0600: gRPC needs the plain key, so protect the file instead. Files are never
@@ -113,7 +114,7 @@ def issue(
 
     ``kind="server"``: SANs from ``hosts`` (IP literals become IP SANs), EKU serverAuth.
     ``kind="party"``: common name = ``name`` (the party's name), EKU clientAuth; also the
-    party's identity key ``<name>.identity.key`` and its roster entry in ``identities.toml``.
+    party's identity key ``<name>.identity.key`` and its entry in ``ca_dir/identities.toml``.
     """
     if kind not in ("server", "party"):
         raise ConfigError(f"certificate kind must be 'server' or 'party', got {kind!r}")
@@ -181,7 +182,7 @@ def issue(
     if kind == "party":
         signing = new_identity_key()
         write_identity_key(identity, signing)
-        add_to_roster(out_dir / ROSTER, name, identity_public(signing))
+        add_to_roster(Path(ca_dir) / ROSTER, name, identity_public(signing))
     return pair
 
 

@@ -1,0 +1,281 @@
+"""A deviating coordinator, scripted step by step, against the real party code.
+
+Every attack of issue #11 (split survivor lists, a lowered threshold, substituted keys) is
+played through real :class:`~fedsilo.runtime.party.PartyAgent` objects over the in-process
+transport (real training, real Ed25519/X25519/AES, the real wire format). Each time the
+parties refuse with a reason, no party reveals a share the attack needs, and the
+coordinator's own unmasking aborts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from fedsilo.config import parse_job
+from fedsilo.errors import RoundFailedError
+from fedsilo.models import build_model, flatten, get_params
+from fedsilo.privacy.secagg import keys, wire
+from fedsilo.privacy.secagg.protocol import (
+    RoundSetup,
+    ServerRound,
+    SignedKeys,
+    advert_message,
+)
+from fedsilo.runtime.coordinator import local_train_config
+from fedsilo.runtime.messages import Message, TaskKind
+from fedsilo.runtime.party import PartyAgent
+from fedsilo.runtime.setup import COORDINATOR, prepare_parties
+from fedsilo.runtime.transport import InProcessTransport
+from fedsilo.simulation import load_simulated_data, simulated_party_identities
+from tests.conftest import small_job
+
+
+class ScriptedCoordinator:
+    """Real parties behind an in-process transport; the test decides what each one is sent."""
+
+    def __init__(self, n: int, variant: str = "secagg") -> None:
+        privacy = {"secure_aggregation": {"enabled": True, "variant": variant}}
+        self.job = parse_job(
+            small_job(privacy=privacy, rounds=1, data={"num_parties": n}), source="test"
+        )
+        data = load_simulated_data(self.job)
+        ids = simulated_party_identities(self.job, data.parties)
+        agents = {p: PartyAgent(p, d, identity=ids[p]) for p, d in data.parties.items()}
+        self.transport = InProcessTransport(agents)
+        self.setup = prepare_parties(self.transport, self.job)
+        self.parties = sorted(self.setup.parties)
+        self.params = get_params(build_model(self.setup.model_spec, seed=0))
+        self.length = flatten(self.params).size + 3
+        self.training = dataclasses.asdict(local_train_config(self.job.training))
+
+    def plan(self, *, threshold: int | None = None, degree: int | None = None) -> RoundSetup:
+        plus = self.job.privacy.secure_aggregation.variant.value == "secagg+"
+        rs = wire.plan_round(
+            self.parties,
+            plus=plus,
+            neighbours=None,
+            threshold=0.5,
+            bits=32,
+            length=self.length,
+            tag=f"{self.job.name}|1|0",
+            graph_seed=3,
+        )
+        if threshold is None and degree is None:
+            return rs
+        return dataclasses.replace(
+            rs,
+            threshold=rs.threshold if threshold is None else threshold,
+            degree=rs.degree if degree is None else degree,
+        )
+
+    def send(
+        self,
+        kind: TaskKind,
+        bodies: Mapping[str, dict[str, Any]],
+        arrays: Any = None,
+        attempt: int = 0,
+    ) -> dict[str, Message]:
+        tasks = {
+            p: Message(kind, self.job.name, 1, COORDINATOR, {"attempt": attempt} | b, arrays or {})
+            for p, b in bodies.items()
+        }
+        gathered = self.transport.exchange(tasks, timeout_s=60)
+        assert not gathered.failures
+        return dict(gathered.replies)
+
+    def keys(self, rs: RoundSetup, attempt: int = 0) -> dict[str, Message]:
+        bodies = {p: wire.setup_body(rs) for p in rs.parties}
+        return self.send(TaskKind.SECAGG_KEYS, bodies, attempt=attempt)
+
+    def honest_until_masked(
+        self,
+        rs: RoundSetup,
+        tamper_keys: Callable[[dict[str, dict[str, SignedKeys]]], None] = (lambda routed: None),
+    ) -> tuple[ServerRound, dict[str, Message]]:
+        """Keys, shares and fit as an honest coordinator would send them (keys tamperable)."""
+        server = ServerRound(rs)
+        advertised = {p: wire.parse_keys_reply(r.body) for p, r in self.keys(rs).items()}
+        routed = server.route_keys(advertised)
+        tamper_keys(routed)
+        replies = self.send(
+            TaskKind.SECAGG_SHARES, {p: wire.keys_body(ks) for p, ks in routed.items()}
+        )
+        sent = {p: wire.parse_shares_reply(r.body) for p, r in replies.items() if r.error is None}
+        refusals = {p: r for p, r in replies.items() if r.error is not None}
+        if refusals:
+            return server, refusals
+        inbox = server.route_shares(sent)
+        bodies = {p: self._fit_body(rs, p, box) for p, box in inbox.items()}
+        fitted = self.send(TaskKind.FIT, bodies, self.params)
+        server.collect({p: r.arrays["masked"] for p, r in fitted.items()})
+        return server, {}
+
+    def _fit_body(self, rs: RoundSetup, p: str, box: Mapping[str, bytes]) -> dict[str, Any]:
+        sa = {
+            "clip_range": 4.0,
+            "bits": 32,
+            "max_parties": len(rs.parties),
+            "quant_seed": rs.ids[p],
+            "shares": wire.encode_ciphertexts(box),
+        }
+        private = {"weight_scale": 1000.0, "secagg": sa}
+        return {"training": self.training, "seed": rs.ids[p], "private": private}
+
+
+def _errors(replies: Mapping[str, Message]) -> dict[str, str]:
+    return {p: str(r.error) for p, r in replies.items() if r.error is not None}
+
+
+# ------------------------------------------------------------------ threshold downgrade
+
+
+@pytest.mark.parametrize(("n", "variant"), [(4, "secagg"), (6, "secagg"), (20, "secagg+")])
+def test_a_threshold_of_two_is_refused_by_every_party(n: int, variant: str) -> None:
+    coordinator = ScriptedCoordinator(n, variant)
+    rs = coordinator.plan(threshold=2)
+    assert variant == "secagg" or not rs.complete  # SecAgg+ really is a sparse graph here
+
+    replies = coordinator.keys(rs)
+
+    errors = _errors(replies)
+    assert sorted(errors) == coordinator.parties
+    for p, text in errors.items():
+        assert f"party '{p}' refuses" in text and "threshold 2" in text
+        assert "Raise privacy.secure_aggregation.threshold" in text
+        assert "c" not in replies[p].body  # no key advertised
+    with pytest.raises(RoundFailedError, match="secure aggregation aborted"):
+        ServerRound(rs).route_keys({})  # nothing to route: the round cannot go on
+
+
+def test_the_honest_threshold_is_accepted_and_a_lower_degree_is_refused() -> None:
+    coordinator = ScriptedCoordinator(20, "secagg+")
+    honest = coordinator.plan()
+    assert not _errors(coordinator.keys(honest))
+    low = coordinator.plan(degree=2, threshold=2)
+    tag = f"{coordinator.job.name}|1|1".encode()
+    errors = _errors(coordinator.keys(dataclasses.replace(low, tag=tag), attempt=1))
+    assert len(errors) == 20
+    assert all("survivors' graph could disconnect" in e for e in errors.values())
+
+
+# ------------------------------------------------------------------ key substitution
+
+
+def _substitute(
+    target: str, *, towards_target: bool, sign_with_own_key: bool
+) -> Callable[[dict[str, dict[str, SignedKeys]]], None]:
+    """Replace keys with the coordinator's own X25519 keys, for or towards ``target``."""
+    rogue = Ed25519PrivateKey.generate()
+
+    def tamper(routed: dict[str, dict[str, SignedKeys]]) -> None:
+        c, s = keys.public_bytes(keys.new_private_key()), keys.public_bytes(keys.new_private_key())
+        for receiver, box in routed.items():
+            for owner, (_, _, sig) in list(box.items()):
+                if (receiver == target) if towards_target else (owner == target):
+                    if sign_with_own_key:
+                        sig = keys.sign(rogue, advert_message(b"test|1|0", owner, c, s))
+                    box[owner] = (c, s, sig)
+
+    return tamper
+
+
+@pytest.mark.parametrize("towards_target", [True, False], ids=["to-target", "as-target"])
+@pytest.mark.parametrize("sign_with_own_key", [False, True], ids=["replayed-sig", "own-sig"])
+def test_substituted_keys_are_refused_and_no_share_is_encrypted_to_them(
+    towards_target: bool, sign_with_own_key: bool
+) -> None:
+    coordinator = ScriptedCoordinator(4)
+    rs = coordinator.plan()
+    target = "party-2"
+    tamper = _substitute(target, towards_target=towards_target, sign_with_own_key=sign_with_own_key)
+
+    _, refusals = coordinator.honest_until_masked(rs, tamper)
+
+    victims = [target] if towards_target else [p for p in coordinator.parties if p != target]
+    errors = _errors(refusals)
+    assert sorted(errors) == sorted(victims)
+    for text in errors.values():
+        assert "not signed by" in text and "substituted" in text
+    for victim in victims:
+        assert "shares" not in refusals[victim].body  # nothing encrypted to a rogue key
+
+
+def test_without_substitution_the_same_round_completes() -> None:
+    coordinator = ScriptedCoordinator(4)
+    rs = coordinator.plan()
+    server, refusals = coordinator.honest_until_masked(rs)
+    assert not refusals
+    confirmed = coordinator.send(
+        TaskKind.SECAGG_CONFIRM, {p: wire.confirm_body(server) for p in rs.parties}
+    )
+    relayed = server.route_confirmations(
+        {p: wire.parse_confirm_reply(r.body) for p, r in confirmed.items()}
+    )
+    reveals = coordinator.send(
+        TaskKind.SECAGG_UNMASK, {p: wire.unmask_body(cs) for p, cs in relayed.items()}
+    )
+    total = server.unmask({p: wire.parse_reveal_reply(r.body) for p, r in reveals.items()})
+    assert total.shape == (coordinator.length,)
+    # a second unmask request for the same masked inputs reveals nothing more
+    again = coordinator.send(
+        TaskKind.SECAGG_UNMASK, {p: wire.unmask_body(cs) for p, cs in relayed.items()}
+    )
+    assert all("no secure-aggregation state" in e for e in _errors(again).values())
+    assert len(_errors(again)) == 4
+    # nor can the same round attempt be keyed again
+    assert len(_errors(coordinator.keys(rs))) == 4
+
+
+# ------------------------------------------------------------------ survivor-list split
+
+
+@pytest.mark.parametrize(("n", "variant"), [(4, "secagg"), (6, "secagg"), (20, "secagg+")])
+@pytest.mark.parametrize("relay", ["all", "matching"])
+def test_a_split_survivor_list_is_refused_and_nothing_unmasks(
+    n: int, variant: str, relay: str
+) -> None:
+    """Half the parties are told the target survived, the others that it dropped."""
+    coordinator = ScriptedCoordinator(n, variant)
+    rs = coordinator.plan()
+    server, refusals = coordinator.honest_until_masked(rs)
+    assert not refusals
+    target = "party-1"
+    holders = sorted(rs.neighbours[target])
+    told_dropped = set(holders[: len(holders) // 2 + 1])  # at least half of its shareholders
+    everyone = list(rs.parties)
+    without = [p for p in everyone if p != target]
+    views = {p: (without if p in told_dropped else everyone) for p in everyone}
+    confirmed = coordinator.send(
+        TaskKind.SECAGG_CONFIRM, {p: {"survivors": v} for p, v in views.items()}
+    )
+    assert not _errors(confirmed)  # each view alone is plausible: connected, has the signer
+    signed = {p: wire.parse_confirm_reply(r.body) for p, r in confirmed.items()}
+
+    # The coordinator relays either every confirmation, or only those on the party's own view.
+    bodies = {}
+    for p in everyone:
+        group = [v for v in (*rs.neighbours[p], p) if v in views[p]]
+        if relay == "matching":
+            group = [v for v in group if views[v] == views[p]]
+        bodies[p] = wire.unmask_body({v: signed[v] for v in group})
+    replies = coordinator.send(TaskKind.SECAGG_UNMASK, bodies)
+
+    errors = _errors(replies)
+    if variant == "secagg":
+        assert sorted(errors) == sorted(everyone)  # every party refuses to reveal anything
+    # every party that saw the split (its neighbours were shown another set) refuses
+    saw_split = {p for p in everyone if any(views[v] != views[p] for v in rs.neighbours[p])}
+    assert saw_split and saw_split <= set(errors)
+    for text in errors.values():
+        assert "refuses the secure-aggregation round" in text
+        assert "different survivor sets" in text or "consistency round is incomplete" in text
+    reveals = {p: wire.parse_reveal_reply(r.body) for p, r in replies.items() if r.error is None}
+    kinds = [reveal[target][0] for reveal in reveals.values() if target in reveal]
+    assert min(kinds.count("b"), kinds.count("s")) < rs.threshold  # never both of the target
+    with pytest.raises(RoundFailedError, match=r"fewer than .* shares came back"):
+        server.unmask(reveals)
