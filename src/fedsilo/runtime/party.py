@@ -87,6 +87,7 @@ TRAINING_KINDS = frozenset(
         TaskKind.EVALUATE,
         TaskKind.SECAGG_KEYS,
         TaskKind.SECAGG_SHARES,
+        TaskKind.SECAGG_CONFIRM,
         TaskKind.SECAGG_UNMASK,
     }
 )

@@ -26,8 +26,8 @@ from fedsilo.privacy.secagg.protocol import (
     SignedKeys,
     advert_message,
 )
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.coordinator import local_train_config
-from fedsilo.runtime.messages import Message, TaskKind
 from fedsilo.runtime.party import PartyAgent
 from fedsilo.runtime.setup import COORDINATOR, prepare_parties
 from fedsilo.runtime.transport import InProcessTransport

@@ -46,14 +46,6 @@ def private_vector(
     return np.concatenate([update * w, [0.0, w, loss * w]])
 
 
-SECAGG_KINDS = (
-    TaskKind.SECAGG_KEYS,
-    TaskKind.SECAGG_SHARES,
-    TaskKind.SECAGG_CONFIRM,
-    TaskKind.SECAGG_UNMASK,
-)
-
-
 def require_identity(name: str, identity: Identity | None) -> Identity:
     """A party without a signing identity and roster cannot take part in secure aggregation."""
     if identity is None:

@@ -4,9 +4,9 @@
 ``privacy.secure_aggregation`` or ``privacy.client_dp`` is enabled, and returns only an
 aggregate (:class:`PrivateAggregate`): the mean update to hand to the server optimizer, who
 took part, the mean training loss and the round's privacy record. Under secure aggregation
-the four protocol steps (:mod:`.protocol`) travel as ordinary tasks over the transport
-(SECAGG_KEYS, SECAGG_SHARES, FIT with the shares, SECAGG_UNMASK); the coordinator only
-relays public keys and ciphertexts. A party that fails a step counts as dropped; an aborted
+the five protocol steps (:mod:`.protocol`) travel as ordinary tasks over the transport
+(SECAGG_KEYS, SECAGG_SHARES, FIT with the shares, SECAGG_CONFIRM, SECAGG_UNMASK); the
+coordinator only relays signed public keys, ciphertexts and signatures. A party that fails a step counts as dropped; an aborted
 protocol run (too few survivors) is retried with a fresh selection like any failed round.
 """
 
