@@ -16,6 +16,7 @@ from fedsilo.analytics.dp import calibrate
 from fedsilo.analytics.plan import make_plan
 from fedsilo.analytics.run import collect, release, run_query
 from fedsilo.analytics.sql import parse_query
+from fedsilo.privacy.noise import NoiseSource
 
 from .conftest import make_job, transport_for
 
@@ -52,11 +53,11 @@ def _errors(mechanism: dict[str, object]) -> tuple[dict[str, np.ndarray], dict[s
     noise = calibrate(plan, job.privacy)
     exact = collect(plan, job, transport_for(job, frames(3)), job.party_names())
     truth = {a.label: evaluate(a, plan, exact) for a in query.aggregates}
-    rng = np.random.default_rng(123)
+    source = NoiseSource.secure()  # the CSPRNG every release draws from
     errs: dict[str, list[float]] = {"n": [], "s": []}
     for _ in range(RUNS):
-        noisy = exact + noise.sample(rng, exact.shape)
-        cells, _ = release(query.aggregates, plan, noisy, noise, job, rng)
+        noisy = exact + noise.sample(source, exact.shape)
+        cells, _ = release(query.aggregates, plan, noisy, noise, job, source)
         for i, label in ((0, "n"), (1, "s")):
             errs[label].append(float(cells[0][i].value) - float(truth[label][0]))  # type: ignore[arg-type]
     stated = {

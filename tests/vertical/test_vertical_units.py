@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from fedsilo.errors import ProtocolError
+from fedsilo.privacy.he import HeScheme
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.vertical.channel import PartyChannel
 from fedsilo.vertical.hetero_lr import HeteroLrParty
-from fedsilo.vertical.masking import draw_masks, unmask
+from fedsilo.vertical.masking import MaskLevel, Pending, draw_masks, unmask
 
 
 def _pair() -> tuple[PartyChannel, PartyChannel, PartyChannel]:
@@ -41,7 +42,8 @@ def test_unmasking_is_exact_whatever_the_mask() -> None:
     for _ in range(5):
         masks = draw_masks(values.size, 24)
         assert np.all(np.abs(masks) >= 1.25 * 2**24) and np.all(np.abs(masks) < 1.75 * 2**24)
-        results.append(unmask(values + masks, masks, 24, "test"))
+        level = MaskLevel(hiding_bits=21, value_bits=2)  # k = 24
+        results.append(unmask(values + masks, Pending(HeScheme.CKKS, masks), level, "test"))
     for r in results[1:]:
         assert np.array_equal(r, results[0])  # independent of the mask
     np.testing.assert_allclose(results[0], values, atol=2.0 ** (24 - 52))
@@ -50,8 +52,9 @@ def test_unmasking_is_exact_whatever_the_mask() -> None:
 
 def test_unmask_refuses_values_beyond_the_mask_range() -> None:
     masks = draw_masks(2, 16)
+    level = MaskLevel(hiding_bits=15, value_bits=0)  # k = 16
     with pytest.raises(ProtocolError, match="beyond what the masks hide"):
-        unmask(masks + np.array([0.0, 2.0**15]), masks, 16, "gradient")
+        unmask(masks + np.array([0.0, 2.0**15]), Pending(HeScheme.CKKS, masks), level, "gradient")
 
 
 def test_party_turns_garbage_and_out_of_order_tasks_into_error_replies() -> None:

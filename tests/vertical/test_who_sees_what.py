@@ -17,13 +17,19 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from fedsilo.errors import ProtocolError
-from fedsilo.privacy.he import EncryptedVector, PaillierConfig, SecretContext, generate
+from fedsilo.privacy.he import EncryptedVector, HeScheme, PaillierConfig, SecretContext, generate
+from fedsilo.privacy.he.paillier import PaillierVector
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import Gathered, InProcessTransport
 from fedsilo.vertical.config import parse_vertical_job
 from fedsilo.vertical.data import load_aligned
 from fedsilo.vertical.hetero_lr import HeteroLrParty
-from fedsilo.vertical.masking import MASK_BITS, FloatArray
+from fedsilo.vertical.masking import (
+    MASK_LEVELS,
+    FloatArray,
+    ckks_mask_bits,
+    revealed_integers,
+)
 from fedsilo.vertical.simulation import run_hetero_lr
 
 pytestmark = pytest.mark.slow
@@ -66,6 +72,21 @@ class RecordingSecret:
         out = self._secret.decrypt(vector)
         self.decrypted.append(out)
         return out
+
+    def decrypt_integers(self, vector: EncryptedVector) -> list[int]:
+        """Paillier: the arbiter reveals masked integers; logged in value units."""
+        out: list[int] = self._secret.decrypt_integers(vector)  # type: ignore[attr-defined]
+        assert isinstance(vector, PaillierVector)
+        self.decrypted.append(np.array(out, dtype=np.float64) / 16.0**-vector.exponent)
+        return out
+
+
+def _mask_floor(scheme: str) -> float:
+    """Every revealed value is at least this large in magnitude: CKKS masks are >= 2^k;
+    Paillier masks are uniform on [0, 2^56) value units (below 2^16 w.p. 2^-40)."""
+    if scheme == "ckks":
+        return 2.0 ** ckks_mask_bits(MASK_LEVELS[HeScheme.CKKS])
+    return 2.0 ** MASK_LEVELS[HeScheme.PAILLIER].value_bits
 
 
 class RecordingTransport(InProcessTransport):
@@ -137,7 +158,10 @@ def test_each_role_receives_only_what_the_protocol_allows(tmp_path: Path, scheme
         own_dims = host.weights.shape
         for msg in host.received:
             for key, arr in msg.arrays.items():
-                if arr.dtype == np.uint8:
+                if arr.dtype == np.uint8 and key == "masked":  # Paillier: masked integers
+                    assert msg.kind is TaskKind.HETERO_LR_UPDATE
+                    assert len(revealed_integers(arr, key)) == own_dims[0]
+                elif arr.dtype == np.uint8:
                     assert key in {"he_public"} or key.startswith(("from:bank", "key:")), key
                     if key.startswith("from:"):  # sealed: not even a parseable HE payload
                         with pytest.raises(ProtocolError):
@@ -147,7 +171,7 @@ def test_each_role_receives_only_what_the_protocol_allows(tmp_path: Path, scheme
                 else:
                     assert msg.kind is TaskKind.HETERO_LR_UPDATE and key == "masked", key
                     assert arr.shape == own_dims
-                    assert np.all(np.abs(arr) > 2.0 ** MASK_BITS[job.he.scheme])  # still masked
+                    assert np.all(np.abs(arr) > _mask_floor(scheme))  # still masked
             text = repr(msg.body)
             assert "y" not in msg.body and "labels" not in text
         assert not any(m.kind is TaskKind.VERTICAL_UNMASKED for m in host.received)
@@ -157,11 +181,11 @@ def test_each_role_receives_only_what_the_protocol_allows(tmp_path: Path, scheme
         for key, arr in msg.arrays.items():
             if arr.dtype == np.float64:
                 assert key == "masked"
-                assert np.all(np.abs(arr) > 2.0 ** MASK_BITS[job.he.scheme])
+                assert np.all(np.abs(arr) > _mask_floor(scheme))
 
     # The arbiter decrypts only masked values: nothing it decrypts is near a true gradient,
     # every value sits in the mask range, and the coordinator's replies carry no floats.
-    bound = 2.0 ** MASK_BITS[job.he.scheme]
+    bound = _mask_floor(scheme)
     for values in secret.decrypted:
         assert np.all(np.abs(values) > bound)
         for truth in truths.values():

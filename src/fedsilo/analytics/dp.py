@@ -29,6 +29,7 @@ import numpy as np
 from fedsilo.analytics.config import Mechanism, PrivacySettings
 from fedsilo.analytics.plan import QueryPlan
 from fedsilo.privacy.accounting import GaussianSpend, epsilon, noise_for_epsilon
+from fedsilo.privacy.noise import NoiseSource
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,12 @@ class NoisePlan:
             return self.scales * math.sqrt(2.0)
         return self.scales
 
-    def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-        """Noise of ``shape`` (..., statistics)."""
+    def sample(self, source: NoiseSource, shape: tuple[int, ...]) -> np.ndarray:
+        """Noise of ``shape`` (..., statistics), from ``source`` (a CSPRNG in production)."""
         if self.mechanism is Mechanism.GAUSSIAN:
-            return np.asarray(rng.normal(0.0, 1.0, size=shape) * self.scales)
+            return np.asarray(source.normal(1.0, shape) * self.scales)
         if self.mechanism is Mechanism.LAPLACE:
-            return np.asarray(rng.laplace(0.0, 1.0, size=shape) * self.scales)
+            return np.asarray(source.laplace(1.0, shape) * self.scales)
         return np.zeros(shape)
 
 

@@ -35,6 +35,7 @@ from fedsilo.analytics.plan import Block, QueryPlan, make_plan
 from fedsilo.analytics.secure import check_parties, secure_collect, secure_notice
 from fedsilo.analytics.sql import Agg, Aggregate, parse_query
 from fedsilo.errors import ConfigError, ProtocolError
+from fedsilo.privacy.noise import NoiseSource
 from fedsilo.privacy.secagg.identity import simulated_identities
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import InProcessTransport, Transport
@@ -148,11 +149,10 @@ def query(
     return run_query(job, sql, transport=simulation_transport(job), ledger_dir=ledgers)
 
 
-def _rng(job: AnalyticsJob, sql: str) -> np.random.Generator:
-    if job.seed is None:  # production: OS entropy
-        return np.random.default_rng()
+def _noise_source(job: AnalyticsJob, sql: str) -> NoiseSource:
+    """The CSPRNG; with a job ``seed`` (simulation) a stream reproducible per query."""
     digest = int.from_bytes(hashlib.sha256(sql.encode()).digest()[:8], "little")
-    return np.random.default_rng([job.seed, digest])
+    return NoiseSource.for_mechanism(job.seed, "analytics", digest)
 
 
 def run_query(
@@ -161,7 +161,7 @@ def run_query(
     *,
     transport: Transport,
     ledger_dir: Path,
-    rng: np.random.Generator | None = None,
+    noise_source: NoiseSource | None = None,
 ) -> QueryResult:
     query = parse_query(sql, job)
     plan = make_plan(query, job)
@@ -172,9 +172,9 @@ def run_query(
     ledger = Ledger(ledger_dir, job.privacy.delta, job.privacy.accounting)
     ledger.check(budgets, noise, sql)
     total = collect(plan, job, transport, names, sql=sql)
-    rng = rng if rng is not None else _rng(job, sql)
-    noisy = total + noise.sample(rng, total.shape)
-    result = release(query.aggregates, plan, noisy, noise, job, rng)
+    source = noise_source if noise_source is not None else _noise_source(job, sql)
+    noisy = total + noise.sample(source, total.shape)
+    result = release(query.aggregates, plan, noisy, noise, job, source)
     spent = ledger.charge(budgets, noise, sql)
     return QueryResult(
         sql=sql,
@@ -274,7 +274,7 @@ def release(
     noisy: np.ndarray,
     noise: NoisePlan,
     job: AnalyticsJob,
-    rng: np.random.Generator,
+    source: NoiseSource,
 ) -> tuple[list[list[Cell]], list[bool]]:
     """Post-process noisy statistics into cells; suppress groups whose noisy count is small."""
     groups = noisy.shape[0]
@@ -282,7 +282,7 @@ def release(
     suppressed = [bool(job.min_group_size > 0 and c < job.min_group_size) for c in count]
     dp = noise.mechanism is not Mechanism.NONE
     reps = max(200, min(1000, MAX_BOOTSTRAP_VALUES // max(1, noisy.size)))
-    boot = noisy[None] + noise.sample(rng, (reps, *noisy.shape)) if dp else None
+    boot = noisy[None] + noise.sample(source, (reps, *noisy.shape)) if dp else None
     sd = noise.sd
     cells: list[list[Cell]] = [[] for _ in range(groups)]
     for agg in aggregates:

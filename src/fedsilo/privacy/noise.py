@@ -104,6 +104,16 @@ class NoiseSource:
         out: npt.NDArray[np.float64] = (std * draws.sum(axis=0) / 2.0).reshape(dims)
         return out
 
+    def laplace(self, scale: float, shape: int | Sequence[int]) -> npt.NDArray[np.float64]:
+        """Laplace noise of ``scale`` (inverse CDF on 53-bit uniforms; not hardened against
+        floating-point attacks the way :meth:`normal` is)."""
+        dims = (shape,) if isinstance(shape, int) else tuple(shape)
+        u = self.uniform(math.prod(dims)) - 0.5  # [-1/2, 1/2)
+        out: npt.NDArray[np.float64] = (-scale * np.sign(u) * np.log1p(-2.0 * np.abs(u))).reshape(
+            dims
+        )
+        return out
+
     def normal_like(self, std: float, reference: torch.Tensor) -> torch.Tensor:
         """Gaussian noise shaped and typed like ``reference`` (for Opacus's gradients)."""
         values = self.normal(std, tuple(reference.shape))

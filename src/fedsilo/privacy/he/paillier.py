@@ -41,6 +41,7 @@ import functools
 import math
 import operator
 import struct
+from collections.abc import Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -127,6 +128,20 @@ class PaillierVector(EncryptedVector):
         encoded = self._ctx.encode(arr, exponent)
         items = [c + e for c, e in zip(self._items, encoded, strict=True)]
         return PaillierVector(self._ctx, items, exponent)
+
+    def add_integers(self, values: Sequence[int]) -> PaillierVector:
+        """Add raw plaintext integers at this vector's own exponent (``values[k] * 16**E``):
+        exact, for masks wider than a float64 holds (:mod:`fedsilo.vertical.masking`)."""
+        if len(values) != len(self._items):
+            raise ProtocolError(f"add_integers: {len(values)} values for {len(self)} ciphertexts")
+        ctx = self._ctx
+        ctx.check_magnitude(max((abs(v) for v in values), default=0), "add_integers operand")
+        pk, n = ctx.public_key, ctx.public_key.n
+        items = [
+            c + paillier.EncodedNumber(pk, v % n, self._exponent)
+            for c, v in zip(self._items, values, strict=True)
+        ]
+        return PaillierVector(ctx, items, self._exponent)
 
     def mul_plain(self, values: npt.ArrayLike) -> PaillierVector:
         arr = as_vector(values, "mul_plain operand", len(self))

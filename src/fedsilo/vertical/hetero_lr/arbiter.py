@@ -30,7 +30,7 @@ from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.seeds import derive_seed
 from fedsilo.runtime.transport import Transport
 from fedsilo.vertical.hetero_lr.wire import blob, get_blob
-from fedsilo.vertical.masking import MASK_BITS
+from fedsilo.vertical.masking import reveal
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,9 @@ class HeteroLrArbiter:
         return {f"from:{sender}": sealed}
 
     def _decrypt(self, reply: Message, who: str) -> np.ndarray:
+        """Decrypt a party's masked vector for it (see :func:`fedsilo.vertical.masking.reveal`)."""
         data = get_blob(reply, "masked" if "masked" in reply.arrays else "masked_gradient", who)
-        return self._secret.decrypt(self._secret.deserialize_vector(data))
+        return reveal(self._secret, self._secret.deserialize_vector(data))
 
     # ------------------------------------------------------------------ protocol
 
@@ -132,7 +133,6 @@ class HeteroLrArbiter:
             "guest": self.guest,
             "hosts": self.hosts,
             "l2": self.params.l2,
-            "mask_bits": MASK_BITS[self._secret.scheme],
         }
         arrays: dict[str, np.ndarray] = {
             "he_public": public,

@@ -20,11 +20,11 @@ import numpy.typing as npt
 from safetensors.numpy import save_file
 
 from fedsilo.errors import ErrorCode, FedsiloError, ProtocolError
-from fedsilo.privacy.he import EncryptedVector, PublicContext, load_public
+from fedsilo.privacy.he import EncryptedVector, HeScheme, PublicContext, load_public
 from fedsilo.protocol.messages import Fault, Message, TaskKind
 from fedsilo.vertical.channel import PartyChannel
-from fedsilo.vertical.hetero_lr.wire import blob, get_blob, get_float, get_floats, get_positions
-from fedsilo.vertical.masking import FloatArray, draw_masks, unmask
+from fedsilo.vertical.hetero_lr.wire import blob, get_blob, get_float, get_positions
+from fedsilo.vertical.masking import MASK_LEVELS, FloatArray, MaskLevel, Pending, mask, unmask
 from fedsilo.vertical.metrics import binary_metrics
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,8 @@ class HeteroLrParty:
         self._penalized = np.zeros(0)
         self._l2 = 0.0
         self._n_train = 1
-        self._mask_bits = 16
-        self._masks: dict[str, FloatArray] = {}
+        self._mask_level: MaskLevel = MASK_LEVELS[HeScheme.CKKS]  # set at setup, per scheme
+        self._masks: dict[str, Pending] = {}
         self._u = np.zeros(0)
         self._loss_enc: EncryptedVector | None = None
         self._loss_plain = 0.0
@@ -127,20 +127,17 @@ class HeteroLrParty:
 
     def _masked(self, key: str, vector: EncryptedVector) -> np.ndarray:
         """Add fresh masks kept under ``key``; the arbiter-bound bytes of the result."""
-        masks = draw_masks(len(vector), self._mask_bits)
-        self._masks[key] = masks
-        return blob(self._context().serialize_vector(vector.add_plain(masks)))
+        masked, self._masks[key] = mask(vector, self._mask_level)
+        return blob(self._context().serialize_vector(masked))
 
     def _take_unmasked(self, msg: Message, key: str) -> FloatArray:
         masks = self._masks.pop(key, None)
         if masks is None:
             raise ProtocolError(f"party {self.name!r}: no masked {key} is pending")
-        return unmask(
-            get_floats(msg, "masked", self.name),
-            masks,
-            self._mask_bits,
-            f"party {self.name!r} {key}",
-        )
+        revealed = msg.arrays.get("masked")
+        if revealed is None:
+            raise ProtocolError(f"party {self.name!r}: the {key} reply carries no masked values")
+        return unmask(revealed, masks, self._mask_level, f"party {self.name!r} {key}")
 
     # ------------------------------------------------------------------ setup
 
@@ -156,7 +153,8 @@ class HeteroLrParty:
         ):
             raise ProtocolError(f"party {self.name!r} is a {role}, the setup says otherwise")
         self._l2 = get_float(msg, "l2", self.name)
-        self._mask_bits = int(get_float(msg, "mask_bits", self.name))
+        # The mask width is this party's own stated level for the scheme, never the setup's.
+        self._mask_level = MASK_LEVELS[self._context().scheme]
         train = get_positions(msg, "train", len(self._raw), self.name)
         self._test = get_positions(msg, "test", len(self._raw), self.name)
         self._n_train = len(train)

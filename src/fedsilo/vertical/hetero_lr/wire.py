@@ -21,13 +21,6 @@ def get_blob(msg: Message, name: str, who: str) -> bytes:
     return arr.tobytes()
 
 
-def get_floats(msg: Message, name: str, who: str) -> npt.NDArray[np.float64]:
-    arr = msg.arrays.get(name)
-    if arr is None or arr.dtype != np.float64 or arr.ndim != 1:
-        raise ProtocolError(f"{who}: {msg.kind.value} message lacks the float vector {name!r}")
-    return np.asarray(arr, dtype=np.float64)
-
-
 def get_positions(msg: Message, name: str, n_rows: int, who: str) -> npt.NDArray[np.int64]:
     arr = msg.arrays.get(name)
     if arr is None or arr.dtype != np.int64 or arr.ndim != 1 or arr.size == 0:
