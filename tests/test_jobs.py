@@ -115,3 +115,35 @@ def test_server_and_party_configs_share_the_explainer(tmp_path: Path) -> None:
         load_party_config(party)
     with pytest.raises(ConfigError, match=r"party configuration file .*nope\.toml does not exist"):
         load_party_config(tmp_path / "nope.toml")
+
+
+def test_job_is_a_discriminated_union_for_pydantic() -> None:
+    from pydantic import TypeAdapter
+
+    from fedsilo.jobs import Job
+
+    job = load_job(EXAMPLES / "vertical_breast_cancer" / "job.toml")
+    raw = job.model_dump(mode="json", exclude_unset=True)
+    assert type(TypeAdapter(Job).validate_python(raw)) is VerticalJobConfig
+    assert (
+        type(
+            TypeAdapter(Job).validate_python(
+                {"data": {"dataset": "digits"}} | {"kind": "horizontal"}
+            )
+        )
+        is JobConfig
+    )
+
+
+def test_a_horizontal_job_does_not_import_the_vertical_or_analytics_extras() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fedsilo\n"
+        f"job = fedsilo.load_job({str(EXAMPLES / 'mnist_3orgs.toml')!r})\n"
+        "extras = ('phe', 'tenseal', 'private_set_intersection', 'duckdb', 'sqlglot')\n"
+        "print(job.kind, [m for m in extras if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "horizontal []"

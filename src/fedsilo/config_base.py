@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fedsilo.errors import ConfigError
 
@@ -61,25 +61,6 @@ def validate(
         return model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(explain(exc, source, known_keys(model), what=what)) from None
-
-
-def validate_union(
-    adapter: TypeAdapter[Any],
-    models: dict[str, type[BaseModel]],
-    raw: dict[str, Any],
-    *,
-    tag: str,
-    source: str,
-    what: str = "job configuration",
-) -> Any:
-    """Validate ``raw`` against a discriminated union; errors name keys without the tag."""
-    try:
-        return adapter.validate_python(raw)
-    except ValidationError as exc:
-        value = raw.get(tag)
-        model = models.get(value) if isinstance(value, str) else None
-        known = known_keys(model) if model is not None else [tag]
-        raise ConfigError(explain(exc, source, known, what=what, strip_tag=True)) from None
 
 
 def known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
@@ -141,12 +122,11 @@ def explain(
     known: list[str],
     *,
     what: str = "job configuration",
-    strip_tag: bool = False,
 ) -> str:
     """One line per error: the key, what is wrong, the value given, a "Did you mean"."""
     lines = [f"{source}: the {what} is invalid:"]
     for err in exc.errors():
-        path = list(err["loc"][1:] if strip_tag and err["loc"] else err["loc"])
+        path = list(err["loc"])
         loc = ".".join(str(p) for p in path if not isinstance(p, int))
         idx = next((p for p in path if isinstance(p, int)), None)
         where = loc + (f" (entry {idx + 1})" if idx is not None else "")

@@ -15,13 +15,12 @@ missing ``kind`` key, never with a list of "unknown key" errors.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, TypeVar, Union
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field
 
-from fedsilo.config_base import did_you_mean, read_toml, validate, validate_union
+from fedsilo.config_base import did_you_mean, read_toml, validate
 from fedsilo.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -38,31 +37,30 @@ HORIZONTAL, VERTICAL, ANALYTICS = "horizontal", "vertical", "analytics"
 KINDS = (HORIZONTAL, VERTICAL, ANALYTICS)
 
 
-def job_models() -> dict[str, type[BaseModel]]:
-    """``kind`` -> its model (imported here: vertical and analytics pull optional extras)."""
-    from fedsilo.analytics.config import AnalyticsJob
+def job_model(kind: str) -> type[BaseModel]:
+    """The model of one ``kind``, imported on demand: a horizontal job never imports the
+    vertical or analytics code (and their optional extras: PSI, HE, DuckDB)."""
+    if kind == VERTICAL:
+        from fedsilo.vertical.config import VerticalJobConfig
+
+        return VerticalJobConfig
+    if kind == ANALYTICS:
+        from fedsilo.analytics.config import AnalyticsJob
+
+        return AnalyticsJob
     from fedsilo.config import JobConfig
-    from fedsilo.vertical.config import VerticalJobConfig
 
-    return {HORIZONTAL: JobConfig, VERTICAL: VerticalJobConfig, ANALYTICS: AnalyticsJob}
-
-
-@functools.cache
-def job_adapter() -> TypeAdapter[Any]:
-    """The pydantic adapter of the discriminated union ``Job`` (built on first use)."""
-    return TypeAdapter(_job_union())
+    return JobConfig
 
 
 def _job_union() -> Any:
-    from fedsilo.analytics.config import AnalyticsJob
-    from fedsilo.config import JobConfig
-    from fedsilo.vertical.config import VerticalJobConfig
-
-    return Annotated[JobConfig | VerticalJobConfig | AnalyticsJob, Field(discriminator="kind")]
+    models = tuple(job_model(k) for k in KINDS)
+    return Annotated[Union[models], Field(discriminator="kind")]  # noqa: UP007
 
 
 def __getattr__(name: str) -> Any:
-    # ``fedsilo.jobs.Job`` at run time: the discriminated union (its modules load on first use).
+    # ``fedsilo.jobs.Job`` at run time: the discriminated union, for pydantic models and
+    # TypeAdapter (its modules load on first use).
     if name == "Job":
         return _job_union()
     raise AttributeError(f"module 'fedsilo.jobs' has no attribute {name!r}")
@@ -76,18 +74,19 @@ def _kind_of(model: type[BaseModel]) -> str:
 
 def _own_keys(kind: str) -> set[str]:
     """Top-level keys that only ``kind`` uses (tell-tales of a file missing its ``kind``)."""
-    models = job_models()
     others: set[str] = set()
-    for k, m in models.items():
+    for k in KINDS:
         if k != kind:
-            others |= set(m.model_fields)
-    return set(models[kind].model_fields) - others
+            others |= set(job_model(k).model_fields)
+    return set(job_model(kind).model_fields) - others
 
 
 def job_kind(raw: dict[str, Any], *, source: str, default: str = HORIZONTAL) -> str:
     """The job's ``kind``: given, or ``default`` when absent and no key says otherwise."""
     kind = raw.get("kind")
     if kind is None:
+        if set(raw) <= set(job_model(default).model_fields):
+            return default  # nothing foreign: no need to look at the other kinds
         for other in KINDS:
             if other == default:
                 continue
@@ -110,10 +109,9 @@ def job_kind(raw: dict[str, Any], *, source: str, default: str = HORIZONTAL) -> 
 def parse_job(raw: dict[str, Any], *, source: str = "job", base_dir: Path | None = None) -> Job:
     """Validate a job dict of any kind; relative data paths resolve against ``base_dir``."""
     kind = job_kind(raw, source=source)
-    job: Job = validate_union(
-        job_adapter(), job_models(), {**raw, "kind": kind}, tag="kind", source=source
-    )
-    return job.with_base_dir(base_dir) if base_dir is not None else job
+    # Dispatch on the tag first, then validate that kind's model: the discriminated union's
+    # semantics, without importing the other kinds (and their optional extras).
+    return parse_as(job_model(kind), raw, source=source, base_dir=base_dir)  # type: ignore[return-value]
 
 
 def load_job(path: str | Path) -> Job:
