@@ -14,6 +14,8 @@
   "parties": {name: {"epsilon", "noise_multiplier", "steps", ...}}}``, and ``dp_noise``:
   ``"csprng"``, or ``"reproducible"`` when the simulation-only ``[privacy]
   reproducible_noise`` seeded the noise from the job seed.
+* with a privacy audit (``fedsilo privacy audit``), ``privacy_audit``: the membership test
+  on the canaries (AUC, TPR at low FPR, epsilon lower bound, accountant's epsilon, scores).
 * ``report.html``: self-contained report with plots.
 """
 
@@ -58,6 +60,7 @@ class Result:
     baseline: dict[str, float] | None
     wall_time_s: float
     test_examples: int = 0
+    privacy_audit: dict[str, Any] | None = None  # set by fedsilo.privacy_audit
 
     @property
     def global_evaluation(self) -> str:
@@ -102,6 +105,8 @@ class Result:
             "parties": s.summary,
         }
         out["dp_noise"] = "reproducible" if job.privacy.reproducible_noise else "csprng"
+        if self.privacy_audit is not None:
+            out["privacy_audit"] = self.privacy_audit
         return out
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:

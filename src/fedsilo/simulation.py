@@ -53,8 +53,21 @@ BUILTIN_LABEL = "label"
 
 @dataclass(frozen=True)
 class SimulatedData:
+    """Every simulated party's rows, the central test split, and any audit canaries.
+
+    ``canaries[name]`` are rows party ``name`` trains on besides its own (never held out, not
+    in its preprocessing statistics): only the privacy audit (:mod:`fedsilo.privacy_audit`)
+    sets them.
+    """
+
     parties: dict[str, LocalData]
     test: LocalData | None
+    canaries: Mapping[str, LocalData] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.canaries) - set(self.parties))
+        if unknown:
+            raise ConfigError(f"canaries for unknown parties: {', '.join(unknown)}")
 
 
 def _partition(
@@ -377,16 +390,25 @@ def simulate_horizontal(
     baseline: bool = False,
     on_round: Callable[[RoundRecord], None] | None = None,
     audit_dir: Path | None = None,
+    data: SimulatedData | None = None,
 ) -> Result:
-    """Run a horizontal job with every party simulated in this process (:func:`simulate`)."""
+    """Run a horizontal job with every party simulated in this process (:func:`simulate`).
+
+    ``data`` replaces the rows the job's data source would give (:func:`load_simulated_data`),
+    e.g. with the privacy audit's canaries planted.
+    """
     started = time.monotonic()
-    sim = load_simulated_data(job)
+    sim = load_simulated_data(job) if data is None else data
     identities = simulated_party_identities(job, sim.parties)
     agents = {
         name: PartyAgent(
-            name, data, simulated_party_privacy(job, name, audit_dir), identity=identities[name]
+            name,
+            rows,
+            simulated_party_privacy(job, name, audit_dir),
+            identity=identities[name],
+            canaries=sim.canaries.get(name),
         )
-        for name, data in sim.parties.items()
+        for name, rows in sim.parties.items()
     }
     evaluator = TestSetEvaluator(sim.test) if sim.test is not None else None
     coordinator = Coordinator(

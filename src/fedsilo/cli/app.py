@@ -4,7 +4,8 @@
     fedsilo query JOB.toml "SELECT ..." [--format table|csv|json] [--html FILE] [--server ...]
     fedsilo datasets
     fedsilo server / party / submit / status          (deployment)
-    fedsilo privacy plan / audit verify / audit show  (DP budgets, audit logs)
+    fedsilo privacy plan / privacy audit              (DP budgets, empirical audit)
+    fedsilo audit verify / audit show                 (audit logs)
     fedsilo certs init / issue                        (TLS certificates)
 
 Errors that fedsilo raises on purpose (bad config, bad data) print one plain-text line and

@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.text import Text
 from typer.core import TyperGroup
 
@@ -84,6 +91,28 @@ def progress_bar(target: Console) -> Progress:
         TimeElapsedColumn(),
         console=target,
     )
+
+
+#: ``--out DIR`` of every command that writes a run directory
+OutDir = Annotated[
+    Path | None, typer.Option("--out", "-o", help="output directory [default: runs/<job name>]")
+]
+
+
+def round_reporter(progress: Progress, task: TaskID) -> Callable[[Any], None]:
+    """``on_round`` for a horizontal run: one line per round (loss, accuracy, dropouts)."""
+
+    def on_round(record: Any) -> None:
+        g = record.global_metrics
+        dropped = f"  dropped: {', '.join(sorted(record.failures))}" if record.failures else ""
+        progress.console.print(
+            f"round {record.round:>3}  loss {fmt(g.get('loss'))}  "
+            f"accuracy {fmt(g.get('accuracy'))}  ({record.duration_s:.2f} s){dropped}",
+            markup=False,
+        )
+        progress.advance(task)
+
+    return on_round
 
 
 def plain(value: object) -> Text:

@@ -3,6 +3,7 @@
     fedsilo privacy plan --noise 1.1 --rounds 100 --sample-rate 0.1 --delta 1e-5
                          [--steps-per-round K] [--method rdp|pld]
     fedsilo privacy plan --target-epsilon 3 --rounds 100 --sample-rate 0.1 --delta 1e-5
+    fedsilo privacy audit JOB.toml [--canaries M] [--party P] [--confidence C]
     fedsilo audit verify LOG     exit 0 if the hash chain holds, 2 naming the first bad line
     fedsilo audit show LOG       rows and bytes per message kind, final epsilon
 
@@ -22,7 +23,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from fedsilo.cli.common import console, enum_option, make_app, plain, print_error
+from fedsilo.cli.common import OutDir, console, enum_option, make_app, plain, print_error
 
 
 class Accountant(enum.StrEnum):
@@ -33,7 +34,7 @@ class Accountant(enum.StrEnum):
     pld = "pld"
 
 
-privacy_app = make_app("Plan differential-privacy budgets.")
+privacy_app = make_app("Plan differential-privacy budgets and audit them empirically.")
 audit_app = make_app("Verify and summarize a party's audit log.")
 
 
@@ -161,3 +162,72 @@ def show(log: Annotated[Path, typer.Argument(help="a party's audit log (JSON lin
     if summary["refused_rounds"]:
         console.print(f"rounds refused for the budget: {summary['refused_rounds']}")
     console.print(f"last hash: {summary['last_hash']}")
+
+
+@privacy_app.command("audit")
+def audit(
+    job_file: Annotated[Path, typer.Argument(help="TOML job file (horizontal)")],
+    out: OutDir = None,
+    canaries: Annotated[
+        int, typer.Option(help="rows of the audited party that become canaries", min=20)
+    ] = 100,
+    party: Annotated[
+        str | None, typer.Option(help="the audited party (default: the first by name)")
+    ] = None,
+    confidence: Annotated[float, typer.Option(help="confidence of the lower bound")] = 0.95,
+    low_fpr: Annotated[float, typer.Option(help="report the TPR at this FPR")] = 0.01,
+    audit_seed: Annotated[
+        int | None, typer.Option(help="seed of the canary choice and coins (default: the job seed)")
+    ] = None,
+    rounds: Annotated[int | None, typer.Option(help="override the job's rounds", min=1)] = None,
+    seed: Annotated[int | None, typer.Option(help="override the job's seed")] = None,
+) -> None:
+    """Empirical privacy audit: canaries at one party, one training run, a membership test.
+
+    Prints the attack's AUC, its TPR at a low FPR and an epsilon lower bound (Steinke, Nasr &
+    Jagielski 2023) beside the accountant's epsilon; writes the run with the audit in
+    metrics.json and report.html. Exit 1 if the bound exceeds the accountant's epsilon.
+    """
+    from rich.markup import escape
+
+    from fedsilo.cli.common import print_warning, progress_bar, round_reporter
+    from fedsilo.config import JobConfig
+    from fedsilo.jobs import load_as
+    from fedsilo.privacy_audit import AuditConfig, run_privacy_audit
+
+    job = load_as(JobConfig, job_file)  # a vertical or analytics file is refused, named
+    if rounds is not None or seed is not None:
+        job = job.with_overrides(rounds=rounds, seed=seed)
+    cfg = AuditConfig(
+        party=party, canaries=canaries, confidence=confidence, low_fpr=low_fpr, seed=audit_seed
+    )
+    out_dir = out if out is not None else Path("runs") / job.name
+    console.print(
+        f"[bold]fedsilo[/] privacy audit of [bold]{escape(job.name)}[/]: {canaries} canaries, "
+        f"{job.rounds} rounds, seed {job.seed}"
+    )
+    with progress_bar(console) as progress:
+        on_round = round_reporter(progress, progress.add_task("rounds", total=job.rounds))
+        result, found = run_privacy_audit(job, cfg, on_round=on_round, audit_dir=out_dir / "audit")
+    paths = result.save(out_dir)
+    t = found.test
+    acct = found.accountant_epsilon
+    lines = [
+        f"audited party: {found.party} ({t.canaries} canaries with wrong labels, {t.included} "
+        f"trained on by secret coin, seed {found.seed})",
+        f"canary AUC: {t.auc:.3f}   TPR at {100 * t.low_fpr:g}% FPR: {t.tpr_at_low_fpr:.3f}",
+        f"epsilon lower bound: {t.epsilon_lower_bound:.3f} ({100 * t.confidence:g}% confidence, "
+        f"delta {t.delta:g}; {t.correct} of {t.guesses} guesses right)",
+        "accountant's epsilon: "
+        + ("none (no DP)" if acct == float("inf") else f"{acct:.3f} ({found.party})"),
+        f"report: {paths['report']}",
+    ]
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
+    if not found.consistent:
+        print_warning(
+            f"the empirical lower bound {t.epsilon_lower_bound:.3f} exceeds the accountant's "
+            f"epsilon {acct:.3f}: the training leaks more than it accounts for (or, with "
+            f"probability at most {1 - t.confidence:g}, this is chance)"
+        )
+        raise typer.Exit(1)

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fedsilo.cli.common import console, fmt, plain, progress_bar
+from fedsilo.cli.common import OutDir, console, fmt, plain, progress_bar, round_reporter
 from fedsilo.cli.privacy import privacy_line
 
 if TYPE_CHECKING:
@@ -56,9 +56,7 @@ def final_table(metrics: dict[str, Any]) -> Table:
 
 def simulate(
     job_file: Annotated[Path, typer.Argument(help="TOML job file (horizontal or vertical)")],
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="output directory [default: runs/<job name>]")
-    ] = None,
+    out: OutDir = None,
     rounds: Annotated[
         int | None,
         typer.Option(
@@ -102,18 +100,7 @@ def _simulate_horizontal(job: JobConfig, out_dir: Path, *, baseline: bool) -> No
         f"seed {job.seed}"
     )
     with progress_bar(console) as progress:
-        task = progress.add_task("rounds", total=job.rounds)
-
-        def on_round(record: Any) -> None:
-            g = record.global_metrics
-            dropped = f"  dropped: {', '.join(sorted(record.failures))}" if record.failures else ""
-            progress.console.print(
-                f"round {record.round:>3}  loss {fmt(g.get('loss'))}  "
-                f"accuracy {fmt(g.get('accuracy'))}  ({record.duration_s:.2f} s){dropped}",
-                markup=False,
-            )
-            progress.advance(task)
-
+        on_round = round_reporter(progress, progress.add_task("rounds", total=job.rounds))
         result = run_simulation(
             job,
             baseline=baseline,

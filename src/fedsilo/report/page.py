@@ -34,6 +34,7 @@ from fedsilo.report.html import (
     render_page,
 )
 from fedsilo.report.privacy import privacy_section
+from fedsilo.report.privacy_audit import privacy_audit_section
 
 MAX_CLASS_COLUMNS = 12
 MAX_CLASSES_LISTED = 20
@@ -294,6 +295,7 @@ def render_report(metrics: Mapping[str, Any]) -> str:
         _headline(r),
         _convergence(r),
         privacy_section(metrics),  # "" without DP
+        privacy_audit_section(metrics),  # "" unless `fedsilo privacy audit` ran the job
         _final(r),
         _rounds(r),
         _data(r),

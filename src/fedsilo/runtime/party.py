@@ -103,9 +103,15 @@ class PartyAgent:
         privacy: PartyPrivacy | None = None,
         *,
         identity: Identity | None = None,
+        canaries: LocalData | None = None,
     ) -> None:
         self.name = name
         self._data = data
+        # Rows that always train and are never held out nor summarized: the privacy audit's
+        # canaries (fedsilo.privacy_audit). None in every ordinary job.
+        if canaries is not None and (canaries.table is None) != (data.table is None):
+            raise ValueError("canaries must be rows of the same kind (table or images) as data")
+        self._canaries = canaries
         # Record-level DP, the party's own budget and its audit log (fedsilo.privacy.guard).
         self._guard = PrivacyGuard(name, privacy or PartyPrivacy())
         self._plan: PreprocessPlan | None = None
@@ -171,19 +177,23 @@ class PartyAgent:
         shared = TableSchema.from_json(body["schema"])
         return {"stats": local_stats(d.table, shared, party=self.name, source=d.source)}
 
+    def _rows(self, d: LocalData, body: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Model inputs and class indices of ``d`` under the job's plan (tables) or classes."""
+        if d.table is not None:
+            assert self._plan is not None
+            return self._plan.transform(d.table, party=self.name, source=d.source)
+        assert d.images is not None and d.labels is not None
+        if list(d.classes) != list(body["classes"]):
+            raise DataError(
+                f"party '{self.name}' has classes {list(d.classes)} in {d.source}, the job has "
+                f"{body['classes']}"
+            )
+        return d.images, d.labels
+
     def _setup(self, body: dict[str, Any]) -> dict[str, Any]:
         d = self._data
-        if d.table is not None:
-            self._plan = PreprocessPlan.from_json(body["plan"])
-            features, labels = self._plan.transform(d.table, party=self.name, source=d.source)
-        else:
-            assert d.images is not None and d.labels is not None
-            if list(d.classes) != list(body["classes"]):
-                raise DataError(
-                    f"party '{self.name}' has classes {list(d.classes)}, the job has "
-                    f"{body['classes']}"
-                )
-            features, labels = d.images, d.labels
+        self._plan = PreprocessPlan.from_json(body["plan"]) if d.table is not None else None
+        features, labels = self._rows(d, body)
         if len(labels) < 2:
             raise DataError(
                 f"party '{self.name}' has {len(labels)} usable row(s) in {d.source}; at least "
@@ -192,20 +202,25 @@ class PartyAgent:
         train_idx, holdout_idx = split_holdout(
             len(labels), float(body["holdout_fraction"]), int(body["seed"])
         )
-        self._train = (features[train_idx], labels[train_idx])
+        train_x, train_y = features[train_idx], labels[train_idx]
+        if self._canaries is not None:  # after the split: canaries never land in the holdout
+            canary_x, canary_y = self._rows(self._canaries, body)
+            train_x = np.concatenate([train_x, canary_x.astype(train_x.dtype)])
+            train_y = np.concatenate([train_y, canary_y.astype(train_y.dtype)])
+        self._train = (train_x, train_y)
         self._holdout = (features[holdout_idx], labels[holdout_idx])
         spec = ModelSpec.from_json(body["model"])
         self._model = build_model(spec, seed=0)
         self._template = get_params(self._model)
         num_classes = spec.num_classes
-        counts = np.bincount(labels[train_idx], minlength=num_classes)
+        counts = np.bincount(train_y, minlength=num_classes)
         record_dp = self._guard.configure(
             body.get("record_dp"),
-            len(train_idx),
+            len(train_y),
             reproducible_noise=body.get("reproducible_noise") is True,
         )
         return {
-            "train_examples": len(train_idx),
+            "train_examples": len(train_y),
             "holdout_examples": len(holdout_idx),
             "label_counts": [int(c) for c in counts],
             "record_dp": record_dp,
