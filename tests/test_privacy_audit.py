@@ -205,3 +205,34 @@ def test_the_accountants_epsilon_is_the_partys_own_or_the_client_level_one() -> 
     client = {"level": "client", "epsilon": 3.0, "delta": 1e-6}
     assert accountant_epsilon(result(client), "a") == (3.0, 1e-6)
     assert accountant_epsilon(result({}), "a") == (math.inf, None)
+
+
+def test_the_audit_catches_a_dp_sgd_that_drops_its_noise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The adversary: a broken party trains without noise while its accountant claims
+    noise multiplier 200 (epsilon below 0.1). The audit's bound exceeds that epsilon and
+    the command warns and exits 1."""
+    import fedsilo.runtime.party as party_module
+
+    def noiseless(model: Any, x: Any, y: Any, cfg: Any, dp: Any, **_: Any) -> Any:
+        return party_module.train_local(model, x, y, cfg, seed=0)
+
+    monkeypatch.setattr(party_module, "train_local_dp", noiseless)
+    job = tmp_path / "job.toml"
+    job.write_text(
+        'name = "broken-dp"\nseed = 3\nrounds = 8\n[data]\ndataset = "digits"\nnum_parties = 3\n'
+        'partition = "iid"\n[model]\nname = "mlp"\nhidden = [128]\n[training]\nepochs = 8\n'
+        "batch_size = 32\nlearning_rate = 0.3\n[privacy]\ndelta = 1e-5\n[privacy.record_dp]\n"
+        "enabled = true\nnoise_multiplier = 200.0\nmax_grad_norm = 1.0\n"
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["privacy", "audit", str(job), "--out", str(out), "--canaries", str(CANARIES)]
+    )
+    assert result.exit_code == 1, result.output
+    assert "exceeds the accountant's" in result.output
+    audit = json.loads((out / "metrics.json").read_text())["privacy_audit"]
+    assert audit["consistent"] is False
+    assert audit["epsilon_lower_bound"] > 0.3 > 0.1 > audit["accountant_epsilon"] > 0
+    assert "class='warn'" in (out / "report.html").read_text()
