@@ -236,3 +236,26 @@ def test_the_audit_catches_a_dp_sgd_that_drops_its_noise(
     assert audit["consistent"] is False
     assert audit["epsilon_lower_bound"] > 0.3 > 0.1 > audit["accountant_epsilon"] > 0
     assert "class='warn'" in (out / "report.html").read_text()
+
+
+def test_tabular_canaries_go_through_the_shared_preprocessing() -> None:
+    job = parse_job(small_job(rounds=1), source="test")  # breast-cancer, logreg, 3 parties
+    sim = load_simulated_data(job)
+    planted, canaries = plant_canaries(job, sim, AuditConfig(canaries=30, party="party-2"))
+    before = sim.parties["party-2"].table
+    assert before is not None and canaries.rows.table is not None
+    original = before.loc[:, "label"].to_numpy()
+    flipped = canaries.rows.table["label"].to_numpy()
+    assert set(flipped) <= set(original) and planted.parties["party-2"].num_rows == len(before) - 30
+    # each canary is one of the party's rows (same features) with the other label
+    features = [c for c in before.columns if c != "label"]
+    for _, row in canaries.rows.table.iterrows():
+        match = (before[features] == row[features]).all(axis=1)
+        assert match.sum() == 1 and original[match.to_numpy()][0] != row["label"]
+    result, found = run_privacy_audit(job, AuditConfig(canaries=30, party="party-2"))
+    assert found.party == "party-2" and len(found.scores) == 30
+    base = len(before) - 30
+    holdout = min(max(1, round(base * job.data.holdout_fraction)), base - 1)
+    summary = result.setup.summary["party-2"]
+    assert summary["train_examples"] == base - holdout + int(found.included.sum())
+    assert np.all(found.scores <= 0) and np.all(np.isfinite(found.scores))
