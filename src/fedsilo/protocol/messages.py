@@ -185,12 +185,14 @@ def _non_finite(value: object, path: str) -> str | None:
         return None if math.isfinite(value) else path
     if isinstance(value, dict):
         for k, v in value.items():
-            found = _non_finite(v, f"{path}.{k}")
-            if found is not None:
-                return found
+            if isinstance(v, (dict, list, float)):  # the path is built only where it may be needed
+                found = _non_finite(v, f"{path}.{k}")
+                if found is not None:
+                    return found
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            found = _non_finite(v, f"{path}[{i}]")
-            if found is not None:
-                return found
+            if isinstance(v, (dict, list, float)):
+                found = _non_finite(v, f"{path}[{i}]")
+                if found is not None:
+                    return found
     return None

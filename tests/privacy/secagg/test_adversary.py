@@ -254,15 +254,18 @@ def test_a_split_survivor_list_is_refused_and_nothing_unmasks(
         TaskKind.SECAGG_CONFIRM, {p: {"survivors": v} for p, v in views.items()}
     )
     assert not _errors(confirmed)  # each view alone is plausible: connected, has the signer
-    signed = {p: wire.parse_confirm_reply(r.body) for p, r in confirmed.items()}
+    confirmations = {p: wire.parse_confirm_reply(r.body) for p, r in confirmed.items()}
 
     # The coordinator relays either every confirmation, or only those on the party's own view.
     bodies = {}
     for p in everyone:
-        group = [v for v in (*rs.neighbours[p], p) if v in views[p]]
+        # v's confirmation to p, where v made one for p (not if v was told p dropped)
+        group = [v for v in rs.neighbours[p] if v in views[p] and p in confirmations[v][1]]
         if relay == "matching":
             group = [v for v in group if views[v] == views[p]]
-        bodies[p] = wire.unmask_body({v: signed[v] for v in group})
+        bodies[p] = wire.unmask_body(
+            {v: (confirmations[v][0], confirmations[v][1][p]) for v in group}
+        )
     replies = coordinator.send(TaskKind.SECAGG_UNMASK, bodies)
 
     errors = _errors(replies)

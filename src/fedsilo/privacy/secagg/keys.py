@@ -12,8 +12,10 @@
   mask expansion is the largest share of a SecAgg+ round at 100 parties). numpy's generators
   are not designed to be unpredictable, so they are not used for masks.
 * Identity signatures: Ed25519 (RFC 8032). Each party holds one long-term signing key; it
-  signs its key advertisement and the survivor set it confirms. A signature that does not
-  verify raises one opaque :class:`ProtocolError` naming only whose signature it was.
+  signs its key advertisement. A signature that does not verify raises one opaque
+  :class:`ProtocolError` naming only whose signature it was.
+* Confirmations: HMAC-SHA256 under a key derived (HKDF) from the pairwise channel secret of
+  two neighbours, whose X25519 halves were signed: the coordinator cannot forge one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import os
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -69,6 +71,23 @@ def hkdf(secret: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=info).derive(secret)
 
 
+def mac(key: bytes, message: bytes) -> bytes:
+    """HMAC-SHA256 of ``message``."""
+    h = hmac.HMAC(key, hashes.SHA256())
+    h.update(message)
+    return h.finalize()
+
+
+def check_mac(key: bytes, message: bytes, tag: bytes, *, sender: str) -> None:
+    """Constant-time HMAC check; one opaque :class:`ProtocolError` if it fails."""
+    h = hmac.HMAC(key, hashes.SHA256())
+    h.update(message)
+    try:
+        h.verify(tag)
+    except InvalidSignature:
+        raise ProtocolError(f"the confirmation of '{sender}' does not verify") from None
+
+
 def encrypt(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
     nonce = os.urandom(_NONCE_BYTES)
     return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
@@ -81,14 +100,28 @@ def decrypt(key: bytes, blob: bytes, aad: bytes) -> bytes:
         raise ProtocolError("an encrypted share failed to decrypt") from None
 
 
-def prg(seed: bytes, length: int, dtype: type[np.unsignedinteger]) -> np.ndarray:
-    """``length`` uniformly random ring elements from a 32-byte seed (AES-256-CTR keystream)."""
-    if len(seed) != KEY_BYTES:
-        raise ValueError("a PRG seed must be 32 bytes")
-    itemsize = np.dtype(dtype).itemsize
-    stream = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor()
-    raw = stream.update(bytes(length * itemsize))
-    return np.frombuffer(raw, dtype=dtype)  # read-only view: callers only add/subtract it
+class MaskExpander:
+    """The PRG: ``length`` uniformly random ring elements from a 32-byte seed (the AES-256-CTR
+    keystream), into one reused buffer: no allocation per mask.
+
+    ``expand`` returns a read-only view that the next call overwrites: add or subtract it at
+    once. Mask expansion is the largest cost of a round, and fresh 400 KB buffers per mask
+    (and the zero plaintext) cost page faults as well as the keystream itself.
+    """
+
+    def __init__(self, length: int, dtype: type[np.unsignedinteger]) -> None:
+        self._size = length * np.dtype(dtype).itemsize
+        self._zeros = bytes(self._size)
+        self._out = bytearray(self._size + 15)  # update_into needs a block of slack
+        self._view = np.frombuffer(memoryview(self._out)[: self._size], dtype=dtype)
+        self._view.flags.writeable = False
+
+    def expand(self, seed: bytes) -> np.ndarray:
+        if len(seed) != KEY_BYTES:
+            raise ValueError("a PRG seed must be 32 bytes")
+        stream = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor()
+        stream.update_into(self._zeros, self._out)
+        return self._view
 
 
 def new_identity_key() -> Ed25519PrivateKey:

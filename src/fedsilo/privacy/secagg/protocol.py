@@ -57,7 +57,10 @@ from fedsilo.privacy.secagg.quantize import ring_reduce
 
 PublicKeys = tuple[bytes, bytes]  # (c: encryption, s: masking)
 SignedKeys = tuple[bytes, bytes, bytes]  # (c, s, Ed25519 signature over tag, name, c, s)
-Confirmation = tuple[tuple[str, ...], bytes]  # (neighbours masked with, signature)
+# (neighbours masked with, HMAC per neighbour it confirms to) as sent; as relayed to one
+# neighbour: (neighbours masked with, the HMAC for that neighbour)
+Confirmation = tuple[tuple[str, ...], Mapping[str, bytes]]
+Relayed = tuple[tuple[str, ...], bytes]
 Share = tuple[int, int]  # Shamir (x, y)
 Reveal = dict[str, tuple[str, int, int]]  # party -> ("s" | "b", x, y)
 
@@ -65,6 +68,7 @@ _MASK = b"fedsilo-secagg-mask"
 _ENC = b"fedsilo-secagg-enc"
 _ADVERTISE = b"fedsilo-secagg-advertise|"
 _SURVIVORS = b"fedsilo-secagg-survivors|"
+_CONFIRM = b"fedsilo-secagg-confirm"
 
 
 def threshold_for(group: int, fraction: float) -> int:
@@ -85,13 +89,11 @@ def neighbour_graph(parties: Sequence[str], degree: int, seed: int) -> dict[str,
     half = (degree + 1) // 2
     salt = str(seed).encode() + b"|"
     order = sorted(parties, key=lambda p: hashlib.sha256(salt + p.encode()).digest())
-    graph: dict[str, set[str]] = {p: set() for p in parties}
-    for i, p in enumerate(order):
-        for step in range(1, half + 1):
-            q = order[(i + step) % n]
-            graph[p].add(q)
-            graph[q].add(p)
-    return {p: tuple(sorted(graph[p])) for p in parties}
+    ring = order * 3  # each party's neighbours: the `half` parties on either side of it
+    return {
+        p: (*ring[n + i - half : n + i], *ring[n + i + 1 : n + i + half + 1])
+        for i, p in enumerate(order)
+    }
 
 
 def default_degree(n: int, threat: ThreatModel | None = None) -> int:
@@ -137,15 +139,22 @@ def advert_message(tag: bytes, name: str, c: bytes, s: bytes) -> bytes:
     return _ADVERTISE + json.dumps([tag.decode(), name, c.hex(), s.hex()]).encode()
 
 
+def survivor_set_digest(survivors: Iterable[str]) -> bytes:
+    """SHA-256 of the sorted survivor set (computed once per party, signed by all)."""
+    return hashlib.sha256(json.dumps(sorted(survivors)).encode()).digest()
+
+
 def survivors_message(
-    tag: bytes, name: str, survivors: Iterable[str], masked: Iterable[str]
+    tag: bytes, sender: str, recipient: str, digest: bytes, masked: Iterable[str]
 ) -> bytes:
-    """What a party signs in the consistency round: the survivor set and whom it masked with."""
-    return _SURVIVORS + json.dumps([tag.decode(), name, sorted(survivors), sorted(masked)]).encode()
+    """What a party authenticates to a neighbour in the consistency round: the survivor set
+    (its digest) and whom it masked with."""
+    fields = [tag.decode(), sender, recipient, digest.hex(), sorted(masked)]
+    return _SURVIVORS + json.dumps(fields).encode()
 
 
-def _mask(seed: bytes, setup: RoundSetup) -> np.ndarray:
-    return keys.prg(seed, setup.length, setup.dtype)
+def _expander(setup: RoundSetup) -> keys.MaskExpander:
+    return keys.MaskExpander(setup.length, setup.dtype)
 
 
 def _aad(setup: RoundSetup, sender: str, recipient: str) -> bytes:
@@ -299,13 +308,14 @@ class PartyRound:
             self._held[sender] = (s_sh, b_sh)
         self._masked_with = set(ciphertexts)
         y = x.copy()
-        y += _mask(self._b, self.setup)
+        masks = _expander(self.setup)
+        y += masks.expand(self._b)
         for v in sorted(self._masked_with):
             seed = keys.agree(self._s, self._peer_keys[v][1], purpose=_MASK, tag=self.setup.tag)
             if self.name < v:
-                y += _mask(seed, self.setup)
+                y += masks.expand(seed)
             else:
-                y -= _mask(seed, self.setup)
+                y -= masks.expand(seed)
         return ring_reduce(y, self.setup.bits)
 
     def confirm(self, survivors: Iterable[str]) -> Confirmation:
@@ -332,20 +342,38 @@ class PartyRound:
                 "the survivors' graph is disconnected: unmasking would give the coordinator "
                 "one sum per component"
             )
+        withheld = (alive & set(self.setup.neighbours[self.name])) - set(self._peer_keys)
+        if withheld:
+            raise self._refuse(
+                f"surviving neighbours {sorted(withheld)} never got to exchange keys with it "
+                "(their keys were withheld)"
+            )
         self._survivors = alive
         masked = tuple(sorted(self._masked_with))
-        message = survivors_message(self.setup.tag, self.name, alive, masked)
-        return masked, self._identity.sign(message)
+        digest = survivor_set_digest(alive)
+        tags = {
+            v: keys.mac(
+                self._confirm_key(v),
+                survivors_message(self.setup.tag, self.name, v, digest, masked),
+            )
+            for v in sorted(alive & set(self.setup.neighbours[self.name]))
+        }
+        return masked, tags
 
-    def unmask(self, confirmations: Mapping[str, Confirmation]) -> Reveal:
+    def _confirm_key(self, peer: str) -> bytes:
+        """The MAC key of this pair: from the channel secret, whose X25519 halves were signed."""
+        return keys.hkdf(self._channel_key(peer), _CONFIRM)
+
+    def unmask(self, confirmations: Mapping[str, Relayed]) -> Reveal:
         """``b`` shares of survivors, ``s`` shares of the dropped; never both for one party.
 
-        Only after every surviving neighbour's signature verifies on the set this party
-        signed, and masking was mutual with each of them.
+        Only after every surviving neighbour confirmed the very set this party confirmed (an
+        HMAC under their pairwise key, which the coordinator cannot forge), and masking was
+        mutual with each of them.
         """
         self._advance("unmask", "done")
         alive = self._survivors
-        expected = alive & {*self.setup.neighbours[self.name], self.name}
+        expected = alive & set(self.setup.neighbours[self.name])
         if set(confirmations) != expected:
             missing, extra = (
                 sorted(expected - set(confirmations)),
@@ -355,18 +383,18 @@ class PartyRound:
                 f"the consistency round is incomplete (missing confirmations of {missing}, "
                 f"unexpected ones of {extra})"
             )
-        for v, (masked, sig) in sorted(confirmations.items()):
+        digest = survivor_set_digest(alive)
+        for v, (masked, tag) in sorted(confirmations.items()):
+            message = survivors_message(self.setup.tag, v, self.name, digest, masked)
             try:
-                self._identity.verify(v, sig, survivors_message(self.setup.tag, v, alive, masked))
+                keys.check_mac(self._confirm_key(v), message, tag, sender=v)
             except ProtocolError:
                 raise self._refuse(
-                    f"'{v}''s signature does not verify on the survivor set this party signed: "
-                    "the parties were shown different survivor sets, or the signature is forged"
+                    f"'{v}''s confirmation does not verify on the survivor set this party "
+                    "confirmed: the parties were shown different survivor sets, or it is forged"
                 ) from None
-            if v != self.name and (self.name in masked) != (v in self._masked_with):
+            if (self.name in masked) != (v in self._masked_with):
                 raise self._refuse(f"masking with '{v}' was not mutual (shares were withheld)")
-        if confirmations[self.name][0] != tuple(sorted(self._masked_with)):
-            raise self._refuse("its own confirmation was altered")
         mine = alive & (self._masked_with | {self.name})
         if len(mine) < self.setup.threshold:
             raise RoundFailedError(
@@ -464,8 +492,8 @@ class ServerRound:
 
     def route_confirmations(
         self, confirmed: Mapping[str, Confirmation]
-    ) -> dict[str, dict[str, Confirmation]]:
-        """Each survivor gets the confirmations of its surviving neighbours and its own.
+    ) -> dict[str, dict[str, Relayed]]:
+        """Each survivor gets its surviving neighbours' confirmations, each with its own MAC.
 
         Every survivor must confirm: a party refuses to unmask without its neighbours'.
         """
@@ -473,8 +501,12 @@ class ServerRound:
         missing = sorted(alive - set(confirmed))
         if missing:
             raise self._fail(f"{', '.join(missing)} did not confirm the survivor set")
-        nb = self.setup.neighbours
-        return {p: {v: confirmed[v] for v in (*nb[p], p) if v in alive} for p in sorted(alive)}
+        out: dict[str, dict[str, Relayed]] = {p: {} for p in sorted(alive)}
+        for v, (masked, tags) in confirmed.items():
+            for p, tag in tags.items():
+                if p in out and p != v:
+                    out[p][v] = (masked, tag)
+        return out
 
     def unmask(self, reveals: Mapping[str, Reveal]) -> np.ndarray:
         """The ring sum of the survivors' inputs."""
@@ -495,10 +527,11 @@ class ServerRound:
         if short:
             raise self._fail(f"fewer than {t} shares came back for {', '.join(short)}")
         total = np.zeros(self.setup.length, dtype=self.setup.dtype)
+        masks = _expander(self.setup)
         for p in sorted(alive):
             total += self._masked[p]
             b = shamir.combine(b_shares[p][:t])
-            total -= _mask(b.to_bytes(keys.KEY_BYTES, "big"), self.setup)
+            total -= masks.expand(b.to_bytes(keys.KEY_BYTES, "big"))
         for v in sorted(gone):
             raw = shamir.combine(s_shares[v][:t]).to_bytes(keys.KEY_BYTES, "big")
             s_v: X25519PrivateKey = keys.private_from_bytes(raw)
@@ -507,7 +540,7 @@ class ServerRound:
             for u in sorted(self._shared[v] & alive):
                 seed = keys.agree(s_v, self._keys[u][1], purpose=_MASK, tag=self.setup.tag)
                 if u < v:
-                    total -= _mask(seed, self.setup)
+                    total -= masks.expand(seed)
                 else:
-                    total += _mask(seed, self.setup)
+                    total += masks.expand(seed)
         return ring_reduce(total, self.setup.bits)

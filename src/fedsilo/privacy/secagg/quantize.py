@@ -63,9 +63,13 @@ class Quantizer:
 
     def encode(self, values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         c = self.clip_range
-        y = (np.clip(np.asarray(values, dtype=np.float64), -c, c) + c) / self.step
-        y = np.floor(y + rng.random(y.shape))
-        return np.clip(y, 0, 2**self.value_bits - 1).astype(self.dtype)
+        y = np.clip(np.asarray(values, dtype=np.float64), -c, c)  # a fresh array: edit in place
+        y += c
+        y /= self.step
+        y += rng.random(y.shape)
+        np.floor(y, out=y)
+        np.clip(y, 0, 2**self.value_bits - 1, out=y)
+        return y.astype(self.dtype)
 
     def decode_sum(self, total: np.ndarray, count: int) -> np.ndarray:
         return total.astype(np.float64) * self.step - count * self.clip_range

@@ -19,6 +19,7 @@ from fedsilo.privacy.secagg.params import ThreatModel, min_threshold
 from fedsilo.privacy.secagg.protocol import (
     Confirmation,
     PartyRound,
+    Relayed,
     Reveal,
     RoundSetup,
     ServerRound,
@@ -174,25 +175,33 @@ def parse_confirm_body(body: Mapping[str, Any]) -> list[str]:
 
 
 def confirm_reply(confirmation: Confirmation) -> dict[str, Any]:
-    masked, sig = confirmation
-    return {"masked_with": list(masked), "sig": sig.hex()}
+    masked, tags = confirmation
+    return {"masked_with": list(masked), "macs": {v: t.hex() for v, t in tags.items()}}
 
 
 def parse_confirm_reply(body: Mapping[str, Any]) -> Confirmation:
     try:
-        return tuple(str(p) for p in body["masked_with"]), bytes.fromhex(str(body["sig"]))
+        masked = tuple(str(p) for p in body["masked_with"])
+        return masked, {str(v): bytes.fromhex(str(t)) for v, t in dict(body["macs"]).items()}
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"malformed confirmation ({exc})") from None
 
 
-def unmask_body(confirmations: Mapping[str, Confirmation]) -> dict[str, Any]:
-    """Step 4, server: the signed confirmations of the party's surviving neighbours."""
-    return {"confirmations": {v: confirm_reply(c) for v, c in confirmations.items()}}
+def unmask_body(confirmations: Mapping[str, Relayed]) -> dict[str, Any]:
+    """Step 4, server: the party's surviving neighbours' confirmations, each with its MAC."""
+    return {
+        "confirmations": {
+            v: {"masked_with": list(m), "mac": t.hex()} for v, (m, t) in confirmations.items()
+        }
+    }
 
 
-def parse_unmask_body(body: Mapping[str, Any]) -> dict[str, Confirmation]:
+def parse_unmask_body(body: Mapping[str, Any]) -> dict[str, Relayed]:
     try:
-        return {str(v): parse_confirm_reply(c) for v, c in dict(body["confirmations"]).items()}
+        return {
+            str(v): (tuple(str(p) for p in c["masked_with"]), bytes.fromhex(str(c["mac"])))
+            for v, c in dict(body["confirmations"]).items()
+        }
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"malformed unmask request ({exc})") from None
 
