@@ -12,8 +12,8 @@ The query runs the SecAgg / SecAgg+ state machines of :mod:`fedsilo.privacy.seca
 2. ``mask``: the ciphertexts addressed to it in, its masked statistics out (**the moment its
    statistics leave**: a deployed party charges its ledger here);
 3. ``confirm``: the survivor set in (the party refuses anything short of every party: a query
-   never tolerates a dropout), its signature on the set out (the consistency round);
-4. ``unmask``: its neighbours' signed confirmations in, its share reveals out.
+   never tolerates a dropout), its confirmations (MACs) of the set out (consistency round);
+4. ``unmask``: its neighbours' confirmations in, its share reveals out.
 
 The coordinator removes the masks and decodes the sum. A query needs every party (a partial
 sum is a different, biased answer): a party that fails or drops at any step aborts the query
@@ -175,7 +175,7 @@ def secure_collect(
     survivors, dropped = server.collect(masked)
     if dropped or len(survivors) != len(names):
         raise ProtocolError(f"secure aggregation aborted at step 'mask': {dropped} dropped")
-    # 3: consistency round: every party signs the survivor set (all of them)
+    # 3: consistency round: every party confirms the survivor set (all of them)
     replies = _step(
         transport,
         {p: task("confirm", wire.confirm_body(server)) for p in survivors},

@@ -49,7 +49,7 @@ class TaskKind(enum.Enum):
     # Secure aggregation (fedsilo.privacy.secagg); the masked input rides on FIT.
     SECAGG_KEYS = "secagg-keys"  # advertise two X25519 public keys, signed
     SECAGG_SHARES = "secagg-shares"  # encrypted Shamir shares for each neighbour
-    SECAGG_CONFIRM = "secagg-confirm"  # sign the survivor set (consistency round)
+    SECAGG_CONFIRM = "secagg-confirm"  # confirm the survivor set to each neighbour (consistency)
     SECAGG_UNMASK = "secagg-unmask"  # reveal the shares that remove the survivors' masks
     # Vertical learning (fedsilo.vertical): the coordinator is arbiter (HE key holder) and relay.
     VERTICAL_SETUP = "vertical_setup"  # role, aligned split, HE public key, algorithm params

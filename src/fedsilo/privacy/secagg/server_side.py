@@ -297,7 +297,7 @@ class PrivateRounds:
             else:
                 masked[p] = y
         survivors, dropped = server.collect(masked)
-        # 3: consistency round: every survivor signs the survivor set
+        # 3: consistency round: every survivor confirms the survivor set to its neighbours
         body = wire.confirm_body(server)
         tasks = {p: task(TaskKind.SECAGG_CONFIRM, p, body) for p in survivors}
         confirmed = {}
