@@ -147,3 +147,17 @@ def test_a_horizontal_job_does_not_import_the_vertical_or_analytics_extras() -> 
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "horizontal []"
+
+
+def test_analytics_job_keys_get_did_you_mean_too() -> None:
+    from fedsilo.analytics.config import parse_analytics_job
+
+    raw = {
+        "table": "cells",
+        "data": {"dataset": "breast-cancer", "num_parties": 2},
+        "columns": {"label": {"type": "category", "categories": ["malignant", "benign"]}},
+        "privacy": {"mechanism": "none"},
+        "min_grup_size": 5,
+    }
+    with pytest.raises(ConfigError, match=r"key 'min_grup_size' .*Did you mean 'min_group_size'"):
+        parse_analytics_job(raw, source="t")

@@ -8,9 +8,9 @@ party must be registered; all of them must be connected (a vertical model needs 
 columns). The job runs with the same :class:`~fedsilo.vertical.runner.VerticalRunner` as the
 simulation over :class:`~fedsilo.deploy.grpc_transport.GrpcTransport`.
 
-Who stores what: the server's ``<run_dir>/<job id>/`` gets ``metrics.json``, ``report.html``
-and ``report.md`` (metrics, alignment counts, per-epoch/per-tree lists, and where each party keeps its part
-with the file's SHA-256); each party process writes its own model part (hetero LR weights and
+Who stores what: the server's ``<run_dir>/<job id>/`` gets ``metrics.json`` (the shared core:
+held-out metrics, per-epoch/per-tree history; its ``vertical`` section: alignment counts and
+where each party keeps its part with the file's SHA-256), ``metrics.csv`` and ``report.html``; each party process writes its own model part (hetero LR weights and
 standardization as safetensors; SecureBoost: the guest's trees and its own split table, a
 host's split table, as JSON) under ``[vertical] models`` in its own directory. No model part
 reaches the server. Vertical jobs are not in the job store: a server restarted mid-job does not
