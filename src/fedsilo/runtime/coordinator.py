@@ -1,15 +1,17 @@
 """The round loop: one implementation for simulation and every deployment transport.
 
 Per round (McMahan et al. 2017, Alg. 1, server side; Reddi et al. 2021, Alg. 2):
-select parties → send global parameters and training config → gather replies before the
-deadline → validate each (names, shapes, dtypes, finite values, example count) → aggregate the
-pseudo-gradients ``client - global`` with the configured aggregator → apply the server
-optimizer → evaluate on every party's held-out rows (and on a central test set when the
-simulation has one) → report the round.
+select parties → fit → gather the replies before the deadline → retry → aggregate → apply the
+server optimizer → evaluate on every party's held-out rows (and on a central test set when the
+simulation has one) → record → checkpoint. How the fit replies become one update (in the
+clear, validated and aggregated; clipped and noised for client DP; masked and summed under
+secure aggregation) is the job's :class:`~fedsilo.runtime.collectors.Collector`; this loop is
+the same for all of them.
 
-A round with fewer than ``selection.min_parties`` valid replies is tried again up to
-``selection.max_round_retries`` times, then the job fails with :class:`RoundFailedError`.
-The loop talks to parties only through :class:`~fedsilo.runtime.transport.Transport`.
+An attempt with fewer than ``selection.min_parties`` valid replies is tried again, with a
+fresh selection and fresh training seeds, up to ``selection.max_round_retries`` times, then
+the job fails with :class:`RoundFailedError`. The loop talks to parties only through
+:class:`~fedsilo.runtime.transport.Transport`.
 """
 
 from __future__ import annotations
@@ -26,11 +28,17 @@ from typing import Any, Protocol
 import numpy as np
 
 from fedsilo.config import JobConfig, TrainingConfig
-from fedsilo.errors import FedsiloError, ProtocolError, RoundFailedError
-from fedsilo.models import Params, build_model, check_params, flatten, get_params, unflatten
-from fedsilo.privacy.record import RecordSpendTracker
-from fedsilo.privacy.secagg.server_side import PrivateRounds
+from fedsilo.errors import FedsiloError, RoundFailedError
+from fedsilo.models import Params, build_model, flatten, get_params, unflatten
 from fedsilo.protocol.messages import Message, TaskKind
+from fedsilo.runtime.collectors import (
+    Attempt,
+    Collected,
+    Collector,
+    PlainCollector,
+    build_collector,
+)
+from fedsilo.runtime.record_spend import RecordSpendTracker
 from fedsilo.runtime.resume import JobResume
 from fedsilo.runtime.seeds import derive_seed
 from fedsilo.runtime.setup import COORDINATOR, SetupResult, prepare_parties
@@ -125,14 +133,14 @@ class Coordinator:
         self.transport = transport
         self.central_evaluator = central_evaluator
         self.on_round = on_round
-        self._aggregator = job.aggregation.aggregator_spec()
         self._server_opt = job.aggregation.server_optimizer_spec().create()
         self._training_body = dataclasses.asdict(local_train_config(job.training))
         # With a store: checkpoint every round under job_id, and resume from the last one.
         self._resume = (
             None if store is None else JobResume(store, job_id or "", job, checkpoint_dir)
         )
-        self._private: PrivateRounds | None = None  # secure aggregation and/or client DP
+        # plain, secure aggregation and/or client DP: built in run() once the parties are known
+        self._collector: Collector = PlainCollector(job.aggregation.aggregator_spec())
         self._record_spend = RecordSpendTracker(job)
 
     def run(self) -> TrainingOutcome:
@@ -147,16 +155,14 @@ class Coordinator:
         return outcome
 
     def _run(self) -> TrainingOutcome:
-        privacy = self.job.privacy
-        if privacy.reproducible_noise:
+        if self.job.privacy.reproducible_noise:
             log.warning(
                 "job %r: [privacy] reproducible_noise is on: DP noise is seeded from the job "
                 "seed (simulation only; deployed parties refuse it)",
                 self.job.name,
             )
         setup = prepare_parties(self.transport, self.job)
-        if privacy.secure_aggregation.enabled or privacy.client_dp.enabled:
-            self._private = PrivateRounds(self.job, self._training_body, len(setup.parties))
+        self._collector = build_collector(self.job, len(setup.parties))
         if self.central_evaluator is not None:
             self.central_evaluator.prepare(setup)
         params = get_params(build_model(setup.model_spec, seed=self.job.seed))
@@ -164,8 +170,7 @@ class Coordinator:
         if self._resume is not None:
             self._resume.begin(outcome, self._server_opt)  # loads completed rounds, if any
             params = outcome.params
-            if self._private is not None:
-                self._private.restore(outcome.history)  # client-DP clip norm and spend
+            self._collector.restore(outcome.history)  # client-DP clip norm and spend
             self._record_spend.restore(outcome.history)
         for rnd in range(len(outcome.history) + 1, self.job.rounds + 1):
             record, params = self._round(rnd, setup, params)
@@ -179,88 +184,39 @@ class Coordinator:
 
     # -- one round ----------------------------------------------------------------------------
     def _round(self, rnd: int, setup: SetupResult, params: Params) -> tuple[RoundRecord, Params]:
+        """select → fit → gather → retry → aggregate → evaluate → record (checkpoint: run)."""
         started = time.monotonic()
-        if self._private is not None:
-            return self._private_round(rnd, setup, params, started)
         online = self.transport.party_names()
-        index = {p: i for i, p in enumerate(setup.parties)}
-        failures: dict[str, str] = {}
-        for attempt in range(self.job.selection.max_round_retries + 1):
-            selected = select_parties(online, self.job, rnd, attempt)
-            tasks = {
-                p: Message(
-                    TaskKind.FIT,
-                    self.job.name,
-                    rnd,
-                    COORDINATOR,
-                    {
-                        "training": self._training_body,
-                        "seed": derive_seed(self.job.seed, "fit", rnd, index.get(p, -1)),
-                    },
-                    params,
-                )
-                for p in selected
-            }
-            gathered = self.transport.exchange(tasks, timeout_s=self.job.selection.timeout_s)
-            failures = dict(gathered.failures)
-            accepted: dict[str, tuple[Params, int, float]] = {}
-            for party, reply in sorted(gathered.replies.items()):
-                try:
-                    accepted[party] = self._validate_fit(reply, params, setup)
-                except ProtocolError as exc:
-                    failures[party] = str(exc)
-                    log.warning("round %d: rejected update from party '%s': %s", rnd, party, exc)
-            privacy = self._record_spend.observe(rnd, gathered.replies, accepted)
-            if len(accepted) >= self.job.selection.min_parties:
-                break
-            log.warning(
-                "round %d attempt %d: %d valid replies, %d needed; retrying",
+        retries = self.job.selection.max_round_retries
+        for number in range(retries + 1):
+            attempt = Attempt(
+                self.job,
+                self.transport,
+                setup,
                 rnd,
-                attempt + 1,
-                len(accepted),
-                self.job.selection.min_parties,
+                number,
+                select_parties(online, self.job, rnd, number),
+                params,
+                self._training_body,
             )
+            collected: Collected | None = None
+            try:
+                collected = self._collector.collect(attempt)
+            except RoundFailedError as exc:
+                attempt.failures["(round)"] = str(exc)
+                log.warning("round %d attempt %d failed: %s", rnd, number + 1, exc)
+            # Record-level spend of every attempt: parties spent it whether or not we keep it.
+            record_spend = self._record_spend.observe(rnd, attempt.fit_replies, attempt.accepted)
+            if collected is not None:
+                break
         else:
-            reasons = "; ".join(f"{p}: {why}" for p, why in sorted(failures.items()))
+            reasons = "; ".join(f"{p}: {why}" for p, why in sorted(attempt.failures.items()))
             raise RoundFailedError(
-                f"round {rnd} got {len(accepted)} valid update(s) after "
-                f"{self.job.selection.max_round_retries + 1} attempt(s), needs "
-                f"{self.job.selection.min_parties} (selection.min_parties). Failures: {reasons}"
+                f"round {rnd} failed after {retries + 1} attempt(s) "
+                f"(selection.max_round_retries = {retries}). Failures: {reasons}"
             )
-        new_params = self._aggregate(params, accepted)
-        party_metrics, merged = self._evaluate(rnd, new_params, online, failures)
-        if self.central_evaluator is not None:
-            global_metrics = self.central_evaluator.evaluate(new_params)
-        else:
-            global_metrics = merged.metrics() if merged is not None else {}
-        total = sum(n for _, n, _ in accepted.values())
-        train_loss = sum(loss * n for _, n, loss in accepted.values()) / total
-        record = RoundRecord(
-            round=rnd,
-            participants=sorted(accepted),
-            failures=failures,
-            global_metrics=global_metrics,
-            party_metrics=party_metrics,
-            train_loss=train_loss,
-            duration_s=time.monotonic() - started,
-            attempts=attempt + 1,
-            privacy=privacy,
-        )
-        return record, new_params
-
-    def _private_round(
-        self, rnd: int, setup: SetupResult, params: Params, started: float
-    ) -> tuple[RoundRecord, Params]:
-        """A round whose updates the coordinator sees only as an aggregate (privacy/secagg)."""
-        assert self._private is not None
-        online = self.transport.party_names()
-        agg = self._private.collect(
-            self.transport, rnd, setup, params, lambda a: select_parties(online, self.job, rnd, a)
-        )
-        accepted = {p: True for p in agg.participants if p in agg.fit_replies}
-        record_spend = self._record_spend.observe(rnd, agg.fit_replies, accepted)
-        new_params = unflatten(self._server_opt.step(flatten(params), agg.delta), params)
-        failures = dict(agg.failures)
+        new_params = unflatten(self._server_opt.step(flatten(params), collected.delta), params)
+        failures = attempt.failures
         party_metrics, merged = self._evaluate(rnd, new_params, online, failures)
         if self.central_evaluator is not None:
             global_metrics = self.central_evaluator.evaluate(new_params)
@@ -268,45 +224,16 @@ class Coordinator:
             global_metrics = merged.metrics() if merged is not None else {}
         record = RoundRecord(
             round=rnd,
-            participants=agg.participants,
+            participants=collected.participants,
             failures=failures,
             global_metrics=global_metrics,
             party_metrics=party_metrics,
-            train_loss=agg.train_loss,
+            train_loss=collected.train_loss,
             duration_s=time.monotonic() - started,
-            attempts=agg.attempts,
-            privacy=record_spend or agg.privacy,  # one DP level per job (config check)
+            attempts=number + 1,
+            privacy=record_spend or collected.privacy,  # one DP level per job (config check)
         )
         return record, new_params
-
-    def _validate_fit(
-        self, reply: Message, params: Params, setup: SetupResult
-    ) -> tuple[Params, int, float]:
-        if reply.error is not None:
-            raise ProtocolError(f"party reported: {reply.error}")
-        if reply.kind is not TaskKind.FIT:
-            raise ProtocolError(f"expected a fit reply, got {reply.kind.value}")
-        check_params(reply.arrays, params)
-        try:
-            n = int(reply.body["num_examples"])
-            loss = float(reply.body["train_loss"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProtocolError(f"fit reply lacks a valid {exc}") from None
-        declared = setup.summary.get(reply.sender, {}).get("train_examples")
-        if n <= 0 or (declared is not None and n > declared):
-            raise ProtocolError(
-                f"declared {n} training examples; setup reported {declared} for this party"
-            )
-        # Same order as the global parameters, whatever order the party sent them in.
-        return {name: reply.arrays[name] for name in params}, n, loss
-
-    def _aggregate(self, params: Params, accepted: dict[str, tuple[Params, int, float]]) -> Params:
-        base = flatten(params)
-        names = sorted(accepted)
-        updates = np.stack([flatten(accepted[p][0]) - base for p in names])
-        weights = np.array([accepted[p][1] for p in names], dtype=np.float64)
-        delta = self._aggregator.aggregate(updates, weights)
-        return unflatten(self._server_opt.step(base, delta), params)
 
     def _evaluate(
         self, rnd: int, params: Params, parties: list[str], failures: dict[str, str]

@@ -14,6 +14,18 @@ def derive_seed(job_seed: int, purpose: str, *indices: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1]))
 
 
+def fit_seed(job_seed: int, rnd: int, attempt: int, party_index: int) -> int:
+    """The seed a party trains with in ``rnd`` at ``attempt`` (0 = first try).
+
+    A retried round trains from fresh seeds: with the first try's seeds every party would
+    train the identical update again, and two sums over different survivors would differ by
+    exactly one party's update. The first try keeps the seed earlier versions used.
+    """
+    if attempt == 0:
+        return derive_seed(job_seed, "fit", rnd, party_index)
+    return derive_seed(job_seed, "fit-retry", rnd, attempt, party_index)
+
+
 def holdout_seed(job_seed: int, party_index: int) -> int:
     """Seed of a party's train/held-out split; ``party_index`` in sorted party order.
 

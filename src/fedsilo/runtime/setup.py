@@ -21,8 +21,8 @@ from fedsilo.data.preprocess import PreprocessPlan, merge_stats
 from fedsilo.data.tabular import TableSchema, check_schemas
 from fedsilo.errors import DataError, ErrorCode, SchemaError, error_for
 from fedsilo.models import ModelSpec
-from fedsilo.privacy.record import record_dp_proposal
 from fedsilo.protocol.messages import Message, TaskKind
+from fedsilo.runtime.record_spend import record_dp_proposal
 from fedsilo.runtime.seeds import holdout_seed
 from fedsilo.runtime.transport import Transport
 

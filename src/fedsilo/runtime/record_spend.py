@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from fedsilo.config import JobConfig, OnBudgetExhausted
@@ -60,7 +60,7 @@ class RecordSpendTracker:
                 self._parties.update({p: dict(v) for p, v in parties.items()})
 
     def observe(
-        self, rnd: int, replies: Mapping[str, Message], accepted: Mapping[str, object]
+        self, rnd: int, replies: Mapping[str, Message], accepted: Collection[str]
     ) -> dict[str, Any]:
         """Read this attempt's replies; the round's privacy record (``{}`` without DP)."""
         for _, reply in sorted(replies.items()):

@@ -1,0 +1,109 @@
+"""The sum step of secure aggregation: the coordinator's side of SecAgg / SecAgg+ over tasks.
+
+The four protocol steps of :mod:`fedsilo.privacy.secagg.protocol` travel as ordinary tasks
+of one attempt (SECAGG_KEYS, SECAGG_SHARES, FIT carrying the encrypted shares, SECAGG_UNMASK);
+the coordinator only relays public keys and ciphertexts and learns the ring sum of the
+survivors' quantized vectors. A party that fails a step counts as dropped.
+
+No differencing (issue: a coordinator that unmasks a sum, rejects the round and unmasks
+another sum over different survivors learns the difference): the survivors are counted
+against ``selection.min_parties`` *before* any party is asked to unmask, so an attempt that
+is going to be rejected never reveals a sum. Each attempt has its own protocol tag, so the
+parties draw fresh keys and masks, and trains from fresh seeds (:class:`~.collectors.Attempt`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedsilo.config import SecAggVariant, SecureAggregationConfig
+from fedsilo.errors import ProtocolError
+from fedsilo.models import flatten
+from fedsilo.privacy.secagg import wire
+from fedsilo.privacy.secagg.protocol import ServerRound
+from fedsilo.privacy.secagg.quantize import Quantizer
+from fedsilo.protocol.messages import TaskKind
+from fedsilo.runtime.collectors import EXTRA, Attempt, Summed
+from fedsilo.runtime.seeds import derive_seed
+
+
+class SecureSum:
+    """SecAgg / SecAgg+ as the sum step of a round (:class:`~.collectors.SumStep`)."""
+
+    def __init__(self, config: SecureAggregationConfig, job_seed: int) -> None:
+        self.config = config
+        self._seed = job_seed
+
+    def sum(self, attempt: Attempt, options: dict[str, Any]) -> Summed:
+        cfg = self.config
+        selected, rnd, number = attempt.selected, attempt.round, attempt.number
+        length = flatten(attempt.params).size + EXTRA
+        rs = wire.plan_round(
+            selected,
+            plus=cfg.variant is SecAggVariant.SECAGG_PLUS,
+            neighbours=cfg.neighbours,
+            threshold=cfg.threshold,
+            bits=cfg.bits,
+            length=length,
+            tag=f"{attempt.job.name}|{rnd}|{number}",
+            graph_seed=derive_seed(self._seed, "secagg-graph", rnd, number),
+        )
+        server = ServerRound(rs)
+        # 0: advertise keys
+        tasks = {p: attempt.task(TaskKind.SECAGG_KEYS, wire.setup_body(rs, p)) for p in selected}
+        advertised = {}
+        for p, r in attempt.exchange(tasks, "secagg keys").items():
+            try:
+                advertised[p] = wire.parse_keys_reply(r.body)
+            except ProtocolError as exc:
+                attempt.reject(p, "secagg keys", str(exc))
+        routed = server.route_keys(advertised)
+        # 1: share keys (ciphertexts relayed)
+        tasks = {
+            p: attempt.task(TaskKind.SECAGG_SHARES, wire.keys_body(ks)) for p, ks in routed.items()
+        }
+        sent = {}
+        for p, r in attempt.exchange(tasks, "secagg shares").items():
+            try:
+                sent[p] = wire.parse_shares_reply(r.body)
+            except ProtocolError as exc:
+                attempt.reject(p, "secagg shares", str(exc))
+        inbox = server.route_shares(sent)
+        # 2: train and send the masked input
+        n = len(selected)
+        tasks = {}
+        for p, box in inbox.items():
+            sa = {
+                "clip_range": cfg.clip_range,
+                "bits": cfg.bits,
+                "max_parties": n,
+                "quant_seed": derive_seed(self._seed, "secagg-quant", rnd, number, rs.ids[p]),
+                "shares": wire.encode_ciphertexts(box),
+            }
+            tasks[p] = attempt.fit_task(p, options | {"secagg": sa})
+        masked = {}
+        for p, r in attempt.exchange(tasks, "fit").items():
+            y = r.arrays.get("masked")
+            if y is None or y.dtype != rs.dtype or y.shape != (length,):
+                attempt.reject(p, "fit", "the masked input is missing or has the wrong shape")
+            else:
+                masked[p] = y
+        survivors, dropped = server.collect(masked)
+        attempt.accepted = set(survivors)
+        # Before anything is unmasked: a sum this attempt would reject is never revealed.
+        attempt.require_parties(len(survivors), "masked input(s) before unmasking")
+        # 3: unmask
+        tasks = {
+            p: attempt.task(TaskKind.SECAGG_UNMASK, wire.unmask_body(server, p)) for p in survivors
+        }
+        reveals = {}
+        for p, r in attempt.exchange(tasks, "secagg unmask").items():
+            try:
+                reveals[p] = wire.parse_reveal_reply(r.body)
+            except ProtocolError as exc:
+                attempt.reject(p, "secagg unmask", str(exc))
+        total = server.unmask(reveals)
+        for p in dropped:
+            attempt.failures.setdefault(p, "dropped after sharing keys; its masks were removed")
+        quant = Quantizer(cfg.clip_range, cfg.bits, n)
+        return Summed(quant.decode_sum(total, len(survivors)), survivors)
