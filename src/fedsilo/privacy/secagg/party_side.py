@@ -5,6 +5,12 @@ coordinator's tasks into protocol calls. A ``fit`` task in private mode trains a
 either clips (client DP) and/or quantizes and masks the update: the coordinator receives only
 the masked ring vector ``[update * w, clipped-bit, w, loss * w]`` (``w`` = example weight,
 or 1 under client DP), never the update, the example count or the loss in the clear.
+
+No differencing, party side: the party reveals shares for at most one unmasking of a masked
+input (its round state goes at the first unmask request), keys each attempt once, and masks
+at most one update per fit seed (a coordinator that retries with the seeds of an earlier try
+would get the same update inside two sums over different survivors, whose difference is one
+party's update).
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ class PrivateParty:
         self._identity = identity
         self._rounds: dict[tuple[int, int], PartyRound] = {}
         self._started: set[tuple[int, int]] = set()  # (round, attempt) keyed so far
+        self._masked_seeds: set[tuple[str, int]] = set()  # (job, fit seed) of masked updates
 
     def _round(self, task: Message) -> PartyRound:
         key = (task.round, int(task.body["attempt"]))
@@ -119,6 +126,15 @@ class PrivateParty:
     def fit(self, task: Message, train: Trainer, noise: NoiseSource) -> Reply:
         """Train, then clip and/or mask; the reply carries no update in the clear."""
         opts = dict(task.body["private"])
+        if opts.get("secagg") is not None:
+            seed = (task.job_id, int(task.body["seed"]))
+            if seed in self._masked_seeds:
+                raise ProtocolError(
+                    f"party '{self.name}' refuses to train round {task.round} from a seed it "
+                    "already trained a masked update from: the same update inside two sums "
+                    "would let the coordinator difference them"
+                )
+            self._masked_seeds.add(seed)
         body, new_params = train(task)
         update = flatten(new_params) - flatten(task.arrays)
         n, loss = int(body["num_examples"]), float(body["train_loss"])
