@@ -36,6 +36,7 @@ from fedsilo.data.preprocess import MissingPolicy
 from fedsilo.data.tabular import ColumnType
 from fedsilo.jobs import resolve
 from fedsilo.privacy.accounting import AccountingMethod
+from fedsilo.privacy.dp_fedavg import ClientDPNoise as ClientDPNoise  # the TOML enum
 
 
 class LocalOptimizer(enum.Enum):
@@ -235,11 +236,6 @@ class BudgetConfig(Strict):
 # -----------------------------------------------------------------
 
 
-class ClientDPNoise(enum.Enum):
-    COORDINATOR = "coordinator"  # a trusted coordinator adds N(0, (zC)^2) to the sum
-    DISTRIBUTED = "distributed"  # each party adds N(0, (zC)^2 / m) before secure aggregation
-
-
 class ClientDPConfig(Strict):
     """Client-level DP-FedAvg (protects whole parties; for federations of many parties).
 
@@ -333,7 +329,7 @@ class JobConfig(Strict):
 
     @model_validator(mode="after")
     def _privacy_combinations(self) -> JobConfig:
-        from fedsilo.privacy.job_checks import check_privacy
+        from fedsilo.config_checks import check_privacy
 
         check_privacy(self)
         return self

@@ -28,19 +28,43 @@ sensitivities double), or with ``k = N`` a plain Gaussian (add/remove relation).
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from fedsilo.config import ClientDPConfig, ClientDPNoise
 from fedsilo.errors import ConfigError
 from fedsilo.privacy.accounting import FixedSizeGaussianSpend, GaussianSpend, Spend, epsilon
 from fedsilo.privacy.noise import NoiseSource
 
 BIT_SENSITIVITY = 0.5  # one party moves the sum of centred bits b - 1/2 by at most 1/2
+
+
+class ClientDPNoise(enum.Enum):
+    COORDINATOR = "coordinator"  # a trusted coordinator adds N(0, (zC)^2) to the sum
+    DISTRIBUTED = "distributed"  # each party adds N(0, (zC)^2 / m) before secure aggregation
+
+
+class ClientDPParams(Protocol):
+    """The mechanism's parameters (``[privacy.client_dp]`` of a job is one)."""
+
+    @property
+    def noise_multiplier(self) -> float: ...
+    @property
+    def clip_norm(self) -> float: ...
+    @property
+    def noise(self) -> ClientDPNoise: ...
+    @property
+    def adaptive_clipping(self) -> bool: ...
+    @property
+    def target_quantile(self) -> float: ...
+    @property
+    def clip_learning_rate(self) -> float: ...
+    @property
+    def clipped_count_stddev(self) -> float | None: ...
 
 
 def clip_update(update: np.ndarray, clip_norm: float) -> tuple[np.ndarray, float]:
@@ -59,7 +83,7 @@ class ClientDP:
     ``selected`` of the ``population`` parties are chosen each round (fixed size).
     """
 
-    config: ClientDPConfig
+    config: ClientDPParams
     delta: float
     selected: int
     population: int
