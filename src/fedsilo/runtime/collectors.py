@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from fedsilo.runtime.coordinator import RoundRecord
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 EXTRA = 3  # what follows the payload in a private vector: clip bit, weight, weighted loss
 
@@ -98,6 +100,18 @@ class Attempt:
             else:
                 ok[party] = reply
         return ok
+
+    def parsed(
+        self, tasks: Mapping[str, Message], step: str, parse: Callable[[Message], T]
+    ) -> dict[str, T]:
+        """:meth:`exchange`, then ``parse`` each reply; a :class:`ProtocolError` rejects it."""
+        out: dict[str, T] = {}
+        for party, reply in self.exchange(tasks, step).items():
+            try:
+                out[party] = parse(reply)
+            except ProtocolError as exc:
+                self.reject(party, step, str(exc))
+        return out
 
     def reject(self, party: str, step: str, why: str) -> None:
         self.failures[party] = f"{step}: {why}"

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 from fedsilo.config import SecAggVariant, SecureAggregationConfig
-from fedsilo.errors import ProtocolError
 from fedsilo.models import flatten
 from fedsilo.privacy.secagg import wire
 from fedsilo.privacy.secagg.protocol import ServerRound
@@ -51,23 +50,13 @@ class SecureSum:
         server = ServerRound(rs)
         # 0: advertise keys
         tasks = {p: attempt.task(TaskKind.SECAGG_KEYS, wire.setup_body(rs, p)) for p in selected}
-        advertised = {}
-        for p, r in attempt.exchange(tasks, "secagg keys").items():
-            try:
-                advertised[p] = wire.parse_keys_reply(r.body)
-            except ProtocolError as exc:
-                attempt.reject(p, "secagg keys", str(exc))
+        advertised = attempt.parsed(tasks, "secagg keys", lambda r: wire.parse_keys_reply(r.body))
         routed = server.route_keys(advertised)
         # 1: share keys (ciphertexts relayed)
         tasks = {
             p: attempt.task(TaskKind.SECAGG_SHARES, wire.keys_body(ks)) for p, ks in routed.items()
         }
-        sent = {}
-        for p, r in attempt.exchange(tasks, "secagg shares").items():
-            try:
-                sent[p] = wire.parse_shares_reply(r.body)
-            except ProtocolError as exc:
-                attempt.reject(p, "secagg shares", str(exc))
+        sent = attempt.parsed(tasks, "secagg shares", lambda r: wire.parse_shares_reply(r.body))
         inbox = server.route_shares(sent)
         # 2: train and send the masked input
         n = len(selected)
@@ -96,12 +85,7 @@ class SecureSum:
         tasks = {
             p: attempt.task(TaskKind.SECAGG_UNMASK, wire.unmask_body(server, p)) for p in survivors
         }
-        reveals = {}
-        for p, r in attempt.exchange(tasks, "secagg unmask").items():
-            try:
-                reveals[p] = wire.parse_reveal_reply(r.body)
-            except ProtocolError as exc:
-                attempt.reject(p, "secagg unmask", str(exc))
+        reveals = attempt.parsed(tasks, "secagg unmask", lambda r: wire.parse_reveal_reply(r.body))
         total = server.unmask(reveals)
         for p in dropped:
             attempt.failures.setdefault(p, "dropped after sharing keys; its masks were removed")
