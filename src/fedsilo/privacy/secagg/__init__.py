@@ -7,5 +7,6 @@ Bonawitz et al. 2017, "Practical Secure Aggregation for Privacy-Preserving Machi
 Modules, pure first: :mod:`.quantize` (floats to the ring Z_{2^bits}), :mod:`.shamir` (secret
 sharing over GF(2^521 - 1)), :mod:`.keys` (X25519, HKDF, AES-GCM, AES-CTR mask expansion, all
 from ``cryptography``), :mod:`.protocol` (party and server state machines over bytes and
-numpy); then the runtime glue :mod:`.party_side` and :mod:`.server_side`.
+numpy); then the party's glue :mod:`.party_side`. The coordinator's side is the round loop's
+sum step, :mod:`fedsilo.runtime.secure_sum`.
 """
