@@ -1,9 +1,10 @@
 """The sum step of secure aggregation: the coordinator's side of SecAgg / SecAgg+ over tasks.
 
-The four protocol steps of :mod:`fedsilo.privacy.secagg.protocol` travel as ordinary tasks
-of one attempt (SECAGG_KEYS, SECAGG_SHARES, FIT carrying the encrypted shares, SECAGG_UNMASK);
-the coordinator only relays public keys and ciphertexts and learns the ring sum of the
-survivors' quantized vectors. A party that fails a step counts as dropped.
+The five protocol steps of :mod:`fedsilo.privacy.secagg.protocol` travel as ordinary tasks
+of one attempt (SECAGG_KEYS, SECAGG_SHARES, FIT carrying the encrypted shares,
+SECAGG_CONFIRM, SECAGG_UNMASK); the coordinator only relays signed public keys, ciphertexts
+and signatures, and learns the ring sum of the survivors' quantized vectors. A party that
+fails a step counts as dropped.
 
 No differencing (issue: a coordinator that unmasks a sum, rejects the round and unmasks
 another sum over different survivors learns the difference): the survivors are counted
@@ -19,6 +20,7 @@ from typing import Any
 from fedsilo.config import SecAggVariant, SecureAggregationConfig
 from fedsilo.models import flatten
 from fedsilo.privacy.secagg import wire
+from fedsilo.privacy.secagg.params import ThreatModel
 from fedsilo.privacy.secagg.protocol import ServerRound
 from fedsilo.privacy.secagg.quantize import Quantizer
 from fedsilo.protocol.messages import TaskKind
@@ -46,10 +48,12 @@ class SecureSum:
             length=length,
             tag=f"{attempt.job.name}|{rnd}|{number}",
             graph_seed=derive_seed(self._seed, "secagg-graph", rnd, number),
+            threat=ThreatModel(cfg.dropout_rate, cfg.corruption_rate),
         )
         server = ServerRound(rs)
         # 0: advertise keys
-        tasks = {p: attempt.task(TaskKind.SECAGG_KEYS, wire.setup_body(rs, p)) for p in selected}
+        body = wire.setup_body(rs)
+        tasks = {p: attempt.task(TaskKind.SECAGG_KEYS, body) for p in selected}
         advertised = attempt.parsed(tasks, "secagg keys", lambda r: wire.parse_keys_reply(r.body))
         routed = server.route_keys(advertised)
         # 1: share keys (ciphertexts relayed)
@@ -81,9 +85,17 @@ class SecureSum:
         attempt.accepted = set(survivors)
         # Before anything is unmasked: a sum this attempt would reject is never revealed.
         attempt.require_parties(len(survivors), "masked input(s) before unmasking")
-        # 3: unmask
+        # 3: consistency round: every survivor signs the survivor set
+        body = wire.confirm_body(server)
+        tasks = {p: attempt.task(TaskKind.SECAGG_CONFIRM, body) for p in survivors}
+        confirmed = attempt.parsed(
+            tasks, "secagg confirm", lambda r: wire.parse_confirm_reply(r.body)
+        )
+        relayed = server.route_confirmations(confirmed)
+        # 4: unmask
         tasks = {
-            p: attempt.task(TaskKind.SECAGG_UNMASK, wire.unmask_body(server, p)) for p in survivors
+            p: attempt.task(TaskKind.SECAGG_UNMASK, wire.unmask_body(cs))
+            for p, cs in relayed.items()
         }
         reveals = attempt.parsed(tasks, "secagg unmask", lambda r: wire.parse_reveal_reply(r.body))
         total = server.unmask(reveals)

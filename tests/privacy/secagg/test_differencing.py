@@ -32,11 +32,12 @@ from fedsilo.runtime.party import PartyAgent
 from fedsilo.runtime.secure_sum import SecureSum
 from fedsilo.runtime.seeds import fit_seed
 from fedsilo.runtime.transport import Gathered, InProcessTransport
-from fedsilo.simulation import load_simulated_data
+from fedsilo.simulation import load_simulated_data, simulated_party_identities
 from tests.conftest import small_job
 from tests.privacy.secagg.helpers import make_setup, run_round
 
 LOST = "party-3"
+PARTIES = [f"party-{i}" for i in range(1, 6)]
 CLIP, BITS = 4.0, 32
 
 
@@ -141,7 +142,8 @@ def _job(client_dp: bool = False, rounds: int = 2) -> fedsilo.JobConfig:
 
 def _agents(job: fedsilo.JobConfig) -> dict[str, PartyAgent]:
     data = load_simulated_data(job)
-    return {name: PartyAgent(name, d) for name, d in data.parties.items()}
+    ids = simulated_party_identities(job, data.parties)
+    return {name: PartyAgent(name, d, identity=ids[name]) for name, d in data.parties.items()}
 
 
 def test_the_check_finds_a_difference_when_the_same_inputs_are_summed_twice(spy: Spy) -> None:
@@ -163,12 +165,12 @@ def test_lost_fit_reply_never_yields_two_sums_that_difference_one_update(spy: Sp
     outcome = Coordinator(job, transport).run()
 
     first = outcome.history[0]
-    assert first.attempts == 2 and first.participants == sorted(_agents(job))
+    assert first.attempts == 2 and first.participants == PARTIES
     # The attempt that lost a reply ended before any party was asked to unmask.
     assert transport.unmask_requests(1) == [1]
     assert [a for r, a, kind, _ in transport.log if r == 1 and kind is TaskKind.FIT] == [0, 1]
     # The retry trained from fresh seeds: every party got two different seeds in round 1.
-    assert all(len(transport.fit_seeds[(1, p)]) == 2 for p in _agents(job))
+    assert all(len(transport.fit_seeds[(1, p)]) == 2 for p in PARTIES)
     assert len(spy.sums) == 2  # one unmasked sum per round, nothing more
     assert spy.differencing_pairs() == []
 
@@ -219,8 +221,8 @@ def test_coordinator_retrying_with_the_same_seeds_is_refused_by_the_parties(
 
 
 class SecondUnmask:
-    """A deviating coordinator: after each unmask it asks every survivor again, now naming
-    ``LOST`` as dropped, to get a second sum over the same masked inputs without it."""
+    """A deviating coordinator: after each unmask it asks every survivor to unmask the same
+    masked inputs again (it could then name a different survivor set to each)."""
 
     def __init__(self, inner: InProcessTransport) -> None:
         self.inner = inner
@@ -231,28 +233,22 @@ class SecondUnmask:
 
     def exchange(self, tasks: Mapping[str, Message], *, timeout_s: float) -> Gathered:
         out = self.inner.exchange(tasks, timeout_s=timeout_s)
-        first = next(iter(tasks.values()))
-        if first.kind is TaskKind.SECAGG_UNMASK:
-            again = {}
-            for p, t in tasks.items():
-                if p == LOST:
-                    continue
-                body = dict(t.body)
-                body["survivors"] = [q for q in body["survivors"] if q != LOST]
-                body["dropped"] = sorted([*body["dropped"], LOST])
-                again[p] = Message(t.kind, t.job_id, t.round, t.sender, body)
-            self.replayed = dict(self.inner.exchange(again, timeout_s=timeout_s).replies)
+        if next(iter(tasks.values())).kind is TaskKind.SECAGG_UNMASK:
+            self.replayed = dict(self.inner.exchange(tasks, timeout_s=timeout_s).replies)
         return out
 
 
 def test_a_second_unmasking_of_one_masked_input_is_refused(spy: Spy) -> None:
     job = _job(rounds=1)
     transport = SecondUnmask(InProcessTransport(_agents(job)))
-    Coordinator(job, transport).run()
+    outcome = Coordinator(job, transport).run()
 
-    assert len(transport.replayed) == 4
+    assert len(outcome.history[0].participants) == 5
+    assert len(transport.replayed) == 5
     for party, reply in transport.replayed.items():
         assert reply.error is not None, party
-        assert f"party '{party}' refuses a second unmasking" in reply.error
+        assert "no secure-aggregation state for round 1 attempt 0" in reply.error
+        assert "after unmasking" in reply.error
         assert "reveal" not in reply.body
+    assert len(spy.sums) == 1
     assert spy.differencing_pairs() == []
