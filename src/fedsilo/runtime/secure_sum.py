@@ -85,7 +85,7 @@ class SecureSum:
         attempt.accepted = set(survivors)
         # Before anything is unmasked: a sum this attempt would reject is never revealed.
         attempt.require_parties(len(survivors), "masked input(s) before unmasking")
-        # 3: consistency round: every survivor signs the survivor set
+        # 3: consistency round: every survivor confirms the survivor set to its neighbours
         body = wire.confirm_body(server)
         tasks = {p: attempt.task(TaskKind.SECAGG_CONFIRM, body) for p in survivors}
         confirmed = attempt.parsed(
