@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from fedsilo.errors import ConfigError, ProtocolError
 from fedsilo.privacy.secagg import keys
@@ -42,7 +42,14 @@ class Identity:
     roster: Mapping[str, bytes]
     threat: ThreatModel = field(default_factory=ThreatModel)
 
+    _keys: dict[str, Ed25519PublicKey] = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
+        try:  # parsed once: every round verifies each neighbour's advertisement
+            parsed = {n: keys.identity_key(k) for n, k in self.roster.items()}
+        except ValueError:
+            raise ConfigError("the identity roster holds a key that is not Ed25519") from None
+        object.__setattr__(self, "_keys", parsed)
         own = self.roster.get(self.name)
         if own != keys.identity_public(self.signing_key):
             raise ConfigError(
@@ -55,7 +62,7 @@ class Identity:
 
     def verify(self, signer: str, signature: bytes, message: bytes) -> None:
         """Check ``signer``'s signature against the roster (never a key the coordinator sent)."""
-        public = self.roster.get(signer)
+        public = self._keys.get(signer)
         if public is None:
             raise ProtocolError(
                 f"party '{self.name}' has no identity key for '{signer}' in its roster"

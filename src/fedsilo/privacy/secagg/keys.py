@@ -137,9 +137,13 @@ def sign(key: Ed25519PrivateKey, message: bytes) -> bytes:
     return key.sign(message)
 
 
-def verify(public: bytes, signature: bytes, message: bytes, *, signer: str) -> None:
+def identity_key(public: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(public)
+
+
+def verify(public: Ed25519PublicKey, signature: bytes, message: bytes, *, signer: str) -> None:
     """Check an Ed25519 signature; one opaque :class:`ProtocolError` if it does not hold."""
     try:
-        Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
+        public.verify(signature, message)
     except (InvalidSignature, ValueError):
         raise ProtocolError(f"the signature of '{signer}' does not verify") from None
