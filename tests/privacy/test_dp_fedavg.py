@@ -89,3 +89,21 @@ def test_coordinator_noise_client_dp_is_reproducible_only_with_the_switch() -> N
     # Default: the coordinator's noise comes from its CSPRNG, not from the job seed.
     c = fedsilo.simulate(_dp_job("coordinator", False, rounds=1))
     assert all(not np.array_equal(a.params[n], c.params[n]) for n in a.params)
+
+
+def test_distributed_noise_with_dropouts_is_accounted_with_the_noise_actually_summed() -> None:
+    # 15 of 20 selected parties contributed: the sum carries 15/20 of the noise variance.
+    cfg = ClientDPConfig(enabled=True, noise_multiplier=0.8, noise=ClientDPNoise.DISTRIBUTED)
+    dp = ClientDP(cfg, 1e-5, 20, 100)
+    dp.finish(np.zeros(3), 0.0, m=20, noise=NoiseSource.secure(), contributors=15)
+    dp.account_release(20, 20)  # e.g. a rejected attempt whose noisy sum was released
+    z_dropped = 0.8 * math.sqrt(15 / 20)
+    expected = epsilon(
+        [
+            FixedSizeGaussianSpend(z_dropped / 2, 20, 100, 1),
+            FixedSizeGaussianSpend(0.4, 20, 100, 1),
+        ],
+        1e-5,
+    )
+    assert dp.record(1.0)["epsilon"] == pytest.approx(expected)
+    assert dp.record(1.0)["epsilon"] > epsilon(FixedSizeGaussianSpend(0.4, 20, 100, 2), 1e-5)

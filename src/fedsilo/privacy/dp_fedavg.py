@@ -140,15 +140,12 @@ class ClientDP:
         ``bit_sum`` is the sum of centred bits; ``contributors`` the parties whose update
         (and, with distributed noise, noise share) is in the sum (default ``m``).
         """
-        share = 1.0
         if self.config.noise is ClientDPNoise.COORDINATOR:
             std = self.update_noise_multiplier(m) * self.clip_norm
             update_sum = update_sum + noise.normal(std, update_sum.shape)
             if self.config.adaptive_clipping:
                 bit_sum += float(noise.normal(self.bit_stddev(m), 1)[0])
-        else:  # only the contributors' noise shares are in the sum
-            share = (m if contributors is None else contributors) / m
-        self._account(m, share)
+        self.account_release(m, m if contributors is None else contributors)
         mean = update_sum / m
         if self.config.adaptive_clipping:
             unclipped = bit_sum / m + BIT_SENSITIVITY
@@ -156,9 +153,15 @@ class ClientDP:
             self.clip_norm *= math.exp(step)
         return mean
 
-    def _account(self, m: int, noise_share: float) -> None:
-        """Record one release: its noise multiplier over both sensitivities."""
-        scale = math.sqrt(noise_share)
+    def account_release(self, m: int, contributors: int) -> None:
+        """Record one noisy release of a round with ``m`` selected parties, ``contributors``
+        of them in the sum: its noise multiplier over both sensitivities. :meth:`finish`
+        calls it; a collector calls it too for a distributed-noise sum it unmasked but then
+        rejected (that sum was released all the same)."""
+        share = 1.0
+        if self.config.noise is ClientDPNoise.DISTRIBUTED:  # only contributors' noise shares
+            share = contributors / m
+        scale = math.sqrt(share)
         precision = (self.update_noise_multiplier(m) * scale) ** -2
         if self.config.adaptive_clipping:
             precision += (self.bit_stddev(m) * scale / BIT_SENSITIVITY) ** -2
