@@ -34,6 +34,7 @@ CONTRACTS = (
         ("fedsilo.runtime", "fedsilo.deploy", "fedsilo.cli"),
         "the pure core never imports the round loop, the deployment or the CLI",
     ),
+    Forbidden(PURE, ("fedsilo.protocol",), "the pure core knows no wire format"),
     Forbidden(
         ("fedsilo.privacy",),
         ("fedsilo.config",),

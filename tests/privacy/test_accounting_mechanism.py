@@ -21,7 +21,7 @@ import fedsilo
 from fedsilo.config import load_job
 from fedsilo.privacy import dp_sgd, guard
 from fedsilo.privacy.noise import NoiseSource
-from fedsilo.privacy.secagg import party_side
+from fedsilo.runtime import private_party
 from tests.conftest import small_job
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "client_dp.toml"
@@ -32,7 +32,7 @@ def test_client_dp_example_epsilon_equals_dp_accounting_for_the_mechanism_run(
 ) -> None:
     job = load_job(EXAMPLE).model_copy(update={"rounds": 2})
     fits: list[dict[str, Any]] = []  # one entry per party fit, in order
-    clip, normal = party_side.clip_update, NoiseSource.normal
+    clip, normal = private_party.clip_update, NoiseSource.normal
 
     def spy_clip(update: np.ndarray, clip_norm: float) -> tuple[np.ndarray, float]:
         clipped, bit = clip(update, clip_norm)
@@ -44,7 +44,7 @@ def test_client_dp_example_epsilon_equals_dp_accounting_for_the_mechanism_run(
             fits[-1]["stds"].append(std)
         return normal(self, std, shape)
 
-    monkeypatch.setattr(party_side, "clip_update", spy_clip)
+    monkeypatch.setattr(private_party, "clip_update", spy_clip)
     monkeypatch.setattr(NoiseSource, "normal", spy_normal)
     result = fedsilo.simulate(job)
 

@@ -40,8 +40,7 @@ from fedsilo.analytics.plan import QueryPlan
 from fedsilo.config import SecAggVariant
 from fedsilo.errors import ConfigError, ProtocolError
 from fedsilo.privacy.secagg import wire
-from fedsilo.privacy.secagg.identity import Identity
-from fedsilo.privacy.secagg.party_side import require_identity
+from fedsilo.privacy.secagg.identity import Identity, require_identity
 from fedsilo.privacy.secagg.protocol import PartyRound, ServerRound
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import Transport

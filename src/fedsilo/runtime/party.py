@@ -29,9 +29,9 @@ from fedsilo.models import ModelSpec, Params, build_model, check_params, get_par
 from fedsilo.privacy.dp_sgd import train_local_dp
 from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 from fedsilo.privacy.secagg.identity import Identity
-from fedsilo.privacy.secagg.party_side import PrivateParty
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.protocol.serve import Reply, Route, serve
+from fedsilo.runtime.private_party import PrivateParty
 from fedsilo.training import (
     EvalStats,
     LocalTrainConfig,

@@ -7,6 +7,7 @@ Bonawitz et al. 2017, "Practical Secure Aggregation for Privacy-Preserving Machi
 Modules, pure first: :mod:`.quantize` (floats to the ring Z_{2^bits}), :mod:`.shamir` (secret
 sharing over GF(2^521 - 1)), :mod:`.keys` (X25519, HKDF, AES-GCM, AES-CTR mask expansion, all
 from ``cryptography``), :mod:`.protocol` (party and server state machines over bytes and
-numpy); then the party's glue :mod:`.party_side`. The coordinator's side is the round loop's
-sum step, :mod:`fedsilo.runtime.secure_sum`.
+numpy), :mod:`.params` and :mod:`.identity`. The runtime glue lives in runtime/: the party's
+in :mod:`fedsilo.runtime.private_party`, the coordinator's in the round loop's sum step,
+:mod:`fedsilo.runtime.secure_sum`.
 """

@@ -132,3 +132,14 @@ def add_to_roster(path: Path, name: str, public: bytes) -> None:
     path.write_text(
         "# fedsilo identity roster: party = Ed25519 public key\n" + "\n".join(lines) + "\n"
     )
+
+
+def require_identity(name: str, identity: Identity | None) -> Identity:
+    """A party without a signing identity and roster cannot take part in secure aggregation."""
+    if identity is None:
+        raise ConfigError(
+            f"party '{name}' has no secure-aggregation identity: give it a signing key and the "
+            "roster of the other parties' public keys (party.toml [secure_aggregation] "
+            "identity_key and roster; `fedsilo certs issue party NAME` writes both)"
+        )
+    return identity

@@ -1,6 +1,6 @@
 """The runtime glue both users of secure aggregation share: round planning and message bodies.
 
-Training (:mod:`.party_side`, :mod:`fedsilo.runtime.secure_sum`) and federated analytics
+Training (:mod:`fedsilo.runtime.private_party`, :mod:`fedsilo.runtime.secure_sum`) and federated analytics
 (:mod:`fedsilo.analytics.secure`) run the same :mod:`.protocol` state machines over the same
 transport; this module fixes how one round is planned (:func:`plan_round`) and how each step's
 keys, ciphertexts and reveals travel in a :class:`~fedsilo.protocol.messages.Message` body

@@ -1,7 +1,8 @@
 """A party's side of secure-aggregation and client-DP rounds (the runtime glue).
 
-:class:`PrivateParty` keeps the per-round :class:`~.protocol.PartyRound` and turns the
-coordinator's tasks into protocol calls. A ``fit`` task in private mode trains as usual, then
+:class:`PrivateParty` keeps the per-round
+:class:`~fedsilo.privacy.secagg.protocol.PartyRound` and turns the coordinator's tasks into
+protocol calls. A ``fit`` task in private mode trains as usual, then
 either clips (client DP) and/or quantizes and masks the update: the coordinator receives only
 the masked ring vector ``[update * w, clipped-bit, w, loss * w]`` (``w`` = example weight,
 or 1 under client DP), never the update, the example count or the loss in the clear.
@@ -20,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from fedsilo.errors import ConfigError, ProtocolError
+from fedsilo.errors import ProtocolError
 from fedsilo.models import flatten, unflatten
 from fedsilo.privacy.dp_fedavg import clip_update
 from fedsilo.privacy.noise import NoiseSource
 from fedsilo.privacy.secagg import wire
-from fedsilo.privacy.secagg.identity import Identity
+from fedsilo.privacy.secagg.identity import Identity, require_identity
 from fedsilo.privacy.secagg.protocol import PartyRound
 from fedsilo.privacy.secagg.quantize import Quantizer
 from fedsilo.protocol.messages import Message, TaskKind
@@ -50,17 +51,6 @@ def private_vector(
         return np.concatenate([clipped, [noisy_bit, 1.0, loss]])
     w = num_examples / float(opts["weight_scale"])
     return np.concatenate([update * w, [0.0, w, loss * w]])
-
-
-def require_identity(name: str, identity: Identity | None) -> Identity:
-    """A party without a signing identity and roster cannot take part in secure aggregation."""
-    if identity is None:
-        raise ConfigError(
-            f"party '{name}' has no secure-aggregation identity: give it a signing key and the "
-            "roster of the other parties' public keys (party.toml [secure_aggregation] "
-            "identity_key and roster; `fedsilo certs issue party NAME` writes both)"
-        )
-    return identity
 
 
 class PrivateParty:
