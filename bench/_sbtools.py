@@ -8,31 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from fedsilo.protocol.messages import Message
+from fedsilo.protocol.serve import serve
+from fedsilo.runtime.transport import InProcessTransport
+from fedsilo.vertical.secureboost import SecureBoostGuest, SecureBoostHost, TreeParams, relay
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "default_credit"
-
-
-def default_credit(
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Guest features, host features, labels, train rows, held-out rows (80/20 from ``seed``).
-
-    The two files are aligned by a plain merge on ``id`` (PSI is timed in bench/psi.py).
-    """
-    guest = pd.read_csv(DATA / "default_credit_hetero_guest.csv")
-    host = pd.read_csv(DATA / "default_credit_hetero_host.csv")
-    guest = guest.rename(columns={c: f"g_{c}" for c in guest.columns if c.startswith("x")})
-    host = host.rename(columns={c: f"h_{c}" for c in host.columns if c.startswith("x")})
-    df = guest.merge(host, on="id")
-    xg = df[[c for c in df if c.startswith("g_")]].to_numpy(float)
-    xh = df[[c for c in df if c.startswith("h_")]].to_numpy(float)
-    y = df["y"].to_numpy(float)
-    order = np.random.default_rng(seed).permutation(len(y))
-    cut = int(0.8 * len(y))
-    return xg, xh, y, order[:cut], order[cut:]
 
 
 class TreeClock:
@@ -72,3 +54,35 @@ class TreeClock:
         if self.end is not None:
             stamps.append(self.end)
         return [b - a for a, b in itertools.pairwise(stamps)]
+
+
+class Served:
+    """A route table as a transport handler (one party of an in-process benchmark)."""
+
+    def __init__(self, name: str, routes: Any) -> None:
+        self.handle = serve(name, routes)
+
+
+def train_in_process(
+    guest_x: np.ndarray,
+    y: np.ndarray,
+    host_xs: dict[str, np.ndarray],
+    params: TreeParams,
+    *,
+    scheme: Any,
+    paillier_bits: int = 2048,
+    wrap: dict[str, Any] | None = None,
+) -> SecureBoostGuest:
+    """SecureBoost training on already aligned rows (no PSI, no held-out scoring): the guest
+    and host route tables relayed by :func:`relay`, every message encoded, in this process.
+    ``wrap`` optionally wraps a party's handler (``name -> callable(handler) -> handler``)."""
+    guest = SecureBoostGuest(
+        "guest", guest_x, y, params, scheme=scheme, paillier_bits=paillier_bits
+    )
+    handlers: dict[str, Any] = {"guest": Served("guest", guest.routes)}
+    for name, x in host_xs.items():
+        handlers[name] = Served(name, SecureBoostHost(name, x).routes)
+    for name, make in (wrap or {}).items():
+        handlers[name] = make(handlers[name])
+    relay(InProcessTransport(handlers), "bench", "guest", sorted(host_xs), timeout_s=24 * 3600.0)
+    return guest

@@ -8,7 +8,7 @@ Without ``--full``: CPU seconds per tree on breast cancer (guest 10 + host 20 fe
 3) for CKKS, Paillier 1024 and Paillier 2048, against the plaintext reference of the same
 algorithm (``train_plain``) timed in this process.
 
-``--full``: default_credit (FATE's hetero split, aligned by ``id``, 80/20 split, seed 0),
+``--full``: default_credit (FATE's hetero split, PSI-aligned by ``id``, 80/20 split, seed 0),
 the **federated** model (real protocol in process, every message encoded) with ``--trees``
 trees of depth ``--depth`` (UniFed's 64 / 6 by default), then held-out and training-row AUC
 of it, of the plaintext reference and of scikit-learn's ``HistGradientBoostingClassifier``
@@ -27,25 +27,24 @@ import time
 from typing import Any
 
 import numpy as np
-from _sbtools import DATA, TreeClock, default_credit
+from _sbtools import DATA, train_in_process
 from sklearn.datasets import load_breast_cancer
 from sklearn.metrics import roc_auc_score
 
+from fedsilo.runtime.transport import InProcessTransport
+from fedsilo.vertical.agent import VerticalPartyAgent
+from fedsilo.vertical.config import parse_vertical_job
 from fedsilo.vertical.metrics import binary_metrics
-from fedsilo.vertical.secureboost import (
-    TreeParams,
-    predict_secureboost,
-    split_rows,
-    train_plain,
-    train_secureboost,
-)
+from fedsilo.vertical.runner import VerticalRunner
+from fedsilo.vertical.sb_role import SecureBoostRole
+from fedsilo.vertical.secureboost import Tree, TreeParams, split_rows, train_plain
 from fedsilo.vertical.simulation import centralized_gbm
 
 
 def per_tree(xg, y, hosts, params, scheme, bits=2048):  # type: ignore[no-untyped-def]
     """CPU seconds per tree (the machine is shared: CPU time is steadier than wall time)."""
     started = time.process_time()
-    train_secureboost(xg, y, hosts, params, scheme=scheme, paillier_bits=bits)
+    train_in_process(xg, y, hosts, params, scheme=scheme, paillier_bits=bits)
     return (time.process_time() - started) / params.n_trees
 
 
@@ -69,14 +68,47 @@ def breast_cancer() -> None:
 
 
 def full(args: argparse.Namespace) -> dict[str, Any]:
-    xg, xh, y, tr, te = default_credit()
-    params = TreeParams(
-        n_trees=args.trees, max_depth=args.depth, learning_rate=args.learning_rate, n_bins=32
+    job = parse_vertical_job(
+        {
+            "kind": "vertical",
+            "name": "default_credit_secureboost",
+            "algorithm": "secureboost",
+            "seed": 0,
+            "test_fraction": 0.2,
+            "parties": [
+                {
+                    "name": "guest",
+                    "path": str(DATA / "default_credit_hetero_guest.csv"),
+                    "label": "y",
+                },
+                {"name": "host", "path": str(DATA / "default_credit_hetero_host.csv")},
+            ],
+            "he": {"scheme": args.scheme},
+            "secureboost": {
+                "n_trees": args.trees,
+                "max_depth": args.depth,
+                "learning_rate": args.learning_rate,
+                "n_bins": 32,
+            },
+        }
     )
+    params = job.secureboost.params()
+    agents = {p.name: VerticalPartyAgent.from_config(p) for p in job.parties}
+    runner = VerticalRunner(
+        job,
+        InProcessTransport(agents),
+        timeout_s=24 * 3600.0,
+        on_tree=lambda t, s: print(f"    tree {t}: {s:.1f} s", flush=True),
+    )
+    alignment = runner.align()
+    tr, te = alignment.train, alignment.test
+    guest, host = agents["guest"].aligned, agents["host"].aligned
+    assert guest is not None and host is not None and guest.labels is not None
+    xg, xh, y = guest.features, host.features, guest.labels
     print(
-        f"default_credit: {len(tr)} training rows, {len(te)} held out; guest {xg.shape[1]} + "
-        f"host {xh.shape[1]} features; {params.n_trees} trees, depth {params.max_depth}, "
-        f"learning rate {params.learning_rate}, {args.scheme}",
+        f"default_credit: {len(tr)} training rows, {len(te)} held out (PSI-aligned); guest "
+        f"{xg.shape[1]} + host {xh.shape[1]} features; {params.n_trees} trees, depth "
+        f"{params.max_depth}, learning rate {params.learning_rate}, {args.scheme}",
         flush=True,
     )
     out: dict[str, Any] = {"params": params.__dict__, "scheme": args.scheme, "train_rows": len(tr)}
@@ -104,31 +136,20 @@ def full(args: argparse.Namespace) -> dict[str, Any]:
         flush=True,
     )
 
-    clock: dict[str, TreeClock] = {}
-
-    def wrap(handler: Any) -> TreeClock:
-        clock["host"] = TreeClock(handler)
-        return clock["host"]
-
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    result = train_secureboost(
-        xg[tr], y[tr], {"host": xh[tr]}, params, scheme=args.scheme, recorders={"host": wrap}
-    )
-    clock["host"].stop()
+    outcome = runner.train(alignment)  # training and scoring, after the PSI above
     out["train_wall_seconds"] = time.perf_counter() - wall0
     out["train_cpu_seconds"] = time.process_time() - cpu0
-    out["seconds_per_tree"] = clock["host"].seconds_per_tree()
-    t0 = time.perf_counter()
-    fed_te = predict_secureboost(result.guest_model, xg[te], {"host": xh[te]}, result.host_models)
-    fed_tr = predict_secureboost(result.guest_model, xg[tr], {"host": xh[tr]}, result.host_models)
-    out["predict_seconds"] = time.perf_counter() - t0
-    out["test"] = binary_metrics(y[te], fed_te)
-    out["train"] = binary_metrics(y[tr], fed_tr)
-    out["train_loss_per_tree"] = result.train_loss
+    out["seconds_per_tree"] = outcome.history["seconds_per_tree"]
+    out["test"], out["train"] = outcome.test, outcome.train
+    out["train_loss_per_tree"] = outcome.history["train_loss_per_tree"]
+    role = agents["guest"].role
+    assert isinstance(role, SecureBoostRole)
+    trees = [Tree.from_json(t) for t in role.model()["trees"]]
     out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     same = sum(
         (a.left, a.right, a.party, a.feature, a.bin) == (b.left, b.right, b.party, b.feature, b.bin)
-        for a, b in zip(result.trees, ref.outcome.trees, strict=True)
+        for a, b in zip(trees, ref.outcome.trees, strict=True)
     )
     out["trees_same_splits_as_reference"] = same
     print(
@@ -138,8 +159,8 @@ def full(args: argparse.Namespace) -> dict[str, Any]:
         f"{out['gbm_train_auc']:.4f}; plaintext reference held-out {out['plain_test_auc']:.4f}, "
         f"train {out['plain_train_auc']:.4f})\n"
         f"  training {out['train_wall_seconds']:.0f} s wall, {out['train_cpu_seconds']:.0f} s "
-        f"CPU; {np.median(out['seconds_per_tree']):.1f} s per tree (median); prediction of "
-        f"{len(te) + len(tr)} rows {out['predict_seconds']:.1f} s; peak RSS "
+        f"CPU with the scoring of all {len(te) + len(tr)} rows; "
+        f"{np.median(out['seconds_per_tree']):.1f} s per tree (median); peak RSS "
         f"{out['peak_rss_gib']:.2f} GiB; trees with the reference's splits: {same} of "
         f"{params.n_trees}\n"
         f"  vs plaintext reference: x{out['train_wall_seconds'] / out['plain_seconds']:.0f} "
@@ -161,13 +182,13 @@ def full(args: argparse.Namespace) -> dict[str, Any]:
                 "aligned": len(y),
                 "train": len(tr),
                 "test": len(te),
-                "local_rows": {"guest": len(y), "host": len(y)},
-                "method": "join on id in the benchmark (PSI is timed in bench/psi.py)",
+                "local_rows": alignment.local_rows,
+                "method": "PSI relayed by the coordinator (VerticalRunner.align)",
             },
             "test": out["test"],
             "train": out["train"],
             "baseline": out["gbm_test"],
-            "train_loss_per_tree": result.train_loss,
+            "train_loss_per_tree": out["train_loss_per_tree"],
             "seconds_per_tree": out["seconds_per_tree"],
             "wall_time_s": out["train_wall_seconds"],
         }

@@ -29,13 +29,13 @@ import time
 from typing import Any
 
 import numpy as np
-from _sbtools import TreeClock
+from _sbtools import Served, TreeClock, train_in_process
 from sklearn.datasets import load_breast_cancer, make_classification
 
 from fedsilo.privacy.he import CkksConfig, HeScheme, PaillierConfig, generate
 from fedsilo.runtime.transport import InProcessTransport
 from fedsilo.vertical.hetero_lr import HeteroLrArbiter, HeteroLrParty, LrParams
-from fedsilo.vertical.secureboost import TreeParams, split_rows, train_plain, train_secureboost
+from fedsilo.vertical.secureboost import TreeParams, split_rows, train_plain
 
 
 def _split(x: np.ndarray, widths: list[int]) -> list[np.ndarray]:
@@ -71,7 +71,7 @@ def he_epoch(
     """Seconds per epoch; ``batches`` set = measure that many batches and extrapolate."""
     names = ["guest", *[f"host{k}" for k in range(1, len(parts))]]
     parties = {
-        n: HeteroLrParty(n, p, y if n == "guest" else None)
+        n: Served(n, HeteroLrParty(n, p, y if n == "guest" else None).routes)
         for n, p in zip(names, parts, strict=True)
     }
     config = PaillierConfig(key_bits=key_bits) if scheme is HeScheme.PAILLIER else CkksConfig()
@@ -113,8 +113,8 @@ def he_tree(
 
     hosts = {f"host{k}": p for k, p in enumerate(parts[1:], 1)}
     cpu = time.process_time()
-    train_secureboost(
-        parts[0], y, hosts, params, scheme=scheme, paillier_bits=key_bits, recorders={"host1": wrap}
+    train_in_process(
+        parts[0], y, hosts, params, scheme=scheme, paillier_bits=key_bits, wrap={"host1": wrap}
     )
     clock["h"].stop()
     cpu = (time.process_time() - cpu) / params.n_trees

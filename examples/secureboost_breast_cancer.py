@@ -1,5 +1,9 @@
 """SecureBoost on breast cancer split FATE-style: guest = first 10 features + label, host = 20.
 
+The same path as `fedsilo simulate examples/vertical_breast_cancer/secureboost.toml`: PSI over
+the two parties' IDs, then SecureBoost relayed by the coordinator, held-out metrics computed by
+the guest, each party's model part written beside metrics.json.
+
 Run: .venv/bin/python examples/secureboost_breast_cancer.py [ckks|paillier] [n_trees]
 """
 
@@ -7,43 +11,42 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 
-from sklearn.datasets import load_breast_cancer
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import train_test_split
-
-from fedsilo.vertical.secureboost import (
-    TreeParams,
-    predict_secureboost,
-    split_rows,
-    train_plain,
-    train_secureboost,
-)
+from fedsilo.vertical.config import parse_vertical_job
+from fedsilo.vertical.simulation import simulate_vertical
 
 
 def main() -> None:
     scheme = sys.argv[1] if len(sys.argv) > 1 else "ckks"
     n_trees = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    x, y = load_breast_cancer(return_X_y=True)
-    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
-    params = TreeParams(n_trees=n_trees, max_depth=3, learning_rate=0.3, n_bins=32)
-    started = time.perf_counter()
-    result = train_secureboost(
-        xtr[:, :10], ytr, {"host": xtr[:, 10:]}, params, scheme=scheme, paillier_bits=1024
+    job = parse_vertical_job(
+        {
+            "kind": "vertical",
+            "name": "secureboost_breast_cancer",
+            "algorithm": "secureboost",
+            "seed": 0,
+            "test_fraction": 0.2,
+            "parties": [
+                {"name": "bank", "builtin": "breast_cancer/guest", "label": "y"},
+                {"name": "provider", "builtin": "breast_cancer/host"},
+            ],
+            "he": {"scheme": scheme, "key_bits": 1024},
+            "secureboost": {"n_trees": n_trees, "max_depth": 3, "learning_rate": 0.3},
+        }
     )
-    seconds = time.perf_counter() - started
-    proba = predict_secureboost(
-        result.guest_model, xte[:, :10], {"host": xte[:, 10:]}, result.host_models
+    result = simulate_vertical(job, baseline=True)
+    doc = result.metrics_json()
+    seconds = doc["seconds_per_tree"]
+    assert result.baseline is not None
+    print(
+        f"{scheme}: {sum(seconds) / len(seconds):.1f} s/tree, "
+        f"held-out AUC {result.metrics['auc']:.4f} over {doc['alignment']['test']} rows"
     )
-    train, valid = split_rows(len(ytr), 0.0, 0)
-    ref = train_plain([xtr[:, :10], xtr[:, 10:]], ytr, train, valid, params)
-    ref_auc = roc_auc_score(yte, ref.predict_proba([xte[:, :10], xte[:, 10:]]))
-    print(f"{scheme}: {seconds / n_trees:.1f} s/tree, test AUC {roc_auc_score(yte, proba):.4f}")
-    print(f"centralized plaintext reference: test AUC {ref_auc:.4f}")
+    print(f"centralized HistGradientBoosting baseline: held-out AUC {result.baseline['auc']:.4f}")
     with tempfile.TemporaryDirectory() as out:
-        for party, path in result.save(out).items():
-            print(f"model part of {party}: {path.name} ({path.stat().st_size} bytes)")
+        for name, path in result.save(out).items():
+            if name.startswith("model:"):
+                print(f"model part of {name[6:]}: {path.name} ({path.stat().st_size} bytes)")
 
 
 if __name__ == "__main__":

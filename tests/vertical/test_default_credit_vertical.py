@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from fedsilo.runtime.transport import InProcessTransport
+from fedsilo.vertical.agent import VerticalPartyAgent
 from fedsilo.vertical.config import load_vertical_job
-from fedsilo.vertical.data import load_aligned
 from fedsilo.vertical.metrics import binary_metrics
-from fedsilo.vertical.simulation import build_parties, centralized_baseline, run_hetero_lr
+from fedsilo.vertical.runner import VerticalRunner
+from fedsilo.vertical.simulation import aligned_data, centralized_baseline
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = ROOT / "examples" / "vertical_default_credit" / "job.toml"
@@ -25,10 +27,11 @@ pytestmark = [
 
 def test_hetero_lr_matches_pooled_lr_and_beats_guest_only() -> None:
     job = load_vertical_job(JOB)
-    data = load_aligned(job)
+    agents = {p.name: VerticalPartyAgent.from_config(p) for p in job.parties}
+    outcome = VerticalRunner(job, InProcessTransport(agents)).run()
+    data = aligned_data(agents, outcome.alignment.train, outcome.alignment.test)
     assert data.num_aligned == 30_000
-    parties = build_parties(data, job)
-    losses, _, _, metrics = run_hetero_lr(job, data, parties)
+    losses, metrics = outcome.history["loss_per_epoch"], outcome.test
     pooled = centralized_baseline(job, data)
     guest = data.parties[job.guest.name]
     assert guest.labels is not None

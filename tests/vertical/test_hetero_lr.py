@@ -15,9 +15,12 @@ from typer.testing import CliRunner
 
 from fedsilo.cli import app
 from fedsilo.runtime.seeds import derive_seed
+from fedsilo.runtime.transport import InProcessTransport
+from fedsilo.vertical.agent import VerticalPartyAgent
 from fedsilo.vertical.config import parse_vertical_job
-from fedsilo.vertical.data import load_aligned
-from fedsilo.vertical.simulation import build_parties, run_hetero_lr, simulate_vertical
+from fedsilo.vertical.hetero_lr import HeteroLrParty
+from fedsilo.vertical.runner import VerticalRunner
+from fedsilo.vertical.simulation import simulate_vertical
 
 pytestmark = pytest.mark.slow
 
@@ -87,22 +90,32 @@ def _plaintext_taylor(
     return w, losses
 
 
+def _run(job: Any) -> tuple[dict[str, HeteroLrParty], Any, dict[str, VerticalPartyAgent]]:
+    """One hetero-LR job through the runner; each party's trained role and the outcome."""
+    agents = {p.name: VerticalPartyAgent.from_config(p) for p in job.parties}
+    outcome = VerticalRunner(job, InProcessTransport(agents)).run()
+    roles = {}
+    for name, agent in agents.items():
+        assert isinstance(agent.role, HeteroLrParty)
+        roles[name] = agent.role
+    return roles, outcome, agents
+
+
 def test_paillier_equals_plaintext_taylor_lr_and_is_deterministic(
     breast_job: Callable[..., dict[str, Any]],
 ) -> None:
     job = parse_vertical_job(breast_job("paillier", epochs=2, batch_size=160))
-    data = load_aligned(job)
     runs = []
     for _ in range(2):
-        parties = build_parties(data, job)
-        losses, _, _, metrics = run_hetero_lr(job, data, parties)
+        parties, outcome, agents = _run(job)
+        losses, metrics = outcome.history["loss_per_epoch"], outcome.test
         runs.append(({n: p.weights.copy() for n, p in parties.items()}, losses, metrics))
     xs = {}
     for name, party in parties.items():
         xs[name] = party._x  # standardized by the party itself (+ intercept for the guest)
-    labels = data.parties["bank"].labels
-    assert labels is not None
-    w, losses = _plaintext_taylor(job, xs, labels, data.train)
+    guest = agents["bank"].aligned
+    assert guest is not None and guest.labels is not None
+    w, losses = _plaintext_taylor(job, xs, guest.labels, outcome.alignment.train)
     for name in xs:
         np.testing.assert_allclose(runs[0][0][name], w[name], rtol=0, atol=1e-8)
         assert np.array_equal(runs[0][0][name], runs[1][0][name])  # bit for bit
@@ -114,11 +127,9 @@ def test_ckks_is_reproducible_up_to_ckks_noise(
     breast_job: Callable[..., dict[str, Any]],
 ) -> None:
     job = parse_vertical_job(breast_job("ckks", epochs=1))
-    data = load_aligned(job)
     weights = []
     for _ in range(2):
-        parties = build_parties(data, job)
-        run_hetero_lr(job, data, parties)
+        parties, _, _ = _run(job)
         weights.append(np.concatenate([p.weights for p in parties.values()]))
     # CKKS encryption noise is fresh each run, so bits differ; the models agree closely.
     np.testing.assert_allclose(weights[0], weights[1], rtol=0, atol=1e-4)

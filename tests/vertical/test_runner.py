@@ -13,14 +13,13 @@ import pytest
 from safetensors.numpy import load_file
 from sklearn.datasets import load_breast_cancer
 
-from fedsilo.errors import ConfigError, RoundFailedError
+from fedsilo.errors import ConfigError, ErrorCode, RoundFailedError
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import Gathered, InProcessTransport
 from fedsilo.vertical.agent import VerticalPartyAgent
 from fedsilo.vertical.config import parse_vertical_job
-from fedsilo.vertical.data import load_aligned
 from fedsilo.vertical.psi import PsiClient
-from fedsilo.vertical.runner import VerticalRunner
+from fedsilo.vertical.runner import VerticalRunner, heldout_split
 from fedsilo.vertical.simulation import simulate_vertical
 
 
@@ -81,27 +80,35 @@ def test_relayed_psi_matches_in_process_alignment_and_hides_ids(tmp_path: Path) 
     transport = Recording(agents)
     alignment = VerticalRunner(job, transport).align()
 
-    reference = load_aligned(job)  # the same PSI run in one process
-    assert alignment.aligned == reference.num_aligned == 569 - 60 - 69  # c60..c499
-    assert np.array_equal(alignment.train, reference.train)
-    assert np.array_equal(alignment.test, reference.test)
+    # The reference: the plain set intersection of the three files' IDs and the job seed's split.
+    frames = {name: pd.read_csv(path) for name, path in paths.items()}
+    shared = set(frames["bank"]["cid"]) & set(frames["shop"]["customer"])
+    shared &= set(frames["telco"]["customer"])
+    train, test = heldout_split(job.seed, len(shared), job.test_fraction)
+    assert alignment.aligned == len(shared) == 569 - 60 - 69  # c60..c499
+    assert np.array_equal(alignment.train, train)
+    assert np.array_equal(alignment.test, test)
     assert alignment.local_rows == {"bank": 500, "shop": 539, "telco": 509}
-    for name, agent in agents.items():
+    order = agents["bank"].aligned.ids if agents["bank"].aligned is not None else []
+    assert set(order) == shared and len(order) == len(shared)
+    for name, column in (("bank", "cid"), ("shop", "customer"), ("telco", "customer")):
+        agent = agents[name]
         assert agent.aligned is not None
-        assert agent.aligned.ids == reference.parties[name].ids  # same customers, same order
-        np.testing.assert_array_equal(agent.aligned.features, reference.parties[name].features)
+        assert agent.aligned.ids == order  # same customers, same order at every party
+        frame = frames[name].set_index(column).loc[order]
+        features = frame.drop(columns=["y"], errors="ignore").to_numpy(float)
+        np.testing.assert_array_equal(agent.aligned.features, features)
     assert agents["bank"].aligned is not None and agents["bank"].aligned.labels is not None
     assert agents["shop"].aligned is not None and agents["shop"].aligned.labels is None
 
     # The coordinator relays every PSI byte, yet no customer ID crosses it in the clear...
     assert transport.wire and any(b"psi_finish" in w for w in transport.wire)
     blob = b"\x00".join(transport.wire)
-    shared = reference.parties["bank"].ids
     assert not [i for i in _ids(569) if i.encode() in blob]
     # ...although the unsealed finish message does carry them (so the search above can fail).
-    client = PsiClient(shared, party="x", seed=1)
-    client._order = list(map(str, shared))  # the state after intersect
-    assert str(shared[0]).encode() in client.finish_message()
+    client = PsiClient(order, party="x", seed=1)
+    client._order = list(map(str, order))  # the state after intersect
+    assert str(order[0]).encode() in client.finish_message()
 
     report = alignment.report()
     assert report["reveal"] == "both" and report["parties"]["bank"]["role"] == "client"
@@ -117,11 +124,17 @@ def test_agent_answers_malformed_and_out_of_order_tasks_with_errors(tmp_path: Pa
         return Message.decode(agent.handle(msg.encode()))
 
     garbage = Message.decode(agent.handle(b"\x00\x01not a message"))
-    assert garbage.error is not None and "shop" in garbage.error
+    assert garbage.sender == "shop" and garbage.error_code is ErrorCode.BAD_REQUEST
+    assert garbage.error is not None and "malformed" in garbage.error
     early = ask(Message(TaskKind.PSI_FINISH, "j", 0, "coordinator"))
     assert early.error is not None and "before psi_open" in early.error
+    assert early.error_code is ErrorCode.NOT_READY
     training = ask(Message(TaskKind.SB_SPLIT, "j", 0, "coordinator"))
     assert training.error is not None and "before the vertical setup" in training.error
+    assert training.error_code is ErrorCode.NOT_READY
+    typo = ask(Message(TaskKind.PSI_OPEN, "j", 0, "coordinator", {"party": {}, "gest": "bank"}))
+    assert typo.error_code is ErrorCode.BAD_REQUEST and typo.error is not None
+    assert "psi_open message from 'coordinator': field 'guest'" in typo.error
     wrong_role = ask(
         Message(
             TaskKind.PSI_OPEN,

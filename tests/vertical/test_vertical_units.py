@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedsilo.errors import ProtocolError
+from fedsilo.errors import ErrorCode, ProtocolError
 from fedsilo.privacy.he import HeScheme
 from fedsilo.protocol.messages import Message, TaskKind
+from fedsilo.protocol.serve import serve
 from fedsilo.vertical.channel import PartyChannel
 from fedsilo.vertical.hetero_lr import HeteroLrParty
 from fedsilo.vertical.masking import MaskLevel, Pending, draw_masks, unmask
@@ -58,14 +59,16 @@ def test_unmask_refuses_values_beyond_the_mask_range() -> None:
 
 
 def test_party_turns_garbage_and_out_of_order_tasks_into_error_replies() -> None:
-    party = HeteroLrParty("shop", np.ones((5, 2)))
-    reply = Message.decode(party.handle(b"not a message"))
+    party = serve("shop", HeteroLrParty("shop", np.ones((5, 2))).routes)
+    reply = Message.decode(party(b"not a message"))
     assert reply.error is not None and "malformed" in reply.error
     task = Message(
         TaskKind.HETERO_LR_FORWARD, "j", 0, "coordinator", arrays={"rows": np.array([0, 1])}
     )
-    reply = Message.decode(party.handle(task.encode()))
+    reply = Message.decode(party(task.encode()))
     assert reply.error is not None and "before setup" in reply.error
+    assert reply.error_code is ErrorCode.NOT_READY
     task = Message(TaskKind.FIT, "j", 0, "coordinator")
-    reply = Message.decode(party.handle(task.encode()))
-    assert reply.error is not None and "does not handle" in reply.error
+    reply = Message.decode(party(task.encode()))
+    assert reply.error is not None and "does not answer" in reply.error
+    assert reply.error_code is ErrorCode.UNSUPPORTED

@@ -21,8 +21,8 @@ from fedsilo.privacy.he import EncryptedVector, HeScheme, PaillierConfig, Secret
 from fedsilo.privacy.he.paillier import PaillierVector
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import Gathered, InProcessTransport
+from fedsilo.vertical.agent import VerticalPartyAgent
 from fedsilo.vertical.config import parse_vertical_job
-from fedsilo.vertical.data import load_aligned
 from fedsilo.vertical.hetero_lr import HeteroLrParty
 from fedsilo.vertical.masking import (
     MASK_LEVELS,
@@ -30,28 +30,38 @@ from fedsilo.vertical.masking import (
     ckks_mask_bits,
     revealed_integers,
 )
-from fedsilo.vertical.simulation import run_hetero_lr
+from fedsilo.vertical.runner import VerticalRunner
+
+PSI_KINDS = {
+    TaskKind.PSI_OPEN,
+    TaskKind.PSI_REQUEST,
+    TaskKind.PSI_SETUP,
+    TaskKind.PSI_INTERSECT,
+    TaskKind.PSI_FINISH,
+}
 
 pytestmark = pytest.mark.slow
 
 
-class RecordingParty(HeteroLrParty):
-    """A party that logs every message it receives and every true gradient it unmasks."""
+class RecordingParty:
+    """Wraps a party's agent: logs every hetero-LR message it receives (PSI is tested apart,
+    in test_runner.py) and, through ``truths``, every true gradient the party unmasks."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, agent: VerticalPartyAgent) -> None:
+        self.agent = agent
         self.received: list[Message] = []
         self.true_gradients: list[FloatArray] = []
 
     def handle(self, data: bytes) -> bytes:
-        self.received.append(Message.decode(data))
-        return super().handle(data)
+        msg = Message.decode(data)
+        if msg.kind not in PSI_KINDS:
+            self.received.append(msg)
+        return self.agent.handle(data)
 
-    def _take_unmasked(self, msg: Message, key: str) -> FloatArray:
-        value = super()._take_unmasked(msg, key)
-        if key == "gradient":
-            self.true_gradients.append(value)
-        return value
+    @property
+    def weights(self) -> FloatArray:
+        assert isinstance(self.agent.role, HeteroLrParty)
+        return self.agent.role.weights
 
 
 class RecordingSecret:
@@ -126,28 +136,31 @@ def _two_host_job(tmp: Path, scheme: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("scheme", ["ckks", "paillier"])
-def test_each_role_receives_only_what_the_protocol_allows(tmp_path: Path, scheme: str) -> None:
+def test_each_role_receives_only_what_the_protocol_allows(
+    tmp_path: Path, scheme: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     job = parse_vertical_job(_two_host_job(tmp_path, scheme))
-    data = load_aligned(job)
-    parties = {
-        name: RecordingParty(name, t.features, t.labels, t.feature_names)
-        for name, t in data.parties.items()
-    }
+    parties = {p.name: RecordingParty(VerticalPartyAgent.from_config(p)) for p in job.parties}
+    unmasked = HeteroLrParty._take_unmasked
+
+    def take_unmasked(self: HeteroLrParty, msg: Message, key: str) -> FloatArray:
+        value = unmasked(self, msg, key)
+        if key == "gradient":
+            parties[self.name].true_gradients.append(value)
+        return value
+
+    monkeypatch.setattr(HeteroLrParty, "_take_unmasked", take_unmasked)
     config = PaillierConfig(key_bits=1024) if scheme == "paillier" else None
     secret = RecordingSecret(generate(scheme, config))
     transport = RecordingTransport(parties)
-    _, _, _, metrics = run_hetero_lr(
-        job,
-        data,
-        parties,
-        transport=transport,
-        secret=secret,  # type: ignore[arg-type]
-    )
+    runner = VerticalRunner(job, transport, secret=secret)  # type: ignore[arg-type]
+    metrics = runner.run().test
     assert metrics["auc"] > 0.95  # the run itself worked
 
     guest = parties["bank"]
-    labels = data.parties["bank"].labels
-    assert labels is not None
+    aligned = {name: p.agent.aligned for name, p in parties.items()}
+    assert aligned["bank"] is not None and aligned["bank"].labels is not None
+    labels = aligned["bank"].labels
     truths = {n: np.concatenate(p.true_gradients) for n, p in parties.items()}
     assert all(len(p.true_gradients) == 2 for p in parties.values())  # 2 batches each
 
@@ -207,7 +220,7 @@ def test_each_role_receives_only_what_the_protocol_allows(tmp_path: Path, scheme
                     for g in grads.true_gradients:
                         assert not (g.shape == arr.shape and np.allclose(g, arr, atol=1.0))
     # Guest features (and labels) never reach a host in any form that is not sealed.
-    g_features = data.parties["bank"].features
+    g_features = aligned["bank"].features
     for name in ("shop", "telco"):
         for msg in parties[name].received:
             for arr in msg.arrays.values():

@@ -23,7 +23,7 @@ import grpc
 from fedsilo.data.tabular import read_party_table
 from fedsilo.deploy.auth import AUTH_HEADER, PARTY_HEADER
 from fedsilo.deploy.config import PartyProcessConfig
-from fedsilo.deploy.party_tasks import PartyAnalytics, TaskRouter, bytes_routes
+from fedsilo.deploy.party_tasks import PartyAnalytics, TaskRouter
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.deploy.service import WIRE_VERSION
@@ -33,7 +33,7 @@ from fedsilo.privacy.secagg.identity import load_identity
 from fedsilo.privacy.secagg.params import ThreatModel
 from fedsilo.runtime.party import LocalData, PartyAgent
 from fedsilo.runtime.transport import Handler
-from fedsilo.vertical.agent import VERTICAL_KINDS, VerticalPartyAgent
+from fedsilo.vertical.agent import VerticalPartyAgent
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def load_agent(config: PartyProcessConfig) -> Handler:
     return TaskRouter(
         None if agent is None else agent.routes,
         None if analytics is None else analytics.routes,
-        None if vertical is None else bytes_routes(vertical, VERTICAL_KINDS),
+        None if vertical is None else vertical.routes,
         name=config.name,
         on_reply=None if agent is None else agent.record_sent,
     )

@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,20 +47,9 @@ from fedsilo.privacy.secagg.identity import Identity
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.protocol.serve import Reply, Route, Routes, refuse, serve
 from fedsilo.runtime.party import TRAINING_KINDS
-from fedsilo.runtime.transport import Handler
 from fedsilo.vertical.agent import VERTICAL_KINDS
 
 log = logging.getLogger(__name__)
-
-
-def bytes_routes(handler: Handler, kinds: Iterable[TaskKind]) -> Routes:
-    """Routes for a role that is still a bytes handler (the vertical agent, until it is a
-    route table itself): the task is re-encoded for it and its reply decoded."""
-
-    def route(task: Message) -> Reply:
-        return Message.decode(handler.handle(task.encode()))
-
-    return dict.fromkeys(kinds, route)
 
 
 class TaskRouter:

@@ -32,38 +32,42 @@ import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
-from fedsilo.errors import DataError, ErrorCode, FedsiloError, ProtocolError
-from fedsilo.protocol.messages import Fault, Message, TaskKind
+from fedsilo.errors import DataError, NotReadyError, ProtocolError
+from fedsilo.protocol.messages import Message, TaskKind
+from fedsilo.protocol.serve import serve
+from fedsilo.vertical.bodies import (
+    Body,
+    Empty,
+    HeteroLrSetup,
+    PsiAligned,
+    PsiOpen,
+    PsiOpened,
+    PsiRequested,
+    PsiSettings,
+    PsiSetup,
+    Saved,
+    SetupTask,
+)
 from fedsilo.vertical.channel import PartyChannel
 from fedsilo.vertical.config import VerticalPartyConfig
 from fedsilo.vertical.data import PartyTable, load_party_table, select_rows
 from fedsilo.vertical.hetero_lr import HeteroLrParty
-from fedsilo.vertical.hetero_lr.wire import blob, get_blob
 from fedsilo.vertical.psi import PsiClient, PsiServer, RevealTo
 from fedsilo.vertical.sb_role import SecureBoostRole
+from fedsilo.vertical.wire import blob, get_blob
 
 log = logging.getLogger(__name__)
 
 MIN_ALIGNED = 10
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
-_PSI_KINDS = {
-    TaskKind.PSI_OPEN,
-    TaskKind.PSI_REQUEST,
-    TaskKind.PSI_SETUP,
-    TaskKind.PSI_INTERSECT,
-    TaskKind.PSI_FINISH,
-}
-VERTICAL_KINDS = frozenset(
-    _PSI_KINDS
-    | {
-        TaskKind.VERTICAL_SETUP,
+ROLE_KINDS = frozenset(
+    {
         TaskKind.VERTICAL_KEYS,
         TaskKind.VERTICAL_UNMASKED,
-        TaskKind.VERTICAL_SAVE,
         TaskKind.HETERO_LR_FORWARD,
         TaskKind.HETERO_LR_RESIDUAL,
         TaskKind.HETERO_LR_GRADIENT,
@@ -78,7 +82,18 @@ VERTICAL_KINDS = frozenset(
         TaskKind.SB_ROUTE,
     }
 )
+"""Training steps the agent hands to its role (hetero LR or SecureBoost) after the setup."""
+VERTICAL_KINDS = ROLE_KINDS | {
+    TaskKind.PSI_OPEN,
+    TaskKind.PSI_REQUEST,
+    TaskKind.PSI_SETUP,
+    TaskKind.PSI_INTERSECT,
+    TaskKind.PSI_FINISH,
+    TaskKind.VERTICAL_SETUP,
+    TaskKind.VERTICAL_SAVE,
+}
 """Task kinds a deployed party process routes to its vertical agent."""
+Route = Callable[[Message], Message]
 
 
 class VerticalPartyAgent:
@@ -104,20 +119,15 @@ class VerticalPartyAgent:
         self._guest = ""
         self._hosts: list[str] = []
         self._seed = 0
-        self._psi: dict[str, Any] = {}
+        self._psi = PsiSettings()
         self._clients: dict[str, PsiClient] = {}
         self._server: PsiServer | None = None
         self._id_column = "id"
         self.aligned: PartyTable | None = None
         self.role: HeteroLrParty | SecureBoostRole | None = None
-        self._handlers: dict[TaskKind, Callable[[Message], Message]] = {
-            TaskKind.PSI_OPEN: self._open,
-            TaskKind.PSI_REQUEST: self._request,
-            TaskKind.PSI_SETUP: self._setup_server,
-            TaskKind.PSI_INTERSECT: self._intersect,
-            TaskKind.PSI_FINISH: self._finish,
-            TaskKind.VERTICAL_SAVE: self._save,
-        }
+        self.routes = self._route_table()
+        """The agent's route table: PSI, setup and saving here, training steps to the role."""
+        self._handler = serve(name, self.routes)
 
     @classmethod
     def from_config(cls, party: VerticalPartyConfig) -> VerticalPartyAgent:
@@ -130,44 +140,49 @@ class VerticalPartyAgent:
 
     # ------------------------------------------------------------------ plumbing
 
+    def _route_table(self) -> dict[TaskKind, Route]:
+        table: dict[TaskKind, Route] = {kind: self._to_role for kind in ROLE_KINDS}
+        table.update(
+            {
+                TaskKind.PSI_OPEN: self._open,
+                TaskKind.PSI_REQUEST: self._request,
+                TaskKind.PSI_SETUP: self._setup_server,
+                TaskKind.PSI_INTERSECT: self._intersect,
+                TaskKind.PSI_FINISH: self._finish,
+                TaskKind.VERTICAL_SETUP: self._make_role,
+                TaskKind.VERTICAL_SAVE: self._save,
+            }
+        )
+        return table
+
     def handle(self, data: bytes) -> bytes:
-        kind, reply_kind, job, rnd = "message", TaskKind.VERTICAL_SETUP, self._job, -1
-        try:
-            msg = Message.decode(data)
-            kind, reply_kind, job, rnd = msg.kind.value, msg.kind, msg.job_id, msg.round
-            handler = self._handlers.get(msg.kind)
-            if handler is not None:
-                return handler(msg).encode()
-            if msg.kind is TaskKind.VERTICAL_SETUP:
-                self._make_role(msg)
-            if msg.kind not in VERTICAL_KINDS:
-                raise ProtocolError(f"party {self.name!r} does not handle {kind!r} tasks")
-            if self.role is None:
-                raise ProtocolError(
-                    f"party {self.name!r} got a {kind} task before the vertical setup"
-                )
-            return self.role.handle(data)
-        except FedsiloError as exc:
-            error = str(exc) if repr(self.name) in str(exc) else f"party {self.name!r}: {exc}"
-            log.warning("party %s refused %s: %s", self.name, kind, error)
-            fault = Fault(exc.code, error)
-        except Exception as exc:  # a bug or bad data must become a reply, not a crash
-            log.warning("party %s failed on %s", self.name, kind, exc_info=True)
-            error = f"party {self.name!r} failed on {kind}: {type(exc).__name__}: {exc}"
-            fault = Fault(ErrorCode.INTERNAL, error)
-        return Message(reply_kind, job, rnd, self.name, fault=fault).encode()
+        return self._handler(data)
+
+    def _to_role(self, msg: Message) -> Message:
+        if self.role is None:
+            raise NotReadyError(
+                f"party {self.name!r} got a {msg.kind.value} task before the vertical setup"
+            )
+        route = self.role.routes.get(msg.kind)
+        if route is None:
+            raise ProtocolError(
+                f"party {self.name!r} ({type(self.role).__name__}) does not handle "
+                f"{msg.kind.value!r} tasks"
+            )
+        return route(msg)
 
     def _reply(
         self,
         msg: Message,
-        body: dict[str, Any] | None = None,
+        body: Body | None = None,
         arrays: dict[str, np.ndarray] | None = None,
     ) -> Message:
-        return Message(msg.kind, msg.job_id, msg.round, self.name, body or {}, arrays or {})
+        content = {} if body is None else body.dump()
+        return Message(msg.kind, msg.job_id, msg.round, self.name, content, arrays or {})
 
     def _need_open(self, msg: Message) -> PartyTable:
         if self._table is None or msg.job_id != self._job:
-            raise ProtocolError(f"party {self.name!r}: {msg.kind.value} before psi_open")
+            raise NotReadyError(f"party {self.name!r}: {msg.kind.value} before psi_open")
         return self._table
 
     def _need_guest(self, msg: Message, want: bool) -> None:
@@ -179,24 +194,20 @@ class VerticalPartyAgent:
 
     def _open(self, msg: Message) -> Message:
         """Load this party's own table with the job's column names; sizes and channel key."""
-        body = msg.body
-        entry = body.get("party")
-        if not isinstance(entry, dict):
-            raise ProtocolError(f"party {self.name!r}: psi_open lacks this party's job entry")
+        body = PsiOpen.of(msg)
+        entry, guest, hosts = body.party, body.guest, body.hosts
         try:
             config = VerticalPartyConfig(
                 name=self.name,
                 path=self._path,
                 builtin=self._builtin,
-                id_column=str(entry.get("id_column", "id")),
-                label=None if entry.get("label") is None else str(entry["label"]),
-                features=entry.get("features"),
+                id_column=entry.id_column,
+                label=entry.label,
+                features=entry.features,
             )
-            guest, hosts = str(body["guest"]), [str(h) for h in body["hosts"]]
-            self._seed = int(body["seed"])
-            self._psi = dict(body.get("psi") or {})
-        except (KeyError, TypeError, ValueError) as exc:
+        except ValidationError as exc:
             raise ProtocolError(f"party {self.name!r}: malformed psi_open task: {exc}") from None
+        self._seed, self._psi = body.seed, body.psi
         if (config.label is not None) != (guest == self.name) or (
             guest != self.name and self.name not in hosts
         ):
@@ -211,7 +222,7 @@ class VerticalPartyAgent:
         self._id_column = config.id_column
         return self._reply(
             msg,
-            {"rows": len(self._table.ids)},
+            PsiOpened(rows=len(self._table.ids)),
             {"channel_key": blob(self._channel.public_key)},
         )
 
@@ -224,7 +235,7 @@ class VerticalPartyAgent:
         self._channel.connect(self._job, peers)
 
     def _psi_batch(self) -> int:
-        return int(self._psi.get("batch_size", 100_000))
+        return self._psi.batch_size
 
     def _psi_progress(self, role: str) -> Callable[[int, int], None]:
         """Log batch progress of a long PSI step (each batch of ``[psi] batch_size`` IDs)."""
@@ -239,6 +250,7 @@ class VerticalPartyAgent:
         """Guest: one PSI client per host (the keyed order makes their results combinable)."""
         table = self._need_open(msg)
         self._need_guest(msg, True)
+        Empty.of(msg)
         self._peer_keys(msg)
         arrays: dict[str, np.ndarray] = {}
         for host in self._hosts:
@@ -253,23 +265,20 @@ class VerticalPartyAgent:
             )
             self._clients[host] = client
             arrays[f"request:{host}"] = blob(client.request())
-        return self._reply(msg, {"elements": client.num_elements}, arrays)
+        return self._reply(msg, PsiRequested(elements=client.num_elements), arrays)
 
     def _setup_server(self, msg: Message) -> Message:
         """Host: the PSI server's setup for the guest's set size, and its response."""
         table = self._need_open(msg)
         self._need_guest(msg, False)
+        count = PsiSetup.of(msg).client_elements
         self._peer_keys(msg)
-        count = msg.body.get("client_elements")
-        if isinstance(count, bool) or not isinstance(count, int):
-            raise ProtocolError(f"party {self.name!r}: psi_setup lacks the client's set size")
-        fpr = self._psi.get("fpr")
         self._server = PsiServer(
             table.ids,
             party=self.name,
             column=self._id_column,
             reveal=RevealTo.BOTH,
-            fpr=None if fpr is None else float(fpr),
+            fpr=self._psi.fpr,
             batch_size=self._psi_batch(),
             on_progress=self._psi_progress("server"),
         )
@@ -281,12 +290,13 @@ class VerticalPartyAgent:
         """Guest: keep customers shared by every host; seal each host's finish and kept rows."""
         table = self._need_open(msg)
         self._need_guest(msg, True)
+        Empty.of(msg)
         pairwise: dict[str, np.ndarray] = {}
         kept: np.ndarray | None = None
         for host in self._hosts:
             client = self._clients.get(host)
             if client is None:
-                raise ProtocolError(f"party {self.name!r}: psi_intersect before psi_request")
+                raise NotReadyError(f"party {self.name!r}: psi_intersect before psi_request")
             client.intersect(
                 get_blob(msg, f"setup:{host}", self.name),
                 get_blob(msg, f"response:{host}", self.name),
@@ -308,13 +318,14 @@ class VerticalPartyAgent:
             arrays[f"keep:{host}"] = blob(self._channel.seal(host, "psi_keep", keep.tobytes()))
         self.aligned = select_rows(table, kept)
         self._clients = {}
-        return self._reply(msg, {"aligned": len(kept)}, arrays)
+        return self._reply(msg, PsiAligned(aligned=len(kept)), arrays)
 
     def _finish(self, msg: Message) -> Message:
         table = self._need_open(msg)
         self._need_guest(msg, False)
+        Empty.of(msg)
         if self._server is None:
-            raise ProtocolError(f"party {self.name!r}: psi_finish before psi_setup")
+            raise NotReadyError(f"party {self.name!r}: psi_finish before psi_setup")
         finish = self._channel.open(
             self._guest, "psi_finish", get_blob(msg, f"from:{self._guest}", self.name)
         )
@@ -329,21 +340,22 @@ class VerticalPartyAgent:
             )
         self.aligned = select_rows(table, rows[keep.astype(bool)])
         self._server = None
-        return self._reply(msg, {"aligned": len(self.aligned.ids)})
+        return self._reply(msg, PsiAligned(aligned=len(self.aligned.ids)))
 
     # ------------------------------------------------------------------ model
 
-    def _make_role(self, msg: Message) -> None:
+    def _make_role(self, msg: Message) -> Message:
         if self.aligned is None or msg.job_id != self._job:
-            raise ProtocolError(f"party {self.name!r}: vertical_setup before PSI alignment")
-        algorithm = msg.body.get("algorithm")
+            raise NotReadyError(f"party {self.name!r}: vertical_setup before PSI alignment")
+        setup = SetupTask.of(msg).setup
         t = self.aligned
-        if algorithm == "hetero_lr":
-            self.role = HeteroLrParty(self.name, t.features, t.labels, t.feature_names)
-        elif algorithm == "secureboost":
-            self.role = SecureBoostRole(self.name, t.features, t.labels, t.feature_names)
-        else:
-            raise ProtocolError(f"party {self.name!r}: unknown vertical algorithm {algorithm!r}")
+        if isinstance(setup, HeteroLrSetup):
+            lr = HeteroLrParty(self.name, t.features, t.labels, t.feature_names)
+            self.role = lr
+            return lr.setup(msg, setup)
+        sb = SecureBoostRole(self.name, t.features, t.labels, t.feature_names)
+        self.role = sb
+        return sb.setup(msg, setup)
 
     def model_suffix(self) -> str:
         return ".safetensors" if isinstance(self.role, HeteroLrParty) else ".json"
@@ -356,16 +368,17 @@ class VerticalPartyAgent:
 
     def _save(self, msg: Message) -> Message:
         self._need_open(msg)
+        Empty.of(msg)
         unsafe = not _SAFE_NAME.fullmatch(msg.job_id) or ".." in msg.job_id
         if self._models_dir is not None and unsafe:
             raise ProtocolError(f"party {self.name!r}: job id {msg.job_id!r} is not a safe name")
         if self.role is None:
-            raise ProtocolError(f"party {self.name!r}: vertical_save before training")
+            raise NotReadyError(f"party {self.name!r}: vertical_save before training")
         if self._models_dir is None:
-            return self._reply(msg, {"stored": "in memory (simulation)"})
+            return self._reply(msg, Saved(stored="in memory (simulation)"))
         path = self._models_dir / msg.job_id / f"{self.name}{self.model_suffix()}"
         path.parent.mkdir(parents=True, exist_ok=True)
         self.save_model(path)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         log.info("party %s saved its model part to %s", self.name, path)
-        return self._reply(msg, {"stored": "at the party", "path": str(path), "sha256": digest})
+        return self._reply(msg, Saved(stored="at the party", path=str(path), sha256=digest))

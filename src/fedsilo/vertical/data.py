@@ -1,4 +1,9 @@
-"""Vertical parties' tables: loading, PSI alignment across guest and hosts, held-out split."""
+"""Vertical parties' tables: loading a party's own file (or built-in split), selecting rows.
+
+Alignment across parties is PSI relayed by the coordinator
+(:meth:`fedsilo.vertical.runner.VerticalRunner.align`, the parties' side in
+:mod:`fedsilo.vertical.agent`); there is no other alignment path.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from fedsilo.errors import DataError
-from fedsilo.runtime.seeds import derive_seed
-from fedsilo.vertical.config import VerticalJobConfig, VerticalPartyConfig
-from fedsilo.vertical.psi import RevealTo, align_in_process
+from fedsilo.vertical.config import VerticalPartyConfig
 
 BUILTIN_SPLITS = ("breast_cancer/guest", "breast_cancer/host")
 
@@ -98,60 +101,9 @@ def load_party_table(party: VerticalPartyConfig) -> PartyTable:
     )
 
 
-def align(job: VerticalJobConfig, tables: dict[str, PartyTable]) -> AlignedData:
-    """PSI between the guest (client) and each host (server); keep rows shared by all.
-
-    With the job seed the agreed order is a keyed pseudo-random order in which a customer's
-    position does not depend on who else is present, so the guest can intersect the
-    pairwise results and tell each host which of its aligned positions to keep.
-    """
-    guest = job.guest
-    g_table = tables[guest.name]
-    kept: npt.NDArray[np.int64] | None = None
-    pairwise: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
-    for host in job.hosts:
-        client, server = align_in_process(
-            g_table.ids,
-            tables[host.name].ids,
-            reveal=RevealTo.BOTH,
-            client_party=guest.name,
-            server_party=host.name,
-            client_column=guest.id_column,
-            server_column=host.id_column,
-            fpr=job.psi.fpr,
-            batch_size=job.psi.batch_size,
-            seed=job.seed,
-        )
-        pairwise[host.name] = (client.indices, server.indices)
-        kept = client.indices if kept is None else kept[np.isin(kept, client.indices)]
-    assert kept is not None
-    if len(kept) < 10:
-        raise DataError(
-            f"only {len(kept)} customers are shared by all parties; check the ID columns"
-        )
-    aligned = {guest.name: select_rows(g_table, kept)}
-    for host in job.hosts:
-        g_idx, h_idx = pairwise[host.name]
-        keep = np.isin(g_idx, kept)  # the guest tells the host which positions survive
-        aligned[host.name] = select_rows(tables[host.name], h_idx[keep])
-    rng = np.random.default_rng(derive_seed(job.seed, "vertical/test_split"))
-    perm = rng.permutation(len(kept))
-    n_test = max(1, round(job.test_fraction * len(kept)))
-    return AlignedData(
-        aligned,
-        np.sort(perm[n_test:]),
-        np.sort(perm[:n_test]),
-        {name: len(t.ids) for name, t in tables.items()},
-    )
-
-
 def select_rows(table: PartyTable, rows: npt.NDArray[np.int64]) -> PartyTable:
     """The table's rows ``rows``, in that order (e.g. the PSI-agreed order)."""
     labels = None if table.labels is None else table.labels[rows]
     return PartyTable(
         table.name, [table.ids[i] for i in rows], table.features[rows], table.feature_names, labels
     )
-
-
-def load_aligned(job: VerticalJobConfig) -> AlignedData:
-    return align(job, {p.name: load_party_table(p) for p in job.parties})

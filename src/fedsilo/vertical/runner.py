@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -32,10 +32,24 @@ from fedsilo.privacy.he import SecretContext, generate
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.seeds import derive_seed
 from fedsilo.runtime.transport import Transport
+from fedsilo.vertical.bodies import (
+    Body,
+    Empty,
+    PsiAligned,
+    PsiOpen,
+    PsiOpened,
+    PsiPartyEntry,
+    PsiRequested,
+    PsiSettings,
+    PsiSetup,
+    Saved,
+    SecureBoostSetup,
+    SetupDone,
+)
 from fedsilo.vertical.config import VerticalAlgorithm, VerticalJobConfig
 from fedsilo.vertical.hetero_lr import HeteroLrArbiter
-from fedsilo.vertical.hetero_lr.wire import blob, get_blob
 from fedsilo.vertical.secureboost import relay
+from fedsilo.vertical.wire import blob, get_blob
 
 EpochCallback = Callable[[int, float, float], None]
 TreeCallback = Callable[[int, float], None]
@@ -44,6 +58,7 @@ StepCallback = Callable[[str, int, int], None]
 
 PSI_STEPS = ("psi_open", "psi_request", "psi_setup", "psi_intersect", "psi_finish")
 IntArray = npt.NDArray[np.int64]
+B = TypeVar("B", bound=Body)
 
 
 @dataclass(frozen=True)
@@ -97,22 +112,6 @@ def heldout_split(seed: int, aligned: int, test_fraction: float) -> tuple[IntArr
     return np.sort(perm[n_test:]).astype(np.int64), np.sort(perm[:n_test]).astype(np.int64)
 
 
-def _metrics(value: object, what: str) -> dict[str, float]:
-    if not isinstance(value, dict) or not all(_is_number(v) for v in value.values()):
-        raise ProtocolError(f"the guest returned no (or malformed) {what} metrics")
-    return {str(k): float(v) for k, v in value.items()}
-
-
-def _floats(value: object, what: str) -> list[float]:
-    if not isinstance(value, list) or not all(_is_number(v) for v in value):
-        raise ProtocolError(f"the guest returned a malformed {what}")
-    return [float(v) for v in value]
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 class VerticalRunner:
     """Runs one vertical job (PSI, training, held-out metrics, saving) over ``transport``."""
 
@@ -141,71 +140,68 @@ class VerticalRunner:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _exchange(self, step: str, tasks: Mapping[str, Message]) -> dict[str, Message]:
+    def _exchange(
+        self, step: str, tasks: Mapping[str, Message], reply: type[B]
+    ) -> dict[str, tuple[B, Message]]:
+        """Every party's reply with its body validated as ``reply`` (ProtocolError otherwise)."""
         gathered = self._transport.exchange(tasks, timeout_s=self._timeout_s)
         replies = gathered.require_all(f"vertical job {self.job.name!r}, {step}")
+        typed = {name: (reply.of(message), message) for name, message in replies.items()}
         if self._on_psi_step is not None and step in PSI_STEPS:
             self._on_psi_step(step, PSI_STEPS.index(step) + 1, len(PSI_STEPS))
-        return replies
+        return typed
 
     def _task(
         self,
         kind: TaskKind,
-        body: Mapping[str, Any] | None = None,
+        body: Body | None = None,
         arrays: Mapping[str, np.ndarray] | None = None,
     ) -> Message:
-        return Message(kind, self.job_id, 0, "coordinator", dict(body or {}), dict(arrays or {}))
+        content = {} if body is None else body.dump()
+        return Message(kind, self.job_id, 0, "coordinator", content, dict(arrays or {}))
 
     # ------------------------------------------------------------------ PSI
 
     def align(self) -> Alignment:
         """PSI between the guest (client) and every host (server), relayed; the shared split."""
         job, guest, hosts = self.job, self.guest, self.hosts
-        common = {
-            "guest": guest,
-            "hosts": hosts,
-            "seed": job.seed,
-            "psi": {"fpr": job.psi.fpr, "batch_size": job.psi.batch_size},
-        }
+        settings = PsiSettings(fpr=job.psi.fpr, batch_size=job.psi.batch_size)
         opened = self._exchange(
             "psi_open",
             {
                 p.name: self._task(
                     TaskKind.PSI_OPEN,
-                    {
-                        **common,
-                        "party": {
-                            "id_column": p.id_column,
-                            "label": p.label,
-                            "features": p.features,
-                        },
-                    },
+                    PsiOpen(
+                        guest=guest,
+                        hosts=hosts,
+                        seed=job.seed,
+                        psi=settings,
+                        party=PsiPartyEntry(
+                            id_column=p.id_column, label=p.label, features=p.features
+                        ),
+                    ),
                 )
                 for p in job.parties
             },
+            PsiOpened,
         )
-        rows = {}
-        for name, reply in opened.items():
-            count = reply.body.get("rows")
-            if isinstance(count, bool) or not isinstance(count, int):
-                raise ProtocolError(f"party {name!r} did not report its row count")
-            rows[name] = count
-        keys = {p: get_blob(opened[p], "channel_key", p) for p in opened}
-        request = self._exchange(
+        rows = {name: body.rows for name, (body, _) in opened.items()}
+        keys = {p: get_blob(reply, "channel_key", p) for p, (_, reply) in opened.items()}
+        requested, request = self._exchange(
             "psi_request",
             {
                 guest: self._task(
                     TaskKind.PSI_REQUEST, arrays={f"key:{h}": blob(keys[h]) for h in hosts}
                 )
             },
+            PsiRequested,
         )[guest]
-        elements = request.body.get("elements")
         served = self._exchange(
             "psi_setup",
             {
                 h: self._task(
                     TaskKind.PSI_SETUP,
-                    {"client_elements": elements},
+                    PsiSetup(client_elements=requested.elements),
                     {
                         f"key:{guest}": blob(keys[guest]),
                         "request": blob(get_blob(request, f"request:{h}", guest)),
@@ -213,13 +209,16 @@ class VerticalRunner:
                 )
                 for h in hosts
             },
+            Empty,
         )
         relayed: dict[str, np.ndarray] = {}
         for h in hosts:
-            relayed[f"setup:{h}"] = blob(get_blob(served[h], "setup", h))
-            relayed[f"response:{h}"] = blob(get_blob(served[h], "response", h))
-        intersected = self._exchange(
-            "psi_intersect", {guest: self._task(TaskKind.PSI_INTERSECT, arrays=relayed)}
+            relayed[f"setup:{h}"] = blob(get_blob(served[h][1], "setup", h))
+            relayed[f"response:{h}"] = blob(get_blob(served[h][1], "response", h))
+        guest_aligned, intersected = self._exchange(
+            "psi_intersect",
+            {guest: self._task(TaskKind.PSI_INTERSECT, arrays=relayed)},
+            PsiAligned,
         )[guest]
         finished = self._exchange(
             "psi_finish",
@@ -233,12 +232,17 @@ class VerticalRunner:
                 )
                 for h in hosts
             },
+            PsiAligned,
         )
-        counts = {guest: intersected.body.get("aligned")}
-        counts.update({h: finished[h].body.get("aligned") for h in hosts})
-        aligned = counts[guest]
-        if len(set(counts.values())) != 1 or not isinstance(aligned, int):
+        aligned = guest_aligned.aligned
+        counts = {guest: aligned, **{h: body.aligned for h, (body, _) in finished.items()}}
+        if len(set(counts.values())) != 1:
             raise ProtocolError(f"parties disagree on the number of aligned customers: {counts}")
+        too_many = {p: n for p, n in rows.items() if n < aligned}
+        if too_many:
+            raise ProtocolError(
+                f"psi: {aligned} aligned customers exceed the rows parties reported: {too_many}"
+            )
         train, test = heldout_split(job.seed, aligned, job.test_fraction)
         ordered = {p.name: rows[p.name] for p in job.parties}
         return Alignment(aligned, train, test, ordered, guest)
@@ -246,17 +250,23 @@ class VerticalRunner:
     # ------------------------------------------------------------------ the job
 
     def run(self) -> VerticalOutcome:
-        alignment = self.align()
-        if self.job.algorithm is VerticalAlgorithm.HETERO_LR:
-            outcome = self._hetero_lr(alignment)
-        else:
-            outcome = self._secureboost(alignment)
+        """PSI, training with held-out scoring, then every party saves its own model part."""
+        outcome = self.train(self.align())
         saved = self._exchange(
             "save",
             {p: self._task(TaskKind.VERTICAL_SAVE) for p in [self.guest, *self.hosts]},
+            Saved,
         )
-        outcome.model_parts = {p: dict(r.body) for p, r in sorted(saved.items())}
+        outcome.model_parts = {
+            p: body.model_dump(exclude_none=True) for p, (body, _) in sorted(saved.items())
+        }
         return outcome
+
+    def train(self, alignment: Alignment) -> VerticalOutcome:
+        """Train the job's model over the aligned rows and score the held-out rows."""
+        if self.job.algorithm is VerticalAlgorithm.HETERO_LR:
+            return self._hetero_lr(alignment)
+        return self._secureboost(alignment)
 
     def _hetero_lr(self, alignment: Alignment) -> VerticalOutcome:
         job = self.job
@@ -283,21 +293,25 @@ class VerticalRunner:
     def _secureboost(self, alignment: Alignment) -> VerticalOutcome:
         job = self.job
         params = job.secureboost.params()
-        body = {
-            "algorithm": "secureboost",
-            "scheme": job.he.scheme.value,
-            "params": dict(params.__dict__),
-            "seed": derive_seed(job.seed, "secureboost/validation"),
-            "paillier_bits": job.he.key_bits,
-        }
-        positions = {"train": alignment.train, "test": alignment.test}
-        self._exchange(
-            "secureboost setup",
-            {
-                p: self._task(TaskKind.VERTICAL_SETUP, body, positions)
-                for p in [self.guest, *self.hosts]
-            },
+        setup = SecureBoostSetup(
+            algorithm="secureboost",
+            scheme=job.he.scheme,
+            params=dict(params.__dict__),
+            seed=derive_seed(job.seed, "secureboost/validation"),
+            paillier_bits=job.he.key_bits,
         )
+        positions = {"train": alignment.train, "test": alignment.test}
+        parties = [self.guest, *self.hosts]
+        setups = self._exchange(
+            "secureboost setup",
+            {p: self._task(TaskKind.VERTICAL_SETUP, setup, positions) for p in parties},
+            SetupDone,
+        )
+        for p, (ready, _) in setups.items():
+            if ready.role != ("guest" if p == self.guest else "host"):
+                raise ProtocolError(
+                    f"vertical_setup reply from {p!r}: field 'role': {ready.role!r}"
+                )
         starts: list[float] = []
 
         def on_tasks(tasks: Mapping[str, Message]) -> None:
@@ -306,28 +320,26 @@ class VerticalRunner:
                 if len(starts) > 1 and self._on_tree is not None:
                     self._on_tree(len(starts) - 2, starts[-1] - starts[-2])
 
-        relay(self._transport, self.guest, self.hosts, timeout_s=self._timeout_s, on_tasks=on_tasks)
+        sb = (self._transport, self.job_id, self.guest, self.hosts)
+        relay(*sb, timeout_s=self._timeout_s, on_tasks=on_tasks)
         starts.append(time.monotonic())
         seconds = list(np.diff(starts).tolist())
         if seconds and self._on_tree is not None:
             self._on_tree(len(seconds) - 1, seconds[-1])
-        done = relay(
-            self._transport,
-            self.guest,
-            self.hosts,
-            timeout_s=self._timeout_s,
-            start={"phase": "predict"},
-        )
+        done = relay(*sb, timeout_s=self._timeout_s, phase="predict")
+        where = f"sb_step reply from {self.guest!r}"
+        if done.test is None or done.train is None or done.n_trees is None:
+            raise ProtocolError(f"{where}: the prediction's metrics or tree count are missing")
+        train_loss = done.train_loss_per_tree or []
+        valid_loss = done.valid_loss_per_tree or []
+        if not done.n_trees <= len(train_loss) <= job.secureboost.n_trees:
+            raise ProtocolError(
+                f"{where}: field 'n_trees': {done.n_trees} trees, {len(train_loss)} losses, "
+                f"at most {job.secureboost.n_trees} asked"
+            )
         history = {
-            "train_loss_per_tree": _floats(done.body.get("train_loss_per_tree"), "loss list"),
-            "valid_loss_per_tree": _floats(done.body.get("valid_loss_per_tree"), "loss list"),
+            "train_loss_per_tree": train_loss,
+            "valid_loss_per_tree": valid_loss,
             "seconds_per_tree": seconds,
         }
-        n_trees = done.body.get("n_trees")
-        return VerticalOutcome(
-            alignment,
-            _metrics(done.body.get("test"), "held-out"),
-            _metrics(done.body.get("train"), "training"),
-            history,
-            n_trees=int(n_trees) if isinstance(n_trees, int) else None,
-        )
+        return VerticalOutcome(alignment, done.test, done.train, history, n_trees=done.n_trees)

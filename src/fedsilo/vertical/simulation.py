@@ -9,9 +9,6 @@ metrics. ``--baseline`` additionally trains a centralized model on the joined al
 (simulation only: no real deployment has the joined table): scikit-learn's
 ``LogisticRegression`` for hetero LR, ``HistGradientBoostingClassifier`` for SecureBoost
 (:func:`gbm_baseline` says why that one).
-
-``build_parties`` / ``run_hetero_lr`` remain for tests that drive hetero LR over rows aligned
-with :func:`~fedsilo.vertical.data.load_aligned` (PSI run in one process).
 """
 
 from __future__ import annotations
@@ -23,12 +20,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fedsilo.privacy.he import SecretContext, generate
-from fedsilo.runtime.transport import Handler, InProcessTransport, Transport
+from fedsilo.runtime.transport import InProcessTransport
 from fedsilo.vertical.agent import VerticalPartyAgent
 from fedsilo.vertical.config import VerticalAlgorithm, VerticalJobConfig
 from fedsilo.vertical.data import AlignedData, PartyTable
-from fedsilo.vertical.hetero_lr import HeteroLrArbiter, HeteroLrParty
 from fedsilo.vertical.metrics import binary_metrics
 from fedsilo.vertical.result import VerticalResult
 from fedsilo.vertical.runner import StepCallback, TreeCallback, VerticalRunner
@@ -38,39 +33,6 @@ if TYPE_CHECKING:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
 EpochCallback = Callable[[int, float, float], None]
-
-
-def build_parties(data: AlignedData, job: VerticalJobConfig) -> dict[str, HeteroLrParty]:
-    return {
-        name: HeteroLrParty(name, t.features, t.labels, t.feature_names)
-        for name, t in data.parties.items()
-    }
-
-
-def run_hetero_lr(
-    job: VerticalJobConfig,
-    data: AlignedData,
-    parties: Mapping[str, Handler],
-    *,
-    transport: Transport | None = None,
-    secret: SecretContext | None = None,
-    on_epoch: EpochCallback | None = None,
-) -> tuple[list[float], list[float], bool, dict[str, float]]:
-    """Train and evaluate; returns (losses, seconds per epoch, converged, test metrics)."""
-    secret = secret or generate(job.he.scheme, job.he.backend_config())
-    arbiter = HeteroLrArbiter(
-        job.name,
-        transport or InProcessTransport(parties),
-        secret,
-        guest=job.guest.name,
-        hosts=[h.name for h in job.hosts],
-        params=job.hetero_lr.params(),
-        seed=job.seed,
-        on_epoch=on_epoch,
-    )
-    arbiter.setup(data.train, data.test)
-    outcome = arbiter.train()
-    return outcome.losses, outcome.epoch_seconds, outcome.converged, arbiter.predict()
 
 
 def centralized_baseline(
@@ -158,7 +120,7 @@ def simulate_vertical(
     outcome = runner.run()
     base = base_train = None
     if baseline:
-        joined = _joined(agents, outcome.alignment.train, outcome.alignment.test)
+        joined = aligned_data(agents, outcome.alignment.train, outcome.alignment.test)
         fit = (
             gbm_baseline if job.algorithm is VerticalAlgorithm.SECUREBOOST else centralized_baseline
         )
@@ -176,10 +138,10 @@ def _writer(agent: VerticalPartyAgent) -> Callable[[str, Path], Path]:
     return write
 
 
-def _joined(
+def aligned_data(
     agents: Mapping[str, VerticalPartyAgent], train: np.ndarray, test: np.ndarray
 ) -> AlignedData:
-    """The simulated parties' aligned tables side by side (the baseline only)."""
+    """In-process agents' aligned tables side by side (baselines and tests only)."""
     tables: dict[str, PartyTable] = {}
     for name, agent in agents.items():
         assert agent.aligned is not None

@@ -29,8 +29,18 @@ from fedsilo.privacy.he import SecretContext
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.seeds import derive_seed
 from fedsilo.runtime.transport import Transport
-from fedsilo.vertical.hetero_lr.wire import blob, get_blob
+from fedsilo.vertical.bodies import (
+    Body,
+    Empty,
+    HeteroLrSetup,
+    LossReply,
+    LrUpdate,
+    MetricsReply,
+    SetupDone,
+    Unmask,
+)
 from fedsilo.vertical.masking import reveal
+from fedsilo.vertical.wire import blob, get_blob
 
 log = logging.getLogger(__name__)
 
@@ -96,19 +106,24 @@ class HeteroLrArbiter:
 
     # ------------------------------------------------------------------ exchange
 
-    def _exchange(self, tasks: Mapping[str, Message]) -> dict[str, Message]:
+    def _exchange(
+        self, tasks: Mapping[str, Message], reply: type[Body] = Empty
+    ) -> dict[str, Message]:
+        """Every party's reply, its body validated as ``reply`` (a ProtocolError otherwise)."""
         gathered = self._transport.exchange(tasks, timeout_s=self.params.timeout_s)
-        return gathered.require_all(f"hetero_lr {self._step} (epoch {self._epoch})")
+        replies = gathered.require_all(f"hetero_lr {self._step} (epoch {self._epoch})")
+        for message in replies.values():
+            reply.of(message)
+        return replies
 
     def _task(
         self,
         kind: TaskKind,
-        body: Mapping[str, object] | None = None,
+        body: Body | None = None,
         arrays: Mapping[str, np.ndarray] | None = None,
     ) -> Message:
-        return Message(
-            kind, self.job_id, self._epoch, "coordinator", dict(body or {}), dict(arrays or {})
-        )
+        content = {} if body is None else body.dump()
+        return Message(kind, self.job_id, self._epoch, "coordinator", content, dict(arrays or {}))
 
     @staticmethod
     def _relay(reply: Message, recipient: str, sender: str) -> dict[str, np.ndarray]:
@@ -127,13 +142,13 @@ class HeteroLrArbiter:
     def setup(self, train: np.ndarray, test: np.ndarray) -> None:
         """Send roles, split and the public key; connect the parties' sealed channels."""
         public = blob(self._secret.public().to_bytes())
-        body: dict[str, object] = {
-            "algorithm": "hetero_lr",
-            "scheme": self._secret.scheme.value,
-            "guest": self.guest,
-            "hosts": self.hosts,
-            "l2": self.params.l2,
-        }
+        body = HeteroLrSetup(
+            algorithm="hetero_lr",
+            scheme=self._secret.scheme,
+            guest=self.guest,
+            hosts=self.hosts,
+            l2=self.params.l2,
+        )
         arrays: dict[str, np.ndarray] = {
             "he_public": public,
             "train": train.astype(np.int64),
@@ -142,7 +157,7 @@ class HeteroLrArbiter:
         parties = [self.guest, *self.hosts]
         self._step = "setup"
         replies = self._exchange(
-            {p: self._task(TaskKind.VERTICAL_SETUP, body, arrays) for p in parties}
+            {p: self._task(TaskKind.VERTICAL_SETUP, body, arrays) for p in parties}, SetupDone
         )
         keys = {f"key:{p}": blob(get_blob(replies[p], "channel_key", p)) for p in parties}
         self._step = "keys"
@@ -172,7 +187,7 @@ class HeteroLrArbiter:
             }
         )
         self._step = "update"
-        body = {"learning_rate": rate}
+        body = LrUpdate(learning_rate=rate)
         updates = {
             self.guest: self._task(
                 TaskKind.HETERO_LR_UPDATE,
@@ -200,14 +215,12 @@ class HeteroLrArbiter:
         out = self._exchange(
             {
                 self.guest: self._task(
-                    TaskKind.VERTICAL_UNMASKED, {"what": "loss"}, {"masked": masked}
+                    TaskKind.VERTICAL_UNMASKED, Unmask(what="loss"), {"masked": masked}
                 )
-            }
+            },
+            LossReply,
         )[self.guest]
-        loss = out.body.get("loss")
-        if not isinstance(loss, float):
-            raise ProtocolError(f"guest {self.guest!r} returned no loss")
-        return loss
+        return LossReply.of(out).loss
 
     def train(self) -> LrOutcome:
         """Epochs of mini-batch gradient descent until ``epochs`` or convergence."""
@@ -259,11 +272,9 @@ class HeteroLrArbiter:
         out = self._exchange(
             {
                 self.guest: self._task(
-                    TaskKind.VERTICAL_UNMASKED, {"what": "scores"}, {"masked": masked}
+                    TaskKind.VERTICAL_UNMASKED, Unmask(what="scores"), {"masked": masked}
                 )
-            }
+            },
+            MetricsReply,
         )[self.guest]
-        metrics = out.body.get("metrics")
-        if not isinstance(metrics, dict):
-            raise ProtocolError(f"guest {self.guest!r} returned no metrics")
-        return {str(k): float(v) for k, v in metrics.items()}
+        return MetricsReply.of(out).metrics

@@ -5,29 +5,39 @@ Each party keeps its own aligned rows and weights. It sees: the HE public key, r
 to end between guest and hosts, see :mod:`fedsilo.vertical.channel`), and the arbiter's
 decryption of ITS OWN masked values. See docs/vertical.md for the protocol and who sees what.
 
-:meth:`HeteroLrParty.handle` never raises: failures become error replies naming the party.
+:meth:`HeteroLrParty.setup` answers ``VERTICAL_SETUP``; :meth:`HeteroLrParty.routes` is the
+route table of every later step (guest and host alike; a step for the other role is refused).
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 from safetensors.numpy import save_file
 
-from fedsilo.errors import ErrorCode, FedsiloError, ProtocolError
+from fedsilo.errors import FedsiloError, NotReadyError, ProtocolError
 from fedsilo.privacy.he import EncryptedVector, HeScheme, PublicContext, load_public
-from fedsilo.protocol.messages import Fault, Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
+from fedsilo.vertical.bodies import (
+    Body,
+    Empty,
+    HeteroLrSetup,
+    LossReply,
+    LrUpdate,
+    MetricsReply,
+    SetupDone,
+    SetupTask,
+    Unmask,
+)
 from fedsilo.vertical.channel import PartyChannel
-from fedsilo.vertical.hetero_lr.wire import blob, get_blob, get_float, get_positions
 from fedsilo.vertical.masking import MASK_LEVELS, FloatArray, MaskLevel, Pending, mask, unmask
 from fedsilo.vertical.metrics import binary_metrics
-
-log = logging.getLogger(__name__)
+from fedsilo.vertical.wire import blob, get_blob, get_positions
 
 
 class HeteroLrParty:
@@ -69,51 +79,56 @@ class HeteroLrParty:
         self._loss_plain = 0.0
         self._test = np.zeros(0, dtype=np.int64)
         self.test_scores: FloatArray | None = None
-        self._handlers: dict[TaskKind, Callable[[Message], Message]] = {
-            TaskKind.VERTICAL_SETUP: self._setup,
-            TaskKind.VERTICAL_KEYS: self._keys,
-            TaskKind.HETERO_LR_FORWARD: self._forward,
-            TaskKind.HETERO_LR_RESIDUAL: self._residual,
-            TaskKind.HETERO_LR_GRADIENT: self._gradient,
-            TaskKind.HETERO_LR_UPDATE: self._update,
-            TaskKind.HETERO_LR_LOSS: self._loss,
-            TaskKind.HETERO_LR_PREDICT: self._predict,
-            TaskKind.VERTICAL_UNMASKED: self._unmasked,
-        }
+        self.routes = self._route_table()
+        """``VERTICAL_SETUP`` and the steps after it (the guest's or a host's table)."""
 
     # ------------------------------------------------------------------ plumbing
 
-    def handle(self, data: bytes) -> bytes:
-        kind = "message"
-        reply_kind = TaskKind.VERTICAL_UNMASKED
-        try:
-            msg = Message.decode(data)
-            kind, reply_kind = msg.kind.value, msg.kind
-            handler = self._handlers.get(msg.kind)
-            if handler is None:
-                raise ProtocolError(f"party {self.name!r} does not handle {kind!r} tasks")
-            if msg.kind is not TaskKind.VERTICAL_SETUP:
-                self._context()  # every other step needs the setup first
-            return handler(msg).encode()
-        except FedsiloError as exc:
-            fault = Fault.of(exc)
-        except Exception as exc:  # a bug or bad data must become a reply, not a crash
-            log.warning("party %s failed on %s", self.name, kind, exc_info=True)
-            text = f"party {self.name!r} failed on {kind}: {type(exc).__name__}: {exc}"
-            fault = Fault(ErrorCode.INTERNAL, text)
-        return Message(reply_kind, self._job, self._epoch, self.name, fault=fault).encode()
+    def _route_table(self) -> dict[TaskKind, Callable[[Message], Message]]:
+        """``VERTICAL_SETUP`` and the steps after it, one function per task kind: the guest's table
+        (residual, loss, unmasked values) or a host's (forward, gradient), both with the
+        channel keys, updates and prediction."""
+        steps: dict[TaskKind, Callable[[Message], Message]] = {
+            TaskKind.VERTICAL_KEYS: self._keys,
+            TaskKind.HETERO_LR_UPDATE: self._update,
+            TaskKind.HETERO_LR_PREDICT: self._predict,
+        }
+        if self.is_guest:
+            steps[TaskKind.HETERO_LR_RESIDUAL] = self._residual
+            steps[TaskKind.HETERO_LR_LOSS] = self._loss
+            steps[TaskKind.VERTICAL_UNMASKED] = self._unmasked
+        else:
+            steps[TaskKind.HETERO_LR_FORWARD] = self._forward
+            steps[TaskKind.HETERO_LR_GRADIENT] = self._gradient
+        table = {kind: self._after_setup(step) for kind, step in steps.items()}
+        table[TaskKind.VERTICAL_SETUP] = self._setup_route
+        return table
+
+    def _setup_route(self, msg: Message) -> Message:
+        setup = SetupTask.of(msg).setup
+        if not isinstance(setup, HeteroLrSetup):
+            raise ProtocolError(f"party {self.name!r} is a hetero-LR party, not {setup.algorithm}")
+        return self.setup(msg, setup)
+
+    def _after_setup(self, step: Callable[[Message], Message]) -> Callable[[Message], Message]:
+        def run(msg: Message) -> Message:
+            self._context()
+            return step(msg)
+
+        return run
 
     def _reply(
         self,
         msg: Message,
-        body: dict[str, object] | None = None,
+        body: Body | None = None,
         arrays: dict[str, np.ndarray] | None = None,
     ) -> Message:
-        return Message(msg.kind, self._job, msg.round, self.name, body or {}, arrays or {})
+        content = {} if body is None else body.dump()
+        return Message(msg.kind, self._job, msg.round, self.name, content, arrays or {})
 
     def _context(self) -> PublicContext:
         if self._ctx is None:
-            raise ProtocolError(f"party {self.name!r}: got a training step before setup")
+            raise NotReadyError(f"party {self.name!r}: got a training step before setup")
         return self._ctx
 
     def _open(self, msg: Message, sender: str, label: str) -> EncryptedVector:
@@ -141,18 +156,18 @@ class HeteroLrParty:
 
     # ------------------------------------------------------------------ setup
 
-    def _setup(self, msg: Message) -> Message:
-        body = msg.body
+    def setup(self, msg: Message, setup: HeteroLrSetup) -> Message:
+        """``VERTICAL_SETUP``: HE public key, roles, L2, mask size and the shared split."""
         self._job = msg.job_id
-        self._ctx = load_public(str(body["scheme"]), get_blob(msg, "he_public", self.name))
-        self._guest = str(body["guest"])
-        self._hosts = [str(h) for h in body["hosts"]]
-        role = "guest" if self.is_guest else "host"
+        self._ctx = load_public(setup.scheme, get_blob(msg, "he_public", self.name))
+        self._guest = setup.guest
+        self._hosts = list(setup.hosts)
+        role: Literal["guest", "host"] = "guest" if self.is_guest else "host"
         if (self.name == self._guest) != self.is_guest or (
             not self.is_guest and self.name not in self._hosts
         ):
             raise ProtocolError(f"party {self.name!r} is a {role}, the setup says otherwise")
-        self._l2 = get_float(msg, "l2", self.name)
+        self._l2 = setup.l2
         # The mask width is this party's own stated level for the scheme, never the setup's.
         self._mask_level = MASK_LEVELS[self._context().scheme]
         train = get_positions(msg, "train", len(self._raw), self.name)
@@ -172,10 +187,11 @@ class HeteroLrParty:
         if self.is_guest:
             self._penalized[d] = 0.0
         return self._reply(
-            msg, {"role": role, "features": d}, {"channel_key": blob(self._channel.public_key)}
+            msg, SetupDone(role=role, features=d), {"channel_key": blob(self._channel.public_key)}
         )
 
     def _keys(self, msg: Message) -> Message:
+        Empty.of(msg)
         peers = {
             name[len("key:") :]: arr.tobytes()
             for name, arr in msg.arrays.items()
@@ -188,6 +204,7 @@ class HeteroLrParty:
 
     def _forward(self, msg: Message) -> Message:
         """Host: ``[[u_h / 4]]`` for the batch, sealed for the guest."""
+        Empty.of(msg)
         rows = get_positions(msg, "rows", len(self._x), self.name)
         self._epoch = msg.round
         self._u = self._x[rows] @ self.weights
@@ -198,6 +215,7 @@ class HeteroLrParty:
         """Guest: ``[[d]] = [[z/4]] + 1/2 - y`` for the hosts, its masked gradient, loss terms."""
         if self._y is None:
             raise ProtocolError(f"party {self.name!r} is a host; only the guest has labels")
+        Empty.of(msg)
         rows = get_positions(msg, "rows", len(self._x), self.name)
         self._epoch = msg.round
         b, n = len(rows), self._n_train
@@ -224,6 +242,7 @@ class HeteroLrParty:
 
     def _gradient(self, msg: Message) -> Message:
         """Host: masked ``[[X_h^T d / b]]`` for the arbiter, loss share sealed for the guest."""
+        Empty.of(msg)
         rows = get_positions(msg, "rows", len(self._x), self.name)
         if len(rows) != len(self._u):
             raise ProtocolError(f"party {self.name!r}: gradient rows differ from forward rows")
@@ -243,7 +262,7 @@ class HeteroLrParty:
         gradient = self._take_unmasked(msg, "gradient")
         if gradient.shape != self.weights.shape:
             raise ProtocolError(f"party {self.name!r}: gradient has the wrong length")
-        lr = get_float(msg, "learning_rate", self.name)
+        lr = LrUpdate.of(msg).learning_rate
         if self.is_guest:
             for host in self._hosts:
                 share = self._open(msg, host, "loss_share")
@@ -253,6 +272,7 @@ class HeteroLrParty:
 
     def _loss(self, msg: Message) -> Message:
         """Guest: the epoch's encrypted Taylor loss, masked, for the arbiter."""
+        Empty.of(msg)
         if self._loss_enc is None:
             raise ProtocolError(f"party {self.name!r}: no loss terms were collected this epoch")
         masked = self._masked("loss", self._loss_enc)
@@ -263,6 +283,7 @@ class HeteroLrParty:
 
     def _predict(self, msg: Message) -> Message:
         """Host: ``[[u_h]]`` on the held-out rows for the guest. Guest: masked ``[[z]]``."""
+        Empty.of(msg)
         rows = self._test
         u = self._x[rows] @ self.weights
         if not self.is_guest:
@@ -276,17 +297,16 @@ class HeteroLrParty:
         return self._reply(msg, arrays={"masked": self._masked("scores", total.add_plain(u))})
 
     def _unmasked(self, msg: Message) -> Message:
-        what = str(msg.body.get("what"))
+        what = Unmask.of(msg).what
         if what == "loss":
             loss = float(self._take_unmasked(msg, "loss")[0]) + self._loss_plain
             self._loss_plain = 0.0
-            return self._reply(msg, {"loss": loss})
-        if what == "scores" and self._y is not None:
+            return self._reply(msg, LossReply(loss=loss))
+        if self._y is not None:
             z = self._take_unmasked(msg, "scores")
             self.test_scores = 1.0 / (1.0 + np.exp(-z))
-            return self._reply(
-                msg, {"metrics": binary_metrics(self._y[self._test], self.test_scores)}
-            )
+            metrics = binary_metrics(self._y[self._test], self.test_scores)
+            return self._reply(msg, MetricsReply(metrics=metrics))
         raise ProtocolError(f"party {self.name!r}: unexpected unmasked value {what!r}")
 
     # ------------------------------------------------------------------ outputs

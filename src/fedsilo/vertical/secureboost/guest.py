@@ -1,9 +1,10 @@
 """The SecureBoost guest (label holder): gradients, key, split choice, tree structure.
 
 The guest's protocol is straight-line code in a generator (:meth:`SecureBoostGuest._protocol`)
-that yields the tasks it wants delivered to hosts and receives their replies. The handler
-(:meth:`SecureBoostGuest.handle`, task ``SB_STEP``) advances it one step per relay, so the
-coordinator only forwards opaque messages: in-process now, over gRPC unchanged.
+that yields the tasks it wants delivered to hosts and receives their replies. Its ``SB_STEP``
+route (:meth:`SecureBoostGuest.step`) advances it one step per relay
+(:mod:`fedsilo.vertical.secureboost.relay`): the coordinator turns each packed host task into
+a message for that host and packs the replies back, in process and over gRPC alike.
 
 What the guest receives from hosts: their feature counts, encrypted bin sums (decrypted here),
 split record ids with the left/right partition of a node's rows, and branch bits. Never a host
@@ -12,17 +13,29 @@ feature value or threshold.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Generator
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from fedsilo.errors import DataError, ErrorCode, FedsiloError, ProtocolError
+from fedsilo.errors import DataError, NotReadyError, ProtocolError
 from fedsilo.privacy.he import CkksConfig, HeScheme, PaillierConfig, generate
 from fedsilo.privacy.he.ckks import CkksPublicContext
-from fedsilo.protocol.messages import Fault, Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
+from fedsilo.vertical.bodies import (
+    Body,
+    Empty,
+    SbHistograms,
+    SbRoute,
+    SbSetup,
+    SbSetupDone,
+    SbSplit,
+    SbSplitDone,
+    SbStep,
+    SbStepReply,
+    SplitSpec,
+)
 from fedsilo.vertical.secureboost import crypto
 from fedsilo.vertical.secureboost.boost import (
     BoostOutcome,
@@ -32,16 +45,15 @@ from fedsilo.vertical.secureboost.boost import (
     boost,
     split_rows,
 )
-from fedsilo.vertical.secureboost.host import blob, rows_of
+from fedsilo.vertical.secureboost.relay import check_replies, pack, unpack
 from fedsilo.vertical.secureboost.tree import HistRequest, SplitRequest, TreeParams
+from fedsilo.vertical.wire import blob, get_bits, get_blob
 
-log = logging.getLogger(__name__)
-JOB = "secureboost"
 Tasks = dict[str, Message]
 
 
 class SecureBoostGuest:
-    """Handles ``SB_STEP``: the guest side of training."""
+    """The guest side of training; :meth:`step` is its ``SB_STEP`` route."""
 
     def __init__(
         self,
@@ -65,58 +77,48 @@ class SecureBoostGuest:
         self._seed = seed
         self._bits = paillier_bits
         self._gen: Generator[Tasks, Tasks, None] | None = None
+        self._job = ""
+        self._sent: Tasks = {}
         self.outcome: BoostOutcome | None = None
         self.local: LocalParty | None = None
         self.hosts: list[str] = []
+        self.routes = {TaskKind.SB_STEP: self.step}
+        """The guest's route table: its one task kind."""
 
-    # ------------------------------------------------------------------ handler
-    def handle(self, data: bytes) -> bytes:
-        rnd = -1
-        try:
-            task = Message.decode(data)
-            rnd = task.round
-            if task.kind is not TaskKind.SB_STEP:
-                raise ProtocolError(f"the guest handles sb_step tasks, not {task.kind.value!r}")
-            body, arrays = self._step(task)
-        except FedsiloError as exc:
-            fault = Fault(exc.code, f"guest {self.name!r}: {exc}")
-        except Exception as exc:  # a party must answer, whatever broke
-            log.exception("guest %s failed", self.name)
-            text = f"guest {self.name!r}: {type(exc).__name__}: {exc}"
-            fault = Fault(ErrorCode.INTERNAL, text)
-        else:
-            return Message(TaskKind.SB_STEP, JOB, rnd, self.name, body, arrays).encode()
-        return Message(TaskKind.SB_STEP, JOB, rnd, self.name, fault=fault).encode()
-
-    def _step(self, task: Message) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        if task.body.get("start"):
-            self.hosts = sorted(str(h) for h in task.body["hosts"])
+    # ------------------------------------------------------------------ the SB_STEP route
+    def step(self, task: Message) -> Message:
+        """Advance the protocol by one relay: start it, or feed it the hosts' replies."""
+        body = SbStep.of(task)
+        if body.start:
+            self.hosts = sorted(body.hosts)
+            self._job = task.job_id
             self._gen = self._protocol()
+            self._sent = {}
             tasks = next(self._gen)
         else:
             if self._gen is None:
-                raise ProtocolError("sb_step before the start step")
-            replies = {
-                h: Message.decode(task.arrays[f"from_{h}"].tobytes())
-                for h in self.hosts
-                if f"from_{h}" in task.arrays
-            }
-            for h, msg in replies.items():
-                if msg.error:
-                    raise ProtocolError(f"host {h!r} failed: {msg.error}")
-                if msg.sender != h:
-                    raise ProtocolError(f"reply for {h!r} claims to be from {msg.sender!r}")
+                raise NotReadyError(f"guest {self.name!r}: sb_step before the start step")
+            replies = unpack(body.replies, task, sender=lambda party: party)
+            check_replies(replies, self._sent, f"guest {self.name!r}")
             try:
                 tasks = self._gen.send(replies)
             except StopIteration:
-                return {"done": True}, {}
-        return {"done": False}, {f"to_{h}": blob(m.encode()) for h, m in tasks.items()}
+                self._gen = None
+                return self._step_reply(task, SbStepReply(done=True))
+        self._sent = tasks
+        entries, arrays = pack(tasks)
+        return self._step_reply(task, SbStepReply(done=False, tasks=entries), arrays)
+
+    def _step_reply(
+        self, task: Message, body: SbStepReply, arrays: dict[str, np.ndarray] | None = None
+    ) -> Message:
+        return Message(
+            TaskKind.SB_STEP, task.job_id, task.round, self.name, body.dump(), arrays or {}
+        )
 
     # ----------------------------------------------------------------- protocol
-    def _msg(
-        self, kind: TaskKind, rnd: int, body: dict[str, Any], arrays: dict[str, Any]
-    ) -> Message:
-        return Message(kind, JOB, rnd, self.name, body, arrays)
+    def _msg(self, kind: TaskKind, rnd: int, body: Body, arrays: dict[str, Any]) -> Message:
+        return Message(kind, self._job, rnd, self.name, body.dump(), arrays)
 
     def _protocol(self) -> Generator[Tasks, Tasks, None]:
         params, hosts = self._params, self.hosts
@@ -129,13 +131,13 @@ class SecureBoostGuest:
         public = secret.public()
         train, valid = split_rows(len(self._y), params.validation_fraction, self._seed)
         self.local = local = LocalParty(self._x, train, params.n_bins, f"guest {self.name!r}")
-        setup = {"scheme": self._scheme.value, "n_bins": params.n_bins}
+        setup = SbSetup(scheme=self._scheme, n_bins=params.n_bins)
         key = blob(public.to_bytes())
         replies = yield {
             h: self._msg(TaskKind.SB_SETUP, 0, setup, {"public_key": key, "train_rows": train})
             for h in hosts
         }
-        n_feats = {h: int(replies[h].body["n_features"]) for h in hosts}
+        n_feats = {h: SbSetupDone.of(replies[h]).n_features for h in hosts}
         gen = boost(self._y, train, valid, params)
         g = hh = np.zeros(0)
         tree = 0
@@ -145,17 +147,19 @@ class SecureBoostGuest:
                 ans: Any = None
                 if isinstance(req, NewTree):
                     g, hh, tree = req.g, req.h, req.index
-                    arrays = {}
+                    arrays: dict[str, np.ndarray] = {}
                     if self._scheme is HeScheme.PAILLIER:
                         arrays["gh"] = blob(crypto.paillier_encrypt_packed(public, g, hh))
-                    yield {h: self._msg(TaskKind.SB_GRADIENTS, tree, {}, arrays) for h in hosts}
+                    yield {
+                        h: self._msg(TaskKind.SB_GRADIENTS, tree, Empty(), arrays) for h in hosts
+                    }
                 elif isinstance(req, HistRequest):
                     arrays = {f"rows_{k}": rows for k, rows in enumerate(req.nodes)}
-                    bodies: dict[str, dict[str, Any]] = {}
+                    bodies: dict[str, SbHistograms] = {}
                     extra: dict[str, dict[str, Any]] = {}
                     widths: dict[str, list[int]] = {h: [] for h in hosts}
                     for h in hosts:
-                        bodies[h], extra[h] = {"n_nodes": len(req.nodes)}, {}
+                        extra[h] = {}
                     if self._scheme is HeScheme.CKKS:
                         assert isinstance(public, CkksPublicContext)
                         for k, rows in enumerate(req.nodes):
@@ -170,8 +174,9 @@ class SecureBoostGuest:
                                     )
                                 extra[h][f"gh_{k}"] = cache[w]
                                 widths[h].append(w)
-                        for h in hosts:
-                            bodies[h]["widths"] = widths[h]
+                    for h in hosts:
+                        widths_h = widths[h] if self._scheme is HeScheme.CKKS else None
+                        bodies[h] = SbHistograms(n_nodes=len(req.nodes), widths=widths_h)
                     replies = yield {
                         h: self._msg(
                             TaskKind.SB_HISTOGRAMS, tree, bodies[h], {**arrays, **extra[h]}
@@ -182,7 +187,7 @@ class SecureBoostGuest:
                     for k, rows in enumerate(req.nodes):
                         per_party = [local.hist(g, hh, rows)]
                         for h in hosts:
-                            data = replies[h].arrays[f"hist_{k}"].tobytes()
+                            data = get_blob(replies[h], f"hist_{k}", f"guest {self.name!r}")
                             width = widths[h][k] if widths[h] else 0
                             per_party.append(
                                 crypto.decode_bin_sums(
@@ -201,6 +206,7 @@ class SecureBoostGuest:
     def _splits(self, req: SplitRequest, tree: int) -> Generator[Tasks, Tasks, list[Any]]:
         assert self.local is not None
         out: list[Any] = [None] * len(req.items)
+        who = f"guest {self.name!r}"
         per_host: dict[str, list[int]] = {}
         for i, (party, rows, feat, b) in enumerate(req.items):
             if party == 0:
@@ -210,17 +216,20 @@ class SecureBoostGuest:
         if per_host:
             tasks = {}
             for h, idx in per_host.items():
-                specs = [{"feature": req.items[i][2], "bin": req.items[i][3]} for i in idx]
+                specs = [SplitSpec(feature=req.items[i][2], bin=req.items[i][3]) for i in idx]
                 arrays = {f"rows_{k}": req.items[i][1] for k, i in enumerate(idx)}
-                tasks[h] = self._msg(TaskKind.SB_SPLIT, tree, {"splits": specs}, arrays)
+                tasks[h] = self._msg(TaskKind.SB_SPLIT, tree, SbSplit(splits=specs), arrays)
             replies = yield tasks
             for h, idx in per_host.items():
-                records = replies[h].body["records"]
+                records = SbSplitDone.of(replies[h]).records
+                if len(records) != len(idx):
+                    raise ProtocolError(
+                        f"sb_split reply from {h!r}: field 'records': {len(records)} records "
+                        f"for {len(idx)} splits"
+                    )
                 for k, i in enumerate(idx):
-                    left = replies[h].arrays[f"left_{k}"].astype(bool)
-                    if left.shape != req.items[i][1].shape:
-                        raise ProtocolError(f"host {h!r}: split {k} partition has the wrong size")
-                    out[i] = (int(records[k]), left)
+                    left = get_bits(replies[h], f"left_{k}", len(req.items[i][1]), who)
+                    out[i] = (records[k], left)
         return out
 
     def _route(self, req: RouteQuery, tree: int) -> Generator[Tasks, Tasks, dict[int, Any]]:
@@ -232,10 +241,24 @@ class SecureBoostGuest:
                 ans[0] = self.local.route(records, rows)
             else:
                 arrays = {"records": records, "rows": rows}
-                tasks[self.hosts[party - 1]] = self._msg(TaskKind.SB_ROUTE, tree, {}, arrays)
+                tasks[self.hosts[party - 1]] = self._msg(TaskKind.SB_ROUTE, tree, SbRoute(), arrays)
         if tasks:
             replies = yield tasks
             for h, msg in replies.items():
-                left = rows_of(msg.arrays, "left", 2).astype(bool)
-                ans[self.hosts.index(h) + 1] = left
+                size = len(tasks[h].arrays["rows"])
+                ans[self.hosts.index(h) + 1] = get_bits(msg, "left", size, f"guest {self.name!r}")
         return ans
+
+    def model(self) -> dict[str, Any]:
+        """The guest's model part: its trees and its own split table (no host threshold)."""
+        if self.outcome is None or self.local is None:
+            raise ProtocolError(f"guest {self.name!r} finished without a model")
+        return {
+            "format": "fedsilo.secureboost/1",
+            "scheme": self._scheme.value,
+            "params": self._params.__dict__,
+            "base_score": self.outcome.base_score,
+            "hosts": self.hosts,
+            "trees": [t.to_json() for t in self.outcome.trees],
+            "records": [{"feature": f, "threshold": t} for f, t in self.local.table],
+        }

@@ -1,0 +1,232 @@
+"""One typed body per vertical task kind: tasks and replies, checked where they arrive.
+
+Every vertical message body (PSI, hetero LR, SecureBoost, saving) is one of the frozen
+pydantic models below, validated on both sides of the wire: a party parses the coordinator's
+task with :meth:`Body.of` before it touches a field, and the coordinator parses each party's
+reply the same way. The models forbid unknown keys, non-finite floats, negative counts and
+wrong types (``strict``: ``true`` is not a count), so nothing downstream indexes an untyped
+dict from another organization. A body that fails is a :class:`~fedsilo.errors.ProtocolError`
+naming the message kind, the sender and the field, e.g.::
+
+    ProtocolError: psi_intersect reply from 'bank': field 'aligned': Input should be greater
+    than or equal to 0
+
+Arrays (row positions, ciphertext bytes, masked values) travel beside the body in
+:attr:`Message.arrays`; their dtypes and shapes are checked where they are read
+(:mod:`fedsilo.vertical.wire`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+
+from fedsilo.errors import ProtocolError
+from fedsilo.privacy.he import HeScheme
+from fedsilo.protocol.messages import Message
+
+Count = Annotated[int, Field(ge=0)]
+PartyName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][\w.\-]*$")]
+Metrics = dict[str, float]
+
+
+class Body(BaseModel):
+    """Base of every vertical body: frozen, strict, no unknown keys, finite floats only."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+    @classmethod
+    def of(cls, msg: Message) -> Self:
+        """``msg.body`` as this model, or a ProtocolError naming kind, sender and field."""
+        return cls.parse(msg.body, f"{msg.kind.value} message from {msg.sender!r}")
+
+    @classmethod
+    def parse(cls, body: object, where: str) -> Self:
+        try:
+            return cls.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "body"
+            raise ProtocolError(f"{where}: field {field!r}: {first['msg']}") from None
+
+    def dump(self) -> dict[str, Any]:
+        """The JSON body of a :class:`Message` (fields left unset at None are omitted)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class Empty(Body):
+    """A task or reply whose content is all in its arrays (or that only acknowledges)."""
+
+
+# ---------------------------------------------------------------------- PSI
+
+
+class PsiSettings(Body):
+    fpr: Annotated[float, Field(gt=0, lt=1)] | None = None
+    batch_size: Annotated[int, Field(ge=1)] = 100_000
+
+
+class PsiPartyEntry(Body):
+    """A party's own job entry: the column names it loads its table with."""
+
+    id_column: Annotated[str, Field(min_length=1)] = "id"
+    label: str | None = None
+    features: list[str] | None = None
+
+
+class PsiOpen(Body):
+    guest: PartyName
+    hosts: Annotated[list[PartyName], Field(min_length=1)]
+    seed: int
+    psi: PsiSettings = PsiSettings()
+    party: PsiPartyEntry
+
+
+class PsiOpened(Body):
+    rows: Count
+
+
+class PsiRequested(Body):
+    elements: Count
+
+
+class PsiSetup(Body):
+    client_elements: Count
+
+
+class PsiAligned(Body):
+    """The reply to ``PSI_INTERSECT`` (guest) and ``PSI_FINISH`` (hosts)."""
+
+    aligned: Count
+
+
+# ---------------------------------------------------------------------- setup and saving
+
+
+class HeteroLrSetup(Body):
+    algorithm: Literal["hetero_lr"]
+    scheme: Annotated[HeScheme, Field(strict=False)]
+    guest: PartyName
+    hosts: Annotated[list[PartyName], Field(min_length=1)]
+    l2: Annotated[float, Field(ge=0)]
+
+
+class SecureBoostSetup(Body):
+    algorithm: Literal["secureboost"]
+    scheme: Annotated[HeScheme, Field(strict=False)]
+    params: dict[str, JsonValue]  # TreeParams checks its own ranges
+    seed: int
+    paillier_bits: Annotated[int, Field(ge=512)]
+
+
+VerticalSetup = Annotated[HeteroLrSetup | SecureBoostSetup, Field(discriminator="algorithm")]
+
+
+class SetupTask(Body):
+    """``VERTICAL_SETUP``: the algorithm's setup (a union discriminated on ``algorithm``)."""
+
+    setup: VerticalSetup
+
+    @classmethod
+    def of(cls, msg: Message) -> Self:
+        return cls.parse({"setup": msg.body}, f"{msg.kind.value} message from {msg.sender!r}")
+
+
+class SetupDone(Body):
+    role: Literal["guest", "host"]
+    features: Count | None = None
+
+
+class Saved(Body):
+    stored: Literal["in memory (simulation)", "at the party"]
+    path: str | None = None
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+
+# ---------------------------------------------------------------------- hetero LR
+
+
+class LrUpdate(Body):
+    learning_rate: Annotated[float, Field(gt=0)]
+
+
+class Unmask(Body):
+    what: Literal["loss", "scores"]
+
+
+class LossReply(Body):
+    loss: float
+
+
+class MetricsReply(Body):
+    metrics: Metrics
+
+
+# ---------------------------------------------------------------------- SecureBoost
+
+HostKind = Literal["sb_setup", "sb_gradients", "sb_histograms", "sb_split", "sb_route"]
+
+
+class Relayed(Body):
+    """One host task (guest -> host) or host reply (host -> guest) inside an ``SB_STEP``.
+
+    The coordinator turns it into a real :class:`Message` of ``kind`` for the host with the
+    job's id; the arrays ride beside it as ``"<host>/<name>"`` in the step message.
+    """
+
+    kind: HostKind
+    round: Count = 0
+    body: dict[str, JsonValue] = {}
+
+
+class SbStep(Body):
+    """``SB_STEP`` task: start (``hosts``, ``phase``) or the hosts' replies to the last step."""
+
+    start: bool = False
+    phase: Literal["train", "predict"] = "train"
+    hosts: list[PartyName] = []
+    replies: dict[PartyName, Relayed] = {}
+
+
+class SbStepReply(Body):
+    """The guest's answer: host tasks to relay, or ``done`` (with metrics after prediction)."""
+
+    done: bool
+    tasks: dict[PartyName, Relayed] = {}
+    test: Metrics | None = None
+    train: Metrics | None = None
+    train_loss_per_tree: list[float] | None = None
+    valid_loss_per_tree: list[float] | None = None
+    n_trees: Count | None = None
+
+
+class SbSetup(Body):
+    scheme: Annotated[HeScheme, Field(strict=False)]
+    n_bins: Annotated[int, Field(ge=2, le=256)]
+
+
+class SbSetupDone(Body):
+    n_features: Annotated[int, Field(ge=1)]
+
+
+class SbHistograms(Body):
+    n_nodes: Count
+    widths: list[Count] | None = None
+
+
+class SplitSpec(Body):
+    feature: Count
+    bin: Count
+
+
+class SbSplit(Body):
+    splits: list[SplitSpec]
+
+
+class SbSplitDone(Body):
+    records: list[Count]
+
+
+class SbRoute(Body):
+    phase: Literal["train", "predict"] = "train"
