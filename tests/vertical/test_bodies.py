@@ -196,7 +196,17 @@ def _stop_after(n: int) -> Callable[[Mapping[str, Message]], None]:
     return on_tasks
 
 
-def test_a_malformed_hetero_lr_setup_reply_stops_the_arbiter() -> None:
+@pytest.mark.parametrize(
+    ("provider", "match"),
+    [
+        ({"role": "host", "features": -3}, r"message from 'provider': field 'features'"),
+        ({"role": "guest", "features": 20}, r"reply from 'provider': field 'role'"),
+        ({"role": "host", "features": 20, "weights": [0.1]}, r"'provider': field 'weights'"),
+    ],
+)
+def test_a_malformed_hetero_lr_setup_reply_stops_the_arbiter(
+    provider: dict[str, Any], match: str
+) -> None:
     class Party:
         def __init__(self, name: str, body: dict[str, Any]) -> None:
             self.name, self.body = name, body
@@ -209,7 +219,7 @@ def test_a_malformed_hetero_lr_setup_reply_stops_the_arbiter() -> None:
     transport = InProcessTransport(
         {
             "bank": Party("bank", {"role": "guest", "features": 10}),
-            "provider": Party("provider", {"role": "host", "features": -3}),
+            "provider": Party("provider", provider),
         }
     )
     secret = generate("paillier", PaillierConfig(key_bits=1024))
@@ -217,7 +227,5 @@ def test_a_malformed_hetero_lr_setup_reply_stops_the_arbiter() -> None:
         "j", transport, secret, guest="bank", hosts=["provider"], params=LrParams(), seed=0
     )
     rows = np.arange(10, dtype=np.int64)
-    with pytest.raises(
-        ProtocolError, match=r"vertical_setup message from 'provider': field 'features'"
-    ):
+    with pytest.raises(ProtocolError, match=match):
         arbiter.setup(rows[:8], rows[8:])

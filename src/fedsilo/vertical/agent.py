@@ -16,13 +16,16 @@ never from the coordinator) and plays, in order:
    every party's aligned table is the same customer.
 2. **Model**: ``VERTICAL_SETUP`` names the algorithm; the agent builds
    :class:`~fedsilo.vertical.hetero_lr.HeteroLrParty` or a
-   :class:`~fedsilo.vertical.sb_role.SecureBoostRole` over its aligned rows and hands it every
-   later task.
+   :class:`~fedsilo.vertical.sb_role.SecureBoostRole` over its aligned rows and hands every
+   later task to that role's route table.
 3. ``VERTICAL_SAVE``: the party writes its own model part under its ``models_dir`` (deployment)
    and reports the file's SHA-256; in simulation the part stays in memory for
    :meth:`save_model`.
 
-:meth:`handle` never raises: failures become error replies naming the party.
+The agent is a route table (:attr:`VerticalPartyAgent.routes`, every body a typed model from
+:mod:`fedsilo.vertical.bodies`); :func:`fedsilo.protocol.serve.serve` makes it the bytes
+handler (:meth:`VerticalPartyAgent.handle`, simulation) and the party process serves it with
+its other roles. A route refuses by raising; the reply then carries the error's code.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from fedsilo.vertical.bodies import (
 from fedsilo.vertical.metrics import binary_metrics
 from fedsilo.vertical.secureboost import SecureBoostGuest, SecureBoostHost, Tree, TreeParams
 from fedsilo.vertical.secureboost.boost import RouteQuery, route
-from fedsilo.vertical.secureboost.relay import check_replies, pack, unpack
+from fedsilo.vertical.secureboost.relay import GuestSteps
 from fedsilo.vertical.wire import get_bits, get_positions
 
 Tasks = dict[str, Message]
@@ -65,8 +65,7 @@ class SecureBoostRole:
         self._predict_host: SecureBoostHost | None = None
         self._train = np.zeros(0, dtype=np.int64)
         self._test = np.zeros(0, dtype=np.int64)
-        self._predicting: Generator[Tasks, Tasks, SbStepReply] | None = None
-        self._sent: Tasks = {}
+        self._predicting = GuestSteps(name)
         self.scores: npt.NDArray[np.float64] | None = None
         """The guest's predicted probabilities for every aligned row (after prediction)."""
         self.routes = self._route_table()
@@ -106,7 +105,7 @@ class SecureBoostRole:
             raise NotReadyError(f"guest {self.name!r}: {task.kind.value} before setup")
         body = SbStep.of(task)
         if body.phase == "predict":
-            return self._predict_step(task, body)
+            return self._predicting.step(task, body, lambda: self._predict(task.job_id))
         return self._guest.step(task)
 
     def _route(self, task: Message) -> Message:
@@ -129,7 +128,8 @@ class SecureBoostRole:
         n = len(self._x)
         self._train = get_positions(task, "train", n, self.name)
         self._test = get_positions(task, "test", n, self.name)
-        self._predicting, self._predict_host, self.scores = None, None, None
+        self._predicting = GuestSteps(self.name)
+        self._predict_host, self.scores = None, None
         x_train = self._x[self._train]
         if self._y is not None:
             self._guest = SecureBoostGuest(
@@ -148,35 +148,7 @@ class SecureBoostRole:
 
     # ------------------------------------------------------------------ prediction
 
-    def _predict_step(self, task: Message, body: SbStep) -> Message:
-        if body.start:
-            self._predicting = self._predict(task.job_id)
-            try:
-                tasks = next(self._predicting)
-            except StopIteration as stop:
-                return self._reply(task, stop.value)
-        else:
-            if self._predicting is None:
-                raise NotReadyError(f"guest {self.name!r}: prediction step before its start")
-            replies = unpack(body.replies, task, sender=lambda party: party)
-            check_replies(replies, self._sent, f"guest {self.name!r}")
-            try:
-                tasks = self._predicting.send(replies)
-            except StopIteration as stop:
-                self._predicting = None
-                return self._reply(task, stop.value)
-        self._sent = tasks
-        entries, arrays = pack(tasks)
-        return self._reply(task, SbStepReply(done=False, tasks=entries), arrays)
-
-    def _reply(
-        self, task: Message, body: SbStepReply, arrays: dict[str, np.ndarray] | None = None
-    ) -> Message:
-        return Message(
-            TaskKind.SB_STEP, task.job_id, task.round, self.name, body.dump(), arrays or {}
-        )
-
-    def _predict(self, job_id: str) -> Generator[Tasks, Tasks, SbStepReply]:
+    def _predict(self, job_id: str) -> Generator[Tasks, Tasks, SbStepReply | None]:
         """Route all aligned rows through the trees; metrics on the train and held-out rows."""
         assert self._guest is not None and self._y is not None
         model = self.model()

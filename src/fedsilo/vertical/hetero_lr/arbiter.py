@@ -159,6 +159,13 @@ class HeteroLrArbiter:
         replies = self._exchange(
             {p: self._task(TaskKind.VERTICAL_SETUP, body, arrays) for p in parties}, SetupDone
         )
+        for p in parties:
+            done = SetupDone.of(replies[p])
+            if done.role != ("guest" if p == self.guest else "host") or not done.features:
+                raise ProtocolError(
+                    f"vertical_setup reply from {p!r}: field 'role'/'features': a "
+                    f"{done.role} with {done.features} features"
+                )
         keys = {f"key:{p}": blob(get_blob(replies[p], "channel_key", p)) for p in parties}
         self._step = "keys"
         self._exchange({p: self._task(TaskKind.VERTICAL_KEYS, arrays=keys) for p in parties})

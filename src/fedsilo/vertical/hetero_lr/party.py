@@ -5,8 +5,10 @@ Each party keeps its own aligned rows and weights. It sees: the HE public key, r
 to end between guest and hosts, see :mod:`fedsilo.vertical.channel`), and the arbiter's
 decryption of ITS OWN masked values. See docs/vertical.md for the protocol and who sees what.
 
-:meth:`HeteroLrParty.setup` answers ``VERTICAL_SETUP``; :meth:`HeteroLrParty.routes` is the
-route table of every later step (guest and host alike; a step for the other role is refused).
+:attr:`HeteroLrParty.routes` is the party's route table: ``VERTICAL_SETUP``
+(:meth:`HeteroLrParty.setup`) and every later step. A guest's table and a host's differ (only
+the guest has residual, loss and unmasked steps; only a host forward and gradient), so a step
+for the other role is refused as unsupported.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fedsilo.errors import DataError, NotReadyError, ProtocolError
+from fedsilo.errors import DataError, ProtocolError
 from fedsilo.privacy.he import CkksConfig, HeScheme, PaillierConfig, generate
 from fedsilo.privacy.he.ckks import CkksPublicContext
 from fedsilo.protocol.messages import Message, TaskKind
@@ -45,7 +45,7 @@ from fedsilo.vertical.secureboost.boost import (
     boost,
     split_rows,
 )
-from fedsilo.vertical.secureboost.relay import check_replies, pack, unpack
+from fedsilo.vertical.secureboost.relay import GuestSteps
 from fedsilo.vertical.secureboost.tree import HistRequest, SplitRequest, TreeParams
 from fedsilo.vertical.wire import blob, get_bits, get_blob
 
@@ -76,9 +76,8 @@ class SecureBoostGuest:
         self._scheme = HeScheme(scheme)
         self._seed = seed
         self._bits = paillier_bits
-        self._gen: Generator[Tasks, Tasks, None] | None = None
+        self._steps = GuestSteps(name)
         self._job = ""
-        self._sent: Tasks = {}
         self.outcome: BoostOutcome | None = None
         self.local: LocalParty | None = None
         self.hosts: list[str] = []
@@ -92,35 +91,13 @@ class SecureBoostGuest:
         if body.start:
             self.hosts = sorted(body.hosts)
             self._job = task.job_id
-            self._gen = self._protocol()
-            self._sent = {}
-            tasks = next(self._gen)
-        else:
-            if self._gen is None:
-                raise NotReadyError(f"guest {self.name!r}: sb_step before the start step")
-            replies = unpack(body.replies, task, sender=lambda party: party)
-            check_replies(replies, self._sent, f"guest {self.name!r}")
-            try:
-                tasks = self._gen.send(replies)
-            except StopIteration:
-                self._gen = None
-                return self._step_reply(task, SbStepReply(done=True))
-        self._sent = tasks
-        entries, arrays = pack(tasks)
-        return self._step_reply(task, SbStepReply(done=False, tasks=entries), arrays)
-
-    def _step_reply(
-        self, task: Message, body: SbStepReply, arrays: dict[str, np.ndarray] | None = None
-    ) -> Message:
-        return Message(
-            TaskKind.SB_STEP, task.job_id, task.round, self.name, body.dump(), arrays or {}
-        )
+        return self._steps.step(task, body, self._protocol)
 
     # ----------------------------------------------------------------- protocol
     def _msg(self, kind: TaskKind, rnd: int, body: Body, arrays: dict[str, Any]) -> Message:
         return Message(kind, self._job, rnd, self.name, body.dump(), arrays)
 
-    def _protocol(self) -> Generator[Tasks, Tasks, None]:
+    def _protocol(self) -> Generator[Tasks, Tasks, SbStepReply | None]:
         params, hosts = self._params, self.hosts
         config = (
             PaillierConfig(key_bits=self._bits)
@@ -202,6 +179,7 @@ class SecureBoostGuest:
                 req = gen.send(ans)
         except StopIteration as stop:
             self.outcome = stop.value
+        return None
 
     def _splits(self, req: SplitRequest, tree: int) -> Generator[Tasks, Tasks, list[Any]]:
         assert self.local is not None

@@ -11,11 +11,11 @@ the party it is addressed to; nothing is encoded inside another message.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 
 import numpy as np
 
-from fedsilo.errors import ProtocolError
+from fedsilo.errors import NotReadyError, ProtocolError
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import Transport
 from fedsilo.vertical.bodies import Relayed, SbStep, SbStepReply
@@ -65,6 +65,43 @@ def check_replies(replies: Mapping[str, Message], sent: Mapping[str, Message], w
                 f"{who}: {party!r} answered a {reply.kind.value} of round {reply.round} to a "
                 f"{task.kind.value} of round {task.round}"
             )
+
+
+Protocol = Generator[dict[str, Message], dict[str, Message], SbStepReply | None]
+"""A guest protocol: yields host tasks, receives their replies, returns its final body."""
+
+
+class GuestSteps:
+    """The guest's side of :func:`relay`: drives one protocol generator, one ``SB_STEP`` at
+    a time (start it, check and feed the hosts' replies, pack the next host tasks)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._protocol: Protocol | None = None
+        self._sent: dict[str, Message] = {}
+
+    def step(self, task: Message, body: SbStep, start: Callable[[], Protocol]) -> Message:
+        who = f"guest {self.name!r}"
+        try:
+            if body.start:
+                self._protocol, self._sent = start(), {}
+                tasks = next(self._protocol)
+            else:
+                if self._protocol is None:
+                    raise NotReadyError(f"{who}: sb_step before the start step")
+                replies = unpack(body.replies, task, sender=lambda party: party)
+                check_replies(replies, self._sent, who)
+                tasks = self._protocol.send(replies)
+        except StopIteration as stop:
+            self._protocol = None
+            done = SbStepReply(done=True) if stop.value is None else stop.value
+            return self._reply(task, done, {})
+        self._sent = tasks
+        entries, arrays = pack(tasks)
+        return self._reply(task, SbStepReply(done=False, tasks=entries), arrays)
+
+    def _reply(self, task: Message, body: SbStepReply, arrays: Arrays) -> Message:
+        return Message(TaskKind.SB_STEP, task.job_id, task.round, self.name, body.dump(), arrays)
 
 
 def relay(
