@@ -117,13 +117,11 @@ def main() -> None:
         max_diff = 0.0
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            plain = run_query(job, QUERY, transport=transport, ledger_dir=root / "ledger")
+            plain = run_query(job, QUERY, transport=transport)
             fed_times.append(time.perf_counter() - t0)
             if secure_transport is not None:
                 t0 = time.perf_counter()
-                sec = run_query(
-                    secure_job, QUERY, transport=secure_transport, ledger_dir=root / "ledger-s"
-                )
+                sec = run_query(secure_job, QUERY, transport=secure_transport)
                 secure_times.append(time.perf_counter() - t0)
                 max_diff = max(max_diff, _max_diff(plain.cells, sec.cells))
             t0 = time.perf_counter()

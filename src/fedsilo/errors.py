@@ -20,7 +20,9 @@ round or the config key involved, and say what to do next.
     │   └── RoundFailedError   round_failed  a round could not gather enough valid replies
     ├── RefusedError           refused       a party's own policy forbids what a task asks
     │   └── BudgetExhaustedError  budget_exhausted  it would exceed the party's privacy budget
-    ├── AuditError             audit         a party's audit log is missing, unreadable or broken
+    ├── LedgerError            ledger        a party's privacy ledger cannot be opened or is not its
+    ├── AuditError             audit         a party's audit log is missing, unreadable, broken,
+    │                                        or disagrees with a signed anchor of its head
     ├── AdminCallError         admin_call    the server refused or failed an admin call
     └── PartyRefusedError      party_refused the coordinator refused a party's credentials/version
 
@@ -53,6 +55,7 @@ class ErrorCode(enum.Enum):
     ROUND_FAILED = "round_failed"
     REFUSED = "refused"
     BUDGET_EXHAUSTED = "budget_exhausted"
+    LEDGER = "ledger"
     AUDIT = "audit"
     ADMIN_CALL = "admin_call"
     PARTY_REFUSED = "party_refused"
@@ -141,6 +144,12 @@ class BudgetExhaustedError(RefusedError):
     """A party refuses a round or a query: its epsilon afterwards would exceed its budget."""
 
     code = ErrorCode.BUDGET_EXHAUSTED
+
+
+class LedgerError(FedsiloError):
+    """A party's privacy ledger (SQLite) cannot be opened, belongs to another party, or is corrupt."""
+
+    code = ErrorCode.LEDGER
 
 
 class AuditError(FedsiloError):

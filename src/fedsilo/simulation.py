@@ -32,7 +32,7 @@ from fedsilo.data.partition import (
 from fedsilo.data.tabular import read_party_table
 from fedsilo.errors import ConfigError
 from fedsilo.models import Params, build_model, set_params
-from fedsilo.privacy.guard import PartyPrivacy
+from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 from fedsilo.privacy.secagg.identity import Identity, simulated_identities
 from fedsilo.privacy.secagg.params import ThreatModel
 from fedsilo.results import Result
@@ -283,14 +283,21 @@ def as_training_job(config: TrainingJob | str | Path | Mapping[str, Any]) -> Tra
 
 
 def simulated_party_privacy(job: JobConfig, party: str, audit_dir: Path | None) -> PartyPrivacy:
-    """A simulated party's own privacy settings: its budget and a fresh audit log."""
-    log_path = None
+    """A simulated party's own privacy settings: its budget, a fresh audit log and ledger.
+
+    With ``audit_dir`` the party keeps ``<party>.jsonl`` (its log) and ``<party>.ledger.sqlite``
+    (its ledger, with the signed anchors of its log) there; without, its ledger is in memory.
+    """
+    log_path = ledger = None
     if audit_dir is not None:
         log_path = Path(audit_dir) / f"{party}.jsonl"
-        log_path.unlink(missing_ok=True)
+        ledger = Path(audit_dir) / f"{party}.ledger.sqlite"
+        for stale in (log_path, ledger, *ledger.parent.glob(f"{ledger.name}-*")):
+            stale.unlink(missing_ok=True)
     return PartyPrivacy(
         max_epsilon=job.privacy.budget.max_epsilon_for(party),
         audit_log=log_path,
+        ledger=ledger,
         # the job file stands in for each simulated party's own config
         allow_reproducible_noise=job.privacy.reproducible_noise,
     )
@@ -404,7 +411,7 @@ def simulate_horizontal(
         name: PartyAgent(
             name,
             rows,
-            simulated_party_privacy(job, name, audit_dir),
+            PrivacyGuard(name, simulated_party_privacy(job, name, audit_dir)),
             identity=identities[name],
             canaries=sim.canaries.get(name),
         )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from fedsilo.analytics.config import AnalyticsJob, parse_analytics_job
-from fedsilo.analytics.handler import AnalyticsAgent
 from fedsilo.analytics.local import PartyTable
+from fedsilo.analytics.run import simulated_party
 from fedsilo.privacy.secagg.identity import simulated_identities
 from fedsilo.runtime.transport import InProcessTransport
 
@@ -22,22 +23,30 @@ COLUMNS: dict[str, Any] = {
 
 
 def make_job(num_parties: int, privacy: dict[str, Any] | None = None, **extra: Any) -> AnalyticsJob:
+    """Exact answers (mechanism none) unless ``privacy`` says otherwise; the simulated parties'
+    policy then allows exact answers (a party refuses them by default)."""
+    privacy = privacy or {"mechanism": "none"}
+    exact = privacy.get("mechanism") == "none"
     raw: dict[str, Any] = {
         "table": "t",
         "columns": COLUMNS,
         "parties": [{"name": f"p{i}", "path": f"unused-{i}.csv"} for i in range(num_parties)],
-        "privacy": privacy or {"mechanism": "none"},
+        "privacy": privacy,
+        **({"policy": {"allow_exact": True}} if exact else {}),
         **extra,
     }
     return parse_analytics_job(raw, source="test")
 
 
-def transport_for(job: AnalyticsJob, frames: list[pd.DataFrame]) -> InProcessTransport:
+def transport_for(
+    job: AnalyticsJob, frames: list[pd.DataFrame], ledger_dir: Path | None = None
+) -> InProcessTransport:
+    """Simulated parties over in-memory frames; ledgers in ``ledger_dir`` (else in memory)."""
     ids = simulated_identities(f"p{i}" for i in range(len(frames)))
     return InProcessTransport(
         {
-            f"p{i}": AnalyticsAgent(
-                f"p{i}", PartyTable(f"frame {i}", frame=f), job, identity=ids[f"p{i}"]
+            f"p{i}": simulated_party(
+                f"p{i}", PartyTable(f"frame {i}", frame=f), job, ledger_dir, identity=ids[f"p{i}"]
             )
             for i, f in enumerate(frames)
         }

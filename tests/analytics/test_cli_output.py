@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from fedsilo.analytics.config import parse_analytics_job
 from fedsilo.analytics.run import run_query, simulation_transport
 from fedsilo.cli import app
+from fedsilo.privacy.ledger import PrivacyLedger
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "analytics"
 SQL = (
@@ -44,6 +45,7 @@ def _example_job(tmp_path: Path, privacy: str) -> Path:
             "epsilon = 1.0           # cost of each query, charged to every party\n", ""
         )
         text = text.replace("delta = 1e-6\n", "")
+        text += "\n[policy]\nallow_exact = true   # the simulated banks allow exact answers\n"
     job = tmp_path / "job.toml"
     job.write_text(text)
     return job
@@ -52,7 +54,7 @@ def _example_job(tmp_path: Path, privacy: str) -> Path:
 def test_cli_json_without_dp_matches_duckdb_on_the_pooled_csvs(tmp_path: Path) -> None:
     job = _example_job(tmp_path, 'mechanism = "none"')
     res = CliRunner().invoke(
-        app, ["query", str(job), SQL, "--format", "json", "--out", str(tmp_path / "run")]
+        app, ["query", str(job), SQL, "--format", "json", "--ledgers", str(tmp_path / "run")]
     )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
@@ -72,26 +74,26 @@ def test_cli_table_csv_html_with_dp_and_budget_refusal(tmp_path: Path) -> None:
     run = str(tmp_path / "run")
     runner = CliRunner()
     res = runner.invoke(
-        app, ["query", str(job), SQL, "--out", run, "--html", str(tmp_path / "q.html")]
+        app, ["query", str(job), SQL, "--ledgers", run, "--html", str(tmp_path / "q.html")]
     )
     assert res.exit_code == 0, res.output
     assert "sums: plain (secure aggregation not enabled)" in res.stdout
     assert "bank-c: epsilon spent" in res.stdout
     page = (tmp_path / "q.html").read_text()
     assert page.count("data:image/png;base64,") == 3
-    res = runner.invoke(app, ["query", str(job), SQL, "--out", run, "--format", "csv"])
+    res = runner.invoke(app, ["query", str(job), SQL, "--ledgers", run, "--format", "csv"])
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
     assert [r["region"] for r in rows] == ["north", "south", "east", "west"]
     assert float(rows[0]["n noise_sd"]) > 0
     # bank-c allows epsilon 3 in total; Gaussian queries compose through the accountant
     # (sublinearly: about 8 queries of epsilon 1 fit), then the next one is refused.
     for _ in range(20):
-        res = runner.invoke(app, ["query", str(job), SQL, "--out", run])
+        res = runner.invoke(app, ["query", str(job), SQL, "--ledgers", run])
         if res.exit_code != 0:
             break
     assert res.exit_code == 2
     assert "party 'bank-c' has a budget of epsilon 3" in res.output
-    spent = json.loads((tmp_path / "run" / "ledger" / "bank-c.json").read_text())["entries"]
+    spent = PrivacyLedger(tmp_path / "run" / "bank-c.sqlite", "bank-c").entries()
     assert 3 <= len(spent) < 20
     assert (
         "unknown column"
@@ -106,6 +108,7 @@ def test_builtin_dataset_split_into_parties(tmp_path: Path) -> None:
             "data": {"dataset": "breast-cancer", "num_parties": 3},
             "columns": {"label": {"type": "category", "categories": ["malignant", "benign"]}},
             "privacy": {"mechanism": "none"},
+            "policy": {"allow_exact": True},
         },
         source="test",
     )
@@ -113,7 +116,6 @@ def test_builtin_dataset_split_into_parties(tmp_path: Path) -> None:
         job,
         "SELECT label, COUNT(*) FROM cells GROUP BY label",
         transport=simulation_transport(job),
-        ledger_dir=tmp_path,
     )
     assert [c[0].value for c in r.cells] == [212.0, 357.0]
 
@@ -126,7 +128,7 @@ def test_cli_secure_example_equals_the_plain_example_up_to_fixed_point(tmp_path:
     outs = []
     for job in (plain, secure):
         res = CliRunner().invoke(
-            app, ["query", str(job), SQL, "--format", "json", "--out", str(tmp_path / job.stem)]
+            app, ["query", str(job), SQL, "--format", "json", "--ledgers", str(tmp_path / job.stem)]
         )
         assert res.exit_code == 0, res.output
         outs.append(json.loads(res.stdout))

@@ -51,7 +51,7 @@ def _errors(mechanism: dict[str, object]) -> tuple[dict[str, np.ndarray], dict[s
     query = parse_query(SQL, job)
     plan = make_plan(query, job)
     noise = calibrate(plan, job.privacy)
-    exact = collect(plan, job, transport_for(job, frames(3)), job.party_names())
+    exact = collect(plan, job, transport_for(job, frames(3)), job.party_names()).total
     truth = {a.label: evaluate(a, plan, exact) for a in query.aggregates}
     source = NoiseSource.secure()  # the CSPRNG every release draws from
     errs: dict[str, list[float]] = {"n": [], "s": []}
@@ -84,9 +84,7 @@ def test_laplace_error_matches_stated_sd() -> None:
 
 def test_gaussian_scale_and_epsilon_match_the_accountant(tmp_path: Path) -> None:
     job = make_job(3, privacy={"mechanism": "gaussian", "epsilon": 1.0, "delta": 1e-5})
-    result = run_query(
-        job, SQL, transport=transport_for(job, frames(3, rows=50)), ledger_dir=tmp_path
-    )
+    result = run_query(job, SQL, transport=transport_for(job, frames(3, rows=50)))
     z = result.noise_multiplier
     assert z is not None
     independent = rdp.RdpAccountant().compose(dp_accounting.GaussianDpEvent(z)).get_epsilon(1e-5)
@@ -103,7 +101,7 @@ def test_gaussian_scale_and_epsilon_match_the_accountant(tmp_path: Path) -> None
 
 def test_laplace_epsilon_matches_pld_accountant(tmp_path: Path) -> None:
     job = make_job(2, privacy={"mechanism": "laplace", "epsilon": 0.7}, seed=3)
-    result = run_query(job, SQL, transport=transport_for(job, frames(2, 30)), ledger_dir=tmp_path)
+    result = run_query(job, SQL, transport=transport_for(job, frames(2, 30)))
     acc = pld.PLDAccountant(value_discretization_interval=1e-4)
     # scale m*Δ/ε on a block of sensitivity Δ, m=3 blocks: L1 sensitivity 3 after dividing by Δ
     acc.compose(dp_accounting.LaplaceDpEvent(noise_multiplier=3 / 0.7 / 3))
@@ -113,13 +111,13 @@ def test_laplace_epsilon_matches_pld_accountant(tmp_path: Path) -> None:
 
 def test_ledger_composes_queries_and_reports_spent(tmp_path: Path) -> None:
     job = make_job(2, privacy={"mechanism": "gaussian", "noise_multiplier": 3.0, "delta": 1e-6})
-    t = transport_for(job, frames(2, 30))
+    t = transport_for(job, frames(2, 30), tmp_path)
     for _ in range(3):
-        result = run_query(job, SQL, transport=t, ledger_dir=tmp_path)
+        result = run_query(job, SQL, transport=t)
     acc = rdp.RdpAccountant()
     acc.compose(dp_accounting.GaussianDpEvent(3.0), 3)
     assert math.isclose(result.spent["p0"][0], acc.get_epsilon(1e-6), rel_tol=1e-9)
-    assert (tmp_path / "p0.json").exists() and (tmp_path / "p1.json").exists()
+    assert (tmp_path / "p0.sqlite").exists() and (tmp_path / "p1.sqlite").exists()
 
 
 def test_small_noisy_groups_are_suppressed(tmp_path: Path) -> None:
@@ -129,7 +127,7 @@ def test_small_noisy_groups_are_suppressed(tmp_path: Path) -> None:
     job = make_job(
         1, privacy={"mechanism": "gaussian", "noise_multiplier": 2.0}, min_group_size=15, seed=1
     )
-    result = run_query(job, SQL, transport=transport_for(job, [df]), ledger_dir=tmp_path)
+    result = run_query(job, SQL, transport=transport_for(job, [df]))
     by_region = dict(zip((g[0] for g in result.groups), result.suppressed, strict=True))
     assert by_region == {"north": False, "south": True, "east": True, "west": True}
     south = result.groups.index(("south",))

@@ -8,7 +8,6 @@ histogram-based by design: the answer lies in the bin that holds the pooled answ
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -91,7 +90,6 @@ def test_every_aggregate_equals_duckdb_on_pooled_rows(
     data: st.DataObject,
     where: str | None,
     group: tuple[str, ...],
-    tmp_path_factory: Any,
 ) -> None:
     frames = [frame(data.draw(st.lists(row, max_size=25))) for _ in range(parties)]
     job = make_job(parties)
@@ -103,8 +101,7 @@ def test_every_aggregate_equals_duckdb_on_pooled_rows(
         + (f" WHERE {where}" if where else "")
         + (" GROUP BY " + ", ".join(group) if group else "")
     )
-    ledger = Path(tmp_path_factory.mktemp("ledger"))
-    result = run_query(job, sql, transport=transport_for(job, frames), ledger_dir=ledger)
+    result = run_query(job, sql, transport=transport_for(job, frames))
     ref = pooled(frames, where, group)
     agg, scores = ref["agg"], ref["scores"]
     labels = result.labels

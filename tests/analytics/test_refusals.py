@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +9,12 @@ import pandas as pd
 import pytest
 
 from fedsilo.analytics.config import parse_analytics_job
-from fedsilo.analytics.handler import AnalyticsAgent
 from fedsilo.analytics.local import PartyTable
 from fedsilo.analytics.plan import make_plan
-from fedsilo.analytics.run import run_query
+from fedsilo.analytics.run import run_query, simulated_party
 from fedsilo.analytics.sql import parse_query
 from fedsilo.errors import BudgetExhaustedError, ConfigError, ProtocolError, UnsupportedError
+from fedsilo.privacy.ledger import PrivacyLedger
 from fedsilo.protocol.messages import Message, TaskKind
 
 from .conftest import COLUMNS, make_job, transport_for
@@ -79,15 +78,15 @@ def test_query_over_a_party_budget_is_refused_naming_party_budget_and_cost(tmp_p
         },
         source="test",
     )
-    t = transport_for(job, [FRAME, FRAME])
-    run_query(job, "SELECT COUNT(*) FROM t", transport=t, ledger_dir=tmp_path)
+    t = transport_for(job, [FRAME, FRAME], tmp_path)
+    run_query(job, "SELECT COUNT(*) FROM t", transport=t)
     with pytest.raises(BudgetExhaustedError) as info:
-        run_query(job, "SELECT COUNT(*) FROM t", transport=t, ledger_dir=tmp_path)
+        run_query(job, "SELECT COUNT(*) FROM t", transport=t)
     text = str(info.value)
     assert "party 'p1'" in text and "budget of epsilon 1.5" in text and "costs 1" in text
-    # refused before release: no second entry in any ledger
-    for p in ("p0", "p1"):
-        assert len(json.loads((tmp_path / f"{p}.json").read_text())["entries"]) == 1
+    # the refusing party records nothing; p0 answered (its statistics left), so it paid
+    entries = {p: len(PrivacyLedger(tmp_path / f"{p}.sqlite", p).entries()) for p in ("p0", "p1")}
+    assert entries == {"p0": 2, "p1": 1}
 
 
 def test_config_errors_name_the_key() -> None:
@@ -111,7 +110,7 @@ def test_config_errors_name_the_key() -> None:
 
 def test_party_rejects_a_plan_outside_its_schema_and_survives_garbage() -> None:
     job = make_job(1)
-    agent = AnalyticsAgent("p0", PartyTable("mem", frame=FRAME), job)
+    agent = simulated_party("p0", PartyTable("mem", frame=FRAME), job)
     plan = make_plan(parse_query("SELECT COUNT(*) FROM t WHERE year = 2025", job), job).to_json()
     plan["where"] = "1=1) UNION SELECT * FROM read_csv('/etc/passwd') --"
     reply = Message.decode(
@@ -129,15 +128,14 @@ def test_missing_party_file_fails_the_query_naming_the_party(tmp_path: Path) -> 
             "columns": COLUMNS,
             "parties": [{"name": "bank-a", "path": str(tmp_path / "nope.csv")}],
             "privacy": {"mechanism": "none"},
+            "policy": {"allow_exact": True},
         },
         source="test",
     )
     from fedsilo.analytics.run import simulation_transport
 
     with pytest.raises(ProtocolError, match=r"party 'bank-a'.*does not exist"):
-        run_query(
-            job, "SELECT COUNT(*) FROM t", transport=simulation_transport(job), ledger_dir=tmp_path
-        )
+        run_query(job, "SELECT COUNT(*) FROM t", transport=simulation_transport(job))
 
 
 def test_csv_and_parquet_files_give_the_same_answer(tmp_path: Path) -> None:
@@ -160,6 +158,7 @@ def test_csv_and_parquet_files_give_the_same_answer(tmp_path: Path) -> None:
                 "columns": COLUMNS,
                 "parties": [{"name": "x", "path": str(tmp_path / name)}],
                 "privacy": {"mechanism": "none"},
+                "policy": {"allow_exact": True},
             },
             source="test",
         )
@@ -169,7 +168,6 @@ def test_csv_and_parquet_files_give_the_same_answer(tmp_path: Path) -> None:
             job,
             "SELECT region, COUNT(*), AVG(amount) FROM t WHERE year = 2025 GROUP BY region",
             transport=simulation_transport(job),
-            ledger_dir=tmp_path / name,
         )
         answers.append([[c.value for c in row] for row in r.cells])
     assert answers[0][0][0] == answers[1][0][0]

@@ -22,9 +22,10 @@ from fedsilo.analytics.fixed_point import FixedPoint, fraction_bits
 from fedsilo.analytics.handler import AnalyticsAgent
 from fedsilo.analytics.local import PartyTable, local_statistics
 from fedsilo.analytics.plan import make_plan
-from fedsilo.analytics.run import collect, public_job, run_query
+from fedsilo.analytics.run import collect, public_job, run_query, simulated_party
 from fedsilo.analytics.sql import parse_query
 from fedsilo.errors import AggregationError, ConfigError, DataError, ErrorCode, ProtocolError
+from fedsilo.privacy.ledger import PrivacyLedger
 from fedsilo.privacy.secagg.identity import simulated_identities
 from fedsilo.protocol.messages import Fault, Message, TaskKind
 from fedsilo.runtime.transport import Gathered, InProcessTransport, Transport
@@ -115,8 +116,8 @@ def test_secure_sum_equals_plain_sum_within_the_stated_bound(
     sql = sql_for(where, group)
     plan, fp, bound = _plan_and_bound(sql, sec_job, parties)
     names = sec_job.party_names()
-    plain = collect(plan, plain_job, transport_for(plain_job, frames), names, sql=sql)
-    got = collect(plan, sec_job, transport_for(sec_job, frames), names, sql=sql)
+    plain = collect(plan, plain_job, transport_for(plain_job, frames), names, sql=sql).total
+    got = collect(plan, sec_job, transport_for(sec_job, frames), names, sql=sql).total
     assert got.shape == plain.shape
     assert np.array_equal(got[:, fp.exact], plain[:, fp.exact])  # counts: exact
     assert np.all(bound[fp.exact] == 0) and np.all(bound[~fp.exact] > 0)
@@ -132,10 +133,8 @@ def test_every_aggregate_with_secure_aggregation_equals_the_plain_answer(
     plain_job, sec_job = make_job(parties), make_job(parties, secure(variant))
     for where, group in [(None, ()), ("year = 2025", ("region",)), (WHERES[3], ("region", "year"))]:
         sql = sql_for(where, group)
-        a = run_query(
-            plain_job, sql, transport=transport_for(plain_job, frames), ledger_dir=tmp_path
-        )
-        b = run_query(sec_job, sql, transport=transport_for(sec_job, frames), ledger_dir=tmp_path)
+        a = run_query(plain_job, sql, transport=transport_for(plain_job, frames))
+        b = run_query(sec_job, sql, transport=transport_for(sec_job, frames))
         assert a.groups == b.groups and a.labels == b.labels
         for ga, gb in zip(a.cells, b.cells, strict=True):
             for label, ca, cb in zip(a.labels, ga, gb, strict=True):
@@ -160,7 +159,7 @@ def test_the_coordinator_never_receives_a_party_statistics_array(tmp_path: Path)
     plan = make_plan(parse_query(sql, job), job)
     fp = FixedPoint.for_plan(plan, job.privacy.secure_aggregation.max_rows)
     rec = Recording(transport_for(job, frames))
-    run_query(job, sql, transport=rec, ledger_dir=tmp_path)
+    run_query(job, sql, transport=rec)
     steps = [str(m.body["secagg"]["step"]) for m in rec.sent]
     assert steps == [s for s in ("keys", "shares", "mask", "confirm", "unmask") for _ in range(4)]
     assert [m.kind for m in rec.received] == [TaskKind.QUERY] * 20
@@ -187,7 +186,12 @@ def own_statistics(plan: Any, df: pd.DataFrame) -> np.ndarray:
 def test_a_party_failing_mid_protocol_aborts_naming_it(step: str, how: str, tmp_path: Path) -> None:
     frames = random_frames(3, 40)
     job = make_job(3, secure() | {"mechanism": "gaussian", "epsilon": 1.0})
-    inner = transport_for(job, frames)
+    inner = transport_for(job, frames, tmp_path)
+
+    def charged() -> list[int]:
+        return [
+            len(PrivacyLedger(tmp_path / f"{p}.sqlite", p).entries()) for p in job.party_names()
+        ]
 
     def fail(at: str, party: str, gathered: Gathered) -> None:
         if at == step and party == "p1":
@@ -202,7 +206,7 @@ def test_a_party_failing_mid_protocol_aborts_naming_it(step: str, how: str, tmp_
     sql = "SELECT region, COUNT(*), AVG(amount) FROM t GROUP BY region"
     rec = Recording(inner, fail)
     with pytest.raises(ProtocolError) as err:
-        run_query(job, sql, transport=rec, ledger_dir=tmp_path)
+        run_query(job, sql, transport=rec)
     text = str(err.value)
     assert "party 'p1'" in text and f"step '{step}'" in text
     assert "party 'p0'" not in text and "party 'p2'" not in text
@@ -210,11 +214,14 @@ def test_a_party_failing_mid_protocol_aborts_naming_it(step: str, how: str, tmp_
     # the coordinator stopped there: no later step was sent, and no unmask after a failure
     steps = [m.body["secagg"]["step"] for m in rec.sent]
     assert steps[-1] == step
-    assert not list(tmp_path.glob("*.json"))  # nothing released, nothing charged
+    # nothing released; a party is charged once its masked statistics left (step 'mask': the
+    # reply is lost only after p1 sent it), never before
+    before = charged()
+    assert before == ([1, 1, 1] if step in ("mask", "confirm", "unmask") else [0, 0, 0])
     # the parties are unharmed: the next query over the same agents succeeds
-    again = run_query(job, sql, transport=inner, ledger_dir=tmp_path)
+    again = run_query(job, sql, transport=inner)
     assert len(again.groups) == len(REGIONS)
-    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["p0.json", "p1.json", "p2.json"]
+    assert charged() == [n + 1 for n in before]
 
 
 def test_a_party_that_crashes_or_answers_garbage_aborts_cleanly(tmp_path: Path) -> None:
@@ -222,7 +229,7 @@ def test_a_party_that_crashes_or_answers_garbage_aborts_cleanly(tmp_path: Path) 
     job = make_job(3, secure())
     ids = simulated_identities(["p0", "p1", "p2"])
     agents = {
-        f"p{i}": AnalyticsAgent(f"p{i}", PartyTable(f"f{i}", frame=f), job, identity=ids[f"p{i}"])
+        f"p{i}": simulated_party(f"p{i}", PartyTable(f"f{i}", frame=f), job, identity=ids[f"p{i}"])
         for i, f in enumerate(frames)
     }
 
@@ -243,7 +250,7 @@ def test_a_party_that_crashes_or_answers_garbage_aborts_cleanly(tmp_path: Path) 
         parties: dict[str, Any] = dict(agents)
         parties["p2"] = Crashing(agents["p2"], step, garbage)
         with pytest.raises(ProtocolError, match=rf"step '{step}'.*party 'p2'"):
-            run_query(job, sql, transport=InProcessTransport(parties), ledger_dir=tmp_path)
+            run_query(job, sql, transport=InProcessTransport(parties))
 
 
 def test_interleaved_queries_keep_their_protocol_state_apart(tmp_path: Path) -> None:
@@ -262,14 +269,12 @@ def test_interleaved_queries_keep_their_protocol_state_apart(tmp_path: Path) -> 
         def exchange(self, tasks: Mapping[str, Message], *, timeout_s: float) -> Gathered:
             step = next(iter(tasks.values())).body["secagg"]["step"]
             if step == "mask" and not inner_result:
-                inner_result.append(run_query(job, q2, transport=base, ledger_dir=tmp_path))
+                inner_result.append(run_query(job, q2, transport=base))
             return base.exchange(tasks, timeout_s=timeout_s)
 
-    outer = run_query(job, q1, transport=Interleaving(), ledger_dir=tmp_path)
+    outer = run_query(job, q1, transport=Interleaving())
     for sql, got in [(q1, outer), (q2, inner_result[0])]:
-        want = run_query(
-            plain_job, sql, transport=transport_for(plain_job, frames), ledger_dir=tmp_path
-        )
+        want = run_query(plain_job, sql, transport=transport_for(plain_job, frames))
         for gw, gg in zip(want.cells, got.cells, strict=True):
             for cw, cg in zip(gw, gg, strict=True):
                 assert np.allclose(cw.value, cg.value, rtol=1e-9, atol=1e-6)  # type: ignore[arg-type]
@@ -277,7 +282,7 @@ def test_interleaved_queries_keep_their_protocol_state_apart(tmp_path: Path) -> 
 
 def test_a_step_without_its_keys_step_is_refused_naming_the_party() -> None:
     job = make_job(2, secure())
-    agent = AnalyticsAgent("p0", PartyTable("f", frame=random_frames(1, 5)[0]), job)
+    agent = simulated_party("p0", PartyTable("f", frame=random_frames(1, 5)[0]), job)
     task = Message(
         TaskKind.QUERY, job.name, 0, "coordinator", {"secagg": {"query": "q9", "step": "mask"}}
     )
@@ -292,7 +297,7 @@ def test_a_step_without_its_keys_step_is_refused_naming_the_party() -> None:
 def test_a_party_of_a_secure_job_refuses_to_send_plain_statistics() -> None:
     job = make_job(2, secure())
     plan = make_plan(parse_query("SELECT COUNT(*) FROM t", job), job)
-    agent = AnalyticsAgent("p0", PartyTable("f", frame=random_frames(1, 5)[0]), job)
+    agent = simulated_party("p0", PartyTable("f", frame=random_frames(1, 5)[0]), job)
     body = {"plan": plan.to_json(), "job": public_job(job), "sql": "SELECT COUNT(*) FROM t"}
     reply = Message.decode(agent.handle(Message(TaskKind.QUERY, job.name, 0, "c", body).encode()))
     assert reply.error is not None and "in the clear" in reply.error and "p0" in reply.error
@@ -306,7 +311,6 @@ def test_one_party_is_refused_with_a_clear_message(tmp_path: Path) -> None:
             job,
             "SELECT COUNT(*) FROM t",
             transport=transport_for(job, random_frames(1, 5)),
-            ledger_dir=tmp_path,
         )
 
 
@@ -378,7 +382,7 @@ def test_parties_refuse_a_survivor_set_that_drops_anyone(variant: str, tmp_path:
 
     rogue = Dropping()
     with pytest.raises(ProtocolError) as err:
-        run_query(job, "SELECT COUNT(*), SUM(amount) FROM t", transport=rogue, ledger_dir=tmp_path)
+        run_query(job, "SELECT COUNT(*), SUM(amount) FROM t", transport=rogue)
     text = str(err.value)
     assert "step 'confirm'" in text
     for p in ("p0", "p1", "p2"):

@@ -32,7 +32,13 @@ def test_error_message_brackets_survive_rich_markup(tmp_path: Path) -> None:
     job.write_text(CELLS_JOB)
     result = runner.invoke(
         app,
-        ["query", str(job), "SELECT HISTOGRAM(mean_radius, 5) FROM cells", "--out", str(tmp_path)],
+        [
+            "query",
+            str(job),
+            "SELECT HISTOGRAM(mean_radius, 5) FROM cells",
+            "--ledgers",
+            str(tmp_path),
+        ],
     )
     assert result.exit_code == 2, result.output
     assert "as its last argument: BINS=[e0, e1, ..., ek]" in result.output

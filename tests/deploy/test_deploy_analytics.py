@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fedsilo.analytics.config import load_analytics_job
+from fedsilo.analytics.config import QueryPolicy, load_analytics_job
 from fedsilo.analytics.run import run_query, simulation_transport
 from fedsilo.errors import AdminCallError
+from fedsilo.privacy.ledger import LedgerEntry, PrivacyLedger
 from tests.deploy.harness import ADMIN_TOKEN, FAST, PARTIES, deployment
 
 pytestmark = pytest.mark.slow
@@ -67,6 +68,18 @@ def _job(root: Path, name: str, csvs: dict[str, Path], privacy: str) -> Path:
     return path
 
 
+EXACT_OK = QueryPolicy(allow_exact=True)
+
+
+def _party_privacy(party: str, budget: str) -> str:
+    """party.toml [privacy]: the party's own budget (at the job's delta here) and ledger."""
+    return f'\n[privacy]\nledger = "ledger-{party}.sqlite"\nmax_epsilon = {budget}\ndelta = 1e-6\n'
+
+
+def _ledger(root: Path, party: str) -> list[LedgerEntry]:
+    return PrivacyLedger(root / f"ledger-{party}.sqlite", party).entries()
+
+
 def _rows(doc: dict[str, object]) -> object:
     return doc["rows"]
 
@@ -79,12 +92,12 @@ def test_query_over_deployment_equals_simulation_and_party_budget_refuses(
     dp_job = _job(tmp_path, "loans-dp", csvs, 'mechanism = "gaussian"\nepsilon = 1.0')
 
     def simulated(path: Path) -> dict[str, object]:
-        job = load_analytics_job(path)
+        # the simulated parties allow exact answers, like the deployed ones below
+        job = load_analytics_job(path).model_copy(update={"policy": EXACT_OK})
         sim = run_query(
             job,
             GROUP_BY,
             transport=simulation_transport(job),
-            ledger_dir=tmp_path / "sim" / job.name,
         )
         doc: dict[str, object] = json.loads(json.dumps(sim.to_json()))  # as on the wire
         return doc
@@ -99,8 +112,8 @@ def test_query_over_deployment_equals_simulation_and_party_budget_refuses(
             dep.write_party(
                 p,
                 csvs[p],  # the training file (unused here): the same CSV
-                extra=f'\n[analytics]\nledger = "ledger-{p}"\nmax_epsilon = {budget}\n'
-                f'[analytics.tables]\nloans = "{csvs[p]}"\n',
+                extra=_party_privacy(p, budget) + f'[analytics.tables]\nloans = "{csvs[p]}"\n'
+                "[analytics.policy]\nallow_exact = true\n",
             )
             dep.start_party(p)
         dep.start_server()
@@ -142,11 +155,11 @@ def test_query_over_deployment_equals_simulation_and_party_budget_refuses(
         assert _rows(got_dp) == _rows(expected_dp)
         assert _rows(got_dp) != _rows(got_exact)  # it is noisy
         assert got_dp["privacy"]["epsilon"] == pytest.approx(1.0, rel=1e-3)
-        ledger = json.loads((tmp_path / "ledger-org-c" / "org-c.json").read_text())
-        assert len(ledger["entries"]) == 1 and ledger["entries"][0]["query"] == GROUP_BY
+        ledger = _ledger(tmp_path, "org-c")
+        assert len(ledger) == 1 and ledger[0].what == GROUP_BY
 
-        # a second DP query: the server's ledger (job default max_epsilon 10) allows it, but
-        # org-c's own budget (1.2 in its party.toml) does not
+        # a second DP query: the coordinator keeps no ledger and enforces nothing, but org-c's
+        # own budget (1.2 in its party.toml) refuses it
         with pytest.raises(AdminCallError) as refused:
             admin.query(dp_job.read_text(), GROUP_BY, timeout_s=60)
         admin.close()
@@ -154,8 +167,7 @@ def test_query_over_deployment_equals_simulation_and_party_budget_refuses(
         assert "org-c" in message and "budget" in message
         assert "org-a" not in message and "org-b" not in message  # only org-c refused
         assert "refused a query" in dep.log("org-c")
-        ledger = json.loads((tmp_path / "ledger-org-c" / "org-c.json").read_text())
-        assert len(ledger["entries"]) == 1  # the refused query is not charged
+        assert len(_ledger(tmp_path, "org-c")) == 1  # the refused query is not charged
 
 
 SECURE = 'mechanism = "gaussian"\nepsilon = 1.0\n\n[privacy.secure_aggregation]\nenabled = true\n'
@@ -168,7 +180,7 @@ def test_secure_aggregation_query_over_deployment_equals_simulation(tmp_path: Pa
     csvs = _csvs(tmp_path)
     job_path = _job(tmp_path, "loans-secure", csvs, SECURE + 'variant = "secagg+"\n')
     job = load_analytics_job(job_path)
-    sim = run_query(job, GROUP_BY, transport=simulation_transport(job), ledger_dir=tmp_path / "sim")
+    sim = run_query(job, GROUP_BY, transport=simulation_transport(job))
     expected = json.loads(json.dumps(sim.to_json()))
     assert expected["notices"][0].startswith("sums: secure aggregation (SecAgg+)")
 
@@ -179,8 +191,7 @@ def test_secure_aggregation_query_over_deployment_equals_simulation(tmp_path: Pa
             dep.write_party(
                 p,
                 csvs[p],
-                extra=f'\n[analytics]\nledger = "ledger-{p}"\nmax_epsilon = 10\n'
-                f'[analytics.tables]\nloans = "{csvs[p]}"\n',
+                extra=_party_privacy(p, "10") + f'[analytics.tables]\nloans = "{csvs[p]}"\n',
             )
             dep.start_party(p)
         dep.start_server()
@@ -191,5 +202,5 @@ def test_secure_aggregation_query_over_deployment_equals_simulation(tmp_path: Pa
     assert _rows(got) == _rows(expected)
     assert got["notices"] == expected["notices"]
     for p in PARTIES:
-        ledger = json.loads((tmp_path / f"ledger-{p}" / f"{p}.json").read_text())
-        assert len(ledger["entries"]) == 1 and ledger["entries"][0]["query"] == GROUP_BY
+        ledger = _ledger(tmp_path, p)
+        assert len(ledger) == 1 and ledger[0].what == GROUP_BY

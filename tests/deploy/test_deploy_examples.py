@@ -17,4 +17,6 @@ def test_example_party_configs_load_with_privacy_and_analytics() -> None:
         assert cfg.privacy.audit_log == EXAMPLES / "audit" / f"bank-{x}.jsonl"
         table = cfg.analytics.tables["transactions"]
         assert table == EXAMPLES / ".." / "analytics" / "data" / f"bank_{x}.csv"
-        assert cfg.ledger_dir == EXAMPLES / "ledger" / f"bank-{x}"
+        assert cfg.ledger_path == EXAMPLES / "privacy" / f"bank-{x}.sqlite"
+        assert cfg.analytics.policy.allow_exact is False
+        assert cfg.analytics.policy.max_query_epsilon == 1.0

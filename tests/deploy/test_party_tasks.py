@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,11 +9,14 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from fedsilo.analytics.config import QueryPolicy
 from fedsilo.analytics.plan import make_plan
 from fedsilo.analytics.run import public_job, run_query
 from fedsilo.analytics.sql import parse_query
 from fedsilo.deploy.party_tasks import PartyAnalytics, TaskRouter
-from fedsilo.errors import ErrorCode, ProtocolError
+from fedsilo.errors import BudgetExhaustedError, ErrorCode, ProtocolError
+from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
+from fedsilo.privacy.ledger import PrivacyLedger
 from fedsilo.privacy.secagg.identity import simulated_identities
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.protocol.serve import Reply
@@ -44,12 +46,26 @@ def _task(privacy: dict[str, object] | None = None) -> bytes:
     return Message(TaskKind.QUERY, job.name, 0, "coordinator", body).encode()
 
 
-def _party(tmp_path: Path, budget: float = 10.0) -> PartyAnalytics:
+def _guard(tmp_path: Path, name: str, budget: float) -> PrivacyGuard:
+    """A deployed party's own guard: its budget at its own delta, its ledger file."""
+    ledger = tmp_path / f"ledger-{name}.sqlite"
+    return PrivacyGuard(name, PartyPrivacy(max_epsilon=budget, delta=1e-5, ledger=ledger))
+
+
+def _entries(tmp_path: Path, party: str) -> int:
+    path = tmp_path / f"ledger-{party}.sqlite"
+    return len(PrivacyLedger(path, party).entries()) if path.exists() else 0
+
+
+EXACT_OK = QueryPolicy(allow_exact=True)
+
+
+def _party(tmp_path: Path, budget: float = 10.0, policy: QueryPolicy = EXACT_OK) -> PartyAnalytics:
     csv = tmp_path / "t.csv"
     pd.DataFrame({"region": ["north", "south", "north"], "amount": [10.0, 20.0, 200.0]}).to_csv(
         csv, index=False
     )
-    return PartyAnalytics("p0", {"t": csv}, tmp_path / "ledger", budget)
+    return PartyAnalytics("p0", {"t": csv}, _guard(tmp_path, "p0", budget), policy)
 
 
 def test_router_sends_queries_to_analytics_and_the_rest_to_training(tmp_path: Path) -> None:
@@ -67,19 +83,19 @@ def test_router_sends_queries_to_analytics_and_the_rest_to_training(tmp_path: Pa
 
 
 def test_party_refuses_unmapped_table_and_its_own_budget(tmp_path: Path) -> None:
-    party = PartyAnalytics("p0", {}, tmp_path / "ledger", 1.0)
+    party = PartyAnalytics("p0", {}, _guard(tmp_path, "p0", 1.0), EXACT_OK)
     reply = Message.decode(party.handle(_task()))
     assert reply.error is not None and "p0" in reply.error and "[analytics.tables]" in reply.error
 
     party = _party(tmp_path, budget=1.2)
     dp = {"mechanism": "gaussian", "epsilon": 1.0}
-    assert Message.decode(party.handle(_task(dp))).error is None
-    ledger = json.loads((tmp_path / "ledger" / "p0.json").read_text())
-    assert len(ledger["entries"]) == 1 and ledger["max_epsilon"] == 1.2
+    answered = Message.decode(party.handle(_task(dp)))
+    assert answered.error is None
+    assert _entries(tmp_path, "p0") == 1 and answered.body["privacy"]["budget"] == 1.2
     refused = Message.decode(party.handle(_task(dp)))
     assert refused.error is not None and "'p0'" in refused.error and "budget" in refused.error
     assert refused.error_code is ErrorCode.BUDGET_EXHAUSTED
-    assert len(json.loads((tmp_path / "ledger" / "p0.json").read_text())["entries"]) == 1
+    assert _entries(tmp_path, "p0") == 1
 
 
 def test_party_rejects_a_plan_outside_the_schema(tmp_path: Path) -> None:
@@ -108,29 +124,22 @@ def _secure_parties(tmp_path: Path, budgets: dict[str, float]) -> dict[str, Part
             {"region": ["north", "south", "east"][: i + 1], "amount": [10.0, 20.0, 30.0][: i + 1]}
         ).to_csv(csv, index=False)
         out[name] = PartyAnalytics(
-            name, {"t": csv}, tmp_path / f"ledger-{name}", budget, identity=ids[name]
+            name, {"t": csv}, _guard(tmp_path, name, budget), EXACT_OK, identity=ids[name]
         )
     return out
-
-
-def _entries(tmp_path: Path, party: str) -> int:
-    path = tmp_path / f"ledger-{party}" / f"{party}.json"
-    return len(json.loads(path.read_text())["entries"]) if path.exists() else 0
 
 
 def test_secure_query_over_party_processes_charges_each_party_once(tmp_path: Path) -> None:
     parties = _secure_parties(tmp_path, {"p0": 10.0, "p1": 10.0})
     job = make_job(2, SECURE_DP, seed=1)
-    result = run_query(
-        job, SQL, transport=InProcessTransport(parties), ledger_dir=tmp_path / "coordinator"
-    )
+    result = run_query(job, SQL, transport=InProcessTransport(parties))
     assert result.notices[0].startswith("sums: secure aggregation (SecAgg)")
     assert [_entries(tmp_path, p) for p in parties] == [1, 1]
 
 
 def test_secure_query_charges_a_party_when_its_masked_statistics_leave(tmp_path: Path) -> None:
     """p1 drops at 'unmask': p0 and p1 sent masked statistics (charged), the coordinator
-    released nothing (its ledger is untouched); p2 dropping at 'mask' charges no one there."""
+    released nothing (it keeps no ledger); p2 dropping at 'mask' charges no one there."""
     parties: dict[str, Any] = dict(_secure_parties(tmp_path, {"p0": 10.0, "p1": 10.0, "p2": 10.0}))
     job = make_job(3, SECURE_DP, seed=1)
 
@@ -143,17 +152,15 @@ def test_secure_query_charges_a_party_when_its_masked_statistics_leave(tmp_path:
                 raise ConnectionError("party process went away")
             return self.inner.handle(data)
 
-    coordinator = tmp_path / "coordinator"
     parties["p1"] = DropAt(parties["p1"], "unmask")
     with pytest.raises(ProtocolError, match=r"step 'unmask'.*party 'p1'"):
-        run_query(job, SQL, transport=InProcessTransport(parties), ledger_dir=coordinator)
+        run_query(job, SQL, transport=InProcessTransport(parties))
     assert [_entries(tmp_path, p) for p in ("p0", "p1", "p2")] == [1, 1, 1]
-    assert not coordinator.exists()
 
     parties["p1"] = parties["p1"].inner
     parties["p2"] = DropAt(parties["p2"], "mask")
     with pytest.raises(ProtocolError, match=r"step 'mask'.*party 'p2'"):
-        run_query(job, SQL, transport=InProcessTransport(parties), ledger_dir=coordinator)
+        run_query(job, SQL, transport=InProcessTransport(parties))
     # p0 and p1 masked (charged: the coordinator cannot know p2 would drop); p2 did not
     assert [_entries(tmp_path, p) for p in ("p0", "p1", "p2")] == [2, 2, 1]
 
@@ -171,16 +178,16 @@ def test_secure_party_rechecks_its_budget_before_masking(tmp_path: Path) -> None
 
         def exchange(self, tasks: Mapping[str, Message], *, timeout_s: float) -> Gathered:
             if next(iter(tasks.values())).body["secagg"]["step"] == "mask" and not inner_done:
-                run_query(job, SQL, transport=base, ledger_dir=tmp_path / "c")  # query B
+                run_query(job, SQL, transport=base)  # query B
                 inner_done.append(True)
             return base.exchange(tasks, timeout_s=timeout_s)
 
-    with pytest.raises(ProtocolError, match=r"step 'mask'.*party 'p0'.*budget"):
-        run_query(job, SQL, transport=Interleaving(), ledger_dir=tmp_path / "c")
+    with pytest.raises(BudgetExhaustedError, match=r"step 'mask'.*party 'p0'.*budget"):
+        run_query(job, SQL, transport=Interleaving())
     assert [_entries(tmp_path, p) for p in ("p0", "p1")] == [1, 2]  # p1 masked A as well
     # a further query is refused up front, at 'keys', before p0 computes anything
-    with pytest.raises(ProtocolError, match=r"step 'keys'.*party 'p0'.*budget"):
-        run_query(job, SQL, transport=base, ledger_dir=tmp_path / "c")
+    with pytest.raises(BudgetExhaustedError, match=r"step 'keys'.*party 'p0'.*budget"):
+        run_query(job, SQL, transport=base)
     stray = Message(
         TaskKind.QUERY, job.name, 0, "c", {"secagg": {"query": "nope", "step": "mask"}}
     ).encode()

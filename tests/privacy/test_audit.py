@@ -116,12 +116,13 @@ def test_missing_log_exits_2_with_a_clear_message(tmp_path: Path) -> None:
 
 
 def test_party_logs_every_reply_it_sends(tmp_path: Path) -> None:
-    from fedsilo.privacy.guard import PartyPrivacy
+    from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 
     log = tmp_path / "p.jsonl"
     images = np.zeros((4, 1, 4, 4))
     data = LocalData("mem", images=images, labels=np.array([0, 1, 0, 1]), classes=("a", "b"))
-    agent = PartyAgent("p", data, PartyPrivacy(audit_log=log))
+    guard = PrivacyGuard("p", PartyPrivacy(audit_log=log))
+    agent = PartyAgent("p", data, guard)
     replies = [agent.handle(Message(TaskKind.DESCRIBE, "j", 0, "coordinator", {}).encode())]
     replies.append(agent.handle(b"garbage"))
     entries = [json.loads(line) for line in _lines(log)]

@@ -36,8 +36,11 @@ def _job(**budget: Any) -> dict[str, Any]:
     return small_job(rounds=4, training={"batch_size": 16}, privacy=privacy)
 
 
-def _guard(max_epsilon: float | None, log: Path | None = None) -> PrivacyGuard:
-    guard = PrivacyGuard("clinic-a", PartyPrivacy(max_epsilon=max_epsilon, audit_log=log))
+def _guard(
+    max_epsilon: float | None, log: Path | None = None, ledger: Path | None = None
+) -> PrivacyGuard:
+    settings = PartyPrivacy(max_epsilon=max_epsilon, audit_log=log, ledger=ledger)
+    guard = PrivacyGuard("clinic-a", settings)
     guard.configure(PROPOSAL, rows=120)
     return guard
 
@@ -78,17 +81,17 @@ def test_stop_ends_the_job_naming_party_budget_and_projection() -> None:
     assert 'on_exhausted = "stop"' in text
 
 
-def test_restarted_party_reads_its_spend_back_from_the_log(tmp_path: Path) -> None:
+def test_restarted_party_reads_its_spend_back_from_its_ledger(tmp_path: Path) -> None:
     from fedsilo.protocol.messages import Message, TaskKind
 
-    log = tmp_path / "clinic-a.jsonl"
-    guard = _guard(None, log)
+    log, ledger = tmp_path / "clinic-a.jsonl", tmp_path / "clinic-a.sqlite"
+    guard = _guard(None, log, ledger)
     guard.before_fit(1, CFG)
     body = {"num_examples": 120, "train_loss": 0.5, "privacy": guard.after_fit(CFG)}
-    guard.record_sent(Message(TaskKind.FIT, "job", 1, "clinic-a", body).encode())
+    guard.seal(Message(TaskKind.FIT, "job", 1, "clinic-a", body).encode())
     spent = guard.epsilon()
 
-    restarted = _guard(max_epsilon=spent * 1.01, log=log)
+    restarted = _guard(max_epsilon=spent * 1.01, log=log, ledger=ledger)
     assert restarted.epsilon() == pytest.approx(spent)
     with pytest.raises(BudgetExhaustedError):
         restarted.before_fit(2, CFG)

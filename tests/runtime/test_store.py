@@ -45,7 +45,20 @@ def test_new_store_has_the_versioned_schema_in_wal_mode(tmp_path: Path) -> None:
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"jobs", "parties", "rounds"}
+    assert tables == {"jobs", "parties", "rounds", "anchors"}
+
+
+def test_a_version_1_store_gains_the_anchors_table(tmp_path: Path) -> None:
+    JobStore(tmp_path / "s.db").close()
+    db = sqlite3.connect(tmp_path / "s.db")
+    db.execute("DROP TABLE anchors")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with JobStore(tmp_path / "s.db") as store:
+        assert store.anchors() == []
+        store.record_anchor("j", "p", 1, {"entries": 3, "party": "p"})
+        assert store.anchors("p") == [{"entries": 3, "party": "p"}]
 
 
 def test_reopened_store_keeps_jobs_rounds_and_parties(tmp_path: Path) -> None:

@@ -35,6 +35,15 @@ clipped to ``[lower, upper]`` before any sum, so one row's contribution is bound
     enabled = true
     variant = "secagg+"      # secagg | secagg+
 
+    [policy]                 # simulation only: each simulated party's own query policy
+    allow_exact = false      # mechanism = "none" is refused unless this is true
+    max_query_epsilon = 2.0
+
+In simulation the job file stands in for each party's own configuration: ``max_epsilon`` (per
+party or the ``[privacy]`` default) is the simulated party's budget and ``[policy]`` its
+:class:`QueryPolicy`. A deployed party takes neither from the job: its budget and policy are in
+its own ``party.toml`` (``[privacy]``, ``[analytics.policy]``).
+
 Every error names the key, e.g. ``ConfigError: job.toml: key 'columns.amount': number column
 needs lower < upper (got lower=5, upper=1)``.
 """
@@ -191,6 +200,30 @@ class PrivacySettings(Strict):
         return self
 
 
+class QueryPolicy(Strict):
+    """A party's own rules for the queries it answers (``[analytics.policy]`` in party.toml).
+
+    Checked by the party on every query, whatever the coordinator's job says; a query outside
+    them is refused with a :class:`~fedsilo.errors.RefusedError` naming the rule.
+    """
+
+    mechanisms: list[Mechanism] = Field(
+        default_factory=lambda: [Mechanism.GAUSSIAN, Mechanism.LAPLACE]
+    )
+    max_query_epsilon: float | None = Field(default=None, gt=0)
+    allow_exact: bool = False
+    min_group_size: float = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _noisy_only(self) -> QueryPolicy:
+        if Mechanism.NONE in self.mechanisms:
+            raise ValueError(
+                "'mechanisms' lists noisy mechanisms (gaussian, laplace); exact answers "
+                "(mechanism 'none') are allowed by allow_exact = true"
+            )
+        return self
+
+
 class AnalyticsJob(Strict):
     """A federated analytics job (``kind = "analytics"``): one table, its public schema, DP."""
 
@@ -204,6 +237,7 @@ class AnalyticsJob(Strict):
     min_group_size: float = Field(default=0, ge=0)
     seed: int | None = None
     timeout_s: float = Field(default=600, gt=0)
+    policy: QueryPolicy = Field(default_factory=QueryPolicy)  # simulation: the parties' policy
 
     @model_validator(mode="after")
     def _sources(self) -> AnalyticsJob:

@@ -11,22 +11,36 @@ before DuckDB sees it. What leaves: one ``(groups, statistics)`` float64 array, 
 job enables ``[privacy.secure_aggregation]``, only the protocol messages of
 :mod:`fedsilo.analytics.secure` (public keys, encrypted shares, the masked encoded statistics,
 share reveals): a party of such a job refuses a plain query.
+
+Before any statistics leave, the party applies its **own** policy and budget
+(:func:`fedsilo.analytics.policy.admit`, then its
+:class:`~fedsilo.privacy.guard.PrivacyGuard`): the query's mechanism, its epsilon and its
+minimum group size must be within the party's :class:`~fedsilo.analytics.config.QueryPolicy`,
+and its cost is checked and charged to the party's ledger in one transaction when the
+statistics leave (a plain reply; step ``mask`` under secure aggregation, with an early check,
+charging nothing, at step ``keys``). The reply's ``privacy`` body reports the party's total.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 import numpy as np
 
-from fedsilo.analytics.config import AnalyticsJob
+from fedsilo.analytics.config import AnalyticsJob, PrivacySettings, QueryPolicy
 from fedsilo.analytics.fixed_point import FixedPoint
 from fedsilo.analytics.local import PartyTable, connect, local_statistics
 from fedsilo.analytics.plan import QueryPlan
-from fedsilo.analytics.secure import SecureParty, secure_spec
-from fedsilo.errors import ProtocolError, RefusedError
+from fedsilo.analytics.policy import admit, requested_privacy
+from fedsilo.analytics.secure import MAX_PENDING, SecureParty, secure_spec
+from fedsilo.errors import FedsiloError, ProtocolError, RefusedError
+from fedsilo.privacy.guard import PrivacyGuard
+from fedsilo.privacy.ledger import Event
 from fedsilo.privacy.secagg.identity import Identity
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.protocol.serve import Route, serve
@@ -34,24 +48,47 @@ from fedsilo.protocol.serve import Route, serve
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class _Price:
+    """What one query costs this party (None: an exact answer its policy allows)."""
+
+    spend: Event | None
+    requested: PrivacySettings
+    job: str
+    sql: str
+
+
 class AnalyticsAgent:
+    """One party's answers to the queries of one analytics job, within its own policy.
+
+    ``guard`` holds the party's budget and ledger, ``policy`` its own query rules; both come
+    from the party's configuration, never from the task.
+    """
+
     def __init__(
         self,
         name: str,
         table: PartyTable,
         job: AnalyticsJob,
         *,
+        guard: PrivacyGuard,
+        policy: QueryPolicy,
         threads: int = 1,
         identity: Identity | None = None,
     ) -> None:
         self.name = name
         self._table = table
         self._job = job
+        self._guard = guard
+        self._policy = policy
         self._threads = threads
         self._con: duckdb.DuckDBPyConnection | None = None  # opened on the first query
+        self._con_lock = threading.Lock()
         self._secure = SecureParty(name, identity)  # secure-aggregation state, per query id
+        self._prices: OrderedDict[str, _Price] = OrderedDict()  # secure queries, by query id
+        self._lock = threading.Lock()
         self.routes: dict[TaskKind, Route] = {TaskKind.QUERY: self.query}
-        self._serve = serve(name, self.routes)
+        self._serve = serve(name, self.routes, on_reply=guard.seal)
 
     def handle(self, data: bytes) -> bytes:
         """Answer one encoded task; never raises (see :func:`~fedsilo.protocol.serve.serve`)."""
@@ -61,7 +98,7 @@ class AnalyticsAgent:
         """One QUERY task (or one secure-aggregation step of it); raises on refusal."""
         spec = secure_spec(task.body)
         if spec is not None and spec["step"] != "keys":
-            return self._secure.step(spec)
+            return self._secure_step(spec)
         try:
             plan = QueryPlan.from_json(task.body["plan"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -73,11 +110,68 @@ class AnalyticsAgent:
                 f"party '{self.name}' refuses to send its statistics in the clear: the job "
                 "enables privacy.secure_aggregation (the coordinator must run it)"
             )
-        if self._con is None:
-            self._con = connect(self._threads)
-        stats = local_statistics(plan, self._table, party=self.name, con=self._con)
-        body = {"groups": int(stats.shape[0]), "statistics": int(stats.shape[1])}
+        price = self._price(task, plan)
+        stats = self._statistics(plan)
+        body: dict[str, Any] = {"groups": int(stats.shape[0]), "statistics": int(stats.shape[1])}
         if spec is not None:
             fp = FixedPoint.for_plan(plan, sa.max_rows)
-            return body | self._secure.start(spec, stats, fp, job_id=task.job_id), {}
+            body |= self._secure.start(spec, stats, fp, job_id=task.job_id)
+            with self._lock:
+                self._prices[str(spec["query"])] = price
+                while len(self._prices) > MAX_PENDING:
+                    self._prices.popitem(last=False)
+            return body, {}
+        body["privacy"] = self._charge(price)  # check and charge, then the statistics leave
         return body, {"stats": stats}
+
+    def _price(self, task: Message, plan: QueryPlan) -> _Price:
+        """The party's own decision: policy (a refusal names the rule), then an early budget
+        check that records nothing."""
+        requested, min_group_size = requested_privacy(task.body, self.name)
+        spend = admit(self._policy, self._guard, plan, requested, min_group_size)
+        if spend is not None:
+            self._guard.check_query(spend, requested.delta, requested.accounting)
+        return _Price(spend, requested, task.job_id, str(task.body.get("sql", "")))
+
+    def _charge(self, price: _Price) -> dict[str, Any]:
+        req = price.requested
+        if price.spend is None:  # an exact answer the party's policy allows: nothing to charge
+            budget = self._guard.budget(req.delta, req.accounting)
+            return {
+                "spent": self._guard.ledger.spent(budget),
+                "budget": budget.max_epsilon,
+                "delta": budget.delta,
+                "cost": None,
+            }
+        return self._guard.charge_query(
+            price.spend, req.delta, req.accounting, job=price.job, what=price.sql
+        )
+
+    def _statistics(self, plan: QueryPlan) -> np.ndarray:
+        with self._con_lock:  # one DuckDB connection, one query at a time
+            if self._con is None:
+                self._con = connect(self._threads)
+            return local_statistics(plan, self._table, party=self.name, con=self._con)
+
+    def _secure_step(self, spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Steps after ``keys``; at ``mask`` the query is charged before the masked stats leave."""
+        query = str(spec.get("query"))
+        privacy = None
+        if spec["step"] == "mask":
+            with self._lock:
+                price = self._prices.pop(query, None)
+            if price is None:
+                self._secure.forget(query)
+                raise ProtocolError(
+                    f"party '{self.name}': no query {query} in progress (step 'mask' arrived "
+                    "without its 'keys' step, or the party process restarted)"
+                )
+            try:
+                privacy = self._charge(price)
+            except FedsiloError:
+                self._secure.forget(query)  # refused: this query's secrets go
+                raise
+        body, arrays = self._secure.step(spec)
+        if privacy is not None:
+            body = body | {"privacy": privacy}
+        return body, arrays

@@ -2,9 +2,11 @@
 
 :func:`run_query` is transport-agnostic: it sends one QUERY :class:`Message` per party through
 ``Transport.exchange`` (in-process simulation today, the gRPC deployment unchanged) and needs a
-reply from every party (a partial sum would be a different, biased answer). Before asking any
-party it checks every party's ledger (:class:`~fedsilo.analytics.ledger.Ledger`); after the
-answer is computed it charges them, then returns it.
+reply from every party (a partial sum would be a different, biased answer). The coordinator
+keeps no ledger and enforces no budget: each party applies its own policy and charges its own
+ledger before its statistics leave (:mod:`fedsilo.analytics.handler`), and reports its total
+in its reply, which the answer shows. A party's refusal fails the query with the party's
+reason (:class:`~fedsilo.errors.RefusedError` or :class:`~fedsilo.errors.BudgetExhaustedError`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -28,19 +30,21 @@ from fedsilo.analytics.config import (
 )
 from fedsilo.analytics.dp import NoisePlan, calibrate
 from fedsilo.analytics.handler import AnalyticsAgent
-from fedsilo.analytics.ledger import Ledger
 from fedsilo.analytics.local import PartyTable
 from fedsilo.analytics.merge import SUMS_NOTICE, sum_statistics
 from fedsilo.analytics.plan import Block, QueryPlan, make_plan
+from fedsilo.analytics.policy import refusal, spend_reports
 from fedsilo.analytics.secure import check_parties, secure_collect, secure_notice
 from fedsilo.analytics.sql import Agg, Aggregate, parse_query
-from fedsilo.errors import ConfigError, ProtocolError
+from fedsilo.errors import ConfigError, ErrorCode, ProtocolError
+from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 from fedsilo.privacy.noise import NoiseSource
-from fedsilo.privacy.secagg.identity import simulated_identities
+from fedsilo.privacy.secagg.identity import Identity, simulated_identities
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import InProcessTransport, Transport
 
 MAX_BOOTSTRAP_VALUES = 20_000_000
+DEFAULT_LEDGERS = Path("runs/ledgers")  # simulated parties' ledgers: per party name, across jobs
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ class QueryResult:
     epsilon: float
     delta: float
     noise_multiplier: float | None
-    spent: dict[str, tuple[float, float]]  # party -> (total epsilon spent, budget)
+    spent: dict[str, tuple[float, float | None]]  # party -> (its total epsilon, its budget)
     notices: list[str] = field(default_factory=list)
 
     @property
@@ -118,11 +122,29 @@ def party_tables(job: AnalyticsJob) -> dict[str, PartyTable]:
     }
 
 
-def simulation_transport(job: AnalyticsJob) -> InProcessTransport:
+def simulated_party(
+    name: str,
+    table: PartyTable,
+    job: AnalyticsJob,
+    ledger_dir: Path | None = None,
+    *,
+    identity: Identity | None = None,
+) -> AnalyticsAgent:
+    """A simulated party: the job file stands in for its config (budget, policy, delta).
+
+    Its ledger is ``ledger_dir/<name>.sqlite`` (kept across runs and jobs: renaming the job
+    does not reset it), or in memory without ``ledger_dir``.
+    """
+    ledger = None if ledger_dir is None else ledger_dir / f"{name}.sqlite"
+    guard = PrivacyGuard(name, PartyPrivacy(max_epsilon=job.budget(name), ledger=ledger))
+    return AnalyticsAgent(name, table, job, guard=guard, policy=job.policy, identity=identity)
+
+
+def simulation_transport(job: AnalyticsJob, ledger_dir: Path | None = None) -> InProcessTransport:
     tables = party_tables(job)
     ids = simulated_identities(tables)  # one signing key per simulated party, one roster
     return InProcessTransport(
-        {n: AnalyticsAgent(n, t, job, identity=ids[n]) for n, t in tables.items()}
+        {n: simulated_party(n, t, job, ledger_dir, identity=ids[n]) for n, t in tables.items()}
     )
 
 
@@ -135,9 +157,9 @@ def query(
     """Answer ``sql`` across an analytics job's simulated parties (``fedsilo.query``).
 
     The Python twin of ``fedsilo query JOB SQL``: ``config`` is an :class:`AnalyticsJob`, a
-    path to its TOML file or a dict of the same shape; the parties' privacy ledgers live in
-    ``ledger_dir`` (default ``runs/<job name>/ledger``, as the CLI), so budgets carry over
-    from one call to the next.
+    path to its TOML file or a dict of the same shape; the simulated parties' privacy ledgers
+    live in ``ledger_dir`` (default ``runs/ledgers``, as the CLI; one file per party name, not
+    per job), so budgets carry over from one call, and one job name, to the next.
     """
     if isinstance(config, AnalyticsJob):
         job = config
@@ -145,8 +167,8 @@ def query(
         job = load_analytics_job(config)
     else:
         job = parse_analytics_job(dict(config), source="Python config")
-    ledgers = Path(ledger_dir) if ledger_dir is not None else Path("runs") / job.name / "ledger"
-    return run_query(job, sql, transport=simulation_transport(job), ledger_dir=ledgers)
+    ledgers = Path(ledger_dir) if ledger_dir is not None else DEFAULT_LEDGERS
+    return run_query(job, sql, transport=simulation_transport(job, ledgers))
 
 
 def _noise_source(job: AnalyticsJob, sql: str) -> NoiseSource:
@@ -160,7 +182,6 @@ def run_query(
     sql: str,
     *,
     transport: Transport,
-    ledger_dir: Path,
     noise_source: NoiseSource | None = None,
 ) -> QueryResult:
     query = parse_query(sql, job)
@@ -168,14 +189,10 @@ def run_query(
     noise = calibrate(plan, job.privacy)
     names = job.party_names()
     check_parties(job, names)
-    budgets = {p: job.budget(p) for p in names}
-    ledger = Ledger(ledger_dir, job.privacy.delta, job.privacy.accounting)
-    ledger.check(budgets, noise, sql)
-    total = collect(plan, job, transport, names, sql=sql)
+    total, spent = collect(plan, job, transport, names, sql=sql)
     source = noise_source if noise_source is not None else _noise_source(job, sql)
     noisy = total + noise.sample(source, total.shape)
     result = release(query.aggregates, plan, noisy, noise, job, source)
-    spent = ledger.charge(budgets, noise, sql)
     return QueryResult(
         sql=sql,
         group_by=query.group_by,
@@ -187,7 +204,7 @@ def run_query(
         epsilon=noise.epsilon,
         delta=noise.delta,
         noise_multiplier=noise.noise_multiplier,
-        spent={p: (spent[p], budgets[p]) for p in names},
+        spent=spent,
         notices=notices(plan, job, noise, sum(result[1]), len(names)),
     )
 
@@ -201,28 +218,38 @@ def public_job(job: AnalyticsJob) -> dict[str, Any]:
     return raw
 
 
+class Collected(NamedTuple):
+    """The summed statistics, and each party's reported (total epsilon spent, budget)."""
+
+    total: np.ndarray
+    spent: dict[str, tuple[float, float | None]]
+
+
 def collect(
     plan: QueryPlan, job: AnalyticsJob, transport: Transport, names: list[str], *, sql: str = ""
-) -> np.ndarray:
-    """Ask every party for its statistics; return their sum.
+) -> Collected:
+    """Ask every party for its statistics; return their sum and each party's reported spend.
 
     In the clear (:func:`~fedsilo.analytics.merge.sum_statistics`), or, when the job enables
     ``[privacy.secure_aggregation]``, by :func:`~fedsilo.analytics.secure.secure_collect`
     (the coordinator then receives no party's statistics, only their sum). The task carries the plan, the public job (a deployed party re-checks the plan against its
-    schema and prices the query against its own budget) and the SQL text (for its ledger).
+    schema and prices the query against its own policy and budget) and the SQL text (for its
+    ledger).
     """
     body = {"plan": plan.to_json(), "job": public_job(job), "sql": sql}
     if job.privacy.secure_aggregation.enabled:
-        return secure_collect(plan, job, transport, names, body)
+        return Collected(*secure_collect(plan, job, transport, names, body))
     task = Message(TaskKind.QUERY, job.name, 0, "coordinator", body)
     gathered = transport.exchange({n: task for n in names}, timeout_s=job.timeout_s)
     failures = dict(gathered.failures)
     expected = (len(plan.groups), plan.num_stats)
     stats: dict[str, np.ndarray] = {}
+    codes: dict[str, ErrorCode | None] = {}
     for name, reply in gathered.replies.items():
         arr = reply.arrays.get("stats")
         if reply.error is not None:
             failures[name] = reply.error
+            codes[name] = reply.error_code
         elif arr is None or arr.shape != expected or arr.dtype != np.float64:
             failures[name] = (
                 f"sent statistics of shape {None if arr is None else arr.shape}, expected {expected}"
@@ -231,8 +258,8 @@ def collect(
             stats[name] = arr
     if failures:
         detail = "; ".join(f"party '{p}': {r}" for p, r in sorted(failures.items()))
-        raise ProtocolError(f"the query needs every party and {len(failures)} failed: {detail}")
-    return sum_statistics(stats)
+        raise refusal(codes)(f"the query needs every party and {len(failures)} failed: {detail}")
+    return Collected(sum_statistics(stats), spend_reports(gathered.replies))
 
 
 def result_from_json(doc: dict[str, Any], job: AnalyticsJob) -> QueryResult:
@@ -263,7 +290,10 @@ def result_from_json(doc: dict[str, Any], job: AnalyticsJob) -> QueryResult:
         epsilon=float(privacy["epsilon"]),
         delta=float(privacy["delta"]),
         noise_multiplier=privacy["noise_multiplier"],
-        spent={p: (float(v["spent"]), float(v["budget"])) for p, v in privacy["parties"].items()},
+        spent={
+            p: (float(v["spent"]), None if v["budget"] is None else float(v["budget"]))
+            for p, v in privacy["parties"].items()
+        },
         notices=[str(n) for n in doc["notices"]],
     )
 

@@ -10,7 +10,7 @@ The query runs the SecAgg / SecAgg+ state machines of :mod:`fedsilo.privacy.seca
    under the query's id and answers with its two public keys only;
 1. ``shares``: the party's neighbours' keys in, its encrypted Shamir shares out;
 2. ``mask``: the ciphertexts addressed to it in, its masked statistics out (**the moment its
-   statistics leave**: a deployed party charges its ledger here);
+   statistics leave**: the party charges its ledger here, and reports its spend);
 3. ``confirm``: the survivor set in (the party refuses anything short of every party: a query
    never tolerates a dropout), its confirmations (MACs) of the set out (consistency round);
 4. ``unmask``: its neighbours' confirmations in, its share reveals out.
@@ -37,8 +37,9 @@ import numpy as np
 from fedsilo.analytics.config import AnalyticsJob
 from fedsilo.analytics.fixed_point import RING_BITS, FixedPoint, fraction_bits
 from fedsilo.analytics.plan import QueryPlan
+from fedsilo.analytics.policy import refusal, spend_reports
 from fedsilo.config import SecAggVariant
-from fedsilo.errors import ConfigError, ProtocolError
+from fedsilo.errors import ConfigError, ErrorCode, ProtocolError
 from fedsilo.privacy.secagg import wire
 from fedsilo.privacy.secagg.identity import Identity, require_identity
 from fedsilo.privacy.secagg.protocol import PartyRound, ServerRound
@@ -80,15 +81,17 @@ def _step(
     """One protocol step; every party must answer it, else the query aborts naming them."""
     gathered = transport.exchange(tasks, timeout_s=timeout_s)
     failures = {p: why for p, why in gathered.failures.items() if p in tasks}
+    codes: dict[str, ErrorCode | None] = {}
     for p, reply in gathered.replies.items():
         if reply.error is not None:
             failures[p] = reply.error
+            codes[p] = reply.error_code
     missing = set(tasks) - set(gathered.replies) - set(failures)
     for p in missing:
         failures[p] = "no reply"
     if failures:
         detail = "; ".join(f"party '{p}': {r}" for p, r in sorted(failures.items()))
-        raise ProtocolError(
+        raise refusal(codes)(
             f"secure aggregation aborted at step '{step}' (the query needs every party, "
             f"{len(failures)} failed; no sum was unmasked): {detail}"
         )
@@ -115,10 +118,11 @@ def secure_collect(
     transport: Transport,
     names: list[str],
     query_body: dict[str, Any],
-) -> np.ndarray:
-    """Run one secure-aggregation round over every party; return the decoded sum.
+) -> tuple[np.ndarray, dict[str, tuple[float, float | None]]]:
+    """Run one secure-aggregation round over every party; the decoded sum, each party's spend.
 
-    ``query_body`` (plan, public job, SQL) rides on the first step only.
+    ``query_body`` (plan, public job, SQL) rides on the first step only. Parties report their
+    spend with their masked statistics (step ``mask``, when they charge their ledgers).
     """
     cfg = job.privacy.secure_aggregation
     check_parties(job, names)
@@ -171,6 +175,7 @@ def secure_collect(
         timeout,
     )
     masked = _parsed(replies, "mask", _masked_array)
+    spent = spend_reports(replies)
     survivors, dropped = server.collect(masked)
     if dropped or len(survivors) != len(names):
         raise ProtocolError(f"secure aggregation aborted at step 'mask': {dropped} dropped")
@@ -197,7 +202,7 @@ def secure_collect(
         raise ProtocolError(f"secure aggregation aborted at step 'unmask': {exc}") from None
     out = fp.decode(total, groups=groups)
     fp.check_rows(out[:, 0], cfg.max_rows)  # block 0 is always the group's row count
-    return out
+    return out, spent
 
 
 def _masked_array(reply: Message) -> np.ndarray:

@@ -4,7 +4,10 @@
                          [--steps-per-round K] [--method rdp|pld]
     fedsilo privacy plan --target-epsilon 3 --rounds 100 --sample-rate 0.1 --delta 1e-5
     fedsilo privacy audit JOB.toml [--canaries M] [--party P] [--confidence C]
-    fedsilo audit verify LOG     exit 0 if the hash chain holds, 2 naming the first bad line
+    fedsilo audit verify LOG [--anchors STORE]
+                                 exit 0 if the hash chain holds (and agrees with the signed
+                                 anchors in STORE: a job store, a party ledger or a JSON-lines
+                                 file), 2 naming the first bad line, the cut or the rewrite
     fedsilo audit show LOG       rows and bytes per message kind, final epsilon
 
 ``plan`` answers before anything runs: the epsilon a Poisson-sampled Gaussian mechanism
@@ -121,16 +124,43 @@ def plan(
 
 
 @audit_app.command("verify")
-def verify(log: Annotated[Path, typer.Argument(help="a party's audit log (JSON lines)")]) -> None:
-    """Check the hash chain: exit 0 if intact, 2 with the first broken line and why."""
+def verify(
+    log: Annotated[Path, typer.Argument(help="a party's audit log (JSON lines)")],
+    anchors: Annotated[
+        Path | None,
+        typer.Option(
+            "--anchors",
+            help="signed anchors of the log's head: the coordinator's job store (state.sqlite), "
+            "the party's privacy ledger, or a JSON-lines file",
+        ),
+    ] = None,
+    party: Annotated[
+        str | None,
+        typer.Option("--party", help="whose anchors [default: the log's party, or its file name]"),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", help="the party's identity key (hex): every anchor must be its"),
+    ] = None,
+) -> None:
+    """Check the hash chain (and the log against signed anchors): exit 0 if intact, else 2."""
+    from fedsilo.errors import AuditError
+    from fedsilo.privacy.audit import load_anchors, log_party
     from fedsilo.privacy.audit import verify as verify_chain
 
-    result = verify_chain(log)
+    found = []
+    if anchors is not None:
+        who = party or log_party(log)
+        found = load_anchors(anchors, who)
+        if not found:
+            raise AuditError(
+                f"{anchors} holds no anchors of party '{who}'; check --party or the file"
+            )
+    result = verify_chain(log, found, key=key)
     if not result.ok:
+        where = f" line {result.broken_line}" if result.broken_line else ""
         print_error(
-            f"{log} line {result.broken_line}: {result.reason} "
-            f"({result.entries} entries before it verify)",
-            prefix="broken:",
+            f"{log}{where}: {result.reason} ({result.entries} entries verify)", prefix="broken:"
         )
         raise typer.Exit(2)
     console.print(
@@ -138,6 +168,14 @@ def verify(log: Annotated[Path, typer.Argument(help="a party's audit log (JSON l
         markup=False,
         highlight=False,
     )
+    if found:
+        keys = sorted({a.key[:16] for a in found})
+        console.print(
+            f"anchored: {len(found)} signed anchors agree, the latest covering "
+            f"{result.anchored} of {result.entries} entries (key {', '.join(keys)}...)",
+            markup=False,
+            highlight=False,
+        )
 
 
 @audit_app.command("show")

@@ -57,10 +57,14 @@ def query(
     sql: Annotated[str, typer.Argument(help="the query, in the supported SQL subset")],
     *,
     admin: AdminConnection,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="run directory for ledgers [default: runs/<job name>]"),
-    ] = None,
+    ledgers: Annotated[
+        Path,
+        typer.Option(
+            "--ledgers",
+            help="simulation: where the simulated parties keep their privacy ledgers, one per "
+            "party name, across jobs",
+        ),
+    ] = Path("runs/ledgers"),
     fmt: Annotated[OutputFormat, enum_option(OutputFormat, "--format", "output format")] = (
         OutputFormat.table
     ),
@@ -77,11 +81,12 @@ def query(
 
         result = query_server(admin.client(), job_file, sql)
     else:
-        result = run_query(job_file, sql, ledger_dir=None if out is None else out / "ledger")
+        result = run_query(job_file, sql, ledger_dir=ledgers)
     if fmt is OutputFormat.table:
         console.print(answer_table(result))
         for party, (spent, budget) in result.spent.items():
-            console.print(f"{party}: epsilon spent {spent:.4g} of {budget:g}")
+            limit = "no limit" if budget is None else f"{budget:g}"
+            console.print(f"{party}: epsilon spent {spent:.4g} of {limit} (its own ledger)")
     elif fmt is OutputFormat.csv:
         typer.echo(output.to_csv(result), nl=False)
     else:

@@ -115,7 +115,11 @@ def _simulate_horizontal(job: JobConfig, out_dir: Path, *, baseline: bool) -> No
     console.print(f"model:   {paths['model']}", markup=False)
     console.print(f"metrics: {paths['metrics_json']}  {paths['metrics_csv']}", markup=False)
     console.print(f"report:  [bold]{escape(str(paths['report']))}[/]")
-    console.print(f"audit:   {out_dir / 'audit'} (one hash-chained log per party)", markup=False)
+    console.print(
+        f"audit:   {out_dir / 'audit'} (one hash-chained log per party; its ledger with the "
+        "log's signed anchors beside it)",
+        markup=False,
+    )
 
 
 def _simulate_vertical(job: VerticalJobConfig, out_dir: Path, *, baseline: bool) -> None:

@@ -27,28 +27,36 @@
     cert = "certs/bank-a.pem"            # with mTLS
     key = "certs/bank-a.key"
 
-    [privacy]                            # optional: this party's own record-level DP limits
-    max_epsilon = 3.0                    # refuse training rounds past this epsilon
+    [privacy]                            # this party's own privacy budget, for everything
+    max_epsilon = 3.0                    # refuse any DP release (round, query) past this
+    delta = 1e-5                         # the delta its epsilon is counted at
+    accounting = "rdp"                   # or "pld"
+    ledger = "privacy/bank-a.sqlite"     # its one privacy ledger (training and queries)
     audit_log = "audit/bank-a.jsonl"     # hash-chained log of every reply sent
 
     [secure_aggregation]                 # this party's identity and what it assumes
-    identity_key = "certs/bank-a.identity.key"   # Ed25519; `fedsilo certs issue party` writes it
+    identity_key = "certs/bank-a.identity.key"   # Ed25519; `fedsilo certs issue party` writes it;
+                                         # it also signs the anchors of the audit log
     roster = "certs/identities.toml"     # every party's public identity key (from enrolment)
     dropout_rate = 0.2                   # fraction of a round's parties that may drop out
     corruption_rate = 0.0                # fraction that may collude with the coordinator
 
     [analytics]                          # optional: answer federated-analytics queries
-    ledger = "ledger"                    # this party's own query ledger (a directory)
-    max_epsilon = 5.0                    # refuse queries past this epsilon
     [analytics.tables]
     transactions = "data/bank_a_transactions.csv"   # analytics table name -> local file
+    [analytics.policy]                   # what queries this party answers at all
+    mechanisms = ["gaussian", "laplace"]
+    max_query_epsilon = 1.0              # largest epsilon of one query
+    allow_exact = false                  # mechanism "none" (exact answers): refused
+    min_group_size = 10                  # refuse queries that suppress fewer rows
 
     [vertical]                           # optional: take part in vertical jobs
     data = "data/bank_a_customers.csv"   # this party's columns; the job names id/label columns
     models = "models"                    # its own model parts: models/<job id>/<name>.*
 
 ``data`` (horizontal training rows) may be left out by a party that only answers vertical
-jobs or analytics queries.
+jobs or analytics queries. ``ledger`` defaults to ``privacy-<name>.sqlite`` beside the party's
+first data file.
 
 Relative paths are resolved against the directory of the TOML file.
 """
@@ -61,8 +69,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, model_validator
 
+from fedsilo.analytics.config import QueryPolicy
 from fedsilo.config_base import Strict, read_toml, validate
 from fedsilo.errors import ConfigError
+from fedsilo.privacy.accounting import AccountingMethod
 
 PARTY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 SHA256_HEX = r"^[0-9a-f]{64}$"
@@ -126,9 +136,12 @@ class ServerConfig(Strict):
 
 
 class PartyPrivacyConfig(Strict):
-    """The party's own record-level DP budget and audit log for training jobs."""
+    """The party's own privacy budget (training and queries), its ledger and audit log."""
 
     max_epsilon: float | None = Field(default=None, gt=0)
+    delta: float = Field(default=1e-5, gt=0, lt=1)
+    accounting: AccountingMethod = AccountingMethod.RDP
+    ledger: Path | None = None  # default: <data file directory>/privacy-<name>.sqlite
     audit_log: Path | None = None
 
 
@@ -152,11 +165,22 @@ class PartySecAggConfig(Strict):
 
 
 class PartyAnalyticsConfig(Strict):
-    """Which analytics tables this party answers for, from which files, within which budget."""
+    """Which analytics tables this party answers for, from which files, under which policy."""
 
     tables: dict[str, Path] = Field(default_factory=dict)
-    ledger: Path | None = None  # default: <data file directory>/ledger-<name>
-    max_epsilon: float = Field(default=10.0, gt=0)
+    policy: QueryPolicy = Field(default_factory=QueryPolicy)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, raw: Any) -> Any:
+        if isinstance(raw, dict):
+            for key in ("ledger", "max_epsilon"):
+                if key in raw:
+                    raise ValueError(
+                        f"'{key}' moved to [privacy]: a party has one budget and one ledger "
+                        "for training and queries ([privacy] max_epsilon, [privacy] ledger)"
+                    )
+        return raw
 
 
 class PartyVerticalConfig(Strict):
@@ -197,11 +221,11 @@ class PartyProcessConfig(Strict):
         return self
 
     @property
-    def ledger_dir(self) -> Path:
-        """Where this party keeps its own analytics ledger."""
-        if self.analytics.ledger is not None:
-            return self.analytics.ledger
-        return self._data_dir / f"ledger-{self.name}"
+    def ledger_path(self) -> Path:
+        """This party's one privacy ledger (SQLite): every DP release, training and queries."""
+        if self.privacy.ledger is not None:
+            return self.privacy.ledger
+        return self._data_dir / f"privacy-{self.name}.sqlite"
 
     @property
     def _data_dir(self) -> Path:

@@ -28,7 +28,7 @@ from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.deploy.service import WIRE_VERSION
 from fedsilo.errors import ConfigError, PartyRefusedError
-from fedsilo.privacy.guard import PartyPrivacy
+from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 from fedsilo.privacy.secagg.identity import load_identity
 from fedsilo.privacy.secagg.params import ThreatModel
 from fedsilo.runtime.party import LocalData, PartyAgent
@@ -94,9 +94,10 @@ def open_channel(
 def load_agent(config: PartyProcessConfig) -> Handler:
     """The party's handler over its local files (read and checked before connecting).
 
-    Training tasks go to a :class:`PartyAgent` with the party's own privacy settings
-    (``[privacy]``: record-DP budget, audit log); QUERY tasks to its analytics tables
-    (``[analytics]``), if it declares any; vertical tasks to a
+    One :class:`PrivacyGuard` holds the party's own privacy settings (``[privacy]``: one budget
+    and one ledger for training and queries, the audit log, the identity key that signs its
+    anchors). Training tasks go to a :class:`PartyAgent`; QUERY tasks to its analytics tables
+    under its ``[analytics.policy]``, if it declares any; vertical tasks to a
     :class:`~fedsilo.vertical.agent.VerticalPartyAgent` over ``[vertical] data`` (it keeps its
     model parts under ``[vertical] models``).
     """
@@ -105,17 +106,22 @@ def load_agent(config: PartyProcessConfig) -> Handler:
     if sa.identity_key is not None and sa.roster is not None:
         threat = ThreatModel(sa.dropout_rate, sa.corruption_rate)
         identity = load_identity(config.name, sa.identity_key, sa.roster, threat)
+    guard = PrivacyGuard(
+        config.name,
+        PartyPrivacy(
+            max_epsilon=config.privacy.max_epsilon,
+            delta=config.privacy.delta,
+            accounting=config.privacy.accounting,
+            ledger=config.ledger_path,
+            audit_log=config.privacy.audit_log,
+            signing_key=None if identity is None else identity.signing_key,
+        ),
+    )
     agent = None
     if config.data is not None:
         table = read_party_table(config.data, party=config.name)
-        privacy = PartyPrivacy(
-            max_epsilon=config.privacy.max_epsilon, audit_log=config.privacy.audit_log
-        )
         agent = PartyAgent(
-            config.name,
-            LocalData(str(config.data), table=table),
-            privacy=privacy,
-            identity=identity,
+            config.name, LocalData(str(config.data), table=table), guard, identity=identity
         )
     analytics = None
     if config.analytics.tables:
@@ -128,8 +134,8 @@ def load_agent(config: PartyProcessConfig) -> Handler:
         analytics = PartyAnalytics(
             config.name,
             config.analytics.tables,
-            config.ledger_dir,
-            config.analytics.max_epsilon,
+            guard,
+            config.analytics.policy,
             identity=identity,
         )
     vertical = None
@@ -147,7 +153,7 @@ def load_agent(config: PartyProcessConfig) -> Handler:
         None if analytics is None else analytics.routes,
         None if vertical is None else vertical.routes,
         name=config.name,
-        on_reply=None if agent is None else agent.record_sent,
+        on_reply=guard.seal,
     )
 
 

@@ -6,19 +6,17 @@
 :class:`~fedsilo.runtime.party.PartyAgent`, vertical kinds to the vertical agent.
 
 :class:`PartyAnalytics` answers a query over the file that ``party.toml`` maps the job's table
-to (``[analytics.tables]``). The query task carries the analytics job's public schema and
-privacy settings; the party re-checks the plan against that schema (as
-:class:`~fedsilo.analytics.handler.AnalyticsAgent` does), computes the query's privacy cost
-itself from the plan and the job's privacy settings (it does not take the coordinator's word
-for it), and checks it against its **own** ledger and ``[analytics] max_epsilon``. A query
-over that budget is refused with an error reply naming the party; an answered query is charged
-to the party's ledger when the statistics leave (whether or not the coordinator releases an
-answer: the conservative choice). Under ``[privacy.secure_aggregation]`` the query is several
-QUERY steps (:mod:`fedsilo.analytics.secure`): the budget is checked at step ``keys`` (before
-the statistics are computed) and again at step ``mask``, and charged when the masked
-statistics leave at step ``mask`` (from then on the other parties' reveals suffice for the
-coordinator to unmask a sum that includes them); later steps go to the agent, keyed by query
-id, that holds the query's protocol state.
+to (``[analytics.tables]``), through an :class:`~fedsilo.analytics.handler.AnalyticsAgent`
+built with the party's **own** guard (its one privacy ledger and budget, ``[privacy]``) and
+query policy (``[analytics.policy]``): the task's schema is used to check the plan, its privacy
+settings only as the *request* that the party's policy and budget accept or refuse (see
+:mod:`fedsilo.analytics.policy`). Under ``[privacy.secure_aggregation]`` a query is several
+QUERY steps (:mod:`fedsilo.analytics.secure`); later steps go to the agent, keyed by query id,
+that holds the query's protocol state and its pending charge.
+
+The router's ``on_reply`` (the party's guard, :meth:`~fedsilo.privacy.guard.PrivacyGuard.seal`)
+sees every reply it sends, training, analytics, vertical and refusals alike: each leaves with
+the party's signed anchor and is appended to its audit log (``[privacy] audit_log``).
 """
 
 from __future__ import annotations
@@ -29,20 +27,16 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
-from fedsilo.analytics.config import AnalyticsJob
-from fedsilo.analytics.dp import NoisePlan, calibrate
+from fedsilo.analytics.config import AnalyticsJob, QueryPolicy
 from fedsilo.analytics.handler import AnalyticsAgent
-from fedsilo.analytics.ledger import Ledger
 from fedsilo.analytics.local import PartyTable
-from fedsilo.analytics.plan import QueryPlan
 from fedsilo.analytics.secure import MAX_PENDING, secure_spec
-from fedsilo.errors import ConfigError, FedsiloError, ProtocolError
+from fedsilo.errors import ConfigError, ProtocolError
+from fedsilo.privacy.guard import PrivacyGuard
 from fedsilo.privacy.secagg.identity import Identity
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.protocol.serve import Reply, Route, Routes, refuse, serve
@@ -58,7 +52,8 @@ class TaskRouter:
     Training kinds go to the PartyAgent's routes, QUERY to analytics, vertical kinds to the
     vertical agent. A party without the matching data answers with a ``config`` error naming
     itself and the ``party.toml`` setting to add; malformed tasks get an error reply too.
-    ``on_reply`` (the training agent's audit log) sees every reply that leaves.
+    ``on_reply`` (the party guard's seal: anchor and audit log) sees every reply that leaves
+    and returns the bytes that do.
     """
 
     def __init__(
@@ -68,7 +63,7 @@ class TaskRouter:
         vertical: Routes | None = None,
         *,
         name: str = "",
-        on_reply: Callable[[bytes], None] | None = None,
+        on_reply: Callable[[bytes], bytes | None] | None = None,
     ) -> None:
         def missing(what: str) -> Route:
             return refuse(ConfigError(f"party {name!r} has {what} to its party.toml"))
@@ -86,114 +81,60 @@ class TaskRouter:
         return self._serve(data)
 
 
-@dataclass(frozen=True)
-class _Charge:
-    """What a query will charge, and the agent holding its secure-aggregation state."""
-
-    agent: AnalyticsAgent
-    ledger: Ledger
-    noise: NoisePlan
-    budgets: dict[str, float]
-    sql: str
-
-
 class PartyAnalytics:
-    """Answers QUERY tasks over this party's analytics tables, within its own budget."""
+    """Answers QUERY tasks over this party's analytics tables, within its own policy and budget."""
 
     def __init__(
         self,
         name: str,
         tables: dict[str, Path],
-        ledger_dir: Path,
-        max_epsilon: float,
+        guard: PrivacyGuard,
+        policy: QueryPolicy,
         *,
         identity: Identity | None = None,
     ) -> None:
         self.name = name
         self._identity = identity  # secure aggregation: signing key and roster
         self._tables = dict(tables)
-        self._ledger_dir = ledger_dir
-        self._max_epsilon = max_epsilon
+        self._guard = guard
+        self._policy = policy
         self._agents: dict[str, AnalyticsAgent] = {}  # per job (schema digest): one connection
-        self._pending: OrderedDict[str, _Charge] = OrderedDict()  # secure queries, by query id
+        self._by_query: OrderedDict[str, AnalyticsAgent] = OrderedDict()  # secure queries
         self._lock = threading.Lock()
         self.routes: dict[TaskKind, Route] = {TaskKind.QUERY: self.query}
-        self._serve = serve(name, self.routes)
+        self._serve = serve(name, self.routes, on_reply=guard.seal)
 
     def handle(self, data: bytes) -> bytes:
         return self._serve(data)
 
     def query(self, task: Message) -> Reply:
-        """One QUERY task: parse, check this party's own budget, answer, charge."""
+        """One QUERY task (or a later secure-aggregation step) to the agent for its job."""
         spec = secure_spec(task.body)
         if spec is not None and spec["step"] != "keys":
-            return self._secure_step(task, spec)
-        job, plan, sql = self._parse(task)
-        agent = self._agent(job)
-        ledger = Ledger(self._ledger_dir, job.privacy.delta, job.privacy.accounting)
-        noise = calibrate(plan, job.privacy)
-        budgets = {self.name: self._max_epsilon}
-        ledger.check(budgets, noise, sql)  # raises naming this party
-        reply = agent.query(task)
-        if spec is None:
-            self._charge(_Charge(agent, ledger, noise, budgets, sql))
-        else:  # secure aggregation: charged when the masked statistics leave (step 'mask')
             with self._lock:
-                self._pending[str(spec["query"])] = _Charge(agent, ledger, noise, budgets, sql)
-                while len(self._pending) > MAX_PENDING:
-                    self._pending.popitem(last=False)
-        return reply
+                agent = self._by_query.get(str(spec.get("query")))
+            if agent is None:
+                raise ProtocolError(
+                    f"party '{self.name}': no query {spec.get('query')} in progress (step "
+                    f"'{spec['step']}' arrived without its 'keys' step, or the party process "
+                    "restarted)"
+                )
+            return agent.query(task)
+        agent = self._agent(self._job(task))
+        if spec is not None:
+            with self._lock:
+                self._by_query[str(spec.get("query"))] = agent
+                while len(self._by_query) > MAX_PENDING:
+                    self._by_query.popitem(last=False)
+        return agent.query(task)
 
-    def _secure_step(self, task: Message, spec: dict[str, Any]) -> Reply:
-        """A later secure-aggregation step: to the agent that started the query."""
-        query, step = str(spec.get("query")), str(spec["step"])
-        with self._lock:
-            pending = self._pending.get(query)
-        if pending is None:
-            raise ProtocolError(
-                f"party '{self.name}': no query {query} in progress (step '{step}' arrived "
-                "without its 'keys' step, or the party process restarted)"
-            )
-        if step == "mask":  # re-check: another query may have spent budget in between
-            try:
-                pending.ledger.check(pending.budgets, pending.noise, pending.sql)
-            except FedsiloError:
-                with self._lock:
-                    self._pending.pop(query, None)
-                raise
+    def _job(self, task: Message) -> AnalyticsJob:
         try:
-            reply = pending.agent.query(task)
-        except Exception:
-            with self._lock:
-                self._pending.pop(query, None)
-            raise
-        if step == "mask":
-            self._charge(pending)
-        if step == "unmask":
-            with self._lock:
-                self._pending.pop(query, None)
-        return reply
-
-    def _charge(self, c: _Charge) -> None:
-        spent = c.ledger.charge(c.budgets, c.noise, c.sql)[self.name]
-        log.info(
-            "party %s answered a query; epsilon spent %.4g of %g",
-            self.name,
-            spent,
-            self._max_epsilon,
-        )
-
-    def _parse(self, task: Message) -> tuple[AnalyticsJob, QueryPlan, str]:
-        try:
-            job = AnalyticsJob.model_validate(task.body["job"])
-            plan = QueryPlan.from_json(task.body["plan"])
-            sql = str(task.body.get("sql", ""))
+            return AnalyticsJob.model_validate(task.body["job"])
         except KeyError as exc:
             raise ProtocolError(f"query task lacks {exc}; upgrade the coordinator") from None
         except (ValidationError, TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed query task: {exc}") from None
-        plan.check_against(job)
-        return job, plan, sql
 
     def _agent(self, job: AnalyticsJob) -> AnalyticsAgent:
         path = self._tables.get(job.table)
@@ -205,8 +146,16 @@ class PartyAnalytics:
             )
         schema = json.dumps(job.model_dump(mode="json"), sort_keys=True)
         key = hashlib.sha256(schema.encode()).hexdigest()
-        if key not in self._agents:
-            table = PartyTable(str(path), path=path)
-            agent = AnalyticsAgent(self.name, table, job, identity=self._identity)
-            self._agents = {key: agent}  # keep the latest only
-        return self._agents[key]
+        with self._lock:
+            if key not in self._agents:
+                table = PartyTable(str(path), path=path)
+                agent = AnalyticsAgent(
+                    self.name,
+                    table,
+                    job,
+                    guard=self._guard,
+                    policy=self._policy,
+                    identity=self._identity,
+                )
+                self._agents = {key: agent}  # keep the latest only
+            return self._agents[key]

@@ -3,11 +3,11 @@
 The admin sends the analytics job TOML and the SQL; the server runs
 :func:`~fedsilo.analytics.run.run_query` over a :class:`GrpcTransport` to the job's parties
 (one QUERY task each, answered by their party processes over their own files) and returns the
-answer as JSON. The coordinator keeps its ledger under ``<run_dir>/analytics/<job>/ledger``
-and checks it before asking anyone; each party also checks its own ledger and
-``[analytics] max_epsilon`` (see :mod:`fedsilo.deploy.party_tasks`). The job's ``[[parties]]``
-need no ``path`` here: each party maps the table to its file in its own ``party.toml``.
-Queries run one at a time (the ledgers are read, checked and charged under one lock).
+answer as JSON. The coordinator keeps no privacy ledger: each party applies its own
+``[analytics.policy]`` and charges its own ledger (``[privacy]`` in its ``party.toml``; see
+:mod:`fedsilo.deploy.party_tasks`), so the job names no budgets and no policy. The job's
+``[[parties]]`` need no ``path`` here: each party maps the table to its file in its own
+``party.toml``. Queries run one at a time.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from fedsilo.analytics.run import run_query
 from fedsilo.config_base import parse_toml
 from fedsilo.deploy.grpc_transport import GrpcTransport, PartyBoard
 from fedsilo.errors import ConfigError
+from fedsilo.runtime.anchors import AnchorKeeper
+from fedsilo.runtime.store import JobStore
+from fedsilo.runtime.transport import Transport
 
 
 def parse_deploy_analytics_job(
@@ -32,6 +35,21 @@ def parse_deploy_analytics_job(
         raise ConfigError(
             f"{source}: [data] (a built-in dataset split into simulated parties) runs only in "
             "simulation; on a server the parties are the connected party processes"
+        )
+    if "policy" in raw:
+        raise ConfigError(
+            f"{source}: [policy] stands in for the parties' policies in simulation only; a "
+            "deployed party answers under its own [analytics.policy] in its party.toml"
+        )
+    budgets = [
+        p.get("name")
+        for p in raw.get("parties") or []
+        if isinstance(p, dict) and "max_epsilon" in p
+    ]
+    if budgets or "max_epsilon" in (raw.get("privacy") or {}):
+        raise ConfigError(
+            f"{source}: max_epsilon is a simulated party's budget; a deployed party keeps its "
+            "own ([privacy] max_epsilon in its party.toml): remove it from the job"
         )
     parties = raw.get("parties")
     if parties is None:  # every registered party (the admin's side only checks the schema)
@@ -53,9 +71,12 @@ def parse_deploy_analytics_job(
 class QueryRunner:
     """Runs admin queries over the party board, one at a time."""
 
-    def __init__(self, board: PartyBoard, run_dir: Path, registered: list[str]) -> None:
+    def __init__(
+        self, board: PartyBoard, run_dir: Path, registered: list[str], store: JobStore | None = None
+    ) -> None:
         self._board = board
         self._run_dir = run_dir
+        self._store = store  # keeps the parties' signed audit-log anchors
         self._registered = registered
         self._lock = threading.Lock()
 
@@ -65,10 +86,8 @@ class QueryRunner:
         )
         names = job.party_names()
         with self._lock:
-            result = run_query(
-                job,
-                sql,
-                transport=GrpcTransport(self._board, names),
-                ledger_dir=self._run_dir / "analytics" / job.name / "ledger",
-            )
+            transport: Transport = GrpcTransport(self._board, names)
+            if self._store is not None:
+                transport = AnchorKeeper(transport, self._store, f"query:{job.name}")
+            result = run_query(job, sql, transport=transport)
         return json.dumps(result.to_json())

@@ -66,12 +66,13 @@ class Server:
         self.board = PartyBoard(
             liveness_s=config.liveness_s, max_message_bytes=config.max_message_bytes
         )
+        store = JobStore(config.state_path)
         self.jobs = JobRunner(
             self.board,
             config.run_dir,
             registered,
             wait_for_parties_s=config.wait_for_parties_s,
-            store=JobStore(config.state_path),
+            store=store,
         )
         mtls = config.tls is not None and config.tls.client_ca is not None
         auth = Authenticator(config.parties, config.admin_token_sha256, mtls=mtls)
@@ -81,7 +82,7 @@ class Server:
             self.jobs,
             poll_s=config.poll_s,
             registered=registered,
-            queries=QueryRunner(self.board, config.run_dir, registered),
+            queries=QueryRunner(self.board, config.run_dir, registered, store),
         )
         limit = config.max_message_bytes
         self._grpc = grpc.server(

@@ -13,8 +13,11 @@ number of steps.
   ``sample_rate = 1``.
 
 ``sample_rate == 1`` (every record or every party, every time) is the plain composed Gaussian,
-with no amplification by sampling. Nothing here is our own maths: the events are composed and
-converted by ``dp_accounting``'s RDP or PLD accountant.
+with no amplification by sampling. Analytics answers with Laplace noise are
+:class:`LaplaceSpend` events (pure epsilon-DP). Nothing here is our own maths: the events are
+composed and converted by ``dp_accounting``'s RDP or PLD accountant; with Laplace events the
+result is also capped by basic composition (Gaussian part + the Laplace epsilons), which is
+just as valid and tighter for a few Laplace releases.
 """
 
 from __future__ import annotations
@@ -100,6 +103,26 @@ class FixedSizeGaussianSpend:
         return dp_accounting.SelfComposedDpEvent(sampled, self.steps)
 
 
+@dataclass(frozen=True)
+class LaplaceSpend:
+    """A Laplace mechanism with pure ``epsilon`` (scale = L1 sensitivity / epsilon), ``steps`` times."""
+
+    epsilon: float
+    steps: int = 1
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.epsilon) and self.epsilon > 0):
+            raise ConfigError(f"Laplace epsilon must be a positive number, got {self.epsilon!r}")
+        if self.steps < 0:
+            raise ConfigError(f"steps must be >= 0, got {self.steps!r}")
+
+    def event(self) -> dp_accounting.DpEvent:
+        # dp_accounting's noise multiplier is scale / sensitivity = 1 / epsilon
+        return dp_accounting.SelfComposedDpEvent(
+            dp_accounting.LaplaceDpEvent(1.0 / self.epsilon), self.steps
+        )
+
+
 def _check_delta(delta: float) -> None:
     if not (0 < delta < 1):
         raise ConfigError(f"delta must be in (0, 1), got {delta!r}; a common choice is 1e-5")
@@ -119,7 +142,7 @@ def _accountant(
     return pld.PLDAccountant()
 
 
-Spend = GaussianSpend | FixedSizeGaussianSpend
+Spend = GaussianSpend | FixedSizeGaussianSpend | LaplaceSpend
 
 
 def epsilon(
@@ -130,7 +153,9 @@ def epsilon(
     """Epsilon at ``delta`` for one spend or the composition of several (0 for no steps).
 
     Fixed-size spends (replace-one relation) and Poisson spends (add/remove) do not compose
-    into one epsilon; mixing them is an error.
+    into one epsilon; mixing them is an error. With Laplace spends the result is the smaller
+    of the accountant's composition and basic composition (the rest at ``delta`` plus the
+    Laplace epsilons): both are valid bounds.
     """
     _check_delta(delta)
     items = [spends] if isinstance(spends, Spend) else list(spends)
@@ -150,7 +175,17 @@ def epsilon(
     with _quiet_orders():
         for spend, steps in merged.items():
             accountant.compose(dataclasses.replace(spend, steps=steps).event())
-        return float(accountant.get_epsilon(delta))
+        composed = float(accountant.get_epsilon(delta))
+    laplace = [(s, k) for s, k in merged.items() if isinstance(s, LaplaceSpend)]
+    if not laplace:
+        return composed
+    rest = [
+        dataclasses.replace(s, steps=k)
+        for s, k in merged.items()
+        if not isinstance(s, LaplaceSpend)
+    ]
+    basic = sum(s.epsilon * k for s, k in laplace) + (epsilon(rest, delta, method) if rest else 0.0)
+    return min(composed, basic)
 
 
 @contextlib.contextmanager

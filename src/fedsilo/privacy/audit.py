@@ -8,25 +8,36 @@ spaces) of the entry without its ``hash``. Editing any field, deleting or reorde
 breaks the chain at the first line touched; :func:`verify` names it.
 
 Threat model: the chain makes after-the-fact edits *evident* to anyone holding the log (an
-auditor, the party's DPO); it does not stop someone who can rewrite the whole file from
-rebuilding a consistent chain, and cutting lines off the end is only visible against a copy
-of the last hash kept elsewhere (``fedsilo audit show`` prints it). The log doubles as the
-party's privacy ledger: a restarted party re-reads its spend from it.
+auditor, the party's DPO). On its own it cannot show that lines were cut off the end, or that
+someone rewrote the whole file as a new consistent chain, or deleted it. **Anchors** do: with
+every reply the party sends an :class:`Anchor`, its Ed25519 signature (its identity key,
+:mod:`fedsilo.privacy.secagg.identity`) over the number of entries and the hash of the last one; the
+coordinator stores it in its job store and the party keeps its own copy in its privacy ledger.
+:func:`verify` with anchors reports a log shorter than an anchor (truncated), a log whose entry
+differs from an anchored head (re-chained), and a missing log (deleted).
+
+The log is not the ledger: a party's privacy spend lives in its ledger
+(:mod:`fedsilo.privacy.ledger`), so no edit to the log changes what the party has spent.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedsilo.errors import AuditError, ErrorCode
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from fedsilo.errors import AuditError, ErrorCode, ProtocolError
+from fedsilo.privacy.secagg import keys
 
 GENESIS = "0" * 64
+ANCHOR_DOMAIN = b"fedsilo/audit-anchor\0"  # a signature over an anchor verifies for nothing else
 
 
 def canonical(entry: dict[str, Any]) -> bytes:
@@ -39,13 +50,95 @@ def entry_hash(entry: dict[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
+class Anchor:
+    """A party's signed statement: "my audit log had ``entries`` lines, the last hashed ``head``"."""
+
+    party: str
+    entries: int
+    head: str
+    time: float
+    key: str  # the signer's Ed25519 public key, hex
+    signature: str  # hex
+
+    def _payload(self) -> bytes:
+        fields = {"party": self.party, "entries": self.entries, "head": self.head}
+        return canonical(fields | {"time": self.time, "key": self.key})
+
+    @classmethod
+    def sign(
+        cls, party: str, entries: int, head: str, signing_key: Ed25519PrivateKey, at: float
+    ) -> Anchor:
+        """The party's anchor, signed with its Ed25519 identity key."""
+        public = keys.identity_public(signing_key).hex()
+        unsigned = cls(party, entries, head, at, public, "")
+        signature = keys.sign(signing_key, ANCHOR_DOMAIN + unsigned._payload())
+        return cls(party, entries, head, at, public, signature.hex())
+
+    def check_signature(self) -> None:
+        """Return if the signature is ``key``'s over the rest; one opaque ProtocolError if not."""
+        try:
+            public = keys.identity_key(bytes.fromhex(self.key))
+            signature = bytes.fromhex(self.signature)
+        except ValueError:
+            raise ProtocolError(f"the signature of '{self.party}' does not verify") from None
+        keys.verify(public, signature, ANCHOR_DOMAIN + self._payload(), signer=self.party)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "party": self.party,
+            "entries": self.entries,
+            "head": self.head,
+            "time": self.time,
+            "key": self.key,
+            "signature": self.signature,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Anchor:
+        """An anchor from its JSON form; :class:`AuditError` naming the field if malformed."""
+        if not isinstance(raw, dict):
+            raise AuditError("an anchor is a JSON object")
+        try:
+            anchor = cls(
+                party=_typed(raw, "party", str),
+                entries=_typed(raw, "entries", int),
+                head=_typed(raw, "head", str),
+                time=float(_typed(raw, "time", (int, float))),
+                key=_typed(raw, "key", str),
+                signature=_typed(raw, "signature", str),
+            )
+        except KeyError as exc:
+            raise AuditError(f"an anchor lacks the field {exc}") from None
+        if anchor.entries < 0 or len(anchor.head) != 64:
+            raise AuditError(f"anchor of party '{anchor.party}' has an invalid head or count")
+        return anchor
+
+    def describe(self) -> str:
+        return (
+            f"the anchor signed by party '{self.party}' (key {self.key[:16]}...) at "
+            f"{self.time:.0f} for {self.entries} entries, head {self.head[:16]}..."
+        )
+
+
+def _typed(raw: dict[str, Any], key: str, kind: Any) -> Any:
+    value = raw[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise AuditError(f"anchor field '{key}' has the wrong type ({type(value).__name__})")
+    return value
+
+
+@dataclass(frozen=True)
 class Verification:
-    """Outcome of :func:`verify`: ok, or the first broken line (1-based) and why."""
+    """Outcome of :func:`verify`: ok, or the first broken line (1-based) and why.
+
+    ``anchored`` is the largest entry count a valid anchor vouched for (0 without anchors).
+    """
 
     entries: int
     broken_line: int | None = None
     reason: str = ""
     last_hash: str = GENESIS
+    anchored: int = 0
 
     @property
     def ok(self) -> bool:
@@ -63,10 +156,23 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         raise AuditError(f"audit log {path} cannot be read: {exc}") from None
 
 
-def verify(path: str | Path) -> Verification:
-    """Check every line's hash and link to the line before; stop at the first break."""
+def verify(
+    path: str | Path, anchors: Sequence[Anchor] = (), *, key: str | None = None
+) -> Verification:
+    """Check every line's hash and link to the line before, then the log against ``anchors``.
+
+    Stops at the first break. With anchors (each must carry a valid signature, by ``key`` if
+    given), a missing log, a log with fewer entries than an anchor vouches for, or an entry
+    whose hash differs from an anchored head is reported as broken too.
+    """
     path = Path(path)
+    if anchors and not path.exists():
+        top = max(anchors, key=lambda a: a.entries)
+        return Verification(
+            0, 0, f"the log does not exist, but {top.describe()}: it was deleted or moved"
+        )
     prev, count = GENESIS, 0
+    hashes: list[str] = []
     for number, line in _lines(path):
         try:
             entry = json.loads(line)
@@ -89,7 +195,79 @@ def verify(path: str | Path) -> Verification:
         if entry.get("hash") != recomputed:
             return Verification(count, number, "'hash' does not match the entry's content", prev)
         prev, count = recomputed, count + 1
-    return Verification(count, None, "", prev)
+        hashes.append(prev)
+    return _check_anchors(count, prev, hashes, anchors, key)
+
+
+def _check_anchors(
+    count: int, last: str, hashes: list[str], anchors: Sequence[Anchor], key: str | None
+) -> Verification:
+    anchored = 0
+    for anchor in sorted(anchors, key=lambda a: a.entries):
+        try:
+            anchor.check_signature()
+        except ProtocolError:
+            return Verification(
+                count, 0, f"{anchor.describe()} has an invalid signature", last, anchored
+            )
+        if key is not None and anchor.key != key:
+            return Verification(
+                count, 0, f"{anchor.describe()} is not signed by the key {key[:16]}...", last
+            )
+        if anchor.entries > count:
+            return Verification(
+                count,
+                count + 1,
+                f"the log ends after {count} entries, but {anchor.describe()}: "
+                f"{anchor.entries - count} entries were cut off the end",
+                last,
+                anchored,
+            )
+        head = hashes[anchor.entries - 1] if anchor.entries else GENESIS
+        if head != anchor.head:
+            return Verification(
+                count,
+                anchor.entries,
+                f"entry {anchor.entries} hashes to {head[:16]}..., but {anchor.describe()}: "
+                "the log was rewritten (re-chained) at or before this line",
+                last,
+                anchored,
+            )
+        anchored = anchor.entries
+    return Verification(count, None, "", last, anchored)
+
+
+def load_anchors(path: str | Path, party: str | None = None) -> list[Anchor]:
+    """Anchors kept in ``path``: a job store or a party ledger (SQLite, table ``anchors``), or a
+    file of anchors as JSON lines; those of ``party`` only, if given."""
+    path = Path(path)
+    try:
+        head = path.read_bytes()[:16]
+    except OSError as exc:
+        raise AuditError(f"anchors file {path} cannot be read: {exc.strerror}") from None
+    raw: list[Any] = []
+    if head == b"SQLite format 3\0":
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                rows = db.execute("SELECT anchor FROM anchors ORDER BY id").fetchall()
+            finally:
+                db.close()
+            raw = [json.loads(a) for (a,) in rows]
+        except (sqlite3.DatabaseError, json.JSONDecodeError) as exc:
+            raise AuditError(
+                f"{path} holds no readable anchors ({exc}); give a job store (state.sqlite) "
+                "or a party's privacy ledger"
+            ) from None
+    else:
+        for number, line in _lines(path):
+            if line.strip():
+                try:
+                    raw.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise AuditError(f"{path} line {number}: not an anchor ({exc.msg})") from None
+    anchors = [Anchor.from_json(a) for a in raw]
+    return [a for a in anchors if party is None or a.party == party]
 
 
 def read_entries(path: str | Path) -> list[dict[str, Any]]:
@@ -121,6 +299,11 @@ class AuditLog:
 
     def entries(self) -> list[dict[str, Any]]:
         return read_entries(self.path) if self.path.exists() else []
+
+    @property
+    def head(self) -> tuple[int, str]:
+        """(entries written, hash of the last one): what an :class:`Anchor` signs."""
+        return self._seq, self._prev
 
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
         entry = {**record, "seq": self._seq, "time": self.clock(), "prev": self._prev}
@@ -160,3 +343,16 @@ def summarize(path: str | Path) -> dict[str, Any]:
         "refused_rounds": refused,
         "last_hash": entries[-1]["hash"] if entries else GENESIS,
     }
+
+
+def log_party(path: str | Path) -> str:
+    """The party a log belongs to: its first entry's ``party``, else the file name's stem."""
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as fh:
+            first = json.loads(fh.readline())
+        if isinstance(first, dict) and isinstance(first.get("party"), str):
+            return str(first["party"])
+    except (OSError, ValueError, UnicodeDecodeError):
+        pass
+    return path.stem

@@ -9,6 +9,11 @@ before anything uses it.
 An error reply carries a :class:`Fault` in its header: ``{"code": <ErrorCode value>,
 "message": <text for people>}``, one shape for every role; the receiver rebuilds the error
 from the code (:meth:`Fault.exception`), never from a class name or the text.
+version, the kind, and that every array is finite before anything uses it.
+
+A party's reply may carry ``anchor`` in its header: the party's signed audit-log head
+(:class:`fedsilo.privacy.audit.Anchor`), added by :func:`with_anchor` after the reply is built,
+whatever the task, without touching the arrays.
 """
 
 from __future__ import annotations
@@ -98,6 +103,7 @@ class Message:
     body: dict[str, Any] = field(default_factory=dict)
     arrays: Arrays = field(default_factory=dict)
     fault: Fault | None = None  # set on an error reply (then body and arrays are empty)
+    anchor: dict[str, Any] | None = None  # a party's signed audit-log head (replies only)
 
     @property
     def error(self) -> str | None:
@@ -121,6 +127,8 @@ class Message:
         }
         if self.fault is not None:
             header["error"] = {"code": self.fault.code.value, "message": self.fault.message}
+        if self.anchor is not None:
+            header["anchor"] = self.anchor
         text = json.dumps(header, sort_keys=True, allow_nan=False, separators=(",", ":"))
         arrays = {k: np.ascontiguousarray(v) for k, v in self.arrays.items()}
         return bytes(st_save(arrays, metadata={"fedsilo": text}))
@@ -153,6 +161,9 @@ class Message:
             fault = (
                 None if error is None else Fault(ErrorCode(error["code"]), str(error["message"]))
             )
+            anchor = header.get("anchor")
+            if anchor is not None and not isinstance(anchor, dict):
+                raise ValueError("'anchor' must be an object")
             msg = cls(
                 kind=kind,
                 job_id=str(header["job_id"]),
@@ -161,6 +172,7 @@ class Message:
                 body=dict(header["body"]),
                 arrays=arrays,
                 fault=fault,
+                anchor=anchor,
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise ProtocolError(f"malformed message header: {exc}") from None
@@ -196,3 +208,24 @@ def _non_finite(value: object, path: str) -> str | None:
                 if found is not None:
                     return found
     return None
+
+
+def with_anchor(data: bytes, anchor: dict[str, Any]) -> bytes:
+    """``data`` (an encoded message) with ``anchor`` in its header; the arrays are not copied.
+
+    A safetensors file is an 8-byte header length, the JSON header (tensor offsets are relative
+    to the end of the header, our header rides in its ``__metadata__``) and the tensor bytes, so
+    only the JSON header is rewritten.
+    """
+    try:
+        header_len = int.from_bytes(data[:8], "little")
+        outer = json.loads(data[8 : 8 + header_len])
+        meta = outer["__metadata__"]
+        inner = json.loads(meta["fedsilo"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ProtocolError(f"malformed message: {exc}") from None
+    inner["anchor"] = anchor
+    meta["fedsilo"] = json.dumps(inner, sort_keys=True, allow_nan=False, separators=(",", ":"))
+    text = json.dumps(outer, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # safetensors pads its header to 8 bytes
+    return len(text).to_bytes(8, "little") + text + data[8 + header_len :]

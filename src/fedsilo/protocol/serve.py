@@ -47,11 +47,13 @@ def serve(
     routes: Routes,
     *,
     max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-    on_reply: Callable[[bytes], None] | None = None,
+    on_reply: Callable[[bytes], bytes | None] | None = None,
 ) -> BytesHandler:
     """The party's ``bytes -> bytes`` handler over ``routes``; it never raises.
 
-    ``on_reply`` sees every reply's bytes before they leave (the party's audit log).
+    ``on_reply`` sees every reply's bytes before they leave; if it returns bytes, those leave
+    instead: the party's :meth:`~fedsilo.privacy.guard.PrivacyGuard.seal` adds its signed
+    anchor and appends the reply to its audit log.
     """
     table = dict(routes)
     answers = ", ".join(sorted(k.value for k in table)) or "nothing"
@@ -90,9 +92,8 @@ def serve(
 
     def handle(data: bytes) -> bytes:
         reply = answer(data)
-        if on_reply is not None:
-            on_reply(reply)
-        return reply
+        sealed = None if on_reply is None else on_reply(reply)
+        return reply if sealed is None else sealed
 
     return handle
 

@@ -31,6 +31,7 @@ from fedsilo.config import JobConfig, TrainingConfig
 from fedsilo.errors import FedsiloError, RoundFailedError
 from fedsilo.models import Params, build_model, flatten, get_params, unflatten
 from fedsilo.protocol.messages import Message, TaskKind
+from fedsilo.runtime.anchors import AnchorKeeper
 from fedsilo.runtime.collectors import (
     Attempt,
     Collected,
@@ -130,7 +131,10 @@ class Coordinator:
         checkpoint_dir: Path | None = None,
     ) -> None:
         self.job = job
-        self.transport = transport
+        # With a store, the parties' signed audit-log anchors are kept in it (runtime.anchors).
+        self.transport = (
+            transport if store is None else AnchorKeeper(transport, store, job_id or "")
+        )
         self.central_evaluator = central_evaluator
         self.on_round = on_round
         self._server_opt = job.aggregation.server_optimizer_spec().create()

@@ -9,7 +9,9 @@ The agent is a route table (:attr:`PartyAgent.routes`) served by
 :func:`fedsilo.protocol.serve.serve`: :meth:`PartyAgent.handle` never raises to its caller;
 every failure, a bad task or its own data problem, becomes an error reply with an error code
 and a message that names the party, so a coordinator, or a transport, sees a reason instead of
-a crash.
+a crash. Its record-level DP goes through the party's
+:class:`~fedsilo.privacy.guard.PrivacyGuard` (budget, one ledger), which also seals every reply
+(``on_reply``): the reply leaves with the party's signed anchor and is appended to its audit log.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from fedsilo.data.tabular import ColumnType, TableSchema, describe_table
 from fedsilo.errors import DataError, NotReadyError
 from fedsilo.models import ModelSpec, Params, build_model, check_params, get_params, set_params
 from fedsilo.privacy.dp_sgd import train_local_dp
-from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
+from fedsilo.privacy.guard import PrivacyGuard
 from fedsilo.privacy.secagg.identity import Identity
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.protocol.serve import Reply, Route, serve
@@ -100,7 +102,7 @@ class PartyAgent:
         self,
         name: str,
         data: LocalData,
-        privacy: PartyPrivacy | None = None,
+        guard: PrivacyGuard | None = None,
         *,
         identity: Identity | None = None,
         canaries: LocalData | None = None,
@@ -112,8 +114,8 @@ class PartyAgent:
         if canaries is not None and (canaries.table is None) != (data.table is None):
             raise ValueError("canaries must be rows of the same kind (table or images) as data")
         self._canaries = canaries
-        # Record-level DP, the party's own budget and its audit log (fedsilo.privacy.guard).
-        self._guard = PrivacyGuard(name, privacy or PartyPrivacy())
+        # Record-level DP, the party's own budget, ledger and audit log (fedsilo.privacy.guard).
+        self._guard = guard if guard is not None else PrivacyGuard(name)
         self._plan: PreprocessPlan | None = None
         self._train: tuple[np.ndarray, np.ndarray] | None = None
         self._holdout: tuple[np.ndarray, np.ndarray] | None = None
@@ -125,20 +127,16 @@ class PartyAgent:
         self.routes: dict[TaskKind, Route] = {
             TaskKind.DESCRIBE: lambda task: (self._describe(task.body), {}),
             TaskKind.STATS: lambda task: (self._stats(task.body), {}),
-            TaskKind.SETUP: lambda task: (self._setup(task.body), {}),
+            TaskKind.SETUP: lambda task: (self._setup(task.body, task.job_id), {}),
             TaskKind.FIT: self._fit_task,
             TaskKind.EVALUATE: lambda task: (self._evaluate(task), {}),
             **self._private.routes,
         }
-        self._serve = serve(name, self.routes, on_reply=self.record_sent)
+        self._serve = serve(name, self.routes, on_reply=self._guard.seal)
 
     def handle(self, data: bytes) -> bytes:
         """Answer one encoded task; never raises (see :func:`~fedsilo.protocol.serve.serve`)."""
         return self._serve(data)
-
-    def record_sent(self, reply: bytes) -> None:
-        """The audit log sees every byte that leaves the party."""
-        self._guard.record_sent(reply)
 
     # -- tasks ------------------------------------------------------------------------------
     def _fit_task(self, task: Message) -> Reply:
@@ -190,7 +188,7 @@ class PartyAgent:
             )
         return d.images, d.labels
 
-    def _setup(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _setup(self, body: dict[str, Any], job_id: str) -> dict[str, Any]:
         d = self._data
         self._plan = PreprocessPlan.from_json(body["plan"]) if d.table is not None else None
         features, labels = self._rows(d, body)
@@ -217,6 +215,7 @@ class PartyAgent:
         record_dp = self._guard.configure(
             body.get("record_dp"),
             len(train_y),
+            job=job_id,
             reproducible_noise=body.get("reproducible_noise") is True,
         )
         return {

@@ -8,6 +8,9 @@ A restarted coordinator reads it to continue a job from its last completed round
 - ``parties``: name, last_seen, status (whatever the server reports, e.g. online/offline).
 - ``rounds``: job id, round, the :class:`RoundRecord` as JSON (per-party metrics inside), the
   checkpoint file (relative to the store's directory when under it) and its SHA-256, finished.
+- ``anchors``: each party's signed audit-log heads as they arrived with its replies (job id,
+  party, round, entries, the :class:`~fedsilo.privacy.audit.Anchor` as JSON): the copy outside
+  the party that ``fedsilo audit verify LOG --anchors state.sqlite`` checks its log against.
 
 Checkpoints are referenced, not stored: the caller writes the file first (atomically), then
 records the round, so a recorded round always has its checkpoint. The database runs in WAL mode
@@ -32,7 +35,7 @@ from fedsilo.errors import StoreError
 if TYPE_CHECKING:  # the coordinator imports this module; RoundRecord is imported late below
     from fedsilo.runtime.coordinator import RoundRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE jobs (
@@ -61,6 +64,17 @@ CREATE TABLE rounds (
     PRIMARY KEY (job_id, round)
 );
 """
+_ANCHORS = """
+CREATE TABLE anchors (
+    id          INTEGER PRIMARY KEY,
+    job_id      TEXT NOT NULL,
+    party       TEXT NOT NULL,
+    round       INTEGER NOT NULL,
+    entries     INTEGER NOT NULL,
+    anchor      TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
+"""  # layout version 2
 
 
 class JobStatus(enum.StrEnum):
@@ -180,6 +194,10 @@ class JobStore:
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
         if version == SCHEMA_VERSION:
             return
+        if version == 1:  # a store from before anchors: add their table
+            self._db.execute(_ANCHORS)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            return
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"job store {self.path} has layout version {version}, newer than this fedsilo "
@@ -187,7 +205,7 @@ class JobStore:
             )
         if self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
             raise StoreError(f"{self.path} is an SQLite file but not a fedsilo job store")
-        for statement in _SCHEMA.split(";"):
+        for statement in (_SCHEMA + _ANCHORS).split(";"):
             if statement.strip():
                 self._db.execute(statement)
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -305,6 +323,30 @@ class JobStore:
     def parties(self) -> list[PartyRow]:
         rows = self._read("SELECT name, last_seen, status FROM parties ORDER BY name")
         return [PartyRow(str(n), float(t), str(s)) for n, t, s in rows]
+
+    # -- anchors of the parties' audit logs ---------------------------------------------------
+    def record_anchor(self, job_id: str, party: str, rnd: int, anchor: dict[str, Any]) -> None:
+        """Keep a party's signed audit-log head (checked by the caller) as it arrived."""
+        self._write(
+            "INSERT INTO anchors (job_id, party, round, entries, anchor, received_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                job_id,
+                party,
+                rnd,
+                int(anchor["entries"]),
+                json.dumps(anchor, sort_keys=True),
+                time.time(),
+            ),
+        )
+
+    def anchors(self, party: str | None = None) -> list[dict[str, Any]]:
+        """The stored anchors (of one party if given), in arrival order."""
+        if party is None:
+            rows = self._read("SELECT anchor FROM anchors ORDER BY id")
+        else:
+            rows = self._read("SELECT anchor FROM anchors WHERE party = ? ORDER BY id", (party,))
+        return [dict(json.loads(a)) for (a,) in rows]
 
     # -- helpers ------------------------------------------------------------------------------
     def _relative(self, path: Path) -> str:

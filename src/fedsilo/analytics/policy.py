@@ -1,0 +1,145 @@
+"""A party's own decision on one query: its policy first, then the price in its ledger.
+
+The coordinator's QUERY task carries the job's privacy settings (mechanism, epsilon or noise
+multiplier, delta) and its ``min_group_size``. The party takes none of them on faith:
+:func:`admit` checks them against the party's :class:`~fedsilo.analytics.config.QueryPolicy`
+and turns the request into the ledger event the party will be charged
+(:class:`~fedsilo.privacy.accounting.GaussianSpend` with the noise multiplier the party derives
+itself from the plan, or :class:`~fedsilo.privacy.accounting.LaplaceSpend`), priced at the
+party's own delta. Refusals are :class:`~fedsilo.errors.RefusedError` naming the rule.
+
+What this does not do: the noise is added where the answer is released (by the coordinator,
+after the sum). A party can refuse to take part in a release it does not agree to, and
+charges its ledger for every one it does take part in, so its budget bounds how many answers
+it ever contributes to; it cannot see whether a deviating coordinator added the noise it
+declared (without secure aggregation the coordinator sees each party's statistics anyway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fedsilo.analytics.config import Mechanism, PrivacySettings, QueryPolicy
+from fedsilo.analytics.dp import calibrate
+from fedsilo.analytics.plan import QueryPlan
+from fedsilo.errors import (
+    BudgetExhaustedError,
+    ErrorCode,
+    FedsiloError,
+    ProtocolError,
+    RefusedError,
+)
+from fedsilo.privacy.accounting import GaussianSpend, LaplaceSpend
+from fedsilo.privacy.guard import PrivacyGuard
+from fedsilo.privacy.ledger import Event
+from fedsilo.protocol.messages import Message
+
+
+def requested_privacy(body: dict[str, Any], party: str) -> tuple[PrivacySettings, float]:
+    """The privacy settings and ``min_group_size`` a QUERY task asks for (typed)."""
+    try:
+        job = body["job"]
+        privacy = PrivacySettings.model_validate(job["privacy"])
+        min_group_size = float(job.get("min_group_size", 0))
+    except KeyError as exc:
+        raise ProtocolError(
+            f"party '{party}': the query task lacks {exc} (its privacy settings); upgrade the "
+            "coordinator"
+        ) from None
+    except (ValidationError, TypeError, ValueError, AttributeError) as exc:
+        raise ProtocolError(
+            f"party '{party}': malformed privacy settings in the query: {exc}"
+        ) from None
+    return privacy, min_group_size
+
+
+def admit(
+    policy: QueryPolicy,
+    guard: PrivacyGuard,
+    plan: QueryPlan,
+    requested: PrivacySettings,
+    min_group_size: float,
+) -> Event | None:
+    """The ledger event this query costs the party, or a refusal naming the rule.
+
+    None for an exact answer the policy allows (``allow_exact = true``): nothing to charge.
+    """
+    party = guard.party
+    mechanism = requested.mechanism
+    if mechanism is Mechanism.NONE and not policy.allow_exact:
+        raise RefusedError(
+            f"party '{party}' refuses exact answers (mechanism 'none'): its policy has "
+            "allow_exact = false. Ask with mechanism 'gaussian' or 'laplace'; only the party "
+            "can allow exact answers ([analytics.policy] allow_exact = true in its party.toml)"
+        )
+    if min_group_size < policy.min_group_size:
+        raise RefusedError(
+            f"party '{party}' refuses min_group_size {min_group_size:g}: its policy requires "
+            f"groups of at least {policy.min_group_size:g} ([analytics.policy] min_group_size)"
+        )
+    if mechanism is Mechanism.NONE:
+        return None
+    if mechanism not in policy.mechanisms:
+        allowed = ", ".join(m.value for m in policy.mechanisms) or "none"
+        raise RefusedError(
+            f"party '{party}' refuses mechanism '{mechanism.value}': its policy allows "
+            f"{allowed} ([analytics.policy] mechanisms)"
+        )
+    noise = calibrate(plan, requested)
+    spend: Event
+    if mechanism is Mechanism.LAPLACE:
+        spend = LaplaceSpend(noise.epsilon)
+    else:
+        assert noise.noise_multiplier is not None
+        spend = GaussianSpend(noise.noise_multiplier, 1.0, 1)
+    cap = policy.max_query_epsilon
+    if cap is not None:
+        cost = guard.query_cost(spend, requested.delta, requested.accounting)
+        if cost > cap + 1e-12:
+            delta = guard.budget(requested.delta, requested.accounting).delta
+            raise RefusedError(
+                f"party '{party}' refuses a query costing epsilon {cost:.4g} (at delta "
+                f"{delta:g}): its policy caps one query at epsilon {cap:g} "
+                "([analytics.policy] max_query_epsilon)"
+            )
+    return spend
+
+
+def refusal(codes: Mapping[str, ErrorCode | None]) -> type[FedsiloError]:
+    """The error to raise for failed parties: a party's refusal if any refused (its budget
+    first, then its policy), else a protocol failure."""
+    found = set(codes.values())
+    if ErrorCode.BUDGET_EXHAUSTED in found:
+        return BudgetExhaustedError
+    if ErrorCode.REFUSED in found:
+        return RefusedError
+    return ProtocolError
+
+
+class SpendReport(BaseModel):
+    """A party's ``privacy`` reply body: its total after the query, budget, delta, cost."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    spent: float = Field(ge=0, allow_inf_nan=False)
+    budget: float | None = Field(default=None, gt=0)
+    delta: float = Field(gt=0, lt=1)
+    cost: float | None = Field(default=None, ge=0)
+
+
+def spend_reports(replies: Mapping[str, Message]) -> dict[str, tuple[float, float | None]]:
+    """Each party's reported (total spent, budget); a malformed report is a ProtocolError."""
+    out: dict[str, tuple[float, float | None]] = {}
+    for party, reply in sorted(replies.items()):
+        raw = reply.body.get("privacy")
+        if raw is None:
+            continue
+        try:
+            report = SpendReport.model_validate(raw)
+        except ValidationError as exc:
+            raise ProtocolError(f"party '{party}' sent a malformed spend report: {exc}") from None
+        out[party] = (report.spent, report.budget)
+    return out
