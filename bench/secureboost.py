@@ -170,28 +170,13 @@ def full(args: argparse.Namespace) -> dict[str, Any]:
     )
     if args.report:
         from fedsilo.vertical.report import render_report
+        from fedsilo.vertical.result import VerticalResult
 
-        doc = {
-            "job": f"default_credit SecureBoost ({params.n_trees} trees, depth {params.max_depth})",
-            "kind": "vertical",
-            "algorithm": "secureboost",
-            "he_scheme": args.scheme,
-            "guest": "guest",
-            "hosts": ["host"],
-            "alignment": {
-                "aligned": len(y),
-                "train": len(tr),
-                "test": len(te),
-                "local_rows": alignment.local_rows,
-                "method": "PSI relayed by the coordinator (VerticalRunner.align)",
-            },
-            "test": out["test"],
-            "train": out["train"],
-            "baseline": out["gbm_test"],
-            "train_loss_per_tree": out["train_loss_per_tree"],
-            "seconds_per_tree": out["seconds_per_tree"],
-            "wall_time_s": out["train_wall_seconds"],
-        }
+        # The job's own result document (metrics.json's schema), as `fedsilo simulate` writes.
+        result = VerticalResult(
+            job, outcome, out["gbm_test"], wall_time_s=out["train_wall_seconds"]
+        )
+        doc = result.metrics_json()
         with open(args.report, "w", encoding="utf-8") as f:
             f.write(render_report(doc))
     return out
