@@ -79,7 +79,9 @@ def raw_message(body_json: str, *, error: str | None = None) -> bytes:
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_body_field_is_rejected_on_decode_naming_the_field(token: str) -> None:
     data = raw_message(f'{{"num_examples":3,"stats":{{"loss":[0.5,{token}]}}}}')
-    with pytest.raises(ProtocolError, match=r"field 'body.stats.loss\[1\]' from 'bank-a'.*round 4"):
+    with pytest.raises(
+        ProtocolError, match=r"party 'bank-a' round 4: fit field 'stats.loss\[1\]' is NaN"
+    ):
         Message.decode(data)
 
 

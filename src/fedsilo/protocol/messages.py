@@ -182,11 +182,11 @@ class Message:
                     f"array {name!r} from {msg.sender!r} has NaN or infinite values "
                     f"({msg.kind.value} message, round {msg.round})"
                 )
-        bad = _non_finite(msg.body, "body")
+        bad = _non_finite(msg.body, "")
         if bad is not None:
             raise ProtocolError(
-                f"field {bad!r} from {msg.sender!r} is NaN or infinite "
-                f"({msg.kind.value} message, round {msg.round})"
+                f"party {msg.sender!r} round {msg.round}: {msg.kind.value} field {bad!r} is NaN "
+                "or infinite"
             )
         return msg
 
@@ -198,13 +198,13 @@ def _non_finite(value: object, path: str) -> str | None:
     if isinstance(value, dict):
         for k, v in value.items():
             if isinstance(v, (dict, list, float)):  # the path is built only where it may be needed
-                found = _non_finite(v, f"{path}.{k}")
+                found = _non_finite(v, f"{path}.{k}" if path else str(k))
                 if found is not None:
                     return found
     elif isinstance(value, list):
         for i, v in enumerate(value):
             if isinstance(v, (dict, list, float)):
-                found = _non_finite(v, f"{path}[{i}]")
+                found = _non_finite(v, f"{path}[{i}]" if path else f"[{i}]")
                 if found is not None:
                     return found
     return None

@@ -38,7 +38,7 @@ BytesHandler = Callable[[bytes], bytes]
 def body_json(body: Body) -> dict[str, Any]:
     """A reply body as JSON-ready data (typed bodies are dumped in JSON mode)."""
     if isinstance(body, BaseModel):
-        return body.model_dump(mode="json")
+        return body.model_dump(mode="json", by_alias=True)
     return dict(body)
 
 

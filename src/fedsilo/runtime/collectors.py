@@ -39,7 +39,9 @@ from fedsilo.errors import ProtocolError, RoundFailedError
 from fedsilo.models import Params, check_params, flatten
 from fedsilo.privacy.dp_fedavg import ClientDP
 from fedsilo.privacy.noise import NoiseSource
+from fedsilo.protocol.bodies import ClippedFitReply
 from fedsilo.protocol.messages import Message, TaskKind
+from fedsilo.runtime.replies import accept_fit, reply_body
 from fedsilo.runtime.seeds import fit_seed
 from fedsilo.runtime.setup import COORDINATOR, SetupResult
 from fedsilo.runtime.transport import Transport
@@ -146,23 +148,12 @@ class Collector(Protocol):
         ...
 
 
-def validate_fit(reply: Message, params: Params, setup: SetupResult) -> tuple[Params, int, float]:
-    """A clear-text fit reply's (parameters in the global order, examples, loss)."""
-    if reply.kind is not TaskKind.FIT:
-        raise ProtocolError(f"expected a fit reply, got {reply.kind.value}")
-    check_params(reply.arrays, params)
-    try:
-        n = int(reply.body["num_examples"])
-        loss = float(reply.body["train_loss"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProtocolError(f"fit reply lacks a valid {exc}") from None
-    declared = setup.summary.get(reply.sender, {}).get("train_examples")
-    if n <= 0 or (declared is not None and n > declared):
-        raise ProtocolError(
-            f"declared {n} training examples; setup reported {declared} for this party"
-        )
-    # Same order as the global parameters, whatever order the party sent them in.
-    return {name: reply.arrays[name] for name in params}, n, loss
+def validate_fit(reply: Message, attempt: Attempt) -> tuple[Params, int, float]:
+    """A clear-text fit reply's (parameters in the global order, examples, loss), checked
+    against the job's model and the training rows the party declared at setup."""
+    declared = attempt.setup.declared(reply.sender).train_examples
+    params, body = accept_fit(reply, attempt.round, attempt.params, declared)
+    return params, body.num_examples, body.train_loss
 
 
 class PlainCollector:
@@ -176,7 +167,7 @@ class PlainCollector:
         accepted: dict[str, tuple[Params, int, float]] = {}
         for party, reply in attempt.exchange(tasks, "fit").items():
             try:
-                accepted[party] = validate_fit(reply, attempt.params, attempt.setup)
+                accepted[party] = validate_fit(reply, attempt)
             except ProtocolError as exc:
                 attempt.reject(party, "fit", str(exc))
         attempt.accepted = set(accepted)
@@ -229,12 +220,13 @@ class ClearSum:
         names: list[str] = []
         for p, reply in attempt.exchange(tasks, "fit").items():
             try:
+                body = reply_body(ClippedFitReply, reply, TaskKind.FIT, attempt.round)
                 check_params(reply.arrays, attempt.params)
                 update = flatten({k: reply.arrays[k] for k in attempt.params})
-                bit, loss = float(reply.body["clipped_bit"]), float(reply.body["train_loss"])
-            except (ProtocolError, KeyError, TypeError, ValueError) as exc:
+            except ProtocolError as exc:
                 attempt.reject(p, "fit", f"invalid clipped update: {exc}")
                 continue
+            bit, loss = body.clipped_bit, body.train_loss
             norm = float(np.linalg.norm(update))
             if norm > clip_norm * (1 + 1e-3):  # float32 rounding of the clipped update
                 attempt.reject(p, "fit", f"update norm {norm:.4g} exceeds the clip norm")

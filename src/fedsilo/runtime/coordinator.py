@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from fedsilo.config import JobConfig, TrainingConfig
-from fedsilo.errors import FedsiloError, RoundFailedError
+from fedsilo.errors import FedsiloError, ProtocolError, RoundFailedError
 from fedsilo.models import Params, build_model, flatten, get_params, unflatten
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.anchors import AnchorKeeper
@@ -40,6 +40,7 @@ from fedsilo.runtime.collectors import (
     build_collector,
 )
 from fedsilo.runtime.record_spend import RecordSpendTracker
+from fedsilo.runtime.replies import accept_evaluation
 from fedsilo.runtime.resume import JobResume
 from fedsilo.runtime.seeds import derive_seed
 from fedsilo.runtime.setup import COORDINATOR, SetupResult, prepare_parties
@@ -221,7 +222,7 @@ class Coordinator:
             )
         new_params = unflatten(self._server_opt.step(flatten(params), collected.delta), params)
         failures = attempt.failures
-        party_metrics, merged = self._evaluate(rnd, new_params, online, failures)
+        party_metrics, merged = self._evaluate(rnd, setup, new_params, online, failures)
         if self.central_evaluator is not None:
             global_metrics = self.central_evaluator.evaluate(new_params)
         else:
@@ -240,7 +241,12 @@ class Coordinator:
         return record, new_params
 
     def _evaluate(
-        self, rnd: int, params: Params, parties: list[str], failures: dict[str, str]
+        self,
+        rnd: int,
+        setup: SetupResult,
+        params: Params,
+        parties: list[str],
+        failures: dict[str, str],
     ) -> tuple[dict[str, dict[str, float]], EvalStats | None]:
         tasks = {
             p: Message(TaskKind.EVALUATE, self.job.name, rnd, COORDINATOR, {}, params)
@@ -252,14 +258,12 @@ class Coordinator:
         for party, why in gathered.failures.items():
             failures.setdefault(party, f"evaluation: {why}")
         for party, reply in sorted(gathered.replies.items()):
-            if reply.error is not None:
-                failures.setdefault(party, f"evaluation: {reply.error}")
-                continue
             try:
-                stats = EvalStats.from_json(reply.body["stats"])
-                metrics[party] = {k: float(v) for k, v in reply.body["metrics"].items()}
-            except (KeyError, TypeError, ValueError) as exc:
-                failures.setdefault(party, f"evaluation reply malformed: {exc}")
+                holdout = setup.declared(party).holdout_examples
+                metrics[party], stats = accept_evaluation(reply, rnd, len(setup.classes), holdout)
+            except ProtocolError as exc:
+                failures.setdefault(party, f"evaluation: {exc}")
+                log.warning("round %d: rejected evaluation from party '%s': %s", rnd, party, exc)
                 continue
             merged = stats if merged is None else merged.merge(stats)
         return metrics, merged

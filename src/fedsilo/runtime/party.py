@@ -18,19 +18,33 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 from torch import nn
 
 from fedsilo.data.preprocess import PreprocessPlan, local_stats
-from fedsilo.data.tabular import ColumnType, TableSchema, describe_table
-from fedsilo.errors import DataError, NotReadyError
+from fedsilo.data.tabular import TableSchema, describe_table
+from fedsilo.errors import DataError, NotReadyError, ProtocolError, UnsupportedError
 from fedsilo.models import ModelSpec, Params, build_model, check_params, get_params, set_params
 from fedsilo.privacy.dp_sgd import train_local_dp
 from fedsilo.privacy.guard import PrivacyGuard
 from fedsilo.privacy.secagg.identity import Identity
+from fedsilo.protocol.bodies import (
+    DescribeTask,
+    EvaluateReply,
+    EvaluateTask,
+    FitReply,
+    FitTask,
+    ImageDescription,
+    SetupReply,
+    SetupTask,
+    StatsReply,
+    StatsTask,
+    TabularDescription,
+    parse_body,
+)
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.protocol.serve import Reply, Route, serve
 from fedsilo.runtime.private_party import PrivateParty
@@ -43,6 +57,7 @@ from fedsilo.training import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -125,9 +140,12 @@ class PartyAgent:
         # Secure aggregation (signed with `identity`, checked against its roster) and client DP.
         self._private = PrivateParty(name, identity)
         self.routes: dict[TaskKind, Route] = {
-            TaskKind.DESCRIBE: lambda task: (self._describe(task.body), {}),
-            TaskKind.STATS: lambda task: (self._stats(task.body), {}),
-            TaskKind.SETUP: lambda task: (self._setup(task.body, task.job_id), {}),
+            TaskKind.DESCRIBE: lambda task: (self._describe(self._task(DescribeTask, task)), {}),
+            TaskKind.STATS: lambda task: (self._stats(self._task(StatsTask, task)), {}),
+            TaskKind.SETUP: lambda task: (
+                self._setup(self._task(SetupTask, task), task.job_id),
+                {},
+            ),
             TaskKind.FIT: self._fit_task,
             TaskKind.EVALUATE: lambda task: (self._evaluate(task), {}),
             **self._private.routes,
@@ -139,67 +157,70 @@ class PartyAgent:
         return self._serve(data)
 
     # -- tasks ------------------------------------------------------------------------------
-    def _fit_task(self, task: Message) -> Reply:
-        if "private" in task.body:  # secure aggregation and/or client DP
-            noise = self._guard.noise_source(int(task.body["seed"]), "client-dp")
-            return self._private.fit(task, self._fit, noise)
-        return self._fit(task)
+    def _task(self, schema: type[T], task: Message) -> T:
+        return parse_body(schema, task, where=f"party {self.name!r}")
 
-    def _describe(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _fit_task(self, task: Message) -> Reply:
+        body = self._task(FitTask, task)
+        if body.private is not None:  # secure aggregation and/or client DP
+            noise = self._guard.noise_source(body.seed, "client-dp")
+            return self._private.fit(task, body, lambda: self._fit(task, body), noise)
+        return self._fit(task, body)
+
+    def _describe(self, body: DescribeTask) -> TabularDescription | ImageDescription:
         d = self._data
         if d.table is None:
             assert d.images is not None
-            return {
-                "kind": "image",
-                "shape": list(d.images.shape[1:]),
-                "rows": d.num_rows,
-                "classes": list(d.classes),
-            }
-        declared = {k: ColumnType(v) for k, v in body.get("columns", {}).items()}
+            return ImageDescription(
+                kind="image", shape=d.images.shape[1:], rows=d.num_rows, classes=d.classes
+            )
         schema = describe_table(
             d.table,
-            label=str(body["label"]),
-            id_column=body.get("id"),
-            declared=declared or None,
+            label=body.label,
+            id_column=body.id,
+            declared=body.columns or None,
             party=self.name,
             source=d.source,
         )
-        return {"kind": "tabular", "schema": schema, "rows": d.num_rows}
+        return TabularDescription.model_validate(
+            {"kind": "tabular", "schema": schema, "rows": d.num_rows}
+        )
 
-    def _stats(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _stats(self, body: StatsTask) -> StatsReply:
         d = self._data
         if d.table is None:
-            assert d.labels is not None
-            counts = np.bincount(d.labels, minlength=len(d.classes))
-            return {"label_counts": {c: int(k) for c, k in zip(d.classes, counts, strict=True)}}
-        shared = TableSchema.from_json(body["schema"])
-        return {"stats": local_stats(d.table, shared, party=self.name, source=d.source)}
+            raise UnsupportedError(
+                f"party '{self.name}' holds images: it has no column statistics to send"
+            )
+        shared = TableSchema.from_json(body.table.model_dump(mode="json"))
+        stats = local_stats(d.table, shared, party=self.name, source=d.source)
+        return StatsReply.model_validate({"stats": stats})
 
-    def _rows(self, d: LocalData, body: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    def _rows(self, d: LocalData, body: SetupTask) -> tuple[np.ndarray, np.ndarray]:
         """Model inputs and class indices of ``d`` under the job's plan (tables) or classes."""
         if d.table is not None:
             assert self._plan is not None
             return self._plan.transform(d.table, party=self.name, source=d.source)
         assert d.images is not None and d.labels is not None
-        if list(d.classes) != list(body["classes"]):
+        if d.classes != body.classes:
             raise DataError(
                 f"party '{self.name}' has classes {list(d.classes)} in {d.source}, the job has "
-                f"{body['classes']}"
+                f"{list(body.classes)}"
             )
         return d.images, d.labels
 
-    def _setup(self, body: dict[str, Any], job_id: str) -> dict[str, Any]:
+    def _setup(self, body: SetupTask, job_id: str) -> SetupReply:
         d = self._data
-        self._plan = PreprocessPlan.from_json(body["plan"]) if d.table is not None else None
+        if d.table is not None and body.plan is None:
+            raise ProtocolError(f"party '{self.name}' holds a table: setup needs a plan")
+        self._plan = PreprocessPlan.from_json(body.plan) if body.plan is not None else None
         features, labels = self._rows(d, body)
         if len(labels) < 2:
             raise DataError(
                 f"party '{self.name}' has {len(labels)} usable row(s) in {d.source}; at least "
                 "2 are needed (one to train on, one to evaluate on)"
             )
-        train_idx, holdout_idx = split_holdout(
-            len(labels), float(body["holdout_fraction"]), int(body["seed"])
-        )
+        train_idx, holdout_idx = split_holdout(len(labels), body.holdout_fraction, body.seed)
         train_x, train_y = features[train_idx], labels[train_idx]
         if self._canaries is not None:  # after the split: canaries never land in the holdout
             canary_x, canary_y = self._rows(self._canaries, body)
@@ -207,23 +228,26 @@ class PartyAgent:
             train_y = np.concatenate([train_y, canary_y.astype(train_y.dtype)])
         self._train = (train_x, train_y)
         self._holdout = (features[holdout_idx], labels[holdout_idx])
-        spec = ModelSpec.from_json(body["model"])
+        spec = ModelSpec.from_json(body.model)
         self._model = build_model(spec, seed=0)
         self._template = get_params(self._model)
         num_classes = spec.num_classes
         counts = np.bincount(train_y, minlength=num_classes)
+        proposal = None if body.record_dp is None else body.record_dp.model_dump(mode="json")
         record_dp = self._guard.configure(
-            body.get("record_dp"),
+            proposal,
             len(train_y),
             job=job_id,
-            reproducible_noise=body.get("reproducible_noise") is True,
+            reproducible_noise=body.reproducible_noise,
         )
-        return {
-            "train_examples": len(train_y),
-            "holdout_examples": len(holdout_idx),
-            "label_counts": [int(c) for c in counts],
-            "record_dp": record_dp,
-        }
+        return SetupReply.model_validate(
+            {
+                "train_examples": len(train_y),
+                "holdout_examples": len(holdout_idx),
+                "label_counts": [int(c) for c in counts],
+                "record_dp": record_dp,
+            }
+        )
 
     def _model_from(self, task: Message) -> nn.Module:
         if self._model is None or self._template is None or self._train is None:
@@ -235,29 +259,37 @@ class PartyAgent:
         set_params(self._model, task.arrays)
         return self._model
 
-    def _fit(self, task: Message) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    def _fit(self, task: Message, body: FitTask) -> tuple[FitReply, Params]:
         model = self._model_from(task)
-        cfg = LocalTrainConfig(**task.body["training"])
+        cfg = LocalTrainConfig(**body.training.model_dump())
         assert self._train is not None
         dp = self._guard.before_fit(task.round, cfg)  # refuses a round over the budget
         if dp is None:
-            result = train_local(model, *self._train, cfg, seed=int(task.body["seed"]))
+            result = train_local(model, *self._train, cfg, seed=body.seed)
         else:
-            noise = self._guard.noise_source(int(task.body["seed"]), "dp-sgd")
+            noise = self._guard.noise_source(body.seed, "dp-sgd")
             result = train_local_dp(model, *self._train, cfg, dp, noise=noise)
-        body: dict[str, Any] = {"num_examples": result.num_examples, "train_loss": result.mean_loss}
-        if dp is not None:
-            body["privacy"] = self._guard.after_fit(cfg)
-        return body, get_params(model)
+        privacy = None if dp is None else self._guard.after_fit(cfg)
+        reply = FitReply.model_validate(
+            {
+                "num_examples": result.num_examples,
+                "train_loss": result.mean_loss,
+                "privacy": privacy,
+            }
+        )
+        return reply, get_params(model)
 
-    def _evaluate(self, task: Message) -> dict[str, Any]:
+    def _evaluate(self, task: Message) -> EvaluateReply:
+        self._task(EvaluateTask, task)
         model = self._model_from(task)
         assert self._holdout is not None
         features, labels = self._holdout
         proba = predict_proba(model, features)
         stats = EvalStats.from_predictions(labels, proba)
-        return {
-            "num_examples": len(labels),
-            "metrics": classification_metrics(labels, proba),
-            "stats": stats.to_json(),
-        }
+        return EvaluateReply.model_validate(
+            {
+                "num_examples": len(labels),
+                "metrics": classification_metrics(labels, proba),
+                "stats": stats.to_json(),
+            }
+        )

@@ -29,11 +29,11 @@ from fedsilo.privacy.secagg import wire
 from fedsilo.privacy.secagg.identity import Identity, require_identity
 from fedsilo.privacy.secagg.protocol import PartyRound
 from fedsilo.privacy.secagg.quantize import Quantizer
+from fedsilo.protocol.bodies import ClippedFitReply, FitReply, FitTask, MaskedFitReply
 from fedsilo.protocol.messages import Message, TaskKind
-from fedsilo.protocol.serve import Route
+from fedsilo.protocol.serve import Reply, Route
 
-Reply = tuple[dict[str, Any], dict[str, np.ndarray]]
-Trainer = Callable[[Message], Reply]
+Trainer = Callable[[], tuple[FitReply, dict[str, np.ndarray]]]
 
 
 def private_vector(
@@ -113,11 +113,11 @@ class PrivateParty:
         self._rounds.pop((task.round, int(task.body["attempt"])), None)
         return wire.reveal_reply(state.unmask(wire.parse_unmask_body(task.body)))
 
-    def fit(self, task: Message, train: Trainer, noise: NoiseSource) -> Reply:
+    def fit(self, task: Message, body: FitTask, train: Trainer, noise: NoiseSource) -> Reply:
         """Train, then clip and/or mask; the reply carries no update in the clear."""
-        opts = dict(task.body["private"])
+        opts = dict(body.private or {})
         if opts.get("secagg") is not None:
-            seed = (task.job_id, int(task.body["seed"]))
+            seed = (task.job_id, body.seed)
             if seed in self._masked_seeds:
                 raise ProtocolError(
                     f"party '{self.name}' refuses to train round {task.round} from a seed it "
@@ -125,19 +125,22 @@ class PrivateParty:
                     "would let the coordinator difference them"
                 )
             self._masked_seeds.add(seed)
-        body, new_params = train(task)
+        fitted, new_params = train()
         update = flatten(new_params) - flatten(task.arrays)
-        n, loss = int(body["num_examples"]), float(body["train_loss"])
-        vector = private_vector(update, n, loss, opts, noise)
+        vector = private_vector(update, fitted.num_examples, fitted.train_loss, opts, noise)
         sa = opts.get("secagg")
         # record-level DP spend (the party's own epsilon) is metadata, not the update
-        spend = {"privacy": body["privacy"]} if "privacy" in body else {}
         if sa is None:  # client DP with a trusted coordinator: the clipped update only
             payload = unflatten(vector[:-3], task.arrays)
-            reply = {"clipped_bit": float(vector[-3]), "train_loss": body["train_loss"]}
-            return reply | spend, payload
+            clipped = ClippedFitReply(
+                clipped_bit=float(vector[-3]),
+                train_loss=fitted.train_loss,
+                privacy=fitted.privacy,
+            )
+            return clipped, payload
         state = self._round(task)
         quant = Quantizer(float(sa["clip_range"]), int(sa["bits"]), int(sa["max_parties"]))
         encoded = quant.encode(vector, np.random.default_rng(int(sa["quant_seed"])))
         shares = wire.decode_ciphertexts(sa["shares"])
-        return spend, {"masked": state.mask(shares, encoded)}
+        masked = MaskedFitReply(privacy=fitted.privacy)
+        return masked, {"masked": state.mask(shares, encoded)}

@@ -14,12 +14,14 @@ A party that refuses a round for its budget answers with error code ``budget_exh
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from fedsilo.config import JobConfig, OnBudgetExhausted
-from fedsilo.errors import BudgetExhaustedError, ErrorCode
+from fedsilo.errors import BudgetExhaustedError, ErrorCode, ProtocolError
+from fedsilo.protocol.bodies import RecordSpend, parse_body
 from fedsilo.protocol.messages import Message
 
 log = logging.getLogger(__name__)
@@ -75,9 +77,14 @@ class RecordSpendTracker:
         if not self._enabled:
             return {}
         for party in accepted:
-            spend = replies[party].body.get("privacy")
-            if isinstance(spend, dict) and _finite(spend.get("epsilon")):
-                self._parties[party] = {k: v for k, v in spend.items() if k != "level"}
+            try:
+                body = parse_body(SpendOnly, replies[party])
+            except ProtocolError as exc:
+                log.warning("round %d: party '%s' reported no valid spend: %s", rnd, party, exc)
+                continue
+            if body.privacy is not None:
+                spend = body.privacy.model_dump(mode="json", exclude={"level"})
+                self._parties[party] = spend
         eps = [float(p["epsilon"]) for p in self._parties.values()]
         return {
             "level": "record",
@@ -88,5 +95,8 @@ class RecordSpendTracker:
         }
 
 
-def _finite(value: object) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
+class SpendOnly(BaseModel):
+    """The record-DP spend of any fit reply (plain, clipped or masked); the rest is ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    privacy: RecordSpend | None = None

@@ -81,6 +81,7 @@ class InProcessTransport:
                 reply = Message.decode(party.handle(task.encode()), max_bytes=self._max_bytes)
             except ProtocolError as exc:
                 failures[name] = str(exc)
+                log.warning("rejected reply from party '%s': %s", name, exc)
                 continue
             except Exception as exc:  # a broken party must not take the coordinator down
                 log.warning(

@@ -12,6 +12,7 @@ AUC exact up to score binning (ties inside a bin count one half, as in the trape
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from sklearn.metrics import roc_auc_score
 
 AUC_BINS = 1000
 _EPS = 1e-12
+MAX_EXAMPLE_LOSS = -math.log(_EPS)  # probabilities are clipped to [_EPS, 1] in the loss
 
 
 def _from_confusion(confusion: np.ndarray, loss_sum: float) -> dict[str, float]:

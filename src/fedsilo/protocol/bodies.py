@@ -1,0 +1,253 @@
+"""One typed body per task kind, for the task and for the reply.
+
+Every body is a frozen pydantic model that forbids unknown fields and non-finite floats, so a
+body is checked the same way wherever it enters: :func:`parse_body` on the party side (the
+coordinator's task) and on the coordinator side (the party's reply). What a body cannot know
+alone (counts no larger than the party declared at setup, the job's parameter shapes, a
+confusion matrix of the job's classes) is checked against that context by the coordinator
+(:mod:`fedsilo.runtime.replies`).
+
+A party never sees a body it has not validated and the coordinator never indexes a dict a party
+sent: both call :func:`parse_body` and read attributes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from fedsilo.data.tabular import ColumnType
+from fedsilo.errors import ProtocolError
+from fedsilo.protocol.messages import Message
+
+Count = Annotated[int, Field(ge=0)]
+Positive = Annotated[int, Field(ge=1)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+
+
+class Body(BaseModel):
+    """Base of every task and reply body: frozen, no unknown field, no NaN or infinity."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True
+    )
+
+
+# -- describe -------------------------------------------------------------------------------
+class DescribeTask(Body):
+    label: str
+    id: str | None = None
+    columns: dict[str, ColumnType] = Field(default_factory=dict)
+
+
+class ColumnBody(Body):
+    name: str
+    type: ColumnType
+
+
+class SchemaBody(Body):
+    """A table schema: column names and types, never values."""
+
+    label: str
+    columns: tuple[ColumnBody, ...]
+
+
+class TabularDescription(Body):
+    kind: Literal["tabular"]
+    table: SchemaBody = Field(alias="schema")
+    rows: Count
+
+
+class ImageDescription(Body):
+    kind: Literal["image"]
+    shape: tuple[Positive, ...] = Field(min_length=1, max_length=3)
+    rows: Count
+    classes: tuple[str, ...] = Field(min_length=2)
+
+
+DescribeReply = Annotated[TabularDescription | ImageDescription, Field(discriminator="kind")]
+
+
+# -- stats ----------------------------------------------------------------------------------
+class StatsTask(Body):
+    table: SchemaBody = Field(alias="schema")
+
+
+class NumberStats(Body):
+    type: Literal["number"]
+    count: Count
+    sum: float
+    sum_sq: NonNegative
+    m2: NonNegative
+    missing: Count
+
+
+class CategoryStats(Body):
+    type: Literal["category"]
+    counts: dict[str, Count]
+    missing: Count
+
+
+class LocalStats(Body):
+    """Summable statistics of one party's rows (fedsilo.data.preprocess.local_stats)."""
+
+    n_rows: Count
+    columns: dict[str, Annotated[NumberStats | CategoryStats, Field(discriminator="type")]]
+    label_counts: dict[str, Count]
+
+
+class StatsReply(Body):
+    stats: LocalStats
+
+
+# -- setup ----------------------------------------------------------------------------------
+class RecordDPProposal(Body):
+    noise_multiplier: NonNegative | None
+    target_epsilon: NonNegative | None
+    max_grad_norm: NonNegative
+    accounting: str
+    delta: Probability
+    rounds: Positive
+    batch_size: Positive
+    epochs: Positive
+
+
+class SetupTask(Body):
+    plan: dict[str, Any] | None
+    classes: tuple[str, ...] = Field(min_length=2)
+    model: dict[str, Any]
+    holdout_fraction: float = Field(gt=0.0, lt=1.0)
+    seed: int
+    record_dp: RecordDPProposal | None = None
+    reproducible_noise: bool = False  # simulation only: a deployed party refuses it
+
+
+class RecordDPPlan(Body):
+    noise_multiplier: NonNegative
+    max_grad_norm: NonNegative
+    delta: Probability
+    accounting: str
+    target_epsilon: NonNegative | None
+
+
+class SetupReply(Body):
+    train_examples: Positive
+    holdout_examples: Positive
+    label_counts: tuple[Count, ...]
+    record_dp: RecordDPPlan | None = None
+
+
+# -- fit ------------------------------------------------------------------------------------
+class TrainingBody(Body):
+    """fedsilo.training.LocalTrainConfig on the wire."""
+
+    epochs: Positive
+    batch_size: Positive
+    learning_rate: NonNegative
+    optimizer: str
+    momentum: NonNegative
+    weight_decay: NonNegative
+    proximal_mu: NonNegative
+
+
+class FitTask(Body):
+    training: TrainingBody
+    seed: int
+    private: dict[str, Any] | None = None  # secure aggregation / client DP options
+    attempt: Count | None = None  # secure aggregation: which attempt of the round
+
+
+class RoundSpend(Body):
+    noise_multiplier: NonNegative
+    sample_rate: Probability
+    steps: Count
+
+
+class RecordSpend(Body):
+    """A party's own record-level DP spend after a round (fedsilo.privacy.guard)."""
+
+    level: Literal["record"]
+    epsilon: NonNegative
+    delta: Probability
+    accounting: str
+    noise_multiplier: NonNegative
+    max_grad_norm: NonNegative
+    sample_rate: Probability
+    steps: Count
+    round_spend: RoundSpend
+    max_epsilon: NonNegative | None
+    ledger_epsilon: NonNegative | None = None  # the party's total over every job
+    ledger_delta: Probability | None = None
+
+
+class FitReply(Body):
+    num_examples: Positive
+    train_loss: NonNegative
+    privacy: RecordSpend | None = None
+
+
+class ClippedFitReply(Body):
+    """Client DP with a trusted coordinator: the clipped update rides in the arrays."""
+
+    clipped_bit: float
+    train_loss: NonNegative
+    privacy: RecordSpend | None = None
+
+
+class MaskedFitReply(Body):
+    """Secure aggregation: only the masked vector (array ``masked``) leaves the party."""
+
+    privacy: RecordSpend | None = None
+
+
+# -- evaluate -------------------------------------------------------------------------------
+class EvaluateTask(Body):
+    pass
+
+
+class EvalStatsBody(Body):
+    """fedsilo.training.EvalStats on the wire: summable, checked against the job's classes."""
+
+    loss_sum: NonNegative
+    confusion: tuple[tuple[Count, ...], ...]
+    score_hist: tuple[tuple[Count, ...], ...] | None = None
+
+
+class Metrics(Body):
+    loss: NonNegative
+    accuracy: Probability
+    precision: Probability
+    recall: Probability
+    f1: Probability
+    auc: Probability | None = None
+
+
+class EvaluateReply(Body):
+    num_examples: Positive
+    metrics: Metrics
+    stats: EvalStatsBody
+
+
+# -- parsing --------------------------------------------------------------------------------
+B = TypeVar("B")
+
+
+def parse_body(schema: type[B] | TypeAdapter[B], msg: Message, *, where: str = "") -> B:
+    """``msg``'s body as ``schema``, or a :class:`ProtocolError` naming sender, round, field.
+
+    ``where`` (e.g. "party 'bank-a'") replaces the sender in the message, for the party side.
+    """
+    adapter = schema if isinstance(schema, TypeAdapter) else TypeAdapter(schema)
+    try:
+        return adapter.validate_python(msg.body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        who = where or f"party {msg.sender!r}"
+        raise ProtocolError(
+            f"{who} round {msg.round}: {msg.kind.value} field '{field}' is invalid: "
+            f"{first['msg']}"
+            + (f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else "")
+        ) from None
