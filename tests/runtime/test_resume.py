@@ -249,3 +249,20 @@ def test_a_store_needs_a_job_id(tmp_path: Path) -> None:
     job = job_config()
     with pytest.raises(ConfigError, match="job_id"):
         Coordinator(job, transport(job), store=JobStore(tmp_path / "s.db"))
+
+
+def test_a_job_whose_results_cannot_be_written_is_never_recorded_done(tmp_path: Path) -> None:
+    job = job_config(rounds=2)
+    store = JobStore(tmp_path / "store.db")
+
+    def disk_full(outcome: TrainingOutcome) -> None:
+        raise OSError("No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        Coordinator(job, transport(job), store=store, job_id=JOB_ID).run(before_done=disk_full)
+    assert store.job(JOB_ID).status is JobStatus.RUNNING  # a crash: resumable, never "done"
+    saved: list[TrainingOutcome] = []
+    again = Coordinator(job, transport(job), store=store, job_id=JOB_ID)
+    again.run(before_done=saved.append)
+    assert store.job(JOB_ID).status is JobStatus.DONE
+    assert [r.round for r in saved[0].history] == [1, 2]

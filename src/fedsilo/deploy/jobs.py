@@ -34,7 +34,7 @@ from fedsilo.deploy.vertical_jobs import (
 from fedsilo.errors import ConfigError, FedsiloError
 from fedsilo.jobs import ANALYTICS, VERTICAL, job_kind
 from fedsilo.results import Result
-from fedsilo.runtime.coordinator import Coordinator, RoundRecord
+from fedsilo.runtime.coordinator import Coordinator, RoundRecord, TrainingOutcome
 from fedsilo.runtime.store import JobStatus, JobStore
 from fedsilo.runtime.store import new_job_id as store_job_id
 from fedsilo.vertical.config import VerticalJobConfig
@@ -215,17 +215,20 @@ class JobRunner:
             store=self._store,
             job_id=record.job_id,
         )
-        outcome = coordinator.run()
-        result = Result(
-            job=job,
-            setup=outcome.setup,
-            params=outcome.params,
-            history=outcome.history,
-            baseline=None,
-            wall_time_s=time.monotonic() - started,
-        )
         out = self._run_dir / record.job_id
-        result.save(out)
+
+        def save(outcome: TrainingOutcome) -> None:  # before the store says done
+            result = Result(
+                job=job,
+                setup=outcome.setup,
+                params=outcome.params,
+                history=outcome.history,
+                baseline=None,
+                wall_time_s=time.monotonic() - started,
+            )
+            result.save(out)
+
+        coordinator.run(before_done=save)
         record.run_dir = out
         record.status = "done"
         log.info("job %s done; results in %s", record.job_id, out)

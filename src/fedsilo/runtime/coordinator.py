@@ -148,11 +148,20 @@ class Coordinator:
         self._collector: Collector = PlainCollector(job.aggregation.aggregator_spec())
         self._record_spend = RecordSpendTracker(job)
 
-    def run(self) -> TrainingOutcome:
+    def run(
+        self, *, before_done: Callable[[TrainingOutcome], None] | None = None
+    ) -> TrainingOutcome:
+        """Run the job. ``before_done`` (e.g. writing the results) runs before the store says
+        ``done``, so a job whose results could not be written is never recorded as done."""
         if self._resume is None:
-            return self._run()
+            outcome = self._run()
+            if before_done is not None:
+                before_done(outcome)
+            return outcome
         try:
             outcome = self._run()
+            if before_done is not None:
+                before_done(outcome)
         except FedsiloError as exc:  # a crash (any other exception) leaves the job resumable
             self._resume.fail(f"{type(exc).__name__}: {exc}")
             raise
