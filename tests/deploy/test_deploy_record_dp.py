@@ -2,7 +2,9 @@
 
 Each party builds its own PartyPrivacy from party.toml; org-c's budget is too small for even
 one round, so it refuses every fit and the job continues without it (on_exhausted =
-"continue"). Every party's audit log verifies and has one line per reply the party sent.
+"continue"). Every party's audit log verifies and has one line per reply the party sent; it
+agrees with the signed anchors the server kept in its job store and with the party's own copy
+in its ledger, and a log cut short is reported against both while the ledger's spend stays.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from fedsilo.privacy.ledger import Budget, PrivacyLedger
 from tests.deploy.harness import FAST, PARTIES, deployment, job_done, job_toml, write_party_csvs
 
 pytestmark = pytest.mark.slow
@@ -35,9 +38,9 @@ on_exhausted = "continue"
 """
 
 
-def _audit_verify(path: Path) -> subprocess.CompletedProcess[str]:
+def _audit_verify(path: Path, *anchors: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fedsilo.cli", "audit", "verify", str(path)],
+        [sys.executable, "-m", "fedsilo.cli", "audit", "verify", str(path), *anchors],
         capture_output=True,
         text=True,
         env={**os.environ, **FAST},
@@ -90,3 +93,22 @@ def test_deployed_record_dp_job_with_party_budgets_and_audit_logs(tmp_path: Path
             assert not refused
             spent = [e["dp"]["epsilon"] for e in fits if e.get("dp")]
             assert len(spent) == len(fits) and spent == sorted(spent) and spent[-1] < 50.0
+
+    # anchors: the server's copy (job store) and the party's own (its ledger, default path)
+    store = tmp_path / "server" / "state.sqlite"
+    for p in PARTIES:
+        audit, ledger = tmp_path / "audit" / f"{p}.jsonl", tmp_path / f"privacy-{p}.sqlite"
+        for anchors in (store, ledger):
+            check = _audit_verify(audit, "--anchors", str(anchors))
+            assert check.returncode == 0 and "signed anchors agree" in check.stdout, (
+                f"{p}: {check.stdout}{check.stderr}"
+            )
+    charged = PrivacyLedger(tmp_path / "privacy-org-a.sqlite", "org-a")
+    before = charged.spent(Budget(None, 1e-5))
+    assert len(charged.entries()) >= ROUNDS and before > 0  # one event per DP-SGD round
+    audit = tmp_path / "audit" / "org-a.jsonl"
+    audit.write_text("".join(x + "\n" for x in audit.read_text().splitlines()[:-3]))
+    for anchors in (store, tmp_path / "privacy-org-a.sqlite"):
+        check = _audit_verify(audit, "--anchors", str(anchors))
+        assert check.returncode == 2 and "cut off the end" in check.stderr, check.stdout
+    assert charged.spent(Budget(None, 1e-5)) == before
