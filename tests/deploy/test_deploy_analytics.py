@@ -166,7 +166,7 @@ def test_query_over_deployment_equals_simulation_and_party_budget_refuses(
         message = str(refused.value)
         assert "org-c" in message and "budget" in message
         assert "org-a" not in message and "org-b" not in message  # only org-c refused
-        assert "refused a query" in dep.log("org-c")
+        assert "org-c refused query" in dep.log("org-c")  # protocol.serve logs the refusal
         assert len(_ledger(tmp_path, "org-c")) == 1  # the refused query is not charged
 
 
