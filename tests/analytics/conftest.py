@@ -17,7 +17,7 @@ REGIONS = ["north", "south", "east", "west"]
 COLUMNS: dict[str, Any] = {
     "region": {"type": "category", "categories": REGIONS},
     "year": {"type": "category", "categories": [2024, 2025]},
-    "amount": {"type": "number", "lower": 0, "upper": 100},
+    "amount": {"type": "number", "lower": 0, "upper": 100, "missing": "skip"},
     "score": {"type": "number", "lower": 0, "upper": 100},
 }
 

@@ -59,6 +59,8 @@ from pydantic import Field, model_validator
 
 from fedsilo.config import SecAggVariant
 from fedsilo.config_base import Strict
+from fedsilo.data.tabular import ColumnType
+from fedsilo.data.typed import OTHER, Declared
 from fedsilo.jobs import load_as, parse_as, resolve
 from fedsilo.privacy.accounting import AccountingMethod
 
@@ -69,6 +71,14 @@ IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 class ColumnKind(enum.Enum):
     NUMBER = "number"
     CATEGORY = "category"
+
+
+class MissingHandling(enum.Enum):
+    """A column's missing values: ``reject`` (the query fails with their count) or ``skip``
+    (read as SQL NULL: ``COUNT(c)``, ``SUM``, ``AVG``... skip them, the row is in no group)."""
+
+    REJECT = "reject"
+    SKIP = "skip"
 
 
 class Mechanism(enum.Enum):
@@ -84,6 +94,8 @@ class ColumnSpec(Strict):
     lower: float | None = None
     upper: float | None = None
     categories: list[str | int] | None = None
+    missing: MissingHandling = MissingHandling.REJECT
+    other: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> ColumnSpec:
@@ -101,6 +113,8 @@ class ColumnSpec(Strict):
                 )
             if self.categories is not None:
                 raise ValueError("a number column has no 'categories'; use type = 'category'")
+            if self.other:
+                raise ValueError("'other' applies to category columns only")
         else:
             if not self.categories:
                 raise ValueError("category column needs its public list 'categories'")
@@ -108,7 +122,30 @@ class ColumnSpec(Strict):
                 raise ValueError("'categories' has duplicate values")
             if self.lower is not None or self.upper is not None:
                 raise ValueError("a category column has no clipping bounds")
+            if self.other and (
+                OTHER in [str(c) for c in self.categories]
+                or all(isinstance(c, int) for c in self.categories)
+            ):
+                raise ValueError(
+                    f"'other' adds the group {OTHER!r} to text categories: it must not be a "
+                    "declared category, and integer categories take no 'other'"
+                )
         return self
+
+    @property
+    def group_values(self) -> list[str | int]:
+        """The public groups of a category column: its categories, then ``other`` if set."""
+        return [*(self.categories or []), *([OTHER] if self.other else [])]
+
+    def declared(self) -> Declared:
+        """The column as the typed reader (:mod:`fedsilo.data.typed`) takes it."""
+        kind = ColumnType.NUMBER if self.type is ColumnKind.NUMBER else ColumnType.CATEGORY
+        return Declared(
+            kind,
+            tuple(self.categories or ()),
+            skip_missing=self.missing is MissingHandling.SKIP,
+            other=self.other,
+        )
 
     @property
     def center(self) -> float:

@@ -1,15 +1,20 @@
 """A party's side of a query: DuckDB over its own CSV/Parquet file or DataFrame.
 
+The rows are read with the declared types by :func:`fedsilo.data.typed.typed_view` (no type
+guessing; malformed values, values outside the declared categories and, unless the column says
+``missing = "skip"``, missing values are errors naming party, file, column and count).
+
 :func:`local_statistics` runs one aggregate SQL statement built from a checked
 :class:`~fedsilo.analytics.plan.QueryPlan` (identifiers quoted, filter re-validated, bin edges
 and bounds are numbers from the plan) and returns a ``(groups, statistics)`` float64 array
-over the full public group space, zero-filled. Rows whose group value is NULL or not a
-declared category take part in no group. Nothing else leaves: no row counts outside the
+over the full public group space, zero-filled. Rows whose group value is NULL (a skipped
+missing value) take part in no group. Nothing else leaves: no row counts outside the
 statistics, no data-dependent shapes.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +23,10 @@ import numpy as np
 import pandas as pd
 
 from fedsilo.analytics.plan import Block, QueryPlan
+from fedsilo.data.typed import typed_view
 from fedsilo.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,35 @@ def statistics_sql(plan: QueryPlan, relation: str) -> str:
     return f"SELECT {select} FROM ({inner}){group}"
 
 
+def _log_clipped(
+    plan: QueryPlan, relation: str, con: duckdb.DuckDBPyConnection, *, party: str, source: str
+) -> None:
+    """Log, at the party only, how many of the summed values each bound clipped."""
+    summed = sorted({c for b in plan.blocks if b.kind != "hist" for c in b.columns})
+    if not summed:
+        return
+    where = f" WHERE {plan.where_sql}" if plan.where_sql is not None else ""
+    parts = []
+    for c in summed:
+        spec = plan.columns[c]
+        parts.append(f"COUNT_IF({_q(c)} < {_num(spec.lower or 0.0)})")
+        parts.append(f"COUNT_IF({_q(c)} > {_num(spec.upper or 0.0)})")
+    found = con.execute(f"SELECT {', '.join(parts)} FROM {relation}{where}").fetchone()
+    assert found is not None
+    for i, c in enumerate(summed):
+        spec = plan.columns[c]
+        log.info(
+            "party %s (%s): column %r: %d value(s) clipped up to %g, %d down to %g",
+            party,
+            source,
+            c,
+            found[2 * i],
+            spec.lower,
+            found[2 * i + 1],
+            spec.upper,
+        )
+
+
 def connect(threads: int = 1) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection for a party (opening one costs tens of ms: agents keep theirs).
 
@@ -135,15 +172,11 @@ def local_statistics(
     own = con is None
     con = connect() if con is None else con
     try:
-        if table.frame is not None:
-            con.register("_party_rows", table.frame)
-            relation = "_party_rows"
-        else:
-            assert table.path is not None
-            if not table.path.exists():
-                raise DataError(f"party '{party}': data file {table.path} does not exist")
-            fn = "read_parquet" if table.path.suffix.lower() in (".parquet", ".pq") else "read_csv"
-            relation = f"{fn}('{str(table.path).replace(chr(39), chr(39) * 2)}')"
+        declared = {c: spec.declared() for c, spec in plan.columns.items()}
+        relation, _ = typed_view(
+            con, declared, party=party, source=table.source, path=table.path, frame=table.frame
+        )
+        _log_clipped(plan, relation, con, party=party, source=table.source)
         try:
             rows = con.execute(statistics_sql(plan, relation)).fetchall()
         except duckdb.Error as exc:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fedsilo.analytics.config import AnalyticsJob, ColumnKind, ColumnSpec
-from fedsilo.analytics.sql import Agg, Aggregate, Query, parse_filter
+from fedsilo.analytics.sql import Agg, Aggregate, Query, filter_columns, parse_filter
 from fedsilo.errors import UnsupportedError
 
 PAIR_PARTS = ("pn", "pa", "pb", "paa", "pbb", "pab")
@@ -149,7 +149,7 @@ class QueryPlan:
             if (
                 declared is None
                 or declared.type is not ColumnKind.CATEGORY
-                or list(cats) != declared.categories
+                or list(cats) != declared.group_values
             ):
                 raise UnsupportedError(f"plan groups by {g!r} with undeclared categories")
         for b in self.blocks:
@@ -169,11 +169,13 @@ def make_plan(query: Query, job: AnalyticsJob) -> QueryPlan:
             if b not in blocks:
                 blocks.append(b)
     used = set(query.group_by) | {c for b in blocks for c in b.columns}
+    if query.where_sql is not None:  # the filter's columns are read with their types too
+        used |= filter_columns(query.where_sql)
     return QueryPlan(
         table=query.table,
         where_sql=query.where_sql,
         group_by=query.group_by,
-        categories=tuple(tuple(job.columns[g].categories or ()) for g in query.group_by),
+        categories=tuple(tuple(job.columns[g].group_values) for g in query.group_by),
         blocks=tuple(blocks),
         columns={c: job.columns[c] for c in sorted(used)},
     )

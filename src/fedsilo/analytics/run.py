@@ -380,7 +380,10 @@ def notices(
         and any(b.kind != "hist" and c in b.columns for b in plan.blocks)
     ]
     if clipped:
-        out.append("values clipped before summing: " + ", ".join(clipped))
+        out.append(
+            "summed values are clipped to their declared bounds (each party logs locally how "
+            "many it clipped): " + ", ".join(clipped)
+        )
     if any(b.kind == "hist" for b in plan.blocks):
         out.append("histogram values outside the bin edges are counted in the first/last bin")
     if noise.mechanism is Mechanism.NONE:

@@ -338,3 +338,10 @@ def parse_filter(where_sql: str, columns: dict[str, ColumnSpec]) -> str:
         raise UnsupportedError("the filter is not a single WHERE expression")
     check_filter(node.args["where"].this, columns)
     return str(node.args["where"].this.sql(dialect="duckdb", identify=True))
+
+
+def filter_columns(where_sql: str) -> set[str]:
+    """The columns a (validated) filter reads."""
+    node = _DIALECT.parse(f"SELECT 1 FROM t WHERE {where_sql}")[0]
+    assert node is not None
+    return {str(c.name) for c in node.find_all(exp.Column)}
