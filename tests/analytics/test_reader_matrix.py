@@ -245,3 +245,33 @@ def test_clipping_notice_claims_no_clipping(
     logged = [r.getMessage() for r in caplog.records if "clipped" in r.getMessage()]
     assert any("p1" in m and "0 value(s) clipped up" in m and "1 down to 1000" in m for m in logged)
     assert any("p0" in m and "0 value(s) clipped up" in m and "0 down to 1000" in m for m in logged)
+
+
+def test_date_filter_is_text_at_every_party(tmp_path: Path) -> None:
+    frames = [party_frame(9), party_frame(10)]
+    frames[1]["visit"] = "03/01/2025"  # one party holds only the ambiguous spelling
+    paths = [write(f, tmp_path / f"p{i}.csv", "pandas") for i, f in enumerate(frames)]
+    res = run(job_file(tmp_path, paths), "SELECT COUNT(*) AS n FROM t WHERE visit = '03/01/2025'")
+    assert res.exit_code == 0, res.output
+    want = int((pd.concat(frames).visit == "03/01/2025").sum())
+    assert json.loads(res.stdout)["rows"][0]["answers"]["n"]["value"] == want
+
+
+def test_parquet_type_and_absent_column_are_refused_naming_party_file_column(
+    tmp_path: Path,
+) -> None:
+    good, bad = party_frame(11), party_frame(12)
+    bad["amount"] = bad["amount"] > 100  # a boolean column declared number
+    paths = [
+        write(good, tmp_path / "p0.csv", "parquet"),
+        write(bad, tmp_path / "p1.csv", "parquet"),
+    ]
+    res = run(job_file(tmp_path, paths), "SELECT AVG(amount) AS a FROM t")
+    assert res.exit_code == 2
+    for text in ("party 'p1'", "p1.parquet", "'amount'", "declared number", "BOOLEAN"):
+        assert text in res.output, text
+    write(good.drop(columns=["code"]), paths[1], "parquet")
+    res = run(job_file(tmp_path, paths), "SELECT code, COUNT(*) AS n FROM t GROUP BY code")
+    assert res.exit_code == 2
+    for text in ("party 'p1'", "p1.parquet", "lacks the declared column(s) ['code']"):
+        assert text in res.output, text
