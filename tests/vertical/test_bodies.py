@@ -73,8 +73,8 @@ def _job(breast_files: tuple[Path, Path]) -> Any:
     )
 
 
-NAN = r"field 'body\.{field}' from '{party}' is NaN or infinite"  # refused by Message.decode
-TYPED = r"{kind} message from '{party}': field '{field}'"  # refused by the body model
+NAN = r"party '{party}' round \d+: {kind} field '{field}' is NaN or infinite"  # Message.decode
+TYPED = r"party '{party}' round \d+: {kind} field '{field}' is invalid"  # the body model
 
 
 @pytest.mark.parametrize(
@@ -141,7 +141,10 @@ class ScriptedGuest:
 @pytest.mark.parametrize(
     ("body", "match"),
     [
-        ({"done": True, "test": {"auc": float("nan")}}, r"'body\.test\.auc' from 'bank' is NaN"),
+        (
+            {"done": True, "test": {"auc": float("nan")}},
+            r"party 'bank' round 0: sb_step field 'test\.auc' is NaN",
+        ),
         ({"done": True, "test": {"auc": "1.0"}}, r"field 'test\.auc'"),
         ({"done": True, "n_trees": -1}, r"field 'n_trees'"),
         ({"done": True, "train_loss_per_tree": [0.5, float("inf")]}, r"train_loss_per_tree\[1\]"),
@@ -199,9 +202,15 @@ def _stop_after(n: int) -> Callable[[Mapping[str, Message]], None]:
 @pytest.mark.parametrize(
     ("provider", "match"),
     [
-        ({"role": "host", "features": -3}, r"message from 'provider': field 'features'"),
+        (
+            {"role": "host", "features": -3},
+            r"party 'provider' round 0: vertical_setup field 'features' is invalid",
+        ),
         ({"role": "guest", "features": 20}, r"reply from 'provider': field 'role'"),
-        ({"role": "host", "features": 20, "weights": [0.1]}, r"'provider': field 'weights'"),
+        (
+            {"role": "host", "features": 20, "weights": [0.1]},
+            r"party 'provider' round 0: vertical_setup field 'weights' is invalid",
+        ),
     ],
 )
 def test_a_malformed_hetero_lr_setup_reply_stops_the_arbiter(

@@ -134,7 +134,7 @@ def test_agent_answers_malformed_and_out_of_order_tasks_with_errors(tmp_path: Pa
     assert training.error_code is ErrorCode.NOT_READY
     typo = ask(Message(TaskKind.PSI_OPEN, "j", 0, "coordinator", {"party": {}, "gest": "bank"}))
     assert typo.error_code is ErrorCode.BAD_REQUEST and typo.error is not None
-    assert "psi_open message from 'coordinator': field 'guest'" in typo.error
+    assert "coordinator round 0: psi_open field 'guest' is invalid" in typo.error
     wrong_role = ask(
         Message(
             TaskKind.PSI_OPEN,

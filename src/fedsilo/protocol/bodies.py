@@ -13,13 +13,13 @@ sent: both call :func:`parse_body` and read attributes.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from fedsilo.data.tabular import ColumnType
 from fedsilo.errors import ProtocolError
-from fedsilo.protocol.messages import Message
+from fedsilo.protocol.messages import Message, origin
 
 Count = Annotated[int, Field(ge=0)]
 Positive = Annotated[int, Field(ge=1)]
@@ -33,6 +33,23 @@ class Body(BaseModel):
     model_config = ConfigDict(
         frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True
     )
+
+    @classmethod
+    def of(cls, msg: Message, *, where: str = "") -> Self:
+        """``msg``'s body as this model (see :func:`parse_body`)."""
+        return parse_body(cls, msg, where=where)
+
+    @classmethod
+    def parse(cls, body: object, where: str) -> Self:
+        """``body`` as this model, or a ProtocolError from :func:`invalid_body` at ``where``."""
+        try:
+            return cls.model_validate(body)
+        except ValidationError as exc:
+            raise invalid_body(exc, where) from None
+
+    def dump(self) -> dict[str, Any]:
+        """The JSON body of a :class:`Message` (fields left unset at None are omitted)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 # -- describe -------------------------------------------------------------------------------
@@ -234,6 +251,14 @@ class EvaluateReply(Body):
 B = TypeVar("B")
 
 
+def invalid_body(exc: ValidationError, where: str) -> ProtocolError:
+    """The one wording of a refused body: ``<where> field '<field>' is invalid: <why>``."""
+    errors = exc.errors()
+    field = ".".join(str(part) for part in errors[0]["loc"]) or "body"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return ProtocolError(f"{where} field '{field}' is invalid: {errors[0]['msg']}{more}")
+
+
 def parse_body(schema: type[B] | TypeAdapter[B], msg: Message, *, where: str = "") -> B:
     """``msg``'s body as ``schema``, or a :class:`ProtocolError` naming sender, round, field.
 
@@ -243,11 +268,4 @@ def parse_body(schema: type[B] | TypeAdapter[B], msg: Message, *, where: str = "
     try:
         return adapter.validate_python(msg.body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        who = where or f"party {msg.sender!r}"
-        raise ProtocolError(
-            f"{who} round {msg.round}: {msg.kind.value} field '{field}' is invalid: "
-            f"{first['msg']}"
-            + (f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else "")
-        ) from None
+        raise invalid_body(exc, origin(msg, where)) from None

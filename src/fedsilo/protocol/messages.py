@@ -184,11 +184,17 @@ class Message:
                 )
         bad = _non_finite(msg.body, "")
         if bad is not None:
-            raise ProtocolError(
-                f"party {msg.sender!r} round {msg.round}: {msg.kind.value} field {bad!r} is NaN "
-                "or infinite"
-            )
+            raise ProtocolError(f"{origin(msg)} field {bad!r} is NaN or infinite")
         return msg
+
+
+def origin(msg: Message, where: str = "") -> str:
+    """Who sent ``msg``, in which round, of which kind: the prefix of every body refusal.
+
+    ``where`` (e.g. "party 'bank-a'") replaces the sender, for the party side.
+    """
+    who = where or ("coordinator" if msg.sender == "coordinator" else f"party {msg.sender!r}")
+    return f"{who} round {msg.round}: {msg.kind.value}"
 
 
 def _non_finite(value: object, path: str) -> str | None:

@@ -6,10 +6,10 @@ task with :meth:`Body.of` before it touches a field, and the coordinator parses 
 reply the same way. The models forbid unknown keys, non-finite floats, negative counts and
 wrong types (``strict``: ``true`` is not a count), so nothing downstream indexes an untyped
 dict from another organization. A body that fails is a :class:`~fedsilo.errors.ProtocolError`
-naming the message kind, the sender and the field, e.g.::
+worded as every body refusal (:func:`fedsilo.protocol.bodies.parse_body`), e.g.::
 
-    ProtocolError: psi_intersect reply from 'bank': field 'aligned': Input should be greater
-    than or equal to 0
+    ProtocolError: party 'bank' round 0: psi_intersect field 'aligned' is invalid: Input
+    should be greater than or equal to 0
 
 Arrays (row positions, ciphertext bytes, masked values) travel beside the body in
 :attr:`Message.arrays`; their dtypes and shapes are checked where they are read
@@ -18,41 +18,23 @@ Arrays (row positions, ciphertext bytes, masked values) travel beside the body i
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import ConfigDict, Field, JsonValue
 
-from fedsilo.errors import ProtocolError
 from fedsilo.privacy.he import HeScheme
-from fedsilo.protocol.messages import Message
+from fedsilo.protocol.bodies import Body as ProtocolBody
+from fedsilo.protocol.messages import Message, origin
 
 Count = Annotated[int, Field(ge=0)]
 PartyName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][\w.\-]*$")]
 Metrics = dict[str, float]
 
 
-class Body(BaseModel):
-    """Base of every vertical body: frozen, strict, no unknown keys, finite floats only."""
+class Body(ProtocolBody):
+    """Base of every vertical body: the protocol's body base, strict (``true`` is no count)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
-
-    @classmethod
-    def of(cls, msg: Message) -> Self:
-        """``msg.body`` as this model, or a ProtocolError naming kind, sender and field."""
-        return cls.parse(msg.body, f"{msg.kind.value} message from {msg.sender!r}")
-
-    @classmethod
-    def parse(cls, body: object, where: str) -> Self:
-        try:
-            return cls.model_validate(body)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "body"
-            raise ProtocolError(f"{where}: field {field!r}: {first['msg']}") from None
-
-    def dump(self) -> dict[str, Any]:
-        """The JSON body of a :class:`Message` (fields left unset at None are omitted)."""
-        return self.model_dump(mode="json", exclude_none=True)
+    model_config = ConfigDict(strict=True)
 
 
 class Empty(Body):
@@ -129,8 +111,8 @@ class SetupTask(Body):
     setup: VerticalSetup
 
     @classmethod
-    def of(cls, msg: Message) -> Self:
-        return cls.parse({"setup": msg.body}, f"{msg.kind.value} message from {msg.sender!r}")
+    def of(cls, msg: Message, *, where: str = "") -> Self:
+        return cls.parse({"setup": msg.body}, origin(msg, where))
 
 
 class SetupDone(Body):
@@ -177,7 +159,7 @@ class Relayed(Body):
 
     kind: HostKind
     round: Count = 0
-    body: dict[str, JsonValue] = {}
+    body: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class SbStep(Body):
@@ -185,15 +167,15 @@ class SbStep(Body):
 
     start: bool = False
     phase: Literal["train", "predict"] = "train"
-    hosts: list[PartyName] = []
-    replies: dict[PartyName, Relayed] = {}
+    hosts: list[PartyName] = Field(default_factory=list)
+    replies: dict[PartyName, Relayed] = Field(default_factory=dict)
 
 
 class SbStepReply(Body):
     """The guest's answer: host tasks to relay, or ``done`` (with metrics after prediction)."""
 
     done: bool
-    tasks: dict[PartyName, Relayed] = {}
+    tasks: dict[PartyName, Relayed] = Field(default_factory=dict)
     test: Metrics | None = None
     train: Metrics | None = None
     train_loss_per_tree: list[float] | None = None
