@@ -15,32 +15,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-from safetensors.numpy import save as st_save
 
 from fedsilo.config import parse_job
 from fedsilo.models import flatten
-from fedsilo.protocol.messages import SCHEMA_VERSION, Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.coordinator import Coordinator, TrainingOutcome
 from fedsilo.runtime.party import PartyAgent
 from fedsilo.runtime.transport import InProcessTransport
 from fedsilo.simulation import load_simulated_data
 from tests.conftest import small_job
+from tests.forgery import raw
 
 Forgery = Callable[[dict[str, Any], dict[str, np.ndarray]], int | None]  # may return a round
-
-
-def raw(msg: Message, body: dict[str, Any], arrays: dict[str, np.ndarray], rnd: int) -> bytes:
-    """A reply as a hostile process writes it: any JSON (NaN included), any arrays."""
-    header = {
-        "version": SCHEMA_VERSION,
-        "kind": msg.kind.value,
-        "job_id": msg.job_id,
-        "round": rnd,
-        "sender": msg.sender,
-        "body": body,
-        "arrays": list(arrays),
-    }
-    return bytes(st_save(arrays, metadata={"fedsilo": json.dumps(header, allow_nan=True)}))
 
 
 class Forging:

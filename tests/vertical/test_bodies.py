@@ -3,18 +3,16 @@ ProtocolError naming the message, the party and the field, never with a crash.""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from safetensors.numpy import save as st_save
 
 from fedsilo.errors import ProtocolError
 from fedsilo.privacy.he import PaillierConfig, generate
-from fedsilo.protocol.messages import SCHEMA_VERSION, Message, TaskKind
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import Gathered, InProcessTransport
 from fedsilo.vertical.agent import VerticalPartyAgent
 from fedsilo.vertical.bodies import PsiAligned
@@ -22,28 +20,13 @@ from fedsilo.vertical.config import parse_vertical_job
 from fedsilo.vertical.hetero_lr import HeteroLrArbiter, LrParams
 from fedsilo.vertical.runner import VerticalRunner
 from fedsilo.vertical.secureboost import relay
+from tests.forgery import raw
 
 Tamper = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def forged_bytes(reply: Message, body: dict[str, Any]) -> bytes:
-    """What a malicious party can put on the wire: any JSON, NaN and Infinity included
-    (``Message.encode`` refuses them, a hand-written sender does not)."""
-    header = {
-        "version": SCHEMA_VERSION,
-        "kind": reply.kind.value,
-        "job_id": reply.job_id,
-        "round": reply.round,
-        "sender": reply.sender,
-        "body": body,
-        "arrays": list(reply.arrays),
-    }
-    arrays = {k: np.ascontiguousarray(v) for k, v in reply.arrays.items()}
-    return bytes(st_save(arrays, metadata={"fedsilo": json.dumps(header, allow_nan=True)}))
-
-
 def forged(reply: Message, body: dict[str, Any]) -> Message:
-    return Message.decode(forged_bytes(reply, body))  # the wire decoder lets it through
+    return Message.decode(raw(reply, body))  # the wire decoder lets it through
 
 
 class Tampering:
@@ -56,7 +39,7 @@ class Tampering:
         reply = Message.decode(self.agent.handle(data))
         if reply.kind is not self.kind:
             return reply.encode()
-        return forged_bytes(reply, self.tamper(dict(reply.body)))
+        return raw(reply, self.tamper(dict(reply.body)))
 
 
 def _job(breast_files: tuple[Path, Path]) -> Any:
@@ -135,7 +118,7 @@ class ScriptedGuest:
     def handle(self, data: bytes) -> bytes:
         task = Message.decode(data)
         reply = Message(task.kind, task.job_id, task.round, "bank", {}, self.arrays)
-        return forged_bytes(reply, self.body)
+        return raw(reply, self.body)
 
 
 @pytest.mark.parametrize(
@@ -223,7 +206,7 @@ def test_a_malformed_hetero_lr_setup_reply_stops_the_arbiter(
         def handle(self, data: bytes) -> bytes:
             task = Message.decode(data)
             key = {"channel_key": np.zeros(32, dtype=np.uint8)}
-            return forged_bytes(Message(task.kind, task.job_id, 0, self.name, {}, key), self.body)
+            return raw(Message(task.kind, task.job_id, 0, self.name, {}, key), self.body)
 
     transport = InProcessTransport(
         {

@@ -32,16 +32,18 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from fedsilo.analytics.bodies import QueryTask
 from fedsilo.analytics.config import AnalyticsJob, PrivacySettings, QueryPolicy
 from fedsilo.analytics.fixed_point import FixedPoint
 from fedsilo.analytics.local import PartyTable, connect, local_statistics
 from fedsilo.analytics.plan import QueryPlan
-from fedsilo.analytics.policy import admit, requested_privacy
-from fedsilo.analytics.secure import MAX_PENDING, SecureParty, secure_spec
+from fedsilo.analytics.policy import admit
+from fedsilo.analytics.secure import MAX_PENDING, SecureParty
 from fedsilo.errors import FedsiloError, ProtocolError, RefusedError
 from fedsilo.privacy.guard import PrivacyGuard
 from fedsilo.privacy.ledger import Event
 from fedsilo.privacy.secagg.identity import Identity
+from fedsilo.protocol.bodies import parse_body
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.protocol.serve import Route, serve
 
@@ -96,13 +98,16 @@ class AnalyticsAgent:
 
     def query(self, task: Message) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """One QUERY task (or one secure-aggregation step of it); raises on refusal."""
-        spec = secure_spec(task.body)
+        return self.answer(task, parse_body(QueryTask, task, where=f"party {self.name!r}"))
+
+    def answer(
+        self, task: Message, parsed: QueryTask
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """:meth:`query` for a task whose body is already parsed (the deployed router's)."""
+        spec = None if parsed.secagg is None else parsed.secagg.spec()
         if spec is not None and spec["step"] != "keys":
             return self._secure_step(spec)
-        try:
-            plan = QueryPlan.from_json(task.body["plan"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProtocolError(f"malformed query plan: {exc}") from None
+        plan = parsed.query_plan(task, f"party {self.name!r}")
         plan.check_against(self._job)
         sa = self._job.privacy.secure_aggregation
         if sa.enabled and spec is None:
@@ -110,7 +115,7 @@ class AnalyticsAgent:
                 f"party '{self.name}' refuses to send its statistics in the clear: the job "
                 "enables privacy.secure_aggregation (the coordinator must run it)"
             )
-        price = self._price(task, plan)
+        price = self._price(task, plan, parsed.public_job(task, f"party {self.name!r}"), parsed.sql)
         stats = self._statistics(plan)
         body: dict[str, Any] = {"groups": int(stats.shape[0]), "statistics": int(stats.shape[1])}
         if spec is not None:
@@ -124,14 +129,14 @@ class AnalyticsAgent:
         body["privacy"] = self._charge(price)  # check and charge, then the statistics leave
         return body, {"stats": stats}
 
-    def _price(self, task: Message, plan: QueryPlan) -> _Price:
-        """The party's own decision: policy (a refusal names the rule), then an early budget
-        check that records nothing."""
-        requested, min_group_size = requested_privacy(task.body, self.name)
-        spend = admit(self._policy, self._guard, plan, requested, min_group_size)
+    def _price(self, task: Message, plan: QueryPlan, job: AnalyticsJob, sql: str) -> _Price:
+        """The party's own decision on the privacy settings ``job`` asks for: policy (a refusal
+        names the rule), then an early budget check that records nothing."""
+        requested = job.privacy
+        spend = admit(self._policy, self._guard, plan, requested, job.min_group_size)
         if spend is not None:
             self._guard.check_query(spend, requested.delta, requested.accounting)
-        return _Price(spend, requested, task.job_id, str(task.body.get("sql", "")))
+        return _Price(spend, requested, task.job_id, sql)
 
     def _charge(self, price: _Price) -> dict[str, Any]:
         req = price.requested

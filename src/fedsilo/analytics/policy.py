@@ -18,10 +18,8 @@ declared (without secure aggregation the coordinator sees each party's statistic
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
+from fedsilo.analytics.bodies import Spent
 from fedsilo.analytics.config import Mechanism, PrivacySettings, QueryPolicy
 from fedsilo.analytics.dp import calibrate
 from fedsilo.analytics.plan import QueryPlan
@@ -35,25 +33,8 @@ from fedsilo.errors import (
 from fedsilo.privacy.accounting import GaussianSpend, LaplaceSpend
 from fedsilo.privacy.guard import PrivacyGuard
 from fedsilo.privacy.ledger import Event
+from fedsilo.protocol.bodies import parse_body
 from fedsilo.protocol.messages import Message
-
-
-def requested_privacy(body: dict[str, Any], party: str) -> tuple[PrivacySettings, float]:
-    """The privacy settings and ``min_group_size`` a QUERY task asks for (typed)."""
-    try:
-        job = body["job"]
-        privacy = PrivacySettings.model_validate(job["privacy"])
-        min_group_size = float(job.get("min_group_size", 0))
-    except KeyError as exc:
-        raise ProtocolError(
-            f"party '{party}': the query task lacks {exc} (its privacy settings); upgrade the "
-            "coordinator"
-        ) from None
-    except (ValidationError, TypeError, ValueError, AttributeError) as exc:
-        raise ProtocolError(
-            f"party '{party}': malformed privacy settings in the query: {exc}"
-        ) from None
-    return privacy, min_group_size
 
 
 def admit(
@@ -119,27 +100,12 @@ def refusal(codes: Mapping[str, ErrorCode | None]) -> type[FedsiloError]:
     return ProtocolError
 
 
-class SpendReport(BaseModel):
-    """A party's ``privacy`` reply body: its total after the query, budget, delta, cost."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    spent: float = Field(ge=0, allow_inf_nan=False)
-    budget: float | None = Field(default=None, gt=0)
-    delta: float = Field(gt=0, lt=1)
-    cost: float | None = Field(default=None, ge=0)
-
-
 def spend_reports(replies: Mapping[str, Message]) -> dict[str, tuple[float, float | None]]:
-    """Each party's reported (total spent, budget); a malformed report is a ProtocolError."""
+    """Each party's reported (total spent, budget); a malformed report is a ProtocolError
+    naming the party, round and field."""
     out: dict[str, tuple[float, float | None]] = {}
     for party, reply in sorted(replies.items()):
-        raw = reply.body.get("privacy")
-        if raw is None:
-            continue
-        try:
-            report = SpendReport.model_validate(raw)
-        except ValidationError as exc:
-            raise ProtocolError(f"party '{party}' sent a malformed spend report: {exc}") from None
-        out[party] = (report.spent, report.budget)
+        report = parse_body(Spent, reply, where=f"party {party!r}").privacy
+        if report is not None:
+            out[party] = (report.spent, report.budget)
     return out

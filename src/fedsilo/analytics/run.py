@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fedsilo.analytics.answers import LINEAR, evaluate, linear_sd
+from fedsilo.analytics.bodies import QueryReply
 from fedsilo.analytics.config import (
     AnalyticsJob,
     ColumnKind,
@@ -40,6 +41,7 @@ from fedsilo.errors import ConfigError, ErrorCode, ProtocolError
 from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 from fedsilo.privacy.noise import NoiseSource
 from fedsilo.privacy.secagg.identity import Identity, simulated_identities
+from fedsilo.protocol.bodies import parse_body
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import InProcessTransport, Transport
 
@@ -250,6 +252,17 @@ def collect(
         if reply.error is not None:
             failures[name] = reply.error
             codes[name] = reply.error_code
+            continue
+        try:
+            answer = parse_body(QueryReply, reply, where=f"party {name!r}")
+        except ProtocolError as exc:
+            failures[name] = str(exc)
+            continue
+        if (answer.groups, answer.statistics) != expected:
+            failures[name] = (
+                f"party {name!r} round {reply.round}: query fields 'groups', 'statistics' are "
+                f"{(answer.groups, answer.statistics)}, expected {expected}"
+            )
         elif arr is None or arr.shape != expected or arr.dtype != np.float64:
             failures[name] = (
                 f"sent statistics of shape {None if arr is None else arr.shape}, expected {expected}"

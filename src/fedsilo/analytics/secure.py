@@ -30,10 +30,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import numpy as np
 
+from fedsilo.analytics.bodies import Step
 from fedsilo.analytics.config import AnalyticsJob
 from fedsilo.analytics.fixed_point import RING_BITS, FixedPoint, fraction_bits
 from fedsilo.analytics.plan import QueryPlan
@@ -46,7 +47,7 @@ from fedsilo.privacy.secagg.protocol import PartyRound, ServerRound
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import Transport
 
-STEPS = ("keys", "shares", "mask", "confirm", "unmask")
+STEPS: tuple[str, ...] = get_args(Step)
 T = TypeVar("T")
 MAX_PENDING = 16  # queries a party keeps protocol state for (oldest dropped first)
 
@@ -306,13 +307,3 @@ class SecureParty:
         if not isinstance(query, str) or not query:
             raise ProtocolError(f"party '{self.name}': secure-aggregation step without a query id")
         return query
-
-
-def secure_spec(body: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The ``secagg`` part of a QUERY task body, or None for a plain query."""
-    spec = body.get("secagg")
-    if spec is None:
-        return None
-    if not isinstance(spec, dict) or spec.get("step") not in STEPS:
-        raise ProtocolError(f"malformed secure-aggregation step (one of {STEPS} expected)")
-    return spec

@@ -29,15 +29,15 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import ValidationError
-
+from fedsilo.analytics.bodies import QueryTask
 from fedsilo.analytics.config import AnalyticsJob, QueryPolicy
 from fedsilo.analytics.handler import AnalyticsAgent
 from fedsilo.analytics.local import PartyTable
-from fedsilo.analytics.secure import MAX_PENDING, secure_spec
+from fedsilo.analytics.secure import MAX_PENDING
 from fedsilo.errors import ConfigError, ProtocolError
 from fedsilo.privacy.guard import PrivacyGuard
 from fedsilo.privacy.secagg.identity import Identity
+from fedsilo.protocol.bodies import parse_body
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.protocol.serve import Reply, Route, Routes, refuse, serve
 from fedsilo.runtime.party import TRAINING_KINDS
@@ -109,32 +109,25 @@ class PartyAnalytics:
 
     def query(self, task: Message) -> Reply:
         """One QUERY task (or a later secure-aggregation step) to the agent for its job."""
-        spec = secure_spec(task.body)
-        if spec is not None and spec["step"] != "keys":
+        body = parse_body(QueryTask, task, where=f"party {self.name!r}")
+        spec = body.secagg
+        if spec is not None and spec.step != "keys":
             with self._lock:
-                agent = self._by_query.get(str(spec.get("query")))
+                agent = self._by_query.get(spec.query)
             if agent is None:
                 raise ProtocolError(
-                    f"party '{self.name}': no query {spec.get('query')} in progress (step "
-                    f"'{spec['step']}' arrived without its 'keys' step, or the party process "
+                    f"party '{self.name}': no query {spec.query} in progress (step "
+                    f"'{spec.step}' arrived without its 'keys' step, or the party process "
                     "restarted)"
                 )
-            return agent.query(task)
-        agent = self._agent(self._job(task))
+            return agent.answer(task, body)
+        agent = self._agent(body.public_job(task, f"party {self.name!r}"))
         if spec is not None:
             with self._lock:
-                self._by_query[str(spec.get("query"))] = agent
+                self._by_query[spec.query] = agent
                 while len(self._by_query) > MAX_PENDING:
                     self._by_query.popitem(last=False)
-        return agent.query(task)
-
-    def _job(self, task: Message) -> AnalyticsJob:
-        try:
-            return AnalyticsJob.model_validate(task.body["job"])
-        except KeyError as exc:
-            raise ProtocolError(f"query task lacks {exc}; upgrade the coordinator") from None
-        except (ValidationError, TypeError, ValueError) as exc:
-            raise ProtocolError(f"malformed query task: {exc}") from None
+        return agent.answer(task, body)
 
     def _agent(self, job: AnalyticsJob) -> AnalyticsAgent:
         path = self._tables.get(job.table)
