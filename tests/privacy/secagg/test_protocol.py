@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 
 from fedsilo.errors import ProtocolError, RoundFailedError
-from fedsilo.privacy.secagg import shamir
+from fedsilo.privacy.secagg import shamir, wire
 from fedsilo.privacy.secagg.protocol import ServerRound, neighbour_graph
 from fedsilo.privacy.secagg.quantize import Quantizer, ring_reduce
 
@@ -144,3 +144,15 @@ def test_neighbour_graph_is_regular_and_symmetric() -> None:
     assert {len(v) for v in graph.values()} == {12}
     assert all(p in graph[q] for p in names for q in graph[p])
     assert graph == neighbour_graph(names, 12, seed=1)
+
+
+def test_unmask_request_sends_each_survivor_set_once_and_refuses_a_dangling_index() -> None:
+    honest = ("a", "b", "c")
+    relayed = {"a": (honest, b"\x01" * 32), "b": (honest, b"\x02" * 32), "c": (("a", "b"), b"\x03")}
+    body = wire.unmask_body(relayed)
+    assert body["sets"] == [list(honest), ["a", "b"]]  # two distinct sets, each once
+    assert wire.parse_unmask_body(body) == relayed
+    for bad in (-1, 2, True, "0"):
+        forged = {"sets": body["sets"], "confirmations": {"a": [bad, "01"]}}
+        with pytest.raises(ProtocolError, match="malformed unmask request"):
+            wire.parse_unmask_body(forged)

@@ -188,20 +188,32 @@ def parse_confirm_reply(body: Mapping[str, Any]) -> Confirmation:
 
 
 def unmask_body(confirmations: Mapping[str, Relayed]) -> dict[str, Any]:
-    """Step 4, server: the party's surviving neighbours' confirmations, each with its MAC."""
-    return {
-        "confirmations": {
-            v: {"masked_with": list(m), "mac": t.hex()} for v, (m, t) in confirmations.items()
-        }
-    }
+    """Step 4, server: the party's surviving neighbours' confirmations, each with its MAC.
+
+    Each distinct survivor set is sent once and the confirmations point at it by index: in an
+    honest round every neighbour confirmed the same set, so the body carries one set instead
+    of one copy per neighbour (at N=100 that was most of the round's JSON).
+    """
+    sets: list[list[str]] = []
+    index: dict[tuple[str, ...], int] = {}
+    confirmed: dict[str, list[Any]] = {}
+    for v, (masked, tag) in confirmations.items():
+        i = index.setdefault(tuple(masked), len(sets))
+        if i == len(sets):
+            sets.append(list(masked))
+        confirmed[v] = [i, tag.hex()]
+    return {"sets": sets, "confirmations": confirmed}
 
 
 def parse_unmask_body(body: Mapping[str, Any]) -> dict[str, Relayed]:
     try:
-        return {
-            str(v): (tuple(str(p) for p in c["masked_with"]), bytes.fromhex(str(c["mac"])))
-            for v, c in dict(body["confirmations"]).items()
-        }
+        sets = [tuple(str(p) for p in s) for s in body["sets"]]
+        relayed: dict[str, Relayed] = {}
+        for v, (i, tag) in dict(body["confirmations"]).items():
+            if type(i) is not int or not 0 <= i < len(sets):
+                raise ValueError(f"confirmation of {v!r} points at no survivor set")
+            relayed[str(v)] = (sets[i], bytes.fromhex(str(tag)))
+        return relayed
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"malformed unmask request ({exc})") from None
 
