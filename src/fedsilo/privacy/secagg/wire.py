@@ -5,14 +5,19 @@ Training (:mod:`fedsilo.runtime.private_party`, :mod:`fedsilo.runtime.secure_sum
 transport; this module fixes how one round is planned (:func:`plan_round`) and how each step's
 keys, ciphertexts and reveals travel in a :class:`~fedsilo.protocol.messages.Message` body
 (JSON: hex public keys, base64 ciphertexts, hex share values), so the two cannot drift apart.
-Every ``parse_*`` raises :class:`ProtocolError` on a malformed body.
+Every ``parse_*`` validates its body with one of the pydantic models below (extra keys belong
+to the carrying message and are ignored) and raises :class:`ProtocolError` naming the field
+on a malformed body.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from fedsilo.errors import ProtocolError
 from fedsilo.privacy.secagg.params import ThreatModel, min_threshold
@@ -28,17 +33,97 @@ from fedsilo.privacy.secagg.protocol import (
     neighbour_graph,
     threshold_for,
 )
+from fedsilo.protocol.bodies import invalid_body
 
 
 def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-def unb64(text: object) -> bytes:
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {type(value).__name__}")
+    return value
+
+
+def _from_hex(value: object) -> bytes:
+    return bytes.fromhex(_text(value))
+
+
+def _from_b64(value: object) -> bytes:
     try:
-        return base64.b64decode(str(text), validate=True)
-    except ValueError:
-        raise ProtocolError("a ciphertext is not valid base64") from None
+        return base64.b64decode(_text(value), validate=True)
+    except binascii.Error:
+        raise ValueError("not valid base64") from None
+
+
+Hex = Annotated[bytes, BeforeValidator(_from_hex)]
+B64 = Annotated[bytes, BeforeValidator(_from_b64)]
+HexInt = Annotated[int, BeforeValidator(lambda v: int(_text(v), 16))]
+Count = Annotated[int, Field(ge=0)]
+
+
+class _Wire(BaseModel):
+    """A step's fields; the message's other fields (query id, privacy, ...) are not its own."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
+
+
+class SetupWire(_Wire):
+    tag: str
+    parties: tuple[str, ...]
+    degree: Count
+    graph_seed: int
+    threshold: Count
+    bits: Count
+    length: Count
+
+
+class KeysReply(_Wire):
+    c: Hex
+    s: Hex
+    sig: Hex
+
+
+class KeysBody(_Wire):
+    keys: dict[str, tuple[Hex, Hex, Hex]]
+
+
+class SharesReply(_Wire):
+    shares: dict[str, B64]
+
+
+class ConfirmBody(_Wire):
+    survivors: list[str]
+
+
+class ConfirmReply(_Wire):
+    masked_with: tuple[str, ...]
+    macs: dict[str, Hex]
+
+
+class UnmaskBody(_Wire):
+    """Each distinct survivor set once; a confirmation is [index of its set, its MAC]."""
+
+    sets: list[tuple[str, ...]]
+    confirmations: dict[str, tuple[Annotated[int, Field(ge=0, strict=True)], Hex]]
+
+
+class RevealReply(_Wire):
+    reveal: dict[str, tuple[str, int, HexInt]]
+
+
+W = TypeVar("W")
+_CIPHERTEXTS: TypeAdapter[dict[str, bytes]] = TypeAdapter(dict[str, B64])
+
+
+def _parse(schema: type[W] | TypeAdapter[W], body: object, what: str) -> W:
+    """``body`` as ``schema``, or a ProtocolError worded as every body refusal."""
+    adapter = schema if isinstance(schema, TypeAdapter) else TypeAdapter(schema)
+    try:
+        return adapter.validate_python(body)
+    except ValidationError as exc:
+        raise invalid_body(exc, f"malformed {what}:") from None
 
 
 def plan_round(
@@ -89,18 +174,16 @@ def setup_from_body(body: Mapping[str, Any], *, tag_prefix: str) -> RoundSetup:
     signature of this round cannot be replayed into another. Parameter checks against the
     party's own threat model happen in :class:`~.protocol.PartyRound`.
     """
-    try:
-        setup = RoundSetup(
-            str(body["tag"]).encode(),
-            tuple(str(p) for p in body["parties"]),
-            int(body["degree"]),
-            int(body["graph_seed"]),
-            int(body["threshold"]),
-            int(body["bits"]),
-            int(body["length"]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProtocolError(f"malformed secure-aggregation setup ({exc})") from None
+    wire = _parse(SetupWire, body, "secure-aggregation setup")
+    setup = RoundSetup(
+        wire.tag.encode(),
+        wire.parties,
+        wire.degree,
+        wire.graph_seed,
+        wire.threshold,
+        wire.bits,
+        wire.length,
+    )
     if not setup.tag.decode().startswith(tag_prefix):
         raise ProtocolError(
             f"secure-aggregation tag {setup.tag.decode()!r} does not belong to {tag_prefix!r}"
@@ -115,14 +198,8 @@ def keys_reply(state: PartyRound) -> dict[str, str]:
 
 
 def parse_keys_reply(body: Mapping[str, Any]) -> SignedKeys:
-    try:
-        return (
-            bytes.fromhex(str(body["c"])),
-            bytes.fromhex(str(body["s"])),
-            bytes.fromhex(str(body["sig"])),
-        )
-    except (KeyError, ValueError) as exc:
-        raise ProtocolError(f"malformed key advertisement ({exc})") from None
+    keys = _parse(KeysReply, body, "key advertisement")
+    return keys.c, keys.s, keys.sig
 
 
 def keys_body(ks: Mapping[str, SignedKeys]) -> dict[str, Any]:
@@ -131,13 +208,7 @@ def keys_body(ks: Mapping[str, SignedKeys]) -> dict[str, Any]:
 
 
 def parse_keys_body(body: Mapping[str, Any]) -> dict[str, SignedKeys]:
-    try:
-        return {
-            str(v): (bytes.fromhex(k[0]), bytes.fromhex(k[1]), bytes.fromhex(k[2]))
-            for v, k in dict(body["keys"]).items()
-        }
-    except (KeyError, ValueError, TypeError, IndexError) as exc:
-        raise ProtocolError(f"malformed neighbour keys ({exc})") from None
+    return _parse(KeysBody, body, "neighbour keys").keys
 
 
 def encode_ciphertexts(box: Mapping[str, bytes]) -> dict[str, str]:
@@ -145,10 +216,7 @@ def encode_ciphertexts(box: Mapping[str, bytes]) -> dict[str, str]:
 
 
 def decode_ciphertexts(raw: object) -> dict[str, bytes]:
-    try:
-        return {str(v): unb64(c) for v, c in dict(raw).items()}  # type: ignore[call-overload]
-    except (ValueError, TypeError) as exc:
-        raise ProtocolError(f"malformed ciphertexts ({exc})") from None
+    return _parse(_CIPHERTEXTS, raw, "ciphertexts")
 
 
 def shares_reply(out: Mapping[str, bytes]) -> dict[str, Any]:
@@ -157,9 +225,7 @@ def shares_reply(out: Mapping[str, bytes]) -> dict[str, Any]:
 
 
 def parse_shares_reply(body: Mapping[str, Any]) -> dict[str, bytes]:
-    if "shares" not in body:
-        raise ProtocolError("the reply carries no shares")
-    return decode_ciphertexts(body["shares"])
+    return _parse(SharesReply, body, "shares").shares
 
 
 def confirm_body(server: ServerRound) -> dict[str, Any]:
@@ -168,10 +234,7 @@ def confirm_body(server: ServerRound) -> dict[str, Any]:
 
 
 def parse_confirm_body(body: Mapping[str, Any]) -> list[str]:
-    try:
-        return [str(p) for p in body["survivors"]]
-    except (KeyError, TypeError) as exc:
-        raise ProtocolError(f"malformed survivor set ({exc})") from None
+    return _parse(ConfirmBody, body, "survivor set").survivors
 
 
 def confirm_reply(confirmation: Confirmation) -> dict[str, Any]:
@@ -180,11 +243,8 @@ def confirm_reply(confirmation: Confirmation) -> dict[str, Any]:
 
 
 def parse_confirm_reply(body: Mapping[str, Any]) -> Confirmation:
-    try:
-        masked = tuple(str(p) for p in body["masked_with"])
-        return masked, {str(v): bytes.fromhex(str(t)) for v, t in dict(body["macs"]).items()}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProtocolError(f"malformed confirmation ({exc})") from None
+    reply = _parse(ConfirmReply, body, "confirmation")
+    return reply.masked_with, reply.macs
 
 
 def unmask_body(confirmations: Mapping[str, Relayed]) -> dict[str, Any]:
@@ -206,16 +266,16 @@ def unmask_body(confirmations: Mapping[str, Relayed]) -> dict[str, Any]:
 
 
 def parse_unmask_body(body: Mapping[str, Any]) -> dict[str, Relayed]:
-    try:
-        sets = [tuple(str(p) for p in s) for s in body["sets"]]
-        relayed: dict[str, Relayed] = {}
-        for v, (i, tag) in dict(body["confirmations"]).items():
-            if type(i) is not int or not 0 <= i < len(sets):
-                raise ValueError(f"confirmation of {v!r} points at no survivor set")
-            relayed[str(v)] = (sets[i], bytes.fromhex(str(tag)))
-        return relayed
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProtocolError(f"malformed unmask request ({exc})") from None
+    request = _parse(UnmaskBody, body, "unmask request")
+    relayed: dict[str, Relayed] = {}
+    for v, (i, tag) in request.confirmations.items():
+        if i >= len(request.sets):
+            raise ProtocolError(
+                f"malformed unmask request: field 'confirmations.{v}.0' is invalid: "
+                f"confirmation of {v!r} points at no survivor set"
+            )
+        relayed[v] = (request.sets[i], tag)
+    return relayed
 
 
 def reveal_reply(reveal: Reveal) -> dict[str, Any]:
@@ -223,10 +283,4 @@ def reveal_reply(reveal: Reveal) -> dict[str, Any]:
 
 
 def parse_reveal_reply(body: Mapping[str, Any]) -> Reveal:
-    try:
-        return {
-            str(v): (str(kd), int(x), int(str(y), 16))
-            for v, (kd, x, y) in dict(body["reveal"]).items()
-        }
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ProtocolError(f"malformed reveal ({exc})") from None
+    return _parse(RevealReply, body, "reveal").reveal
