@@ -169,11 +169,47 @@ class TrainingBody(Body):
     proximal_mu: NonNegative
 
 
+class ClientDpTask(Body):
+    """A party's share of client DP (fedsilo.privacy.dp_fedavg ``party_task``)."""
+
+    clip_norm: float = Field(gt=0.0)
+    noise_std: NonNegative
+    bit_noise_std: NonNegative
+
+
+class SecaggFit(Body):
+    """Secure aggregation's masking step: quantization and the party's encrypted shares
+    (base64 ciphertexts, decoded by fedsilo.privacy.secagg.wire)."""
+
+    clip_range: float = Field(gt=0.0)
+    bits: Positive
+    max_parties: Positive
+    quant_seed: int
+    shares: dict[str, str]
+
+
+class PrivateOptions(Body):
+    """How a FIT reply leaves private: clipped and noised (client DP), weighted, masked."""
+
+    client_dp: ClientDpTask | None = None
+    weight_scale: float | None = Field(default=None, gt=0.0)
+    secagg: SecaggFit | None = None
+
+
 class FitTask(Body):
     training: TrainingBody
     seed: int
-    private: dict[str, Any] | None = None  # secure aggregation / client DP options
+    private: PrivateOptions | None = None  # secure aggregation / client DP options
     attempt: Count | None = None  # secure aggregation: which attempt of the round
+
+
+class AttemptOf(Body):
+    """The attempt a secure-aggregation step belongs to (the step's own fields are read by
+    fedsilo.privacy.secagg.wire)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    attempt: Count
 
 
 class RoundSpend(Body):

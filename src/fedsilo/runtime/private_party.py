@@ -29,7 +29,15 @@ from fedsilo.privacy.secagg import wire
 from fedsilo.privacy.secagg.identity import Identity, require_identity
 from fedsilo.privacy.secagg.protocol import PartyRound
 from fedsilo.privacy.secagg.quantize import Quantizer
-from fedsilo.protocol.bodies import ClippedFitReply, FitReply, FitTask, MaskedFitReply
+from fedsilo.protocol.bodies import (
+    AttemptOf,
+    ClippedFitReply,
+    FitReply,
+    FitTask,
+    MaskedFitReply,
+    PrivateOptions,
+    parse_body,
+)
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.protocol.serve import Reply, Route
 
@@ -37,19 +45,23 @@ Trainer = Callable[[], tuple[FitReply, dict[str, np.ndarray]]]
 
 
 def private_vector(
-    update: np.ndarray, num_examples: int, loss: float, opts: dict[str, Any], noise: NoiseSource
+    update: np.ndarray, num_examples: int, loss: float, opts: PrivateOptions, noise: NoiseSource
 ) -> np.ndarray:
     """``[payload, clip bit, weight, weighted loss]`` (weight 1 and clipping under client DP).
 
     Distributed client-DP noise comes from ``noise``, the party's CSPRNG (never a seed the
     coordinator could derive, or it could subtract the noise)."""
-    dp = opts.get("client_dp")
+    dp = opts.client_dp
     if dp is not None:
-        clipped, bit = clip_update(update, float(dp["clip_norm"]))
-        clipped = clipped + noise.normal(float(dp["noise_std"]), clipped.shape)
-        noisy_bit = bit + float(noise.normal(float(dp["bit_noise_std"]), 1)[0])
+        clipped, bit = clip_update(update, dp.clip_norm)
+        clipped = clipped + noise.normal(dp.noise_std, clipped.shape)
+        noisy_bit = bit + float(noise.normal(dp.bit_noise_std, 1)[0])
         return np.concatenate([clipped, [noisy_bit, 1.0, loss]])
-    w = num_examples / float(opts["weight_scale"])
+    if opts.weight_scale is None:
+        raise ProtocolError(
+            "a private fit task without client_dp lacks field 'private.weight_scale'"
+        )
+    w = num_examples / opts.weight_scale
     return np.concatenate([update * w, [0.0, w, loss * w]])
 
 
@@ -63,8 +75,11 @@ class PrivateParty:
         self._started: set[tuple[int, int]] = set()  # (round, attempt) keyed so far
         self._masked_seeds: set[tuple[str, int]] = set()  # (job, fit seed) of masked updates
 
+    def _attempt(self, task: Message) -> int:
+        return parse_body(AttemptOf, task, where=f"party {self.name!r}").attempt
+
     def _round(self, task: Message) -> PartyRound:
-        key = (task.round, int(task.body["attempt"]))
+        key = (task.round, self._attempt(task))
         found = self._rounds.get(key)
         if found is None:
             raise ProtocolError(
@@ -85,7 +100,7 @@ class PrivateParty:
 
     def keys(self, task: Message) -> dict[str, Any]:
         identity = require_identity(self.name, self._identity)
-        key = (task.round, int(task.body["attempt"]))
+        key = (task.round, self._attempt(task))
         setup = wire.setup_from_body(task.body, tag_prefix=f"{task.job_id}|{task.round}|")
         if key in self._started:
             raise ProtocolError(
@@ -110,13 +125,13 @@ class PrivateParty:
     def unmask(self, task: Message) -> dict[str, Any]:
         state = self._round(task)
         # One unmasking per masked input: the state goes whatever the outcome.
-        self._rounds.pop((task.round, int(task.body["attempt"])), None)
+        self._rounds.pop((task.round, self._attempt(task)), None)
         return wire.reveal_reply(state.unmask(wire.parse_unmask_body(task.body)))
 
     def fit(self, task: Message, body: FitTask, train: Trainer, noise: NoiseSource) -> Reply:
         """Train, then clip and/or mask; the reply carries no update in the clear."""
-        opts = dict(body.private or {})
-        if opts.get("secagg") is not None:
+        opts = body.private or PrivateOptions()
+        if opts.secagg is not None:
             seed = (task.job_id, body.seed)
             if seed in self._masked_seeds:
                 raise ProtocolError(
@@ -128,7 +143,7 @@ class PrivateParty:
         fitted, new_params = train()
         update = flatten(new_params) - flatten(task.arrays)
         vector = private_vector(update, fitted.num_examples, fitted.train_loss, opts, noise)
-        sa = opts.get("secagg")
+        sa = opts.secagg
         # record-level DP spend (the party's own epsilon) is metadata, not the update
         if sa is None:  # client DP with a trusted coordinator: the clipped update only
             payload = unflatten(vector[:-3], task.arrays)
@@ -139,8 +154,8 @@ class PrivateParty:
             )
             return clipped, payload
         state = self._round(task)
-        quant = Quantizer(float(sa["clip_range"]), int(sa["bits"]), int(sa["max_parties"]))
-        encoded = quant.encode(vector, np.random.default_rng(int(sa["quant_seed"])))
-        shares = wire.decode_ciphertexts(sa["shares"])
+        quant = Quantizer(sa.clip_range, sa.bits, sa.max_parties)
+        encoded = quant.encode(vector, np.random.default_rng(sa.quant_seed))
+        shares = wire.decode_ciphertexts(sa.shares)
         masked = MaskedFitReply(privacy=fitted.privacy)
         return masked, {"masked": state.mask(shares, encoded)}

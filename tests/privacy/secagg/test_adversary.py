@@ -282,3 +282,49 @@ def test_a_split_survivor_list_is_refused_and_nothing_unmasks(
     assert min(kinds.count("b"), kinds.count("s")) < rs.threshold  # never both of the target
     with pytest.raises(RoundFailedError, match=r"fewer than .* shares came back"):
         server.unmask(reveals)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "field"),
+    [
+        (lambda private: private["secagg"].update(bits=0), "private.secagg.bits"),
+        (lambda private: private["secagg"].update(mask_seed=7), "private.secagg.mask_seed"),
+        (lambda private: private.update(weight_scale=-1.0), "private.weight_scale"),
+        (
+            lambda private: private.update(
+                client_dp={"clip_norm": 1.0, "noise_std": -0.5, "bit_noise_std": 0.0}
+            ),
+            "private.client_dp.noise_std",
+        ),
+    ],
+)
+def test_a_malformed_private_fit_task_is_refused_naming_the_field(
+    tamper: Callable[[dict[str, Any]], None], field: str
+) -> None:
+    coordinator = ScriptedCoordinator(3)
+    rs = coordinator.plan()
+    server = ServerRound(rs)
+    advertised = {p: wire.parse_keys_reply(r.body) for p, r in coordinator.keys(rs).items()}
+    routed = server.route_keys(advertised)
+    replies = coordinator.send(
+        TaskKind.SECAGG_SHARES, {p: wire.keys_body(ks) for p, ks in routed.items()}
+    )
+    inbox = server.route_shares({p: wire.parse_shares_reply(r.body) for p, r in replies.items()})
+    bodies = {p: coordinator._fit_body(rs, p, box) for p, box in inbox.items()}
+    victim = coordinator.parties[0]
+    tamper(bodies[victim]["private"])
+    fitted = coordinator.send(TaskKind.FIT, {victim: bodies[victim]}, coordinator.params)
+    error = fitted[victim].error
+    assert error is not None and f"party '{victim}' round 1: fit field '{field}'" in error
+    assert "masked" not in fitted[victim].arrays  # nothing masked left the party
+
+
+def test_a_secure_aggregation_step_without_its_attempt_is_refused_naming_the_field() -> None:
+    coordinator = ScriptedCoordinator(3)
+    rs = coordinator.plan()
+    coordinator.keys(rs)
+    task = Message(TaskKind.SECAGG_SHARES, coordinator.job.name, 1, COORDINATOR, {"keys": {}})
+    party = coordinator.parties[0]
+    reply = coordinator.transport.exchange({party: task}, timeout_s=60).replies[party]
+    assert reply.error is not None
+    assert f"party '{party}' round 1: secagg-shares field 'attempt' is invalid" in reply.error
