@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +32,19 @@ class Strict(BaseModel):
     """The base of every configuration model: unknown keys are errors; instances are frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+def refuse_keys(raw: Any, reasons: Mapping[str, str]) -> Any:
+    """``raw`` unchanged, or a ValueError with the reason for the first refused key it holds.
+
+    For a model's ``mode="before"`` validator: keys that moved elsewhere or belong to another
+    kind of job get a reason that says where they go, not a bare "unknown key".
+    """
+    if isinstance(raw, dict):
+        for key, reason in reasons.items():
+            if key in raw:
+                raise ValueError(f"'{key}' {reason}")
+    return raw
 
 
 def parse_toml(text: str, *, source: str) -> dict[str, Any]:

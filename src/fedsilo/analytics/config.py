@@ -58,7 +58,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from fedsilo.config import SecAggVariant
-from fedsilo.config_base import Strict
+from fedsilo.config_base import Strict, refuse_keys
 from fedsilo.data.tabular import ColumnType
 from fedsilo.data.typed import OTHER, Declared
 from fedsilo.jobs import load_as, parse_as, resolve
@@ -192,15 +192,12 @@ class SecureAggregationSettings(Strict):
     @model_validator(mode="before")
     @classmethod
     def _no_training_keys(cls, raw: Any) -> Any:
-        if isinstance(raw, dict):
-            for key in ("clip_range", "bits"):
-                if key in raw:
-                    raise ValueError(
-                        f"'{key}' is a training setting; analytics encodes its statistics in a "
-                        "64-bit ring from the declared column bounds: remove it (set "
-                        "'max_rows' to bound the rows of one group across all parties instead)"
-                    )
-        return raw
+        training = (
+            "is a training setting; analytics encodes its statistics in a 64-bit ring from "
+            "the declared column bounds: remove it (set 'max_rows' to bound the rows of one "
+            "group across all parties instead)"
+        )
+        return refuse_keys(raw, {"clip_range": training, "bits": training})
 
     @model_validator(mode="after")
     def _degree(self) -> SecureAggregationSettings:

@@ -70,7 +70,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field, model_validator
 
 from fedsilo.analytics.config import QueryPolicy
-from fedsilo.config_base import Strict, read_toml, validate
+from fedsilo.config_base import Strict, read_toml, refuse_keys, validate
 from fedsilo.errors import ConfigError
 from fedsilo.privacy.accounting import AccountingMethod
 
@@ -173,14 +173,11 @@ class PartyAnalyticsConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _moved(cls, raw: Any) -> Any:
-        if isinstance(raw, dict):
-            for key in ("ledger", "max_epsilon"):
-                if key in raw:
-                    raise ValueError(
-                        f"'{key}' moved to [privacy]: a party has one budget and one ledger "
-                        "for training and queries ([privacy] max_epsilon, [privacy] ledger)"
-                    )
-        return raw
+        moved = (
+            "moved to [privacy]: a party has one budget and one ledger for training and "
+            "queries ([privacy] max_epsilon, [privacy] ledger)"
+        )
+        return refuse_keys(raw, {"ledger": moved, "max_epsilon": moved})
 
 
 class PartyVerticalConfig(Strict):
