@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fedsilo.deploy.auth import AUTH_HEADER, PARTY_HEADER
+from fedsilo.deploy.channel import open_channel
 from fedsilo.deploy.client import AdminClient
-from fedsilo.deploy.party_process import open_channel
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.deploy.service import WIRE_VERSION

@@ -15,7 +15,6 @@ from typing import Annotated
 import typer
 
 from fedsilo.cli.common import console, make_app
-from fedsilo.deploy.certs import ROSTER, init_ca, issue
 from fedsilo.errors import ConfigError
 
 certs_app = make_app(
@@ -36,6 +35,8 @@ def init_command(
     force: Annotated[bool, typer.Option("--force", help="overwrite existing files")] = False,
 ) -> None:
     """Create the consortium's certificate authority."""
+    from fedsilo.deploy.certs import init_ca  # cryptography: only when a command runs
+
     pair = init_ca(directory, name=name, days=days, force=force)
     console.print(f"CA certificate: {pair.cert}  (give this file to every party and the server)")
     console.print(f"CA key:         {pair.key}  (keep it secret; it signs every certificate)")
@@ -57,6 +58,8 @@ def issue_command(
     force: Annotated[bool, typer.Option("--force", help="overwrite existing files")] = False,
 ) -> None:
     """Issue a server or party certificate signed by the CA."""
+    from fedsilo.deploy.certs import ROSTER, issue
+
     if host and kind is CertKind.party:
         raise ConfigError("--host applies to server certificates only")
     hosts = tuple(host) if host else ("localhost", "127.0.0.1")

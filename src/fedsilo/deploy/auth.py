@@ -18,10 +18,12 @@ import hmac
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 
-from fedsilo.deploy.config import RegisteredParty
+if TYPE_CHECKING:  # the admin client imports this module: keep it free of the job config
+    from fedsilo.deploy.config import RegisteredParty
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import grpc
 
 from fedsilo.deploy.auth import AUTH_HEADER
-from fedsilo.deploy.party_process import open_channel
+from fedsilo.deploy.channel import open_channel
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.errors import AdminCallError
