@@ -10,6 +10,8 @@ The Python API mirrors the CLI::
     result.final_global["accuracy"]
     result.save("runs/mnist")
 
+    model = fedsilo.load_model("runs/mnist")   # .predict_proba(rows), .predict(rows)
+
     answer = fedsilo.query("examples/analytics/job.toml", "SELECT COUNT(*) FROM transactions")
 """
 
@@ -19,12 +21,22 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["JobConfig", "Result", "__version__", "load_job", "query", "simulate"]
+__all__ = [
+    "JobConfig",
+    "Model",
+    "Result",
+    "__version__",
+    "load_job",
+    "load_model",
+    "query",
+    "simulate",
+]
 
 if TYPE_CHECKING:
     from fedsilo.analytics.run import query
     from fedsilo.config import JobConfig
     from fedsilo.jobs import load_job
+    from fedsilo.predict import Model, load_model
     from fedsilo.results import Result
     from fedsilo.simulation import simulate
 
@@ -39,6 +51,10 @@ def __getattr__(name: str) -> Any:
         from fedsilo.jobs import load_job
 
         return load_job
+    if name in ("load_model", "Model"):  # a trained horizontal model scoring new rows
+        from fedsilo import predict
+
+        return getattr(predict, name)
     if name == "Result":
         from fedsilo.results import Result
 

@@ -2,8 +2,10 @@
 
 ``Result.save(out_dir)`` writes:
 
-* ``model.safetensors``: the global parameters; the metadata key ``fedsilo`` holds JSON with
-  the model spec, classes and preprocessing plan, so the file alone rebuilds and uses the model.
+* ``model.safetensors``: the global parameters; the metadata key ``fedsilo`` holds a
+  :class:`~fedsilo.model_file.ModelMeta` (model spec, classes, label, id column, preprocessing
+  plan with the schema), so the file alone rebuilds the model and scores new rows
+  (:func:`fedsilo.load_model`, ``fedsilo predict``).
 * ``metrics.json``: the core every training run shares (:mod:`fedsilo.result_doc`):
   ``job``, ``final.global.<metric>``, ``final.parties.<name>.<metric>``, ``baseline.<metric>``
   (``null`` without a baseline), ``history[i]`` (one per round: ``round``, ``global``,
@@ -22,17 +24,16 @@
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import save_file
 from torch import nn
 
 from fedsilo import __version__
 from fedsilo.config import JobConfig
+from fedsilo.model_file import MODEL_FILE, ModelMeta, ModelSpecDoc, write_model
 from fedsilo.models import Params, build_model, set_params
 from fedsilo.report import write_report
 from fedsilo.result_doc import core, write_json
@@ -113,7 +114,7 @@ class Result:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {
-            "model": out / "model.safetensors",
+            "model": out / MODEL_FILE,
             "metrics_json": out / "metrics.json",
             "metrics_csv": out / "metrics.csv",
             "report": out / "report.html",
@@ -126,17 +127,19 @@ class Result:
         return paths
 
     def save_model(self, path: Path) -> None:
-        # One metadata key: safetensors keeps metadata in a hash map, so several keys would be
-        # written in a varying order and the same model would not give the same bytes.
-        meta = {
-            "fedsilo_version": __version__,
-            "model_spec": self.setup.model_spec.to_json(),
-            "classes": list(self.setup.classes),
-            "preprocess": None if self.setup.plan is None else self.setup.plan.to_json(),
-        }
-        text = json.dumps(meta, sort_keys=True, allow_nan=False, separators=(",", ":"))
-        arrays = {k: np.ascontiguousarray(v) for k, v in self.params.items()}
-        save_file(arrays, str(path), {"fedsilo": text})
+        """``model.safetensors``: the weights with their classes, preprocessing plan, label and
+        id column (:mod:`fedsilo.model_file`), so the file alone scores new rows."""
+        plan = self.setup.plan
+        meta = ModelMeta(
+            fedsilo_version=__version__,
+            job=self.job.name,
+            model_spec=ModelSpecDoc.model_validate(self.setup.model_spec.to_json()),
+            classes=list(self.setup.classes),
+            label=None if plan is None else plan.schema.label,
+            id_column=None if plan is None else self.job.data.id,
+            preprocess=None if plan is None else plan.to_json(),
+        )
+        write_model(path, meta, self.params)
 
     def _write_csv(self, path: Path) -> None:
         with path.open("w", newline="") as fh:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from safetensors.numpy import load_file
 
+from fedsilo.predict import load_model
 from fedsilo.simulation import simulate
 from tests.deploy.harness import PARTIES, deployment, job_done, job_toml, write_party_csvs
 
@@ -45,3 +47,11 @@ def test_deployed_job_equals_in_process_simulation(tmp_path: Path) -> None:
         assert np.array_equal(got[name], value), name
     for f in ("metrics.json", "metrics.csv", "report.html"):
         assert (Path(job.run_dir) / f).exists()
+    # the deployed job's model file is the simulation's format: it scores rows the same way
+    deployed, simulated = (
+        load_model(job.run_dir),
+        load_model(expected.save(tmp_path / "sim")["model"]),
+    )
+    assert deployed.meta == simulated.meta
+    rows = pd.read_csv(csvs[PARTIES[0]])
+    assert np.array_equal(deployed.predict_proba(rows), simulated.predict_proba(rows))

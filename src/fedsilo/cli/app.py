@@ -2,6 +2,7 @@
 
     fedsilo simulate JOB.toml --out DIR [--rounds N] [--seed S] [--baseline]
     fedsilo query JOB.toml "SELECT ..." [--format table|csv|json] [--html FILE] [--server ...]
+    fedsilo predict RUN_DIR DATA.csv|.parquet [--out predictions.csv]
     fedsilo datasets
     fedsilo server / party / submit / status          (deployment)
     fedsilo privacy plan / privacy audit              (DP budgets, empirical audit)
@@ -19,7 +20,7 @@ from typing import Annotated
 import typer
 
 from fedsilo import __version__
-from fedsilo.cli import deploy, query, simulate
+from fedsilo.cli import deploy, predict, query, simulate
 from fedsilo.cli.certs import certs_app
 from fedsilo.cli.common import console, make_app
 from fedsilo.cli.privacy import audit_app, privacy_app
@@ -47,6 +48,7 @@ def _root(
 
 app.command("simulate")(simulate.simulate)
 app.command("datasets")(simulate.datasets)
+app.command("predict")(predict.predict)
 app.command("query")(query.query)
 app.command("server")(deploy.server)
 app.command("party")(deploy.party)
