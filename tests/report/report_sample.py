@@ -105,6 +105,31 @@ def make_metrics(rounds: int = 10) -> dict[str, Any]:
     }
 
 
+def make_many_metrics(num_parties: int, rounds: int = 10) -> dict[str, Any]:
+    """:func:`make_metrics` with ``num_parties`` parties (label counts and accuracies spread
+    deterministically), for the report's large-federation layout."""
+    metrics = make_metrics(rounds)
+    names = [f"party-{i + 1}" for i in range(num_parties)]
+    for r in metrics["history"]:
+        base = r["global"]["accuracy"]
+        r["failures"] = {}
+        r["participants"] = names
+        r["parties"] = {
+            p: _metrics(base - 0.1 + 0.2 * ((i * 7919) % num_parties) / num_parties, 0.5)
+            for i, p in enumerate(names)
+        }
+    metrics["final"]["parties"] = copy.deepcopy(metrics["history"][-1]["parties"])
+    metrics["data"]["parties"] = {
+        p: {
+            "train_examples": 40,
+            "holdout_examples": 10,
+            "label_counts": {c: (i + int(c)) % 7 for c in CLASSES},
+        }
+        for i, p in enumerate(names)
+    }
+    return metrics
+
+
 if __name__ == "__main__":
     import sys
     from pathlib import Path

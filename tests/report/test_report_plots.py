@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import base64
+import re
 import struct
+import time
 from typing import Any
 
 from fedsilo.report import plots
@@ -53,3 +55,22 @@ def test_palette_sizes() -> None:
         colors = plots.palette(n)
         assert len(colors) == n
         assert len(set(colors)) == n
+
+
+def test_many_parties_are_drawn_as_distributions_in_bounded_time() -> None:
+    from fedsilo.report.page import render_report
+    from tests.report.report_sample import make_many_metrics
+
+    # 30 parties, also warming imports and templates up; then the same job at 1,000 parties
+    smaller = render_report(make_many_metrics(plots.MAX_DRAWN_PARTIES + 10))
+    started = time.process_time()
+    page = render_report(make_many_metrics(1000))
+    cpu_s = time.process_time() - started
+    assert cpu_s < 2.0, f"a 1,000-party report took {cpu_s:.2f} CPU s"
+    assert "median and 10-90 % band" in page and "across parties" in page
+    # the figures no longer grow with the parties: the same sizes at 30 and 1,000 parties
+    sizes = [
+        [_png_size(uri) for uri in re.findall(r"data:image/png;base64,[^'\"]+", html)]
+        for html in (smaller, page)
+    ]
+    assert len(sizes[1]) == 3 and sizes[0] == sizes[1]

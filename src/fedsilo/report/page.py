@@ -117,12 +117,22 @@ def _headline(r: Report) -> str:
     return "".join(parts)
 
 
+def _many(r: Report) -> bool:
+    """Per-party figures show distributions (:data:`plots.MAX_DRAWN_PARTIES`)."""
+    return len(r.parties) > plots.MAX_DRAWN_PARTIES
+
+
 def _convergence(r: Report) -> str:
+    parties = (
+        f"the parties' own evaluations: median and {plots.BAND[0]}-{plots.BAND[1]} % band (grey)"
+        if _many(r)
+        else "each party's own evaluation (faint)"
+    )
     fig = html_figure(
         plots.convergence(r),
         "Global loss and accuracy per round",
-        "Global model on the test split per round (bold); each party's own evaluation "
-        "(faint)" + ("; centralized baseline (dashed)." if r.baseline is not None else "."),
+        f"Global model on the test split per round (bold); {parties}"
+        + ("; centralized baseline (dashed)." if r.baseline is not None else "."),
         "No per-round loss or accuracy recorded.",
     )
     return f"<section id='convergence'><h2>Convergence</h2>{fig}</section>"
@@ -133,10 +143,14 @@ def _final(r: Report) -> str:
     fig = html_figure(
         plots.party_bars(r),
         "Final metrics per party",
-        "Each party's final metrics on its own holdout; dashed line: the global model on the "
-        "test split"
+        (
+            "How many parties reached each final metric on their own holdout"
+            if _many(r)
+            else "Each party's final metrics on its own holdout"
+        )
+        + "; dashed line: the global model on the test split"
         + ("; dotted: the centralized baseline" if r.baseline is not None else "")
-        + ". The value axis is zoomed in: it does not start at 0.",
+        + ("." if _many(r) else ". The value axis is zoomed in: it does not start at 0."),
         "No per-party final metrics recorded.",
     )
     rows: list[tuple[str, Sequence[str]]] = [
@@ -268,7 +282,10 @@ def _data(r: Report) -> str:
         html_figure(
             plots.label_distribution(r),
             "Training label counts per party",
-            "Training examples per party, stacked by label: shows size and label skew together.",
+            "Each label's share of a party's training rows, across parties: label skew."
+            if _many(r)
+            else "Training examples per party, stacked by label: shows size and label skew "
+            "together.",
             "No label counts recorded.",
         )
     )

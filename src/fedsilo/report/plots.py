@@ -4,6 +4,12 @@ Figures are built on :class:`matplotlib.figure.Figure` with an explicit
 :class:`~matplotlib.backends.backend_agg.FigureCanvasAgg`: no pyplot, no global backend
 switch, nothing left open after a call. Each function returns ``None`` when there is
 nothing to plot, and the page then leaves the figure out.
+
+Beyond :data:`MAX_DRAWN_PARTIES` parties, per-party figures show the distribution across
+parties instead of one mark per party (a median line with its 10-90 % band per round, a
+histogram of final metrics, a box per class of label shares): they stay readable, and their
+cost no longer grows with the number of parties (a 1,000-party report renders in about a
+second instead of a minute).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import io
 import math
 from collections.abc import Sequence
 
+import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -29,6 +36,8 @@ MAX_LEGEND_PARTIES = 12
 MAX_LEGEND_CLASSES = 20
 MAX_LABEL_CHARS = 24
 BAR_METRICS = ("accuracy", "f1", "auc")
+MAX_DRAWN_PARTIES = 20  # more parties: per-party figures show distributions
+BAND = (10, 90)  # percentiles of the party band in the convergence plot
 
 RGBA = tuple[float, float, float, float]
 
@@ -95,9 +104,12 @@ def convergence(report: Report) -> str | None:
     fig = new_figure(10.0, 3.8)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     handles: dict[str, Line2D] = {}
+    many = len(report.parties) > MAX_DRAWN_PARTIES
     for ax, metric in zip(axes, panels, strict=True):
         style_axes(ax)
-        for party in report.parties:
+        if many:
+            _party_band(ax, report, metric, handles)
+        for party in [] if many else report.parties:
             ys = _values([r.parties.get(party, {}).get(metric) for r in report.rounds])
             if all(math.isnan(y) for y in ys):
                 continue
@@ -139,8 +151,8 @@ def convergence(report: Report) -> str | None:
         ax.margins(y=0.08)
         ax.set_xlabel("round", fontsize=9)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ordered = [handles[k] for k in ("\0global", "\0baseline") if k in handles]
-    party_lines = [h for k, h in handles.items() if not k.startswith("\0")]
+    ordered = [handles[k] for k in ("\0global", "\0baseline", "\1band") if k in handles]
+    party_lines = [h for k, h in handles.items() if not k.startswith(("\0", "\1"))]
     if len(party_lines) <= MAX_LEGEND_PARTIES:
         ordered += party_lines
     elif party_lines:
@@ -153,6 +165,33 @@ def convergence(report: Report) -> str | None:
         frameon=False,
     )
     return to_data_uri(fig)
+
+
+def _party_band(ax: Axes, report: Report, metric: str, handles: dict[str, Line2D]) -> None:
+    """The parties' median per round and the band between the BAND percentiles."""
+    xs, med, low, high = [], [], [], []
+    for r in report.rounds:
+        values = [v.get(metric) for v in r.parties.values()]
+        finite = np.array([v for v in values if v is not None], dtype=np.float64)
+        if finite.size:
+            xs.append(r.number)
+            lo, mid, hi = np.percentile(finite, [BAND[0], 50, BAND[1]])
+            low.append(float(lo))
+            med.append(float(mid))
+            high.append(float(hi))
+    if not xs:
+        return
+    ax.fill_between(xs, low, high, color="grey", alpha=0.25, linewidth=0)
+    (line,) = ax.plot(
+        xs,
+        med,
+        color="grey",
+        linewidth=1.2,
+        marker="o",
+        markersize=2.5,
+        label=f"parties: median, {BAND[0]}-{BAND[1]} % band",
+    )
+    handles.setdefault("\1band", line)
 
 
 def _zoomed_limits(values: list[float]) -> tuple[float, float]:
@@ -175,6 +214,8 @@ def party_bars(report: Report) -> str | None:
     ]
     if not parties or not panels:
         return None
+    if len(parties) > MAX_DRAWN_PARTIES:
+        return _party_histograms(report, parties, panels)
     colors = dict(zip(report.parties, palette(len(report.parties)), strict=True))
     fig = new_figure(10.0, max(2.4, 1.1 + 0.36 * len(parties)))
     axes = fig.subplots(1, len(panels), squeeze=False, sharey=True, sharex=True)[0]
@@ -196,26 +237,34 @@ def party_bars(report: Report) -> str | None:
         for text, party in zip(texts, parties, strict=True):
             text.set_color(_ink_on(colors[party]))
         shown.extend(v for v in values if v is not None)
-        ref = report.final_global.get(metric)
-        if ref is not None:
-            handles["global"] = ax.axvline(
-                ref, color=GLOBAL_COLOR, linestyle="--", linewidth=1.4, label="global model"
-            )
-            shown.append(ref)
-        base = report.baseline.get(metric) if report.baseline is not None else None
-        if base is not None:
-            handles["baseline"] = ax.axvline(
-                base,
-                color=BASELINE_COLOR,
-                linestyle=":",
-                linewidth=1.6,
-                label="centralized baseline",
-            )
-            shown.append(base)
+        shown.extend(_reference_lines(ax, report, metric, handles))
         ax.set_title(f"Final {metric_label(metric)}", fontsize=10, loc="left")
     axes[0].set_yticks(rows, [label_text(p) for p in parties])
     axes[0].invert_yaxis()
     axes[0].set_xlim(*_zoomed_limits(shown))
+    _reference_legend(fig, handles)
+    return to_data_uri(fig)
+
+
+def _reference_lines(
+    ax: Axes, report: Report, metric: str, handles: dict[str, Line2D]
+) -> list[float]:
+    """The global model (dashed) and the baseline (dotted) at their final ``metric``; returns
+    the values drawn."""
+    ref = report.final_global.get(metric)
+    if ref is not None:
+        handles["global"] = ax.axvline(
+            ref, color=GLOBAL_COLOR, linestyle="--", linewidth=1.4, label="global model"
+        )
+    base = report.baseline.get(metric) if report.baseline is not None else None
+    if base is not None:
+        handles["baseline"] = ax.axvline(
+            base, color=BASELINE_COLOR, linestyle=":", linewidth=1.6, label="centralized baseline"
+        )
+    return [v for v in (ref, base) if v is not None]
+
+
+def _reference_legend(fig: Figure, handles: dict[str, Line2D]) -> None:
     if handles:
         fig.legend(
             handles=list(handles.values()),
@@ -224,6 +273,24 @@ def party_bars(report: Report) -> str | None:
             fontsize=8,
             frameon=False,
         )
+
+
+def _party_histograms(report: Report, parties: list[str], panels: list[str]) -> str:
+    """Many parties: one histogram per metric of the parties' final values."""
+    fig = new_figure(10.0, 3.2)
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    handles: dict[str, Line2D] = {}
+    for ax, metric in zip(axes, panels, strict=True):
+        style_axes(ax)
+        values = [report.final_parties[p].get(metric) for p in parties]
+        finite = [v for v in values if v is not None]
+        ax.hist(finite, bins=min(30, max(5, len(finite) // 10)), color="#7f8fa6")
+        _reference_lines(ax, report, metric, handles)
+        ax.set_title(
+            f"Final {metric_label(metric)}, {len(finite)} parties", fontsize=10, loc="left"
+        )
+    axes[0].set_ylabel("parties", fontsize=9)
+    _reference_legend(fig, handles)
     return to_data_uri(fig)
 
 
@@ -235,6 +302,8 @@ def label_distribution(report: Report) -> str | None:
     ]
     if not parties or not classes:
         return None
+    if len(parties) > MAX_DRAWN_PARTIES:
+        return _label_share_boxes(report, parties, classes)
     colors = palette(len(classes))
     fig = new_figure(10.0, 1.3 + 0.42 * len(parties))
     ax = fig.subplots()
@@ -269,4 +338,33 @@ def label_distribution(report: Report) -> str | None:
             frameon=False,
             ncol=1 if len(classes) <= 10 else 2,
         )
+    return to_data_uri(fig)
+
+
+def _label_share_boxes(report: Report, parties: list[str], classes: list[str]) -> str:
+    """Many parties: per class, the distribution of its share of each party's rows."""
+    counts = np.array(
+        [[float(report.party_data[p].label_counts.get(c) or 0) for c in classes] for p in parties]
+    )
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    fig = new_figure(10.0, 3.4)
+    ax = fig.subplots()
+    style_axes(ax)
+    ax.boxplot(
+        [shares[:, j] for j in range(len(classes))],
+        whis=(5, 95),
+        showfliers=False,
+        patch_artist=True,
+        boxprops={"facecolor": "#c8d0dc", "edgecolor": GLOBAL_COLOR},
+        medianprops={"color": GLOBAL_COLOR},
+    )
+    ax.set_xticks(range(1, len(classes) + 1), [label_text(c) for c in classes])
+    ax.set_xlabel("label", fontsize=9)
+    ax.set_ylabel("share of the party's training rows", fontsize=9)
+    ax.set_title(
+        f"Label shares across {len(parties)} parties (box: quartiles, whiskers: 5-95 %)",
+        fontsize=10,
+        loc="left",
+    )
     return to_data_uri(fig)
