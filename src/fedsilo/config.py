@@ -37,6 +37,7 @@ from fedsilo.data.tabular import ColumnType
 from fedsilo.jobs import resolve
 from fedsilo.privacy.accounting import AccountingMethod
 from fedsilo.privacy.dp_fedavg import ClientDPNoise as ClientDPNoise  # the TOML enum
+from fedsilo.tracking import TrackingConfig
 
 
 class LocalOptimizer(enum.Enum):
@@ -295,6 +296,7 @@ class JobConfig(Strict):
     aggregation: AggregationConfig = Field(default_factory=AggregationConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @model_validator(mode="after")
     def _one_data_source(self) -> JobConfig:

@@ -11,6 +11,7 @@
       "baseline": {metric: value} | null,           # the same model trained on pooled data
       "history": [{"round" | "epoch" | "tree": i, "duration_s": s, ...}, ...],
       "wall_time_s": s,
+      "tracking": {"mlflow": {...}, "tensorboard": {...}},  # only for a tracked run
       ...                                           # beside it: "data" (horizontal),
     }                                               # "vertical" (alignment, roles, parts)
 
@@ -69,9 +70,14 @@ def core(
     baseline: Mapping[str, float] | None,
     history: list[dict[str, Any]],
     wall_time_s: float,
+    tracking: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The shared part of metrics.json; callers add their sections beside it."""
-    return {
+    """The shared part of metrics.json; callers add their sections beside it.
+
+    ``tracking`` (where a tracked run was logged: MLflow URI, experiment and run ids,
+    TensorBoard directory) is written as ``tracking`` when given.
+    """
+    doc = {
         "fedsilo_version": __version__,
         "job": {
             "name": job.name,
@@ -88,6 +94,9 @@ def core(
         "history": finite(history),
         "wall_time_s": wall_time_s,
     }
+    if tracking is not None:
+        doc["tracking"] = dict(tracking)
+    return doc
 
 
 def write_json(path: Path, doc: Mapping[str, Any]) -> None:

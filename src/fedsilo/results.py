@@ -62,6 +62,7 @@ class Result:
     wall_time_s: float
     test_examples: int = 0
     privacy_audit: dict[str, Any] | None = None  # set by fedsilo.privacy_audit
+    tracking: dict[str, Any] | None = None  # set by fedsilo.tracking: where it was logged
 
     @property
     def global_evaluation(self) -> str:
@@ -93,6 +94,7 @@ class Result:
             baseline=self.baseline,
             history=[r.to_json() for r in self.history],
             wall_time_s=self.wall_time_s,
+            tracking=self.tracking,
         )
         out["final"]["privacy"] = self.history[-1].privacy if self.history else {}
         out["data"] = {

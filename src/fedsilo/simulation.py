@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from fedsilo.vertical.config import VerticalJobConfig
     from fedsilo.vertical.result import VerticalResult
 from fedsilo.runtime.transport import InProcessTransport
+from fedsilo.tracking import tracked
 from fedsilo.training import classification_metrics, predict_proba, train_local
 
 BUILTIN_LABEL = "label"
@@ -370,25 +371,46 @@ def simulate(
     ``result.save(dir)`` writes the model, metrics.json (one schema for every kind) and the
     report. With ``audit_dir`` every horizontal party keeps its audit log (and privacy ledger)
     in ``audit_dir/<party>.jsonl``; simulated parties are new each run, so logs left there by
-    an earlier run are replaced.
+    an earlier run are replaced. A job with ``[tracking]`` logs to MLflow / TensorBoard as it
+    runs (:mod:`fedsilo.tracking`); ``result.tracking`` says where.
     """
     job = as_training_job(config)
     if rounds is not None or seed is not None:
         job = job.with_overrides(rounds=rounds, seed=seed)
     progress = progress if progress is not None else Progress()
-    if isinstance(job, JobConfig):
-        return simulate_horizontal(
-            job, baseline=baseline, on_round=progress.on_round, audit_dir=audit_dir
-        )
-    from fedsilo.vertical.simulation import simulate_vertical
+    with tracked(job) as tracker:
+        result: Result | VerticalResult
+        if isinstance(job, JobConfig):
+            on_round = progress.on_round
+            if tracker is not None:
+                on_round = _also(on_round, lambda r: tracker.entry(r.to_json()))
+            result = simulate_horizontal(
+                job, baseline=baseline, on_round=on_round, audit_dir=audit_dir
+            )
+        else:
+            from fedsilo.vertical.simulation import simulate_vertical
 
-    return simulate_vertical(
-        job,
-        baseline=baseline,
-        on_epoch=progress.on_epoch,
-        on_tree=progress.on_tree,
-        on_psi_step=progress.on_psi_step,
-    )
+            result = simulate_vertical(
+                job,
+                baseline=baseline,
+                on_epoch=progress.on_epoch,
+                on_tree=progress.on_tree,
+                on_psi_step=progress.on_psi_step,
+            )
+        if tracker is not None:
+            tracker.finish(result)
+    return result
+
+
+def _also(
+    first: Callable[[RoundRecord], None] | None, then: Callable[[RoundRecord], None]
+) -> Callable[[RoundRecord], None]:
+    def both(record: RoundRecord) -> None:
+        if first is not None:
+            first(record)
+        then(record)
+
+    return both
 
 
 def simulate_horizontal(

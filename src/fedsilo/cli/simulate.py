@@ -71,6 +71,22 @@ def simulate(
             "--baseline", help="also train the same model on the pooled data, for comparison"
         ),
     ] = False,
+    mlflow: Annotated[
+        str | None,
+        typer.Option(
+            "--mlflow",
+            metavar="URI",
+            help="log to MLflow (e.g. file:runs/mlruns); sets [tracking] mlflow",
+        ),
+    ] = None,
+    tensorboard: Annotated[
+        Path | None,
+        typer.Option(
+            "--tensorboard",
+            metavar="DIR",
+            help="write TensorBoard event files under DIR; sets [tracking] tensorboard",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a training job (horizontal or kind = "vertical") with every party on this machine."""
@@ -84,6 +100,10 @@ def simulate(
     job = as_training_job(job_file)
     if rounds is not None or seed is not None:
         job = job.with_overrides(rounds=rounds, seed=seed)
+    if mlflow is not None or tensorboard is not None:
+        from fedsilo.tracking import with_tracking
+
+        job = with_tracking(job, mlflow=mlflow, tensorboard=tensorboard)
     out_dir = out if out is not None else Path("runs") / job.name
     if isinstance(job, JobConfig):
         _simulate_horizontal(job, out_dir, baseline=baseline)
@@ -120,6 +140,20 @@ def _simulate_horizontal(job: JobConfig, out_dir: Path, *, baseline: bool) -> No
         "log's signed anchors beside it)",
         markup=False,
     )
+    tracking_lines(result.tracking)
+
+
+def tracking_lines(tracking: dict[str, Any] | None) -> None:
+    """Where a tracked run was logged (nothing for an untracked run)."""
+    if not tracking:
+        return
+    if "mlflow" in tracking:
+        m = tracking["mlflow"]
+        console.print(
+            f"mlflow:  {m['uri']} experiment {m['experiment_id']} run {m['run_id']}", markup=False
+        )
+    if "tensorboard" in tracking:
+        console.print(f"tensorboard: {tracking['tensorboard']['log_dir']}", markup=False)
 
 
 def _simulate_vertical(job: VerticalJobConfig, out_dir: Path, *, baseline: bool) -> None:
@@ -161,6 +195,7 @@ def _simulate_vertical(job: VerticalJobConfig, out_dir: Path, *, baseline: bool)
     paths = result.save(out_dir)
     for name, path in paths.items():
         console.print(f"{name}: {path}", markup=False, emoji=False)
+    tracking_lines(result.tracking)
 
 
 def vertical_table(result: VerticalResult) -> Table:

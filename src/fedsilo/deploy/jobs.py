@@ -37,6 +37,7 @@ from fedsilo.results import Result
 from fedsilo.runtime.coordinator import Coordinator, RoundRecord, TrainingOutcome
 from fedsilo.runtime.store import JobStatus, JobStore
 from fedsilo.runtime.store import new_job_id as store_job_id
+from fedsilo.tracking import refuse_in_deployment
 from fedsilo.vertical.config import VerticalJobConfig
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 def parse_deploy_job(text: str, *, source: str, registered: list[str]) -> JobConfig:
     """Validate a job TOML for a deployment (party data paths are the parties' business)."""
     raw = parse_toml(text, source=source)
+    refuse_in_deployment(raw, source=source)
     parties = raw.get("parties")
     if parties is None:
         parties = [{"name": p} for p in registered]

@@ -26,6 +26,7 @@ from pathlib import Path
 from fedsilo.config_base import parse_toml
 from fedsilo.deploy.grpc_transport import GrpcTransport, PartyBoard
 from fedsilo.errors import ConfigError, FedsiloError
+from fedsilo.tracking import refuse_in_deployment
 from fedsilo.vertical.config import VerticalJobConfig, parse_vertical_job
 from fedsilo.vertical.result import VerticalResult
 from fedsilo.vertical.runner import VerticalRunner
@@ -36,6 +37,7 @@ def parse_deploy_vertical_job(
 ) -> VerticalJobConfig:
     """Validate a vertical job for a deployment; every named party must be registered."""
     raw = parse_toml(text, source=source)
+    refuse_in_deployment(raw, source=source)
     parties = raw.get("parties")
     if not isinstance(parties, list) or not all(isinstance(p, dict) for p in parties):
         raise ConfigError(

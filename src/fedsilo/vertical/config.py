@@ -44,6 +44,9 @@
 
     [psi]
     fpr = 1e-9
+
+    [tracking]                       # optional: MLflow / TensorBoard (fedsilo.tracking)
+    mlflow = "file:runs/mlruns"
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from pydantic import Field, model_validator
 from fedsilo.config_base import Strict
 from fedsilo.jobs import load_as, parse_as, resolve
 from fedsilo.privacy.he import CkksConfig, HeScheme, PaillierConfig
+from fedsilo.tracking import TrackingConfig
 from fedsilo.vertical.hetero_lr.arbiter import LrParams
 from fedsilo.vertical.secureboost.tree import TreeParams
 
@@ -150,6 +154,7 @@ class VerticalJobConfig(Strict):
     hetero_lr: HeteroLrConfig = HeteroLrConfig()
     secureboost: SecureBoostConfig = SecureBoostConfig()
     psi: PsiConfig = PsiConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @model_validator(mode="after")
     def _roles(self) -> VerticalJobConfig:

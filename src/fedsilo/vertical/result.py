@@ -38,6 +38,7 @@ class VerticalResult:
     baseline: dict[str, float] | None = None
     baseline_train: dict[str, float] | None = None
     wall_time_s: float = 0.0
+    tracking: dict[str, Any] | None = None  # set by fedsilo.tracking: where it was logged
     model_writers: dict[str, tuple[str, ModelWriter]] = field(default_factory=dict, repr=False)
 
     @property
@@ -102,6 +103,7 @@ class VerticalResult:
             baseline=self.baseline,
             history=self.history(),
             wall_time_s=self.wall_time_s,
+            tracking=self.tracking,
         )
         section: dict[str, Any] = {
             "algorithm": job.algorithm.value,
