@@ -139,6 +139,42 @@ class SelectionConfig(Strict):
     max_round_retries: int = Field(default=2, ge=0)
 
 
+class EvaluationConfig(Strict):
+    """When parties evaluate the global model on their own held-out rows.
+
+    Every ``every`` rounds the round's sampled parties evaluate; the last round, every
+    connected party (the final per-party table). A simulation's central test split is
+    evaluated every round whatever this says; without one, the global metrics of a round
+    come from its party evaluations, so rounds in between have none.
+    """
+
+    every: int = Field(default=1, ge=1, le=100_000)
+
+
+class VectorizeMode(enum.Enum):
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
+class SimulationConfig(Strict):
+    """How ``fedsilo simulate`` runs the parties on this machine (ignored by a deployment).
+
+    ``workers`` parties train at a time, each with one torch thread (default: the machine's
+    cores); the model does not depend on it. ``vectorize`` trains many parties of a logreg or
+    MLP job together as one batched computation (:mod:`fedsilo.training.vectorized`): "auto"
+    from :data:`VECTORIZE_MIN_PARTIES` parties per round, "on" always, "off" never. Vectorized
+    training equals one-by-one training to float tolerance, not bit for bit.
+    """
+
+    workers: int | None = Field(default=None, ge=1, le=1024)
+    vectorize: VectorizeMode = VectorizeMode.AUTO
+
+
+VECTORIZE_MIN_PARTIES = 8
+VECTORIZABLE_MODELS = ("logreg", "mlp")
+
+
 class SecAggVariant(enum.Enum):
     SECAGG = "secagg"  # Bonawitz et al. 2017: every pair of parties masks
     SECAGG_PLUS = "secagg+"  # Bell et al. 2020: each party masks with O(log n) neighbours
@@ -295,8 +331,10 @@ class JobConfig(Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     aggregation: AggregationConfig = Field(default_factory=AggregationConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
 
     @model_validator(mode="after")
     def _one_data_source(self) -> JobConfig:
@@ -342,6 +380,23 @@ class JobConfig(Strict):
             raise ValueError(
                 "privacy.record_dp does not support training.proximal_mu > 0 (the proximal "
                 "term is not clipped per example); set proximal_mu = 0"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _vectorize_fits_training(self) -> JobConfig:
+        if self.simulation.vectorize is not VectorizeMode.ON:
+            return self
+        if self.model.name not in VECTORIZABLE_MODELS:
+            raise ValueError(
+                f'simulation.vectorize = "on" trains logreg and mlp models only, not '
+                f'{self.model.name!r}; set vectorize = "auto" or "off"'
+            )
+        if self.privacy.record_dp.enabled:
+            raise ValueError(
+                'simulation.vectorize = "on" cannot train with privacy.record_dp: DP-SGD clips '
+                "every example's gradient with Opacus, one party at a time; set vectorize = "
+                '"auto" (record-DP parties then train one by one) or "off"'
             )
         return self
 

@@ -10,17 +10,28 @@ model on the pooled training rows for comparison: things only a simulation can d
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
-from fedsilo.config import JobConfig, load_job, parse_job
+from fedsilo.config import (
+    VECTORIZABLE_MODELS,
+    VECTORIZE_MIN_PARTIES,
+    JobConfig,
+    VectorizeMode,
+    load_job,
+    parse_job,
+)
 from fedsilo.data.builtin import BuiltinDataset, load_builtin
 from fedsilo.data.partition import (
     ByColumnPartitioner,
@@ -36,6 +47,7 @@ from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 from fedsilo.privacy.secagg.identity import Identity, simulated_identities
 from fedsilo.privacy.secagg.params import ThreatModel
 from fedsilo.results import Result
+from fedsilo.runtime.batched import BatchedTrainer
 from fedsilo.runtime.coordinator import Coordinator, RoundRecord, local_train_config
 from fedsilo.runtime.party import LocalData, PartyAgent, split_holdout
 from fedsilo.runtime.seeds import derive_seed, holdout_seed
@@ -413,6 +425,37 @@ def _also(
     return both
 
 
+def simulation_workers(job: JobConfig) -> int:
+    """``[simulation] workers``, by default the cores this process may run on."""
+    if job.simulation.workers is not None:
+        return job.simulation.workers
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def vectorized(job: JobConfig, num_parties: int) -> bool:
+    """Whether the simulated parties train together (``[simulation] vectorize``)."""
+    mode = job.simulation.vectorize
+    if mode is VectorizeMode.ON:
+        return True  # the config refused what cannot be vectorized
+    if mode is VectorizeMode.OFF or job.model.name not in VECTORIZABLE_MODELS:
+        return False
+    per_round = max(job.selection.min_parties, math.ceil(job.selection.fraction * num_parties))
+    return not job.privacy.record_dp.enabled and per_round >= VECTORIZE_MIN_PARTIES
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Every simulated party (and the coordinator) computes with one torch thread; parallel
+    work comes from the worker pool, never from threads fighting over the cores. The
+    arithmetic then does not depend on the machine's core count either."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def simulate_horizontal(
     job: JobConfig,
     *,
@@ -429,6 +472,7 @@ def simulate_horizontal(
     started = time.monotonic()
     sim = load_simulated_data(job) if data is None else data
     identities = simulated_party_identities(job, sim.parties)
+    batched = BatchedTrainer() if vectorized(job, len(sim.parties)) else None
     agents = {
         name: PartyAgent(
             name,
@@ -436,15 +480,16 @@ def simulate_horizontal(
             PrivacyGuard(name, simulated_party_privacy(job, name, audit_dir)),
             identity=identities[name],
             canaries=sim.canaries.get(name),
+            trainer=train_local if batched is None else batched,
         )
         for name, rows in sim.parties.items()
     }
     evaluator = TestSetEvaluator(sim.test) if sim.test is not None else None
-    coordinator = Coordinator(
-        job, InProcessTransport(agents), central_evaluator=evaluator, on_round=on_round
-    )
-    outcome = coordinator.run()
-    baseline_metrics = train_baseline(job, sim, outcome.setup, evaluator) if baseline else None
+    transport = InProcessTransport(agents, workers=simulation_workers(job), batched=batched)
+    coordinator = Coordinator(job, transport, central_evaluator=evaluator, on_round=on_round)
+    with one_torch_thread():
+        outcome = coordinator.run()
+        baseline_metrics = train_baseline(job, sim, outcome.setup, evaluator) if baseline else None
     return Result(
         job=job,
         setup=outcome.setup,

@@ -2,8 +2,9 @@
 
 Per round (McMahan et al. 2017, Alg. 1, server side; Reddi et al. 2021, Alg. 2):
 select parties → fit → gather the replies before the deadline → retry → aggregate → apply the
-server optimizer → evaluate on every party's held-out rows (and on a central test set when the
-simulation has one) → record → checkpoint. How the fit replies become one update (in the
+server optimizer → evaluate (a central test set, when the simulation has one, every round; the
+round's sampled parties on their own held-out rows every ``evaluation.every`` rounds, and every
+connected party in the last round) → record → checkpoint. How the fit replies become one update (in the
 clear, validated and aggregated; clipped and noised for client DP; masked and summed under
 secure aggregation) is the job's :class:`~fedsilo.runtime.collectors.Collector`; this loop is
 the same for all of them.
@@ -231,7 +232,9 @@ class Coordinator:
             )
         new_params = unflatten(self._server_opt.step(flatten(params), collected.delta), params)
         failures = attempt.failures
-        party_metrics, merged = self._evaluate(rnd, setup, new_params, online, failures)
+        party_metrics, merged = self._evaluate(
+            rnd, setup, new_params, self._evaluated(rnd, online, attempt.selected), failures
+        )
         if self.central_evaluator is not None:
             global_metrics = self.central_evaluator.evaluate(new_params)
         else:
@@ -249,6 +252,15 @@ class Coordinator:
         )
         return record, new_params
 
+    def _evaluated(self, rnd: int, online: list[str], selected: list[str]) -> list[str]:
+        """Who evaluates after round ``rnd``: everyone online in the last round, else the
+        round's sampled parties every ``evaluation.every`` rounds."""
+        if rnd == self.job.rounds:
+            return online
+        if rnd % self.job.evaluation.every:
+            return []
+        return list(selected)  # drawn from the online parties
+
     def _evaluate(
         self,
         rnd: int,
@@ -257,6 +269,8 @@ class Coordinator:
         parties: list[str],
         failures: dict[str, str],
     ) -> tuple[dict[str, dict[str, float]], EvalStats | None]:
+        if not parties:
+            return {}, None
         tasks = {
             p: Message(TaskKind.EVALUATE, self.job.name, rnd, COORDINATOR, {}, params)
             for p in parties

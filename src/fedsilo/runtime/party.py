@@ -51,6 +51,7 @@ from fedsilo.runtime.private_party import PrivateParty
 from fedsilo.training import (
     EvalStats,
     LocalTrainConfig,
+    Trainer,
     classification_metrics,
     predict_proba,
     train_local,
@@ -121,8 +122,10 @@ class PartyAgent:
         *,
         identity: Identity | None = None,
         canaries: LocalData | None = None,
+        trainer: Trainer = train_local,
     ) -> None:
         self.name = name
+        self._trainer = trainer  # train_local, or a simulation's BatchedTrainer
         self._data = data
         # Rows that always train and are never held out nor summarized: the privacy audit's
         # canaries (fedsilo.privacy_audit). None in every ordinary job.
@@ -265,7 +268,7 @@ class PartyAgent:
         assert self._train is not None
         dp = self._guard.before_fit(task.round, cfg)  # refuses a round over the budget
         if dp is None:
-            result = train_local(model, *self._train, cfg, seed=body.seed)
+            result = self._trainer(model, *self._train, cfg, seed=body.seed)
         else:
             noise = self._guard.noise_source(body.seed, "dp-sgd")
             result = train_local_dp(model, *self._train, cfg, dp, noise=noise)

@@ -11,6 +11,7 @@ the same job and seed give bit-identical weights.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -32,6 +33,21 @@ class LocalTrainConfig:
 class TrainResult:
     num_examples: int
     mean_loss: float
+
+
+class Trainer(Protocol):
+    """How a party runs its local training: :func:`train_local`, or in a simulation a trainer
+    that trains many parties together (``fedsilo.runtime.batched.BatchedTrainer``)."""
+
+    def __call__(
+        self,
+        model: nn.Module,
+        features: np.ndarray,
+        labels: np.ndarray,
+        cfg: LocalTrainConfig,
+        *,
+        seed: int,
+    ) -> TrainResult: ...
 
 
 def _optimizer(model: nn.Module, cfg: LocalTrainConfig) -> torch.optim.Optimizer:

@@ -1,0 +1,83 @@
+"""BatchedTrainer: parties of one exchange meet and train together, whatever the threads do."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from fedsilo.models import ModelSpec, build_model, get_params
+from fedsilo.runtime.batched import BatchedTrainer
+from fedsilo.training import LocalTrainConfig, train_local
+from fedsilo.training.vectorized import PartyBatch, train_together
+
+CFG = LocalTrainConfig(epochs=1, batch_size=4, learning_rate=0.1)
+
+
+def _rows(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 3)).astype(np.float32), rng.integers(0, 2, size=n)
+
+
+def test_waiting_parties_train_together_once_the_others_have_left() -> None:
+    model = build_model(ModelSpec("mlp", (3,), 2, hidden=(4,)), seed=0)
+    trainer = BatchedTrainer()
+    models = [copy.deepcopy(model) for _ in range(3)]
+    data = [_rows(i, 5 + 3 * i) for i in range(3)]
+    released = threading.Event()
+
+    with trainer.exchange(4) as left:
+
+        def party(j: int) -> float:
+            try:
+                if j == 3:  # a party that answers without training (e.g. an error reply)
+                    released.wait(timeout=5)
+                    return -1.0
+                return trainer(models[j], *data[j], CFG, seed=10 + j).mean_loss
+            finally:
+                left()
+
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(party, j) for j in range(4)]
+            # nobody trains while the fourth party is still running
+            assert not any(f.done() for f in futures[:3])
+            released.set()
+            losses = [f.result(timeout=30) for f in futures]
+
+    expected = [PartyBatch(copy.deepcopy(model), *data[j], seed=10 + j) for j in range(3)]
+    results = train_together(expected, CFG)
+    assert losses[:3] == [r.mean_loss for r in results]
+    for trained, reference in zip(models, expected, strict=True):
+        for key, value in get_params(reference.model).items():
+            assert np.array_equal(get_params(trained)[key], value)
+
+
+def test_outside_an_exchange_a_party_trains_alone_like_train_local() -> None:
+    model = build_model(ModelSpec("logreg", (3,), 2), seed=0)
+    a, b = copy.deepcopy(model), copy.deepcopy(model)
+    x, y = _rows(1, 9)
+    assert BatchedTrainer()(a, x, y, CFG, seed=4) == train_local(b, x, y, CFG, seed=4)
+    assert all(np.array_equal(v, get_params(b)[k]) for k, v in get_params(a).items())
+
+
+def test_a_failed_batch_fails_every_waiting_party() -> None:
+    trainer = BatchedTrainer()
+    model = build_model(ModelSpec("logreg", (3,), 2), seed=0)
+    bad_labels = np.array([0, 5, 1])  # class 5 of a 2-class model: cross entropy raises
+    with trainer.exchange(2) as left:
+
+        def party(j: int) -> None:
+            try:
+                x, y = _rows(j, 3)
+                trainer(copy.deepcopy(model), x, bad_labels if j else y, CFG, seed=j)
+            finally:
+                left()
+
+        with ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(party, j) for j in range(2)]
+            for f in futures:
+                with pytest.raises(IndexError):
+                    f.result(timeout=30)
