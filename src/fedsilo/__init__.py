@@ -64,6 +64,9 @@ def __getattr__(name: str) -> Any:
 
         return simulate
     if name == "query":
+        from fedsilo.extras import require
+
+        require("analytics", "fedsilo.query (federated analytics)")
         from fedsilo.analytics.run import query
 
         return query

@@ -7,8 +7,10 @@ round or the config key involved, and say what to do next.
 
     FedsiloError               internal      (also: any unexpected exception at a party)
     ├── ConfigError            config        job/party TOML or Python config is invalid
-    │   └── UnsupportedError   unsupported   a SQL construct, task kind or option fedsilo
-    │                                        (or this party) does not do
+    │   ├── UnsupportedError   unsupported   a SQL construct, task kind or option fedsilo
+    │   │                                    (or this party) does not do
+    │   └── MissingExtraError  missing_extra the job needs an optional extra that is not
+    │                                        installed (the message says `pip install ...`)
     ├── DataError              data          a party's data cannot be used as it is
     │   ├── SchemaError        schema        columns or types disagree with the shared schema
     │   └── MissingValueError  missing_values  missing values and no imputation policy allows them
@@ -44,6 +46,7 @@ class ErrorCode(enum.Enum):
     INTERNAL = "internal"
     CONFIG = "config"
     UNSUPPORTED = "unsupported"
+    MISSING_EXTRA = "missing_extra"
     DATA = "data"
     SCHEMA = "schema"
     MISSING_VALUES = "missing_values"
@@ -78,6 +81,13 @@ class UnsupportedError(ConfigError):
     a column that is not public, a task kind the party's role does not answer."""
 
     code = ErrorCode.UNSUPPORTED
+
+
+class MissingExtraError(ConfigError):
+    """The job needs an optional extra (``pip install 'fedsilo[vertical]'``, ...) that is not
+    installed here (:mod:`fedsilo.extras`)."""
+
+    code = ErrorCode.MISSING_EXTRA
 
 
 class DataError(FedsiloError):

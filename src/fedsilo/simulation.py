@@ -42,6 +42,7 @@ from fedsilo.data.partition import (
 )
 from fedsilo.data.tabular import read_party_table
 from fedsilo.errors import ConfigError
+from fedsilo.extras import require
 from fedsilo.models import Params, build_model, set_params
 from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 from fedsilo.privacy.secagg.identity import Identity, simulated_identities
@@ -295,6 +296,13 @@ def as_training_job(config: TrainingJob | str | Path | Mapping[str, Any]) -> Tra
     )
 
 
+def require_extras(job: TrainingJob) -> None:
+    """Refuse, before any work, a job whose optional extra is not installed (the error says
+    ``pip install 'fedsilo[vertical]'``): a horizontal job needs none."""
+    if not isinstance(job, JobConfig):
+        require("vertical", f"vertical job {job.name!r}")
+
+
 def simulated_party_privacy(job: JobConfig, party: str, audit_dir: Path | None) -> PartyPrivacy:
     """A simulated party's own privacy settings: its budget, a fresh audit log and ledger.
 
@@ -387,6 +395,7 @@ def simulate(
     runs (:mod:`fedsilo.tracking`); ``result.tracking`` says where.
     """
     job = as_training_job(config)
+    require_extras(job)
     if rounds is not None or seed is not None:
         job = job.with_overrides(rounds=rounds, seed=seed)
     progress = progress if progress is not None else Progress()

@@ -73,6 +73,9 @@ def query(
     ] = None,
 ) -> None:
     """Answer an aggregate query across the parties without pooling rows (federated analytics)."""
+    from fedsilo.extras import require
+
+    require("analytics", "fedsilo query")
     from fedsilo.analytics import output
     from fedsilo.analytics.run import query as run_query
 

@@ -95,9 +95,10 @@ def simulate(
         format="%(levelname)s %(name)s: %(message)s",
     )
     from fedsilo.config import JobConfig
-    from fedsilo.simulation import as_training_job
+    from fedsilo.simulation import as_training_job, require_extras
 
     job = as_training_job(job_file)
+    require_extras(job)
     if rounds is not None or seed is not None:
         job = job.with_overrides(rounds=rounds, seed=seed)
     if mlflow is not None or tensorboard is not None:

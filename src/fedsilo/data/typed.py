@@ -31,10 +31,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pandas as pd
+
+if TYPE_CHECKING:  # DuckDB (the `analytics` extra) loads when a typed view is made
+    import duckdb
 
 from fedsilo.data.tabular import PARQUET_SUFFIXES, ColumnType
 from fedsilo.errors import DataError, MissingValueError, SchemaError
@@ -153,6 +155,8 @@ def typed_view(
     values or values outside the declared categories, :class:`MissingValueError` for missing
     values under the ``reject`` policy; each names party, source, column and count.
     """
+    import duckdb
+
     if frame is not None:
         con.register("_party_frame", frame)
         raw = "_party_frame"

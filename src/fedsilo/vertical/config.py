@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -61,8 +61,10 @@ from fedsilo.config_base import Strict
 from fedsilo.jobs import load_as, parse_as, resolve
 from fedsilo.privacy.he import CkksConfig, HeScheme, PaillierConfig
 from fedsilo.tracking import TrackingConfig
-from fedsilo.vertical.hetero_lr.arbiter import LrParams
-from fedsilo.vertical.secureboost.tree import TreeParams
+
+if TYPE_CHECKING:  # the protocol code loads with the `vertical` extra, when a job runs
+    from fedsilo.vertical.hetero_lr.arbiter import LrParams
+    from fedsilo.vertical.secureboost.tree import TreeParams
 
 
 class VerticalAlgorithm(enum.Enum):
@@ -107,6 +109,8 @@ class HeteroLrConfig(Strict):
     tolerance: float = Field(default=1e-4, ge=0)
 
     def params(self) -> LrParams:
+        from fedsilo.vertical.hetero_lr.arbiter import LrParams
+
         return LrParams(**self.model_dump())
 
 
@@ -133,6 +137,8 @@ class SecureBoostConfig(Strict):
         return self
 
     def params(self) -> TreeParams:
+        from fedsilo.vertical.secureboost.tree import TreeParams
+
         return TreeParams(**self.model_dump())
 
 
