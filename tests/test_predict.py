@@ -17,7 +17,7 @@ from fedsilo.cli import app
 from fedsilo.errors import DataError, MissingValueError, ModelError, SchemaError
 from fedsilo.simulation import load_simulated_data
 from fedsilo.training import classification_metrics
-from tests.conftest import small_job
+from tests.conftest import bank_frame, small_job
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 runner = CliRunner()
@@ -99,27 +99,12 @@ def test_text_in_a_number_column_names_column_and_row(
 # -- a file job with an id column, a category and missing values ----------------------------
 
 
-def _bank(rows: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    income = rng.normal(50, 15, rows)
-    region = rng.choice(["east", "north", "west"], rows)
-    score = income / 15 + (region == "east") * 1.5 + rng.normal(0, 1, rows)
-    return pd.DataFrame(
-        {
-            "customer_id": [f"c{seed}-{i}" for i in range(rows)],
-            "income": income,
-            "region": region,
-            "default": np.where(score > np.median(score), "yes", "no"),
-        }
-    )
-
-
 @pytest.fixture(scope="module")
 def bank_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("banks")
     parties = []
     for i, name in enumerate(("bank-a", "bank-b")):
-        _bank(80, i).to_csv(root / f"{name}.csv", index=False)
+        bank_frame(80, i).to_csv(root / f"{name}.csv", index=False)
         parties.append({"name": name, "path": str(root / f"{name}.csv")})
     job = small_job(
         data={"label": "default", "id": "customer_id", "missing": "reject"}, parties=parties
@@ -132,7 +117,7 @@ def bank_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_predictions_keep_the_declared_id_column_csv_and_parquet(
     bank_run: Path, tmp_path: Path
 ) -> None:
-    new = _bank(12, 7).drop(columns=["default"])
+    new = bank_frame(12, 7).drop(columns=["default"])
     new.to_parquet(tmp_path / "new.parquet", index=False)
     out = tmp_path / "p.parquet"
     result = runner.invoke(
@@ -150,14 +135,14 @@ def test_predictions_keep_the_declared_id_column_csv_and_parquet(
 
 def test_scoring_refuses_without_the_declared_id_column(bank_run: Path) -> None:
     model = fedsilo.load_model(bank_run)
-    rows = _bank(5, 8).drop(columns=["customer_id"])
+    rows = bank_frame(5, 8).drop(columns=["customer_id"])
     assert model.predict_proba(rows).shape == (5, 2)  # probabilities need no id
     with pytest.raises(SchemaError, match="id column 'customer_id'"):
         model.predictions(rows)
 
 
 def test_an_unseen_category_names_column_value_and_row(bank_run: Path, tmp_path: Path) -> None:
-    rows = _bank(10, 9)
+    rows = bank_frame(10, 9)
     rows.loc[3, "region"] = "south"
     rows.to_csv(tmp_path / "new.csv", index=False)
     result = runner.invoke(
@@ -171,7 +156,7 @@ def test_an_unseen_category_names_column_value_and_row(bank_run: Path, tmp_path:
 
 
 def test_a_missing_value_under_the_reject_policy_names_column_and_row(bank_run: Path) -> None:
-    rows = _bank(10, 10)
+    rows = bank_frame(10, 10)
     rows.loc[8, "income"] = np.nan
     with pytest.raises(MissingValueError, match=r"'income'.*row 9"):
         fedsilo.load_model(bank_run).predict(rows)

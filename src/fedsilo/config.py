@@ -46,7 +46,8 @@ class LocalOptimizer(enum.Enum):
 
 
 class PartyConfig(Strict):
-    """One organization and its data file."""
+    """One organization and its data file (no ``path``: its rows come as a DataFrame,
+    ``fedsilo.simulate(job, data={name: df})``; a party with neither fails at load time)."""
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     path: Path | None = None
@@ -351,9 +352,6 @@ class JobConfig(Strict):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"party names must be unique; repeated: {', '.join(dupes)}")
-            missing = [p.name for p in self.parties if p.path is None]
-            if missing:
-                raise ValueError(f"parties {', '.join(missing)} need a `path` to their data file")
             if d.label is None:
                 raise ValueError("file data needs data.label: the name of the label column")
         if d.path is not None and d.label is None:

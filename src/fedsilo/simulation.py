@@ -40,7 +40,7 @@ from fedsilo.data.partition import (
     PartitionKind,
     QuantitySkewPartitioner,
 )
-from fedsilo.data.tabular import read_party_table
+from fedsilo.data.tabular import check_frame_parties, frame_source, read_frame, read_party_table
 from fedsilo.errors import ConfigError
 from fedsilo.extras import require
 from fedsilo.models import Params, build_model, set_params
@@ -140,10 +140,18 @@ def _split_column(job: JobConfig, table: pd.DataFrame, where: str) -> pd.Series 
     return table[col]
 
 
-def _from_party_files(job: JobConfig) -> SimulatedData:
+def _from_party_files(job: JobConfig, frames: Mapping[str, object]) -> SimulatedData:
     parties = {}
     for p in job.parties:
-        assert p.path is not None
+        if p.name in frames:
+            table = read_frame(frames[p.name], party=p.name)
+            parties[p.name] = LocalData(frame_source(p.name), table=table)
+            continue
+        if p.path is None:
+            raise ConfigError(
+                f"party {p.name!r} has no data: give it a path in [[parties]] or pass its rows "
+                f"as a DataFrame, fedsilo.simulate(job, data={{{p.name!r}: df}})"
+            )
         parties[p.name] = LocalData(str(p.path), table=read_party_table(p.path, party=p.name))
     test = None
     if job.data.test_path is not None:
@@ -152,10 +160,18 @@ def _from_party_files(job: JobConfig) -> SimulatedData:
     return SimulatedData(parties, test)
 
 
-def load_simulated_data(job: JobConfig) -> SimulatedData:
-    """Build every party's local rows (and the central test split) from the job's source."""
+def load_simulated_data(
+    job: JobConfig, frames: Mapping[str, object] | None = None
+) -> SimulatedData:
+    """Build every party's local rows (and the central test split) from the job's source.
+
+    ``frames`` (party name -> pandas DataFrame) give parties' rows instead of their files;
+    each goes through the same checks as a file's rows.
+    """
+    frames = dict(frames or {})
+    check_frame_parties(frames, [p.name for p in job.parties], job=job.name)
     if job.parties:
-        return _from_party_files(job)
+        return _from_party_files(job, frames)
     d = job.data
     table: pd.DataFrame | None
     ds: BuiltinDataset | None = None
@@ -275,15 +291,27 @@ def as_job(config: JobConfig | str | Path | Mapping[str, Any]) -> JobConfig:
     return parse_job(dict(config), source="Python config")
 
 
-def as_training_job(config: TrainingJob | str | Path | Mapping[str, Any]) -> TrainingJob:
-    """A training job of any kind (horizontal or vertical) from a config, a path or a dict."""
+def as_training_job(
+    config: TrainingJob | str | Path | Mapping[str, Any],
+    frames: Mapping[str, object] | None = None,
+) -> TrainingJob:
+    """A training job of any kind (horizontal or vertical) from a config, a path or a dict.
+
+    A horizontal dict with no data source and no ``parties`` takes its parties from the
+    names of ``frames`` (``simulate({...}, data={"bank-a": df_a, ...})``).
+    """
     from fedsilo.jobs import load_job as load_any
     from fedsilo.jobs import parse_job as parse_any
 
     if isinstance(config, str | Path):
         job = load_any(config)
     elif isinstance(config, Mapping):
-        job = parse_any(dict(config), source="Python config")
+        raw = dict(config)
+        data = raw.get("data") if isinstance(raw.get("data"), Mapping) else {}
+        sourceless = "parties" not in raw and not {"dataset", "path"} & set(data or {})
+        if frames and sourceless and raw.get("kind", "horizontal") == "horizontal":
+            raw["parties"] = [{"name": name} for name in frames]
+        job = parse_any(raw, source="Python config")
     else:
         job = config
     from fedsilo.vertical.config import VerticalJobConfig
@@ -353,6 +381,7 @@ def simulate(
     seed: int | None = ...,
     progress: Progress | None = ...,
     audit_dir: Path | None = ...,
+    data: Mapping[str, pd.DataFrame] | None = ...,
 ) -> Result: ...
 @overload
 def simulate(
@@ -363,6 +392,7 @@ def simulate(
     seed: int | None = ...,
     progress: Progress | None = ...,
     audit_dir: Path | None = ...,
+    data: Mapping[str, pd.DataFrame] | None = ...,
 ) -> VerticalResult: ...
 @overload
 def simulate(
@@ -373,6 +403,7 @@ def simulate(
     seed: int | None = ...,
     progress: Progress | None = ...,
     audit_dir: Path | None = ...,
+    data: Mapping[str, pd.DataFrame] | None = ...,
 ) -> Result | VerticalResult: ...
 def simulate(
     config: TrainingJob | str | Path | Mapping[str, Any],
@@ -382,6 +413,7 @@ def simulate(
     seed: int | None = None,
     progress: Progress | None = None,
     audit_dir: Path | None = None,
+    data: Mapping[str, pd.DataFrame] | None = None,
 ) -> Result | VerticalResult:
     """Run a training job of any kind with every party simulated in this process.
 
@@ -393,8 +425,12 @@ def simulate(
     in ``audit_dir/<party>.jsonl``; simulated parties are new each run, so logs left there by
     an earlier run are replaced. A job with ``[tracking]`` logs to MLflow / TensorBoard as it
     runs (:mod:`fedsilo.tracking`); ``result.tracking`` says where.
+
+    ``data`` maps party names to pandas DataFrames holding their rows, in place of the files
+    the job names (horizontal and vertical); each goes through the checks a file's rows go
+    through. A horizontal dict job with no data source takes its parties from ``data``.
     """
-    job = as_training_job(config)
+    job = as_training_job(config, data)
     require_extras(job)
     if rounds is not None or seed is not None:
         job = job.with_overrides(rounds=rounds, seed=seed)
@@ -406,7 +442,11 @@ def simulate(
             if tracker is not None:
                 on_round = _also(on_round, lambda r: tracker.entry(r.to_json()))
             result = simulate_horizontal(
-                job, baseline=baseline, on_round=on_round, audit_dir=audit_dir
+                job,
+                baseline=baseline,
+                on_round=on_round,
+                audit_dir=audit_dir,
+                data=load_simulated_data(job, data),
             )
         else:
             from fedsilo.vertical.simulation import simulate_vertical
@@ -417,6 +457,7 @@ def simulate(
                 on_epoch=progress.on_epoch,
                 on_tree=progress.on_tree,
                 on_psi_step=progress.on_psi_step,
+                frames=data,
             )
         if tracker is not None:
             tracker.finish(result)

@@ -170,7 +170,46 @@ def read_party_table(path: Path, *, party: str) -> pd.DataFrame:
             f"party {party!r}: cannot read {path} as {kind}: {type(exc).__name__}: {exc}. "
             f"Check that the file is valid {kind}."
         ) from None
-    check_unique_columns(df, party=party, source=str(path))
+    return _as_read(df, party=party, source=str(path))
+
+
+def read_frame(frame: object, *, party: str) -> pd.DataFrame:
+    """A party's rows given as a pandas DataFrame (``simulate(job, data={party: df})``),
+    checked as a file's rows are (:func:`read_party_table`); the caller's frame is not changed.
+
+    Anything but a DataFrame raises :class:`~fedsilo.errors.ConfigError`; an empty frame (no
+    columns) or duplicate column names raise DataError naming the party.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise ConfigError(
+            f"data[{party!r}] is a {type(frame).__name__}, expected a pandas DataFrame of the "
+            "party's rows (one column per feature, plus the label)"
+        )
+    source = frame_source(party)
+    if len(frame.columns) == 0:
+        raise DataError(f"party {party!r}: {source} has no columns")
+    return _as_read(frame.reset_index(drop=True), party=party, source=source)
+
+
+def frame_source(party: str) -> str:
+    """How messages name a party's DataFrame (rows are numbered from 1, as in a file)."""
+    return f"DataFrame data[{party!r}]"
+
+
+def check_frame_parties(frames: Mapping[str, object], parties: list[str], *, job: str) -> None:
+    """ConfigError if a DataFrame is given for a name that is not one of the job's parties."""
+    unknown = sorted(set(frames) - set(parties))
+    if unknown:
+        listed = ", ".join(repr(p) for p in parties) or "none (it reads a dataset or one file)"
+        raise ConfigError(
+            f"data= gives DataFrames for {', '.join(repr(u) for u in unknown)}, which "
+            f"{'is' if len(unknown) == 1 else 'are'} not a party of job {job!r}; its parties: "
+            f"{listed}. Name each DataFrame after a [[parties]] entry."
+        )
+
+
+def _as_read(df: pd.DataFrame, *, party: str, source: str) -> pd.DataFrame:
+    check_unique_columns(df, party=party, source=source)
     if not all(isinstance(c, str) for c in df.columns):
         df.columns = pd.Index([str(c) for c in df.columns])
     return df

@@ -109,12 +109,18 @@ class VerticalPartyAgent:
         path: Path | None = None,
         builtin: str | None = None,
         models_dir: Path | None = None,
+        frame: object = None,
     ) -> None:
-        if (path is None) == (builtin is None):
-            raise DataError(f"party {name!r}: give exactly one vertical data source (path/builtin)")
+        if sum(x is not None for x in (path, builtin, frame)) != 1:
+            raise DataError(
+                f"party {name!r} has no data or more than one source: give it a path or a "
+                f"builtin in [[parties]], or pass its rows as a DataFrame, "
+                f"fedsilo.simulate(job, data={{{name!r}: df}})"
+            )
         self.name = name
         self._path = path
         self._builtin = builtin
+        self._frame = frame
         self._models_dir = models_dir
         self._job = ""
         self._table: PartyTable | None = None
@@ -133,8 +139,11 @@ class VerticalPartyAgent:
         self._handler = serve(name, self.routes)
 
     @classmethod
-    def from_config(cls, party: VerticalPartyConfig) -> VerticalPartyAgent:
-        """The simulation's agent: the data source the job file names for this party."""
+    def from_config(cls, party: VerticalPartyConfig, frame: object = None) -> VerticalPartyAgent:
+        """The simulation's agent: the data source the job file names for this party, or the
+        DataFrame given for it (``simulate(job, data={name: df})``)."""
+        if frame is not None:
+            return cls(party.name, frame=frame)
         return cls(party.name, path=party.path, builtin=party.builtin)
 
     @property
@@ -218,7 +227,7 @@ class VerticalPartyAgent:
                 f"party {self.name!r}: the job's roles (guest {guest!r}, hosts {hosts}) do not "
                 "match its label setting"
             )
-        self._table = load_party_table(config)
+        self._table = load_party_table(config, self._frame)
         self._job, self._guest, self._hosts = msg.job_id, guest, hosts
         self._channel = PartyChannel(self.name)
         self._clients, self._server, self.aligned, self.role = {}, None, None, None

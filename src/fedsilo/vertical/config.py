@@ -84,7 +84,8 @@ class VerticalPartyConfig(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> VerticalPartyConfig:
-        if (self.path is None) == (self.builtin is None):
+        # Neither: the rows come as a DataFrame (simulate(job, data={name: df})).
+        if self.path is not None and self.builtin is not None:
             raise ValueError(f"party {self.name!r}: give exactly one of 'path' or 'builtin'")
         return self
 

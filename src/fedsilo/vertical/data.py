@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from fedsilo.data.tabular import frame_source, read_frame
 from fedsilo.errors import DataError
 from fedsilo.vertical.config import VerticalPartyConfig
 
@@ -60,11 +61,20 @@ def _builtin(party: VerticalPartyConfig) -> pd.DataFrame:
     return frame
 
 
-def load_party_table(party: VerticalPartyConfig) -> PartyTable:
-    """Read a party's file (CSV/Parquet) or built-in split and check its columns."""
-    if party.path is None:
+def load_party_table(party: VerticalPartyConfig, given: object = None) -> PartyTable:
+    """Read a party's file (CSV/Parquet), built-in split or given DataFrame, and check its
+    columns (the same checks whatever the source)."""
+    if given is not None:
+        frame = read_frame(given, party=party.name)
+        where = f"party {party.name!r} {frame_source(party.name)}"
+    elif party.builtin is not None:
         frame = _builtin(party)
         where = f"party {party.name!r} (builtin {party.builtin})"
+    elif party.path is None:
+        raise DataError(
+            f"party {party.name!r} has no data: give it a path or a builtin in [[parties]], "
+            f"or pass its rows as a DataFrame, fedsilo.simulate(job, data={{{party.name!r}: df}})"
+        )
     else:
         path = Path(party.path)
         where = f"party {party.name!r} file {path}"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fedsilo.data.tabular import check_frame_parties
 from fedsilo.runtime.transport import InProcessTransport
 from fedsilo.vertical.agent import VerticalPartyAgent
 from fedsilo.vertical.config import VerticalAlgorithm, VerticalJobConfig
@@ -106,10 +107,16 @@ def simulate_vertical(
     on_epoch: EpochCallback | None = None,
     on_tree: TreeCallback | None = None,
     on_psi_step: StepCallback | None = None,
+    frames: Mapping[str, object] | None = None,
 ) -> VerticalResult:
-    """Run ``job`` with every party in this process; the result holds every party's part."""
+    """Run ``job`` with every party in this process; the result holds every party's part.
+
+    ``frames`` (party name -> DataFrame) give parties' rows instead of their files.
+    """
     started = time.monotonic()
-    agents = {p.name: VerticalPartyAgent.from_config(p) for p in job.parties}
+    frames = dict(frames or {})
+    check_frame_parties(frames, [p.name for p in job.parties], job=job.name)
+    agents = {p.name: VerticalPartyAgent.from_config(p, frames.get(p.name)) for p in job.parties}
     runner = VerticalRunner(
         job,
         InProcessTransport(agents),
