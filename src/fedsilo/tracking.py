@@ -22,8 +22,8 @@ What is logged, in both sinks under the same names (steps are rounds, epochs or 
   metrics.csv, report.html) as artifacts; TensorBoard: the job as text (``job/config``).
 
 Both libraries are the optional extra ``tracking`` (``mlflow-skinny``, ``tensorboard``);
-without it a job asking for tracking fails before training with ``pip install
-'fedsilo[tracking]'``. MLflow 3 keeps its file store in maintenance mode behind
+without it a job asking for tracking fails before training with one line saying ``pip install
+'fedsilo[tracking]'`` (:func:`fedsilo.extras.require`). MLflow 3 keeps its file store in maintenance mode behind
 ``MLFLOW_ALLOW_FILE_STORE``; a ``file:`` URI (or a plain path) in the job is taken as that opt
 in, set while the store is opened. Deployed jobs refuse ``[tracking]``: a server does not write
 where a submitted job tells it to.
@@ -48,11 +48,11 @@ from pydantic import BaseModel, Field, ValidationError
 
 from fedsilo.config_base import Strict
 from fedsilo.errors import ConfigError
+from fedsilo.extras import require
 from fedsilo.result_doc import TrainingJob
 
 log = logging.getLogger(__name__)
 
-INSTALL = "pip install 'fedsilo[tracking]'"
 STEP_KEYS = ("round", "epoch", "tree")
 _MLFLOW_NAME = re.compile(r"[^\w.\- :/]")
 _MAX_PARAM_CHARS = 6000  # MLflow's limit on one parameter value
@@ -176,11 +176,9 @@ class MlflowSink:
     """One MLflow run through ``MlflowClient`` (no process-global active run)."""
 
     def __init__(self, uri: str, experiment: str, run_name: str, job: TrackedJob) -> None:
-        try:
-            from mlflow.entities import Param
-            from mlflow.tracking import MlflowClient
-        except ImportError:
-            raise ConfigError(f"[tracking] mlflow needs the MLflow client: {INSTALL}") from None
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
         with _file_store_allowed(uri):
             self._client = MlflowClient(tracking_uri=uri)
             found = self._client.get_experiment_by_name(experiment)
@@ -219,10 +217,8 @@ class TensorBoardSink:
     """Event files through ``torch.utils.tensorboard.SummaryWriter``."""
 
     def __init__(self, root: Path, run_name: str, job: TrackedJob) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise ConfigError(f"[tracking] tensorboard needs TensorBoard: {INSTALL}") from None
+        from torch.utils.tensorboard import SummaryWriter
+
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%f")
         self.log_dir = Path(root) / f"{_file_name(run_name)}-{stamp}"
         self._writer = SummaryWriter(log_dir=str(self.log_dir))
@@ -258,6 +254,7 @@ class Tracker:
         cfg = job.tracking
         if not cfg.enabled:
             return None
+        require("tracking", f"[tracking] of job {job.name!r}")
         run_name = cfg.run_name or f"{job.name}-seed{job.seed}"
         sinks: dict[str, Sink] = {}
         if cfg.tensorboard is not None:
