@@ -194,6 +194,11 @@ def test_a_vertical_run_or_an_empty_directory_says_what_to_do(tmp_path: Path) ->
     (tmp_path / "vertical" / "models").mkdir(parents=True)
     with pytest.raises(ModelError, match="vertical run"):
         fedsilo.load_model(tmp_path / "vertical")
+    deployed = tmp_path / "deployed-vertical"  # the server keeps metrics only
+    deployed.mkdir()
+    (deployed / "metrics.json").write_text(json.dumps({"job": {"kind": "vertical"}}))
+    with pytest.raises(ModelError, match="vertical run"):
+        fedsilo.load_model(deployed)
     with pytest.raises(ModelError, match=r"holds no model\.safetensors"):
         fedsilo.load_model(tmp_path)
 

@@ -113,10 +113,11 @@ def model_path(location: str | Path) -> Path:
         found = path / MODEL_FILE
         if found.is_file():
             return found
-        if (path / "models").is_dir():
+        if (path / "models").is_dir() or _run_kind(path) == "vertical":
             raise ModelError(
                 f"{path} is a vertical run: each party keeps its own part of the model (under "
-                "models/ or at the party), so no one file predicts alone. Score new customers "
+                "models/ in a simulation, at the party in a deployment), so no one file predicts "
+                "alone. Score new customers "
                 "with the parties together (a vertical scoring job)."
             )
         raise ModelError(
@@ -128,6 +129,17 @@ def model_path(location: str | Path) -> Path:
             f"model {path} does not exist. Point at a run directory or its {MODEL_FILE}."
         )
     return path
+
+
+def _run_kind(run_dir: Path) -> str | None:
+    """``job.kind`` from a run directory's metrics.json, if it has a readable one."""
+    try:
+        doc = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    job = doc.get("job") if isinstance(doc, dict) else None
+    kind = job.get("kind") if isinstance(job, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def read_model(location: str | Path) -> tuple[ModelMeta, Params, Path]:
