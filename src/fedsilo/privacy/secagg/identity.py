@@ -41,14 +41,18 @@ class Identity:
     signing_key: Ed25519PrivateKey = field(repr=False)
     roster: Mapping[str, bytes]
     threat: ThreatModel = field(default_factory=ThreatModel)
+    # The roster's keys already parsed, shared by every party of one simulation (parsing the
+    # whole roster per party costs N^2 key loads); None: parse ``roster`` here.
+    parsed_roster: Mapping[str, Ed25519PublicKey] | None = field(
+        default=None, repr=False, compare=False
+    )
 
-    _keys: dict[str, Ed25519PublicKey] = field(init=False, repr=False, compare=False)
+    _keys: Mapping[str, Ed25519PublicKey] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        try:  # parsed once: every round verifies each neighbour's advertisement
-            parsed = {n: keys.identity_key(k) for n, k in self.roster.items()}
-        except ValueError:
-            raise ConfigError("the identity roster holds a key that is not Ed25519") from None
+        parsed = self.parsed_roster
+        if parsed is None or parsed.keys() != self.roster.keys():
+            parsed = parse_roster(self.roster)  # once: every round verifies advertisements
         object.__setattr__(self, "_keys", parsed)
         own = self.roster.get(self.name)
         if own != keys.identity_public(self.signing_key):
@@ -70,13 +74,25 @@ class Identity:
         keys.verify(public, signature, message, signer=signer)
 
 
+def parse_roster(roster: Mapping[str, bytes]) -> dict[str, Ed25519PublicKey]:
+    """Every roster entry as an Ed25519 public key; ConfigError if one is not."""
+    try:
+        return {n: keys.identity_key(k) for n, k in roster.items()}
+    except ValueError:
+        raise ConfigError("the identity roster holds a key that is not Ed25519") from None
+
+
 def simulated_identities(
     names: Iterable[str], threat: ThreatModel | None = None
 ) -> dict[str, Identity]:
-    """One fresh key per simulated party, all sharing one roster."""
+    """One fresh key per simulated party, all sharing one roster (parsed once)."""
     secrets = {n: keys.new_identity_key() for n in names}
     roster = {n: keys.identity_public(k) for n, k in secrets.items()}
-    return {n: Identity(n, k, roster, threat or ThreatModel()) for n, k in secrets.items()}
+    parsed = parse_roster(roster)
+    return {
+        n: Identity(n, k, roster, threat or ThreatModel(), parsed_roster=parsed)
+        for n, k in secrets.items()
+    }
 
 
 def write_identity_key(path: Path, key: Ed25519PrivateKey) -> None:
