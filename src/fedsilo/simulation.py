@@ -251,18 +251,30 @@ def _features(data: LocalData, setup: SetupResult, who: str) -> tuple[np.ndarray
     return data.images, data.labels
 
 
+Rows = tuple[np.ndarray, np.ndarray]
+
+
+def party_rows(job: JobConfig, sim: SimulatedData, setup: SetupResult) -> list[tuple[Rows, Rows]]:
+    """Each party's (training, held-out) model inputs and labels, in ``setup.parties`` order,
+    exactly as the party splits them at setup (simulation only: the baseline, benchmarks)."""
+    out = []
+    for i, name in enumerate(setup.parties):
+        x, y = _features(sim.parties[name], setup, name)
+        tr, ho = split_holdout(len(y), job.data.holdout_fraction, holdout_seed(job.seed, i))
+        out.append(((x[tr], y[tr]), (x[ho], y[ho])))
+    return out
+
+
 def train_baseline(
     job: JobConfig, sim: SimulatedData, setup: SetupResult, evaluator: TestSetEvaluator | None
 ) -> dict[str, float]:
     """The same model trained on all parties' training rows pooled (simulation only)."""
     train_x, train_y, hold_x, hold_y = [], [], [], []
-    for i, name in enumerate(setup.parties):
-        x, y = _features(sim.parties[name], setup, name)
-        tr, ho = split_holdout(len(y), job.data.holdout_fraction, holdout_seed(job.seed, i))
-        train_x.append(x[tr])
-        train_y.append(y[tr])
-        hold_x.append(x[ho])
-        hold_y.append(y[ho])
+    for (x, y), (hx, hy) in party_rows(job, sim, setup):
+        train_x.append(x)
+        train_y.append(y)
+        hold_x.append(hx)
+        hold_y.append(hy)
     model = build_model(setup.model_spec, seed=job.seed)
     # The same local training, as one long run over the pooled rows (FedProx has no anchor here).
     cfg = dataclasses.replace(
