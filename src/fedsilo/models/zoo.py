@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,9 @@ from torch import nn
 from fedsilo.errors import ModelError
 
 MODEL_NAMES = ("logreg", "mlp", "cnn")
+# torch's initialisers draw from its global generator: one seeded build at a time, so that
+# simulated parties set up in parallel threads cannot interleave their draws.
+_SEEDED_BUILD = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,7 @@ def build_model(spec: ModelSpec, *, seed: int) -> nn.Module:
     if spec.num_classes < 2:
         raise ModelError(f"a classifier needs at least 2 classes, the data has {spec.num_classes}")
     in_features = math.prod(spec.input_shape)
-    with torch.random.fork_rng(devices=[]):
+    with _SEEDED_BUILD, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if spec.name == "logreg":
             model: nn.Module = _mlp(in_features, (), spec.num_classes)
