@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU wheel on local disk. Any other spec pulls CUDA builds.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,vertical,analytics,tracking]'
+	$(BIN)/pip install --quiet -e '.[dev,vertical,analytics,tracking,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -124,6 +124,7 @@ def test_base_install_runs_a_horizontal_job(base_venv: Path, tmp_path: Path) -> 
             ("query", str(ROOT / "examples/analytics/job.toml"), "SELECT COUNT(*) FROM t"),
             "analytics",
         ),
+        (("simulate", str(ROOT / "examples/hospitals_breast_cancer.toml"), "--ray", "auto"), "ray"),
     ],
 )
 def test_a_job_needing_an_extra_exits_2_with_the_pip_line(

@@ -58,9 +58,9 @@ if TYPE_CHECKING:
     from fedsilo.jobs import TrainingJob
     from fedsilo.vertical.config import VerticalJobConfig
     from fedsilo.vertical.result import VerticalResult
-from fedsilo.runtime.transport import InProcessTransport
+from fedsilo.runtime.transport import InProcessTransport, Transport
 from fedsilo.tracking import tracked
-from fedsilo.training import classification_metrics, predict_proba, train_local
+from fedsilo.training import Trainer, classification_metrics, predict_proba, train_local
 
 BUILTIN_LABEL = "label"
 
@@ -336,11 +336,17 @@ def as_training_job(
     )
 
 
-def require_extras(job: TrainingJob) -> None:
+def require_extras(job: TrainingJob, *, ray: str | None = None) -> None:
     """Refuse, before any work, a job whose optional extra is not installed (the error says
-    ``pip install 'fedsilo[vertical]'``): a horizontal job needs none."""
+    ``pip install 'fedsilo[vertical]'``): a horizontal job needs none, ``ray`` the ray extra."""
     if not isinstance(job, JobConfig):
+        if ray is not None:
+            raise ConfigError(
+                f"--ray runs horizontal jobs; {job.name!r} is a vertical job: run it without --ray"
+            )
         require("vertical", f"vertical job {job.name!r}")
+    elif ray is not None:
+        require("ray", f"--ray {ray}")
 
 
 def simulated_party_privacy(job: JobConfig, party: str, audit_dir: Path | None) -> PartyPrivacy:
@@ -369,8 +375,33 @@ def simulated_party_identities(job: JobConfig, names: Iterable[str]) -> dict[str
 
     The job's ``[privacy.secure_aggregation]`` rates stand in for each party's own.
     """
+    return simulated_identities(names, simulated_threat(job))
+
+
+def simulated_threat(job: JobConfig) -> ThreatModel:
     sa = job.privacy.secure_aggregation
-    return simulated_identities(names, ThreatModel(sa.dropout_rate, sa.corruption_rate))
+    return ThreatModel(sa.dropout_rate, sa.corruption_rate)
+
+
+def simulated_agents(
+    job: JobConfig,
+    sim: SimulatedData,
+    identities: Mapping[str, Identity],
+    audit_dir: Path | None,
+    trainer: Trainer = train_local,
+) -> dict[str, PartyAgent]:
+    """The simulated parties named in ``identities``, each over its rows in ``sim``."""
+    return {
+        name: PartyAgent(
+            name,
+            sim.parties[name],
+            PrivacyGuard(name, simulated_party_privacy(job, name, audit_dir)),
+            identity=identity,
+            canaries=sim.canaries.get(name),
+            trainer=trainer,
+        )
+        for name, identity in identities.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -394,6 +425,7 @@ def simulate(
     progress: Progress | None = ...,
     audit_dir: Path | None = ...,
     data: Mapping[str, pd.DataFrame] | None = ...,
+    ray: str | None = ...,
 ) -> Result: ...
 @overload
 def simulate(
@@ -405,6 +437,7 @@ def simulate(
     progress: Progress | None = ...,
     audit_dir: Path | None = ...,
     data: Mapping[str, pd.DataFrame] | None = ...,
+    ray: str | None = ...,
 ) -> VerticalResult: ...
 @overload
 def simulate(
@@ -416,6 +449,7 @@ def simulate(
     progress: Progress | None = ...,
     audit_dir: Path | None = ...,
     data: Mapping[str, pd.DataFrame] | None = ...,
+    ray: str | None = ...,
 ) -> Result | VerticalResult: ...
 def simulate(
     config: TrainingJob | str | Path | Mapping[str, Any],
@@ -426,6 +460,7 @@ def simulate(
     progress: Progress | None = None,
     audit_dir: Path | None = None,
     data: Mapping[str, pd.DataFrame] | None = None,
+    ray: str | None = None,
 ) -> Result | VerticalResult:
     """Run a training job of any kind with every party simulated in this process.
 
@@ -436,14 +471,22 @@ def simulate(
     report. With ``audit_dir`` every horizontal party keeps its audit log (and privacy ledger)
     in ``audit_dir/<party>.jsonl``; simulated parties are new each run, so logs left there by
     an earlier run are replaced. A job with ``[tracking]`` logs to MLflow / TensorBoard as it
-    runs (:mod:`fedsilo.tracking`); ``result.tracking`` says where.
+    runs (:mod:`fedsilo.tracking`); ``result.tracking`` says where. With ``ray`` (a Ray
+    cluster's address, "auto" for the one this machine belongs to, or "local" for a new one in
+    this process) a horizontal job's parties run as Ray actors (:mod:`fedsilo.ray_simulation`):
+    the same model as in this process for the same seed.
 
     ``data`` maps party names to pandas DataFrames holding their rows, in place of the files
     the job names (horizontal and vertical); each goes through the checks a file's rows go
     through. A horizontal dict job with no data source takes its parties from ``data``.
     """
     job = as_training_job(config, data)
-    require_extras(job)
+    require_extras(job, ray=ray)
+    if ray is not None and data is not None:
+        raise ConfigError(
+            "data= DataFrames stay in this process; with ray= every Ray host reads the job's "
+            "own data source: write the frames to files and name them in the job"
+        )
     if rounds is not None or seed is not None:
         job = job.with_overrides(rounds=rounds, seed=seed)
     progress = progress if progress is not None else Progress()
@@ -459,6 +502,7 @@ def simulate(
                 on_round=on_round,
                 audit_dir=audit_dir,
                 data=load_simulated_data(job, data),
+                ray=ray,
             )
         else:
             from fedsilo.vertical.simulation import simulate_vertical
@@ -525,33 +569,51 @@ def simulate_horizontal(
     on_round: Callable[[RoundRecord], None] | None = None,
     audit_dir: Path | None = None,
     data: SimulatedData | None = None,
+    ray: str | None = None,
 ) -> Result:
     """Run a horizontal job with every party simulated in this process (:func:`simulate`).
 
     ``data`` replaces the rows the job's data source would give (:func:`load_simulated_data`),
-    e.g. with the privacy audit's canaries planted.
+    e.g. with the privacy audit's canaries planted. With ``ray`` (a Ray address, "auto" or
+    "local") the parties run as Ray actors instead (:mod:`fedsilo.ray_simulation`); the
+    coordinator stays in this process.
     """
     started = time.monotonic()
     sim = load_simulated_data(job) if data is None else data
     identities = simulated_party_identities(job, sim.parties)
-    batched = BatchedTrainer() if vectorized(job, len(sim.parties)) else None
-    agents = {
-        name: PartyAgent(
-            name,
-            rows,
-            PrivacyGuard(name, simulated_party_privacy(job, name, audit_dir)),
-            identity=identities[name],
-            canaries=sim.canaries.get(name),
-            trainer=train_local if batched is None else batched,
-        )
-        for name, rows in sim.parties.items()
-    }
     evaluator = TestSetEvaluator(sim.test) if sim.test is not None else None
-    transport = InProcessTransport(agents, workers=simulation_workers(job), batched=batched)
+    connected = False
+    if ray is not None:
+        if sim.canaries:
+            raise ConfigError("the privacy audit's canaries are not available on Ray")
+        from fedsilo import ray_simulation
+
+        connected = ray_simulation.connect(ray)
+        transport: Transport = ray_simulation.start_hosts(
+            job,
+            {n: i.signing_key for n, i in identities.items()},
+            next(iter(identities.values())).roster,
+            audit_dir,
+            job.simulation.workers,
+        )
+    else:
+        batched = BatchedTrainer() if vectorized(job, len(sim.parties)) else None
+        agents = simulated_agents(
+            job, sim, identities, audit_dir, train_local if batched is None else batched
+        )
+        transport = InProcessTransport(agents, workers=simulation_workers(job), batched=batched)
     coordinator = Coordinator(job, transport, central_evaluator=evaluator, on_round=on_round)
-    with one_torch_thread():
-        outcome = coordinator.run()
-        baseline_metrics = train_baseline(job, sim, outcome.setup, evaluator) if baseline else None
+    try:
+        with one_torch_thread():
+            outcome = coordinator.run()
+            baseline_metrics = (
+                train_baseline(job, sim, outcome.setup, evaluator) if baseline else None
+            )
+    finally:
+        if connected:
+            import ray as ray_lib
+
+            ray_lib.shutdown()
     return Result(
         job=job,
         setup=outcome.setup,

@@ -88,6 +88,16 @@ def simulate(
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="auto|local|ADDRESS",
+            help="run the parties as Ray actors: on the cluster this machine belongs to (auto), "
+            "a new local one (local) or at ADDRESS (HOST:6379, ray://HOST:10001); horizontal "
+            "jobs; needs pip install 'fedsilo[ray]'",
+        ),
+    ] = None,
 ) -> None:
     """Run a training job (horizontal or kind = "vertical") with every party on this machine."""
     logging.basicConfig(
@@ -98,7 +108,7 @@ def simulate(
     from fedsilo.simulation import as_training_job, require_extras
 
     job = as_training_job(job_file)
-    require_extras(job)
+    require_extras(job, ray=ray)
     if rounds is not None or seed is not None:
         job = job.with_overrides(rounds=rounds, seed=seed)
     if mlflow is not None or tensorboard is not None:
@@ -107,18 +117,21 @@ def simulate(
         job = with_tracking(job, mlflow=mlflow, tensorboard=tensorboard)
     out_dir = out if out is not None else Path("runs") / job.name
     if isinstance(job, JobConfig):
-        _simulate_horizontal(job, out_dir, baseline=baseline)
+        _simulate_horizontal(job, out_dir, baseline=baseline, ray=ray)
     else:
         _simulate_vertical(job, out_dir, baseline=baseline)
 
 
-def _simulate_horizontal(job: JobConfig, out_dir: Path, *, baseline: bool) -> None:
+def _simulate_horizontal(
+    job: JobConfig, out_dir: Path, *, baseline: bool, ray: str | None = None
+) -> None:
     from fedsilo.simulation import Progress
     from fedsilo.simulation import simulate as run_simulation
 
+    where = "" if ray is None else f", parties on Ray ({escape(ray)})"
     console.print(
         f"[bold]fedsilo[/] simulating [bold]{escape(job.name)}[/]: {job.rounds} rounds, "
-        f"seed {job.seed}"
+        f"seed {job.seed}{where}"
     )
     with progress_bar(console) as progress:
         on_round = round_reporter(progress, progress.add_task("rounds", total=job.rounds))
@@ -127,6 +140,7 @@ def _simulate_horizontal(job: JobConfig, out_dir: Path, *, baseline: bool) -> No
             baseline=baseline,
             progress=Progress(on_round=on_round),
             audit_dir=out_dir / "audit",
+            ray=ray,
         )
     if baseline:
         console.print("trained the centralized baseline on the pooled training rows")
