@@ -147,3 +147,11 @@ def test_vertical_dataframes_meet_the_checks_files_meet() -> None:
         fedsilo.simulate(_vertical_job(), data={**frames, "retailer": frames["shop"]})
     with pytest.raises(FedsiloError, match=r"party 'shop' has no data"):
         fedsilo.simulate(_vertical_job(), data={"bank": frames["bank"]})
+
+
+def test_dataframes_are_refused_with_ray_before_any_work() -> None:
+    # Ray hosts rebuild their parties from the job's own data source, never from this
+    # process's frames: asking for both is refused up front (no Ray needed to see it).
+    named = _job([{"name": n} for n in BANKS])
+    with pytest.raises(ConfigError, match="write the frames to files"):
+        fedsilo.simulate(named, data=_frames(), ray="auto")
