@@ -26,10 +26,8 @@ JOB = {
     "name": "on-ray",
     "seed": 7,
     "rounds": 3,
-    "data": {"dataset": "breast-cancer", "num_parties": 4, "partition": "dirichlet", "alpha": 1.0},
+    "data": {"dataset": "breast-cancer", "num_parties": 4},
     "model": {"name": "mlp", "hidden": [8]},
-    "training": {"epochs": 1, "batch_size": 16, "learning_rate": 0.1},
-    "selection": {"fraction": 0.75, "min_parties": 2},
 }
 
 
@@ -53,43 +51,41 @@ def _same_run(a: dict[str, Path], b: dict[str, Path]) -> None:
     assert docs[0]["final"] == docs[1]["final"]
 
 
-def test_ray_gives_the_in_process_model_bit_for_bit_under_secure_aggregation(
+def test_simulate_ray_gives_the_in_process_model_bit_for_bit(
     local_ray: None, tmp_path: Path
 ) -> None:
-    # Arrange: 4 parties on 2 hosts (two parties each), 3 of 4 sampled per round; under secure
-    # aggregation every party signs with the key the driver made and checks its neighbours'
-    job = {**JOB, "privacy": {"secure_aggregation": {"enabled": True}}}
-
-    # Act
-    on_ray = simulate(job, ray="auto").save(tmp_path / "ray")
-    in_process = simulate(job).save(tmp_path / "local")
-
-    # Assert
-    _same_run(on_ray, in_process)
-    assert len(json.loads(on_ray["metrics_json"].read_text())["history"][0]["parties"]) == 3
-
-
-def test_simulate_cli_on_ray_gives_the_in_process_model(local_ray: None, tmp_path: Path) -> None:
+    # Arrange: 4 parties on 2 hosts (two parties each), 3 of 4 sampled per round, under secure
+    # aggregation: every party signs with the key the driver made and checks its neighbours'
     job = tmp_path / "job.toml"
     job.write_text(
-        'name = "cli-ray"\nseed = 1\nrounds = 2\n'
-        '[data]\ndataset = "breast-cancer"\nnum_parties = 3\n[model]\nname = "logreg"\n'
+        'name = "on-ray"\nseed = 7\nrounds = 3\n'
+        '[data]\ndataset = "breast-cancer"\nnum_parties = 4\npartition = "dirichlet"\n'
+        "alpha = 1.0\n"
+        '[model]\nname = "mlp"\nhidden = [8]\n'
+        "[training]\nepochs = 1\nbatch_size = 16\nlearning_rate = 0.1\n"
+        "[selection]\nfraction = 0.75\nmin_parties = 2\n"
+        "[privacy.secure_aggregation]\nenabled = true\n"
     )
+
+    # Act: the command line on Ray, the API in this process
     done = CliRunner().invoke(
         app, ["simulate", str(job), "--ray", "auto", "--out", str(tmp_path / "ray")]
     )
     assert done.exit_code == 0, done.output
-    assert "parties on Ray (auto)" in done.output
     in_process = simulate(job, audit_dir=tmp_path / "local" / "audit").save(tmp_path / "local")
-    paths = {"model": tmp_path / "ray" / "model.safetensors"}
-    paths["metrics_json"] = tmp_path / "ray" / "metrics.json"
-    _same_run(paths, in_process)
+
+    # Assert: the same model bytes, history (metrics, sampled parties) and final rows
+    assert "parties on Ray (auto)" in done.output
+    on_ray = {
+        "model": tmp_path / "ray" / "model.safetensors",
+        "metrics_json": tmp_path / "ray" / "metrics.json",
+    }
+    _same_run(on_ray, in_process)
+    history = json.loads(on_ray["metrics_json"].read_text())["history"]
+    assert [len(h["parties"]) for h in history] == [3, 3, 4]  # sampled; all at the end
     # each party kept its audit log where the run directory says, written by its Ray host
-    assert sorted(p.name for p in (tmp_path / "ray" / "audit").glob("*.jsonl")) == [
-        "party-1.jsonl",
-        "party-2.jsonl",
-        "party-3.jsonl",
-    ]
+    logs = sorted(p.name for p in (tmp_path / "ray" / "audit").glob("*.jsonl"))
+    assert logs == [f"party-{i}.jsonl" for i in (1, 2, 3, 4)]
 
 
 def test_ray_refuses_a_vertical_job_and_forced_vectorization(local_ray: None) -> None:
