@@ -62,3 +62,21 @@ def test_eval_stats_round_trip_through_json() -> None:
     stats = EvalStats.from_predictions(y, p)
     again = EvalStats.from_json(stats.to_json())
     assert again.metrics() == stats.metrics()
+
+
+def test_binary_auc_equals_scikit_learn_with_and_without_ties() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from fedsilo.training.metrics import binary_auc
+
+    rng = np.random.default_rng(3)
+    for trial in range(50):
+        n = int(rng.integers(2, 60))
+        labels = rng.integers(0, 2, size=n)
+        labels[:2] = [0, 1]  # both classes
+        scores = rng.random(n)
+        if trial % 2:
+            scores = np.round(scores, 1)  # many ties
+        assert binary_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert binary_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.4])) == 1.0
+    assert binary_auc(np.array([0, 1]), np.array([0.5, 0.5])) == 0.5

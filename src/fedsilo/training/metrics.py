@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 AUC_BINS = 1000
 _EPS = 1e-12
@@ -59,6 +58,20 @@ def _loss_sum(labels: np.ndarray, proba: np.ndarray) -> float:
     return float(-np.log(np.clip(picked, _EPS, 1.0)).sum())
 
 
+def binary_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC of ``scores`` for class 1 as the Mann-Whitney statistic (Hanley & McNeil 1982):
+    the probability that a positive outscores a negative, ties counting one half. Equals
+    ``sklearn.metrics.roc_auc_score`` (tested) at a fraction of its validation overhead, which
+    dominated evaluating many small parties. Needs both classes present."""
+    positive = labels == 1
+    n_pos = int(positive.sum())
+    n_neg = len(labels) - n_pos
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    mean_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based, ties share their mean
+    rank_sum = float(mean_rank[inverse][positive].sum())
+    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
 def classification_metrics(labels: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     """Exact metrics from true labels (n,) and class probabilities (n, C)."""
     num_classes = proba.shape[1]
@@ -66,7 +79,7 @@ def classification_metrics(labels: np.ndarray, proba: np.ndarray) -> dict[str, f
         _confusion(labels, proba.argmax(axis=1), num_classes), _loss_sum(labels, proba)
     )
     if num_classes == 2 and len(np.unique(labels)) == 2:
-        metrics["auc"] = float(roc_auc_score(labels, proba[:, 1]))
+        metrics["auc"] = binary_auc(labels, proba[:, 1])
     return metrics
 
 

@@ -176,12 +176,15 @@ class _OptimizerState:
         self.params = params
         self.cfg = cfg
         self.steps = 0
-        self.first: list[torch.Tensor] = [torch.zeros_like(p) for p in params]
-        self.second: list[torch.Tensor] = [torch.zeros_like(p) for p in params]
+        # moments only where the rule has them (SGD momentum buffer, Adam's two moments)
+        stateful = cfg.optimizer == "adam" or cfg.momentum > 0
+        self.first = [torch.zeros_like(p) for p in params] if stateful else []
+        self.second = [torch.zeros_like(p) for p in params] if cfg.optimizer == "adam" else []
 
     def step(self, grads: Sequence[torch.Tensor], active: torch.Tensor) -> None:
         cfg = self.cfg
         self.steps += 1
+        everyone = bool(active.all())  # no party done yet: no masking needed
         with torch.no_grad():
             for i, (p, g) in enumerate(zip(self.params, grads, strict=True)):
                 on = active.reshape(-1, *([1] * (p.dim() - 1)))
@@ -189,7 +192,7 @@ class _OptimizerState:
                     g = g.add(p, alpha=cfg.weight_decay)
                 step = self._adam if cfg.optimizer == "adam" else self._sgd
                 update = step(i, g, on)
-                p.sub_(torch.where(on, update, 0.0))
+                p.sub_(update if everyone else torch.where(on, update, 0.0))
 
     def _sgd(self, i: int, g: torch.Tensor, on: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
