@@ -279,7 +279,8 @@ def main() -> None:
         return
     rounds = args.rounds or (2 if args.quick else 20)
     repeats = args.repeats or (1 if args.quick else 3)
-    print(f"load average before: {os.getloadavg()}  (2 rounds = quick mode: shapes, not speed)")
+    note = "  (quick: checks the bench runs; its timings are not results)" if args.quick else ""
+    print(f"load average before: {os.getloadavg()}{note}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="fedsilo-vs-flower-") as tmp:
         for task in tasks(rounds, args.quick):
