@@ -32,8 +32,7 @@ from fedsilo.aggregation import (
 )
 from fedsilo.config_base import Strict
 from fedsilo.data.partition import PartitionKind
-from fedsilo.data.preprocess import MissingPolicy
-from fedsilo.data.tabular import ColumnType
+from fedsilo.data.tabular import ColumnDeclaration, MissingPolicy
 from fedsilo.jobs import resolve
 from fedsilo.privacy.accounting import AccountingMethod
 from fedsilo.privacy.dp_fedavg import ClientDPNoise as ClientDPNoise  # the TOML enum
@@ -65,7 +64,7 @@ class DataConfig(Strict):
     min_partition_size: int = Field(default=10, ge=1)
     label: str | None = None
     id: str | None = None
-    columns: dict[str, ColumnType] = Field(default_factory=dict)
+    columns: dict[str, ColumnDeclaration] = Field(default_factory=dict)
     missing: MissingPolicy = MissingPolicy.REJECT
     test_path: Path | None = None
     test_fraction: float = Field(default=0.2, ge=0, lt=1)

@@ -1,6 +1,7 @@
 """Optional extras: which jobs need which, and the one error when one is missing.
 
-``pip install fedsilo`` runs horizontal jobs (simulation and deployment) and the demo. Other
+``pip install fedsilo`` runs horizontal jobs (simulation and deployment) and the demo; DuckDB,
+the one reader of every party's file (:mod:`fedsilo.data.typed`), is part of it. Other
 kinds of work need an extra, installed with ``pip install 'fedsilo[NAME]'``:
 
 =========== ============================================= =====================================
@@ -8,7 +9,7 @@ extra       modules                                       needed for
 =========== ============================================= =====================================
 vertical    private_set_intersection, phe, gmpy2, tenseal vertical jobs (PSI, hetero LR,
                                                           SecureBoost)
-analytics   duckdb, sqlglot                               analytics jobs (``fedsilo query``)
+analytics   sqlglot                                       analytics jobs (``fedsilo query``)
 ray         ray                                           ``fedsilo simulate --ray``
 tracking    mlflow, tensorboard                           a job's ``[tracking]`` section
 =========== ============================================= =====================================
@@ -29,7 +30,7 @@ from fedsilo.errors import MissingExtraError
 
 EXTRAS: dict[str, tuple[str, ...]] = {
     "vertical": ("private_set_intersection", "phe", "gmpy2", "tenseal"),
-    "analytics": ("duckdb", "sqlglot"),
+    "analytics": ("sqlglot",),
     "ray": ("ray",),
     "tracking": ("mlflow", "tensorboard"),
 }

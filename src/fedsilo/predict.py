@@ -31,7 +31,7 @@ import pandas as pd
 from torch import nn
 
 from fedsilo.data.preprocess import PreprocessPlan
-from fedsilo.data.tabular import read_party_table
+from fedsilo.data.typed import read_raw
 from fedsilo.errors import ModelError, SchemaError
 from fedsilo.model_file import ModelMeta, read_model
 from fedsilo.models import build_model, set_params
@@ -112,7 +112,7 @@ class Model:
     def predict_file(self, path: str | Path) -> pd.DataFrame:
         """:meth:`predictions` for a ``.csv`` or ``.parquet`` file."""
         path = Path(path)
-        return self.predictions(read_party_table(path, party=INPUT), source=str(path))
+        return self.predictions(read_raw(path, party=INPUT), source=str(path))
 
     def _features(
         self, data: pd.DataFrame | npt.NDArray[np.floating], *, source: str

@@ -40,7 +40,8 @@ from fedsilo.data.partition import (
     PartitionKind,
     QuantitySkewPartitioner,
 )
-from fedsilo.data.tabular import check_frame_parties, frame_source, read_frame, read_party_table
+from fedsilo.data.tabular import ColumnType, check_frame_parties, frame_source, read_frame
+from fedsilo.data.typed import Declared, read_raw, typed_frame
 from fedsilo.errors import ConfigError
 from fedsilo.extras import require
 from fedsilo.models import Params, build_model, set_params
@@ -152,10 +153,10 @@ def _from_party_files(job: JobConfig, frames: Mapping[str, object]) -> Simulated
                 f"party {p.name!r} has no data: give it a path in [[parties]] or pass its rows "
                 f"as a DataFrame, fedsilo.simulate(job, data={{{p.name!r}: df}})"
             )
-        parties[p.name] = LocalData(str(p.path), table=read_party_table(p.path, party=p.name))
+        parties[p.name] = LocalData(str(p.path), table=read_raw(p.path, party=p.name))
     test = None
     if job.data.test_path is not None:
-        table = read_party_table(job.data.test_path, party="test set")
+        table = read_raw(job.data.test_path, party="test set")
         test = LocalData(str(job.data.test_path), table=table)
     return SimulatedData(parties, test)
 
@@ -190,13 +191,19 @@ def load_simulated_data(
         where = f"built-in dataset {d.dataset!r}"
     else:
         assert d.path is not None and d.label is not None
-        table = read_party_table(d.path, party="simulation source")
+        table = read_raw(d.path, party="simulation source")
         if d.label not in table.columns:
             raise ConfigError(
                 f"data.label = {d.label!r} is not a column of {d.path}; columns "
                 f"are: {', '.join(map(str, table.columns))}"
             )
-        labels = pd.factorize(table[d.label].astype(str), sort=True)[0]
+        label = typed_frame(
+            table,
+            {d.label: Declared(ColumnType.CATEGORY, skip_missing=True, label=True)},
+            party="simulation source",
+            source=str(d.path),
+        )[d.label]
+        labels = pd.factorize(label.astype(str), sort=True)[0]
         where = str(d.path)
 
     train_idx, test_idx = _test_split(len(labels), job)

@@ -21,14 +21,8 @@ from fedsilo.data.preprocess import (
     local_stats,
     merge_stats,
 )
-from fedsilo.data.tabular import (
-    ColumnSchema,
-    ColumnType,
-    TableSchema,
-    check_schemas,
-    infer_schema,
-    read_party_table,
-)
+from fedsilo.data.tabular import ColumnSchema, ColumnType, TableSchema, check_schemas
+from fedsilo.data.typed import infer_schema, read_raw
 from fedsilo.errors import DataError, MissingValueError, ProtocolError, SchemaError
 
 NUM, CAT = ColumnType.NUMBER, ColumnType.CATEGORY
@@ -46,7 +40,12 @@ def federate(
     """The whole setup as parties and coordinator run it, through JSON at every hop."""
     schemas = {
         p: infer_schema(
-            df, label=label, id_column=id_column, declared=declared, party=p, source=f"{p}.csv"
+            df,
+            label=label,
+            id_column=id_column,
+            declared={n: ColumnSchema(n, t) for n, t in (declared or {}).items()},
+            party=p,
+            source=f"{p}.csv",
         )
         for p, df in frames.items()
     }
@@ -224,7 +223,7 @@ def test_csv_and_parquet_parties_get_the_plan_their_frames_would_get(tmp_path: P
             frames[party].to_csv(path, index=False)
         else:
             frames[party].to_parquet(path, index=False)
-    read = {p: read_party_table(path, party=p) for p, path in paths.items()}
+    read = {p: read_raw(path, party=p) for p, path in paths.items()}
     declared = {"zip": CAT}
 
     from_files = federate(read, id_column="client", declared=declared)
@@ -242,7 +241,7 @@ def test_csv_and_parquet_parties_get_the_plan_their_frames_would_get(tmp_path: P
 def test_integer_text_and_integral_float_labels_are_one_class(tmp_path: Path) -> None:
     path = tmp_path / "floats.csv"
     path.write_text("x,y\n1,1.0\n2,0.0\n3,\n")  # the empty label makes pandas read floats
-    floats = read_party_table(path, party="c").iloc[:2]
+    floats = read_raw(path, party="c").iloc[:2]
     frames = {
         "a": pd.DataFrame({"x": [1.0, 2.0], "y": [1, 0]}),
         "b": pd.DataFrame({"x": [3.0, 4.0], "y": ["1", "0"]}),
@@ -436,7 +435,7 @@ def test_transform_of_no_rows_has_the_plan_width() -> None:
 def test_text_in_a_number_column_at_transform_names_the_row() -> None:
     plan = federate({"a": pd.DataFrame({"x": [1.0, 3.0], "y": [0, 1]})})
     bad = pd.DataFrame({"x": ["1.5", "oops"], "y": [0, 1]})
-    with pytest.raises(SchemaError, match=r"party 'b' column 'x' is text.*row 2"):
+    with pytest.raises(DataError, match=r"party 'b' column 'x' \(b.csv\) is not a number \(row 2"):
         plan.transform(bad, party="b", source="b.csv")
 
 

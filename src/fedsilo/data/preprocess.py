@@ -30,11 +30,15 @@ Decisions, all deliberate:
 * A **constant** number column (standard deviation 0, or within floating-point rounding of
   0: ``std <= count * eps * |mean|``, as scikit-learn decides) is given std 1, so it
   encodes as (about) 0 rather than dividing by zero.
+* **Rows** are read with the shared schema's types by :mod:`fedsilo.data.typed` (the one
+  reader): numbers, booleans (0/1) and dates (days since 1970-01-01) are standardized
+  numbers, categories their text exactly as written.
 * **Categories** are the sorted (Python string order) union of the values seen at any
-  party, compared as text (:func:`~fedsilo.data.tabular.value_text`). Each expands to
+  party, compared as text. Each expands to
   features ``"column=value"``. A value the plan does not know raises DataError at
   transform time: it is never silently encoded as all zeros.
-* **Labels** are compared as text too (``1``, ``1.0`` and ``"1"`` are class ``"1"``);
+* **Labels** are compared as text too (``1``, ``1.0`` and ``"1"`` are class ``"1"``: an
+  integral number is its digits);
   classes are the sorted union of label texts, ``y`` indexes them. A missing label is
   always an error (:class:`~fedsilo.errors.MissingValueError`): no policy imputes labels.
 * **Missing values** follow :class:`MissingPolicy` (the job's ``data.missing``): ``reject``
@@ -52,7 +56,6 @@ Decisions, all deliberate:
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -62,13 +65,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from fedsilo.data.tabular import (
-    ColumnType,
-    TableSchema,
-    check_unique_columns,
-    numbers_of,
-    texts_of,
-)
+from fedsilo.data.tabular import ColumnType, MissingPolicy, TableSchema, listing, texts_of
+from fedsilo.data.typed import schema_columns, typed_frame
 from fedsilo.errors import DataError, MissingValueError, ProtocolError, SchemaError
 
 CONSTANT_NUMBER_FILL = 0.0
@@ -77,18 +75,6 @@ CONSTANT_CATEGORY_FILL = "missing"
 """What ``MissingPolicy.CONSTANT`` puts in an empty category cell (then a category value)."""
 
 _EPS = float(np.finfo(np.float64).eps)
-_MAX_LISTED = 20
-
-
-class MissingPolicy(enum.Enum):
-    """What happens to missing feature values (the job's ``data.missing``)."""
-
-    REJECT = "reject"
-    """Fail before training, naming every party and column with missing values."""
-    MEAN = "mean"
-    """Numbers: the federated mean. Categories: the federated most frequent value."""
-    CONSTANT = "constant"
-    """Numbers: ``0.0``. Categories: the value ``"missing"``."""
 
 
 # -- at each party ------------------------------------------------------------------------
@@ -99,16 +85,17 @@ def local_stats(
 ) -> dict[str, Any]:
     """Summable statistics of one party's rows for the shared schema (JSON-serializable).
 
-    Missing feature values are counted, not judged: the policy is applied when statistics
-    are merged. Infinite numbers raise DataError and text in a number column SchemaError,
-    each naming party, column and row; a missing label raises MissingValueError.
+    ``df`` is the party's table as read (:func:`fedsilo.data.typed.read_raw`); it is read
+    with the schema's types here. Missing feature values are counted, not judged: the policy
+    is applied when statistics are merged. A malformed value raises DataError naming party,
+    file, column and row; a missing label raises MissingValueError.
     """
-    _check_columns(df, schema, party=party, source=source)
+    df = _typed(df, schema, party=party, source=source)
     columns: dict[str, dict[str, Any]] = {}
     for col in schema.columns:
         series = df[col.name]
-        if col.type is ColumnType.NUMBER:
-            values = numbers_of(series, column=col.name, party=party, source=source)
+        if col.type.encoded is ColumnType.NUMBER:
+            values = _numbers(series)
             columns[col.name] = _number_stats(values, column=col.name, party=party, source=source)
         else:
             codes, texts = texts_of(series)
@@ -182,7 +169,7 @@ def merge_stats(
     for col in schema.columns:
         name = col.name
         parts = [s["columns"][name] for s in checked.values()]
-        if col.type is ColumnType.NUMBER:
+        if col.type.encoded is ColumnType.NUMBER:
             mean, std = _merge_moments(name, parts, total_rows)
             means[name], stds[name] = mean, std
             if policy is MissingPolicy.MEAN:
@@ -296,10 +283,11 @@ def _checked_stats(party: str, stats: Mapping[str, Any], schema: TableSchema) ->
                 raise bad(f"no statistics for column {col.name!r}")
             raw = raw_columns[col.name]
             where = f"column {col.name!r}"
-            if not isinstance(raw, Mapping) or raw.get("type") != col.type.value:
-                raise bad(f"{where} is not described as a {col.type.value} column")
+            encoded = col.type.encoded
+            if not isinstance(raw, Mapping) or raw.get("type") != encoded.value:
+                raise bad(f"{where} is not described as a {encoded.value} column")
             missing = count(raw["missing"], f"{where} missing")
-            if col.type is ColumnType.NUMBER:
+            if encoded is ColumnType.NUMBER:
                 entry: dict[str, Any] = {
                     "count": count(raw["count"], f"{where} count"),
                     "sum": number(raw["sum"], f"{where} sum"),
@@ -407,7 +395,7 @@ class PreprocessPlan:
             raise ValueError("classes must be distinct texts, at least one")
         names: list[str] = []
         for col in self.schema.columns:
-            if col.type is ColumnType.NUMBER:
+            if col.type.encoded is ColumnType.NUMBER:
                 names.append(col.name)
             else:
                 names.extend(f"{col.name}={v}" for v in frozen_categories[col.name])
@@ -428,14 +416,17 @@ class PreprocessPlan:
         self, df: pd.DataFrame, *, party: str, source: str
     ) -> npt.NDArray[np.float32]:
         """Features ``(n_rows, num_features)`` as float32; the label column is not needed."""
-        _check_columns(df, self.schema, party=party, source=source, need_label=False)
+        typed = _typed(df, self.schema, party=party, source=source, label=False)
+        return self._features(typed, party=party, source=source)
+
+    def _features(self, df: pd.DataFrame, *, party: str, source: str) -> npt.NDArray[np.float32]:
         n = len(df)
         out = np.zeros((n, len(self.feature_names)), dtype=np.float32)
         offset = 0
         for col in self.schema.columns:
             name = col.name
-            if col.type is ColumnType.NUMBER:
-                values = numbers_of(df[name], column=name, party=party, source=source)
+            if col.type.encoded is ColumnType.NUMBER:
+                values = _numbers(df[name])
                 missing = np.isnan(values)
                 if missing.any():
                     self._check_may_impute(missing, name, party=party, source=source)
@@ -458,9 +449,10 @@ class PreprocessPlan:
         MissingValueError under ``REJECT``); a category value or label the plan does not
         know raises DataError naming party, column, value and row.
         """
-        features = self.transform_features(df, party=party, source=source)
+        typed = _typed(df, self.schema, party=party, source=source)
+        features = self._features(typed, party=party, source=source)
         label = self.schema.label
-        codes, texts = _label_codes(df, label, party=party, source=source)
+        codes, texts = _label_codes(typed, label, party=party, source=source)
         lookup = {c: i for i, c in enumerate(self.classes)}
         mapped = np.array([lookup.get(t, -1) for t in texts], dtype=np.int64)
         y = mapped[codes] if len(texts) else np.zeros(0, dtype=np.int64)
@@ -470,7 +462,7 @@ class PreprocessPlan:
             raise DataError(
                 f"party {party!r} label column {label!r} has value {texts[codes[row]]!r} "
                 f"({source}, row {row + 1}{_more(int(unknown.sum()))}) that is not one of "
-                f"the job's classes {_listing(self.classes)}. Remove or relabel those rows."
+                f"the job's classes {listing(self.classes)}. Remove or relabel those rows."
             )
         return features, y.astype(np.int64)
 
@@ -501,7 +493,7 @@ class PreprocessPlan:
             raise DataError(
                 f"party {party!r} column {column!r} has value {texts[codes[row]]!r} ({source}, "
                 f"row {row + 1}{_more(int(unseen.sum()))}) that no party had when the "
-                f"preprocessing plan was made; known values: {_listing(known)}. Recode or "
+                f"preprocessing plan was made; known values: {listing(known)}. Recode or "
                 "remove those rows, or include such rows at a party during setup."
             )
         if missing.any():
@@ -559,22 +551,33 @@ def _json_float(value: Any) -> float:
     return float(value)
 
 
-def _check_columns(
-    df: pd.DataFrame, schema: TableSchema, *, party: str, source: str, need_label: bool = True
-) -> None:
-    check_unique_columns(df, party=party, source=source)
+def _typed(
+    df: pd.DataFrame,
+    schema: TableSchema,
+    *,
+    party: str,
+    source: str,
+    label: bool = True,
+) -> pd.DataFrame:
+    """The schema's columns of ``df`` read with their types (:mod:`fedsilo.data.typed`)."""
     found = [str(c) for c in df.columns]
     lacking = [c for c in schema.names if c not in found]
     if lacking:
         raise SchemaError(
-            f"party {party!r} lacks column(s) {_listing(lacking)} of the shared schema "
-            f"({source}); columns found: {_listing(found)}. Every party needs the same columns."
+            f"party {party!r} lacks column(s) {listing(lacking)} of the shared schema "
+            f"({source}); columns found: {listing(found)}. Every party needs the same columns."
         )
-    if need_label and schema.label not in found:
+    if label and schema.label not in found:
         raise DataError(
             f"party {party!r}: label column {schema.label!r} (data.label) is not in {source}; "
-            f"columns found: {_listing(found)}."
+            f"columns found: {listing(found)}."
         )
+    return typed_frame(df, schema_columns(schema, label=label), party=party, source=source)
+
+
+def _numbers(series: pd.Series) -> npt.NDArray[np.float64]:
+    """A typed number column (float64, NaN for a missing value) as an array."""
+    return np.asarray(series.to_numpy(dtype="float64", na_value=np.nan), dtype=np.float64)
 
 
 def _label_codes(
@@ -583,7 +586,7 @@ def _label_codes(
     if label not in df.columns:
         raise DataError(
             f"party {party!r}: label column {label!r} (data.label) is not in {source}; "
-            f"columns found: {_listing([str(c) for c in df.columns])}."
+            f"columns found: {listing([str(c) for c in df.columns])}."
         )
     codes, texts = texts_of(df[label])
     missing = codes < 0
@@ -599,10 +602,3 @@ def _label_codes(
 
 def _more(count: int) -> str:
     return f" and {count - 1} more row(s)" if count > 1 else ""
-
-
-def _listing(values: tuple[str, ...] | list[str]) -> str:
-    shown = ", ".join(repr(v) for v in values[:_MAX_LISTED])
-    if len(values) > _MAX_LISTED:
-        shown += f" and {len(values) - _MAX_LISTED} more"
-    return shown or "(none)"

@@ -1,38 +1,17 @@
-"""A party's table: reading its file, inferring its schema, checking parties agree.
+"""A party's table schema: column types, the shared schema, checking parties agree.
 
 In horizontal federated learning every party holds rows with the same columns in its own
 CSV or Parquet file. Before any training the parties must agree on the *schema*: which
-feature columns there are, and whether each is a number (standardized) or a category
-(one-hot encoded). This module
+feature columns there are and what type each has. This module holds that vocabulary
+(:class:`ColumnType`, :class:`ColumnSchema`, :class:`TableSchema`) and checks on the
+coordinator that all parties' schemas agree (:func:`check_schemas`), failing *before
+training* with one :class:`~fedsilo.errors.SchemaError` listing every disagreement, each
+naming the party and the column. Reading a file and inferring a party's schema is
+:mod:`fedsilo.data.typed`'s job (the one reader).
 
-* reads one party's file (:func:`read_party_table`);
-* infers the party's :class:`TableSchema` (:func:`infer_schema`), with the job's declared
-  column types (``data.columns`` in the job TOML) taking precedence over inference;
-* checks on the coordinator that all parties' schemas agree (:func:`check_schemas`) and
-  fails *before training* with one :class:`~fedsilo.errors.SchemaError` listing every
-  disagreement, each naming the party and the column.
-
-What crosses to the coordinator is :meth:`TableSchema.to_json` (also :func:`describe_table`):
-column names and types only, never a value.
-
-Conventions, decided once here and used by :mod:`fedsilo.data.preprocess` too:
-
-* Inference: numeric dtypes (integers, floats) are ``number``; text is ``category``;
-  **booleans are** ``category`` (a flag is a two-valued category, and a boolean CSV column
-  with an empty field is read as text, so ``number`` would flip between parties); an
-  ``object`` column whose non-missing values are all numbers is ``number``. Date/time,
-  timedelta and complex columns are rejected unless declared ``category``.
-* Category values and labels are compared as text via :func:`value_text`: text stays as it
-  is; integers, and floats with an integral value, become their integer digits (``1``,
-  ``1.0``, ``np.int64(1)`` and ``"1"`` are all ``"1"``, since a CSV integer column with an
-  empty field is read as floats); other floats use their shortest round-trip form
-  (``0.5`` is ``"0.5"``); booleans are ``"True"``/``"False"``. Text spelled like a
-  float (``"1.0"``) stays as written.
-* Missing values in CSV files are pandas' defaults: an empty field, ``NA``, ``N/A``,
-  ``NaN``, ``nan``, ``null``, ``NULL``, ``None`` and the like. A category value spelled
-  like one of these (``NA`` for Namibia) is read as missing.
-* Row numbers in messages are 1-based data rows: row 1 is the first row after a CSV's header.
-* Messages never quote a numeric cell; they name party, file, column and row.
+What crosses to the coordinator is :meth:`TableSchema.to_json`: column names, types (and a
+date column's declared format), never a value. Row numbers in messages are 1-based data rows:
+row 1 is the first row after a CSV's header.
 """
 
 from __future__ import annotations
@@ -40,14 +19,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from fedsilo.errors import ConfigError, DataError, ProtocolError, SchemaError
+from fedsilo.errors import DataError, ProtocolError, SchemaError
 
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -58,18 +37,76 @@ _V = TypeVar("_V")
 
 
 class ColumnType(enum.Enum):
-    """How a feature column is encoded: standardized number or one-hot category."""
+    """A declared column type (docs/data.md lists what each accepts).
+
+    Training encodes ``number``, ``boolean`` (0/1) and ``date`` (days since 1970-01-01) as
+    one standardized number, ``category`` one-hot (:attr:`encoded`).
+    """
 
     NUMBER = "number"
     CATEGORY = "category"
+    BOOLEAN = "boolean"
+    DATE = "date"
+
+    @property
+    def encoded(self) -> ColumnType:
+        """How training encodes the column: ``NUMBER`` or ``CATEGORY``."""
+        return ColumnType.CATEGORY if self is ColumnType.CATEGORY else ColumnType.NUMBER
+
+
+class MissingPolicy(enum.Enum):
+    """What happens to missing feature values (the job's ``data.missing``)."""
+
+    REJECT = "reject"
+    """Fail before training, naming every party and column with missing values."""
+    MEAN = "mean"
+    """Numbers: the federated mean. Categories: the federated most frequent value."""
+    CONSTANT = "constant"
+    """Numbers: ``0.0``. Categories: the value ``"missing"``."""
 
 
 @dataclass(frozen=True)
 class ColumnSchema:
-    """One feature column: its name and type."""
+    """One feature column: its name, type and (dates only) declared strftime format."""
 
     name: str
     type: ColumnType
+    format: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.format is not None and self.type is not ColumnType.DATE:
+            raise SchemaError(f"column {self.name!r}: only a date column takes a format")
+
+
+class ColumnDeclaration(BaseModel):
+    """A column's declared type in a job (``data.columns``) and on the wire (DESCRIBE).
+
+    Written as a type name (``age = "number"``) or a table with a date's strftime format
+    (``visit = { type = "date", format = "%d/%m/%Y" }``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: ColumnType
+    format: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, raw: Any) -> Any:
+        return {"type": raw} if isinstance(raw, str | ColumnType) else raw
+
+    @model_validator(mode="after")
+    def _format_for_dates(self) -> ColumnDeclaration:
+        if self.format is not None and self.type is not ColumnType.DATE:
+            raise ValueError("only a date column takes a 'format'")
+        if self.format is not None and "%" not in self.format:
+            raise ValueError(
+                f"date format {self.format!r} has no strftime code; write e.g. '%d/%m/%Y'"
+            )
+        return self
+
+    def column(self, name: str) -> ColumnSchema:
+        return ColumnSchema(name, self.type, self.format)
 
 
 @dataclass(frozen=True)
@@ -96,8 +133,8 @@ class TableSchema:
         return tuple(c.name for c in self.columns)
 
     def of_type(self, kind: ColumnType) -> tuple[str, ...]:
-        """Names of the feature columns of one type, in schema order."""
-        return tuple(c.name for c in self.columns if c.type is kind)
+        """Names of the feature columns training encodes as ``kind`` (NUMBER or CATEGORY)."""
+        return tuple(c.name for c in self.columns if c.type.encoded is kind)
 
     def type_of(self, name: str) -> ColumnType:
         for c in self.columns:
@@ -109,7 +146,11 @@ class TableSchema:
         """Names and types only: safe to send to the coordinator."""
         return {
             "label": self.label,
-            "columns": [{"name": c.name, "type": c.type.value} for c in self.columns],
+            "columns": [
+                {"name": c.name, "type": c.type.value}
+                | ({} if c.format is None else {"format": c.format})
+                for c in self.columns
+            ],
         }
 
     @classmethod
@@ -125,52 +166,16 @@ class TableSchema:
                 name = item["name"]
                 if not isinstance(name, str):
                     raise TypeError(f"column name {name!r} is not text")
-                columns.append(ColumnSchema(name, ColumnType(item["type"])))
+                fmt = item.get("format")
+                if fmt is not None and not isinstance(fmt, str):
+                    raise TypeError(f"column {name!r} format {fmt!r} is not text")
+                columns.append(ColumnSchema(name, ColumnType(item["type"]), fmt))
             return cls(tuple(columns), label)
         except (KeyError, TypeError, ValueError, SchemaError) as exc:
             raise ProtocolError(f"malformed table schema: {exc}") from None
 
 
-# -- reading ------------------------------------------------------------------------------
-
-
-def read_party_table(path: Path, *, party: str) -> pd.DataFrame:
-    """Read one party's ``.csv`` or ``.parquet`` (``.pq``) file, chosen by suffix.
-
-    A missing file, an unknown suffix, an unreadable or empty file, or duplicate column
-    names raise :class:`~fedsilo.errors.DataError` naming the party and the path.
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
-        raise DataError(
-            f"party {party!r}: cannot read {path}: unknown file type {path.suffix or '(none)'!r}. "
-            "Use a .csv or .parquet file."
-        )
-    if not path.exists():
-        raise DataError(
-            f"party {party!r}: data file {path} does not exist. Check the party's path in "
-            "the job config (it is relative to the directory fedsilo runs in)."
-        )
-    if not path.is_file():
-        raise DataError(f"party {party!r}: data path {path} is not a file. Point it at a file.")
-    try:
-        if suffix in CSV_SUFFIXES:
-            df = pd.read_csv(path, low_memory=False)
-        else:
-            df = pd.read_parquet(path)
-    except pd.errors.EmptyDataError:
-        raise DataError(
-            f"party {party!r}: {path} is empty (no header row). Write the column names on "
-            "the first line."
-        ) from None
-    except Exception as exc:  # parsers raise many types; all mean "cannot use this file"
-        kind = "CSV" if suffix in CSV_SUFFIXES else "Parquet"
-        raise DataError(
-            f"party {party!r}: cannot read {path} as {kind}: {type(exc).__name__}: {exc}. "
-            f"Check that the file is valid {kind}."
-        ) from None
-    return _as_read(df, party=party, source=str(path))
+# -- DataFrames from Python ---------------------------------------------------------------
 
 
 def read_frame(frame: object, *, party: str) -> pd.DataFrame:
@@ -215,136 +220,13 @@ def _as_read(df: pd.DataFrame, *, party: str, source: str) -> pd.DataFrame:
     return df
 
 
-# -- schema inference ---------------------------------------------------------------------
-
-
-def value_text(value: object) -> str:
-    """The text a category value or label is compared by (see the module docstring)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value))
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        if f.is_integer() and abs(f) < 2.0**63:
-            return str(int(f))
-        return str(value)
-    return str(value)
-
-
-def infer_schema(
-    df: pd.DataFrame,
-    *,
-    label: str,
-    id_column: str | None = None,
-    declared: Mapping[str, ColumnType] | None = None,
-    party: str,
-    source: str,
-) -> TableSchema:
-    """The party's schema: every column but the label and id column, with its type.
-
-    ``declared`` types (the job's ``data.columns``) win over inference; a column declared
-    ``number`` that holds text raises SchemaError naming the first offending row. Column
-    order is the file's.
-    """
-    check_unique_columns(df, party=party, source=source)
-    found = [str(c) for c in df.columns]
-    if label not in found:
-        raise DataError(
-            f"party {party!r}: label column {label!r} (data.label) is not in {source}; "
-            f"columns found: {_listing(found)}. Set data.label to the column holding the "
-            "class of each row."
-        )
-    if id_column is not None and id_column not in found:
-        raise DataError(
-            f"party {party!r}: id column {id_column!r} (data.id) is not in {source}; columns "
-            f"found: {_listing(found)}. Fix data.id or remove it."
-        )
-    if id_column is not None and id_column == label:
-        raise ConfigError(f"data.id and data.label both name column {label!r}; they must differ")
-    declared = dict(declared or {})
-    for name in sorted(declared):
-        if name == label:
-            raise ConfigError(
-                f"data.columns declares the label column {name!r}; the label is always a "
-                "class label. Remove it from data.columns."
-            )
-        if name == id_column:
-            raise ConfigError(
-                f"data.columns declares the id column {name!r}, which is dropped before "
-                "training. Remove it from data.columns."
-            )
-        if name not in found:
-            raise SchemaError(
-                f"party {party!r}: data.columns declares column {name!r} but {source} has no "
-                f"such column; columns found: {_listing(found)}. Fix the file or the "
-                "declaration."
-            )
-    columns: list[ColumnSchema] = []
-    for name in found:
-        if name in (label, id_column):
-            continue
-        series = df[name]
-        if name in declared:
-            kind = declared[name]
-            if kind is ColumnType.NUMBER:
-                numbers_of(series, column=name, party=party, source=source)
-        else:
-            kind = _infer_type(series, column=name, party=party, source=source)
-        columns.append(ColumnSchema(name, kind))
-    return TableSchema(tuple(columns), label)
-
-
-def describe_table(
-    df: pd.DataFrame,
-    *,
-    label: str,
-    id_column: str | None = None,
-    declared: Mapping[str, ColumnType] | None = None,
-    party: str,
-    source: str,
-) -> dict[str, Any]:
-    """What a party tells the coordinator about its table: names and types, never values."""
-    schema = infer_schema(
-        df, label=label, id_column=id_column, declared=declared, party=party, source=source
-    )
-    return schema.to_json()
-
-
-def _infer_type(series: pd.Series, *, column: str, party: str, source: str) -> ColumnType:
-    dtype = series.dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        return ColumnType.CATEGORY
-    if isinstance(dtype, pd.CategoricalDtype):
-        return ColumnType.CATEGORY
-    if (
-        pd.api.types.is_datetime64_any_dtype(dtype)
-        or pd.api.types.is_timedelta64_dtype(dtype)
-        or isinstance(dtype, pd.PeriodDtype | pd.IntervalDtype)
-        or pd.api.types.is_complex_dtype(dtype)
-    ):
-        raise SchemaError(
-            f"party {party!r} column {column!r} holds {dtype} values ({source}), which "
-            f"fedsilo cannot encode. Declare it categorical (data.columns.{column} = "
-            '"category") or turn it into numeric columns before training.'
-        )
-    if pd.api.types.is_numeric_dtype(dtype):
-        return ColumnType.NUMBER
-    if pd.api.types.is_object_dtype(dtype):
-        kind = pd.api.types.infer_dtype(series, skipna=True)
-        if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
-            return ColumnType.NUMBER
-    return ColumnType.CATEGORY
-
-
 # -- column access shared with preprocessing ----------------------------------------------
 
 
-def check_unique_columns(df: pd.DataFrame, *, party: str, source: str) -> None:
-    """DataError if the frame has duplicate column names."""
-    dups = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+def check_unique_columns(columns: pd.DataFrame | Sequence[str], *, party: str, source: str) -> None:
+    """DataError if a frame (or a header) has duplicate column names."""
+    names = [str(c) for c in (columns.columns if isinstance(columns, pd.DataFrame) else columns)]
+    dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
         raise DataError(
             f"party {party!r}: {source} has duplicate column name(s) {_quoted(dups)}. "
@@ -352,79 +234,11 @@ def check_unique_columns(df: pd.DataFrame, *, party: str, source: str) -> None:
         )
 
 
-def numbers_of(
-    series: pd.Series, *, column: str, party: str, source: str
-) -> npt.NDArray[np.float64]:
-    """A number column as float64, missing values as NaN.
-
-    Text that is not a number raises SchemaError naming the first offending row; infinite
-    values raise DataError naming the first such row. Booleans count as 0 and 1.
-    """
-    dtype = series.dtype
-    if pd.api.types.is_bool_dtype(dtype) or (
-        pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype)
-    ):
-        values: npt.NDArray[np.float64] = np.asarray(
-            series.to_numpy(dtype="float64", na_value=np.nan), dtype=np.float64
-        )
-    else:
-        present = series.notna().to_numpy()
-        if pd.api.types.is_object_dtype(dtype):
-            # to_numeric would read True as 1 and a Timestamp as nanoseconds: only real
-            # numbers and text count.
-            allowed = np.array(
-                [
-                    v is None or isinstance(v, str | int | float | np.integer | np.floating)
-                    for v in series.to_numpy()
-                ],
-                dtype=bool,
-            )
-        else:
-            allowed = np.ones(len(series), dtype=bool)
-        try:
-            converted = pd.to_numeric(series.where(allowed), errors="coerce")
-            values = np.asarray(converted, dtype=np.float64)
-        except (TypeError, ValueError):
-            values = np.full(len(series), np.nan, dtype=np.float64)
-        bad = present & (np.isnan(values) | ~allowed)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0]) + 1
-            count = int(bad.sum())
-            more = f" and {count - 1} more row(s)" if count > 1 else ""
-            raise SchemaError(
-                f"party {party!r} column {column!r} is text, expected number ({source}, row "
-                f"{row}{more}). Fix the file or declare the column categorical "
-                f'(data.columns.{column} = "category").'
-            )
-    infinite = np.isinf(values)
-    if infinite.any():
-        row = int(np.flatnonzero(infinite)[0]) + 1
-        raise DataError(
-            f"party {party!r} column {column!r} has an infinite value ({source}, row {row}). "
-            "Replace it with a finite number, or leave the cell empty to mark it missing."
-        )
-    return values
-
-
 def texts_of(series: pd.Series) -> tuple[npt.NDArray[np.int64], list[str]]:
-    """A category column as (codes, texts): ``codes[i]`` indexes ``texts``, -1 is missing.
-
-    Values with the same :func:`value_text` share one code.
-    """
+    """A category column as (codes, texts): ``codes[i]`` indexes ``texts``, -1 is missing."""
     raw_codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    texts: list[str] = []
-    index: dict[str, int] = {}
-    remap = np.empty(len(uniques), dtype=np.int64)
-    for i, value in enumerate(uniques):
-        text = value_text(value)
-        if text not in index:
-            index[text] = len(texts)
-            texts.append(text)
-        remap[i] = index[text]
-    codes = np.asarray(raw_codes, dtype=np.int64)
-    if not texts:
-        return np.full(len(codes), -1, dtype=np.int64), texts
-    return np.where(codes >= 0, remap[np.maximum(codes, 0)], -1).astype(np.int64), texts
+    texts = [str(v) for v in uniques]
+    return np.asarray(raw_codes, dtype=np.int64), texts
 
 
 # -- agreement across parties -------------------------------------------------------------
@@ -520,7 +334,8 @@ def _quoted(names: Sequence[str]) -> str:
     return ", ".join(repr(n) for n in names)
 
 
-def _listing(names: Sequence[str]) -> str:
+def listing(names: Sequence[str]) -> str:
+    """Up to 20 quoted names, then how many more."""
     shown = ", ".join(repr(n) for n in names[:_MAX_LISTED])
     if len(names) > _MAX_LISTED:
         shown += f" and {len(names) - _MAX_LISTED} more"

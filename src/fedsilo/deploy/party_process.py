@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import grpc
 
-from fedsilo.data.tabular import read_party_table
+from fedsilo.data.typed import read_raw
 from fedsilo.deploy.auth import AUTH_HEADER, PARTY_HEADER
 from fedsilo.deploy.channel import open_channel
 from fedsilo.deploy.config import PartyProcessConfig
@@ -74,7 +74,7 @@ def load_agent(config: PartyProcessConfig) -> Handler:
     )
     agent = None
     if config.data is not None:
-        table = read_party_table(config.data, party=config.name)
+        table = read_raw(config.data, party=config.name)
         agent = PartyAgent(
             config.name, LocalData(str(config.data), table=table), guard, identity=identity
         )

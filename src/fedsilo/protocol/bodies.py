@@ -53,15 +53,23 @@ class Body(BaseModel):
 
 
 # -- describe -------------------------------------------------------------------------------
+class DeclaredBody(Body):
+    """A declared column type (the job's ``data.columns``): a date may carry its format."""
+
+    type: ColumnType
+    format: str | None = None
+
+
 class DescribeTask(Body):
     label: str
     id: str | None = None
-    columns: dict[str, ColumnType] = Field(default_factory=dict)
+    columns: dict[str, DeclaredBody] = Field(default_factory=dict)
 
 
 class ColumnBody(Body):
     name: str
     type: ColumnType
+    format: str | None = None
 
 
 class SchemaBody(Body):

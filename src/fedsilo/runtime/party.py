@@ -25,7 +25,8 @@ import pandas as pd
 from torch import nn
 
 from fedsilo.data.preprocess import PreprocessPlan, local_stats
-from fedsilo.data.tabular import TableSchema, describe_table
+from fedsilo.data.tabular import ColumnSchema, TableSchema
+from fedsilo.data.typed import infer_schema
 from fedsilo.errors import DataError, NotReadyError, ProtocolError, UnsupportedError
 from fedsilo.models import ModelSpec, Params, build_model, check_params, get_params, set_params
 from fedsilo.privacy.dp_sgd import train_local_dp
@@ -177,16 +178,16 @@ class PartyAgent:
             return ImageDescription(
                 kind="image", shape=d.images.shape[1:], rows=d.num_rows, classes=d.classes
             )
-        schema = describe_table(
+        schema = infer_schema(
             d.table,
             label=body.label,
             id_column=body.id,
-            declared=body.columns or None,
+            declared={n: ColumnSchema(n, c.type, c.format) for n, c in body.columns.items()},
             party=self.name,
             source=d.source,
         )
         return TabularDescription.model_validate(
-            {"kind": "tabular", "schema": schema, "rows": d.num_rows}
+            {"kind": "tabular", "schema": schema.to_json(), "rows": d.num_rows}
         )
 
     def _stats(self, body: StatsTask) -> StatsReply:

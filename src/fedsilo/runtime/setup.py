@@ -26,6 +26,7 @@ from fedsilo.errors import DataError, ErrorCode, ProtocolError, SchemaError, err
 from fedsilo.models import ModelSpec
 from fedsilo.protocol.bodies import (
     Body,
+    DeclaredBody,
     DescribeReply,
     DescribeTask,
     ImageDescription,
@@ -113,7 +114,11 @@ def prepare_parties(transport: Transport, job: JobConfig) -> SetupResult:
     if not parties:
         raise DataError("no parties are connected; nothing to train on")
     d = job.data
-    describe = DescribeTask(label=d.label or "label", id=d.id, columns=dict(d.columns))
+    describe = DescribeTask(
+        label=d.label or "label",
+        id=d.id,
+        columns={n: DeclaredBody(type=c.type, format=c.format) for n, c in d.columns.items()},
+    )
     described = _ask_all(
         transport, job, TaskKind.DESCRIBE, dict.fromkeys(parties, describe), DESCRIBE_REPLY
     )

@@ -1,0 +1,235 @@
+"""Reading a party's table with the one reader: CSV as text, Parquet typed, schema inferred."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fedsilo.data.tabular import ColumnSchema, ColumnType, TableSchema
+from fedsilo.data.typed import Declared, infer_schema, read_raw, schema_columns, typed_frame
+from fedsilo.errors import ConfigError, DataError, SchemaError
+
+NUM, CAT = ColumnType.NUMBER, ColumnType.CATEGORY
+
+
+def frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer_id": [101, 102, 103],
+            "age": [34, 51, 27],
+            "income": [52_000.5, 61_250.0, 38_900.25],
+            "city": ["Lyon", "Paris", "Lyon"],
+            "defaulted": ["no", "yes", "no"],
+        }
+    )
+
+
+def schema(*cols: tuple[str, ColumnType], label: str = "defaulted") -> TableSchema:
+    return TableSchema(tuple(ColumnSchema(n, t) for n, t in cols), label)
+
+
+def infer(df: pd.DataFrame, **kw: object) -> TableSchema:
+    declared = kw.pop("declared", None) or {}
+    args: dict[str, object] = {
+        "label": "defaulted",
+        "id_column": None,
+        "declared": {n: ColumnSchema(n, t) for n, t in declared.items()},  # type: ignore[attr-defined]
+        "party": "bank-a",
+        "source": "data/bank_a.csv",
+    }
+    args.update(kw)
+    return infer_schema(df, **args)  # type: ignore[arg-type]
+
+
+def typed(
+    df: pd.DataFrame, s: TableSchema, party: str = "bank-a", source: str = "x"
+) -> pd.DataFrame:
+    return typed_frame(df, schema_columns(s), party=party, source=source)
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_csv_and_parquet_files_round_trip_to_the_same_table_and_schema(
+    tmp_path: Path, suffix: str
+) -> None:
+    df = frame()
+    path = tmp_path / f"bank_a{suffix}"
+    if suffix == ".csv":
+        df.to_csv(path, index=False)
+    else:
+        df.to_parquet(path, index=False)
+
+    got = read_raw(path, party="bank-a")
+
+    assert list(got.columns) == list(df.columns)
+    want = schema(("age", NUM), ("income", NUM), ("city", CAT))
+    assert infer(got, id_column="customer_id") == want
+    assert infer(df, id_column="customer_id") == want
+    pd.testing.assert_frame_equal(typed(got, want), typed(df, want))
+
+
+def test_missing_file_names_party_and_path(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.csv"
+    with pytest.raises(DataError, match=r"party 'bank-b'.*nowhere\.csv.*does not exist"):
+        read_raw(path, party="bank-b")
+
+
+def test_unknown_suffix_names_party_path_and_the_accepted_types(tmp_path: Path) -> None:
+    path = tmp_path / "bank.xlsx"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match=r"party 'bank-b'.*bank\.xlsx.*\.csv or \.parquet"):
+        read_raw(path, party="bank-b")
+
+
+def test_corrupt_parquet_file_is_a_data_error_naming_party_and_path(tmp_path: Path) -> None:
+    path = tmp_path / "bank.parquet"
+    path.write_bytes(b"this is not parquet")
+    with pytest.raises(DataError, match=r"party 'bank-c'.*bank\.parquet.*Parquet"):
+        read_raw(path, party="bank-c")
+
+
+def test_empty_csv_file_is_a_data_error_saying_the_header_is_missing(tmp_path: Path) -> None:
+    path = tmp_path / "bank.csv"
+    path.write_text("")
+    with pytest.raises(DataError, match=r"party 'bank-c'.*bank\.csv.*empty"):
+        read_raw(path, party="bank-c")
+
+
+def test_directory_instead_of_file_is_a_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "folder.csv"
+    path.mkdir()
+    with pytest.raises(DataError, match=r"not a file"):
+        read_raw(path, party="bank-c")
+
+
+# -- inference ----------------------------------------------------------------------------
+
+
+def test_numbers_are_number_text_and_booleans_are_category() -> None:
+    df = pd.DataFrame(
+        {
+            "n_int": [1, 2],
+            "n_float": [1.5, np.nan],
+            "n_object": pd.Series([1, 2.5], dtype=object),
+            "text": ["a", "b"],
+            "flag": [True, False],
+            "cat": pd.Categorical(["u", "v"]),
+            "defaulted": [0, 1],
+        }
+    )
+    assert infer(df) == schema(
+        ("n_int", NUM),
+        ("n_float", NUM),
+        ("n_object", NUM),
+        ("text", CAT),
+        ("flag", CAT),
+        ("cat", CAT),
+    )
+
+
+def test_id_column_is_dropped_and_label_is_not_a_feature() -> None:
+    got = infer(frame(), id_column="customer_id")
+    assert "customer_id" not in got.names
+    assert "defaulted" not in got.names
+    assert got.label == "defaulted"
+
+
+def test_named_id_column_that_is_missing_is_a_data_error() -> None:
+    with pytest.raises(DataError, match=r"party 'bank-a'.*id column 'client'.*data\.id"):
+        infer(frame(), id_column="client")
+
+
+def test_missing_label_column_names_party_file_label_key_and_lists_columns() -> None:
+    with pytest.raises(DataError) as err:
+        infer(frame(), label="target")
+    text = str(err.value)
+    assert "party 'bank-a'" in text
+    assert "data/bank_a.csv" in text
+    assert "'target'" in text and "data.label" in text
+    for col in frame().columns:
+        assert repr(col) in text
+
+
+def test_declared_types_win_over_inference() -> None:
+    got = infer(frame(), declared={"age": CAT, "income": NUM})
+    assert got.type_of("age") is CAT
+    assert got.type_of("income") is NUM
+
+
+def test_text_in_declared_number_column_names_party_column_file_and_row(tmp_path: Path) -> None:
+    incomes = [str(1000 + i) for i in range(20)]
+    incomes[16] = "12k"  # data row 17
+    path = tmp_path / "bank_b.csv"
+    pd.DataFrame({"income": incomes, "defaulted": ["no"] * 20}).to_csv(path, index=False)
+    df = read_raw(path, party="bank-b")
+    shared = infer(df, declared={"income": NUM}, party="bank-b", source=str(path))
+    assert shared.type_of("income") is NUM
+
+    with pytest.raises(DataError) as err:
+        typed(df, shared, party="bank-b", source=str(path))
+    text = str(err.value)
+    assert "party 'bank-b' column 'income'" in text and "is not a number" in text
+    assert str(path) in text and "row 17" in text
+    assert "categorical" in text
+    assert "12k" not in text  # cells are not quoted: messages cross the wire
+
+
+def test_declared_column_absent_from_the_file_is_a_schema_error() -> None:
+    with pytest.raises(SchemaError, match=r"party 'bank-a'.*declares column 'salary'"):
+        infer(frame(), declared={"salary": NUM})
+
+
+def test_declaring_the_label_column_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"label column 'defaulted'"):
+        infer(frame(), declared={"defaulted": CAT})
+
+
+def test_date_columns_must_be_declared() -> None:
+    df = frame().assign(opened=pd.to_datetime(["2020-01-01", "2021-02-03", "2022-03-04"]))
+    with pytest.raises(SchemaError, match=r"column 'opened'.*date/time.*declare"):
+        infer(df)
+    assert infer(df, declared={"opened": CAT}).type_of("opened") is CAT
+
+
+def test_describe_reveals_only_names_and_types() -> None:
+    described = infer_schema(
+        frame(), label="defaulted", id_column="customer_id", party="bank-a", source="x.csv"
+    ).to_json()
+    text = json.dumps(described)
+    assert described == {
+        "label": "defaulted",
+        "columns": [
+            {"name": "age", "type": "number"},
+            {"name": "income", "type": "number"},
+            {"name": "city", "type": "category"},
+        ],
+    }
+    for value in ("Lyon", "Paris", "52000", "34", "101", "yes"):
+        assert value not in text
+
+
+# -- labels -------------------------------------------------------------------------------
+
+
+def label_of(value: object) -> str:
+    df = pd.DataFrame({"y": pd.Series([value], dtype=object)})
+    out = typed_frame(df, {"y": Declared(CAT, label=True)}, party="a", source="a")
+    return str(out["y"][0])
+
+
+@pytest.mark.parametrize("value", [1, "1", 1.0, "1.0", np.int64(1), np.uint8(1)])
+def test_integer_like_labels_are_one_class(value: object) -> None:
+    assert label_of(value) == "1"
+
+
+def test_other_labels_keep_their_text() -> None:
+    assert label_of(0.5) == "0.5"
+    assert label_of("01") == "01"
+    assert label_of(True) == "True"
+    assert label_of(" yes ") == " yes "
