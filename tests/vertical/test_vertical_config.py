@@ -75,7 +75,10 @@ def test_data_errors_name_party_file_and_column(tmp_path: Path) -> None:
             ]
         )
     )
-    with pytest.raises(DataError, match=r"party 'bank' file .*g.csv: label column 'y' must"):
+    with pytest.raises(
+        DataError,
+        match=r"party 'bank' file .*g.csv: label column 'y' holds '0', '2'.*label_positive",
+    ):
         load_party_table(job.parties[0])
     with pytest.raises(DataError, match=r"party 'shop' file .*has no column 'cust'"):
         load_party_table(job.parties[1])

@@ -26,7 +26,7 @@ import numpy.typing as npt
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from fedsilo.errors import DataError, ProtocolError, SchemaError
+from fedsilo.errors import ConfigError, DataError, ProtocolError, SchemaError
 
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -180,7 +180,8 @@ class TableSchema:
 
 def read_frame(frame: object, *, party: str) -> pd.DataFrame:
     """A party's rows given as a pandas DataFrame (``simulate(job, data={party: df})``),
-    checked as a file's rows are (:func:`read_party_table`); the caller's frame is not changed.
+    checked as a file's rows are (:func:`fedsilo.data.typed.read_raw`); the caller's frame is
+    not changed.
 
     Anything but a DataFrame raises :class:`~fedsilo.errors.ConfigError`; an empty frame (no
     columns) or duplicate column names raise DataError naming the party.

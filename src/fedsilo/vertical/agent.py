@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
+from fedsilo.data.tabular import ColumnDeclaration
 from fedsilo.errors import DataError, NotReadyError, ProtocolError
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.protocol.serve import serve
@@ -215,7 +216,13 @@ class VerticalPartyAgent:
                 builtin=self._builtin,
                 id_column=entry.id_column,
                 label=entry.label,
+                label_positive=entry.label_positive,
                 features=entry.features,
+                columns={
+                    n: ColumnDeclaration(type=c.type, format=c.format)
+                    for n, c in entry.columns.items()
+                },
+                missing=entry.missing,
             )
         except ValidationError as exc:
             raise ProtocolError(f"party {self.name!r}: malformed psi_open task: {exc}") from None
@@ -227,7 +234,7 @@ class VerticalPartyAgent:
                 f"party {self.name!r}: the job's roles (guest {guest!r}, hosts {hosts}) do not "
                 "match its label setting"
             )
-        self._table = load_party_table(config, self._frame)
+        self._table = load_party_table(config, self._frame, guest_label=body.guest_label)
         self._job, self._guest, self._hosts = msg.job_id, guest, hosts
         self._channel = PartyChannel(self.name)
         self._clients, self._server, self.aligned, self.role = {}, None, None, None

@@ -22,8 +22,10 @@ from typing import Annotated, Literal, Self
 
 from pydantic import ConfigDict, Field, JsonValue
 
+from fedsilo.data.tabular import MissingPolicy
 from fedsilo.privacy.he import HeScheme
 from fedsilo.protocol.bodies import Body as ProtocolBody
+from fedsilo.protocol.bodies import DeclaredBody
 from fedsilo.protocol.messages import Message, origin
 
 Count = Annotated[int, Field(ge=0)]
@@ -54,7 +56,10 @@ class PsiPartyEntry(Body):
 
     id_column: Annotated[str, Field(min_length=1)] = "id"
     label: str | None = None
+    label_positive: str | None = None
     features: list[str] | None = None
+    columns: dict[str, DeclaredBody] = Field(default_factory=dict)
+    missing: Annotated[MissingPolicy, Field(strict=False)] = MissingPolicy.REJECT
 
 
 class PsiOpen(Body):
@@ -63,6 +68,7 @@ class PsiOpen(Body):
     seed: int
     psi: PsiSettings = PsiSettings()
     party: PsiPartyEntry
+    guest_label: str | None = None  # hosts refuse a column of that name (a label leak)
 
 
 class PsiOpened(Body):

@@ -13,6 +13,9 @@
     path = "data/bank.csv"           # CSV or Parquet
     id_column = "id"
     label = "target"
+    label_positive = "Yes"           # the positive class (0/1 labels need none)
+    missing = "mean"                 # reject (default) | mean | constant, as in horizontal jobs
+    columns = { region = "category" }  # declared types; others are inferred
 
     [[parties]]
     name = "retailer"
@@ -58,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, model_validator
 
 from fedsilo.config_base import Strict
+from fedsilo.data.tabular import ColumnDeclaration, MissingPolicy
 from fedsilo.jobs import load_as, parse_as, resolve
 from fedsilo.privacy.he import CkksConfig, HeScheme, PaillierConfig
 from fedsilo.tracking import TrackingConfig
@@ -80,13 +84,21 @@ class VerticalPartyConfig(Strict):
     builtin: str | None = None
     id_column: str = "id"
     label: str | None = None
+    label_positive: str | None = None
     features: list[str] | None = None
+    columns: dict[str, ColumnDeclaration] = Field(default_factory=dict)
+    missing: MissingPolicy = MissingPolicy.REJECT
 
     @model_validator(mode="after")
     def _one_source(self) -> VerticalPartyConfig:
         # Neither: the rows come as a DataFrame (simulate(job, data={name: df})).
         if self.path is not None and self.builtin is not None:
             raise ValueError(f"party {self.name!r}: give exactly one of 'path' or 'builtin'")
+        if self.label_positive is not None and self.label is None:
+            raise ValueError(
+                f"party {self.name!r}: 'label_positive' names the guest's positive class; "
+                "only the party with 'label' takes it"
+            )
         return self
 
 

@@ -7,6 +7,8 @@ Alignment across parties is PSI relayed by the coordinator
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +16,18 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from fedsilo.data.tabular import frame_source, read_frame
-from fedsilo.errors import DataError
-from fedsilo.vertical.config import VerticalPartyConfig
+from fedsilo.data.preprocess import CONSTANT_CATEGORY_FILL
+from fedsilo.data.tabular import (
+    ColumnSchema,
+    ColumnType,
+    MissingPolicy,
+    frame_source,
+    listing,
+    read_frame,
+)
+from fedsilo.data.typed import Declared, file_columns, infer_columns, read_raw, typed_frame
+from fedsilo.errors import DataError, MissingValueError
+from fedsilo.vertical.config import VerticalJobConfig, VerticalPartyConfig
 
 BUILTIN_SPLITS = ("breast_cancer/guest", "breast_cancer/host")
 
@@ -61,9 +72,66 @@ def _builtin(party: VerticalPartyConfig) -> pd.DataFrame:
     return frame
 
 
-def load_party_table(party: VerticalPartyConfig, given: object = None) -> PartyTable:
-    """Read a party's file (CSV/Parquet), built-in split or given DataFrame, and check its
-    columns (the same checks whatever the source)."""
+def check_party_header(
+    party: VerticalPartyConfig, found: list[str], where: str, *, guest_label: str | None
+) -> list[str]:
+    """The party's feature columns, from its header alone (before any row is read or any key
+    made): the ID, label, declared and feature columns exist; a host holds no column named like
+    the guest's label (a copy of the label would leak into the model)."""
+    for column in (party.id_column, party.label):
+        if column is not None and column not in found:
+            raise DataError(
+                f"{where} has no column {column!r}; columns: {listing(found)}. Fix the job's "
+                "id_column/label for this party or the file."
+            )
+    if party.label is None and guest_label is not None and guest_label in found:
+        raise DataError(
+            f"{where} has a column named {guest_label!r}, like the guest's label column: a "
+            "host must not hold the label (it would leak into the model as a feature). Remove "
+            "the column from the host's file."
+        )
+    own = (party.id_column, party.label)
+    names = party.features or [c for c in found if c not in own]
+    absent = [c for c in names if c not in found]
+    if absent or not names:
+        raise DataError(
+            f"{where}: feature columns {absent or names} are missing or empty; columns: "
+            f"{listing(found)}"
+        )
+    if guest_label is not None and party.label is None and guest_label in names:
+        raise DataError(f"{where}: feature {guest_label!r} is the guest's label column")
+    undeclared = sorted(set(party.columns) - set(names))
+    if undeclared:
+        raise DataError(
+            f"{where}: 'columns' declares {undeclared}, which are not among its features "
+            f"{listing(names)}"
+        )
+    return names
+
+
+def check_headers(job: VerticalJobConfig, *, skip: Mapping[str, object] | None = None) -> None:
+    """Every party file's header against the job, before any row is read, any ID is hashed
+    or any key is made (the simulation and the CLI run this first; a deployed party checks its
+    own header when the job opens). Parties in ``skip`` (given DataFrames) are checked when
+    their agents read them."""
+    for party in job.parties:
+        if party.path is not None and party.name not in (skip or {}):
+            where = f"party {party.name!r} file {party.path}"
+            found = file_columns(Path(party.path), party=party.name)
+            check_party_header(party, found, where, guest_label=job.guest.label)
+
+
+def load_party_table(
+    party: VerticalPartyConfig, given: object = None, *, guest_label: str | None = None
+) -> PartyTable:
+    """Read a party's file (CSV/Parquet), built-in split or given DataFrame with the one typed
+    reader (the same checks whatever the source).
+
+    Header problems are found first (:func:`check_party_header`); then feature columns are
+    read with their declared (or inferred) types, missing values handled by the party's
+    ``missing`` policy and categories one-hot encoded, all here at the owning party; the
+    label is 1 for ``label_positive`` (or for 1, with 0/1 labels) and 0 otherwise.
+    """
     if given is not None:
         frame = read_frame(given, party=party.name)
         where = f"party {party.name!r} {frame_source(party.name)}"
@@ -78,37 +146,92 @@ def load_party_table(party: VerticalPartyConfig, given: object = None) -> PartyT
     else:
         path = Path(party.path)
         where = f"party {party.name!r} file {path}"
-        if not path.exists():
-            raise DataError(f"{where} does not exist")
-        try:
-            frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{where} cannot be read: {exc}") from exc
-    for column in (party.id_column, party.label):
-        if column is not None and column not in frame.columns:
-            raise DataError(f"{where} has no column {column!r}; columns: {list(frame.columns)}")
-    names = party.features or [c for c in frame.columns if c not in (party.id_column, party.label)]
-    missing = [c for c in names if c not in frame.columns]
-    if missing or not names:
-        raise DataError(f"{where}: feature columns {missing or names} are missing or empty")
-    for column in names:
-        if not pd.api.types.is_numeric_dtype(frame[column]):
-            raise DataError(f"{where}: feature column {column!r} is not numeric")
-        if frame[column].isna().any():
-            raise DataError(f"{where}: feature column {column!r} has missing values")
-    labels = None
+        found = file_columns(path, party=party.name)
+        check_party_header(party, found, where, guest_label=guest_label)
+        frame = read_raw(path, party=party.name)
+    names = check_party_header(
+        party, [str(c) for c in frame.columns], where, guest_label=guest_label
+    )
+    declared = {n: c.column(n) for n, c in party.columns.items()}
+    schema = infer_columns(frame, names, declared, party=party.name, source=where)
+    spec = {c.name: Declared(c.type, skip_missing=True, format=c.format) for c in schema}
     if party.label is not None:
-        values = frame[party.label]
-        if values.isna().any() or not set(values.unique()) <= {0, 1}:
-            raise DataError(f"{where}: label column {party.label!r} must hold only 0 and 1")
-        labels = values.to_numpy(dtype=np.float64)
+        spec[party.label] = Declared(ColumnType.CATEGORY, skip_missing=True, label=True)
+    typed = typed_frame(frame, spec, party=party.name, source=where)
+    features, feature_names = encode_features(typed, schema, party.missing, where=where)
+    labels = None if party.label is None else _labels(typed[party.label], party, where)
     return PartyTable(
         party.name,
         frame[party.id_column].tolist(),
-        frame[names].to_numpy(dtype=np.float64),
-        list(names),
+        features,
+        feature_names,
         labels,
     )
+
+
+def _labels(series: pd.Series, party: VerticalPartyConfig, where: str) -> npt.NDArray[np.float64]:
+    missing = int(series.isna().sum())
+    if missing:
+        raise MissingValueError(
+            f"{where}: label column {party.label!r} is empty in {missing} row(s); labels are "
+            "never imputed: fill in or remove those rows."
+        )
+    texts = series.astype(str)
+    found = sorted(set(texts))
+    positive = party.label_positive
+    if positive is None:
+        if set(found) <= {"0", "1"}:
+            return np.asarray(texts == "1", dtype=np.float64)
+        raise DataError(
+            f"{where}: label column {party.label!r} holds {listing(found)}; a binary label is 0/1 "
+            f'or declares its positive class, e.g. label_positive = "{found[-1]}" (every other '
+            "value is then the negative class)."
+        )
+    if positive not in found or len(found) != 2:
+        raise DataError(
+            f"{where}: label column {party.label!r} holds {listing(found)}; label_positive = "
+            f"{positive!r} needs exactly two classes, one of them {positive!r}."
+        )
+    return np.asarray(texts == positive, dtype=np.float64)
+
+
+def encode_features(
+    typed: pd.DataFrame, schema: list[ColumnSchema], policy: MissingPolicy, *, where: str
+) -> tuple[npt.NDArray[np.float64], list[str]]:
+    """The owning party's features: numbers (booleans 0/1, dates in days) with missing values
+    under ``policy`` (``mean``: the column's mean over the party's rows), categories one-hot
+    (sorted values; ``mean`` fills the most frequent, ``constant`` a value ``"missing"``)."""
+    blocks: list[npt.NDArray[np.float64]] = []
+    names: list[str] = []
+    for col in schema:
+        series = typed[col.name]
+        holes = series.isna().to_numpy()
+        if holes.any() and policy is MissingPolicy.REJECT:
+            raise MissingValueError(
+                f"{where}: feature column {col.name!r} has {int(holes.sum())} missing value(s) "
+                'and missing = "reject" (the default). Fill them in, or set missing = "mean" '
+                'or "constant" on the party in the job.'
+            )
+        if col.type.encoded is ColumnType.NUMBER:
+            values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            if holes.all():
+                raise DataError(f"{where}: feature column {col.name!r} has no value at all")
+            fill = float(np.nanmean(values)) if policy is MissingPolicy.MEAN else 0.0
+            blocks.append(np.where(holes, fill, values)[:, None])
+            names.append(col.name)
+            continue
+        texts = [str(v) for v in series.astype(object)]
+        present = [t for t, hole in zip(texts, holes, strict=True) if not hole]
+        fill_text = CONSTANT_CATEGORY_FILL
+        if policy is MissingPolicy.MEAN and present:
+            counts = Counter(present)
+            top = max(counts.values())
+            fill_text = min(t for t, c in counts.items() if c == top)
+        filled = np.array([fill_text if hole else t for t, hole in zip(texts, holes, strict=True)])
+        values_seen = sorted(set(filled.tolist()))
+        blocks.append(np.stack([filled == v for v in values_seen], axis=1).astype(np.float64))
+        names.extend(f"{col.name}={v}" for v in values_seen)
+    return np.hstack(blocks), names
 
 
 def select_rows(table: PartyTable, rows: npt.NDArray[np.int64]) -> PartyTable:

@@ -27,8 +27,9 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from fedsilo.errors import ProtocolError
+from fedsilo.errors import ErrorCode, ProtocolError, error_for
 from fedsilo.privacy.he import SecretContext, generate
+from fedsilo.protocol.bodies import DeclaredBody
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.seeds import derive_seed
 from fedsilo.runtime.transport import Transport
@@ -58,6 +59,10 @@ StepCallback = Callable[[str, int, int], None]
 
 PSI_STEPS = ("psi_open", "psi_request", "psi_setup", "psi_intersect", "psi_finish")
 IntArray = npt.NDArray[np.int64]
+DATA_CODES = frozenset(
+    {ErrorCode.DATA, ErrorCode.SCHEMA, ErrorCode.MISSING_VALUES, ErrorCode.CONFIG}
+)
+"""Error codes of a party's refusal of its own data at ``psi_open``: raised as that error."""
 B = TypeVar("B", bound=Body)
 
 
@@ -145,7 +150,12 @@ class VerticalRunner:
     ) -> dict[str, tuple[B, Message]]:
         """Every party's reply with its body validated as ``reply`` (ProtocolError otherwise)."""
         gathered = self._transport.exchange(tasks, timeout_s=self._timeout_s)
-        replies = gathered.require_all(f"vertical job {self.job.name!r}, {step}")
+        where = f"vertical job {self.job.name!r}, {step}"
+        if step == "psi_open":  # a party's own data problem keeps its kind (DataError, ...)
+            for _, message in sorted(gathered.replies.items()):
+                if message.fault is not None and message.fault.code in DATA_CODES:
+                    raise error_for(message.fault.code, f"{where}: {message.fault.message}")
+        replies = gathered.require_all(where)
         typed = {name: (reply.of(message), message) for name, message in replies.items()}
         if self._on_psi_step is not None and step in PSI_STEPS:
             self._on_psi_step(step, PSI_STEPS.index(step) + 1, len(PSI_STEPS))
@@ -177,8 +187,17 @@ class VerticalRunner:
                         seed=job.seed,
                         psi=settings,
                         party=PsiPartyEntry(
-                            id_column=p.id_column, label=p.label, features=p.features
+                            id_column=p.id_column,
+                            label=p.label,
+                            label_positive=p.label_positive,
+                            features=p.features,
+                            columns={
+                                n: DeclaredBody(type=c.type, format=c.format)
+                                for n, c in p.columns.items()
+                            },
+                            missing=p.missing,
                         ),
+                        guest_label=job.guest.label,
                     ),
                 )
                 for p in job.parties

@@ -24,7 +24,7 @@ from fedsilo.data.tabular import check_frame_parties
 from fedsilo.runtime.transport import InProcessTransport
 from fedsilo.vertical.agent import VerticalPartyAgent
 from fedsilo.vertical.config import VerticalAlgorithm, VerticalJobConfig
-from fedsilo.vertical.data import AlignedData, PartyTable
+from fedsilo.vertical.data import AlignedData, PartyTable, check_headers
 from fedsilo.vertical.metrics import binary_metrics
 from fedsilo.vertical.result import VerticalResult
 from fedsilo.vertical.runner import StepCallback, TreeCallback, VerticalRunner
@@ -116,6 +116,7 @@ def simulate_vertical(
     started = time.monotonic()
     frames = dict(frames or {})
     check_frame_parties(frames, [p.name for p in job.parties], job=job.name)
+    check_headers(job, skip=frames)
     agents = {p.name: VerticalPartyAgent.from_config(p, frames.get(p.name)) for p in job.parties}
     runner = VerticalRunner(
         job,
