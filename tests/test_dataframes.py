@@ -66,7 +66,9 @@ def test_dataframes_meet_the_schema_checks_files_meet() -> None:
     with pytest.raises(SchemaError, match=r"party 'bank-b' column 'income' is category"):
         fedsilo.simulate(_job(parties), data={**frames, "bank-b": text})
     declared = _job(parties, columns={"income": "number"})
-    with pytest.raises(SchemaError, match=r"party 'bank-b' column 'income' is text.*row 5"):
+    with pytest.raises(
+        DataError, match=r"party 'bank-b' column 'income' .*is not a number \(row 5"
+    ):
         fedsilo.simulate(declared, data={**frames, "bank-b": text})
 
     renamed = frames["bank-a"].rename(columns={"region": "area"})
@@ -135,10 +137,13 @@ def test_a_vertical_job_trains_on_dataframes() -> None:
 def test_vertical_dataframes_meet_the_checks_files_meet() -> None:
     frames = _vertical_frames()
     bad = frames["shop"].assign(x12=frames["shop"]["x12"].astype(str))
+    bad.iloc[2, bad.columns.get_loc("x12")] = "1,5"  # a decimal comma in a declared number
+    parties = [{"name": "bank", "label": "y"}, {"name": "shop", "columns": {"x12": "number"}}]
     with pytest.raises(
-        FedsiloError, match=r"party 'shop' DataFrame data\['shop'\].*'x12' is not numeric"
+        FedsiloError,
+        match=r"party 'shop' column 'x12' \(DataFrame data\['shop'\]\) is not a number \(row 3",
     ):
-        fedsilo.simulate(_vertical_job(), data={**frames, "shop": bad})
+        fedsilo.simulate(_vertical_job(parties=parties), data={**frames, "shop": bad})
     with pytest.raises(FedsiloError, match=r"no column 'id'"):
         fedsilo.simulate(
             _vertical_job(), data={**frames, "shop": frames["shop"].drop(columns="id")}

@@ -109,3 +109,27 @@ def test_a_malformed_number_stops_simulate_and_query_alike(tmp_path: Path) -> No
     for text in ("party 'p1'", str(paths[1]), "column 'amount'", "not a number", "row 5"):
         assert text in str(err.value), text
         assert text in " ".join(res.output.split()), text
+
+
+def test_declared_booleans_and_dates_train_as_numbers(tmp_path: Path) -> None:
+    written = frames()
+    written[2]["smoker"] = written[2]["smoker"] == "Yes"  # a bool column: True/False (Parquet bool)
+    paths = [
+        write(df, tmp_path / f"p{i}.csv", w)
+        for i, (df, w) in enumerate(zip(written, ["pandas", "spreadsheet", "parquet"], strict=True))
+    ]
+    job = training_job(tmp_path, paths)
+    job["data"]["columns"].update(  # type: ignore[index]
+        {"smoker": "boolean", "visit": {"type": "date", "format": "%d/%m/%Y"}}
+    )
+
+    result = fedsilo.simulate(job)
+
+    plan = result.setup.plan
+    assert plan is not None
+    pooled = pd.concat(written, ignore_index=True)
+    yes = pooled["smoker"].map(lambda v: v is True or v == "Yes")
+    days = (pd.to_datetime(pooled["visit"], format="%d/%m/%Y") - pd.Timestamp("1970-01-01")).dt.days
+    assert "smoker" in plan.feature_names and "visit" in plan.feature_names  # one number each
+    assert plan.means["smoker"] == pytest.approx(yes.mean())
+    assert plan.means["visit"] == pytest.approx(days.mean())

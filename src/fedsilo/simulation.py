@@ -45,6 +45,7 @@ from fedsilo.data.typed import Declared, read_raw, typed_frame
 from fedsilo.errors import ConfigError
 from fedsilo.extras import require
 from fedsilo.models import Params, build_model, set_params
+from fedsilo.preflight import check_headers
 from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 from fedsilo.privacy.secagg.identity import Identity, simulated_identities
 from fedsilo.privacy.secagg.params import ThreatModel
@@ -56,7 +57,7 @@ from fedsilo.runtime.seeds import derive_seed, holdout_seed
 from fedsilo.runtime.setup import SetupResult
 
 if TYPE_CHECKING:
-    from fedsilo.jobs import TrainingJob
+    from fedsilo.jobs import Job, TrainingJob
     from fedsilo.vertical.config import VerticalJobConfig
     from fedsilo.vertical.result import VerticalResult
 from fedsilo.runtime.transport import InProcessTransport, Transport
@@ -311,7 +312,7 @@ def as_job(config: JobConfig | str | Path | Mapping[str, Any]) -> JobConfig:
 
 
 def as_training_job(
-    config: TrainingJob | str | Path | Mapping[str, Any],
+    config: Job | str | Path | Mapping[str, Any],
     frames: Mapping[str, object] | None = None,
 ) -> TrainingJob:
     """A training job of any kind (horizontal or vertical) from a config, a path or a dict.
@@ -494,6 +495,7 @@ def simulate(
             "data= DataFrames stay in this process; with ray= every Ray host reads the job's "
             "own data source: write the frames to files and name them in the job"
         )
+    check_headers(job, skip=frozenset(data or {}))
     if rounds is not None or seed is not None:
         job = job.with_overrides(rounds=rounds, seed=seed)
     progress = progress if progress is not None else Progress()

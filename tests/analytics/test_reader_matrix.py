@@ -275,3 +275,43 @@ def test_parquet_type_and_absent_column_are_refused_naming_party_file_column(
     assert res.exit_code == 2
     for text in ("party 'p1'", "p1.parquet", "lacks the declared column(s) ['code']"):
         assert text in res.output, text
+
+
+def _typed_job(tmp: Path, paths: list[Path], fmt: str | None) -> Path:
+    lines = ['kind = "analytics"', 'table = "t"', "[privacy]", 'mechanism = "none"']
+    lines += ["[policy]", "allow_exact = true"]
+    for i, p in enumerate(paths):
+        lines += ["[[parties]]", f'name = "p{i}"', f"path = {json.dumps(str(p))}"]
+    lines += ["[columns.smoker]", 'type = "boolean"', "[columns.visit]", 'type = "date"']
+    if fmt is not None:
+        lines.append(f"format = {json.dumps(fmt)}")
+    lines += ["[columns.amount]", 'type = "number"', "lower = 0", "upper = 1000"]
+    path = tmp / "typed.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_declared_booleans_and_dates_filter_as_pandas_does(tmp_path: Path) -> None:
+    frames = [party_frame(13), party_frame(14)]
+    frames[0]["smoker"] = frames[0]["smoker"].map({"Yes": "yes", "No": "NO"})  # other spellings
+    frames[1]["smoker"] = frames[1]["smoker"] == "Yes"  # a bool column: True/False, Parquet bool
+    paths = [write(frames[0], tmp_path / "p0.csv", "pandas")]
+    paths.append(write(frames[1], tmp_path / "p1.csv", "parquet"))
+    pooled = pd.concat(frames, ignore_index=True)
+    smoker = pooled["smoker"].map(lambda v: v is True or str(v).lower() == "yes")
+    day = pd.to_datetime(pooled["visit"], format="%d/%m/%Y")
+
+    job = _typed_job(tmp_path, paths, "%d/%m/%Y")
+    res = run(job, "SELECT COUNT(*) AS n FROM t WHERE smoker = TRUE AND visit >= '2025-01-04'")
+    assert res.exit_code == 0, res.output
+    want = int((smoker & (day >= "2025-01-04")).sum())
+    assert 0 < want < len(pooled)
+    assert json.loads(res.stdout)["rows"][0]["answers"]["n"]["value"] == want
+
+    res = run(job, "SELECT COUNT(*) AS n FROM t WHERE smoker = 'Yes'")
+    assert res.exit_code == 2 and "compare it with TRUE or FALSE" in res.output
+    sql = "SELECT COUNT(*) AS n FROM t WHERE visit >= '2025-01-04'"
+    ambiguous = run(_typed_job(tmp_path, paths, None), sql)  # 03/01/2025: ambiguous, no format
+    assert ambiguous.exit_code == 2
+    for text in ("party 'p0'", "column 'visit'", "ambiguous", "%d/%m/%Y"):
+        assert text in " ".join(ambiguous.output.split()), text

@@ -233,3 +233,68 @@ def test_other_labels_keep_their_text() -> None:
     assert label_of("01") == "01"
     assert label_of(True) == "True"
     assert label_of(" yes ") == " yes "
+
+
+# -- booleans and dates -----------------------------------------------------------------------
+
+BOOL = ColumnType.BOOLEAN
+DATE = ColumnType.DATE
+
+
+def read_one(values: list[object], spec: Declared) -> list[float]:
+    df = pd.DataFrame({"c": pd.Series(values, dtype=object)})
+    out = typed_frame(df, {"c": spec}, party="a", source="a.csv")["c"]
+    return [float(v) for v in out]
+
+
+def test_boolean_spellings_are_case_insensitive_and_missing_is_nan() -> None:
+    got = read_one(
+        ["true", "False", "YES", "no", "1", "0", "t", "F", " Yes ", "", "NA"],
+        Declared(BOOL, skip_missing=True),
+    )
+    assert got[:9] == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+    assert np.isnan(got[9]) and np.isnan(got[10])
+    assert read_one([True, False], Declared(BOOL)) == [1.0, 0.0]  # a Parquet/pandas bool
+
+
+def test_other_boolean_spellings_name_row_count_and_what_was_found() -> None:
+    with pytest.raises(DataError) as err:
+        read_one(["yes", "Y", "no", "maybe", "Y"], Declared(BOOL))
+    text = str(err.value)
+    assert "party 'a' column 'c' (a.csv) is not a boolean (row 2, 3 value(s) in all)" in text
+    assert "'Y', 'maybe'" in text and "true/t/yes/1" in text
+
+
+def test_dates_are_iso_unless_a_format_is_declared() -> None:
+    assert read_one(["1970-01-02", "2025-03-01", ""], Declared(DATE, skip_missing=True))[:2] == [
+        1.0,
+        20148.0,
+    ]
+    with pytest.raises(DataError, match=r"is not an ISO date.*row 1.*'03/01/2025'.*ambiguous"):
+        read_one(["03/01/2025"], Declared(DATE))
+    day_first = read_one(["03/01/2025"], Declared(DATE, format="%d/%m/%Y"))
+    month_first = read_one(["03/01/2025"], Declared(DATE, format="%m/%d/%Y"))
+    assert day_first == [20091.0] and month_first == [20148.0]  # 3 Jan, 1 Mar 2025
+    with pytest.raises(DataError, match=r"does not match the declared date format '%d/%m/%Y'"):
+        read_one(["2025-03-01"], Declared(DATE, format="%d/%m/%Y"))
+
+
+def test_parquet_dates_and_booleans_read_as_declared(tmp_path: Path) -> None:
+    df = pd.DataFrame(
+        {"d": pd.to_datetime(["2025-03-01", "1970-01-02"]), "b": [True, False], "y": [1, 0]}
+    )
+    df.to_parquet(tmp_path / "p.parquet")
+    raw = read_raw(tmp_path / "p.parquet", party="a")
+    declared = {"d": ColumnSchema("d", DATE), "b": ColumnSchema("b", BOOL)}
+    s = infer_schema(raw, label="y", declared=declared, party="a", source="p.parquet")
+    out = typed(raw, s)
+    assert out["d"].tolist() == [20148.0, 1.0] and out["b"].tolist() == [1.0, 0.0]
+
+
+def test_an_integral_text_label_and_2024_point_0_categories() -> None:
+    from fedsilo.data.typed import cursor, typed_view
+
+    df = pd.DataFrame({"year": pd.Series(["2024.0", "2025", "2024.5"], dtype=object)})
+    con = cursor()
+    with pytest.raises(DataError, match=r"'year'.*not an integer \(row 3, 1 value\(s\).*2024\.0"):
+        typed_view(con, {"year": Declared(CAT, (2024, 2025))}, party="a", source="a", frame=df)

@@ -59,7 +59,7 @@ from pydantic import Field, model_validator
 
 from fedsilo.config import SecAggVariant
 from fedsilo.config_base import Strict, refuse_keys
-from fedsilo.data.tabular import ColumnType
+from fedsilo.data.tabular import ColumnDeclaration, ColumnType
 from fedsilo.data.typed import OTHER, Declared
 from fedsilo.jobs import load_as, parse_as, resolve
 from fedsilo.privacy.accounting import AccountingMethod
@@ -71,6 +71,8 @@ IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 class ColumnKind(enum.Enum):
     NUMBER = "number"
     CATEGORY = "category"
+    BOOLEAN = "boolean"  # WHERE flag = TRUE / FALSE (docs/data.md: accepted spellings)
+    DATE = "date"  # WHERE day >= '2025-01-31' (ISO literal); the file's format in `format`
 
 
 class MissingHandling(enum.Enum):
@@ -96,9 +98,20 @@ class ColumnSpec(Strict):
     categories: list[str | int] | None = None
     missing: MissingHandling = MissingHandling.REJECT
     other: bool = False
+    format: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ColumnSpec:
+        if self.format is not None and self.type is not ColumnKind.DATE:
+            raise ValueError("only a date column takes a 'format'")
+        if self.type in (ColumnKind.BOOLEAN, ColumnKind.DATE):
+            if self.lower is not None or self.upper is not None or self.categories or self.other:
+                raise ValueError(
+                    f"a {self.type.value} column takes no bounds, categories or 'other' (it is "
+                    "used in WHERE filters)"
+                )
+            ColumnDeclaration(type=ColumnType(self.type.value), format=self.format)
+            return self
         if self.type is ColumnKind.NUMBER:
             if self.lower is None or self.upper is None:
                 raise ValueError(
@@ -139,12 +152,12 @@ class ColumnSpec(Strict):
 
     def declared(self) -> Declared:
         """The column as the typed reader (:mod:`fedsilo.data.typed`) takes it."""
-        kind = ColumnType.NUMBER if self.type is ColumnKind.NUMBER else ColumnType.CATEGORY
         return Declared(
-            kind,
+            ColumnType(self.type.value),
             tuple(self.categories or ()),
             skip_missing=self.missing is MissingHandling.SKIP,
             other=self.other,
+            format=self.format,
         )
 
     @property

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import re
 from dataclasses import dataclass
 
 from sqlglot import exp
@@ -201,7 +202,8 @@ def _column(node: exp.Expression, columns: dict[str, ColumnSpec]) -> str:
 def _numeric(node: exp.Expression, columns: dict[str, ColumnSpec], what: str) -> str:
     name = _column(node, columns)
     if columns[name].type is not ColumnKind.NUMBER:
-        raise UnsupportedError(f"{what} needs a number column; {name!r} is a category")
+        kind = columns[name].type.value
+        raise UnsupportedError(f"{what} needs a number column; {name!r} is a {kind} column")
     return name
 
 
@@ -313,6 +315,23 @@ def check_filter(node: exp.Expression, columns: dict[str, ColumnSpec]) -> None:
 
 def _literal_for(node: exp.Expression, col: str, columns: dict[str, ColumnSpec]) -> None:
     spec = columns[col]
+    if spec.type is ColumnKind.BOOLEAN:
+        if not isinstance(node, exp.Boolean):
+            raise UnsupportedError(
+                f"column {col!r} holds booleans; compare it with TRUE or FALSE, not {node.sql()!r}"
+            )
+        return
+    if spec.type is ColumnKind.DATE:
+        if not (
+            isinstance(node, exp.Literal)
+            and node.is_string
+            and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", node.this)
+        ):
+            raise UnsupportedError(
+                f"column {col!r} holds dates; compare it with an ISO date literal such as "
+                f"'2025-01-31', not {node.sql()!r}"
+            )
+        return
     inner = node.this if isinstance(node, exp.Neg) else node
     if not isinstance(inner, exp.Literal):
         raise UnsupportedError(

@@ -75,6 +75,12 @@ def query(
     """Answer an aggregate query across the parties without pooling rows (federated analytics)."""
     from fedsilo.extras import require
 
+    if admin.server is None:  # the job and its files' headers first, before DuckDB and sqlglot
+        from fedsilo.analytics.config import load_analytics_job
+        from fedsilo.preflight import check_headers
+
+        job = load_analytics_job(job_file)
+        check_headers(job)
     require("analytics", "fedsilo query")
     from fedsilo.analytics import output
     from fedsilo.analytics.run import query as run_query
@@ -84,7 +90,7 @@ def query(
 
         result = query_server(admin.client(), job_file, sql)
     else:
-        result = run_query(job_file, sql, ledger_dir=ledgers)
+        result = run_query(job, sql, ledger_dir=ledgers)
     if fmt is OutputFormat.table:
         console.print(answer_table(result))
         for party, (spent, budget) in result.spent.items():

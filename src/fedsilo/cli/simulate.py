@@ -105,9 +105,16 @@ def simulate(
         format="%(levelname)s %(name)s: %(message)s",
     )
     from fedsilo.config import JobConfig
+    from fedsilo.jobs import load_job
+    from fedsilo.preflight import check_headers
+
+    # Configuration and file headers first: an error there is reported before PyTorch or the
+    # HE libraries are imported (bench/header_errors.py).
+    loaded = load_job(job_file)
+    check_headers(loaded)
     from fedsilo.simulation import as_training_job, require_extras
 
-    job = as_training_job(job_file)
+    job = as_training_job(loaded)
     require_extras(job, ray=ray)
     if rounds is not None or seed is not None:
         job = job.with_overrides(rounds=rounds, seed=seed)

@@ -29,9 +29,10 @@ import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import dp_accounting
-from dp_accounting import pld, rdp
+if TYPE_CHECKING:  # dp_accounting (and SciPy under it) loads on the first accounting, not with
+    import dp_accounting  # the job config that names an AccountingMethod
 
 from fedsilo.errors import ConfigError
 
@@ -60,6 +61,8 @@ class GaussianSpend:
             raise ConfigError(f"steps must be >= 0, got {self.steps!r}")
 
     def event(self) -> dp_accounting.DpEvent:
+        import dp_accounting
+
         gaussian = dp_accounting.GaussianDpEvent(self.noise_multiplier)
         single: dp_accounting.DpEvent = (
             gaussian
@@ -96,6 +99,8 @@ class FixedSizeGaussianSpend:
             raise ConfigError(f"steps must be >= 0, got {self.steps!r}")
 
     def event(self) -> dp_accounting.DpEvent:
+        import dp_accounting
+
         gaussian = dp_accounting.GaussianDpEvent(self.noise_multiplier)
         sampled = dp_accounting.SampledWithoutReplacementDpEvent(
             self.population, self.sample_size, gaussian
@@ -117,6 +122,8 @@ class LaplaceSpend:
             raise ConfigError(f"steps must be >= 0, got {self.steps!r}")
 
     def event(self) -> dp_accounting.DpEvent:
+        import dp_accounting
+
         # dp_accounting's noise multiplier is scale / sensitivity = 1 / epsilon
         return dp_accounting.SelfComposedDpEvent(
             dp_accounting.LaplaceDpEvent(1.0 / self.epsilon), self.steps
@@ -131,6 +138,9 @@ def _check_delta(delta: float) -> None:
 def _accountant(
     method: AccountingMethod, *, replace_one: bool = False
 ) -> dp_accounting.PrivacyAccountant:
+    import dp_accounting
+    from dp_accounting import pld, rdp
+
     if replace_one:
         if method is not AccountingMethod.RDP:
             raise ConfigError(

@@ -31,11 +31,14 @@ import hashlib
 import math
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+if TYPE_CHECKING:  # torch loads with the first tensor noise, not with the job config
+    import torch
 
 _KEY_BYTES = 32
 _MANTISSA = 53
@@ -116,5 +119,7 @@ class NoiseSource:
 
     def normal_like(self, std: float, reference: torch.Tensor) -> torch.Tensor:
         """Gaussian noise shaped and typed like ``reference`` (for Opacus's gradients)."""
+        import torch
+
         values = self.normal(std, tuple(reference.shape))
         return torch.from_numpy(values).to(dtype=reference.dtype, device=reference.device)

@@ -39,7 +39,6 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
-from fedsilo.data.tabular import ColumnDeclaration
 from fedsilo.errors import DataError, NotReadyError, ProtocolError
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.protocol.serve import serve
@@ -210,19 +209,13 @@ class VerticalPartyAgent:
         body = PsiOpen.of(msg)
         entry, guest, hosts = body.party, body.guest, body.hosts
         try:
-            config = VerticalPartyConfig(
-                name=self.name,
-                path=self._path,
-                builtin=self._builtin,
-                id_column=entry.id_column,
-                label=entry.label,
-                label_positive=entry.label_positive,
-                features=entry.features,
-                columns={
-                    n: ColumnDeclaration(type=c.type, format=c.format)
-                    for n, c in entry.columns.items()
-                },
-                missing=entry.missing,
+            config = VerticalPartyConfig.model_validate(
+                {
+                    "name": self.name,
+                    "path": self._path,
+                    "builtin": self._builtin,
+                    **entry.model_dump(mode="json", exclude_none=True),
+                }
             )
         except ValidationError as exc:
             raise ProtocolError(f"party {self.name!r}: malformed psi_open task: {exc}") from None

@@ -134,10 +134,12 @@ def load_party_table(
     """
     if given is not None:
         frame = read_frame(given, party=party.name)
-        where = f"party {party.name!r} {frame_source(party.name)}"
+        source = frame_source(party.name)
+        where = f"party {party.name!r} {source}"
     elif party.builtin is not None:
         frame = _builtin(party)
-        where = f"party {party.name!r} (builtin {party.builtin})"
+        source = f"builtin {party.builtin}"
+        where = f"party {party.name!r} ({source})"
     elif party.path is None:
         raise DataError(
             f"party {party.name!r} has no data: give it a path or a builtin in [[parties]], "
@@ -145,6 +147,7 @@ def load_party_table(
         )
     else:
         path = Path(party.path)
+        source = str(path)
         where = f"party {party.name!r} file {path}"
         found = file_columns(path, party=party.name)
         check_party_header(party, found, where, guest_label=guest_label)
@@ -153,11 +156,11 @@ def load_party_table(
         party, [str(c) for c in frame.columns], where, guest_label=guest_label
     )
     declared = {n: c.column(n) for n, c in party.columns.items()}
-    schema = infer_columns(frame, names, declared, party=party.name, source=where)
+    schema = infer_columns(frame, names, declared, party=party.name, source=source)
     spec = {c.name: Declared(c.type, skip_missing=True, format=c.format) for c in schema}
     if party.label is not None:
         spec[party.label] = Declared(ColumnType.CATEGORY, skip_missing=True, label=True)
-    typed = typed_frame(frame, spec, party=party.name, source=where)
+    typed = typed_frame(frame, spec, party=party.name, source=source)
     features, feature_names = encode_features(typed, schema, party.missing, where=where)
     labels = None if party.label is None else _labels(typed[party.label], party, where)
     return PartyTable(

@@ -29,7 +29,6 @@ import numpy.typing as npt
 
 from fedsilo.errors import ErrorCode, ProtocolError, error_for
 from fedsilo.privacy.he import SecretContext, generate
-from fedsilo.protocol.bodies import DeclaredBody
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.seeds import derive_seed
 from fedsilo.runtime.transport import Transport
@@ -186,16 +185,8 @@ class VerticalRunner:
                         hosts=hosts,
                         seed=job.seed,
                         psi=settings,
-                        party=PsiPartyEntry(
-                            id_column=p.id_column,
-                            label=p.label,
-                            label_positive=p.label_positive,
-                            features=p.features,
-                            columns={
-                                n: DeclaredBody(type=c.type, format=c.format)
-                                for n, c in p.columns.items()
-                            },
-                            missing=p.missing,
+                        party=PsiPartyEntry.model_validate(
+                            p.model_dump(mode="json", include=set(PsiPartyEntry.model_fields))
                         ),
                         guest_label=job.guest.label,
                     ),

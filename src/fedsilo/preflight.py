@@ -1,0 +1,72 @@
+"""A job's files against its configuration, from their headers, before any heavy work.
+
+:func:`check_headers` reads only each party file's column names (a CSV's first line, a
+Parquet file's footer) and refuses what is visible there, naming the party, the file and the
+column: a missing label, ID or declared column (horizontal), a vertical party's missing ID,
+label or feature column or a host holding the guest's label column, an analytics file without
+a declared column. ``fedsilo simulate`` and ``fedsilo query`` run it right after loading the
+job and before importing PyTorch, the HE libraries or the SQL planner, so such an error is
+reported in about a second (``bench/header_errors.py`` measures it). The parties check the
+same again when they read their rows (:mod:`fedsilo.data.typed`), in simulation and deployment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fedsilo.data.typed import check_header, file_columns
+from fedsilo.errors import SchemaError
+
+if TYPE_CHECKING:
+    from fedsilo.analytics.config import AnalyticsJob
+    from fedsilo.config import JobConfig
+    from fedsilo.jobs import Job
+
+
+def check_headers(job: Job, *, skip: frozenset[str] = frozenset()) -> None:
+    """Every party file's header against ``job`` (parties in ``skip`` have no file here)."""
+    from fedsilo.config import JobConfig
+    from fedsilo.vertical.config import VerticalJobConfig
+
+    if isinstance(job, JobConfig):
+        _horizontal(job, skip)
+    elif isinstance(job, VerticalJobConfig):
+        from fedsilo.vertical.data import check_headers as vertical_headers
+
+        vertical_headers(job, skip=dict.fromkeys(skip))
+    else:
+        _analytics(job, skip)
+
+
+def _horizontal(job: JobConfig, skip: frozenset[str]) -> None:
+    d = job.data
+    files = [(p.name, p.path) for p in job.parties if p.path is not None and p.name not in skip]
+    if d.path is not None:
+        files.append(("simulation source", d.path))
+    for party, path in files:
+        found = file_columns(Path(path), party=party)
+        check_header(
+            found, label=d.label, id_column=d.id, declared=d.columns, party=party, source=str(path)
+        )
+        if d.column is not None and d.column not in found:
+            raise SchemaError(
+                f"data.column = {d.column!r} is not a column of {path}; columns found: "
+                f"{', '.join(found[:20])}"
+            )
+    if d.test_path is not None:
+        found = file_columns(Path(d.test_path), party="test set")
+        check_header(found, label=d.label, party="test set", source=str(d.test_path))
+
+
+def _analytics(job: AnalyticsJob, skip: frozenset[str]) -> None:
+    for p in job.parties:
+        if p.path is None or p.name in skip:
+            continue
+        found = file_columns(Path(p.path), party=p.name)
+        absent = sorted(c for c in job.columns if c not in found)
+        if absent:
+            raise SchemaError(
+                f"party {p.name!r}: {p.path} lacks the declared column(s) {absent}; columns "
+                f"found: {sorted(found)[:20]}. Fix the file or the job's [columns]."
+            )
