@@ -105,7 +105,7 @@ class Deployment:
         for p in [*self.parties, "admin", *extra]:
             issue(self.root / "ca", self.certs, p, kind="party")
 
-    def write_server(self, *, job: Path | None = None, liveness_s: float = 2.0) -> Path:
+    def write_server(self, *, job: Path | None = None, liveness_s: float = 10.0) -> Path:
         lines = [
             f'listen = "{self.address}"',
             f'run_dir = "{self.root / "server"}"',
@@ -144,6 +144,7 @@ class Deployment:
             f'token = "{token(party)}"',
             f'ca = "{self.root / "ca" / "ca.pem"}"',
             "max_backoff_s = 1.0",
+            "heartbeat_s = 1.0",
         ]
         if data is not None:
             lines.append(f'data = "{data}"')
@@ -194,7 +195,7 @@ class Deployment:
         )
 
     def wait_status(
-        self, accept: Callable[[pb.StatusReply], bool], timeout_s: float = 90
+        self, accept: Callable[[pb.StatusReply], bool], timeout_s: float = 240
     ) -> pb.StatusReply:
         deadline = time.monotonic() + timeout_s
         client = self.admin()
@@ -240,6 +241,18 @@ def deployment(root: Path, **kwargs: object) -> Iterator[Deployment]:
         yield dep
     finally:
         dep.stop_all()
+
+
+def loose_modes(*paths: Path) -> list[str]:
+    """Files not 0600 and directories not 0700 under ``paths`` (each a file or a directory)."""
+    found = []
+    for top in paths:
+        for path in [top, *top.rglob("*")] if top.is_dir() else [top]:
+            want = 0o700 if path.is_dir() else 0o600
+            mode = path.stat().st_mode & 0o777
+            if mode != want:
+                found.append(f"{path} is {mode:o}, expected {want:o}")
+    return found
 
 
 def job_done(job_id: str) -> Callable[[pb.StatusReply], bool]:

@@ -50,7 +50,7 @@ def _call(
             req = pb.PullRequest(schema_version=WIRE_VERSION, party=party)
             return stub.Pull(req, metadata=meta, timeout=10)
         reply = pb.Reply(schema_version=WIRE_VERSION, party=party, task_id="x", payload=b"1")
-        return stub.Push(reply, metadata=meta, timeout=10)
+        return stub.Push(iter([reply]), metadata=meta, timeout=10)
     finally:
         channel.close()
 

@@ -21,18 +21,30 @@ pytestmark = pytest.mark.slow
 
 GOOD = ("org-a", "org-b", "org-c")
 BAD = "org-x"
+OVERSIZED_BYTES = 200 * 1024 * 1024
+
+
+def peak_rss_kb(pid: int) -> int:
+    """The process's peak resident memory so far (VmHWM), in kB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmHWM for pid {pid}")
 
 
 class BadParty:
     """A real agent whose fit replies go wrong in a different way every round.
 
     Round 1 malformed bytes, 2 NaN, 3 wrong shape (and it SIGKILLs org-c first: a crash
-    mid-job), 4 oversized, 5 claims to be another party, 6 honest.
+    mid-job), 4 oversized (by 200 MB: the server's peak memory is read before and after),
+    5 claims to be another party, 6 honest.
     """
 
-    def __init__(self, agent: Handler, victim_pid: int) -> None:
+    def __init__(self, agent: Handler, victim_pid: int, server_pid: int) -> None:
         self._agent = agent
         self._victim = victim_pid
+        self._server = server_pid
+        self.peak_before_kb = 0
 
     def handle(self, data: bytes) -> bytes:
         reply = self._agent.handle(data)
@@ -50,7 +62,8 @@ class BadParty:
             os.kill(self._victim, signal.SIGKILL)
             arrays[first] = arrays[first][:-1]
         elif task.round == 4:
-            arrays["padding"] = np.zeros(2_000_000, dtype=np.float32)
+            arrays["padding"] = np.zeros(OVERSIZED_BYTES // 4, dtype=np.float32)
+            self.peak_before_kb = peak_rss_kb(self._server)
         elif task.round == 5:
             return Message(msg.kind, msg.job_id, msg.round, "org-a", msg.body, arrays).encode()
         return Message(msg.kind, msg.job_id, msg.round, msg.sender, msg.body, arrays).encode()
@@ -66,10 +79,11 @@ def test_killed_party_and_bad_updates_do_not_stop_the_job(tmp_path: Path) -> Non
         dep.write_server()
         for p in (*GOOD, BAD):
             dep.write_party(p, csvs[p])
-        dep.start_server()
+        server = dep.start_server()
         procs = {p: dep.start_party(p) for p in GOOD}
         cfg = load_party_config(tmp_path / f"{BAD}.toml")
-        bad = PartyProcess(cfg, BadParty(load_agent(cfg), procs["org-c"].pid))
+        forger = BadParty(load_agent(cfg), procs["org-c"].pid, server.pid)
+        bad = PartyProcess(cfg, forger)
         thread = threading.Thread(target=bad.run, daemon=True)
         thread.start()
         try:
@@ -78,6 +92,7 @@ def test_killed_party_and_bad_updates_do_not_stop_the_job(tmp_path: Path) -> Non
             job_id = admin.submit(job_file.read_text())
             admin.close()
             status = dep.wait_status(job_done(job_id), timeout_s=120)
+            peak_after_kb = peak_rss_kb(server.pid)
         finally:
             bad.stop()
             thread.join(10)
@@ -92,6 +107,9 @@ def test_killed_party_and_bad_updates_do_not_stop_the_job(tmp_path: Path) -> Non
     assert "NaN" in why[2]
     assert "shape" in why[3]
     assert "exceeds" in why[4] and "limit" in why[4]
+    # refused as it streamed in: the server's peak memory did not grow by the reply's size
+    assert forger.peak_before_kb > 0
+    assert (peak_after_kb - forger.peak_before_kb) * 1024 < OVERSIZED_BYTES / 4
     assert "claims to be from 'org-a'" in why[5]
     assert rounds[5]["participants"] == ["org-a", "org-b", BAD]
     for r in rounds[:2]:

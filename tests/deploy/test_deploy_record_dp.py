@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 
 from fedsilo.privacy.ledger import Budget, PrivacyLedger
-from tests.deploy.harness import FAST, PARTIES, deployment, job_done, job_toml, write_party_csvs
+from tests.deploy.harness import (
+    FAST,
+    PARTIES,
+    deployment,
+    job_done,
+    job_toml,
+    loose_modes,
+    write_party_csvs,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -71,6 +79,12 @@ def test_deployed_record_dp_job_with_party_budgets_and_audit_logs(tmp_path: Path
         status = dep.wait_status(job_done(job_id))
         dep.stop_all()  # every reply is pushed and logged before we count
         party_logs = {p: dep.log(p) for p in PARTIES}
+
+    # every file the server and the parties wrote is private: 0600 in 0700 directories
+    written = [tmp_path / "server", tmp_path / "audit", *tmp_path.glob("privacy-*.sqlite*")]
+    assert len(written) >= 5 and (tmp_path / "server" / "state.sqlite").is_file()
+    assert any((tmp_path / "server").rglob("*.safetensors"))  # checkpoints and the model
+    assert loose_modes(*written) == []
 
     job = next(j for j in status.jobs if j.job_id == job_id)
     assert job.round == ROUNDS

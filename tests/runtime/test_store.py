@@ -61,6 +61,28 @@ def test_a_version_1_store_gains_the_anchors_table(tmp_path: Path) -> None:
         assert store.anchors("p") == [{"entries": 3, "party": "p"}]
 
 
+def test_a_version_2_store_gains_job_kinds_and_keeps_its_jobs(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "s.db")  # the layout before vertical jobs were stored
+    for statement in (
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY, name TEXT NOT NULL, config_text TEXT NOT NULL,"
+        " config_json TEXT NOT NULL, seed INTEGER NOT NULL, status TEXT NOT NULL, error TEXT,"
+        " created_at REAL NOT NULL, finished_at REAL)",
+        "CREATE TABLE parties (name TEXT PRIMARY KEY, last_seen REAL, status TEXT)",
+        "CREATE TABLE rounds (job_id TEXT, round INTEGER, record TEXT, checkpoint TEXT,"
+        " sha256 TEXT, finished_at REAL)",
+        "CREATE TABLE anchors (id INTEGER PRIMARY KEY, job_id TEXT, party TEXT, round INTEGER,"
+        " entries INTEGER, anchor TEXT, received_at REAL)",
+        "INSERT INTO jobs VALUES ('old', 'small', 'x', 'x', 3, 'done', NULL, 1.0, 2.0)",
+        "PRAGMA user_version = 2",
+    ):
+        db.execute(statement)
+    db.commit()
+    db.close()
+    with JobStore(tmp_path / "s.db") as store:
+        (row,) = store.jobs()
+        assert (row.id, row.status, row.kind) == ("old", JobStatus.DONE, "horizontal")
+
+
 def test_reopened_store_keeps_jobs_rounds_and_parties(tmp_path: Path) -> None:
     with JobStore(tmp_path / "s.db") as store:
         created = store.create_job("j1", JOB, config_text='name = "small"\n')

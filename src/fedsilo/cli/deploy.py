@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Group
+from rich.live import Live
 from rich.table import Table
 
 from fedsilo.cli.common import AdminConnection, admin_options, console, plain, print_warning
 from fedsilo.errors import ConfigError
 
 
-def _deploy_logging(verbose: bool) -> None:
+def _deploy_process(verbose: bool) -> None:
+    """Logging, and files private by default: everything this process creates is 0600 in
+    0700 directories (the store, checkpoints, metrics, reports, ledgers, audit logs)."""
+    os.umask(PRIVATE_UMASK)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
+
+PRIVATE_UMASK = 0o077
 
 _INSECURE = typer.Option("--insecure", help="plaintext gRPC (testing on a trusted network)")
 _VERBOSE = typer.Option("--verbose", "-v")
@@ -31,7 +40,7 @@ def server(
     verbose: Annotated[bool, _VERBOSE] = False,
 ) -> None:
     """Run the coordinator: parties dial in, jobs run over them."""
-    _deploy_logging(verbose)
+    _deploy_process(verbose)
     from fedsilo.deploy.config import load_server_config
     from fedsilo.deploy.server import INSECURE_WARNING, Server
 
@@ -51,7 +60,7 @@ def party(
     verbose: Annotated[bool, _VERBOSE] = False,
 ) -> None:
     """Run an organization's party: load local data, dial the coordinator, answer tasks."""
-    _deploy_logging(verbose)
+    _deploy_process(verbose)
     from fedsilo.deploy.config import load_party_config
     from fedsilo.deploy.party_process import PartyProcess, load_agent
 
@@ -65,39 +74,74 @@ def party(
 
 @admin_options()
 def submit(
-    job_file: Annotated[Path, typer.Argument(help="TOML job file")],
+    job_file: Annotated[Path | None, typer.Argument(help="TOML job file")] = None,
     *,
+    restart: Annotated[
+        str | None,
+        typer.Option("--restart", help="run a failed job again (by its id) instead"),
+    ] = None,
     admin: AdminConnection,
 ) -> None:
-    """Submit a job (horizontal, or kind = "vertical") to a running server; prints the job id."""
-    try:
-        text = job_file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"job file {job_file} cannot be read: {exc.strerror}") from None
+    """Submit a job (horizontal, or kind = "vertical") to a running server; prints the job id.
+
+    With --restart JOB_ID a failed job runs again: a horizontal job resumes after its last
+    completed round, a vertical job starts over as a new job."""
+    if (job_file is None) == (restart is None):
+        raise ConfigError("give a job file or --restart JOB_ID (one of them)")
+    text = ""
+    if job_file is not None:
+        try:
+            text = job_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"job file {job_file} cannot be read: {exc.strerror}") from None
     client = admin.client()
-    job_id = client.submit(text)
+    job_id = client.submit(text, restart=restart or "")
     client.close()
     console.print(job_id, markup=False, highlight=False)
 
 
 @admin_options()
-def status(*, admin: AdminConnection) -> None:
-    """Show a server's jobs, their rounds, and which parties are online."""
+def status(
+    *,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="refresh until Ctrl-C (or --until-done)")
+    ] = False,
+    interval: Annotated[float, typer.Option("--interval", help="seconds between refreshes")] = 2.0,
+    until_done: Annotated[
+        bool, typer.Option("--until-done", help="with --watch: stop once no job is running")
+    ] = False,
+    admin: AdminConnection,
+) -> None:
+    """Show a server's jobs (round, last round's metrics, privacy spent, failures) and parties."""
+    from fedsilo.deploy.status_view import JOB_HEAD, PARTY_HEAD, job_rows, party_rows
+
     client = admin.client()
-    reply = client.status()
-    client.close()
-    jobs = Table(title="Jobs")
-    for col in ("job", "name", "status", "round", "results / error"):
-        jobs.add_column(col)
-    for j in reply.jobs:
-        cells = (j.job_id, j.name, j.status, f"{j.round}/{j.rounds}", j.error or j.run_dir or "")
-        jobs.add_row(*(plain(c) for c in cells))
-    console.print(jobs)
-    parties = Table(title="Parties")
-    parties.add_column("party")
-    parties.add_column("online")
-    parties.add_column("last seen")
-    for p in reply.parties:
-        seen = "never" if p.last_seen_s_ago < 0 else f"{p.last_seen_s_ago:.1f} s ago"
-        parties.add_row(plain(p.name), "yes" if p.online else "no", seen)
-    console.print(parties)
+
+    def tables() -> Group:
+        reply = client.status()
+        jobs = Table(title="Jobs")
+        for col in JOB_HEAD:
+            jobs.add_column(col, overflow="fold")
+        for row in job_rows(reply):
+            jobs.add_row(*(plain(c) for c in row))
+        parties = Table(title="Parties")
+        for col in PARTY_HEAD:
+            parties.add_column(col)
+        for row in party_rows(reply):
+            parties.add_row(*(plain(c) for c in row))
+        busy = any(j.status in ("queued", "running") for j in reply.jobs)
+        tables.busy = busy  # type: ignore[attr-defined]
+        return Group(jobs, parties)
+
+    try:
+        if not watch:
+            console.print(tables())
+            return
+        with Live(tables(), console=console, refresh_per_second=4) as live:
+            while not until_done or tables.busy:  # type: ignore[attr-defined]
+                time.sleep(interval)
+                live.update(tables())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.close()

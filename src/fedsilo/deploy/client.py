@@ -35,11 +35,11 @@ class AdminClient:
     def close(self) -> None:
         self._channel.close()
 
-    def submit(self, job_toml: str, *, timeout_s: float = 30.0) -> str:
+    def submit(self, job_toml: str = "", *, restart: str = "", timeout_s: float = 30.0) -> str:
+        """Submit a job TOML, or with ``restart`` run a failed job again; the job's id."""
+        request = pb.SubmitRequest(job_toml=job_toml, restart_job_id=restart)
         try:
-            reply = self._stub.Submit(
-                pb.SubmitRequest(job_toml=job_toml), metadata=self._metadata, timeout=timeout_s
-            )
+            reply = self._stub.Submit(request, metadata=self._metadata, timeout=timeout_s)
         except grpc.RpcError as exc:
             raise self._error("submit", exc) from None
         return str(reply.job_id)

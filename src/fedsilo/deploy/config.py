@@ -6,6 +6,15 @@
     run_dir = "runs/server"              # results and state.sqlite go here
     admin_token_sha256 = "<sha256 hex>"  # `fedsilo submit/status` must present the token
     job = "job.toml"                     # optional: run this job at start
+    liveness_s = 30                      # a party silent this long (no poll/heartbeat) is lost
+    retry_backoff_s = 1.0                # wait before a round's retry, doubling each time
+    status_page = "127.0.0.1:8080"       # optional: read-only status page (loopback, admin token)
+
+    [limits]                             # what one party may cost (docs/deploy.md, "Limits")
+    calls_per_party = 4                  # concurrent calls, long polls included
+    calls_per_s = 20                     # per party; over it: RESOURCE_EXHAUSTED, logged
+    auth_failures = 20                   # per source address, one more every 2 s
+    reply_size_factor = 1.25             # a fit/evaluate reply: at most 1.25 x task + 1 MiB
 
     [tls]                                # omit only with `fedsilo server --insecure`
     cert = "certs/server.pem"
@@ -26,6 +35,8 @@
     ca = "certs/ca.pem"
     cert = "certs/bank-a.pem"            # with mTLS
     key = "certs/bank-a.key"
+    heartbeat_s = 5                      # "alive" every 5 s, busy or idle
+    tls_attempts = 5                     # refused TLS handshakes before it stops, diagnosed
 
     [privacy]                            # this party's own privacy budget, for everything
     max_epsilon = 3.0                    # refuse any DP release (round, query) past this
@@ -99,6 +110,24 @@ class RegisteredParty(Strict):
     revoked: bool = False
 
 
+class LimitsConfig(Strict):
+    """What one credentialed party (or one source address) may cost the server.
+
+    Over a limit a call ends with ``RESOURCE_EXHAUSTED`` and the server logs the party's name
+    (or the address, for failed authentications). ``reply_size_factor`` bounds a training
+    reply by the task's size: a reply is refused while it streams in, once it passes
+    ``reply_size_factor`` x the task's bytes plus 1 MiB.
+    """
+
+    calls_per_party: int = Field(default=4, ge=2)  # concurrent calls, long polls included
+    calls_per_s: float = Field(default=20.0, gt=0)  # sustained rate per party (burst: 2x)
+    waiting_polls: int | None = Field(default=None, ge=1)  # all parties; default 2 x parties
+    auth_failures: int = Field(default=20, ge=1)  # failed authentications per address ...
+    auth_failure_refill_s: float = Field(default=2.0, gt=0)  # ... one more every this often
+    reply_size_factor: float = Field(default=1.25, ge=1.0)
+    chunk_kb: int = Field(default=1024, ge=16, le=4096)  # replies stream in chunks this size
+
+
 class ServerConfig(Strict):
     listen: str = "127.0.0.1:50051"
     run_dir: Path = Path("runs/server")
@@ -107,9 +136,12 @@ class ServerConfig(Strict):
     tls: TlsConfig | None = None
     parties: list[RegisteredParty] = Field(default_factory=list)
     poll_s: float = Field(default=1.0, gt=0, le=60)
-    liveness_s: float = Field(default=5.0, gt=0)
+    liveness_s: float = Field(default=30.0, gt=0)  # no poll, reply or heartbeat: lost
+    retry_backoff_s: float = Field(default=1.0, ge=0)  # before a round's retry, doubling
     wait_for_parties_s: float = Field(default=600.0, gt=0)
     max_message_mb: float = Field(default=256.0, gt=0)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    status_page: str | None = None  # e.g. "127.0.0.1:8080": read-only page, admin token
 
     @model_validator(mode="after")
     def _credentials(self) -> ServerConfig:
@@ -198,6 +230,8 @@ class PartyProcessConfig(Strict):
     key: Path | None = None
     server_name: str | None = None  # TLS name to check when it differs from the host dialled
     max_backoff_s: float = Field(default=30.0, gt=0)
+    heartbeat_s: float = Field(default=5.0, gt=0)  # keep it well under the server's liveness_s
+    tls_attempts: int = Field(default=5, ge=1)  # refused TLS handshakes before the party stops
     max_message_mb: float = Field(default=256.0, gt=0)
     privacy: PartyPrivacyConfig = Field(default_factory=PartyPrivacyConfig)
     secure_aggregation: PartySecAggConfig = Field(default_factory=PartySecAggConfig)

@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
@@ -31,10 +31,12 @@ log = logging.getLogger(__name__)
 REPLY_HEADROOM_BYTES = 1024 * 1024
 
 
-def reply_limit(kind: TaskKind, task_bytes: int, max_message_bytes: int) -> int:
+def reply_limit(
+    kind: TaskKind, task_bytes: int, max_message_bytes: int, factor: float = 1.25
+) -> int:
     """Largest reply accepted for a task: fit/evaluate replies carry at most the model back."""
     if kind in (TaskKind.FIT, TaskKind.EVALUATE):
-        return min(max_message_bytes, int(task_bytes * 1.25) + REPLY_HEADROOM_BYTES)
+        return min(max_message_bytes, int(task_bytes * factor) + REPLY_HEADROOM_BYTES)
     return max_message_bytes
 
 
@@ -46,6 +48,7 @@ class _Pending:
     limit: int
     payload: bytes | None = None
     error: str | None = None
+    receiving: bool = False  # a reply is streaming in
 
 
 @dataclass
@@ -60,8 +63,9 @@ class TrafficCounter:
 class PartyBoard:
     """Task queues and presence of every party, shared by the servicer and the transport."""
 
-    liveness_s: float = 5.0
+    liveness_s: float = 30.0
     max_message_bytes: int = 256 * 1024 * 1024
+    reply_size_factor: float = 1.25
     clock: Callable[[], float] = time.monotonic
     traffic: TrafficCounter = field(default_factory=TrafficCounter)
 
@@ -94,6 +98,21 @@ class PartyBoard:
             return False
         return seen is None or self.clock() - seen > self.liveness_s
 
+    def _silence(self, party: str) -> str:
+        """Why ``party`` counts as gone (with the lock held)."""
+        seen = self._seen.get(party)
+        if seen is None:
+            return "never connected to this server"
+        return (
+            f"no poll, reply or heartbeat for {self.clock() - seen:.1f} s (liveness_s = "
+            f"{self.liveness_s:g}): crashed, disconnected or stalled"
+        )
+
+    def absence(self, party: str) -> str:
+        """Why ``party`` is not online."""
+        with self._cond:
+            return self._silence(party)
+
     def last_seen(self) -> dict[str, float]:
         now = self.clock()
         with self._cond:
@@ -120,8 +139,14 @@ class PartyBoard:
             self.traffic.sent += len(task.payload)
             return task
 
-    def push(self, party: str, task_id: str, payload: bytes) -> tuple[bool, str]:
-        """Record a reply; ``(accepted, reason)``."""
+    def push(
+        self, party: str, task_id: str, total_bytes: int, chunks: Iterable[bytes]
+    ) -> tuple[bool, str]:
+        """Receive a reply chunk by chunk; ``(accepted, reason)``.
+
+        A reply declared or found larger than its task's limit is refused as soon as that is
+        known: the bytes past the limit are never read (gRPC's own limit is one chunk).
+        """
         with self._cond:
             self._seen[party] = self.clock()
             pending = self._pending.get(task_id)
@@ -132,17 +157,37 @@ class PartyBoard:
                     "party %r sent a reply for a task addressed to %r", party, pending.party
                 )
                 return False, "this task was not addressed to you"
-            if pending.payload is not None or pending.error is not None:
+            if pending.payload is not None or pending.error is not None or pending.receiving:
                 return False, "this task was already answered"
-            self.traffic.received += len(payload)
-            if len(payload) > pending.limit:
-                pending.error = (
-                    f"reply of {len(payload):,} bytes exceeds the {pending.limit:,}-byte limit "
-                    f"for a {pending.kind.value} task (the model's size plus headroom)"
-                )
+            pending.receiving = True
+        received = bytearray()
+        error = None
+        if total_bytes > pending.limit:
+            error = f"reply of {total_bytes:,} bytes"
+        else:
+            for chunk in chunks:
+                if len(received) + len(chunk) > pending.limit:
+                    error = f"reply of more than {len(received) + len(chunk):,} bytes"
+                    break
+                received += chunk
+            else:
+                if len(received) != total_bytes:
+                    error = f"reply of {len(received):,} bytes, {total_bytes:,} announced"
+        with self._cond:
+            self.traffic.received += len(received)
+            pending.receiving = False
+            if self._pending.get(task_id) is not pending:
+                return False, "reply past the round deadline"
+            if error is not None:
+                if not error.endswith("announced"):
+                    error += (
+                        f" exceeds the {pending.limit:,}-byte limit for a {pending.kind.value} "
+                        "task (the model's size times limits.reply_size_factor, plus headroom)"
+                    )
+                pending.error = error
                 self._cond.notify_all()
-                return False, pending.error
-            pending.payload = payload
+                return False, error
+            pending.payload = bytes(received)
             self._cond.notify_all()
             return True, ""
 
@@ -154,7 +199,9 @@ class PartyBoard:
             for party, msg in tasks.items():
                 payload = msg.encode()
                 task_id = uuid.uuid4().hex
-                limit = reply_limit(msg.kind, len(payload), self.max_message_bytes)
+                limit = reply_limit(
+                    msg.kind, len(payload), self.max_message_bytes, self.reply_size_factor
+                )
                 self._pending[task_id] = _Pending(party, msg.kind, msg.round, limit)
                 task = pb.Task(
                     task_id=task_id,
@@ -181,11 +228,8 @@ class PartyBoard:
                 if not waiting:
                     break
                 for party, pending in waiting:
-                    if self._lost(party):
-                        pending.error = (
-                            f"lost: no poll, reply or heartbeat for {self.liveness_s:g} s "
-                            "(crashed or disconnected)"
-                        )
+                    if self._lost(party) and not pending.receiving:
+                        pending.error = f"lost: {self._silence(party)}"
                 self._cond.wait(min(0.5, max(0.0, deadline - self.clock())))
             done = {party: self._pending.pop(t) for party, t in ids.items()}
             wanted = set(ids.values())
@@ -245,7 +289,7 @@ class GrpcTransport:
         self, tasks: Mapping[str, Message], deadline: float, timeout_s: float
     ) -> Gathered:
         online = set(self._board.online())
-        failures = {p: "not connected" for p in tasks if p not in online}
+        failures = {p: f"not connected: {self._board.absence(p)}" for p in tasks if p not in online}
         ids = self._board.post({p: m for p, m in tasks.items() if p in online})
         done = self._board.collect(ids, deadline)
         replies: dict[str, Message] = {}

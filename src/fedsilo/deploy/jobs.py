@@ -67,9 +67,10 @@ class JobRecord:
     round: int = 0
     error: str = ""
     run_dir: Path | None = None
+    last: RoundRecord | None = None  # the last completed round (horizontal jobs)
 
     def to_proto(self) -> pb.JobStatus:
-        return pb.JobStatus(
+        status = pb.JobStatus(
             job_id=self.job_id,
             name=self.job.name,
             status=self.status,
@@ -77,7 +78,18 @@ class JobRecord:
             rounds=(self.job.rounds),
             error=self.error,
             run_dir=str(self.run_dir or ""),
+            kind=VERTICAL if isinstance(self.job, VerticalJobConfig) else "horizontal",
+            epsilon=-1.0,
         )
+        if self.last is not None:
+            last = self.last
+            status.metrics.update({k: float(v) for k, v in last.global_metrics.items()})
+            status.failures.update({p: str(why) for p, why in last.failures.items()})
+            status.round_s = last.duration_s
+            if "epsilon" in last.privacy:
+                status.epsilon = float(last.privacy["epsilon"])
+                status.delta = float(last.privacy.get("delta", 0.0))
+        return status
 
 
 def new_job_id(name: str) -> str:
@@ -95,7 +107,9 @@ class JobRunner:
         *,
         wait_for_parties_s: float,
         store: JobStore,
+        retry_backoff_s: float = 0.0,
     ) -> None:
+        self._retry_backoff_s = retry_backoff_s
         self._board = board
         self._store = store
         self._run_dir = run_dir
@@ -108,11 +122,39 @@ class JobRunner:
         self._reload()
 
     def _reload(self) -> None:
-        """Jobs from the store: finished ones for status, unfinished ones queued to resume."""
+        """Jobs from the store: finished ones for status, unfinished ones queued to resume.
+
+        A vertical job that was running cannot resume (its protocol state, HE keys and PSI
+        alignment, lived in memory): it is recorded as failed with the reason, and
+        ``fedsilo submit --restart JOB_ID`` runs it again.
+        """
         for row in self._store.jobs():
-            last = self._store.last_round(row.id)
-            record = JobRecord(row.id, row.job(), row.config_text, round=last.round if last else 0)
-            if row.status is JobStatus.RUNNING:
+            job: JobConfig | VerticalJobConfig
+            last = None
+            if row.kind == VERTICAL:
+                job = parse_deploy_vertical_job(
+                    row.config_text, source=f"job store (job {row.id!r})", registered=None
+                )
+            else:
+                job = row.job()
+                last = self._store.last_round(row.id)
+            record = JobRecord(
+                row.id,
+                job,
+                row.config_text,
+                round=last.round if last else 0,
+                last=last.record if last else None,
+            )
+            if row.status is JobStatus.RUNNING and row.kind == VERTICAL:
+                reason = (
+                    "the server stopped during this vertical job; its protocol state (HE "
+                    "keys, PSI alignment) was in memory, so it does not resume. Run it again "
+                    f"with `fedsilo submit --restart {row.id}`"
+                )
+                self._store.set_status(row.id, JobStatus.FAILED, error=reason)
+                log.warning("job %s: %s", row.id, reason)
+                record.status, record.error = "failed", reason
+            elif row.status is JobStatus.RUNNING:
                 log.info("job %s was running when the server stopped; resuming it", row.id)
             else:
                 record.status = row.status.value
@@ -136,18 +178,37 @@ class JobRunner:
             raise ConfigError(
                 f"{source} is an analytics job; send it with `fedsilo query JOB SQL --server ...`"
             )
-        if kind == VERTICAL:  # not in the store: vertical jobs do not resume
+        if kind == VERTICAL:
             job = parse_deploy_vertical_job(job_toml, source=source, registered=self._registered)
-            record = JobRecord(new_job_id(job.name), job, job_toml)
         else:
             job = parse_deploy_job(job_toml, source=source, registered=self._registered)
-            record = JobRecord(new_job_id(job.name), job, job_toml)
-            self._store.create_job(record.job_id, job, config_text=job_toml)
+        record = JobRecord(new_job_id(job.name), job, job_toml)
+        self._store.create_job(record.job_id, job, config_text=job_toml)
         with self._lock:
             self._jobs.append(record)
             self._lock.notify_all()
         log.info("job %s (%s) queued", record.job_id, job.name)
         return record.job_id
+
+    def restart(self, job_id: str) -> str:
+        """Run a failed job again: a horizontal job resumes after its last completed round
+        (same id); a vertical job starts over as a new job (its new id is returned)."""
+        with self._lock:
+            record = next((r for r in self._jobs if r.job_id == job_id), None)
+        if record is None:
+            raise ConfigError(f"no job {job_id!r} on this server (see `fedsilo status`)")
+        if record.status != "failed":
+            raise ConfigError(f"job {job_id!r} is {record.status}; only a failed job restarts")
+        if isinstance(record.job, VerticalJobConfig):
+            new_id = self.submit(record.toml, source=f"job {job_id} restarted")
+            log.info("job %s restarted as %s", job_id, new_id)
+            return new_id
+        self._store.set_status(job_id, JobStatus.RUNNING)
+        with self._lock:
+            record.status, record.error = "queued", ""
+            self._lock.notify_all()
+        log.info("job %s restarted; it resumes after round %d", job_id, record.round)
+        return job_id
 
     def status(self) -> list[pb.JobStatus]:
         with self._lock:
@@ -173,7 +234,7 @@ class JobRunner:
             except Exception as exc:  # the server outlives any one job
                 record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
                 log.exception("job %s crashed", record.job_id)
-            if record.status == "failed" and isinstance(record.job, JobConfig):
+            if record.status == "failed":
                 row = self._store.get_job(record.job_id)
                 if row is not None and row.status is JobStatus.RUNNING:
                     self._store.set_status(record.job_id, JobStatus.FAILED, error=record.error)
@@ -206,7 +267,7 @@ class JobRunner:
         log.info("job %s: starting with parties %s", record.job_id, ", ".join(parties))
 
         def on_round(r: RoundRecord) -> None:
-            record.round = r.round
+            record.round, record.last = r.round, r
             dropped = f" dropped: {sorted(r.failures)}" if r.failures else ""
             log.info("job %s round %d/%d done%s", record.job_id, r.round, job.rounds, dropped)
 
@@ -216,6 +277,7 @@ class JobRunner:
             on_round=on_round,
             store=self._store,
             job_id=record.job_id,
+            retry_backoff_s=self._retry_backoff_s,
         )
         out = self._run_dir / record.job_id
 
@@ -245,6 +307,7 @@ class JobRunner:
 
         out = self._run_dir / record.job_id
         run_vertical_job(job, self._board, job_id=record.job_id, out=out, on_progress=progress)
+        self._store.set_status(record.job_id, JobStatus.DONE)
         record.run_dir = out
         record.status = "done"
         log.info("job %s done; metrics in %s (model parts stay at the parties)", record.job_id, out)

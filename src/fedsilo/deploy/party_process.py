@@ -4,9 +4,13 @@ The process loads and validates its data locally (a CSV or Parquet file), then l
 the server for a task (``Pull``), answer it with the same
 :meth:`~fedsilo.runtime.party.PartyAgent.handle` the simulation uses, send the reply
 (``Push``). Only what ``PartyAgent`` puts in replies leaves: schema, summable statistics,
-model parameters and metrics. When the coordinator is unreachable it retries with exponential
-backoff (with jitter); when the server refuses its credentials it stops with the server's
-reason, because retrying cannot help.
+model parameters and metrics. A heartbeat thread tells the server it is alive every
+``heartbeat_s``, busy or idle, on its own schedule. Replies stream to the server in chunks.
+When the coordinator is unreachable it retries with exponential backoff (with jitter); when the
+server refuses its credentials it stops with the server's reason, because retrying cannot help.
+A refused TLS handshake is diagnosed (:mod:`fedsilo.deploy.tls_diagnosis`: unknown CA,
+expired or not-yet-valid certificate, name mismatch) and logged as such, and after
+``tls_attempts`` of them in a row the party stops with that diagnosis.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import contextlib
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import grpc
 
@@ -27,6 +31,7 @@ from fedsilo.deploy.party_tasks import PartyAnalytics, TaskRouter
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.deploy.service import WIRE_VERSION
+from fedsilo.deploy.tls_diagnosis import diagnose, is_handshake_failure
 from fedsilo.errors import ConfigError, PartyRefusedError
 from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 from fedsilo.privacy.secagg.identity import load_identity
@@ -38,7 +43,7 @@ from fedsilo.vertical.agent import VerticalPartyAgent
 log = logging.getLogger(__name__)
 
 PULL_TIMEOUT_S = 120.0
-HEARTBEAT_S = 0.5  # while handling a task; the server drops a party silent for liveness_s
+CHUNK_BYTES = 1024 * 1024  # a reply streams in chunks of this size (the server's chunk limit)
 FATAL = {
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.PERMISSION_DENIED,
@@ -149,8 +154,19 @@ class PartyProcess:
         self._stop.set()
 
     def run(self) -> None:
+        beat = threading.Thread(target=self._heartbeat, name="fedsilo-heartbeat", daemon=True)
+        beat.start()
+        try:
+            self._loop()
+        finally:
+            self._stop.set()
+            beat.join(self.config.heartbeat_s + 1)
+            self._channel.close()
+
+    def _loop(self) -> None:
         backoff = 0.5
         connected = False
+        handshakes = 0  # refused TLS handshakes in a row
         while not self._stop.is_set():
             try:
                 task = self._stub.Pull(
@@ -161,12 +177,12 @@ class PartyProcess:
                 if not connected:
                     log.info("party %s connected to %s", self.config.name, self.config.server)
                     connected = True
-                backoff = 0.5
+                backoff, handshakes = 0.5, 0
                 if task.task_id:
                     self._answer(task)
             except grpc.RpcError as exc:
                 code = exc.code() if hasattr(exc, "code") else None
-                details = exc.details() if hasattr(exc, "details") else str(exc)
+                details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
                 if code in FATAL:
                     raise PartyRefusedError(
                         f"the coordinator at {self.config.server} refused party "
@@ -174,42 +190,88 @@ class PartyProcess:
                     ) from None
                 connected = False
                 wait = backoff * (1 + random.random() / 2)
-                log.warning(
-                    "party %s: coordinator unreachable (%s: %s); retrying in %.1f s",
-                    self.config.name,
-                    getattr(code, "name", code),
-                    details,
-                    wait,
-                )
+                problem = self._tls_problem(code, details)
+                if problem is not None:
+                    handshakes += 1
+                    if handshakes >= self.config.tls_attempts:
+                        raise PartyRefusedError(
+                            f"party {self.config.name!r} cannot connect to {self.config.server}"
+                            f" (TLS handshake refused {handshakes} times): {problem}"
+                        ) from None
+                    log.error(
+                        "party %s: TLS handshake with %s refused (%d of %d): %s; retrying "
+                        "in %.1f s",
+                        self.config.name,
+                        self.config.server,
+                        handshakes,
+                        self.config.tls_attempts,
+                        problem,
+                        wait,
+                    )
+                else:
+                    log.warning(
+                        "party %s: coordinator unreachable (%s: %s); retrying in %.1f s",
+                        self.config.name,
+                        getattr(code, "name", code),
+                        details,
+                        wait,
+                    )
                 self._sleep(wait)
                 backoff = min(backoff * 2, self.config.max_backoff_s)
-        self._channel.close()
 
-    def _heartbeat(self, done: threading.Event) -> None:
+    def _tls_problem(self, code: grpc.StatusCode | None, details: str) -> str | None:
+        """The diagnosis of a refused TLS handshake, or None when it is not one.
+
+        A server that refuses this party's certificate just closes the socket, which looks
+        like any dropped connection; so every UNAVAILABLE is diagnosed, and counts as a TLS
+        refusal only if a certificate problem is found or gRPC says the handshake failed.
+        """
+        if code is not grpc.StatusCode.UNAVAILABLE or self.config.ca is None:
+            return None
+        found = diagnose(
+            self.config.server,
+            ca=self.config.ca,
+            cert=self.config.cert,
+            server_name=self.config.server_name,
+        )
+        if found is None and is_handshake_failure(details):
+            return f"the TLS handshake failed ({details}); check `ca`, `cert` and `key`"
+        return found
+
+    def _heartbeat(self) -> None:
+        """Tell the server this party is alive every ``heartbeat_s``, busy or idle."""
         request = pb.PullRequest(schema_version=WIRE_VERSION, party=self.config.name)
-        while not done.wait(HEARTBEAT_S):
+        every = self.config.heartbeat_s
+        while not self._stop.wait(every):
             with contextlib.suppress(grpc.RpcError):  # the main loop reports connection trouble
-                self._stub.Heartbeat(request, metadata=self._metadata, timeout=HEARTBEAT_S * 4)
+                self._stub.Heartbeat(request, metadata=self._metadata, timeout=max(every, 5.0))
+
+    def _chunks(self, task_id: str, payload: bytes) -> Iterator[pb.Reply]:
+        view = memoryview(payload)
+        yield pb.Reply(
+            schema_version=WIRE_VERSION,
+            party=self.config.name,
+            task_id=task_id,
+            payload=bytes(view[:CHUNK_BYTES]),
+            total_bytes=len(payload),
+        )
+        for start in range(CHUNK_BYTES, len(payload), CHUNK_BYTES):
+            yield pb.Reply(payload=bytes(view[start : start + CHUNK_BYTES]))
 
     def _answer(self, task: pb.Task) -> None:
         log.info("party %s: %s task, round %d", self.config.name, task.kind, task.round)
-        done = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(done,), daemon=True)
-        beat.start()
+        payload = self._handler.handle(task.payload)
         try:
-            payload = self._handler.handle(task.payload)
-        finally:
-            done.set()
-        ack = self._stub.Push(
-            pb.Reply(
-                schema_version=WIRE_VERSION,
-                party=self.config.name,
-                task_id=task.task_id,
-                payload=payload,
-            ),
-            metadata=self._metadata,
-            timeout=PULL_TIMEOUT_S,
-        )
+            ack = self._stub.Push(
+                self._chunks(task.task_id, payload),
+                metadata=self._metadata,
+                timeout=PULL_TIMEOUT_S,
+            )
+        except grpc.RpcError as exc:
+            if exc.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise
+            log.warning("party %s: reply refused: %s", self.config.name, exc.details())
+            return
         self.tasks_handled += 1
         if not ack.accepted:
             log.warning("party %s: reply not accepted: %s", self.config.name, ack.reason)

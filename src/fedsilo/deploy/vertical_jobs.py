@@ -13,8 +13,9 @@ held-out metrics, per-epoch/per-tree history; its ``vertical`` section: alignmen
 where each party keeps its part with the file's SHA-256), ``metrics.csv`` and ``report.html``; each party process writes its own model part (hetero LR weights and
 standardization as safetensors; SecureBoost: the guest's trees and its own split table, a
 host's split table, as JSON) under ``[vertical] models`` in its own directory. No model part
-reaches the server. Vertical jobs are not in the job store: a server restarted mid-job does not
-resume them (submit again).
+reaches the server. Vertical jobs are in the job store (``kind = 'vertical'``); a server
+restarted mid-job records the job as failed with the reason (the protocol state was in memory)
+and ``fedsilo submit --restart JOB_ID`` runs it again.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from fedsilo.vertical.runner import VerticalRunner
 
 
 def parse_deploy_vertical_job(
-    text: str, *, source: str, registered: list[str]
+    text: str, *, source: str, registered: list[str] | None
 ) -> VerticalJobConfig:
-    """Validate a vertical job for a deployment; every named party must be registered."""
+    """Validate a vertical job for a deployment; every named party must be registered (not
+    checked with ``registered=None``: a job read back from the store)."""
     raw = parse_toml(text, source=source)
     refuse_in_deployment(raw, source=source)
     parties = raw.get("parties")
@@ -49,7 +51,8 @@ def parse_deploy_vertical_job(
         for p in parties
     ]
     job = parse_vertical_job(raw, source=source)
-    require_registered([p.name for p in job.parties], registered, source=source)
+    if registered is not None:
+        require_registered([p.name for p in job.parties], registered, source=source)
     return job
 
 

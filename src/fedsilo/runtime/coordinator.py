@@ -131,8 +131,14 @@ class Coordinator:
         store: JobStore | None = None,
         job_id: str | None = None,
         checkpoint_dir: Path | None = None,
+        retry_backoff_s: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.job = job
+        # A deployment waits before a round's retry (doubling each time), so a party that
+        # stalled under load or restarted can come back; the simulation retries at once.
+        self.retry_backoff_s = retry_backoff_s
+        self._sleep = sleep
         # With a store, the parties' signed audit-log anchors are kept in it (runtime.anchors).
         self.transport = (
             transport if store is None else AnchorKeeper(transport, store, job_id or "")
@@ -201,9 +207,14 @@ class Coordinator:
     def _round(self, rnd: int, setup: SetupResult, params: Params) -> tuple[RoundRecord, Params]:
         """select → fit → gather → retry → aggregate → evaluate → record (checkpoint: run)."""
         started = time.monotonic()
-        online = self.transport.party_names()
         retries = self.job.selection.max_round_retries
+        tried: list[str] = []  # every attempt's failures, for the error if all fail
         for number in range(retries + 1):
+            if number and self.retry_backoff_s > 0:
+                wait = self.retry_backoff_s * 2 ** (number - 1)
+                log.info("round %d: retrying in %g s", rnd, wait)
+                self._sleep(wait)
+            online = self.transport.party_names()
             attempt = Attempt(
                 self.job,
                 self.transport,
@@ -220,15 +231,19 @@ class Coordinator:
             except RoundFailedError as exc:
                 attempt.failures["(round)"] = str(exc)
                 log.warning("round %d attempt %d failed: %s", rnd, number + 1, exc)
+            for party in setup.parties:
+                if party not in online:
+                    attempt.failures.setdefault(party, "not connected when the attempt began")
             # Record-level spend of every attempt: parties spent it whether or not we keep it.
             record_spend = self._record_spend.observe(rnd, attempt.fit_replies, attempt.accepted)
             if collected is not None:
                 break
-        else:
             reasons = "; ".join(f"{p}: {why}" for p, why in sorted(attempt.failures.items()))
+            tried.append(f"attempt {number + 1}: {reasons or 'no reason recorded'}")
+        else:
             raise RoundFailedError(
                 f"round {rnd} failed after {retries + 1} attempt(s) "
-                f"(selection.max_round_retries = {retries}). Failures: {reasons}"
+                f"(selection.max_round_retries = {retries}). Failures: {' | '.join(tried)}"
             )
         new_params = unflatten(self._server_opt.step(flatten(params), collected.delta), params)
         failures = attempt.failures

@@ -2,8 +2,8 @@
 
 A restarted coordinator reads it to continue a job from its last completed round. Tables:
 
-- ``jobs``: id, name, the config as submitted (usually TOML text) and as canonical JSON (what a
-  resume is checked against), seed, status (``running`` → ``done`` | ``failed``; a failed job
+- ``jobs``: id, name, kind (``horizontal`` or ``vertical``), the config as submitted (usually
+  TOML text) and as canonical JSON (what a resume is checked against), seed, status (``running`` → ``done`` | ``failed``; a failed job
   may be set running again to retry), error, created/finished times (Unix seconds).
 - ``parties``: name, last_seen, status (whatever the server reports, e.g. online/offline).
 - ``rounds``: job id, round, the :class:`RoundRecord` as JSON (per-party metrics inside), the
@@ -34,8 +34,9 @@ from fedsilo.errors import StoreError
 
 if TYPE_CHECKING:  # the coordinator imports this module; RoundRecord is imported late below
     from fedsilo.runtime.coordinator import RoundRecord
+    from fedsilo.vertical.config import VerticalJobConfig
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE jobs (
@@ -47,7 +48,8 @@ CREATE TABLE jobs (
     status      TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
     error       TEXT,
     created_at  REAL NOT NULL,
-    finished_at REAL
+    finished_at REAL,
+    kind        TEXT NOT NULL DEFAULT 'horizontal'
 );
 CREATE TABLE parties (
     name      TEXT PRIMARY KEY,
@@ -75,6 +77,7 @@ CREATE TABLE anchors (
     received_at REAL NOT NULL
 );
 """  # layout version 2
+_KIND = "ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'horizontal'"  # version 3
 
 
 class JobStatus(enum.StrEnum):
@@ -101,9 +104,13 @@ class JobRow:
     error: str | None
     created_at: float
     finished_at: float | None
+    kind: str = "horizontal"
 
     def job(self) -> JobConfig:
-        """The job's configuration, rebuilt from its canonical JSON."""
+        """A horizontal job's configuration, rebuilt from its canonical JSON (a vertical job is
+        rebuilt from ``config_text`` by the server, which knows its registered parties)."""
+        if self.kind != "horizontal":
+            raise StoreError(f"job {self.id!r} is a {self.kind} job, not a horizontal one")
         return parse_job(json.loads(self.config_json), source=f"job store (job {self.id!r})")
 
 
@@ -124,7 +131,7 @@ class RoundRow:
     finished_at: float
 
 
-def canonical_config(job: JobConfig) -> str:
+def canonical_config(job: JobConfig | VerticalJobConfig) -> str:
     """The job config as sorted, compact JSON: equal configs give equal text."""
     return json.dumps(job.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
@@ -194,8 +201,13 @@ class JobStore:
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
         if version == SCHEMA_VERSION:
             return
-        if version == 1:  # a store from before anchors: add their table
-            self._db.execute(_ANCHORS)
+        if version in (1, 2):  # before anchors (1), before vertical jobs (2): add them
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+            if "anchors" not in tables:
+                self._db.execute(_ANCHORS)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+            if "kind" not in columns:
+                self._db.execute(_KIND)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             return
         if version > SCHEMA_VERSION:
@@ -227,13 +239,20 @@ class JobStore:
             return self._db.execute(sql, args).fetchall()
 
     # -- jobs ---------------------------------------------------------------------------------
-    def create_job(self, job_id: str, job: JobConfig, *, config_text: str | None = None) -> JobRow:
+    def create_job(
+        self,
+        job_id: str,
+        job: JobConfig | VerticalJobConfig,
+        *,
+        config_text: str | None = None,
+    ) -> JobRow:
         """Register a running job; ``config_text`` is the config as submitted (TOML)."""
         canonical = canonical_config(job)
+        kind = "horizontal" if isinstance(job, JobConfig) else "vertical"
         try:
             self._write(
-                "INSERT INTO jobs (id, name, config_text, config_json, seed, status, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, name, config_text, config_json, seed, status, created_at,"
+                " kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     job.name,
@@ -242,6 +261,7 @@ class JobStore:
                     job.seed,
                     JobStatus.RUNNING.value,
                     time.time(),
+                    kind,
                 ),
             )
         except sqlite3.IntegrityError:
@@ -368,12 +388,12 @@ class JobStore:
         return RoundRow(str(job_id), int(rnd), record, path, str(sha256), float(finished))
 
 
-_JOB_COLS = "id, name, config_text, config_json, seed, status, error, created_at, finished_at"
+_JOB_COLS = "id, name, config_text, config_json, seed, status, error, created_at, finished_at, kind"
 _ROUND_COLS = "job_id, round, record, checkpoint, sha256, finished_at"
 
 
 def _job_row(row: tuple[Any, ...]) -> JobRow:
-    jid, name, text, canonical, seed, status, error, created, finished = row
+    jid, name, text, canonical, seed, status, error, created, finished, kind = row
     return JobRow(
         str(jid),
         str(name),
@@ -384,4 +404,5 @@ def _job_row(row: tuple[Any, ...]) -> JobRow:
         error,
         float(created),
         None if finished is None else float(finished),
+        str(kind),
     )

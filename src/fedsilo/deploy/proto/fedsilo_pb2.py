@@ -24,37 +24,45 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"fedsilo/deploy/proto/fedsilo.proto\x12\x11\x66\x65\x64silo.deploy.v1\"4\n\x0bPullRequest\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\r\n\x05party\x18\x02 \x01(\t\"n\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\x05\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\x12\x17\n\x0fmax_reply_bytes\x18\x06 \x01(\x04\"P\n\x05Reply\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\r\n\x05party\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\"\'\n\x03\x41\x63k\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"!\n\rSubmitRequest\x12\x10\n\x08job_toml\x18\x01 \x01(\t\"\x1d\n\x0bSubmitReply\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x0f\n\rStatusRequest\"x\n\tJobStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\r\n\x05round\x18\x04 \x01(\x05\x12\x0e\n\x06rounds\x18\x05 \x01(\x05\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x0f\n\x07run_dir\x18\x07 \x01(\t\"D\n\x0bPartyStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06online\x18\x02 \x01(\x08\x12\x17\n\x0flast_seen_s_ago\x18\x03 \x01(\x01\"j\n\x0bStatusReply\x12*\n\x04jobs\x18\x01 \x03(\x0b\x32\x1c.fedsilo.deploy.v1.JobStatus\x12/\n\x07parties\x18\x02 \x03(\x0b\x32\x1e.fedsilo.deploy.v1.PartyStatus\"-\n\x0cQueryRequest\x12\x10\n\x08job_toml\x18\x01 \x01(\t\x12\x0b\n\x03sql\x18\x02 \x01(\t\"!\n\nQueryReply\x12\x13\n\x0bresult_json\x18\x01 \x01(\t2\xae\x03\n\x0b\x43oordinator\x12?\n\x04Pull\x12\x1e.fedsilo.deploy.v1.PullRequest\x1a\x17.fedsilo.deploy.v1.Task\x12\x38\n\x04Push\x12\x18.fedsilo.deploy.v1.Reply\x1a\x16.fedsilo.deploy.v1.Ack\x12\x43\n\tHeartbeat\x12\x1e.fedsilo.deploy.v1.PullRequest\x1a\x16.fedsilo.deploy.v1.Ack\x12J\n\x06Submit\x12 .fedsilo.deploy.v1.SubmitRequest\x1a\x1e.fedsilo.deploy.v1.SubmitReply\x12J\n\x06Status\x12 .fedsilo.deploy.v1.StatusRequest\x1a\x1e.fedsilo.deploy.v1.StatusReply\x12G\n\x05Query\x12\x1f.fedsilo.deploy.v1.QueryRequest\x1a\x1d.fedsilo.deploy.v1.QueryReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"fedsilo/deploy/proto/fedsilo.proto\x12\x11\x66\x65\x64silo.deploy.v1\"4\n\x0bPullRequest\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\r\n\x05party\x18\x02 \x01(\t\"n\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\x05\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\x12\x17\n\x0fmax_reply_bytes\x18\x06 \x01(\x04\"e\n\x05Reply\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\r\n\x05party\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\x13\n\x0btotal_bytes\x18\x05 \x01(\x04\"\'\n\x03\x41\x63k\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"9\n\rSubmitRequest\x12\x10\n\x08job_toml\x18\x01 \x01(\t\x12\x16\n\x0erestart_job_id\x18\x02 \x01(\t\"\x1d\n\x0bSubmitReply\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x0f\n\rStatusRequest\"\x92\x03\n\tJobStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\r\n\x05round\x18\x04 \x01(\x05\x12\x0e\n\x06rounds\x18\x05 \x01(\x05\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x0f\n\x07run_dir\x18\x07 \x01(\t\x12\x0c\n\x04kind\x18\x08 \x01(\t\x12:\n\x07metrics\x18\t \x03(\x0b\x32).fedsilo.deploy.v1.JobStatus.MetricsEntry\x12<\n\x08\x66\x61ilures\x18\n \x03(\x0b\x32*.fedsilo.deploy.v1.JobStatus.FailuresEntry\x12\x0f\n\x07\x65psilon\x18\x0b \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x0c \x01(\x01\x12\x0f\n\x07round_s\x18\r \x01(\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a/\n\rFailuresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"[\n\x0bPartyStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06online\x18\x02 \x01(\x08\x12\x17\n\x0flast_seen_s_ago\x18\x03 \x01(\x01\x12\x15\n\rrefused_calls\x18\x04 \x01(\x04\"j\n\x0bStatusReply\x12*\n\x04jobs\x18\x01 \x03(\x0b\x32\x1c.fedsilo.deploy.v1.JobStatus\x12/\n\x07parties\x18\x02 \x03(\x0b\x32\x1e.fedsilo.deploy.v1.PartyStatus\"-\n\x0cQueryRequest\x12\x10\n\x08job_toml\x18\x01 \x01(\t\x12\x0b\n\x03sql\x18\x02 \x01(\t\"!\n\nQueryReply\x12\x13\n\x0bresult_json\x18\x01 \x01(\t2\xb0\x03\n\x0b\x43oordinator\x12?\n\x04Pull\x12\x1e.fedsilo.deploy.v1.PullRequest\x1a\x17.fedsilo.deploy.v1.Task\x12:\n\x04Push\x12\x18.fedsilo.deploy.v1.Reply\x1a\x16.fedsilo.deploy.v1.Ack(\x01\x12\x43\n\tHeartbeat\x12\x1e.fedsilo.deploy.v1.PullRequest\x1a\x16.fedsilo.deploy.v1.Ack\x12J\n\x06Submit\x12 .fedsilo.deploy.v1.SubmitRequest\x1a\x1e.fedsilo.deploy.v1.SubmitReply\x12J\n\x06Status\x12 .fedsilo.deploy.v1.StatusRequest\x1a\x1e.fedsilo.deploy.v1.StatusReply\x12G\n\x05Query\x12\x1f.fedsilo.deploy.v1.QueryRequest\x1a\x1d.fedsilo.deploy.v1.QueryReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedsilo.deploy.proto.fedsilo_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_JOBSTATUS_METRICSENTRY']._loaded_options = None
+  _globals['_JOBSTATUS_METRICSENTRY']._serialized_options = b'8\001'
+  _globals['_JOBSTATUS_FAILURESENTRY']._loaded_options = None
+  _globals['_JOBSTATUS_FAILURESENTRY']._serialized_options = b'8\001'
   _globals['_PULLREQUEST']._serialized_start=57
   _globals['_PULLREQUEST']._serialized_end=109
   _globals['_TASK']._serialized_start=111
   _globals['_TASK']._serialized_end=221
   _globals['_REPLY']._serialized_start=223
-  _globals['_REPLY']._serialized_end=303
-  _globals['_ACK']._serialized_start=305
-  _globals['_ACK']._serialized_end=344
-  _globals['_SUBMITREQUEST']._serialized_start=346
-  _globals['_SUBMITREQUEST']._serialized_end=379
-  _globals['_SUBMITREPLY']._serialized_start=381
-  _globals['_SUBMITREPLY']._serialized_end=410
-  _globals['_STATUSREQUEST']._serialized_start=412
-  _globals['_STATUSREQUEST']._serialized_end=427
-  _globals['_JOBSTATUS']._serialized_start=429
-  _globals['_JOBSTATUS']._serialized_end=549
-  _globals['_PARTYSTATUS']._serialized_start=551
-  _globals['_PARTYSTATUS']._serialized_end=619
-  _globals['_STATUSREPLY']._serialized_start=621
-  _globals['_STATUSREPLY']._serialized_end=727
-  _globals['_QUERYREQUEST']._serialized_start=729
-  _globals['_QUERYREQUEST']._serialized_end=774
-  _globals['_QUERYREPLY']._serialized_start=776
-  _globals['_QUERYREPLY']._serialized_end=809
-  _globals['_COORDINATOR']._serialized_start=812
-  _globals['_COORDINATOR']._serialized_end=1242
+  _globals['_REPLY']._serialized_end=324
+  _globals['_ACK']._serialized_start=326
+  _globals['_ACK']._serialized_end=365
+  _globals['_SUBMITREQUEST']._serialized_start=367
+  _globals['_SUBMITREQUEST']._serialized_end=424
+  _globals['_SUBMITREPLY']._serialized_start=426
+  _globals['_SUBMITREPLY']._serialized_end=455
+  _globals['_STATUSREQUEST']._serialized_start=457
+  _globals['_STATUSREQUEST']._serialized_end=472
+  _globals['_JOBSTATUS']._serialized_start=475
+  _globals['_JOBSTATUS']._serialized_end=877
+  _globals['_JOBSTATUS_METRICSENTRY']._serialized_start=782
+  _globals['_JOBSTATUS_METRICSENTRY']._serialized_end=828
+  _globals['_JOBSTATUS_FAILURESENTRY']._serialized_start=830
+  _globals['_JOBSTATUS_FAILURESENTRY']._serialized_end=877
+  _globals['_PARTYSTATUS']._serialized_start=879
+  _globals['_PARTYSTATUS']._serialized_end=970
+  _globals['_STATUSREPLY']._serialized_start=972
+  _globals['_STATUSREPLY']._serialized_end=1078
+  _globals['_QUERYREQUEST']._serialized_start=1080
+  _globals['_QUERYREQUEST']._serialized_end=1125
+  _globals['_QUERYREPLY']._serialized_start=1127
+  _globals['_QUERYREPLY']._serialized_end=1160
+  _globals['_COORDINATOR']._serialized_start=1163
+  _globals['_COORDINATOR']._serialized_end=1595
 # @@protoc_insertion_point(module_scope)

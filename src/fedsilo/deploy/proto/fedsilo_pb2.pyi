@@ -31,16 +31,18 @@ class Task(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., job_id: _Optional[str] = ..., round: _Optional[int] = ..., kind: _Optional[str] = ..., payload: _Optional[bytes] = ..., max_reply_bytes: _Optional[int] = ...) -> None: ...
 
 class Reply(_message.Message):
-    __slots__ = ("schema_version", "party", "task_id", "payload")
+    __slots__ = ("schema_version", "party", "task_id", "payload", "total_bytes")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     PARTY_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     party: str
     task_id: str
     payload: bytes
-    def __init__(self, schema_version: _Optional[int] = ..., party: _Optional[str] = ..., task_id: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+    total_bytes: int
+    def __init__(self, schema_version: _Optional[int] = ..., party: _Optional[str] = ..., task_id: _Optional[str] = ..., payload: _Optional[bytes] = ..., total_bytes: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("accepted", "reason")
@@ -51,10 +53,12 @@ class Ack(_message.Message):
     def __init__(self, accepted: bool = ..., reason: _Optional[str] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("job_toml",)
+    __slots__ = ("job_toml", "restart_job_id")
     JOB_TOML_FIELD_NUMBER: _ClassVar[int]
+    RESTART_JOB_ID_FIELD_NUMBER: _ClassVar[int]
     job_toml: str
-    def __init__(self, job_toml: _Optional[str] = ...) -> None: ...
+    restart_job_id: str
+    def __init__(self, job_toml: _Optional[str] = ..., restart_job_id: _Optional[str] = ...) -> None: ...
 
 class SubmitReply(_message.Message):
     __slots__ = ("job_id",)
@@ -67,7 +71,21 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class JobStatus(_message.Message):
-    __slots__ = ("job_id", "name", "status", "round", "rounds", "error", "run_dir")
+    __slots__ = ("job_id", "name", "status", "round", "rounds", "error", "run_dir", "kind", "metrics", "failures", "epsilon", "delta", "round_s")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class FailuresEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +93,12 @@ class JobStatus(_message.Message):
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     RUN_DIR_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    ROUND_S_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     name: str
     status: str
@@ -82,17 +106,25 @@ class JobStatus(_message.Message):
     rounds: int
     error: str
     run_dir: str
-    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., round: _Optional[int] = ..., rounds: _Optional[int] = ..., error: _Optional[str] = ..., run_dir: _Optional[str] = ...) -> None: ...
+    kind: str
+    metrics: _containers.ScalarMap[str, float]
+    failures: _containers.ScalarMap[str, str]
+    epsilon: float
+    delta: float
+    round_s: float
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., round: _Optional[int] = ..., rounds: _Optional[int] = ..., error: _Optional[str] = ..., run_dir: _Optional[str] = ..., kind: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., failures: _Optional[_Mapping[str, str]] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., round_s: _Optional[float] = ...) -> None: ...
 
 class PartyStatus(_message.Message):
-    __slots__ = ("name", "online", "last_seen_s_ago")
+    __slots__ = ("name", "online", "last_seen_s_ago", "refused_calls")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ONLINE_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_S_AGO_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_CALLS_FIELD_NUMBER: _ClassVar[int]
     name: str
     online: bool
     last_seen_s_ago: float
-    def __init__(self, name: _Optional[str] = ..., online: bool = ..., last_seen_s_ago: _Optional[float] = ...) -> None: ...
+    refused_calls: int
+    def __init__(self, name: _Optional[str] = ..., online: bool = ..., last_seen_s_ago: _Optional[float] = ..., refused_calls: _Optional[int] = ...) -> None: ...
 
 class StatusReply(_message.Message):
     __slots__ = ("jobs", "parties")

@@ -39,7 +39,7 @@ class CoordinatorStub(object):
                 request_serializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.PullRequest.SerializeToString,
                 response_deserializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.Task.FromString,
                 _registered_method=True)
-        self.Push = channel.unary_unary(
+        self.Push = channel.stream_unary(
                 '/fedsilo.deploy.v1.Coordinator/Push',
                 request_serializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.Reply.SerializeToString,
                 response_deserializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.Ack.FromString,
@@ -75,7 +75,7 @@ class CoordinatorServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Push(self, request, context):
+    def Push(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,7 +114,7 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     request_deserializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.PullRequest.FromString,
                     response_serializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.Task.SerializeToString,
             ),
-            'Push': grpc.unary_unary_rpc_method_handler(
+            'Push': grpc.stream_unary_rpc_method_handler(
                     servicer.Push,
                     request_deserializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.Reply.FromString,
                     response_serializer=fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.Ack.SerializeToString,
@@ -178,7 +178,7 @@ class Coordinator(object):
             _registered_method=True)
 
     @staticmethod
-    def Push(request,
+    def Push(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -188,8 +188,8 @@ class Coordinator(object):
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_unary(
+            request_iterator,
             target,
             '/fedsilo.deploy.v1.Coordinator/Push',
             fedsilo_dot_deploy_dot_proto_dot_fedsilo__pb2.Reply.SerializeToString,

@@ -1,0 +1,155 @@
+"""Why a TLS handshake with the coordinator failed, in words a party's operator can act on.
+
+gRPC reports a refused handshake as ``UNAVAILABLE`` with a low-level SSL string, which looks
+like an unreachable server. When the party sees one, it looks for itself: it fetches the
+coordinator's certificate (a TLS connection that verifies nothing and sends nothing else) and
+checks it against its own ``ca`` file, the clock and the name it dials; then it checks its own
+client certificate the same way. The first problem found is the diagnosis, with the fix.
+Checks use ``cryptography`` (signature by the CA: ``verify_directly_issued_by``).
+
+Threat model: this only explains a refusal; it never relaxes verification. The certificate
+fetched here is not trusted for anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import ssl
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import NameOID
+
+HANDSHAKE_MARKERS = ("ssl_error", "handshake failed", "certificate_verify", "peer name")
+
+
+def is_handshake_failure(details: str) -> bool:
+    """Whether gRPC's error text is a refused TLS handshake (not a closed port)."""
+    text = details.lower()
+    return any(m in text for m in HANDSHAKE_MARKERS) and "connection refused" not in text
+
+
+def _name(cert: x509.Certificate) -> str:
+    found = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(found[0].value) if found else cert.subject.rfc4514_string()
+
+
+def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (InvalidSignature, ValueError, TypeError):  # bad signature, issuer name, key type
+        return False
+    return True
+
+
+def _dates(cert: x509.Certificate, now: dt.datetime) -> str | None:
+    if now > cert.not_valid_after_utc:
+        return f"expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    if now < cert.not_valid_before_utc:
+        return (
+            f"is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC (now "
+            f"{now:%Y-%m-%d %H:%M} UTC)"
+        )
+    return None
+
+
+def _dns_names(cert: x509.Certificate) -> list[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
+    return names + [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+
+
+def check_server_certificate(
+    cert: x509.Certificate, ca: x509.Certificate, host: str, now: dt.datetime
+) -> str | None:
+    """The problem with the coordinator's certificate, seen from this party, or None."""
+    if not _signed_by(cert, ca):
+        return (
+            f"the coordinator's certificate (CN {_name(cert)!r}, issued by "
+            f"{cert.issuer.rfc4514_string()!r}) is not signed by the CA in this party's `ca` "
+            f"file (CN {_name(ca)!r}): unknown CA. Fix: set `ca` in party.toml to the "
+            "consortium's ca.pem, or ask the coordinator's operator which CA issued its "
+            "certificate"
+        )
+    dates = _dates(cert, now)
+    if dates is not None:
+        return (
+            f"the coordinator's certificate {dates}. Fix: the coordinator's operator issues a "
+            "new one (`fedsilo certs issue CA_DIR server --kind server --host ...`); if the "
+            "date looks wrong, check this machine's clock"
+        )
+    names = _dns_names(cert)
+    if host not in names:
+        return (
+            f"the coordinator's certificate is for {', '.join(names) or 'no names'}, not "
+            f"{host!r}: name mismatch. Fix: dial one of those names in `server`, or set "
+            "`server_name` in party.toml to the name on the certificate"
+        )
+    return None
+
+
+def check_own_certificate(
+    cert: x509.Certificate, ca: x509.Certificate, now: dt.datetime
+) -> str | None:
+    """The problem with this party's client certificate, or None."""
+    dates = _dates(cert, now)
+    if dates is not None:
+        return (
+            f"this party's certificate (`cert`, CN {_name(cert)!r}) {dates}, so the "
+            "coordinator refuses it. Fix: ask the consortium for a new one "
+            "(`fedsilo certs issue CA_DIR NAME --kind party`); if the date looks wrong, check "
+            "this machine's clock"
+        )
+    if not _signed_by(cert, ca):
+        return (
+            f"this party's certificate (`cert`, issued by {cert.issuer.rfc4514_string()!r}) "
+            f"is not signed by the consortium's CA (CN {_name(ca)!r}, the `ca` file), so the "
+            "coordinator refuses it: unknown CA. Fix: use the certificate the consortium "
+            "issued to this party"
+        )
+    return None
+
+
+def fetch_certificate(address: str, timeout_s: float = 5.0) -> x509.Certificate | None:
+    """The certificate a TLS server at ``host:port`` presents (unverified), or None."""
+    host, _, port = address.rpartition(":")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as raw,
+            context.wrap_socket(raw, server_hostname=host.strip("[]")) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    except (OSError, ValueError):
+        return None
+    return None if der is None else x509.load_der_x509_certificate(der)
+
+
+def diagnose(
+    address: str,
+    *,
+    ca: Path,
+    cert: Path | None,
+    server_name: str | None,
+    now: dt.datetime | None = None,
+) -> str | None:
+    """Why the handshake with the coordinator at ``address`` fails, or None if unclear."""
+    now = now or dt.datetime.now(dt.UTC)
+    ca_cert = x509.load_pem_x509_certificate(ca.read_bytes())
+    served = fetch_certificate(address)
+    if served is not None:
+        host = server_name or address.rpartition(":")[0].strip("[]")
+        problem = check_server_certificate(served, ca_cert, host, now)
+        if problem is not None:
+            return problem
+    if cert is not None:
+        own = x509.load_pem_x509_certificate(cert.read_bytes())
+        return check_own_certificate(own, ca_cert, now)
+    return None

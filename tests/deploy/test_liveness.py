@@ -1,0 +1,100 @@
+"""Liveness over real gRPC: two of three parties die after round 1; the round is retried with
+backoff and the job's error names every missing party with its reason in every attempt."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from fedsilo.deploy.config import (
+    PartyProcessConfig,
+    RegisteredParty,
+    ServerConfig,
+    token_sha256,
+)
+from fedsilo.deploy.party_process import PartyProcess, load_agent
+from fedsilo.deploy.server import Server
+from fedsilo.protocol.messages import Message, TaskKind
+from fedsilo.runtime.transport import Handler
+from tests.deploy.harness import PARTIES, free_port, job_toml, write_party_csvs
+
+DYING = ("org-b", "org-c")
+
+
+class DiesAfterRound1:
+    """An honest agent whose process stops (no more polls or heartbeats) after round 1."""
+
+    def __init__(self, agent: Handler) -> None:
+        self._agent = agent
+        self.process: PartyProcess | None = None
+
+    def handle(self, data: bytes) -> bytes:
+        reply = self._agent.handle(data)
+        task = Message.decode(data)
+        if task.kind is TaskKind.EVALUATE and task.round == 1 and self.process is not None:
+            self.process.stop()
+        return reply
+
+
+def test_two_of_three_parties_dead_fails_with_each_reason_after_backoff(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    csvs = write_party_csvs(tmp_path)
+    config = ServerConfig(
+        listen=f"127.0.0.1:{free_port()}",
+        run_dir=tmp_path / "server",
+        admin_token_sha256=token_sha256("admin"),
+        parties=[RegisteredParty(name=p, token_sha256=token_sha256(f"t-{p}")) for p in PARTIES],
+        poll_s=0.5,
+        liveness_s=3.0,
+        retry_backoff_s=0.5,
+    )
+    server = Server(config, insecure=True)
+    server.start()
+    parties, threads = [], []
+    for name in PARTIES:
+        cfg = PartyProcessConfig(
+            name=name, server=config.listen, token=f"t-{name}", data=csvs[name], heartbeat_s=0.5
+        )
+        agent = load_agent(cfg)
+        handler = DiesAfterRound1(agent) if name in DYING else agent
+        process = PartyProcess(cfg, handler, insecure=True)
+        if isinstance(handler, DiesAfterRound1):
+            handler.process = process
+        parties.append(process)
+        threads.append(threading.Thread(target=process.run, daemon=True))
+    try:
+        for t in threads:
+            t.start()
+        text = job_toml(csvs, rounds=3, min_parties=2, timeout_s=30).replace(
+            "max_round_retries = 1", "max_round_retries = 2"
+        )
+        with caplog.at_level(logging.INFO):
+            job_id = server.jobs.submit(text)
+            for _ in range(600):
+                job = next(j for j in server.jobs.status() if j.job_id == job_id)
+                if job.status in ("done", "failed"):
+                    break
+                threading.Event().wait(0.2)
+    finally:
+        for p in parties:
+            p.stop()
+        server.stop(0)
+        for t in threads:
+            t.join(10)
+
+    assert job.status == "failed", job
+    error = job.error
+    assert "round 2 failed after 3 attempt(s)" in error
+    attempts = re.split(r"attempt \d: ", error)[1:]
+    assert len(attempts) == 3, error
+    for text in attempts:  # every attempt names both dead parties, each with its reason
+        for dead in DYING:
+            assert re.search(rf"{dead}: (fit: lost: no poll|not connected)", text), text
+        assert "1 valid update(s), 2 needed" in text
+    assert "round 2: retrying in 0.5 s" in caplog.text
+    assert "round 2: retrying in 1 s" in caplog.text  # doubled

@@ -1,0 +1,155 @@
+"""A party whose TLS handshake is refused says why (unknown CA, expired, name) and stops.
+
+A real server (in this process, real TLS on 127.0.0.1) and a real :class:`PartyProcess`
+dialling it with a bad certificate on one side or the other; the party must give up after
+``tls_attempts`` with a :class:`PartyRefusedError` naming the problem and the fix, never
+loop as "coordinator unreachable".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from fedsilo.deploy.certs import init_ca, issue
+from fedsilo.deploy.config import PartyProcessConfig, ServerConfig, TlsConfig, token_sha256
+from fedsilo.deploy.config import RegisteredParty as Registered
+from fedsilo.deploy.party_process import PartyProcess
+from fedsilo.deploy.server import Server
+from fedsilo.errors import PartyRefusedError
+from tests.deploy.harness import free_port
+
+NAME = "org-a"
+
+
+class NoWork:
+    def handle(self, data: bytes) -> bytes:
+        raise AssertionError("no task should reach a party that cannot connect")
+
+
+def reissue(ca_dir: Path, cert: Path, *, days_from_now: tuple[int, int]) -> None:
+    """Sign ``cert`` again with the same key, valid only in the given day window."""
+    ca_cert = x509.load_pem_x509_certificate((ca_dir / "ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), None)
+    old = x509.load_pem_x509_certificate(cert.read_bytes())
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(old.subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(old.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + dt.timedelta(days=days_from_now[0]))
+        .not_valid_after(now + dt.timedelta(days=days_from_now[1]))
+    )
+    for ext in old.extensions:
+        builder = builder.add_extension(ext.value, ext.critical)
+    signed = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    cert.write_bytes(signed.public_bytes(serialization.Encoding.PEM))
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Path:
+    init_ca(tmp_path / "ca")
+    issue(tmp_path / "ca", tmp_path / "certs", "server", kind="server")
+    issue(tmp_path / "ca", tmp_path / "certs", NAME, kind="party")
+    init_ca(tmp_path / "foreign", name="some other consortium")
+    issue(tmp_path / "foreign", tmp_path / "foreign", NAME, kind="party")
+    issue(tmp_path / "foreign", tmp_path / "foreign", "server", kind="server")
+    return tmp_path
+
+
+@pytest.fixture
+def server(pki: Path) -> Iterator[Server]:
+    yield from _server(pki, pki / "certs")
+
+
+def _server(pki: Path, certs: Path) -> Iterator[Server]:
+    config = ServerConfig(
+        listen=f"127.0.0.1:{free_port()}",
+        run_dir=pki / "server",
+        admin_token_sha256=token_sha256("admin"),
+        tls=TlsConfig(
+            cert=certs / "server.pem", key=certs / "server.key", client_ca=pki / "ca" / "ca.pem"
+        ),
+        parties=[Registered(name=NAME, token_sha256=token_sha256("t"))],
+    )
+    srv = Server(config)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop(0)
+
+
+def _refused(server: Server, pki: Path, **files: Path | str) -> tuple[str, list[float]]:
+    """Run the party to its end; the error text and the waits it took between attempts."""
+    certs = pki / "certs"
+    config = PartyProcessConfig(
+        name=NAME,
+        server=f"127.0.0.1:{server.port}",
+        token="t",
+        data=pki / "unused.csv",
+        ca=files.get("ca", pki / "ca" / "ca.pem"),
+        cert=files.get("cert", certs / f"{NAME}.pem"),
+        key=files.get("key", certs / f"{NAME}.key"),
+        server_name=files.get("server_name"),
+        tls_attempts=3,
+    )
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> bool:
+        waits.append(seconds)
+        return False
+
+    party = PartyProcess(config, NoWork(), sleep=sleep)
+    with pytest.raises(PartyRefusedError) as info:
+        party.run()
+    return str(info.value), waits
+
+
+def test_party_with_a_foreign_ca_certificate_stops_naming_the_unknown_ca(
+    server: Server, pki: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    foreign = pki / "foreign"
+    with caplog.at_level(logging.WARNING):
+        text, waits = _refused(
+            server, pki, cert=foreign / f"{NAME}.pem", key=foreign / f"{NAME}.key"
+        )
+    assert "TLS handshake refused 3 times" in text
+    assert "this party's certificate" in text and "unknown CA" in text
+    assert "some other consortium" not in text or "not signed by the consortium's CA" in text
+    assert len(waits) == 2  # bounded: 3 attempts, 2 waits between them
+    assert "unreachable" not in caplog.text
+
+
+def test_party_with_an_expired_certificate_stops_naming_the_expiry(
+    server: Server, pki: Path
+) -> None:
+    reissue(pki / "ca", pki / "certs" / f"{NAME}.pem", days_from_now=(-30, -1))
+    text, _ = _refused(server, pki)
+    assert "this party's certificate" in text and "expired on" in text
+    assert "fedsilo certs issue" in text
+
+
+def test_party_that_does_not_trust_the_server_ca_names_it(server: Server, pki: Path) -> None:
+    text, _ = _refused(server, pki, ca=pki / "foreign" / "ca.pem")
+    assert "the coordinator's certificate" in text and "unknown CA" in text
+
+
+def test_server_certificate_for_another_name_is_a_name_mismatch(server: Server, pki: Path) -> None:
+    text, _ = _refused(server, pki, server_name="coordinator.example.org")
+    assert "name mismatch" in text and "server_name" in text
+
+
+def test_expired_server_certificate_is_reported_as_expired(pki: Path) -> None:
+    reissue(pki / "ca", pki / "certs" / "server.pem", days_from_now=(-30, -1))
+    for srv in _server(pki, pki / "certs"):
+        text, _ = _refused(srv, pki)
+        assert "the coordinator's certificate expired on" in text
