@@ -11,9 +11,9 @@ import grpc
 import pytest
 
 from fedsilo.deploy.auth import AUTH_HEADER, PARTY_HEADER, Refusal
+from fedsilo.deploy.channel import open_channel
 from fedsilo.deploy.config import LimitsConfig, RegisteredParty, ServerConfig, token_sha256
 from fedsilo.deploy.limits import CallLimiter, peer_address
-from fedsilo.deploy.channel import open_channel
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.deploy.server import Server

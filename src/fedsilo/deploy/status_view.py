@@ -22,12 +22,15 @@ import logging
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
 from fedsilo import __version__
 from fedsilo.deploy.auth import Refusal
-from fedsilo.deploy.limits import CallLimiter
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.errors import ConfigError
+
+if TYPE_CHECKING:  # `fedsilo status` imports this module and stays light
+    from fedsilo.deploy.limits import CallLimiter
 
 log = logging.getLogger(__name__)
 
