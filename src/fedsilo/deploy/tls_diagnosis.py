@@ -142,14 +142,17 @@ def diagnose(
 ) -> str | None:
     """Why the handshake with the coordinator at ``address`` fails, or None if unclear."""
     now = now or dt.datetime.now(dt.UTC)
-    ca_cert = x509.load_pem_x509_certificate(ca.read_bytes())
+    try:
+        ca_cert = x509.load_pem_x509_certificate(ca.read_bytes())
+        own = None if cert is None else x509.load_pem_x509_certificate(cert.read_bytes())
+    except (OSError, ValueError):  # unreadable files are reported where they are opened
+        return None
     served = fetch_certificate(address)
     if served is not None:
         host = server_name or address.rpartition(":")[0].strip("[]")
         problem = check_server_certificate(served, ca_cert, host, now)
         if problem is not None:
             return problem
-    if cert is not None:
-        own = x509.load_pem_x509_certificate(cert.read_bytes())
+    if own is not None:
         return check_own_certificate(own, ca_cert, now)
     return None
