@@ -25,10 +25,18 @@ def set_params(model: nn.Module, params: Params) -> None:
     )
 
 
-def flatten(params: Params) -> np.ndarray:
-    if not params:
-        return np.zeros(0)
-    return np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in params.values()])
+def flatten(params: Params, *, out: np.ndarray | None = None) -> np.ndarray:
+    """All parameters as one float64 vector, written into ``out`` (a row of a matrix that
+    gathers many parties' updates without a copy per party) when given."""
+    if out is None:
+        out = np.empty(sum(v.size for v in params.values()), dtype=np.float64)
+    offset = 0
+    for v in params.values():
+        out[offset : offset + v.size] = np.ravel(v)
+        offset += v.size
+    if offset != out.size:
+        raise ValueError(f"flatten: {offset} parameters into a vector of {out.size}")
+    return out
 
 
 def unflatten(vector: np.ndarray, like: Params) -> Params:

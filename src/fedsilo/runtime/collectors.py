@@ -174,7 +174,10 @@ class PlainCollector:
         attempt.require_parties(len(accepted), "valid update(s)")
         base = flatten(attempt.params)
         names = sorted(accepted)
-        updates = np.stack([flatten(accepted[p][0]) - base for p in names])
+        updates = np.empty((len(names), base.size))
+        for row, p in zip(updates, names, strict=True):
+            flatten(accepted[p][0], out=row)
+        updates -= base
         weights = np.array([accepted[p][1] for p in names], dtype=np.float64)
         total = float(weights.sum())
         loss = sum(accepted[p][2] * accepted[p][1] for p in names) / total
