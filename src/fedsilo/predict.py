@@ -16,7 +16,8 @@ in training and evaluation: scoring the simulation's central test rows reproduce
 metrics bit for bit. Rows are checked against the saved schema: a missing column, text in a
 number column, a category no party had, or a missing value under ``data.missing = "reject"``
 raises an error naming the column and the (1-based) row. Extra columns (the label, notes) are
-ignored. Files are read by the reader training uses (:mod:`fedsilo.data.tabular`).
+ignored. Files and DataFrames are read by the typed reader training uses
+(:func:`fedsilo.data.typed.read_raw`, then the plan casts the schema's columns with it).
 """
 
 from __future__ import annotations
