@@ -113,12 +113,12 @@ def status(
     admin: AdminConnection,
 ) -> None:
     """Show a server's jobs (round, last round's metrics, privacy spent, failures) and parties."""
+    from fedsilo.deploy.proto import fedsilo_pb2 as pb
     from fedsilo.deploy.status_view import JOB_HEAD, PARTY_HEAD, job_rows, party_rows
 
     client = admin.client()
 
-    def tables() -> Group:
-        reply = client.status()
+    def tables(reply: pb.StatusReply) -> Group:
         jobs = Table(title="Jobs")
         for col in JOB_HEAD:
             jobs.add_column(col, overflow="fold")
@@ -129,18 +129,21 @@ def status(
             parties.add_column(col)
         for row in party_rows(reply):
             parties.add_row(*(plain(c) for c in row))
-        busy = any(j.status in ("queued", "running") for j in reply.jobs)
-        tables.busy = busy  # type: ignore[attr-defined]
         return Group(jobs, parties)
 
+    def busy(reply: pb.StatusReply) -> bool:
+        return any(j.status in ("queued", "running") for j in reply.jobs)
+
     try:
+        reply = client.status()
         if not watch:
-            console.print(tables())
+            console.print(tables(reply))
             return
-        with Live(tables(), console=console, refresh_per_second=4) as live:
-            while not until_done or tables.busy:  # type: ignore[attr-defined]
+        with Live(tables(reply), console=console, refresh_per_second=4) as live:
+            while not until_done or busy(reply):
                 time.sleep(interval)
-                live.update(tables())
+                reply = client.status()
+                live.update(tables(reply))
     except KeyboardInterrupt:
         pass
     finally:
