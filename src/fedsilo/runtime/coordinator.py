@@ -10,8 +10,10 @@ secure aggregation) is the job's :class:`~fedsilo.runtime.collectors.Collector`;
 the same for all of them.
 
 An attempt with fewer than ``selection.min_parties`` valid replies is tried again, with a
-fresh selection and fresh training seeds, up to ``selection.max_round_retries`` times, then
-the job fails with :class:`RoundFailedError`. The loop talks to parties only through
+fresh selection (of the parties online then) and fresh training seeds, up to
+``selection.max_round_retries`` times (a deployment waits ``retry_backoff_s``, doubling,
+before each retry), then the job fails with :class:`RoundFailedError`, whose message lists
+every attempt's failures: each selected or missing party with its reason. The loop talks to parties only through
 :class:`~fedsilo.runtime.transport.Transport`.
 """
 
