@@ -3,7 +3,8 @@
 FATE's split of scikit-learn's breast-cancer data: the guest has the label ``y`` and the first
 10 features, the host the other 20. Only part of the customers are shared: each side misses a
 different random subset of rows, and the host's file is in a different order, so PSI has real
-work to do. Run: .venv/bin/python examples/vertical_breast_cancer/make_data.py
+work to do. It also writes two files of customers to score with a trained run
+(:func:`write_new`, ``score.toml``). Run: .venv/bin/python examples/vertical_breast_cancer/make_data.py
 """
 
 from __future__ import annotations
@@ -15,13 +16,18 @@ import pandas as pd
 from sklearn.datasets import load_breast_cancer
 
 
+def _rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    guest_rows = np.sort(rng.choice(n, size=n - 60, replace=False))
+    host_rows = rng.permutation(rng.choice(n, size=n - 70, replace=False))
+    return guest_rows, host_rows
+
+
 def write(out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
     data = load_breast_cancer()
     x, y = data.data, data.target
     ids = np.array([f"P{i:04d}" for i in range(len(y))])
-    rng = np.random.default_rng(seed)
-    guest_rows = np.sort(rng.choice(len(y), size=len(y) - 60, replace=False))
-    host_rows = rng.permutation(rng.choice(len(y), size=len(y) - 70, replace=False))
+    guest_rows, host_rows = _rows(len(y), seed)
     guest = pd.DataFrame(x[guest_rows, :10], columns=[f"x{j}" for j in range(10)])
     guest.insert(0, "y", y[guest_rows])
     guest.insert(0, "id", ids[guest_rows])
@@ -34,6 +40,30 @@ def write(out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
     return paths
 
 
+def write_new(out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
+    """Files of customers to score (no label): the bank's 60 customers it did not train on,
+    plus its first 100 training customers again (re-scored: those that were held out get
+    the training run's scores); the provider knows every customer except 12 of the new ones,
+    which cannot be scored (reported by count)."""
+    data = load_breast_cancer()
+    x = data.data
+    ids = np.array([f"P{i:04d}" for i in range(len(x))])
+    guest_rows, _ = _rows(len(x), seed)
+    new = np.setdiff1d(np.arange(len(x)), guest_rows)
+    bank_rows = np.concatenate([new, guest_rows[:100]])
+    provider_rows = np.setdiff1d(np.arange(len(x)), new[:12])
+    guest = pd.DataFrame(x[bank_rows, :10], columns=[f"x{j}" for j in range(10)])
+    guest.insert(0, "id", ids[bank_rows])
+    host = pd.DataFrame(x[provider_rows, 10:], columns=[f"x{j}" for j in range(20)])
+    host.insert(0, "id", ids[provider_rows])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = out_dir / "new_bank_customers.csv", out_dir / "new_provider_customers.csv"
+    guest.to_csv(paths[0], index=False)
+    host.to_csv(paths[1], index=False)
+    return paths
+
+
 if __name__ == "__main__":
-    for path in write(Path(__file__).parent / "data"):
+    out = Path(__file__).parent / "data"
+    for path in (*write(out), *write_new(out)):
         print(f"wrote {path}")

@@ -5,6 +5,7 @@ A job file's top-level ``kind`` names what it is::
     kind = "horizontal"   # the default: parties hold the same columns (fedsilo.config.JobConfig)
     kind = "vertical"     # PSI + hetero LR or SecureBoost (fedsilo.vertical.config)
     kind = "analytics"    # federated SQL aggregates (fedsilo.analytics.config)
+    kind = "vertical-score"   # saved vertical parts score new customers (fedsilo.vertical.config)
 
 :func:`load_job` reads any kind (one TOML reader, one explainer with "Did you mean",
 :mod:`fedsilo.config_base`); :func:`load_as` / :func:`parse_as` read one expected kind (a file
@@ -26,15 +27,16 @@ from fedsilo.errors import ConfigError
 if TYPE_CHECKING:
     from fedsilo.analytics.config import AnalyticsJob
     from fedsilo.config import JobConfig
-    from fedsilo.vertical.config import VerticalJobConfig
+    from fedsilo.vertical.config import VerticalJobConfig, VerticalScoreJob
 
-    Job: TypeAlias = JobConfig | VerticalJobConfig | AnalyticsJob
+    Job: TypeAlias = JobConfig | VerticalJobConfig | AnalyticsJob | VerticalScoreJob
     TrainingJob: TypeAlias = JobConfig | VerticalJobConfig
 
 J = TypeVar("J", bound=BaseModel)
 
 HORIZONTAL, VERTICAL, ANALYTICS = "horizontal", "vertical", "analytics"
-KINDS = (HORIZONTAL, VERTICAL, ANALYTICS)
+VERTICAL_SCORE = "vertical-score"
+KINDS = (HORIZONTAL, VERTICAL, ANALYTICS, VERTICAL_SCORE)
 
 
 def job_model(kind: str) -> type[BaseModel]:
@@ -44,6 +46,10 @@ def job_model(kind: str) -> type[BaseModel]:
         from fedsilo.vertical.config import VerticalJobConfig
 
         return VerticalJobConfig
+    if kind == VERTICAL_SCORE:
+        from fedsilo.vertical.config import VerticalScoreJob
+
+        return VerticalScoreJob
     if kind == ANALYTICS:
         from fedsilo.analytics.config import AnalyticsJob
 
@@ -145,6 +151,7 @@ _WHERE = {
     HORIZONTAL: "run it with `fedsilo simulate` or fedsilo.simulate()",
     VERTICAL: "run it with `fedsilo simulate` or fedsilo.simulate()",
     ANALYTICS: "run it with `fedsilo query JOB SQL` or fedsilo.query()",
+    VERTICAL_SCORE: "run it with `fedsilo simulate` or `fedsilo submit` after its training run",
 }
 
 

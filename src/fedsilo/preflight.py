@@ -35,8 +35,9 @@ def check_headers(job: Job, *, skip: frozenset[str] = frozenset()) -> None:
         from fedsilo.vertical.data import check_headers as vertical_headers
 
         vertical_headers(job, skip=dict.fromkeys(skip))
-    else:
+    elif job.kind == "analytics":
         _analytics(job, skip)
+    # a vertical scoring job: each party checks its new file against its own saved part
 
 
 def _horizontal(job: JobConfig, skip: frozenset[str]) -> None:

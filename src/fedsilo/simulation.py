@@ -338,6 +338,11 @@ def as_training_job(
 
     if isinstance(job, JobConfig | VerticalJobConfig):
         return job
+    if job.kind == "vertical-score":
+        raise ConfigError(
+            f"job {job.name!r} is a vertical scoring job (kind = 'vertical-score'); run it "
+            "with `fedsilo simulate JOB` or fedsilo.vertical.scoring.simulate_vertical_score"
+        )
     raise ConfigError(
         f"job {job.name!r} is an analytics job (kind = 'analytics'); it answers queries: "
         "use fedsilo.query(job, sql) or `fedsilo query JOB SQL`"

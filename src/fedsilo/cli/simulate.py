@@ -15,7 +15,7 @@ from fedsilo.cli.privacy import privacy_line
 
 if TYPE_CHECKING:
     from fedsilo.config import JobConfig
-    from fedsilo.vertical.config import VerticalJobConfig
+    from fedsilo.vertical.config import VerticalJobConfig, VerticalScoreJob
     from fedsilo.vertical.result import VerticalResult
 
 METRICS = ("loss", "accuracy", "precision", "recall", "f1", "auc")
@@ -105,12 +105,18 @@ def simulate(
         format="%(levelname)s %(name)s: %(message)s",
     )
     from fedsilo.config import JobConfig
-    from fedsilo.jobs import load_job
+    from fedsilo.jobs import VERTICAL_SCORE, load_job
     from fedsilo.preflight import check_headers
 
     # Configuration and file headers first: an error there is reported before PyTorch or the
     # HE libraries are imported (bench/header_errors.py).
     loaded = load_job(job_file)
+    if loaded.kind == VERTICAL_SCORE:
+        from fedsilo.vertical.config import VerticalScoreJob
+
+        assert isinstance(loaded, VerticalScoreJob)
+        _score_vertical(loaded, out if out is not None else Path("runs") / loaded.name)
+        return
     check_headers(loaded)
     from fedsilo.simulation import as_training_job, require_extras
 
@@ -218,6 +224,31 @@ def _simulate_vertical(job: VerticalJobConfig, out_dir: Path, *, baseline: bool)
     for name, path in paths.items():
         console.print(f"{name}: {path}", markup=False, emoji=False)
     tracking_lines(result.tracking)
+
+
+def _score_vertical(job: VerticalScoreJob, out_dir: Path) -> None:
+    from fedsilo.vertical.scoring import simulate_vertical_score
+
+    console.print(
+        f"[bold]fedsilo[/] scoring [bold]{escape(job.name)}[/] with the saved parts of "
+        f"{escape(job.run)}"
+    )
+    with progress_bar(console) as progress:
+        psi = progress.add_task("PSI alignment", total=5)
+
+        def on_psi_step(step: str, done: int, total: int) -> None:
+            progress.update(psi, completed=done, total=total, description=f"PSI: {step} done")
+
+        result = simulate_vertical_score(job, on_psi_step=on_psi_step)
+    counts = result.alignment
+    unmatched = ", ".join(f"{plain(p)} {n}" for p, n in counts["unmatched"].items())
+    console.print(
+        f"scored {counts['aligned']} customers shared by every party "
+        f"(not scored, unmatched rows per party: {unmatched})",
+        markup=False,
+    )
+    for name, path in result.save(out_dir).items():
+        console.print(f"{name}: {path}", markup=False, emoji=False)
 
 
 def vertical_table(result: VerticalResult) -> Table:

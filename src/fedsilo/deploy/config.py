@@ -64,6 +64,8 @@
     [vertical]                           # optional: take part in vertical jobs
     data = "data/bank_a_customers.csv"   # this party's columns; the job names id/label columns
     models = "models"                    # its own model parts: models/<job id>/<name>.*
+    score_data = "data/new_customers.csv"   # customers to score (`kind = "vertical-score"`);
+                                         # the guest keeps the scores: models/<job id>/predictions.csv
 
 ``data`` (horizontal training rows) may be left out by a party that only answers vertical
 jobs or analytics queries. ``ledger`` defaults to ``privacy-<name>.sqlite`` beside the party's
@@ -217,6 +219,7 @@ class PartyVerticalConfig(Strict):
 
     data: Path | None = None  # CSV or Parquet, one row per customer
     models: Path | None = None  # default: <data file directory>/models-<name>
+    score_data: Path | None = None  # new customers, scored by `kind = "vertical-score"` jobs
 
 
 class PartyProcessConfig(Strict):
@@ -240,7 +243,8 @@ class PartyProcessConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> PartyProcessConfig:
-        if self.data is None and self.vertical.data is None and not self.analytics.tables:
+        vertical = self.vertical.data or self.vertical.score_data
+        if self.data is None and vertical is None and not self.analytics.tables:
             raise ValueError(
                 "the party has no data: give `data` (horizontal training), [vertical] data "
                 "(vertical jobs) and/or [analytics.tables] (queries)"
@@ -260,7 +264,12 @@ class PartyProcessConfig(Strict):
 
     @property
     def _data_dir(self) -> Path:
-        first = self.data or self.vertical.data or next(iter(self.analytics.tables.values()))
+        first = (
+            self.data
+            or self.vertical.data
+            or self.vertical.score_data
+            or next(iter(self.analytics.tables.values()))
+        )
         return first.parent
 
     @property

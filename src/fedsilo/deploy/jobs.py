@@ -29,16 +29,17 @@ from fedsilo.deploy.vertical_jobs import (
     parse_deploy_vertical_job,
     require_registered,
     run_vertical_job,
+    run_vertical_score_job,
     wait_for_all,
 )
 from fedsilo.errors import ConfigError, FedsiloError
-from fedsilo.jobs import ANALYTICS, VERTICAL, job_kind
+from fedsilo.jobs import ANALYTICS, VERTICAL, VERTICAL_SCORE, job_kind
 from fedsilo.results import Result
 from fedsilo.runtime.coordinator import Coordinator, RoundRecord, TrainingOutcome
 from fedsilo.runtime.store import JobStatus, JobStore
 from fedsilo.runtime.store import new_job_id as store_job_id
 from fedsilo.tracking import refuse_in_deployment
-from fedsilo.vertical.config import VerticalJobConfig
+from fedsilo.vertical.config import VerticalJobConfig, VerticalScoreJob
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def parse_deploy_job(text: str, *, source: str, registered: list[str]) -> JobCon
 @dataclass
 class JobRecord:
     job_id: str
-    job: JobConfig | VerticalJobConfig
+    job: JobConfig | VerticalJobConfig | VerticalScoreJob
     toml: str
     status: str = "queued"
     round: int = 0
@@ -78,7 +79,7 @@ class JobRecord:
             rounds=(self.job.rounds),
             error=self.error,
             run_dir=str(self.run_dir or ""),
-            kind=VERTICAL if isinstance(self.job, VerticalJobConfig) else "horizontal",
+            kind=self.job.kind,
             epsilon=-1.0,
         )
         if self.last is not None:
@@ -129,7 +130,7 @@ class JobRunner:
         ``fedsilo submit --restart JOB_ID`` runs it again.
         """
         for row in self._store.jobs():
-            job: JobConfig | VerticalJobConfig
+            job: JobConfig | VerticalJobConfig | VerticalScoreJob
             last = None
             if row.kind == VERTICAL:
                 job = parse_deploy_vertical_job(
@@ -172,13 +173,13 @@ class JobRunner:
             self._lock.notify_all()
 
     def submit(self, job_toml: str, *, source: str = "submitted job") -> str:
-        job: JobConfig | VerticalJobConfig
+        job: JobConfig | VerticalJobConfig | VerticalScoreJob
         kind = job_kind(parse_toml(job_toml, source=source), source=source)
         if kind == ANALYTICS:
             raise ConfigError(
                 f"{source} is an analytics job; send it with `fedsilo query JOB SQL --server ...`"
             )
-        if kind == VERTICAL:
+        if kind in (VERTICAL, VERTICAL_SCORE):
             job = parse_deploy_vertical_job(job_toml, source=source, registered=self._registered)
         else:
             job = parse_deploy_job(job_toml, source=source, registered=self._registered)
@@ -199,7 +200,7 @@ class JobRunner:
             raise ConfigError(f"no job {job_id!r} on this server (see `fedsilo status`)")
         if record.status != "failed":
             raise ConfigError(f"job {job_id!r} is {record.status}; only a failed job restarts")
-        if isinstance(record.job, VerticalJobConfig):
+        if isinstance(record.job, VerticalJobConfig | VerticalScoreJob):
             new_id = self.submit(record.toml, source=f"job {job_id} restarted")
             log.info("job %s restarted as %s", job_id, new_id)
             return new_id
@@ -261,6 +262,9 @@ class JobRunner:
         if isinstance(record.job, VerticalJobConfig):
             self._run_vertical(record, record.job)
             return
+        if isinstance(record.job, VerticalScoreJob):
+            self._run_vertical_score(record, record.job)
+            return
         job = record.job
         started = time.monotonic()
         parties = self._wait_for_parties(job)
@@ -311,3 +315,15 @@ class JobRunner:
         record.run_dir = out
         record.status = "done"
         log.info("job %s done; metrics in %s (model parts stay at the parties)", record.job_id, out)
+
+    def _run_vertical_score(self, record: JobRecord, job: VerticalScoreJob) -> None:
+        wait_for_all(self._board, job, self._wait_s, self._stop.is_set)
+        log.info("job %s: scoring with the saved parts of %s", record.job_id, job.run)
+        out = self._run_dir / record.job_id
+        run_vertical_score_job(
+            job, self._board, job_id=record.job_id, run_dir=self._run_dir, out=out
+        )
+        self._store.set_status(record.job_id, JobStatus.DONE)
+        record.run_dir, record.round = out, 1
+        record.status = "done"
+        log.info("job %s done; counts in %s (the scores stay at the guest)", record.job_id, out)

@@ -99,14 +99,19 @@ def load_agent(config: PartyProcessConfig) -> Handler:
             identity=identity,
         )
     vertical = None
-    if config.vertical.data is not None:
-        if not config.vertical.data.is_file():
+    files = {"data": config.vertical.data, "score_data": config.vertical.score_data}
+    for key, file in files.items():
+        if file is not None and not file.is_file():
             raise ConfigError(
-                f"party {config.name!r}: vertical data file {config.vertical.data} does not "
-                "exist; fix [vertical] data in party.toml"
+                f"party {config.name!r}: vertical {key} file {file} does not exist; fix "
+                f"[vertical] {key} in party.toml"
             )
+    if any(file is not None for file in files.values()):
         vertical = VerticalPartyAgent(
-            config.name, path=config.vertical.data, models_dir=config.models_dir
+            config.name,
+            path=config.vertical.data,
+            models_dir=config.models_dir,
+            score_path=config.vertical.score_data,
         )
     return TaskRouter(
         None if agent is None else agent.routes,

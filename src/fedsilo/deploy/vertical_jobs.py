@@ -16,10 +16,18 @@ host's split table, as JSON) under ``[vertical] models`` in its own directory. N
 reaches the server. Vertical jobs are in the job store (``kind = 'vertical'``); a server
 restarted mid-job records the job as failed with the reason (the protocol state was in memory)
 and ``fedsilo submit --restart JOB_ID`` runs it again.
+
+A scoring job (``kind = "vertical-score"``) names a finished training job's id as ``run``; the
+server reads that job's ``metrics.json`` for roles, algorithm and HE scheme, each party reads
+its own part under ``[vertical] models/<run>/`` and its file of new customers
+(``[vertical] score_data``), and the guest keeps the scores (``predictions.csv`` beside its
+part folders, under ``<job id>/``); the server writes ``score.json`` (counts, where the scores
+are kept and their SHA-256).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,17 +35,21 @@ from pathlib import Path
 from fedsilo.config_base import parse_toml
 from fedsilo.deploy.grpc_transport import GrpcTransport, PartyBoard
 from fedsilo.errors import ConfigError, FedsiloError
+from fedsilo.jobs import parse_job
 from fedsilo.tracking import refuse_in_deployment
-from fedsilo.vertical.config import VerticalJobConfig, parse_vertical_job
+from fedsilo.vertical.config import VerticalJobConfig, VerticalScoreJob
 from fedsilo.vertical.result import VerticalResult
 from fedsilo.vertical.runner import VerticalRunner
+
+_JOB_ID = re.compile(r"[A-Za-z0-9][\w.\-]{0,127}")
 
 
 def parse_deploy_vertical_job(
     text: str, *, source: str, registered: list[str] | None
-) -> VerticalJobConfig:
-    """Validate a vertical job for a deployment; every named party must be registered (not
-    checked with ``registered=None``: a job read back from the store)."""
+) -> VerticalJobConfig | VerticalScoreJob:
+    """Validate a vertical training or scoring job for a deployment; every named party must be
+    registered (not checked with ``registered=None``: a job read back from the store); a
+    scoring job's ``run`` is a training job id of this server."""
     raw = parse_toml(text, source=source)
     refuse_in_deployment(raw, source=source)
     parties = raw.get("parties")
@@ -50,7 +62,13 @@ def parse_deploy_vertical_job(
         {**{k: v for k, v in p.items() if k not in ("path", "builtin")}, "path": "held-by-party"}
         for p in parties
     ]
-    job = parse_vertical_job(raw, source=source)
+    job = parse_job(raw, source=source)
+    assert isinstance(job, VerticalJobConfig | VerticalScoreJob)
+    if isinstance(job, VerticalScoreJob) and not _JOB_ID.fullmatch(job.run):
+        raise ConfigError(
+            f"{source}: key 'run': {job.run!r} is not a job id; over the deployment a scoring "
+            "job names its training job's id (`fedsilo status` lists them)"
+        )
     if registered is not None:
         require_registered([p.name for p in job.parties], registered, source=source)
     return job
@@ -67,7 +85,10 @@ def require_registered(names: list[str], registered: list[str], *, source: str) 
 
 
 def wait_for_all(
-    board: PartyBoard, job: VerticalJobConfig, wait_s: float, stop: Callable[[], bool]
+    board: PartyBoard,
+    job: VerticalJobConfig | VerticalScoreJob,
+    wait_s: float,
+    stop: Callable[[], bool],
 ) -> None:
     wanted = [p.name for p in job.parties]
     deadline = time.monotonic() + wait_s
@@ -102,4 +123,17 @@ def run_vertical_job(
     )
     outcome = runner.run()
     VerticalResult(job, outcome, wall_time_s=time.monotonic() - started).save(out)
+    return out
+
+
+def run_vertical_score_job(
+    job: VerticalScoreJob, board: PartyBoard, *, job_id: str, run_dir: Path, out: Path
+) -> Path:
+    """Score new customers over the connected party processes with the saved parts of the
+    training job ``job.run`` (its results in ``run_dir``); score.json to ``out``. The scores
+    stay with the guest (``[vertical] models/<job id>/predictions.csv`` at that party)."""
+    from fedsilo.vertical.scoring import run_score_job
+
+    transport = GrpcTransport(board, [p.name for p in job.parties])
+    run_score_job(job, transport, run_dir=run_dir, job_id=job_id, out=out)
     return out

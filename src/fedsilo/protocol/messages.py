@@ -73,6 +73,9 @@ class TaskKind(enum.Enum):
     PSI_INTERSECT = "psi_intersect"  # guest: setups + responses -> sealed finish per host
     PSI_FINISH = "psi_finish"  # host: the guest's sealed finish -> its aligned rows
     VERTICAL_SAVE = "vertical_save"  # each party keeps (and fingerprints) its own model part
+    # Vertical scoring (fedsilo.vertical.scoring): saved parts score new, PSI-aligned customers.
+    VERTICAL_SCORE_SETUP = "vertical_score_setup"  # load own saved part; HE key (hetero LR)
+    VERTICAL_PREDICTIONS = "vertical_predictions"  # guest: keep the scores of the new customers
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from fedsilo.errors import StoreError
 
 if TYPE_CHECKING:  # the coordinator imports this module; RoundRecord is imported late below
     from fedsilo.runtime.coordinator import RoundRecord
-    from fedsilo.vertical.config import VerticalJobConfig
+    from fedsilo.vertical.config import VerticalJobConfig, VerticalScoreJob
 
 SCHEMA_VERSION = 3
 
@@ -131,7 +131,7 @@ class RoundRow:
     finished_at: float
 
 
-def canonical_config(job: JobConfig | VerticalJobConfig) -> str:
+def canonical_config(job: JobConfig | VerticalJobConfig | VerticalScoreJob) -> str:
     """The job config as sorted, compact JSON: equal configs give equal text."""
     return json.dumps(job.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
@@ -242,7 +242,7 @@ class JobStore:
     def create_job(
         self,
         job_id: str,
-        job: JobConfig | VerticalJobConfig,
+        job: JobConfig | VerticalJobConfig | VerticalScoreJob,
         *,
         config_text: str | None = None,
     ) -> JobRow:

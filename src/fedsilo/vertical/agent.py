@@ -33,19 +33,21 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from pydantic import ValidationError
 
-from fedsilo.errors import DataError, NotReadyError, ProtocolError
+from fedsilo.errors import ConfigError, DataError, NotReadyError, ProtocolError
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.protocol.serve import serve
 from fedsilo.vertical.bodies import (
     Body,
     Empty,
     HeteroLrSetup,
+    PredictionsSaved,
     PsiAligned,
     PsiOpen,
     PsiOpened,
@@ -53,14 +55,17 @@ from fedsilo.vertical.bodies import (
     PsiSettings,
     PsiSetup,
     Saved,
+    ScoreOpen,
+    ScoreSetup,
     SetupTask,
 )
 from fedsilo.vertical.channel import PartyChannel
-from fedsilo.vertical.config import VerticalPartyConfig
+from fedsilo.vertical.config import ScorePartyConfig, VerticalPartyConfig
 from fedsilo.vertical.data import PartyTable, load_party_table, select_rows
 from fedsilo.vertical.hetero_lr import HeteroLrParty
+from fedsilo.vertical.hetero_lr.party import LrPart
 from fedsilo.vertical.psi import PsiClient, PsiServer, RevealTo
-from fedsilo.vertical.sb_role import SecureBoostRole
+from fedsilo.vertical.sb_role import SbPart, SecureBoostRole
 from fedsilo.vertical.wire import blob, get_blob
 
 log = logging.getLogger(__name__)
@@ -94,8 +99,11 @@ VERTICAL_KINDS = ROLE_KINDS | {
     TaskKind.PSI_FINISH,
     TaskKind.VERTICAL_SETUP,
     TaskKind.VERTICAL_SAVE,
+    TaskKind.VERTICAL_SCORE_SETUP,
+    TaskKind.VERTICAL_PREDICTIONS,
 }
 """Task kinds a deployed party process routes to its vertical agent."""
+PREDICTIONS_FILE = "predictions.csv"
 Route = Callable[[Message], Message]
 
 
@@ -110,8 +118,11 @@ class VerticalPartyAgent:
         builtin: str | None = None,
         models_dir: Path | None = None,
         frame: object = None,
+        score_path: Path | None = None,
+        parts_dir: Path | None = None,
     ) -> None:
-        if sum(x is not None for x in (path, builtin, frame)) != 1:
+        sources = sum(x is not None for x in (path, builtin, frame))
+        if sources > 1 or (sources == 0 and score_path is None):
             raise DataError(
                 f"party {name!r} has no data or more than one source: give it a path or a "
                 f"builtin in [[parties]], or pass its rows as a DataFrame, "
@@ -122,6 +133,11 @@ class VerticalPartyAgent:
         self._builtin = builtin
         self._frame = frame
         self._models_dir = models_dir
+        self._score_path = score_path
+        self._parts_dir = parts_dir  # simulation: the training run's models/ folder
+        self._part: LrPart | SbPart | None = None
+        self.predictions: tuple[str, list[object], np.ndarray] | None = None
+        """A scoring job's guest: (ID column, IDs, scores) of the aligned new customers."""
         self._job = ""
         self._table: PartyTable | None = None
         self._channel = PartyChannel(name)
@@ -146,6 +162,11 @@ class VerticalPartyAgent:
             return cls(party.name, frame=frame)
         return cls(party.name, path=party.path, builtin=party.builtin)
 
+    @classmethod
+    def for_scoring(cls, party: ScorePartyConfig, parts_dir: Path) -> VerticalPartyAgent:
+        """The simulation's agent of a scoring job: its new file, its part in ``parts_dir``."""
+        return cls(party.name, score_path=party.path, parts_dir=parts_dir)
+
     @property
     def is_guest(self) -> bool:
         return self.name == self._guest
@@ -163,6 +184,8 @@ class VerticalPartyAgent:
                 TaskKind.PSI_FINISH: self._finish,
                 TaskKind.VERTICAL_SETUP: self._make_role,
                 TaskKind.VERTICAL_SAVE: self._save,
+                TaskKind.VERTICAL_SCORE_SETUP: self._score_role,
+                TaskKind.VERTICAL_PREDICTIONS: self._predictions,
             }
         )
         return table
@@ -207,7 +230,14 @@ class VerticalPartyAgent:
     def _open(self, msg: Message) -> Message:
         """Load this party's own table with the job's column names; sizes and channel key."""
         body = PsiOpen.of(msg)
+        if body.score is not None:
+            return self._open_scoring(msg, body, body.score)
         entry, guest, hosts = body.party, body.guest, body.hosts
+        if self._path is None and self._builtin is None and self._frame is None:
+            raise ConfigError(
+                f"party {self.name!r} has no vertical training data: add [vertical] data = "
+                '"<file>" to its party.toml'
+            )
         try:
             config = VerticalPartyConfig.model_validate(
                 {
@@ -227,16 +257,73 @@ class VerticalPartyAgent:
                 f"party {self.name!r}: the job's roles (guest {guest!r}, hosts {hosts}) do not "
                 "match its label setting"
             )
-        self._table = load_party_table(config, self._frame, guest_label=body.guest_label)
-        self._job, self._guest, self._hosts = msg.job_id, guest, hosts
+        self._part = None
+        table = load_party_table(config, self._frame, guest_label=body.guest_label)
+        return self._opened(msg, body, table)
+
+    def _opened(self, msg: Message, body: PsiOpen, table: PartyTable) -> Message:
+        self._table = table
+        self._job, self._guest, self._hosts = msg.job_id, body.guest, body.hosts
         self._channel = PartyChannel(self.name)
         self._clients, self._server, self.aligned, self.role = {}, None, None, None
-        self._id_column = config.id_column
+        self._id_column = body.party.id_column
+        self.predictions = None
         return self._reply(
             msg,
             PsiOpened(rows=len(self._table.ids)),
             {"channel_key": blob(self._channel.public_key)},
         )
+
+    def _part_path(self, score: ScoreOpen) -> Path:
+        suffix = ".safetensors" if score.algorithm == "hetero_lr" else ".json"
+        if self._parts_dir is not None:
+            return self._parts_dir / f"{self.name}{suffix}"
+        if self._models_dir is None:
+            raise ConfigError(f"party {self.name!r} keeps no model parts ([vertical] models)")
+        return self._models_dir / score.run / f"{self.name}{suffix}"
+
+    def _open_scoring(self, msg: Message, body: PsiOpen, score: ScoreOpen) -> Message:
+        """A scoring job: this party's saved part of ``score.run``, its file of new customers."""
+        if self._score_path is None:
+            raise ConfigError(
+                f"party {self.name!r} has no file of customers to score: add [vertical] "
+                'score_data = "<file>" to its party.toml'
+            )
+        path = self._part_path(score)
+        if not path.is_file():
+            raise DataError(
+                f"party {self.name!r} has no saved model part of training run {score.run!r} "
+                f"(looked for {path}); score with the run this party trained in, or copy its "
+                "part there"
+            )
+        part: LrPart | SbPart = (
+            LrPart.load(path, self.name)
+            if score.algorithm == "hetero_lr"
+            else SbPart.load(path, self.name)
+        )
+        is_guest = part.role == "guest" if isinstance(part, LrPart) else part.is_guest
+        if is_guest != (body.guest == self.name) or (not is_guest and self.name not in body.hosts):
+            raise ProtocolError(
+                f"party {self.name!r}: the scoring job's roles (guest {body.guest!r}) do not "
+                f"match its saved part of {score.run!r} (a {'guest' if is_guest else 'host'})"
+            )
+        entry = body.party.model_dump(mode="json", exclude_none=True)
+        columns = list(dict.fromkeys(_source_column(f, body.party.columns) for f in part.features))
+        try:
+            config = VerticalPartyConfig.model_validate(
+                {**entry, "name": self.name, "path": self._score_path, "features": columns}
+            )
+        except ValidationError as exc:
+            raise ProtocolError(f"party {self.name!r}: malformed psi_open task: {exc}") from None
+        table = load_party_table(config, guest_label=None if is_guest else body.guest_label)
+        if table.feature_names != part.features:
+            raise DataError(
+                f"party {self.name!r} file {self._score_path}: its columns encode to "
+                f"{table.feature_names}, its saved part of {score.run!r} expects "
+                f"{part.features}; give the file the training columns (and category values)"
+            )
+        self._part = part
+        return self._opened(msg, body, table)
 
     def _peer_keys(self, msg: Message) -> None:
         peers = {
@@ -369,6 +456,65 @@ class VerticalPartyAgent:
         self.role = sb
         return sb.setup(msg, setup)
 
+    def _score_role(self, msg: Message) -> Message:
+        """``VERTICAL_SCORE_SETUP``: this party's saved part over its aligned new customers."""
+        if self.aligned is None or msg.job_id != self._job or self._part is None:
+            raise NotReadyError(f"party {self.name!r}: vertical_score_setup before scoring PSI")
+        t, part = self.aligned, self._part
+        if isinstance(part, LrPart):
+            lr = HeteroLrParty(self.name, t.features, None, t.feature_names, scoring=part)
+            self.role = lr
+            return lr.score_setup(msg, ScoreSetup.of(msg))
+        sb = SecureBoostRole(self.name, t.features, None, t.feature_names, scoring=part)
+        self.role = sb
+        return sb.score_setup(msg)
+
+    def _predictions(self, msg: Message) -> Message:
+        """Guest of a scoring job: keep the new customers' scores (a CSV at the party)."""
+        self._need_open(msg)
+        self._need_guest(msg, True)
+        Empty.of(msg)
+        role, aligned = self.role, self.aligned
+        scores = None
+        if isinstance(role, HeteroLrParty) and self._part is not None:
+            scores = role.test_scores
+        elif isinstance(role, SecureBoostRole) and self._part is not None:
+            scores = role.scores
+        if scores is None or aligned is None or len(scores) != len(aligned.ids):
+            raise NotReadyError(f"party {self.name!r}: vertical_predictions before scoring")
+        self.predictions = (self._id_column, list(aligned.ids), np.asarray(scores))
+        if self._models_dir is None:
+            return self._reply(
+                msg, PredictionsSaved(rows=len(scores), stored="in memory (simulation)")
+            )
+        if not _SAFE_NAME.fullmatch(msg.job_id) or ".." in msg.job_id:
+            raise ProtocolError(f"party {self.name!r}: job id {msg.job_id!r} is not a safe name")
+        path = self._models_dir / msg.job_id / PREDICTIONS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_predictions(path, *self.predictions)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        log.info("party %s wrote %d predictions to %s", self.name, len(scores), path)
+        return self._reply(
+            msg,
+            PredictionsSaved(
+                rows=len(scores), stored="at the party", path=str(path), sha256=digest
+            ),
+        )
+
+    def heldout_scores(self, positions: np.ndarray) -> dict[object, float] | None:
+        """The guest's scores of the aligned rows at ``positions``, by customer ID (a
+        simulation's guest, after training); ``None`` at a host."""
+        role, aligned = self.role, self.aligned
+        if not self.is_guest or aligned is None:
+            return None
+        if isinstance(role, HeteroLrParty) and role.test_scores is not None:
+            scores = dict(zip(positions.tolist(), role.test_scores.tolist(), strict=True))
+        elif isinstance(role, SecureBoostRole) and role.scores is not None:
+            scores = {int(k): float(role.scores[k]) for k in positions}
+        else:
+            return None
+        return {aligned.ids[k]: v for k, v in scores.items()}
+
     def model_suffix(self) -> str:
         return ".safetensors" if isinstance(self.role, HeteroLrParty) else ".json"
 
@@ -394,3 +540,16 @@ class VerticalPartyAgent:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         log.info("party %s saved its model part to %s", self.name, path)
         return self._reply(msg, Saved(stored="at the party", path=str(path), sha256=digest))
+
+
+def _source_column(feature: str, declared: Mapping[str, object]) -> str:
+    """The file column behind an encoded feature name (``"region=north"`` -> ``"region"``)."""
+    column = feature.split("=", 1)[0]
+    return column if "=" in feature and column in declared else feature
+
+
+def write_predictions(path: Path, id_column: str, ids: list[object], scores: np.ndarray) -> Path:
+    """The guest's predictions: its ID column and ``score`` (the probability of class 1)."""
+    frame = pd.DataFrame({id_column: ids, "score": np.asarray(scores, dtype=np.float64)})
+    frame.to_csv(path, index=False, float_format="%.17g")
+    return path

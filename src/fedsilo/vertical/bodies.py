@@ -62,6 +62,20 @@ class PsiPartyEntry(Body):
     missing: Annotated[MissingPolicy, Field(strict=False)] = MissingPolicy.REJECT
 
 
+JobId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][\w.\-]*$")]
+
+
+class ScoreOpen(Body):
+    """A scoring job's PSI_OPEN: the training run whose saved parts score the new rows.
+
+    The party reads its own part of ``run`` (its features, its role) and the file it keeps for
+    scoring; a party without that part refuses, naming itself and where it looked.
+    """
+
+    run: JobId
+    algorithm: Literal["hetero_lr", "secureboost"]
+
+
 class PsiOpen(Body):
     guest: PartyName
     hosts: Annotated[list[PartyName], Field(min_length=1)]
@@ -69,6 +83,7 @@ class PsiOpen(Body):
     psi: PsiSettings = PsiSettings()
     party: PsiPartyEntry
     guest_label: str | None = None  # hosts refuse a column of that name (a label leak)
+    score: ScoreOpen | None = None
 
 
 class PsiOpened(Body):
@@ -132,6 +147,31 @@ class Saved(Body):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
 
 
+class ScoreSetup(Body):
+    """``VERTICAL_SCORE_SETUP``: roles and, for hetero LR, the scheme of the fresh HE key
+    (``he_public`` rides beside it). Each party scores with its own saved part."""
+
+    algorithm: Literal["hetero_lr", "secureboost"]
+    scheme: Annotated[HeScheme, Field(strict=False)]
+    guest: PartyName
+    hosts: Annotated[list[PartyName], Field(min_length=1)]
+
+
+class Scored(Body):
+    """The guest's reply once it holds the scores of the aligned new customers."""
+
+    rows: Count
+
+
+class PredictionsSaved(Body):
+    """``VERTICAL_PREDICTIONS`` reply: where the guest keeps the scores (never the scores)."""
+
+    rows: Count
+    stored: Literal["in memory (simulation)", "at the party"]
+    path: str | None = None
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+
 # ---------------------------------------------------------------------- hetero LR
 
 
@@ -187,6 +227,7 @@ class SbStepReply(Body):
     train_loss_per_tree: list[float] | None = None
     valid_loss_per_tree: list[float] | None = None
     n_trees: Count | None = None
+    scored: Count | None = None  # a scoring job: how many aligned new customers were scored
 
 
 class SbSetup(Body):

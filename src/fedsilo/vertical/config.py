@@ -50,6 +50,22 @@
 
     [tracking]                       # optional: MLflow / TensorBoard (fedsilo.tracking)
     mlflow = "file:runs/mlruns"
+
+A scoring job (``kind = "vertical-score"``, :class:`VerticalScoreJob`) names a finished
+training run and each party's file of new customers::
+
+    kind = "vertical-score"
+    name = "score_new_customers"
+    run = "../runs/breast_cancer_vertical"   # simulation: the run directory (its models/);
+                                             # deployment: the training job's id
+    [[parties]]                              # the training run's parties, same names
+    name = "bank"
+    path = "data/new_bank.csv"               # no label needed; the part names its features
+    id_column = "id"
+    [[parties]]
+    name = "provider"
+    path = "data/new_provider.csv"
+    id_column = "id"
 """
 
 from __future__ import annotations
@@ -62,6 +78,7 @@ from pydantic import Field, model_validator
 
 from fedsilo.config_base import Strict
 from fedsilo.data.tabular import ColumnDeclaration, MissingPolicy
+from fedsilo.errors import ConfigError
 from fedsilo.jobs import load_as, parse_as, resolve
 from fedsilo.privacy.he import CkksConfig, HeScheme, PaillierConfig
 from fedsilo.tracking import TrackingConfig
@@ -243,3 +260,72 @@ def parse_vertical_job(
 
 def load_vertical_job(path: str | Path) -> VerticalJobConfig:
     return load_as(VerticalJobConfig, path)
+
+
+class ScorePartyConfig(Strict):
+    """One organization of a scoring job: its file of new customers and their ID column."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    path: Path
+    id_column: str = "id"
+
+
+class VerticalScoreJob(Strict):
+    """A scoring job (``kind = "vertical-score"``): saved parts of ``run`` score new rows.
+
+    The roles, algorithm, HE scheme and each party's features come from the training run;
+    the parties are matched privately (PSI) as in training.
+    """
+
+    kind: Literal["vertical-score"] = "vertical-score"
+    name: str = Field(default="vertical-score", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    run: str = Field(min_length=1)
+    seed: int = 0
+    parties: list[ScorePartyConfig] = Field(min_length=2)
+    psi: PsiConfig = PsiConfig()
+
+    @model_validator(mode="after")
+    def _unique(self) -> VerticalScoreJob:
+        names = [p.name for p in self.parties]
+        if len(set(names)) != len(names):
+            raise ValueError(f"party names must be unique, got {names}")
+        return self
+
+    @property
+    def rounds(self) -> int:
+        return 1
+
+    def with_base_dir(self, base_dir: Path) -> VerticalScoreJob:
+        """Party files and the run directory relative to the job file's directory."""
+        parties = [p.model_copy(update={"path": resolve(p.path, base_dir)}) for p in self.parties]
+        run = resolve(Path(self.run), base_dir)
+        return self.model_copy(update={"parties": parties, "run": str(run)})
+
+    def training_job(self, trained: VerticalJobConfig) -> VerticalJobConfig:
+        """The training job's roles and settings over this job's files and ID columns.
+
+        Refuses a scoring job whose parties are not the training run's.
+        """
+        mine = {p.name: p for p in self.parties}
+        theirs = [p.name for p in trained.parties]
+        if sorted(mine) != sorted(theirs):
+            raise ConfigError(
+                f"scoring job {self.name!r}: parties {sorted(mine)} are not those of training "
+                f"run {self.run!r} ({sorted(theirs)}); list exactly the run's parties"
+            )
+        parties = [
+            p.model_copy(
+                update={
+                    "path": mine[p.name].path,
+                    "builtin": None,
+                    "id_column": mine[p.name].id_column,
+                    "features": None,
+                }
+            )
+            for p in trained.parties
+        ]
+        return trained.model_copy(update={"parties": parties, "psi": self.psi, "seed": self.seed})
+
+
+def load_score_job(path: str | Path) -> VerticalScoreJob:
+    return load_as(VerticalScoreJob, path)

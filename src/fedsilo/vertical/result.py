@@ -40,6 +40,8 @@ class VerticalResult:
     wall_time_s: float = 0.0
     tracking: dict[str, Any] | None = None  # set by fedsilo.tracking: where it was logged
     model_writers: dict[str, tuple[str, ModelWriter]] = field(default_factory=dict, repr=False)
+    heldout_scores: dict[object, float] | None = field(default=None, repr=False)
+    """Simulation: the guest's score of every held-out customer, by ID (stays in memory)."""
 
     @property
     def metrics(self) -> dict[str, float]:

@@ -35,6 +35,7 @@ from fedsilo.runtime.transport import Transport
 from fedsilo.vertical.bodies import (
     Body,
     Empty,
+    PredictionsSaved,
     PsiAligned,
     PsiOpen,
     PsiOpened,
@@ -43,10 +44,12 @@ from fedsilo.vertical.bodies import (
     PsiSettings,
     PsiSetup,
     Saved,
+    ScoreOpen,
+    ScoreSetup,
     SecureBoostSetup,
     SetupDone,
 )
-from fedsilo.vertical.config import VerticalAlgorithm, VerticalJobConfig
+from fedsilo.vertical.config import VerticalAlgorithm, VerticalJobConfig, VerticalPartyConfig
 from fedsilo.vertical.hetero_lr import HeteroLrArbiter
 from fedsilo.vertical.secureboost import relay
 from fedsilo.vertical.wire import blob, get_blob
@@ -108,6 +111,31 @@ class VerticalOutcome:
     model_parts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+def _entry(party: VerticalPartyConfig, *, scoring: bool) -> PsiPartyEntry:
+    """A party's own job entry; a scoring job's leaves out the label (the new rows need none;
+    the role comes from the party's saved part)."""
+    fields = set(PsiPartyEntry.model_fields) - ({"label", "label_positive"} if scoring else set())
+    return PsiPartyEntry.model_validate(party.model_dump(mode="json", include=fields))
+
+
+@dataclass
+class ScoreOutcome:
+    """A finished scoring job as the coordinator sees it: counts and where the guest keeps
+    the scores (never a score)."""
+
+    alignment: Alignment
+    predictions: PredictionsSaved
+
+    def report(self) -> dict[str, Any]:
+        """Rows, aligned (scored) and unmatched customers per party."""
+        a = self.alignment
+        return {
+            "aligned": a.aligned,
+            "local_rows": dict(a.local_rows),
+            "unmatched": {p: rows - a.aligned for p, rows in a.local_rows.items()},
+        }
+
+
 def heldout_split(seed: int, aligned: int, test_fraction: float) -> tuple[IntArray, IntArray]:
     """Sorted (train, held-out) positions of the aligned rows, from the job seed."""
     rng = np.random.default_rng(derive_seed(seed, "vertical/test_split"))
@@ -130,8 +158,10 @@ class VerticalRunner:
         on_epoch: EpochCallback | None = None,
         on_tree: TreeCallback | None = None,
         on_psi_step: StepCallback | None = None,
+        score: ScoreOpen | None = None,
     ) -> None:
         self.job = job
+        self._score = score  # a scoring job: the training run whose saved parts score
         self.job_id = job_id or job.name
         self._transport = transport
         self._timeout_s = timeout_s
@@ -185,10 +215,9 @@ class VerticalRunner:
                         hosts=hosts,
                         seed=job.seed,
                         psi=settings,
-                        party=PsiPartyEntry.model_validate(
-                            p.model_dump(mode="json", include=set(PsiPartyEntry.model_fields))
-                        ),
+                        party=_entry(p, scoring=self._score is not None),
                         guest_label=job.guest.label,
+                        score=self._score,
                     ),
                 )
                 for p in job.parties
@@ -253,7 +282,10 @@ class VerticalRunner:
             raise ProtocolError(
                 f"psi: {aligned} aligned customers exceed the rows parties reported: {too_many}"
             )
-        train, test = heldout_split(job.seed, aligned, job.test_fraction)
+        if self._score is not None:  # every aligned new customer is scored
+            train, test = np.zeros(0, dtype=np.int64), np.arange(aligned, dtype=np.int64)
+        else:
+            train, test = heldout_split(job.seed, aligned, job.test_fraction)
         ordered = {p.name: rows[p.name] for p in job.parties}
         return Alignment(aligned, train, test, ordered, guest)
 
@@ -272,16 +304,56 @@ class VerticalRunner:
         }
         return outcome
 
+    def run_scoring(self) -> ScoreOutcome:
+        """A scoring job: PSI over the new files, the saved parts score every aligned
+        customer, the guest keeps the scores (``VERTICAL_PREDICTIONS``)."""
+        if self._score is None:
+            raise ProtocolError(f"vertical job {self.job.name!r} is not a scoring job")
+        alignment = self.align()
+        job, parties = self.job, [self.guest, *self.hosts]
+        if job.algorithm is VerticalAlgorithm.HETERO_LR:
+            arbiter = self._arbiter()
+            arbiter.score_setup()
+            scored = arbiter.score()
+        else:
+            setup = ScoreSetup(
+                algorithm="secureboost", scheme=job.he.scheme, guest=self.guest, hosts=self.hosts
+            )
+            self._exchange(
+                "score setup",
+                {p: self._task(TaskKind.VERTICAL_SCORE_SETUP, setup) for p in parties},
+                SetupDone,
+            )
+            done = relay(*self._sb(), timeout_s=self._timeout_s, phase="predict")
+            if done.scored is None:
+                raise ProtocolError(f"sb_step reply from {self.guest!r}: field 'scored' is missing")
+            scored = done.scored
+        saved, _ = self._exchange(
+            "predictions",
+            {self.guest: self._task(TaskKind.VERTICAL_PREDICTIONS)},
+            PredictionsSaved,
+        )[self.guest]
+        if not scored == saved.rows == alignment.aligned:
+            raise ProtocolError(
+                f"vertical_predictions reply from {self.guest!r}: field 'rows': {saved.rows} "
+                f"predictions, {scored} scored, {alignment.aligned} aligned"
+            )
+        return ScoreOutcome(alignment, saved)
+
+    def _sb(self) -> tuple[Transport, str, str, list[str]]:
+        return (self._transport, self.job_id, self.guest, self.hosts)
+
     def train(self, alignment: Alignment) -> VerticalOutcome:
         """Train the job's model over the aligned rows and score the held-out rows."""
         if self.job.algorithm is VerticalAlgorithm.HETERO_LR:
             return self._hetero_lr(alignment)
         return self._secureboost(alignment)
 
-    def _hetero_lr(self, alignment: Alignment) -> VerticalOutcome:
+    def _arbiter(self) -> HeteroLrArbiter:
+        """The hetero-LR arbiter over a fresh HE key pair (unless one was given)."""
         job = self.job
         secret = self._secret or generate(job.he.scheme, job.he.backend_config())
-        arbiter = HeteroLrArbiter(
+        return HeteroLrArbiter(
             self.job_id,
             self._transport,
             secret,
@@ -291,6 +363,9 @@ class VerticalRunner:
             seed=job.seed,
             on_epoch=self._on_epoch,
         )
+
+    def _hetero_lr(self, alignment: Alignment) -> VerticalOutcome:
+        arbiter = self._arbiter()
         arbiter.setup(alignment.train, alignment.test)
         trained = arbiter.train()
         return VerticalOutcome(
@@ -330,7 +405,7 @@ class VerticalRunner:
                 if len(starts) > 1 and self._on_tree is not None:
                     self._on_tree(len(starts) - 2, starts[-1] - starts[-2])
 
-        sb = (self._transport, self.job_id, self.guest, self.hosts)
+        sb = self._sb()
         relay(*sb, timeout_s=self._timeout_s, on_tasks=on_tasks)
         starts.append(time.monotonic())
         seconds = list(np.diff(starts).tolist())

@@ -25,13 +25,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fedsilo.errors import ConfigError, NotReadyError, ProtocolError
+from fedsilo.errors import ConfigError, DataError, NotReadyError, ProtocolError
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.vertical.bodies import (
     SbRoute,
     SbStep,
     SbStepReply,
+    ScoreSetup,
     SecureBoostSetup,
     SetupDone,
     SetupTask,
@@ -46,6 +48,51 @@ Tasks = dict[str, Message]
 Route = Callable[[Message], Message]
 
 
+class SbRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    feature: int = Field(ge=0)
+    threshold: float
+
+
+class SbPart(BaseModel):
+    """One party's saved SecureBoost part (:meth:`SecureBoostRole.save`): the guest's trees,
+    base score, host order and own split table, or a host's split table; its feature names."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    party: str
+    features: list[str] = Field(min_length=1)
+    records: list[SbRecord]
+    trees: list[dict[str, list[float]]] = Field(default_factory=list)
+    hosts: list[str] = Field(default_factory=list)
+    base_score: float = 0.0
+    format: str | None = None
+
+    @property
+    def is_guest(self) -> bool:
+        return self.format is not None
+
+    @classmethod
+    def parse(cls, raw: Any, party: str, where: str = "its model") -> SbPart:
+        try:
+            part = cls.model_validate(raw)
+        except ValidationError as exc:
+            raise DataError(f"party {party!r}: {where} is not a SecureBoost part: {exc}") from None
+        if part.party != party or any(r.feature >= len(part.features) for r in part.records):
+            raise DataError(
+                f"party {party!r}: {where} is not this party's part (party {part.party!r})"
+            )
+        return part
+
+    @classmethod
+    def load(cls, path: Path, party: str) -> SbPart:
+        where = f"saved SecureBoost part {path}"
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"party {party!r}: {where} cannot be read: {exc}") from None
+        return cls.parse(raw, party, where)
+
+
 class SecureBoostRole:
     """Guest (``labels`` given) or host of a SecureBoost job over PSI-aligned rows."""
 
@@ -55,14 +102,20 @@ class SecureBoostRole:
         features: npt.ArrayLike,
         labels: npt.ArrayLike | None,
         feature_names: list[str],
+        *,
+        scoring: SbPart | None = None,
     ) -> None:
         self.name = name
         self._x = np.asarray(features, dtype=np.float64)
         self._y = None if labels is None else np.asarray(labels, dtype=np.float64)
         self.feature_names = feature_names
+        self._scoring = scoring
         self._guest: SecureBoostGuest | None = None
         self._host: SecureBoostHost | None = None
         self._predict_host: SecureBoostHost | None = None
+        if scoring is not None and not scoring.is_guest:
+            table = [(r.feature, r.threshold) for r in scoring.records]
+            self._predict_host = SecureBoostHost(name, self._x, split_table=table)
         self._train = np.zeros(0, dtype=np.int64)
         self._test = np.zeros(0, dtype=np.int64)
         self._predicting = GuestSteps(name)
@@ -72,14 +125,18 @@ class SecureBoostRole:
 
     @property
     def is_guest(self) -> bool:
-        return self._y is not None
+        return self._y is not None or (self._scoring is not None and self._scoring.is_guest)
 
     def _route_table(self) -> dict[TaskKind, Route]:
         """The task kinds this role answers after its setup, each to one function."""
-        if self.is_guest:
-            return {TaskKind.VERTICAL_SETUP: self._setup_route, TaskKind.SB_STEP: self._step}
-        return {
+        setups = {
             TaskKind.VERTICAL_SETUP: self._setup_route,
+            TaskKind.VERTICAL_SCORE_SETUP: self.score_setup,
+        }
+        if self.is_guest:
+            return {**setups, TaskKind.SB_STEP: self._step}
+        return {
+            **setups,
             TaskKind.SB_SETUP: lambda task: self._need_host(task).setup(task),
             TaskKind.SB_GRADIENTS: lambda task: self._need_host(task).gradients(task),
             TaskKind.SB_HISTOGRAMS: lambda task: self._need_host(task).histograms(task),
@@ -101,20 +158,38 @@ class SecureBoostRole:
         return self._host
 
     def _step(self, task: Message) -> Message:
+        body = SbStep.of(task)
+        if self._scoring is not None and self._scoring.is_guest:
+            if body.phase != "predict":
+                raise ProtocolError(f"guest {self.name!r} scores with a saved part; it trains not")
+            return self._predicting.step(task, body, lambda: self._score(task.job_id))
         if self._guest is None:
             raise NotReadyError(f"guest {self.name!r}: {task.kind.value} before setup")
-        body = SbStep.of(task)
         if body.phase == "predict":
             return self._predicting.step(task, body, lambda: self._predict(task.job_id))
         return self._guest.step(task)
 
     def _route(self, task: Message) -> Message:
-        host = self._need_host(task)
         if SbRoute.of(task).phase == "predict":
             if self._predict_host is None:
+                host = self._need_host(task)
                 self._predict_host = SecureBoostHost.from_export(self.name, host.export(), self._x)
             return self._predict_host.route(task)
-        return host.route(task)
+        return self._need_host(task).route(task)
+
+    def score_setup(self, task: Message) -> Message:
+        """``VERTICAL_SCORE_SETUP``: this party's saved part scores its aligned rows."""
+        setup = ScoreSetup.of(task)
+        if self._scoring is None or setup.algorithm != "secureboost":
+            raise ProtocolError(f"party {self.name!r} has no saved SecureBoost part to score with")
+        if (setup.guest == self.name) != self.is_guest or (
+            not self.is_guest and self.name not in setup.hosts
+        ):
+            role = "guest" if self.is_guest else "host"
+            raise ProtocolError(f"party {self.name!r} is a {role}, the setup says otherwise")
+        self._predicting = GuestSteps(self.name)
+        done = SetupDone(role="guest" if self.is_guest else "host")
+        return Message(task.kind, task.job_id, task.round, self.name, done.dump())
 
     # ------------------------------------------------------------------ setup
 
@@ -151,11 +226,34 @@ class SecureBoostRole:
     def _predict(self, job_id: str) -> Generator[Tasks, Tasks, SbStepReply | None]:
         """Route all aligned rows through the trees; metrics on the train and held-out rows."""
         assert self._guest is not None and self._y is not None
-        model = self.model()
-        trees = [Tree.from_json(t) for t in model["trees"]]
-        hosts: list[str] = list(model["hosts"])
-        feats = np.array([r["feature"] for r in model["records"]], dtype=np.int64)
-        thr = np.array([r["threshold"] for r in model["records"]], dtype=np.float64)
+        part = SbPart.parse(self.model(), self.name)
+        model_trees = part.trees
+        proba = yield from self._route_all(job_id, part)
+        outcome = self._guest.outcome
+        assert outcome is not None
+        return SbStepReply(
+            done=True,
+            test=binary_metrics(self._y[self._test], proba[self._test]),
+            train=binary_metrics(self._y[self._train], proba[self._train]),
+            train_loss_per_tree=list(outcome.train_loss),
+            valid_loss_per_tree=list(outcome.valid_loss),
+            n_trees=len(model_trees),
+        )
+
+    def _score(self, job_id: str) -> Generator[Tasks, Tasks, SbStepReply | None]:
+        """Scoring job: route every aligned new customer through the saved trees."""
+        assert self._scoring is not None
+        proba = yield from self._route_all(job_id, self._scoring)
+        return SbStepReply(done=True, scored=len(proba))
+
+    def _route_all(
+        self, job_id: str, model: SbPart
+    ) -> Generator[Tasks, Tasks, npt.NDArray[np.float64]]:
+        """Every aligned row through the trees (each split asked of its owner); probabilities."""
+        trees = [Tree.from_json(t) for t in model.trees]
+        hosts = list(model.hosts)
+        feats = np.array([r.feature for r in model.records], dtype=np.int64)
+        thr = np.array([r.threshold for r in model.records], dtype=np.float64)
         gen = route(trees, np.arange(len(self._x), dtype=np.int64))
         who = f"guest {self.name!r}"
         try:
@@ -180,20 +278,12 @@ class SecureBoostRole:
                 query = gen.send(answer)
         except StopIteration as stop:
             leaves = stop.value
-        margin = np.full(len(self._x), float(model["base_score"]))
+        margin = np.full(len(self._x), model.base_score)
         for tree, leaf in zip(trees, leaves, strict=True):
             margin += np.asarray(tree.weight)[leaf]
-        self.scores = proba = 1.0 / (1.0 + np.exp(-margin))
-        outcome = self._guest.outcome
-        assert outcome is not None
-        return SbStepReply(
-            done=True,
-            test=binary_metrics(self._y[self._test], proba[self._test]),
-            train=binary_metrics(self._y[self._train], proba[self._train]),
-            train_loss_per_tree=list(outcome.train_loss),
-            valid_loss_per_tree=list(outcome.valid_loss),
-            n_trees=len(trees),
-        )
+        proba: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-margin))
+        self.scores = proba
+        return proba
 
     # ------------------------------------------------------------------ outputs
 

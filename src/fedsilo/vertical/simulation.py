@@ -126,6 +126,7 @@ def simulate_vertical(
         on_psi_step=on_psi_step,
     )
     outcome = runner.run()
+    guest = agents[job.guest.name]
     base = base_train = None
     if baseline:
         joined = aligned_data(agents, outcome.alignment.train, outcome.alignment.test)
@@ -135,7 +136,13 @@ def simulate_vertical(
         base, base_train = fit(job, joined), fit(job, joined, split="train")
     writers = {name: (agent.model_suffix(), _writer(agent)) for name, agent in agents.items()}
     return VerticalResult(
-        job, outcome, base, base_train, time.monotonic() - started, model_writers=writers
+        job,
+        outcome,
+        base,
+        base_train,
+        time.monotonic() - started,
+        model_writers=writers,
+        heldout_scores=guest.heldout_scores(outcome.alignment.test),
     )
 
 

@@ -36,6 +36,8 @@ from fedsilo.vertical.bodies import (
     LossReply,
     LrUpdate,
     MetricsReply,
+    Scored,
+    ScoreSetup,
     SetupDone,
     Unmask,
 )
@@ -141,7 +143,6 @@ class HeteroLrArbiter:
 
     def setup(self, train: np.ndarray, test: np.ndarray) -> None:
         """Send roles, split and the public key; connect the parties' sealed channels."""
-        public = blob(self._secret.public().to_bytes())
         body = HeteroLrSetup(
             algorithm="hetero_lr",
             scheme=self._secret.scheme,
@@ -149,16 +150,22 @@ class HeteroLrArbiter:
             hosts=self.hosts,
             l2=self.params.l2,
         )
-        arrays: dict[str, np.ndarray] = {
-            "he_public": public,
-            "train": train.astype(np.int64),
-            "test": test.astype(np.int64),
-        }
+        positions = {"train": train.astype(np.int64), "test": test.astype(np.int64)}
+        self._connect(TaskKind.VERTICAL_SETUP, body, positions)
+        self._train = np.asarray(train, dtype=np.int64)
+
+    def score_setup(self) -> None:
+        """A scoring job: roles and the public key; each party loads its saved part."""
+        body = ScoreSetup(
+            algorithm="hetero_lr", scheme=self._secret.scheme, guest=self.guest, hosts=self.hosts
+        )
+        self._connect(TaskKind.VERTICAL_SCORE_SETUP, body, {})
+
+    def _connect(self, kind: TaskKind, body: Body, positions: dict[str, np.ndarray]) -> None:
+        arrays = {"he_public": blob(self._secret.public().to_bytes()), **positions}
         parties = [self.guest, *self.hosts]
         self._step = "setup"
-        replies = self._exchange(
-            {p: self._task(TaskKind.VERTICAL_SETUP, body, arrays) for p in parties}, SetupDone
-        )
+        replies = self._exchange({p: self._task(kind, body, arrays) for p in parties}, SetupDone)
         for p in parties:
             done = SetupDone.of(replies[p])
             if done.role != ("guest" if p == self.guest else "host") or not done.features:
@@ -169,7 +176,6 @@ class HeteroLrArbiter:
         keys = {f"key:{p}": blob(get_blob(replies[p], "channel_key", p)) for p in parties}
         self._step = "keys"
         self._exchange({p: self._task(TaskKind.VERTICAL_KEYS, arrays=keys) for p in parties})
-        self._train = np.asarray(train, dtype=np.int64)
 
     def _batch(self, rows: np.ndarray, rate: float) -> None:
         pos = {"rows": rows}
@@ -267,6 +273,14 @@ class HeteroLrArbiter:
 
     def predict(self) -> dict[str, float]:
         """Score the held-out rows; the guest computes the metrics and reports them."""
+        return MetricsReply.of(self._scores(MetricsReply)).metrics
+
+    def score(self) -> int:
+        """A scoring job: every aligned row scored; the scores stay with the guest."""
+        return Scored.of(self._scores(Scored)).rows
+
+    def _scores(self, reply_type: type[Body]) -> Message:
+        """Hosts' encrypted partial scores sealed for the guest; its masked sum decrypted."""
         self._step = "predict"
         fwd = self._exchange({h: self._task(TaskKind.HETERO_LR_PREDICT) for h in self.hosts})
         relayed: dict[str, np.ndarray] = {}
@@ -282,6 +296,6 @@ class HeteroLrArbiter:
                     TaskKind.VERTICAL_UNMASKED, Unmask(what="scores"), {"masked": masked}
                 )
             },
-            MetricsReply,
+            reply_type,
         )[self.guest]
-        return MetricsReply.of(out).metrics
+        return out

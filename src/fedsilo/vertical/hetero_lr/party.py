@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from fedsilo.errors import FedsiloError, NotReadyError, ProtocolError
+from fedsilo.errors import DataError, FedsiloError, NotReadyError, ProtocolError
 from fedsilo.privacy.he import EncryptedVector, HeScheme, PublicContext, load_public
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.vertical.bodies import (
@@ -32,6 +34,8 @@ from fedsilo.vertical.bodies import (
     LossReply,
     LrUpdate,
     MetricsReply,
+    Scored,
+    ScoreSetup,
     SetupDone,
     SetupTask,
     Unmask,
@@ -40,6 +44,42 @@ from fedsilo.vertical.channel import PartyChannel
 from fedsilo.vertical.masking import MASK_LEVELS, FloatArray, MaskLevel, Pending, mask, unmask
 from fedsilo.vertical.metrics import binary_metrics
 from fedsilo.vertical.wire import blob, get_blob, get_positions
+
+
+@dataclass(frozen=True)
+class LrPart:
+    """One party's saved hetero-LR part: weights (the guest's last is the intercept), the
+    standardization of its training rows, its feature names and role."""
+
+    role: Literal["guest", "host"]
+    features: list[str]
+    weights: FloatArray
+    mean: FloatArray
+    std: FloatArray
+
+    @classmethod
+    def load(cls, path: Path, party: str) -> LrPart:
+        """Read ``path`` (written by :meth:`HeteroLrParty.save`); refusals name party and file."""
+        where = f"party {party!r}: saved hetero-LR part {path}"
+        try:
+            with safe_open(str(path), framework="numpy") as fh:
+                meta = fh.metadata() or {}
+                tensors = {k: np.asarray(fh.get_tensor(k), dtype=np.float64) for k in fh.keys()}  # noqa: SIM118
+        except (OSError, SafetensorError) as exc:
+            raise DataError(f"{where} cannot be read: {exc}") from None
+        role, features = meta.get("role"), meta.get("features", "")
+        missing = {"weights", "mean", "std"} - set(tensors)
+        if role not in ("guest", "host") or missing or meta.get("party") != party:
+            raise DataError(
+                f"{where} is not this party's part (party {meta.get('party')!r}, role {role!r}, "
+                f"missing {sorted(missing)})"
+            )
+        names = features.split(",") if features else []
+        d = len(names)
+        shapes = (tensors["mean"].shape, tensors["std"].shape, tensors["weights"].shape)
+        if shapes != ((d,), (d,), (d + (role == "guest"),)) or not (tensors["std"] > 0).all():
+            raise DataError(f"{where}: weights and standardization do not fit its {d} features")
+        return cls(role, names, tensors["weights"], tensors["mean"], tensors["std"])
 
 
 class HeteroLrParty:
@@ -55,6 +95,8 @@ class HeteroLrParty:
         features: npt.ArrayLike,
         labels: npt.ArrayLike | None = None,
         feature_names: list[str] | None = None,
+        *,
+        scoring: LrPart | None = None,
     ) -> None:
         self.name = name
         self._raw = np.asarray(features, dtype=np.float64)
@@ -62,7 +104,8 @@ class HeteroLrParty:
             raise FedsiloError(f"party {name!r}: features must be a non-empty 2-D table")
         self._y = None if labels is None else np.asarray(labels, dtype=np.float64)
         self.feature_names = feature_names or [f"x{j}" for j in range(self._raw.shape[1])]
-        self.is_guest = self._y is not None
+        self._scoring = scoring
+        self.is_guest = self._y is not None or (scoring is not None and scoring.role == "guest")
         self._channel = PartyChannel(name)
         self._ctx: PublicContext | None = None
         self._job = ""
@@ -104,9 +147,12 @@ class HeteroLrParty:
             steps[TaskKind.HETERO_LR_GRADIENT] = self._gradient
         table = {kind: self._after_setup(step) for kind, step in steps.items()}
         table[TaskKind.VERTICAL_SETUP] = self._setup_route
+        table[TaskKind.VERTICAL_SCORE_SETUP] = self._setup_route
         return table
 
     def _setup_route(self, msg: Message) -> Message:
+        if msg.kind is TaskKind.VERTICAL_SCORE_SETUP:
+            return self.score_setup(msg, ScoreSetup.of(msg))
         setup = SetupTask.of(msg).setup
         if not isinstance(setup, HeteroLrSetup):
             raise ProtocolError(f"party {self.name!r} is a hetero-LR party, not {setup.algorithm}")
@@ -158,8 +204,8 @@ class HeteroLrParty:
 
     # ------------------------------------------------------------------ setup
 
-    def setup(self, msg: Message, setup: HeteroLrSetup) -> Message:
-        """``VERTICAL_SETUP``: HE public key, roles, L2, mask size and the shared split."""
+    def _roles(self, msg: Message, setup: HeteroLrSetup | ScoreSetup) -> Literal["guest", "host"]:
+        """HE public key, roles and this party's own mask level for the scheme."""
         self._job = msg.job_id
         self._ctx = load_public(setup.scheme, get_blob(msg, "he_public", self.name))
         self._guest = setup.guest
@@ -169,9 +215,33 @@ class HeteroLrParty:
             not self.is_guest and self.name not in self._hosts
         ):
             raise ProtocolError(f"party {self.name!r} is a {role}, the setup says otherwise")
-        self._l2 = setup.l2
         # The mask width is this party's own stated level for the scheme, never the setup's.
         self._mask_level = MASK_LEVELS[self._context().scheme]
+        return role
+
+    def score_setup(self, msg: Message, setup: ScoreSetup) -> Message:
+        """``VERTICAL_SCORE_SETUP``: score every aligned row with the saved part."""
+        part = self._scoring
+        if part is None:
+            raise ProtocolError(f"party {self.name!r} has no saved part to score with")
+        role = self._roles(msg, setup)
+        self.mean, self.std, self.weights = part.mean, part.std, part.weights
+        self._x = (self._raw - part.mean) / part.std
+        if self.is_guest:
+            self._x = np.hstack([self._x, np.ones((len(self._x), 1))])
+        if self._x.shape[1] != len(part.weights):
+            raise ProtocolError(f"party {self.name!r}: its saved weights do not fit its features")
+        self._test = np.arange(len(self._x), dtype=np.int64)
+        return self._reply(
+            msg,
+            SetupDone(role=role, features=self._raw.shape[1]),
+            {"channel_key": blob(self._channel.public_key)},
+        )
+
+    def setup(self, msg: Message, setup: HeteroLrSetup) -> Message:
+        """``VERTICAL_SETUP``: HE public key, roles, L2, mask size and the shared split."""
+        role = self._roles(msg, setup)
+        self._l2 = setup.l2
         train = get_positions(msg, "train", len(self._raw), self.name)
         self._test = get_positions(msg, "test", len(self._raw), self.name)
         self._n_train = len(train)
@@ -304,9 +374,11 @@ class HeteroLrParty:
             loss = float(self._take_unmasked(msg, "loss")[0]) + self._loss_plain
             self._loss_plain = 0.0
             return self._reply(msg, LossReply(loss=loss))
-        if self._y is not None:
+        if self.is_guest:
             z = self._take_unmasked(msg, "scores")
             self.test_scores = 1.0 / (1.0 + np.exp(-z))
+            if self._y is None:  # scoring new customers: the scores stay here
+                return self._reply(msg, Scored(rows=len(z)))
             metrics = binary_metrics(self._y[self._test], self.test_scores)
             return self._reply(msg, MetricsReply(metrics=metrics))
         raise ProtocolError(f"party {self.name!r}: unexpected unmasked value {what!r}")
