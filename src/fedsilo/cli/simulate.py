@@ -253,7 +253,7 @@ def _score_vertical(job: VerticalScoreJob, out_dir: Path) -> None:
 
 def vertical_table(result: VerticalResult) -> Table:
     """Held-out metrics of the federated model (and the baseline), either algorithm."""
-    from fedsilo.vertical.result import METRIC_KEYS
+    from fedsilo.vertical.result import METRIC_KEYS, hosts_add
 
     table = Table(title=f"held-out metrics ({result.alignment['test']} aligned customers)")
     table.add_column("model")
@@ -261,12 +261,18 @@ def vertical_table(result: VerticalResult) -> Table:
         table.add_column(k, justify="right")
     table.add_column("train auc", justify="right")
     trains = [result.outcome.train, result.baseline_train]
-    for i, ((name, metrics), train) in enumerate(zip(result.table_rows(), trains, strict=False)):
+    for i, (name, metrics) in enumerate(result.table_rows()):
+        train = trains[i] if i < len(trains) else None
         table.add_row(
             name.removesuffix(" (baseline)"),
             *(f"{metrics.get(k, float('nan')):.4f}" for k in METRIC_KEYS),
             "-" if train is None else f"{train.get('auc', float('nan')):.4f}",
             style="cyan" if i else None,
+        )
+    added = hosts_add(result.baseline, result.guest_only)
+    if added and "auc" in added:
+        table.caption = (
+            f"the hosts' columns add {added['auc']:+.4f} held-out AUC (pooled vs guest only)"
         )
     return table
 

@@ -8,9 +8,9 @@ horizontal report's look and Content-Security-Policy, figures as inline PNG
 Read (every key may be absent): ``job.name``, ``final.global`` (held-out), ``baseline``,
 ``history`` (``epoch``: ``taylor_loss``; ``tree``: ``train_loss``, ``valid_loss``; both
 ``duration_s``), ``wall_time_s``, and ``vertical``: ``algorithm`` (``"hetero_lr"`` |
-``"secureboost"``), ``he_scheme``, ``guest``, ``hosts``, ``train``, ``alignment``
-(``aligned``, ``train``, ``test``, ``local_rows``: party -> rows; ``method``, ``"psi"`` when
-absent).
+``"secureboost"``), ``he_scheme``, ``guest``, ``hosts``, ``train``, ``baseline_guest_only``,
+``alignment`` (``aligned``, ``train``, ``test``, ``local_rows``: party -> rows; ``method``,
+``"psi"`` when absent).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ __all__ = ["render_report"]
 METRICS = ("auc", "ks", "accuracy", "f1")
 LABELS = {"auc": "AUC", "ks": "KS", "accuracy": "Accuracy", "f1": "F1", "loss": "Log loss"}
 TRAIN_COLOR = "#7f9cc9"
+GUEST_ONLY_COLOR = "#c9a27f"
 NAMES = {"hetero_lr": "hetero logistic regression", "secureboost": "SecureBoost"}
 MODEL_PARTS = {
     "hetero_lr": (
@@ -125,6 +126,7 @@ SHORT = {
     "federated, held-out": "federated (held-out)",
     "federated, training rows": "federated (train)",
     "centralized baseline, held-out": "centralized",
+    "guest-only baseline, held-out": "guest only",
 }
 
 
@@ -133,7 +135,9 @@ def metrics_plot(rows: Sequence[tuple[str, Mapping[str, float]]]) -> str | None:
     names = [m for m in METRICS if any(m in values for _, values in rows)]
     if not names:
         return None
-    colors = dict(zip(SHORT, (GLOBAL_COLOR, TRAIN_COLOR, BASELINE_COLOR), strict=True))
+    colors = dict(
+        zip(SHORT, (GLOBAL_COLOR, TRAIN_COLOR, BASELINE_COLOR, GUEST_ONLY_COLOR), strict=True)
+    )
     fig = new_figure(10.0, 3.2)
     ax = fig.subplots()
     style_axes(ax)
@@ -201,8 +205,11 @@ def _results(doc: Mapping[str, Any], algorithm: str) -> str:
     rows = [(label, m) for label, m in (("federated, held-out", test),) if m]
     if train:
         rows.append(("federated, training rows", train))
+    guest_only = _metrics(_section(doc).get("baseline_guest_only"))
     if base:
         rows.append(("centralized baseline, held-out", base))
+    if guest_only:
+        rows.append(("guest-only baseline, held-out", guest_only))
     extra = ["loss"] if any("loss" in m for _, m in rows) else []
     names = [*METRICS, *extra]
     cards = [
@@ -232,6 +239,12 @@ def _results(doc: Mapping[str, Any], algorithm: str) -> str:
         if base
         else "No centralized baseline was trained for this job."
     )
+    if base and guest_only and "auc" in base and "auc" in guest_only:
+        note += (
+            f" Guest-only baseline: the same {what} on the guest's columns alone (what it has "
+            f"without the hosts). The hosts' columns add {base['auc'] - guest_only['auc']:+.4f} "
+            "held-out AUC."
+        )
     parts.append(f"<p class='note'>{esc(note)}</p>")
     parts.append(
         html_figure(

@@ -41,6 +41,8 @@ class VerticalResult:
     tracking: dict[str, Any] | None = None  # set by fedsilo.tracking: where it was logged
     model_writers: dict[str, tuple[str, ModelWriter]] = field(default_factory=dict, repr=False)
     heldout_scores: dict[object, float] | None = field(default=None, repr=False)
+    guest_only: dict[str, float] | None = None
+    """``--baseline``: the centralized model on the guest's columns alone, held-out metrics."""
     """Simulation: the guest's score of every held-out customer, by ID (stays in memory)."""
 
     @property
@@ -115,6 +117,8 @@ class VerticalResult:
             "alignment": self.alignment,
             "train": self.outcome.train,
             "baseline_train": self.baseline_train,
+            "baseline_guest_only": self.guest_only,
+            "hosts_add": hosts_add(self.baseline, self.guest_only),
         }
         if job.algorithm is VerticalAlgorithm.SECUREBOOST:
             section["n_trees"] = self.outcome.n_trees
@@ -161,6 +165,7 @@ class VerticalResult:
                 ("train", v["train"]),
                 ("baseline", doc["baseline"]),
                 ("baseline_train", v["baseline_train"]),
+                ("baseline_guest_only", v["baseline_guest_only"]),
             ):
                 if metrics:
                     row = [metrics.get(k) for k in CSV_METRICS]
@@ -171,7 +176,21 @@ class VerticalResult:
         rows: list[tuple[str, Mapping[str, float]]] = [(fed, self.outcome.test)]
         if self.baseline is not None:
             rows.append((central, self.baseline))
+        if self.guest_only is not None:
+            rows.append((GUEST_ONLY, self.guest_only))
         return rows
+
+
+GUEST_ONLY = "guest only (baseline)"
+
+
+def hosts_add(
+    pooled: Mapping[str, float] | None, guest_only: Mapping[str, float] | None
+) -> dict[str, float] | None:
+    """What the hosts' columns add: pooled minus guest-only, per held-out metric."""
+    if not pooled or not guest_only:
+        return None
+    return {k: pooled[k] - guest_only[k] for k in METRIC_KEYS if k in pooled and k in guest_only}
 
 
 def _cells(values: list[Any]) -> list[Any]:

@@ -5,7 +5,8 @@ party (each reads only its own file), connects them with
 :class:`~fedsilo.runtime.transport.InProcessTransport` (every message is encoded exactly as
 over the network) and runs the same :class:`~fedsilo.vertical.runner.VerticalRunner` the
 deployed server runs: PSI relayed through the coordinator, hetero LR or SecureBoost, held-out
-metrics. ``--baseline`` additionally trains a centralized model on the joined aligned rows
+metrics. ``--baseline`` additionally trains a centralized model on the joined aligned rows,
+and the same model on the guest's columns alone (what the guest has without the hosts),
 (simulation only: no real deployment has the joined table): scikit-learn's
 ``LogisticRegression`` for hetero LR, ``HistGradientBoostingClassifier`` for SecureBoost
 (:func:`gbm_baseline` says why that one).
@@ -36,16 +37,23 @@ if TYPE_CHECKING:
 EpochCallback = Callable[[int, float, float], None]
 
 
+def _columns(job: VerticalJobConfig, data: AlignedData, guest_only: bool) -> np.ndarray:
+    """The joined aligned rows: every party's columns, or the guest's alone."""
+    parties = [job.guest] if guest_only else job.parties
+    return np.hstack([data.parties[p.name].features for p in parties])
+
+
 def centralized_baseline(
-    job: VerticalJobConfig, data: AlignedData, *, split: str = "test"
+    job: VerticalJobConfig, data: AlignedData, *, split: str = "test", guest_only: bool = False
 ) -> dict[str, float]:
     """scikit-learn LogisticRegression on the joined aligned rows, same standardization/L2.
 
-    Metrics on the held-out rows (``split="test"``) or on the training rows (``"train"``).
+    Metrics on the held-out rows (``split="test"``) or on the training rows (``"train"``);
+    ``guest_only``: the guest's columns alone (what it could train without the hosts).
     """
     from sklearn.linear_model import LogisticRegression
 
-    x = np.hstack([data.parties[p.name].features for p in job.parties])
+    x = _columns(job, data, guest_only)
     labels = data.parties[job.guest.name].labels
     assert labels is not None
     train, test = data.train, data.test
@@ -89,10 +97,11 @@ def centralized_gbm(params: TreeParams) -> HistGradientBoostingClassifier:
 
 
 def gbm_baseline(
-    job: VerticalJobConfig, data: AlignedData, *, split: str = "test"
+    job: VerticalJobConfig, data: AlignedData, *, split: str = "test", guest_only: bool = False
 ) -> dict[str, float]:
-    """:func:`centralized_gbm` trained on the joined aligned rows, scored on ``split``."""
-    x = np.hstack([data.parties[q.name].features for q in job.parties])
+    """:func:`centralized_gbm` trained on the joined aligned rows (or the guest's columns
+    alone), scored on ``split``."""
+    x = _columns(job, data, guest_only)
     labels = data.parties[job.guest.name].labels
     assert labels is not None
     model = centralized_gbm(job.secureboost.params()).fit(x[data.train], labels[data.train])
@@ -127,13 +136,14 @@ def simulate_vertical(
     )
     outcome = runner.run()
     guest = agents[job.guest.name]
-    base = base_train = None
+    base = base_train = guest_only = None
     if baseline:
         joined = aligned_data(agents, outcome.alignment.train, outcome.alignment.test)
         fit = (
             gbm_baseline if job.algorithm is VerticalAlgorithm.SECUREBOOST else centralized_baseline
         )
         base, base_train = fit(job, joined), fit(job, joined, split="train")
+        guest_only = fit(job, joined, guest_only=True)
     writers = {name: (agent.model_suffix(), _writer(agent)) for name, agent in agents.items()}
     return VerticalResult(
         job,
@@ -143,6 +153,7 @@ def simulate_vertical(
         time.monotonic() - started,
         model_writers=writers,
         heldout_scores=guest.heldout_scores(outcome.alignment.test),
+        guest_only=guest_only,
     )
 
 
