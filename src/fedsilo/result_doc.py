@@ -12,6 +12,8 @@
       "history": [{"round" | "epoch" | "tree": i, "duration_s": s, ...}, ...],
       "wall_time_s": s,
       "tracking": {"mlflow": {...}, "tensorboard": {...}},  # only for a tracked run
+      "importance": {scope: {"role": ..., "features": n, "total": {...},  # or null
+                             "by_feature": {name: {...}} | null}},
       ...                                           # beside it: "data" (horizontal),
     }                                               # "vertical" (alignment, roles, parts)
 
@@ -19,6 +21,11 @@ One metric vocabulary: ``loss`` is the log loss (cross-entropy) everywhere; ``ac
 ``precision``, ``recall``, ``f1``, ``auc``, ``ks``, ``examples``. A number that is not finite
 is written as ``null``: NaN and infinity never reach the file (:func:`finite`, and
 ``allow_nan=False`` in :func:`write_json`).
+
+``importance``: per party (vertical: hetero LR's standardized ``coefficient``, SecureBoost's
+``splits`` and ``gain``; a party's ``by_feature`` only where it allows its names, else its
+``total`` alone) or ``"global"`` (horizontal ``logreg``: the standardized coefficients,
+averaged in absolute value over the classes); ``null`` for a model without one.
 
 ``save(out_dir)`` of every result returns :data:`SAVE_KEYS` -> path (``model`` only where the
 model is on this machine: a deployed vertical job's parts stay with the parties).
@@ -71,6 +78,7 @@ def core(
     history: list[dict[str, Any]],
     wall_time_s: float,
     tracking: Mapping[str, Any] | None = None,
+    importance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The shared part of metrics.json; callers add their sections beside it.
 
@@ -93,6 +101,7 @@ def core(
         "baseline": None if baseline is None else finite(dict(baseline)),
         "history": finite(history),
         "wall_time_s": wall_time_s,
+        "importance": None if not importance else finite(dict(importance)),
     }
     if tracking is not None:
         doc["tracking"] = dict(tracking)

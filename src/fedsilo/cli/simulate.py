@@ -220,6 +220,9 @@ def _simulate_vertical(job: VerticalJobConfig, out_dir: Path, *, baseline: bool)
         )
     console.print(f"PSI aligned {result.alignment['aligned']} customers")
     console.print(vertical_table(result))
+    importance = importance_table(result.outcome.importance)
+    if importance is not None:
+        console.print(importance)
     paths = result.save(out_dir)
     for name, path in paths.items():
         console.print(f"{name}: {path}", markup=False, emoji=False)
@@ -274,6 +277,31 @@ def vertical_table(result: VerticalResult) -> Table:
         table.caption = (
             f"the hosts' columns add {added['auc']:+.4f} held-out AUC (pooled vs guest only)"
         )
+    return table
+
+
+def importance_table(importance: dict[str, Any] | None, *, top: int = 5) -> Table | None:
+    """Per party: its total, and its top features where the names were shared."""
+    if not importance:
+        return None
+    table = Table(title="feature importance (names only where the party shares them)")
+    for column in ("party", "features", "total", f"top {top}"):
+        table.add_column(column)
+    for scope, entry in importance.items():
+        total, names = entry.get("total") or {}, entry.get("by_feature")
+
+        def show(e: dict[str, Any]) -> str:
+            if e.get("coefficient") is not None:
+                return f"coef {e['coefficient']:+.3f}"
+            return f"{e.get('splits', 0)} splits, gain {e.get('gain', 0.0):.3g}"
+
+        def key(item: tuple[str, dict[str, Any]]) -> float:
+            e = item[1]
+            return -abs(e["coefficient"]) if e.get("coefficient") is not None else -e.get("gain", 0)
+
+        best = sorted((names or {}).items(), key=key)[:top]
+        ranked = "; ".join(f"{n} ({show(e)})" for n, e in best) if names else "names not shared"
+        table.add_row(plain(scope), str(entry.get("features", "")), show(total), plain(ranked))
     return table
 
 

@@ -66,6 +66,7 @@
     models = "models"                    # its own model parts: models/<job id>/<name>.*
     score_data = "data/new_customers.csv"   # customers to score (`kind = "vertical-score"`);
                                          # the guest keeps the scores: models/<job id>/predictions.csv
+    share_feature_names = false          # importance: by feature name (true) or totals only
 
 ``data`` (horizontal training rows) may be left out by a party that only answers vertical
 jobs or analytics queries. ``ledger`` defaults to ``privacy-<name>.sqlite`` beside the party's
@@ -220,6 +221,7 @@ class PartyVerticalConfig(Strict):
     data: Path | None = None  # CSV or Parquet, one row per customer
     models: Path | None = None  # default: <data file directory>/models-<name>
     score_data: Path | None = None  # new customers, scored by `kind = "vertical-score"` jobs
+    share_feature_names: bool = False  # may its feature names appear in the importance
 
 
 class PartyProcessConfig(Strict):

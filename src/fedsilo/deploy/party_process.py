@@ -112,6 +112,7 @@ def load_agent(config: PartyProcessConfig) -> Handler:
             path=config.vertical.data,
             models_dir=config.models_dir,
             score_path=config.vertical.score_data,
+            share_feature_names=config.vertical.share_feature_names,
         )
     return TaskRouter(
         None if agent is None else agent.routes,

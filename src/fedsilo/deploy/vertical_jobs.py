@@ -58,6 +58,13 @@ def parse_deploy_vertical_job(
             f"{source}: a vertical job lists its parties as [[parties]] tables (name, "
             "id_column, and label for the one label holder)"
         )
+    shared = [p.get("name") for p in parties if "share_feature_names" in p]
+    if shared:
+        raise ConfigError(
+            f"{source}: [[parties]] {', '.join(map(str, shared))}: key 'share_feature_names' is "
+            "each party's own setting over the deployment: set [vertical] share_feature_names "
+            "in its party.toml"
+        )
     raw["parties"] = [
         {**{k: v for k, v in p.items() if k not in ("path", "builtin")}, "path": "held-by-party"}
         for p in parties

@@ -76,6 +76,7 @@ class TaskKind(enum.Enum):
     # Vertical scoring (fedsilo.vertical.scoring): saved parts score new, PSI-aligned customers.
     VERTICAL_SCORE_SETUP = "vertical_score_setup"  # load own saved part; HE key (hetero LR)
     VERTICAL_PREDICTIONS = "vertical_predictions"  # guest: keep the scores of the new customers
+    VERTICAL_IMPORTANCE = "vertical_importance"  # a party's feature importance, named if it allows
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,9 @@ from fedsilo.vertical.bodies import (
     Body,
     Empty,
     HeteroLrSetup,
+    HostSplits,
+    ImportanceTask,
+    PartyImportance,
     PredictionsSaved,
     PsiAligned,
     PsiOpen,
@@ -64,6 +67,7 @@ from fedsilo.vertical.config import ScorePartyConfig, VerticalPartyConfig
 from fedsilo.vertical.data import PartyTable, load_party_table, select_rows
 from fedsilo.vertical.hetero_lr import HeteroLrParty
 from fedsilo.vertical.hetero_lr.party import LrPart
+from fedsilo.vertical.importance import lr_importance
 from fedsilo.vertical.psi import PsiClient, PsiServer, RevealTo
 from fedsilo.vertical.sb_role import SbPart, SecureBoostRole
 from fedsilo.vertical.wire import blob, get_blob
@@ -101,6 +105,7 @@ VERTICAL_KINDS = ROLE_KINDS | {
     TaskKind.VERTICAL_SAVE,
     TaskKind.VERTICAL_SCORE_SETUP,
     TaskKind.VERTICAL_PREDICTIONS,
+    TaskKind.VERTICAL_IMPORTANCE,
 }
 """Task kinds a deployed party process routes to its vertical agent."""
 PREDICTIONS_FILE = "predictions.csv"
@@ -120,6 +125,7 @@ class VerticalPartyAgent:
         frame: object = None,
         score_path: Path | None = None,
         parts_dir: Path | None = None,
+        share_feature_names: bool = False,
     ) -> None:
         sources = sum(x is not None for x in (path, builtin, frame))
         if sources > 1 or (sources == 0 and score_path is None):
@@ -135,6 +141,7 @@ class VerticalPartyAgent:
         self._models_dir = models_dir
         self._score_path = score_path
         self._parts_dir = parts_dir  # simulation: the training run's models/ folder
+        self._share_names = share_feature_names  # this party's own setting, never the job's
         self._part: LrPart | SbPart | None = None
         self.predictions: tuple[str, list[object], np.ndarray] | None = None
         """A scoring job's guest: (ID column, IDs, scores) of the aligned new customers."""
@@ -158,9 +165,10 @@ class VerticalPartyAgent:
     def from_config(cls, party: VerticalPartyConfig, frame: object = None) -> VerticalPartyAgent:
         """The simulation's agent: the data source the job file names for this party, or the
         DataFrame given for it (``simulate(job, data={name: df})``)."""
+        share = party.share_feature_names
         if frame is not None:
-            return cls(party.name, frame=frame)
-        return cls(party.name, path=party.path, builtin=party.builtin)
+            return cls(party.name, frame=frame, share_feature_names=share)
+        return cls(party.name, path=party.path, builtin=party.builtin, share_feature_names=share)
 
     @classmethod
     def for_scoring(cls, party: ScorePartyConfig, parts_dir: Path) -> VerticalPartyAgent:
@@ -186,6 +194,7 @@ class VerticalPartyAgent:
                 TaskKind.VERTICAL_SAVE: self._save,
                 TaskKind.VERTICAL_SCORE_SETUP: self._score_role,
                 TaskKind.VERTICAL_PREDICTIONS: self._predictions,
+                TaskKind.VERTICAL_IMPORTANCE: self._importance,
             }
         )
         return table
@@ -500,6 +509,22 @@ class VerticalPartyAgent:
                 rows=len(scores), stored="at the party", path=str(path), sha256=digest
             ),
         )
+
+    def importance(self, splits: HostSplits | None = None, *, named: bool) -> PartyImportance:
+        """This party's feature importance (its names only if ``named``)."""
+        role = self.role
+        if isinstance(role, HeteroLrParty):
+            d = len(role.feature_names)
+            return lr_importance(role.feature_names, role.weights[:d], named=named)
+        if isinstance(role, SecureBoostRole):
+            return role.importance(splits, named=named)
+        raise NotReadyError(f"party {self.name!r}: vertical_importance before training")
+
+    def _importance(self, msg: Message) -> Message:
+        """``VERTICAL_IMPORTANCE``: named only if this party's own config allows it."""
+        self._need_open(msg)
+        splits = ImportanceTask.of(msg).splits
+        return self._reply(msg, self.importance(splits, named=self._share_names))
 
     def heldout_scores(self, positions: np.ndarray) -> dict[object, float] | None:
         """The guest's scores of the aligned rows at ``positions``, by customer ID (a

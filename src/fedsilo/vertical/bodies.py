@@ -172,6 +172,39 @@ class PredictionsSaved(Body):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
 
 
+class FeatureImportance(Body):
+    """One feature's importance, or one party's total: hetero LR's standardized coefficient
+    (total: the sum of absolute coefficients), SecureBoost's split count and total gain."""
+
+    coefficient: float | None = None
+    splits: Count | None = None
+    gain: float | None = None
+
+
+class HostSplits(Body):
+    """The gain of each split a host owns (by its split-table record), for that host."""
+
+    records: list[Count] = Field(default_factory=list)
+    gains: list[float] = Field(default_factory=list)
+
+
+class ImportanceTask(Body):
+    """``VERTICAL_IMPORTANCE``: SecureBoost hosts get the gains of their own splits."""
+
+    splits: HostSplits | None = None
+
+
+class PartyImportance(Body):
+    """A party's importance: its total always; ``by_feature`` only if its own config allows
+    its feature names to leave it (``share_feature_names``, default off). SecureBoost's guest
+    adds, per host, the gains of that host's splits (relayed to that host only)."""
+
+    features: Count
+    total: FeatureImportance
+    by_feature: dict[str, FeatureImportance] | None = None
+    host_splits: dict[PartyName, HostSplits] | None = None
+
+
 # ---------------------------------------------------------------------- hetero LR
 
 

@@ -16,6 +16,8 @@
     label_positive = "Yes"           # the positive class (0/1 labels need none)
     missing = "mean"                 # reject (default) | mean | constant, as in horizontal jobs
     columns = { region = "category" }  # declared types; others are inferred
+    share_feature_names = false      # may its feature names appear in others' outputs
+                                     # (importance)? Off: only its totals do
 
     [[parties]]
     name = "retailer"
@@ -105,6 +107,7 @@ class VerticalPartyConfig(Strict):
     features: list[str] | None = None
     columns: dict[str, ColumnDeclaration] = Field(default_factory=dict)
     missing: MissingPolicy = MissingPolicy.REJECT
+    share_feature_names: bool = False  # simulation: stands in for the party's own [vertical] flag
 
     @model_validator(mode="after")
     def _one_source(self) -> VerticalPartyConfig:

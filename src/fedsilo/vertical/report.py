@@ -31,6 +31,7 @@ from fedsilo.report.html import (
     html_table,
     render_page,
 )
+from fedsilo.report.importance import importance_section
 from fedsilo.report.plots import (
     BASELINE_COLOR,
     GLOBAL_COLOR,
@@ -289,6 +290,9 @@ def render_report(doc: Mapping[str, Any]) -> str:
         ("Wall time", fmt_duration(as_number(doc.get("wall_time_s")))),
     ]
     sections = [_results(doc, algorithm), _training(doc, algorithm), _parties(doc, algorithm)]
+    importance = importance_section(doc)
+    if importance:
+        sections.insert(1, importance)
     return render_page(
         "vertical.html.j2",
         title=f"{job} · fedsilo vertical report",

@@ -108,6 +108,7 @@ class VerticalResult:
             history=self.history(),
             wall_time_s=self.wall_time_s,
             tracking=self.tracking,
+            importance=self.outcome.importance,
         )
         section: dict[str, Any] = {
             "algorithm": job.algorithm.value,

@@ -12,7 +12,9 @@
 2. **Training**: hetero LR with the coordinator as arbiter
    (:class:`~fedsilo.vertical.hetero_lr.HeteroLrArbiter`, HE key held here), or SecureBoost
    with the coordinator as a keyless relay (:func:`~fedsilo.vertical.secureboost.relay`).
-3. **Held-out metrics**: computed by the guest (the label holder) and reported.
+3. **Held-out metrics**: computed by the guest (the label holder) and reported; then each
+   party's feature importance (``VERTICAL_IMPORTANCE``, :mod:`fedsilo.vertical.importance`),
+   by feature name only where that party's own config allows it.
 4. ``VERTICAL_SAVE``: every party keeps its own model part; the reply says where (in a
    deployment: a path at the party and the file's SHA-256).
 """
@@ -35,6 +37,8 @@ from fedsilo.runtime.transport import Transport
 from fedsilo.vertical.bodies import (
     Body,
     Empty,
+    ImportanceTask,
+    PartyImportance,
     PredictionsSaved,
     PsiAligned,
     PsiOpen,
@@ -51,6 +55,7 @@ from fedsilo.vertical.bodies import (
 )
 from fedsilo.vertical.config import VerticalAlgorithm, VerticalJobConfig, VerticalPartyConfig
 from fedsilo.vertical.hetero_lr import HeteroLrArbiter
+from fedsilo.vertical.importance import entry
 from fedsilo.vertical.secureboost import relay
 from fedsilo.vertical.wire import blob, get_blob
 
@@ -109,6 +114,7 @@ class VerticalOutcome:
     converged: bool | None = None
     n_trees: int | None = None
     model_parts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    importance: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _entry(party: VerticalPartyConfig, *, scoring: bool) -> PsiPartyEntry:
@@ -292,8 +298,10 @@ class VerticalRunner:
     # ------------------------------------------------------------------ the job
 
     def run(self) -> VerticalOutcome:
-        """PSI, training with held-out scoring, then every party saves its own model part."""
+        """PSI, training with held-out scoring, feature importance, then every party saves
+        its own model part."""
         outcome = self.train(self.align())
+        outcome.importance = self.importance()
         saved = self._exchange(
             "save",
             {p: self._task(TaskKind.VERTICAL_SAVE) for p in [self.guest, *self.hosts]},
@@ -303,6 +311,43 @@ class VerticalRunner:
             p: body.model_dump(exclude_none=True) for p, (body, _) in sorted(saved.items())
         }
         return outcome
+
+    def importance(self) -> dict[str, dict[str, Any]]:
+        """Every party's feature importance (``VERTICAL_IMPORTANCE``), named where the party
+        allows it; SecureBoost's hosts get the gains of their own splits from the guest."""
+        tasks = {p: self._task(TaskKind.VERTICAL_IMPORTANCE, ImportanceTask()) for p in self.hosts}
+        guest_task = {self.guest: self._task(TaskKind.VERTICAL_IMPORTANCE, ImportanceTask())}
+        reports: dict[str, PartyImportance] = {}
+        if self.job.algorithm is VerticalAlgorithm.SECUREBOOST:
+            guest, _ = self._exchange("importance", guest_task, PartyImportance)[self.guest]
+            splits = guest.host_splits or {}
+            if set(splits) != set(self.hosts):
+                raise ProtocolError(
+                    f"vertical_importance reply from {self.guest!r}: field 'host_splits' names "
+                    f"{sorted(splits)}, the hosts are {sorted(self.hosts)}"
+                )
+            reports[self.guest] = guest
+            tasks = {
+                h: self._task(TaskKind.VERTICAL_IMPORTANCE, ImportanceTask(splits=splits[h]))
+                for h in self.hosts
+            }
+        else:
+            tasks.update(guest_task)
+        got = self._exchange("importance", tasks, PartyImportance)
+        reports.update({p: body for p, (body, _) in got.items()})
+        for p, report in reports.items():
+            named = report.by_feature
+            if (named is not None and len(named) != report.features) or (
+                p != self.guest and report.host_splits is not None
+            ):
+                raise ProtocolError(
+                    f"vertical_importance reply from {p!r}: field 'by_feature': "
+                    f"{len(named or {})} features named of {report.features}"
+                )
+        return {
+            p: entry("guest" if p == self.guest else "host", reports[p])
+            for p in [self.guest, *self.hosts]
+        }
 
     def run_scoring(self) -> ScoreOutcome:
         """A scoring job: PSI over the new files, the saved parts score every aligned

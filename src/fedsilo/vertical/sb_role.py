@@ -30,6 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from fedsilo.errors import ConfigError, DataError, NotReadyError, ProtocolError
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.vertical.bodies import (
+    HostSplits,
+    PartyImportance,
     SbRoute,
     SbStep,
     SbStepReply,
@@ -38,6 +40,7 @@ from fedsilo.vertical.bodies import (
     SetupDone,
     SetupTask,
 )
+from fedsilo.vertical.importance import sb_guest_importance, sb_host_importance
 from fedsilo.vertical.metrics import binary_metrics
 from fedsilo.vertical.secureboost import SecureBoostGuest, SecureBoostHost, Tree, TreeParams
 from fedsilo.vertical.secureboost.boost import RouteQuery, route
@@ -284,6 +287,21 @@ class SecureBoostRole:
         proba: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-margin))
         self.scores = proba
         return proba
+
+    # ------------------------------------------------------------------ importance
+
+    def importance(self, splits: HostSplits | None, *, named: bool) -> PartyImportance:
+        """Split count and gain per feature: the guest's from its trees (with each host's
+        gains by record), a host's from the gains of its own records (``splits``)."""
+        if self._guest is not None and self._guest.outcome is not None:
+            trees, hosts = self._guest.outcome.trees, self._guest.hosts
+            return sb_guest_importance(trees, self.feature_names, hosts, named=named)
+        if self._host is not None:
+            table = self._host.split_table
+            return sb_host_importance(
+                self.name, table, self.feature_names, splits or HostSplits(), named=named
+            )
+        raise NotReadyError(f"party {self.name!r}: vertical_importance before training")
 
     # ------------------------------------------------------------------ outputs
 

@@ -26,6 +26,7 @@ from fedsilo.runtime.transport import InProcessTransport
 from fedsilo.vertical.agent import VerticalPartyAgent
 from fedsilo.vertical.config import VerticalAlgorithm, VerticalJobConfig
 from fedsilo.vertical.data import AlignedData, PartyTable, check_headers
+from fedsilo.vertical.importance import entry
 from fedsilo.vertical.metrics import binary_metrics
 from fedsilo.vertical.result import VerticalResult
 from fedsilo.vertical.runner import StepCallback, TreeCallback, VerticalRunner
@@ -136,6 +137,9 @@ def simulate_vertical(
     )
     outcome = runner.run()
     guest = agents[job.guest.name]
+    # The simulation's outputs are the guest's: it sees its own features by name; each host's
+    # appear as that host allowed (its share_feature_names), by name or as its total.
+    outcome.importance[guest.name] = entry("guest", guest.importance(named=True))
     base = base_train = guest_only = None
     if baseline:
         joined = aligned_data(agents, outcome.alignment.train, outcome.alignment.test)

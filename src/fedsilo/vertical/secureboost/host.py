@@ -52,6 +52,11 @@ class SecureBoostHost:
         self.routes = self._route_table()
         """This host's route table: one function per ``SB_*`` task kind."""
 
+    @property
+    def split_table(self) -> list[tuple[int, float]]:
+        """Record id -> (own feature index, threshold): this host's splits, in record order."""
+        return list(self._table)
+
     def export(self) -> dict[str, Any]:
         """This host's model part (JSON): its split records, nothing about other parties."""
         return {

@@ -99,6 +99,7 @@ class Tree:
     bin: list[int] = field(default_factory=list)
     record: list[int] = field(default_factory=list)
     weight: list[float] = field(default_factory=list)
+    gain: list[float] = field(default_factory=list)  # each split's gain (0 at leaves)
 
     def add_leaf(self, weight: float) -> int:
         for col, value in (
@@ -111,6 +112,7 @@ class Tree:
         ):
             col.append(value)
         self.weight.append(weight)
+        self.gain.append(0.0)
         return len(self.weight) - 1
 
     def to_json(self) -> dict[str, list[Any]]:
@@ -126,6 +128,7 @@ class Tree:
             bin=[int(v) for v in data["bin"]],
             record=[int(v) for v in data["record"]],
             weight=[float(v) for v in data["weight"]],
+            gain=[float(v) for v in data.get("gain", [0.0] * len(data["weight"]))],
         )
 
     def structure(self) -> list[tuple[int, int, int]]:
@@ -228,9 +231,10 @@ def grow_tree(
             [(s[1], o.rows, s[2], s[3]) for o, s in chosen]
         )
         nxt: list[_Open] = []
-        for (o, (_, party, feat, b)), (record, left_mask) in zip(chosen, results, strict=True):
+        for (o, (gain, party, feat, b)), (record, left_mask) in zip(chosen, results, strict=True):
             lnode, rnode = tree.add_leaf(0.0), tree.add_leaf(0.0)
             tree.left[o.node], tree.right[o.node] = lnode, rnode
+            tree.gain[o.node] = gain
             tree.party[o.node], tree.feature[o.node] = party, feat
             tree.bin[o.node], tree.record[o.node] = b, record
             left = _Open(lnode, o.rows[left_mask])
