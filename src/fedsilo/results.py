@@ -52,6 +52,30 @@ def privacy_cells(privacy: dict[str, Any], party: str | None = None) -> tuple[An
     return (spend.get("epsilon", ""), privacy.get("delta", "") if spend else "")
 
 
+def logreg_importance(
+    params: Params, feature_names: list[str], classes: list[str]
+) -> dict[str, Any] | None:
+    """Standardized coefficients of a ``logreg`` model (its inputs are the standardized,
+    one-hot encoded columns of the shared plan): binary, ``w[1] - w[0]`` (the change in the
+    log-odds of the second class per standard deviation); multiclass, the mean absolute
+    weight over the classes. ``None`` when the weights are not one such layer."""
+    weights = [v for k, v in params.items() if k.endswith("weight")]
+    if len(weights) != 1 or weights[0].shape != (len(classes), len(feature_names)):
+        return None
+    w = np.asarray(weights[0], dtype=np.float64)
+    coefs = w[1] - w[0] if len(classes) == 2 else np.abs(w).mean(axis=0)
+    return {
+        "global": {
+            "role": "global model",
+            "features": len(feature_names),
+            "total": {"coefficient": float(np.abs(coefs).sum())},
+            "by_feature": {
+                n: {"coefficient": float(c)} for n, c in zip(feature_names, coefs, strict=True)
+            },
+        }
+    }
+
+
 @dataclass
 class Result:
     job: JobConfig
@@ -85,6 +109,13 @@ class Result:
         set_params(model, self.params)
         return model
 
+    def importance(self) -> dict[str, Any] | None:
+        """``logreg``: the standardized coefficients (every party knows the shared columns)."""
+        plan = self.setup.plan
+        if self.job.model.name != "logreg" or plan is None:
+            return None
+        return logreg_importance(self.params, list(plan.feature_names), list(self.setup.classes))
+
     def metrics_json(self) -> dict[str, Any]:
         s, job = self.setup, self.job
         out = core(
@@ -95,6 +126,7 @@ class Result:
             history=[r.to_json() for r in self.history],
             wall_time_s=self.wall_time_s,
             tracking=self.tracking,
+            importance=self.importance(),
         )
         out["final"]["privacy"] = self.history[-1].privacy if self.history else {}
         out["data"] = {

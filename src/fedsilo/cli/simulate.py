@@ -159,6 +159,9 @@ def _simulate_horizontal(
         console.print("trained the centralized baseline on the pooled training rows")
     paths = result.save(out_dir)
     console.print(final_table(result.metrics_json()))
+    importance = importance_table(result.importance())
+    if importance is not None:
+        console.print(importance)
     console.print(privacy_line(result.metrics_json()), markup=False)  # "" without DP
     console.print(f"model:   {paths['model']}", markup=False)
     console.print(f"metrics: {paths['metrics_json']}  {paths['metrics_csv']}", markup=False)

@@ -33,6 +33,7 @@ from fedsilo.report.html import (
     html_table,
     render_page,
 )
+from fedsilo.report.importance import importance_section
 from fedsilo.report.privacy import privacy_section
 from fedsilo.report.privacy_audit import privacy_audit_section
 
@@ -314,6 +315,7 @@ def render_report(metrics: Mapping[str, Any]) -> str:
         privacy_section(metrics),  # "" without DP
         privacy_audit_section(metrics),  # "" unless `fedsilo privacy audit` ran the job
         _final(r),
+        importance_section(metrics),  # "" without importance
         _rounds(r),
         _data(r),
         _config(r),
