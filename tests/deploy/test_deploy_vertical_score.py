@@ -101,7 +101,7 @@ def test_new_customers_are_scored_over_party_processes(tmp_path: Path) -> None:
         dep.start_server()
         for p in PARTIES:
             dep.start_party(p)
-        dep.wait_status(lambda s: sum(p.online for p in s.parties) == 2)
+        dep.wait_status(lambda s: sum(p.online for p in s.parties) == 2, timeout_s=240)
 
         sb_id, _ = _run(dep, SB_JOB.replace("n_trees = 3", "n_trees = 2"))
         lr_id, _ = _run(dep, LR_JOB.replace("epochs = 2", "epochs = 1"))
