@@ -25,7 +25,9 @@ is written as ``null``: NaN and infinity never reach the file (:func:`finite`, a
 ``importance``: per party (vertical: hetero LR's standardized ``coefficient``, SecureBoost's
 ``splits`` and ``gain``; a party's ``by_feature`` only where it allows its names, else its
 ``total`` alone) or ``"global"`` (horizontal ``logreg``: the standardized coefficients,
-averaged in absolute value over the classes); ``null`` for a model without one.
+averaged in absolute value over the classes; other tabular models in simulation: permutation
+importance on the central test split, ``accuracy_drop`` and ``loss_increase``); ``null`` for a
+model without one.
 
 ``save(out_dir)`` of every result returns :data:`SAVE_KEYS` -> path (``model`` only where the
 model is on this machine: a deployed vertical job's parts stay with the parties).

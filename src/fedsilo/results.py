@@ -87,6 +87,7 @@ class Result:
     test_examples: int = 0
     privacy_audit: dict[str, Any] | None = None  # set by fedsilo.privacy_audit
     tracking: dict[str, Any] | None = None  # set by fedsilo.tracking: where it was logged
+    permutation_importance: dict[str, Any] | None = None  # simulation, models other than logreg
 
     @property
     def global_evaluation(self) -> str:
@@ -110,10 +111,11 @@ class Result:
         return model
 
     def importance(self) -> dict[str, Any] | None:
-        """``logreg``: the standardized coefficients (every party knows the shared columns)."""
+        """``logreg``: the standardized coefficients (every party knows the shared columns);
+        other tabular models in simulation: permutation importance on the central test split."""
         plan = self.setup.plan
         if self.job.model.name != "logreg" or plan is None:
-            return None
+            return self.permutation_importance
         return logreg_importance(self.params, list(plan.feature_names), list(self.setup.classes))
 
     def metrics_json(self) -> dict[str, Any]:

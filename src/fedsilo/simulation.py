@@ -623,6 +623,9 @@ def simulate_horizontal(
             baseline_metrics = (
                 train_baseline(job, sim, outcome.setup, evaluator) if baseline else None
             )
+            permutation = central_permutation_importance(
+                job, outcome.setup, outcome.params, evaluator
+            )
     finally:
         if connected:
             import ray as ray_lib
@@ -636,4 +639,27 @@ def simulate_horizontal(
         baseline=baseline_metrics,
         wall_time_s=time.monotonic() - started,
         test_examples=0 if sim.test is None else sim.test.num_rows,
+        permutation_importance=permutation,
     )
+
+
+def central_permutation_importance(
+    job: JobConfig, setup: SetupResult, params: Params, evaluator: TestSetEvaluator | None
+) -> dict[str, Any] | None:
+    """Permutation importance of a tabular model other than ``logreg`` (which reports its
+    coefficients) on the central test split, per original column; ``None`` otherwise."""
+    if evaluator is None or setup.plan is None or job.model.name == "logreg":
+        return None
+    from fedsilo.training.importance import column_groups, permutation_importance
+
+    model = build_model(setup.model_spec, seed=0)
+    set_params(model, params)
+    x, y = evaluator.features_and_labels
+    found = permutation_importance(
+        lambda rows: predict_proba(model, rows),
+        x,
+        y,
+        column_groups(setup.plan),
+        rng=np.random.default_rng(derive_seed(job.seed, "importance/permutation")),
+    )
+    return {"global": {"role": "global model (central test split)", **found}}

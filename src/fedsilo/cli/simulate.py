@@ -296,11 +296,15 @@ def importance_table(importance: dict[str, Any] | None, *, top: int = 5) -> Tabl
         def show(e: dict[str, Any]) -> str:
             if e.get("coefficient") is not None:
                 return f"coef {e['coefficient']:+.3f}"
+            if e.get("loss_increase") is not None:
+                return f"log loss +{e['loss_increase']:.3g} permuted"
             return f"{e.get('splits', 0)} splits, gain {e.get('gain', 0.0):.3g}"
 
         def key(item: tuple[str, dict[str, Any]]) -> float:
             e = item[1]
-            return -abs(e["coefficient"]) if e.get("coefficient") is not None else -e.get("gain", 0)
+            if e.get("coefficient") is not None:
+                return -abs(e["coefficient"])
+            return -float(e.get("gain", e.get("loss_increase", 0.0)))
 
         best = sorted((names or {}).items(), key=key)[:top]
         ranked = "; ".join(f"{n} ({show(e)})" for n, e in best) if names else "names not shared"
