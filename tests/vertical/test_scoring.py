@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fedsilo.errors import ConfigError, FedsiloError, ProtocolError, RoundFailedError
+from fedsilo.errors import ConfigError, DataError, FedsiloError, ProtocolError, RoundFailedError
 from fedsilo.jobs import load_job, parse_job
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import InProcessTransport
@@ -168,9 +168,7 @@ def test_a_party_without_its_saved_part_fails_naming_itself(
     files = (runs["files"][0], runs["files"][1]["host"])
     new = _new_files(files, tmp_path, list(heldout))
 
-    with pytest.raises(
-        RoundFailedError, match=r"party .provider. has no saved model part .*provider"
-    ):
+    with pytest.raises(DataError, match=r"party .provider. has no saved model part .*provider"):
         simulate_vertical_score(_score_job(copy, new))
 
 
@@ -185,7 +183,7 @@ def test_a_forged_part_is_refused_naming_party_and_file(
     files = (runs["files"][0], runs["files"][1]["host"])
     new = _new_files(files, tmp_path, list(heldout))
 
-    with pytest.raises(RoundFailedError, match=r"party .provider.: saved hetero-LR part .* is not"):
+    with pytest.raises(DataError, match=r"party .provider.: saved hetero-LR part .* is not"):
         simulate_vertical_score(_score_job(copy, new))
 
 
