@@ -5,7 +5,7 @@ Parquet file's footer) and refuses what is visible there, naming the party, the 
 column: a missing label, ID or declared column (horizontal), a vertical party's missing ID,
 label or feature column or a host holding the guest's label column, an analytics file without
 a declared column. ``fedsilo simulate`` and ``fedsilo query`` run it right after loading the
-job and before importing PyTorch, the HE libraries or the SQL planner, so such an error is
+job (and :func:`require_extras`, so a missing extra is named first) and before importing PyTorch, the HE libraries or the SQL planner, so such an error is
 reported in about a second (``bench/header_errors.py`` measures it). The parties check the
 same again when they read their rows (:mod:`fedsilo.data.typed`), in simulation and deployment.
 """
@@ -16,12 +16,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fedsilo.data.typed import check_header, file_columns
-from fedsilo.errors import SchemaError
+from fedsilo.errors import ConfigError, SchemaError
+from fedsilo.extras import require
 
 if TYPE_CHECKING:
     from fedsilo.analytics.config import AnalyticsJob
     from fedsilo.config import JobConfig
     from fedsilo.jobs import Job
+
+
+def require_extras(job: Job, *, ray: str | None = None) -> None:
+    """Refuse, before any work, a training job whose optional extra is not installed (the
+    error says ``pip install 'fedsilo[vertical]'``): a horizontal job needs none, ``ray`` the
+    ray extra. (An analytics job's entry points require theirs.)"""
+    from fedsilo.config import JobConfig
+    from fedsilo.vertical.config import VerticalJobConfig
+
+    if isinstance(job, VerticalJobConfig):
+        if ray is not None:
+            raise ConfigError(
+                f"--ray runs horizontal jobs; {job.name!r} is a vertical job: run it without --ray"
+            )
+        require("vertical", f"vertical job {job.name!r}")
+    elif isinstance(job, JobConfig) and ray is not None:
+        require("ray", f"--ray {ray}")
 
 
 def check_headers(job: Job, *, skip: frozenset[str] = frozenset()) -> None:

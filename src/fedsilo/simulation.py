@@ -43,9 +43,8 @@ from fedsilo.data.partition import (
 from fedsilo.data.tabular import ColumnType, check_frame_parties, frame_source, read_frame
 from fedsilo.data.typed import Declared, read_raw, typed_frame
 from fedsilo.errors import ConfigError
-from fedsilo.extras import require
 from fedsilo.models import Params, build_model, set_params
-from fedsilo.preflight import check_headers
+from fedsilo.preflight import check_headers, require_extras
 from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 from fedsilo.privacy.secagg.identity import Identity, simulated_identities
 from fedsilo.privacy.secagg.params import ThreatModel
@@ -347,19 +346,6 @@ def as_training_job(
         f"job {job.name!r} is an analytics job (kind = 'analytics'); it answers queries: "
         "use fedsilo.query(job, sql) or `fedsilo query JOB SQL`"
     )
-
-
-def require_extras(job: TrainingJob, *, ray: str | None = None) -> None:
-    """Refuse, before any work, a job whose optional extra is not installed (the error says
-    ``pip install 'fedsilo[vertical]'``): a horizontal job needs none, ``ray`` the ray extra."""
-    if not isinstance(job, JobConfig):
-        if ray is not None:
-            raise ConfigError(
-                f"--ray runs horizontal jobs; {job.name!r} is a vertical job: run it without --ray"
-            )
-        require("vertical", f"vertical job {job.name!r}")
-    elif ray is not None:
-        require("ray", f"--ray {ray}")
 
 
 def simulated_party_privacy(job: JobConfig, party: str, audit_dir: Path | None) -> PartyPrivacy:

@@ -75,13 +75,13 @@ def query(
     """Answer an aggregate query across the parties without pooling rows (federated analytics)."""
     from fedsilo.extras import require
 
+    require("analytics", "fedsilo query")
     if admin.server is None:  # the job and its files' headers first, before DuckDB and sqlglot
         from fedsilo.analytics.config import load_analytics_job
         from fedsilo.preflight import check_headers
 
         job = load_analytics_job(job_file)
         check_headers(job)
-    require("analytics", "fedsilo query")
     from fedsilo.analytics import output
     from fedsilo.analytics.run import query as run_query
 

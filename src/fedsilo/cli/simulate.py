@@ -106,10 +106,10 @@ def simulate(
     )
     from fedsilo.config import JobConfig
     from fedsilo.jobs import VERTICAL_SCORE, load_job
-    from fedsilo.preflight import check_headers
+    from fedsilo.preflight import check_headers, require_extras
 
-    # Configuration and file headers first: an error there is reported before PyTorch or the
-    # HE libraries are imported (bench/header_errors.py).
+    # Configuration, extras and file headers first: an error there is reported before PyTorch
+    # or the HE libraries are imported (bench/header_errors.py).
     loaded = load_job(job_file)
     if loaded.kind == VERTICAL_SCORE:
         from fedsilo.vertical.config import VerticalScoreJob
@@ -117,11 +117,11 @@ def simulate(
         assert isinstance(loaded, VerticalScoreJob)
         _score_vertical(loaded, out if out is not None else Path("runs") / loaded.name)
         return
+    require_extras(loaded, ray=ray)
     check_headers(loaded)
-    from fedsilo.simulation import as_training_job, require_extras
+    from fedsilo.simulation import as_training_job
 
     job = as_training_job(loaded)
-    require_extras(job, ray=ray)
     if rounds is not None or seed is not None:
         job = job.with_overrides(rounds=rounds, seed=seed)
     if mlflow is not None or tensorboard is not None:
