@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from sklearn.datasets import load_breast_cancer
 
+N = 569  # scikit-learn's breast-cancer rows
+
 
 def _rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -23,21 +25,35 @@ def _rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return guest_rows, host_rows
 
 
-def write(out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
+def _write(
+    out_dir: Path,
+    names: tuple[str, str],
+    guest_rows: np.ndarray,
+    host_rows: np.ndarray,
+    *,
+    label: bool,
+) -> tuple[Path, Path]:
+    """The bank's file (id, label if asked, x0..x9) and the provider's (id, its 20 columns)."""
     data = load_breast_cancer()
     x, y = data.data, data.target
     ids = np.array([f"P{i:04d}" for i in range(len(y))])
-    guest_rows, host_rows = _rows(len(y), seed)
     guest = pd.DataFrame(x[guest_rows, :10], columns=[f"x{j}" for j in range(10)])
-    guest.insert(0, "y", y[guest_rows])
+    if label:
+        guest.insert(0, "y", y[guest_rows])
     guest.insert(0, "id", ids[guest_rows])
     host = pd.DataFrame(x[host_rows, 10:], columns=[f"x{j}" for j in range(20)])
     host.insert(0, "id", ids[host_rows])
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = out_dir / "breast_hetero_guest.csv", out_dir / "breast_hetero_host.csv"
+    paths = out_dir / names[0], out_dir / names[1]
     guest.to_csv(paths[0], index=False)
     host.to_csv(paths[1], index=False)
     return paths
+
+
+def write(out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
+    guest_rows, host_rows = _rows(N, seed)
+    names = ("breast_hetero_guest.csv", "breast_hetero_host.csv")
+    return _write(out_dir, names, guest_rows, host_rows, label=True)
 
 
 def write_new(out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
@@ -45,22 +61,12 @@ def write_new(out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
     plus its first 100 training customers again (re-scored: those that were held out get
     the training run's scores); the provider knows every customer except 12 of the new ones,
     which cannot be scored (reported by count)."""
-    data = load_breast_cancer()
-    x = data.data
-    ids = np.array([f"P{i:04d}" for i in range(len(x))])
-    guest_rows, _ = _rows(len(x), seed)
-    new = np.setdiff1d(np.arange(len(x)), guest_rows)
+    guest_rows, _ = _rows(N, seed)
+    new = np.setdiff1d(np.arange(N), guest_rows)
     bank_rows = np.concatenate([new, guest_rows[:100]])
-    provider_rows = np.setdiff1d(np.arange(len(x)), new[:12])
-    guest = pd.DataFrame(x[bank_rows, :10], columns=[f"x{j}" for j in range(10)])
-    guest.insert(0, "id", ids[bank_rows])
-    host = pd.DataFrame(x[provider_rows, 10:], columns=[f"x{j}" for j in range(20)])
-    host.insert(0, "id", ids[provider_rows])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = out_dir / "new_bank_customers.csv", out_dir / "new_provider_customers.csv"
-    guest.to_csv(paths[0], index=False)
-    host.to_csv(paths[1], index=False)
-    return paths
+    provider_rows = np.setdiff1d(np.arange(N), new[:12])
+    names = ("new_bank_customers.csv", "new_provider_customers.csv")
+    return _write(out_dir, names, bank_rows, provider_rows, label=False)
 
 
 if __name__ == "__main__":
