@@ -55,7 +55,9 @@ def final_table(metrics: dict[str, Any]) -> Table:
 
 
 def simulate(
-    job_file: Annotated[Path, typer.Argument(help="TOML job file (horizontal or vertical)")],
+    job_file: Annotated[
+        Path, typer.Argument(help="TOML job file (horizontal, vertical or vertical-score)")
+    ],
     out: OutDir = None,
     rounds: Annotated[
         int | None,
@@ -99,7 +101,8 @@ def simulate(
         ),
     ] = None,
 ) -> None:
-    """Run a training job (horizontal or kind = "vertical") with every party on this machine."""
+    """Run a training job (horizontal or kind = "vertical"), or score new customers with a
+    vertical run (kind = "vertical-score"), with every party on this machine."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
