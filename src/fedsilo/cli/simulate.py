@@ -309,8 +309,10 @@ def importance_table(importance: dict[str, Any] | None, *, top: int = 5) -> Tabl
                 return -abs(e["coefficient"])
             return -float(e.get("gain", e.get("loss_increase", 0.0)))
 
-        best = sorted((names or {}).items(), key=key)[:top]
-        ranked = "; ".join(f"{n} ({show(e)})" for n, e in best) if names else "names not shared"
+        best = [item for item in sorted((names or {}).items(), key=key) if key(item)][:top]
+        ranked = "; ".join(f"{n} ({show(e)})" for n, e in best) or "none used"
+        if not names:
+            ranked = "names not shared"
         table.add_row(plain(scope), str(entry.get("features", "")), show(total), plain(ranked))
     return table
 
