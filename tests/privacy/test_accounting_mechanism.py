@@ -8,6 +8,7 @@ those, not the config, to ``dp_accounting`` directly.
 from __future__ import annotations
 
 import math
+import threading
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -31,17 +32,20 @@ def test_client_dp_example_epsilon_equals_dp_accounting_for_the_mechanism_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     job = load_job(EXAMPLE).model_copy(update={"rounds": 2})
-    fits: list[dict[str, Any]] = []  # one entry per party fit, in order
+    fits: list[dict[str, Any]] = []  # one entry per party fit, round by round
     clip, normal = private_party.clip_update, NoiseSource.normal
+    current = threading.local()  # parties of a round fit in parallel worker threads
 
     def spy_clip(update: np.ndarray, clip_norm: float) -> tuple[np.ndarray, float]:
         clipped, bit = clip(update, clip_norm)
-        fits.append({"clip": clip_norm, "bit": bit, "stds": []})
+        current.fit = {"clip": clip_norm, "bit": bit, "stds": []}
+        fits.append(current.fit)
         return clipped, bit
 
     def spy_normal(self: NoiseSource, std: float, shape: Any) -> np.ndarray:
-        if fits:
-            fits[-1]["stds"].append(std)
+        fit = getattr(current, "fit", None)
+        if fit is not None:
+            fit["stds"].append(std)
         return normal(self, std, shape)
 
     monkeypatch.setattr(private_party, "clip_update", spy_clip)
@@ -85,21 +89,21 @@ def test_record_dp_epsilon_equals_dp_accounting_for_the_steps_run(
     )
     rates: dict[str, list[float]] = defaultdict(list)  # party -> sampling rate of each step
     stds: dict[str, list[float]] = defaultdict(list)  # party -> noise std of each tensor drawn
-    party: list[str] = []
+    current = threading.local()  # parties fit in parallel worker threads
     source, batches = guard.PrivacyGuard.noise_source, dp_sgd.poisson_batches
     like = NoiseSource.normal_like
 
     def spy_source(self: guard.PrivacyGuard, fit_seed: int, purpose: str) -> NoiseSource:
-        party.append(self.party)
+        current.party = self.party
         return source(self, fit_seed, purpose)
 
     def spy_batches(rows: int, q: float, noise: NoiseSource) -> list[Any]:
         out = batches(rows, q, noise)
-        rates[party[-1]].extend(q for _ in out)
+        rates[current.party].extend(q for _ in out)
         return out
 
     def spy_like(self: NoiseSource, std: float, reference: Any) -> Any:
-        stds[party[-1]].append(std)
+        stds[current.party].append(std)
         return like(self, std, reference)
 
     monkeypatch.setattr(guard.PrivacyGuard, "noise_source", spy_source)
