@@ -76,7 +76,7 @@ def raw_message(body_json: str, *, error: str | None = None) -> bytes:
     return bytes(st_save({}, metadata={"fedsilo": header}))
 
 
-@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_non_finite_body_field_is_rejected_on_decode_naming_the_field(token: str) -> None:
     data = raw_message(f'{{"num_examples":3,"stats":{{"loss":[0.5,{token}]}}}}')
     with pytest.raises(

@@ -13,7 +13,9 @@ sent: both call :func:`parse_body` and read attributes.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self, TypeVar
+from collections.abc import Hashable
+from functools import cache
+from typing import Annotated, Any, Literal, Self, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -42,10 +44,7 @@ class Body(BaseModel):
     @classmethod
     def parse(cls, body: object, where: str) -> Self:
         """``body`` as this model, or a ProtocolError from :func:`invalid_body` at ``where``."""
-        try:
-            return cls.model_validate(body)
-        except ValidationError as exc:
-            raise invalid_body(exc, where) from None
+        return validate(cls, body, where)
 
     def dump(self) -> dict[str, Any]:
         """The JSON body of a :class:`Message` (fields left unset at None are omitted)."""
@@ -303,13 +302,27 @@ def invalid_body(exc: ValidationError, where: str) -> ProtocolError:
     return ProtocolError(f"{where} field '{field}' is invalid: {errors[0]['msg']}{more}")
 
 
+@cache
+def _adapter(schema: Hashable) -> TypeAdapter[Any]:
+    """One validator per schema for the process (building one costs ~100x a validation)."""
+    return TypeAdapter(cast(type[Any], schema))
+
+
+def validate(schema: type[B] | TypeAdapter[B], body: object, where: str) -> B:
+    """``body`` as ``schema``, or a :class:`ProtocolError` from :func:`invalid_body` at
+    ``where``: the one way every body is validated."""
+    adapter: TypeAdapter[B] = (
+        schema if isinstance(schema, TypeAdapter) else _adapter(cast(Hashable, schema))
+    )
+    try:
+        return adapter.validate_python(body)
+    except ValidationError as exc:
+        raise invalid_body(exc, where) from None
+
+
 def parse_body(schema: type[B] | TypeAdapter[B], msg: Message, *, where: str = "") -> B:
     """``msg``'s body as ``schema``, or a :class:`ProtocolError` naming sender, round, field.
 
     ``where`` (e.g. "party 'bank-a'") replaces the sender in the message, for the party side.
     """
-    adapter = schema if isinstance(schema, TypeAdapter) else TypeAdapter(schema)
-    try:
-        return adapter.validate_python(msg.body)
-    except ValidationError as exc:
-        raise invalid_body(exc, origin(msg, where)) from None
+    return validate(schema, msg.body, origin(msg, where))

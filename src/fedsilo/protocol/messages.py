@@ -9,7 +9,6 @@ before anything uses it.
 An error reply carries a :class:`Fault` in its header: ``{"code": <ErrorCode value>,
 "message": <text for people>}``, one shape for every role; the receiver rebuilds the error
 from the code (:meth:`Fault.exception`), never from a class name or the text.
-version, the kind, and that every array is finite before anything uses it.
 
 A party's reply may carry ``anchor`` in its header: the party's signed audit-log head
 (:class:`fedsilo.privacy.audit.Anchor`), added by :func:`with_anchor` after the reply is built,
@@ -146,7 +145,10 @@ class Message:
         try:
             header_len = int.from_bytes(data[:8], "little")
             meta = json.loads(data[8 : 8 + header_len]).get("__metadata__", {})
-            header = json.loads(meta["fedsilo"])
+            try:  # the fast path: no NaN or infinity anywhere in the header
+                header, finite = _FINITE.decode(meta["fedsilo"]), True
+            except _NonFinite:  # parse it again to say which field
+                header, finite = json.loads(meta["fedsilo"]), False
             loaded = st_load(data)
             order = [str(name) for name in header.get("arrays", sorted(loaded))]
             if sorted(order) != sorted(loaded):
@@ -186,7 +188,7 @@ class Message:
                     f"array {name!r} from {msg.sender!r} has NaN or infinite values "
                     f"({msg.kind.value} message, round {msg.round})"
                 )
-        bad = _non_finite(msg.body, "")
+        bad = None if finite else _non_finite(msg.body, "")
         if bad is not None:
             raise ProtocolError(f"{origin(msg)} field {bad!r} is NaN or infinite")
         return msg
@@ -199,6 +201,26 @@ def origin(msg: Message, where: str = "") -> str:
     """
     who = where or ("coordinator" if msg.sender == "coordinator" else f"party {msg.sender!r}")
     return f"{who} round {msg.round}: {msg.kind.value}"
+
+
+class _NonFinite(ValueError):
+    """A NaN, an infinity or a float that overflows, met while parsing a header."""
+
+
+def _refuse_constant(token: str) -> float:
+    raise _NonFinite(token)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # e.g. 1e999
+        raise _NonFinite(text)
+    return value
+
+
+# Refuses non-finite numbers as it parses, so a finite header (every honest one) is not walked
+# again; only a header that holds one is walked, to name the field (:func:`_non_finite`).
+_FINITE = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def _non_finite(value: object, path: str) -> str | None:

@@ -2,7 +2,8 @@
 
 * Key agreement: X25519 (RFC 7748), fresh key pairs per party per round.
 * Key derivation: HKDF-SHA256 over the X25519 shared secret, with the round tag and the
-  purpose in ``info``, so encryption keys and mask seeds are independent.
+  purpose in ``info``, so channel keys and mask seeds are independent; one HKDF output of
+  64 bytes gives a pair's two channel keys (share encryption, confirmation MACs).
 * Share encryption: AES-256-GCM, random 96-bit nonce, the sender/recipient/round bound as
   associated data. A failed decryption raises one opaque :class:`ProtocolError`.
 * Mask expansion (PRG): the AES-256-CTR keystream under the 256-bit HKDF output (zero
@@ -14,8 +15,8 @@
 * Identity signatures: Ed25519 (RFC 8032). Each party holds one long-term signing key; it
   signs its key advertisement. A signature that does not verify raises one opaque
   :class:`ProtocolError` naming only whose signature it was.
-* Confirmations: HMAC-SHA256 under a key derived (HKDF) from the pairwise channel secret of
-  two neighbours, whose X25519 halves were signed: the coordinator cannot forge one.
+* Confirmations: HMAC-SHA256 under the second half of the pairwise channel key of two
+  neighbours, whose X25519 halves were signed: the coordinator cannot forge one.
 """
 
 from __future__ import annotations
@@ -56,19 +57,26 @@ def private_from_bytes(raw: bytes) -> X25519PrivateKey:
     return X25519PrivateKey.from_private_bytes(raw)
 
 
-def agree(own: X25519PrivateKey, peer_public: bytes, *, purpose: bytes, tag: bytes) -> bytes:
-    """A 32-byte key both ends derive: HKDF(X25519(own, peer), info=purpose|tag)."""
+def agree(
+    own: X25519PrivateKey,
+    peer_public: bytes,
+    *,
+    purpose: bytes,
+    tag: bytes,
+    length: int = KEY_BYTES,
+) -> bytes:
+    """``length`` key bytes both ends derive: HKDF(X25519(own, peer), info=purpose|tag)."""
     if len(peer_public) != KEY_BYTES:
         raise ProtocolError("a public key must be 32 bytes")
     try:
         shared = own.exchange(X25519PublicKey.from_public_bytes(peer_public))
     except ValueError:
         raise ProtocolError("invalid X25519 public key") from None
-    return hkdf(shared, purpose + b"|" + tag)
+    return hkdf(shared, purpose + b"|" + tag, length)
 
 
-def hkdf(secret: bytes, info: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=info).derive(secret)
+def hkdf(secret: bytes, info: bytes, length: int = KEY_BYTES) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(secret)
 
 
 def mac(key: bytes, message: bytes) -> bytes:

@@ -68,10 +68,9 @@ Share = tuple[int, int]  # Shamir (x, y)
 Reveal = dict[str, tuple[str, int, int]]  # party -> ("s" | "b", x, y)
 
 _MASK = b"fedsilo-secagg-mask"
-_ENC = b"fedsilo-secagg-enc"
+_CHANNEL = b"fedsilo-secagg-channel"  # 64 bytes: the AES-GCM key, then the confirmation key
 _ADVERTISE = b"fedsilo-secagg-advertise|"
 _SURVIVORS = b"fedsilo-secagg-survivors|"
-_CONFIRM = b"fedsilo-secagg-confirm"
 
 
 def threshold_for(group: int, fraction: float) -> int:
@@ -204,7 +203,8 @@ class PartyRound:
         self._peer_keys: dict[str, PublicKeys] = {}
         self._b = b""
         self._held: dict[str, tuple[Share, Share]] = {}  # shares of others' (s, b), and own
-        self._channel: dict[str, bytes] = {}  # AES-GCM key per neighbour, agreed once
+        # (AES-GCM key, confirmation MAC key) per neighbour, agreed once
+        self._channel: dict[str, tuple[bytes, bytes]] = {}
         self._masked_with: set[str] = set()
         self._survivors: frozenset[str] = frozenset()
         self._revealed: dict[str, str] = {}  # neighbour -> the one kind of share revealed
@@ -278,16 +278,22 @@ class PartyRound:
             if holder == self.name:
                 self._held[self.name] = (s_sh, b_sh)
                 continue
-            key = self._channel_key(holder)
+            key = self._channel_keys(holder)[0]
             out[holder] = keys.encrypt(key, _pack(s_sh, b_sh), _aad(self.setup, self.name, holder))
         return out
 
-    def _channel_key(self, peer: str) -> bytes:
-        """The key both ends derive from their ``c`` keys; one X25519 exchange per neighbour."""
+    def _channel_keys(self, peer: str) -> tuple[bytes, bytes]:
+        """(share encryption key, confirmation MAC key) both ends derive from their signed
+        ``c`` keys: one X25519 exchange and one HKDF per neighbour and round."""
         if peer not in self._channel:
-            self._channel[peer] = keys.agree(
-                self._c, self._peer_keys[peer][0], purpose=_ENC, tag=self.setup.tag
+            both = keys.agree(
+                self._c,
+                self._peer_keys[peer][0],
+                purpose=_CHANNEL,
+                tag=self.setup.tag,
+                length=2 * keys.KEY_BYTES,
             )
+            self._channel[peer] = (both[: keys.KEY_BYTES], both[keys.KEY_BYTES :])
         return self._channel[peer]
 
     def mask(self, ciphertexts: Mapping[str, bytes], x: np.ndarray) -> np.ndarray:
@@ -304,7 +310,7 @@ class PartyRound:
             )
         my_id = self.setup.ids[self.name]
         for sender, blob in ciphertexts.items():
-            key = self._channel_key(sender)
+            key = self._channel_keys(sender)[0]
             s_sh, b_sh = _unpack(keys.decrypt(key, blob, _aad(self.setup, sender, self.name)))
             if s_sh[0] != my_id:
                 raise ProtocolError(f"party '{self.name}' got a share for another party")
@@ -356,16 +362,12 @@ class PartyRound:
         digest = survivor_set_digest(alive)
         tags = {
             v: keys.mac(
-                self._confirm_key(v),
+                self._channel_keys(v)[1],
                 survivors_message(self.setup.tag, self.name, v, digest, masked),
             )
             for v in sorted(alive & set(self.setup.neighbours[self.name]))
         }
         return masked, tags
-
-    def _confirm_key(self, peer: str) -> bytes:
-        """The MAC key of this pair: from the channel secret, whose X25519 halves were signed."""
-        return keys.hkdf(self._channel_key(peer), _CONFIRM)
 
     def unmask(self, confirmations: Mapping[str, Relayed]) -> Reveal:
         """``b`` shares of survivors, ``s`` shares of the dropped; never both for one party.
@@ -390,7 +392,7 @@ class PartyRound:
         for v, (masked, tag) in sorted(confirmations.items()):
             message = survivors_message(self.setup.tag, v, self.name, digest, masked)
             try:
-                keys.check_mac(self._confirm_key(v), message, tag, sender=v)
+                keys.check_mac(self._channel_keys(v)[1], message, tag, sender=v)
             except ProtocolError:
                 raise self._refuse(
                     f"'{v}''s confirmation does not verify on the survivor set this party "

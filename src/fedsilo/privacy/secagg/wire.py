@@ -17,7 +17,7 @@ import binascii
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
 from fedsilo.errors import ProtocolError
 from fedsilo.privacy.secagg.params import ThreatModel, min_threshold
@@ -33,7 +33,7 @@ from fedsilo.privacy.secagg.protocol import (
     neighbour_graph,
     threshold_for,
 )
-from fedsilo.protocol.bodies import invalid_body
+from fedsilo.protocol.bodies import validate
 
 
 def b64(raw: bytes) -> str:
@@ -119,11 +119,7 @@ _CIPHERTEXTS: TypeAdapter[dict[str, bytes]] = TypeAdapter(dict[str, B64])
 
 def _parse(schema: type[W] | TypeAdapter[W], body: object, what: str) -> W:
     """``body`` as ``schema``, or a ProtocolError worded as every body refusal."""
-    adapter = schema if isinstance(schema, TypeAdapter) else TypeAdapter(schema)
-    try:
-        return adapter.validate_python(body)
-    except ValidationError as exc:
-        raise invalid_body(exc, f"malformed {what}:") from None
+    return validate(schema, body, f"malformed {what}:")
 
 
 def plan_round(
