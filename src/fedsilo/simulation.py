@@ -45,6 +45,7 @@ from fedsilo.data.typed import Declared, read_raw, typed_frame
 from fedsilo.errors import ConfigError
 from fedsilo.models import Params, build_model, set_params
 from fedsilo.preflight import check_headers, require_extras
+from fedsilo.privacy.dp_fedavg import ClientDPPolicy
 from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 from fedsilo.privacy.secagg.identity import Identity, simulated_identities
 from fedsilo.privacy.secagg.params import ThreatModel
@@ -366,6 +367,7 @@ def simulated_party_privacy(job: JobConfig, party: str, audit_dir: Path | None) 
         ledger=ledger,
         # the job file stands in for each simulated party's own config
         allow_reproducible_noise=job.privacy.reproducible_noise,
+        client_dp=ClientDPPolicy.of_job(job.privacy.client_dp),
     )
 
 

@@ -44,6 +44,10 @@
     accounting = "rdp"                   # or "pld"
     ledger = "privacy/bank-a.sqlite"     # its one privacy ledger (training and queries)
     audit_log = "audit/bank-a.jsonl"     # hash-chained log of every reply sent
+    [privacy.client_dp]                  # what it accepts in client-DP (DP-FedAvg) rounds
+    min_noise_multiplier = 1.0           # least noise multiplier its noise share must give
+    max_clip_norm = 1.0                  # refuse a larger clip norm (default: no cap)
+    trust_coordinator_noise = false      # refuse rounds where only the coordinator adds noise
 
     [secure_aggregation]                 # this party's identity and what it assumes
     identity_key = "certs/bank-a.identity.key"   # Ed25519; `fedsilo certs issue party` writes it;
@@ -87,6 +91,7 @@ from fedsilo.analytics.config import QueryPolicy
 from fedsilo.config_base import Strict, read_toml, refuse_keys, validate
 from fedsilo.errors import ConfigError
 from fedsilo.privacy.accounting import AccountingMethod
+from fedsilo.privacy.dp_fedavg import ClientDPPolicy
 
 PARTY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 SHA256_HEX = r"^[0-9a-f]{64}$"
@@ -171,13 +176,15 @@ class ServerConfig(Strict):
 
 
 class PartyPrivacyConfig(Strict):
-    """The party's own privacy budget (training and queries), its ledger and audit log."""
+    """The party's own privacy budget (training and queries), its ledger and audit log, and
+    the clip norms and noise shares it accepts in client-DP rounds."""
 
     max_epsilon: float | None = Field(default=None, gt=0)
     delta: float = Field(default=1e-5, gt=0, lt=1)
     accounting: AccountingMethod = AccountingMethod.RDP
     ledger: Path | None = None  # default: <data file directory>/privacy-<name>.sqlite
     audit_log: Path | None = None
+    client_dp: ClientDPPolicy = Field(default_factory=ClientDPPolicy)
 
 
 class PartySecAggConfig(Strict):

@@ -75,6 +75,7 @@ def load_agent(config: PartyProcessConfig) -> Handler:
             ledger=config.ledger_path,
             audit_log=config.privacy.audit_log,
             signing_key=None if identity is None else identity.signing_key,
+            client_dp=config.privacy.client_dp,
         ),
     )
     agent = None

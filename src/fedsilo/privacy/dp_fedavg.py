@@ -24,6 +24,12 @@ multiplier is computed from the noise actually in the sum (with distributed nois
 selection of ``k`` of ``N`` parties is a fixed-size sample without replacement
 (:class:`~fedsilo.privacy.accounting.FixedSizeGaussianSpend`, replace-one relation: the
 sensitivities double), or with ``k = N`` a plain Gaussian (add/remove relation).
+
+Party side (:class:`ClientDPPolicy`): the clip norm and noise shares reach a party in the
+coordinator's FIT task, so each party checks them against its own policy before it trains:
+a clip norm above its ``max_clip_norm``, a noise share that would give the sum a noise
+multiplier below its ``min_noise_multiplier``, or (unless it trusts the coordinator with the
+noise) no noise share at all is refused with :class:`~fedsilo.errors.RefusedError`.
 """
 
 from __future__ import annotations
@@ -35,8 +41,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+from pydantic import Field
 
-from fedsilo.errors import ConfigError
+from fedsilo.config_base import Strict
+from fedsilo.errors import ConfigError, RefusedError
 from fedsilo.privacy.accounting import FixedSizeGaussianSpend, GaussianSpend, Spend, epsilon
 from fedsilo.privacy.noise import NoiseSource
 
@@ -65,6 +73,80 @@ class ClientDPParams(Protocol):
     def clip_learning_rate(self) -> float: ...
     @property
     def clipped_count_stddev(self) -> float | None: ...
+
+
+class ClientDPPolicy(Strict):
+    """What a party accepts in client-DP rounds: its own config, never the coordinator's.
+
+    ``[privacy.client_dp]`` of its ``party.toml``; in a simulation the job's
+    ``[privacy.client_dp]`` stands in (:meth:`of_job`). ``min_noise_multiplier`` is the least
+    noise multiplier of the noisy sum the party's own noise share must give (with ``m``
+    parties adding equal shares: ``noise_std * sqrt(m) / clip_norm``, the clipped-count bit's
+    noise included as Andrew et al. combine them); ``trust_coordinator_noise`` lets the
+    coordinator add all of the noise (``client_dp.noise = "coordinator"``), where the party
+    adds none and cannot see that any is added.
+    """
+
+    min_noise_multiplier: float = Field(default=1.0, gt=0)
+    max_clip_norm: float | None = Field(default=None, gt=0)
+    trust_coordinator_noise: bool = False
+
+    @classmethod
+    def of_job(cls, config: ClientDPParams) -> ClientDPPolicy:
+        """A simulated party's policy: exactly the job's mechanism (an adaptive clip norm
+        moves, so it has no cap; its noise moves with it)."""
+        return cls(
+            min_noise_multiplier=config.noise_multiplier,
+            max_clip_norm=None if config.adaptive_clipping else config.clip_norm,
+            trust_coordinator_noise=config.noise is ClientDPNoise.COORDINATOR,
+        )
+
+    def check(
+        self,
+        *,
+        clip_norm: float,
+        noise_std: float,
+        bit_noise_std: float,
+        parties: int | None,
+        where: str,
+    ) -> None:
+        """Refuse a task outside this policy; ``parties``: the secure-aggregation round's size
+        (None without secure aggregation). ``where`` names the party and round."""
+        field = "field 'private.client_dp"
+
+        def refuse(why: str) -> RefusedError:
+            return RefusedError(f"{where} refuses the client-DP task: {why}")
+
+        if self.max_clip_norm is not None and clip_norm > self.max_clip_norm:
+            raise refuse(
+                f"{field}.clip_norm' is {clip_norm:g}, above its max_clip_norm "
+                f"{self.max_clip_norm:g} ([privacy.client_dp] of its own config)"
+            )
+        if noise_std == 0 and bit_noise_std == 0:
+            if not self.trust_coordinator_noise:
+                raise refuse(
+                    f"{field}.noise_std' is 0: the coordinator would add all of the noise, "
+                    "which this party cannot check (its trust_coordinator_noise is false). "
+                    'Run the job with client_dp.noise = "distributed"'
+                )
+            return
+        if parties is None:
+            raise refuse(
+                "a noise share without secure aggregation: the coordinator would see its "
+                "update with only its own share of the noise"
+            )
+        z_update = noise_std * math.sqrt(parties) / clip_norm
+        precision = z_update**-2 if z_update > 0 else math.inf
+        if bit_noise_std > 0:
+            precision += (bit_noise_std * math.sqrt(parties) / BIT_SENSITIVITY) ** -2
+        z = 1 / math.sqrt(precision)
+        if z < self.min_noise_multiplier * (1 - 1e-9):  # the coordinator's float rounding
+            raise refuse(
+                f"{field}.noise_std' is {noise_std:.6g} (bit_noise_std {bit_noise_std:.6g}): "
+                f"with clip_norm {clip_norm:g} over {parties} parties the sum gets noise "
+                f"multiplier {z:.4g}, below its min_noise_multiplier "
+                f"{self.min_noise_multiplier:g}"
+            )
 
 
 def clip_update(update: np.ndarray, clip_norm: float) -> tuple[np.ndarray, float]:

@@ -5,6 +5,8 @@ coordinator asks:
 
 * at setup the coordinator proposes record-level DP (noise multiplier, or a target epsilon
   that the party turns into its own noise for its own rows and the planned rounds);
+* a client-DP task's clip norm and noise share are checked against the party's own
+  :class:`~fedsilo.privacy.dp_fedavg.ClientDPPolicy` before it trains;
 * the party draws its DP noise and sampling from a CSPRNG (:mod:`fedsilo.privacy.noise`); a
   setup asking for reproducible (seeded) noise is refused unless the party's *own* settings
   allow it, which only a simulation's do (:attr:`PartyPrivacy.allow_reproducible_noise`);
@@ -38,6 +40,7 @@ from fedsilo.privacy.accounting import (
     noise_for_epsilon,
 )
 from fedsilo.privacy.audit import Anchor, AuditLog, verify
+from fedsilo.privacy.dp_fedavg import ClientDPPolicy
 from fedsilo.privacy.dp_sgd import DPSGDConfig, round_spend, sample_rate, steps_per_round
 from fedsilo.privacy.ledger import Budget, Charged, Event, PrivacyLedger
 from fedsilo.privacy.noise import NoiseSource
@@ -67,6 +70,8 @@ class PartyPrivacy:
     # Simulation only (``[privacy] reproducible_noise``): accept DP noise seeded from the fit
     # seed. A deployed party's config has no such key, so it refuses such a setup.
     allow_reproducible_noise: bool = False
+    # The clip norms and noise shares it accepts in client-DP rounds (``[privacy.client_dp]``).
+    client_dp: ClientDPPolicy = field(default_factory=ClientDPPolicy)
 
 
 @dataclass(frozen=True)

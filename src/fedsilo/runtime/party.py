@@ -142,7 +142,7 @@ class PartyAgent:
         self._model: nn.Module | None = None
         self._template: Params | None = None
         # Secure aggregation (signed with `identity`, checked against its roster) and client DP.
-        self._private = PrivateParty(name, identity)
+        self._private = PrivateParty(name, identity, self._guard.settings.client_dp)
         self.routes: dict[TaskKind, Route] = {
             TaskKind.DESCRIBE: lambda task: (self._describe(self._task(DescribeTask, task)), {}),
             TaskKind.STATS: lambda task: (self._stats(self._task(StatsTask, task)), {}),

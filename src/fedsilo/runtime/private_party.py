@@ -12,6 +12,10 @@ input (its round state goes at the first unmask request), keys each attempt once
 at most one update per fit seed (a coordinator that retries with the seeds of an earlier try
 would get the same update inside two sums over different survivors, whose difference is one
 party's update).
+
+Client DP, party side: before it trains, the party checks the task's clip norm and noise
+shares against its own :class:`~fedsilo.privacy.dp_fedavg.ClientDPPolicy` (its config, not the
+coordinator's) and refuses a task outside it, naming the field and both values.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 
 from fedsilo.errors import ProtocolError
 from fedsilo.models import flatten, unflatten
-from fedsilo.privacy.dp_fedavg import clip_update
+from fedsilo.privacy.dp_fedavg import ClientDPPolicy, clip_update
 from fedsilo.privacy.noise import NoiseSource
 from fedsilo.privacy.secagg import wire
 from fedsilo.privacy.secagg.identity import Identity, require_identity
@@ -50,13 +54,18 @@ def private_vector(
     """``[payload, clip bit, weight, weighted loss]`` (weight 1 and clipping under client DP).
 
     Distributed client-DP noise comes from ``noise``, the party's CSPRNG (never a seed the
-    coordinator could derive, or it could subtract the noise)."""
+    coordinator could derive, or it could subtract the noise). A party that adds noise to its
+    update but none to its clipped-count bit (fixed clipping) sends no bit: the exact count
+    would be a release without noise."""
     dp = opts.client_dp
     if dp is not None:
         clipped, bit = clip_update(update, dp.clip_norm)
         clipped = clipped + noise.normal(dp.noise_std, clipped.shape)
-        noisy_bit = bit + float(noise.normal(dp.bit_noise_std, 1)[0])
-        return np.concatenate([clipped, [noisy_bit, 1.0, loss]])
+        if dp.bit_noise_std > 0:
+            bit += float(noise.normal(dp.bit_noise_std, 1)[0])
+        elif dp.noise_std > 0:
+            bit = 0.0
+        return np.concatenate([clipped, [bit, 1.0, loss]])
     if opts.weight_scale is None:
         raise ProtocolError(
             "a private fit task without client_dp lacks field 'private.weight_scale'"
@@ -68,9 +77,15 @@ def private_vector(
 class PrivateParty:
     """Per-round secure-aggregation state of one party."""
 
-    def __init__(self, name: str, identity: Identity | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        identity: Identity | None = None,
+        client_dp: ClientDPPolicy | None = None,
+    ) -> None:
         self.name = name
         self._identity = identity
+        self._client_dp = client_dp or ClientDPPolicy()  # what it accepts, from its own config
         self._rounds: dict[tuple[int, int], PartyRound] = {}
         self._started: set[tuple[int, int]] = set()  # (round, attempt) keyed so far
         self._masked_seeds: set[tuple[str, int]] = set()  # (job, fit seed) of masked updates
@@ -129,8 +144,18 @@ class PrivateParty:
         return wire.reveal_reply(state.unmask(wire.parse_unmask_body(task.body)))
 
     def fit(self, task: Message, body: FitTask, train: Trainer, noise: NoiseSource) -> Reply:
-        """Train, then clip and/or mask; the reply carries no update in the clear."""
+        """Check the options against the party's own policy, train, then clip and/or mask;
+        the reply carries no update in the clear."""
         opts = body.private or PrivateOptions()
+        if opts.client_dp is not None:
+            dp = opts.client_dp
+            self._client_dp.check(
+                clip_norm=dp.clip_norm,
+                noise_std=dp.noise_std,
+                bit_noise_std=dp.bit_noise_std,
+                parties=None if opts.secagg is None else len(self._round(task).setup.parties),
+                where=f"party '{self.name}' round {task.round}",
+            )
         if opts.secagg is not None:
             seed = (task.job_id, body.seed)
             if seed in self._masked_seeds:

@@ -32,7 +32,7 @@ from fedsilo.runtime.party import PartyAgent
 from fedsilo.runtime.secure_sum import SecureSum
 from fedsilo.runtime.seeds import fit_seed
 from fedsilo.runtime.transport import Gathered, InProcessTransport
-from fedsilo.simulation import load_simulated_data, simulated_party_identities
+from fedsilo.simulation import load_simulated_data, simulated_agents, simulated_party_identities
 from tests.conftest import small_job
 from tests.privacy.secagg.helpers import make_setup, run_round
 
@@ -141,9 +141,9 @@ def _job(client_dp: bool = False, rounds: int = 2) -> fedsilo.JobConfig:
 
 
 def _agents(job: fedsilo.JobConfig) -> dict[str, PartyAgent]:
-    data = load_simulated_data(job)
-    ids = simulated_party_identities(job, data.parties)
-    return {name: PartyAgent(name, d, identity=ids[name]) for name, d in data.parties.items()}
+    """The simulated parties, each with the job's stand-in for its own privacy config."""
+    sim = load_simulated_data(job)
+    return simulated_agents(job, sim, simulated_party_identities(job, sim.parties), None)
 
 
 def test_the_check_finds_a_difference_when_the_same_inputs_are_summed_twice(spy: Spy) -> None:
