@@ -153,3 +153,62 @@ def test_a_deployed_job_cannot_set_a_partys_name_sharing() -> None:
     )
     with pytest.raises(ConfigError, match=r"provider: key 'share_feature_names' is each party"):
         parse_deploy_vertical_job(text, source="job.toml", registered=["bank", "provider"])
+
+
+class _Recording(InProcessTransport):
+    """The coordinator's view: every task and reply it relays, decoded."""
+
+    def __init__(self, agents: dict[str, Any]) -> None:
+        super().__init__(agents)  # type: ignore[arg-type]
+        self.seen: list[Message] = []
+
+    def exchange(self, tasks: Any, *, timeout_s: float) -> Any:
+        gathered = super().exchange(tasks, timeout_s=timeout_s)
+        self.seen += [*tasks.values(), *gathered.replies.values()]
+        return gathered
+
+
+def _sb_agents(tmp_path: Path) -> tuple[Any, dict[str, VerticalPartyAgent]]:
+    job = parse_job(
+        {
+            "kind": "vertical",
+            "name": "gains",
+            "algorithm": "secureboost",
+            "parties": [
+                {"name": "bank", "path": str(_files(tmp_path)[0]), "label": "y"},
+                {"name": "provider", "path": str(tmp_path / "host.csv")},
+            ],
+            "secureboost": {"n_trees": 2, "max_depth": 2, "n_bins": 8},
+        }
+    )
+    agents = {p.name: VerticalPartyAgent.from_config(p) for p in job.parties}  # type: ignore[union-attr]
+    return job, agents
+
+
+def test_the_coordinator_relays_a_hosts_split_gains_without_reading_them(tmp_path: Path) -> None:
+    job, agents = _sb_agents(tmp_path)
+    transport = _Recording(agents)
+    outcome = VerticalRunner(job, transport).run()
+
+    host = outcome.importance["provider"]
+    assert host["total"]["splits"] >= 1 and host["total"]["gain"] > 0  # the host got its gains
+    relayed = [m for m in transport.seen if m.kind is TaskKind.VERTICAL_IMPORTANCE]
+    assert relayed, "the importance step went through the recording coordinator"
+    for message in relayed:
+        assert "host_splits" not in message.body and "splits" not in message.body
+        assert "gains" not in str(message.body)
+    sealed = [m.arrays["to:provider"] for m in relayed if "to:provider" in m.arrays]
+    assert len(sealed) == 1 and sealed[0].dtype == np.uint8  # opaque bytes, AES-GCM sealed
+
+
+def test_a_host_refuses_split_gains_the_coordinator_altered(tmp_path: Path) -> None:
+    job, agents = _sb_agents(tmp_path)
+    VerticalRunner(job, InProcessTransport(agents)).run()  # type: ignore[arg-type]
+    guest = Message.decode(
+        agents["bank"].handle(Message(TaskKind.VERTICAL_IMPORTANCE, "gains", 0, "c", {}).encode())
+    )
+    blob = guest.arrays["to:provider"].copy()
+    blob[-1] ^= 1  # one bit flipped in transit
+    task = Message(TaskKind.VERTICAL_IMPORTANCE, "gains", 0, "c", {}, {"from:bank": blob})
+    reply = Message.decode(agents["provider"].handle(task.encode()))
+    assert reply.error is not None and "sealed payload from 'bank'" in reply.error

@@ -521,10 +521,34 @@ class VerticalPartyAgent:
         raise NotReadyError(f"party {self.name!r}: vertical_importance before training")
 
     def _importance(self, msg: Message) -> Message:
-        """``VERTICAL_IMPORTANCE``: named only if this party's own config allows it."""
+        """``VERTICAL_IMPORTANCE``: named only if this party's own config allows it. The
+        SecureBoost guest seals each host's split gains for that host; a host opens its own."""
         self._need_open(msg)
-        splits = ImportanceTask.of(msg).splits
-        return self._reply(msg, self.importance(splits, named=self._share_names))
+        ImportanceTask.of(msg)
+        splits = None
+        if not self.is_guest and f"from:{self._guest}" in msg.arrays:
+            sealed = get_blob(msg, f"from:{self._guest}", self.name)
+            raw = self._channel.open(self._guest, "importance", sealed)
+            try:
+                splits = HostSplits.model_validate_json(raw)
+            except ValidationError as exc:
+                raise ProtocolError(
+                    f"party {self.name!r}: vertical_importance gains sealed by "
+                    f"{self._guest!r} are malformed: {exc.errors()[0]['msg']}"
+                ) from exc
+        report = self.importance(splits, named=self._share_names)
+        if report.host_splits is None:
+            return self._reply(msg, report)
+        arrays = {
+            f"to:{host}": blob(
+                self._channel.seal(host, "importance", gains.model_dump_json().encode())
+            )
+            for host, gains in report.host_splits.items()
+        }
+        body = report.model_copy(
+            update={"host_splits": None, "sealed_for": sorted(report.host_splits)}
+        )
+        return self._reply(msg, body, arrays)
 
     def heldout_scores(self, positions: np.ndarray) -> dict[object, float] | None:
         """The guest's scores of the aligned rows at ``positions``, by customer ID (a

@@ -189,20 +189,22 @@ class HostSplits(Body):
 
 
 class ImportanceTask(Body):
-    """``VERTICAL_IMPORTANCE``: SecureBoost hosts get the gains of their own splits."""
-
-    splits: HostSplits | None = None
+    """``VERTICAL_IMPORTANCE``. SecureBoost hosts get the gains of their own splits as a
+    :class:`HostSplits` the guest sealed for them (array ``from:<guest>``): the coordinator
+    relays it and never reads a gain."""
 
 
 class PartyImportance(Body):
     """A party's importance: its total always; ``by_feature`` only if its own config allows
     its feature names to leave it (``share_feature_names``, default off). SecureBoost's guest
-    adds, per host, the gains of that host's splits (relayed to that host only)."""
+    seals, per host, the gains of that host's splits for that host (array ``to:<host>``) and
+    names those hosts in ``sealed_for``."""
 
     features: Count
     total: FeatureImportance
     by_feature: dict[str, FeatureImportance] | None = None
-    host_splits: dict[PartyName, HostSplits] | None = None
+    host_splits: dict[PartyName, HostSplits] | None = None  # the guest's own, never on the wire
+    sealed_for: list[PartyName] | None = None  # the guest's reply: hosts it sealed gains for
 
 
 # ---------------------------------------------------------------------- hetero LR

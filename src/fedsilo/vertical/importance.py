@@ -105,5 +105,5 @@ def sb_host_importance(
 
 def entry(role: str, importance: PartyImportance) -> dict[str, object]:
     """A party's importance as metrics.json holds it (never the hosts' split gains)."""
-    dump = importance.model_dump(exclude={"host_splits"}, exclude_none=True)
+    dump = importance.model_dump(exclude={"host_splits", "sealed_for"}, exclude_none=True)
     return {"role": role, **dump, "by_feature": dump.get("by_feature")}

@@ -314,21 +314,26 @@ class VerticalRunner:
 
     def importance(self) -> dict[str, dict[str, Any]]:
         """Every party's feature importance (``VERTICAL_IMPORTANCE``), named where the party
-        allows it; SecureBoost's hosts get the gains of their own splits from the guest."""
+        allows it; SecureBoost's hosts get the gains of their own splits from the guest, sealed
+        for each host (the coordinator relays bytes it cannot read)."""
         tasks = {p: self._task(TaskKind.VERTICAL_IMPORTANCE, ImportanceTask()) for p in self.hosts}
         guest_task = {self.guest: self._task(TaskKind.VERTICAL_IMPORTANCE, ImportanceTask())}
         reports: dict[str, PartyImportance] = {}
         if self.job.algorithm is VerticalAlgorithm.SECUREBOOST:
-            guest, _ = self._exchange("importance", guest_task, PartyImportance)[self.guest]
-            splits = guest.host_splits or {}
-            if set(splits) != set(self.hosts):
+            guest, reply = self._exchange("importance", guest_task, PartyImportance)[self.guest]
+            sealed = guest.sealed_for or []
+            if set(sealed) != set(self.hosts):
                 raise ProtocolError(
-                    f"vertical_importance reply from {self.guest!r}: field 'host_splits' names "
-                    f"{sorted(splits)}, the hosts are {sorted(self.hosts)}"
+                    f"vertical_importance reply from {self.guest!r}: field 'sealed_for' names "
+                    f"{sorted(sealed)}, the hosts are {sorted(self.hosts)}"
                 )
             reports[self.guest] = guest
             tasks = {
-                h: self._task(TaskKind.VERTICAL_IMPORTANCE, ImportanceTask(splits=splits[h]))
+                h: self._task(
+                    TaskKind.VERTICAL_IMPORTANCE,
+                    ImportanceTask(),
+                    {f"from:{self.guest}": blob(get_blob(reply, f"to:{h}", self.guest))},
+                )
                 for h in self.hosts
             }
         else:
@@ -338,7 +343,7 @@ class VerticalRunner:
         for p, report in reports.items():
             named = report.by_feature
             if (named is not None and len(named) != report.features) or (
-                p != self.guest and report.host_splits is not None
+                report.host_splits is not None or (p != self.guest and report.sealed_for)
             ):
                 raise ProtocolError(
                     f"vertical_importance reply from {p!r}: field 'by_feature': "
