@@ -9,12 +9,21 @@ round, unmask), all parties in this process, one core;
 ``x`` is secure time / plain time. Bytes per party: what one party sends and receives,
 as encoded messages. Round: one full simulated round (train + aggregate + evaluate) on
 mnist-5k with an MLP of ~102k parameters, plain vs secure, 0% and 20% of parties dropping
-after masking.
+after masking; with ``--repeats R`` plain and secure alternate R times and the table gives
+the medians, the ratio of the median CPU seconds and the median (range) of the R
+secure/plain pairs, with the load average (CPU seconds inflate unevenly on a loaded machine).
+
+The issue #11 target, SecAgg+ at N = 100 <= 3x plain in CPU:
+
+    .venv/bin/python bench/secagg_overhead.py --sizes 100 --skip-protocol --repeats 5
+
+Quick check (seconds): ``--sizes 10 --skip-protocol``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Mapping
 
@@ -196,9 +205,11 @@ def protocol_table(sizes: list[int], params: int) -> None:
 
 def round_table(sizes: list[int], dropouts: list[float], repeats: int) -> None:
     print("\nFull round (train + aggregate + evaluate), mnist-5k, mlp[128] (101,770 params)")
+    print(f"load average at start: {_load()}")
     print(
         f"{'N':>4} {'drop':>5} {'plain s':>8} {'secure s':>9} {'ratio':>6} {'plain cpu':>9} "
-        f"{'secure cpu':>10} {'cpu ratio':>9} {'KB/party plain':>15} {'KB/party secure':>16}"
+        f"{'secure cpu':>10} {'cpu ratio':>9} {'pair ratios':>17} {'KB/party plain':>15} "
+        f"{'KB/party secure':>16}"
     )
     for n in sizes:
         for dropout in dropouts:
@@ -209,10 +220,19 @@ def round_table(sizes: list[int], dropouts: list[float], repeats: int) -> None:
             p, pc = (float(np.median([r[i] for r in plain])) for i in (0, 1))
             s, sc = (float(np.median([r[i] for r in secure])) for i in (0, 1))
             pb, sb = plain[0][2], secure[0][2]
+            # each secure run over the plain run just before it: the median and the range
+            pairs = [b[1] / a[1] for a, b in zip(plain, secure, strict=True)]
+            spread = f"{np.median(pairs):.2f} ({min(pairs):.2f}-{max(pairs):.2f})"
             print(
                 f"{n:>4} {dropout:>5.0%} {p:>8.2f} {s:>9.2f} {s / p:>6.2f} {pc:>9.2f} {sc:>10.2f} "
-                f"{sc / pc:>9.2f} {pb / 1e3:>15.0f} {sb / 1e3:>16.0f}"
+                f"{sc / pc:>9.2f} {spread:>17} {pb / 1e3:>15.0f} {sb / 1e3:>16.0f}"
             )
+    print(f"load average at end: {_load()}")
+
+
+def _load() -> str:
+    """The 1/5/15-minute load averages: CPU ratios mean little on a loaded machine."""
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":
