@@ -35,7 +35,6 @@ from fedsilo import __version__
 from fedsilo.config import JobConfig
 from fedsilo.model_file import MODEL_FILE, ModelMeta, ModelSpecDoc, write_model
 from fedsilo.models import Params, build_model, set_params
-from fedsilo.report import write_report
 from fedsilo.result_doc import core, write_json
 from fedsilo.runtime.coordinator import RoundRecord
 from fedsilo.runtime.setup import SetupResult
@@ -159,6 +158,8 @@ class Result:
         metrics = self.metrics_json()
         write_json(paths["metrics_json"], metrics)
         self._write_csv(paths["metrics_csv"])
+        from fedsilo.report import write_report  # matplotlib: only when a report is written
+
         write_report(metrics, paths["report"])
         return paths
 

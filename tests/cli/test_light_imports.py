@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import fedsilo
 
 SOURCES = str(Path(fedsilo.__file__).resolve().parents[1])
@@ -92,3 +94,37 @@ def test_the_check_sees_a_heavy_import() -> None:
     report = _run([["--help"], ["datasets"]])
     assert report[0][2] == []
     assert "pandas" in report[1][2]
+
+
+def test_a_job_without_record_dp_or_report_imports_no_opacus_sklearn_or_matplotlib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A simulation that writes no report and runs no DP-SGD (bench/vs_flower.py's jobs) pays
+    # only for torch and pandas: Opacus, scikit-learn and matplotlib cost ~2 s of import.
+    # Arrange: the dataset parsed once (scikit-learn ships it), as after any earlier run
+    from fedsilo.data import builtin
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FEDSILO_CACHE_DIR", str(cache))
+    builtin._raw.cache_clear()
+    builtin.load_builtin("breast-cancer")
+    builtin._raw.cache_clear()  # later tests load from their own cache (or parse)
+    env = {**os.environ, "PYTHONPATH": SOURCES}
+    assert list(cache.glob("breast-cancer-*.npz"))
+    code = (
+        "import json, sys\n"
+        "from fedsilo.simulation import simulate\n"
+        "simulate({'name': 'light', 'rounds': 1, 'data': {'dataset': 'breast-cancer',"
+        " 'num_parties': 2}, 'model': {'name': 'logreg'}})\n"
+        "print(json.dumps([m for m in ('opacus', 'sklearn', 'matplotlib') if m in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == []

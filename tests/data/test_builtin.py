@@ -159,3 +159,37 @@ def test_an_unwritable_cache_dir_still_loads(
     monkeypatch.setenv("FEDSILO_CACHE_DIR", str(blocker / "cache"))  # under a file: no mkdir
     ds = load_builtin("mnist-5k")
     assert ds.num_examples == 5000 and fake_mnist.calls == 1
+
+
+def test_scikit_learn_datasets_are_read_from_the_cache_without_importing_sklearn(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from fedsilo.data import builtin
+
+    monkeypatch.setenv("FEDSILO_CACHE_DIR", str(tmp_path / "cache"))
+    builtin._raw.cache_clear()
+    try:
+        first = {name: load_builtin(name) for name in ("breast-cancer", "digits")}
+    finally:
+        builtin._raw.cache_clear()
+    files = sorted(p.name for p in builtin.cache_dir().glob("*.npz"))
+    assert [f.split("-scikit-learn-")[0] for f in files] == ["breast-cancer", "digits"]
+    code = (
+        "import sys, numpy as np\n"
+        "from fedsilo.data.builtin import load_builtin\n"
+        "bc, dg = load_builtin('breast-cancer'), load_builtin('digits')\n"
+        "np.save(sys.argv[1], bc.features.to_numpy()); np.save(sys.argv[2], dg.images)\n"
+        "print(list(bc.features.columns) == sys.argv[3].split('|'), 'sklearn' in sys.modules)"
+    )
+    assert first["breast-cancer"].features is not None
+    names = "|".join(first["breast-cancer"].features.columns)
+    out = [str(tmp_path / "bc.npy"), str(tmp_path / "dg.npy")]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *out, names], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["True", "False"]  # same columns, scikit-learn never imported
+    np.testing.assert_array_equal(np.load(out[0]), first["breast-cancer"].features.to_numpy())
+    np.testing.assert_array_equal(np.load(out[1]), first["digits"].images)

