@@ -119,20 +119,28 @@ def test_host_feature_names_stay_with_the_host_unless_it_shares_them(
     assert total == pytest.approx(sum(map(abs, values)) if key == "coefficient" else sum(values))
 
 
-def test_a_coordinator_cannot_ask_a_party_for_its_feature_names(tmp_path: Path) -> None:
+def _sb_agents(
+    tmp_path: Path, name: str, *, trees: int
+) -> tuple[Any, dict[str, VerticalPartyAgent]]:
+    """A SecureBoost job of a bank (guest) and a provider (host) over :func:`_files`."""
     job = parse_job(
         {
             "kind": "vertical",
-            "name": "ask",
+            "name": name,
             "algorithm": "secureboost",
             "parties": [
                 {"name": "bank", "path": str(_files(tmp_path)[0]), "label": "y"},
                 {"name": "provider", "path": str(tmp_path / "host.csv")},
             ],
-            "secureboost": {"n_trees": 1, "max_depth": 2, "n_bins": 8},
+            "secureboost": {"n_trees": trees, "max_depth": 2, "n_bins": 8},
         }
     )
     agents = {p.name: VerticalPartyAgent.from_config(p) for p in job.parties}  # type: ignore[union-attr]
+    return job, agents
+
+
+def test_a_coordinator_cannot_ask_a_party_for_its_feature_names(tmp_path: Path) -> None:
+    job, agents = _sb_agents(tmp_path, "ask", trees=1)
     VerticalRunner(job, InProcessTransport(agents)).run()  # type: ignore[arg-type]
     task = Message(TaskKind.VERTICAL_IMPORTANCE, "ask", 0, "coordinator", {})
 
@@ -168,25 +176,8 @@ class _Recording(InProcessTransport):
         return gathered
 
 
-def _sb_agents(tmp_path: Path) -> tuple[Any, dict[str, VerticalPartyAgent]]:
-    job = parse_job(
-        {
-            "kind": "vertical",
-            "name": "gains",
-            "algorithm": "secureboost",
-            "parties": [
-                {"name": "bank", "path": str(_files(tmp_path)[0]), "label": "y"},
-                {"name": "provider", "path": str(tmp_path / "host.csv")},
-            ],
-            "secureboost": {"n_trees": 2, "max_depth": 2, "n_bins": 8},
-        }
-    )
-    agents = {p.name: VerticalPartyAgent.from_config(p) for p in job.parties}  # type: ignore[union-attr]
-    return job, agents
-
-
 def test_the_coordinator_relays_a_hosts_split_gains_without_reading_them(tmp_path: Path) -> None:
-    job, agents = _sb_agents(tmp_path)
+    job, agents = _sb_agents(tmp_path, "gains", trees=2)
     transport = _Recording(agents)
     outcome = VerticalRunner(job, transport).run()
 
@@ -202,7 +193,7 @@ def test_the_coordinator_relays_a_hosts_split_gains_without_reading_them(tmp_pat
 
 
 def test_a_host_refuses_split_gains_the_coordinator_altered(tmp_path: Path) -> None:
-    job, agents = _sb_agents(tmp_path)
+    job, agents = _sb_agents(tmp_path, "gains", trees=2)
     VerticalRunner(job, InProcessTransport(agents)).run()  # type: ignore[arg-type]
     guest = Message.decode(
         agents["bank"].handle(Message(TaskKind.VERTICAL_IMPORTANCE, "gains", 0, "c", {}).encode())
