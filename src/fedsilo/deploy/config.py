@@ -12,7 +12,7 @@
 
     [limits]                             # what one party may cost (docs/deploy.md, "Limits")
     calls_per_party = 4                  # concurrent calls, long polls included
-    calls_per_s = 20                     # per party; over it: RESOURCE_EXHAUSTED, logged
+    calls_per_s = 200                    # per party; over it: RESOURCE_EXHAUSTED, logged
     auth_failures = 20                   # per source address, one more every 2 s
     reply_size_factor = 1.25             # a fit/evaluate reply: at most 1.25 x task + 1 MiB
 
@@ -128,7 +128,7 @@ class LimitsConfig(Strict):
     """
 
     calls_per_party: int = Field(default=4, ge=2)  # concurrent calls, long polls included
-    calls_per_s: float = Field(default=20.0, gt=0)  # sustained rate per party (burst: 2x)
+    calls_per_s: float = Field(default=200.0, gt=0)  # sustained rate per party (burst: 2x)
     waiting_polls: int | None = Field(default=None, ge=1)  # all parties; default 2 x parties
     auth_failures: int = Field(default=20, ge=1)  # failed authentications per address ...
     auth_failure_refill_s: float = Field(default=2.0, gt=0)  # ... one more every this often
