@@ -25,7 +25,8 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest
+	# one worker per core (pytest-xdist); a module's tests stay on one worker (module fixtures)
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 test: lint typecheck unit
 
