@@ -166,6 +166,7 @@ def main() -> None:
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("fedsilo.deploy.party_process").setLevel(logging.ERROR)  # shutdowns
+    logging.getLogger("fedsilo.deploy.limits").setLevel(logging.WARNING)  # the refusals counted
     j = job(args.parties, args.rounds)
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
