@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,6 +193,21 @@ class Deployment:
         return AdminClient(
             self.address, ADMIN_TOKEN, ca=self.root / "ca" / "ca.pem", cert=cert[0], key=cert[1]
         )
+
+    def start_vertical(self, files: Mapping[str, Path]) -> None:
+        """PKI, the server, and a party process per ``files`` entry (its vertical data and
+        its own models directory beside the run), waiting until all of them are online."""
+        self.make_pki()
+        self.write_server()
+        for p in self.parties:
+            models = self.root / f"models-{p}"
+            self.write_party(
+                p, None, extra=f'\n[vertical]\ndata = "{files[p]}"\nmodels = "{models}"\n'
+            )
+        self.start_server()
+        for p in self.parties:
+            self.start_party(p)
+        self.wait_status(lambda s: sum(p.online for p in s.parties) == len(self.parties))
 
     def wait_status(
         self, accept: Callable[[pb.StatusReply], bool], timeout_s: float = 240

@@ -116,15 +116,7 @@ def _losses(doc: dict[str, Any], key: str) -> list[float]:
 def test_vertical_jobs_over_grpc_match_the_simulation(tmp_path: Path) -> None:
     files = _files(tmp_path)
     with deployment(tmp_path, parties=PARTIES) as dep:
-        dep.make_pki()
-        dep.write_server()
-        for p in PARTIES:
-            extra = f'\n[vertical]\ndata = "{files[p]}"\nmodels = "{tmp_path / ("models-" + p)}"\n'
-            dep.write_party(p, None, extra=extra)
-        dep.start_server()
-        for p in PARTIES:
-            dep.start_party(p)
-        dep.wait_status(lambda s: sum(p.online for p in s.parties) == 2)
+        dep.start_vertical(files)
 
         sb_id, sb = _run(dep, SB_JOB, cli=True)
         lr_id, lr = _run(dep, LR_JOB)

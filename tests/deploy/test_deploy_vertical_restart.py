@@ -31,15 +31,7 @@ def test_vertical_job_killed_with_its_server_is_failed_with_reason_and_restarts(
 ) -> None:
     files = _files(tmp_path)
     with deployment(tmp_path, parties=PARTIES) as dep:
-        dep.make_pki()
-        dep.write_server()
-        for p in PARTIES:
-            extra = f'\n[vertical]\ndata = "{files[p]}"\nmodels = "{tmp_path / ("models-" + p)}"\n'
-            dep.write_party(p, None, extra=extra)
-        dep.start_server()
-        for p in PARTIES:
-            dep.start_party(p)
-        dep.wait_status(lambda s: sum(p.online for p in s.parties) == 2)
+        dep.start_vertical(files)
         admin = dep.admin()
         job_id = admin.submit(JOB)
         admin.close()
