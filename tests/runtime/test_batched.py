@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from fedsilo.models import ModelSpec, build_model, get_params
+from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.batched import BatchedTrainer
-from fedsilo.training import LocalTrainConfig, train_local
+from fedsilo.runtime.transport import InProcessTransport
+from fedsilo.training import LocalTrainConfig, TrainResult, train_local
 from fedsilo.training.vectorized import PartyBatch, train_together
 
 CFG = LocalTrainConfig(epochs=1, batch_size=4, learning_rate=0.1)
@@ -31,12 +33,12 @@ def test_waiting_parties_train_together_once_the_others_have_left() -> None:
 
     with trainer.exchange(4) as left:
 
-        def party(j: int) -> float:
+        def party(j: int) -> TrainResult | None:
             try:
                 if j == 3:  # a party that answers without training (e.g. an error reply)
                     released.wait(timeout=5)
-                    return -1.0
-                return trainer(models[j], *data[j], CFG, seed=10 + j).mean_loss
+                    return None
+                return trainer(models[j], *data[j], CFG, seed=10 + j)
             finally:
                 left()
 
@@ -45,14 +47,17 @@ def test_waiting_parties_train_together_once_the_others_have_left() -> None:
             # nobody trains while the fourth party is still running
             assert not any(f.done() for f in futures[:3])
             released.set()
-            losses = [f.result(timeout=30) for f in futures]
+            got = [f.result(timeout=30) for f in futures]
 
     expected = [PartyBatch(copy.deepcopy(model), *data[j], seed=10 + j) for j in range(3)]
     results = train_together(expected, CFG)
-    assert losses[:3] == [r.mean_loss for r in results]
-    for trained, reference in zip(models, expected, strict=True):
-        for key, value in get_params(reference.model).items():
-            assert np.array_equal(get_params(trained)[key], value)
+    assert got[3] is None
+    for trained, reference in zip(got[:3], results, strict=True):
+        assert trained is not None and trained.params is not None
+        assert trained.mean_loss == reference.mean_loss
+        assert reference.params is not None and list(trained.params) == list(reference.params)
+        for key, value in reference.params.items():
+            assert np.array_equal(trained.params[key], value)
 
 
 def test_outside_an_exchange_a_party_trains_alone_like_train_local() -> None:
@@ -81,3 +86,29 @@ def test_a_failed_batch_fails_every_waiting_party() -> None:
             for f in futures:
                 with pytest.raises(IndexError):
                     f.result(timeout=30)
+
+
+class _Echo:
+    """A party that answers every task at once, noting which thread ran it."""
+
+    def __init__(self, name: str, threads: list[str]) -> None:
+        self.name, self.threads = name, threads
+
+    def handle(self, data: bytes) -> bytes:
+        task = Message.decode(data)
+        self.threads.append(threading.current_thread().name)
+        return Message(task.kind, task.job_id, task.round, self.name, {}, {}).encode()
+
+
+def test_batched_fit_exchanges_reuse_one_pool_of_threads() -> None:
+    threads: list[str] = []
+    names = [f"p{j}" for j in range(6)]
+    transport = InProcessTransport({n: _Echo(n, threads) for n in names}, batched=BatchedTrainer())
+    for rnd in range(4):
+        task = Message(TaskKind.FIT, "job", rnd, "coordinator", {}, {})
+        gathered = transport.exchange(dict.fromkeys(names, task), timeout_s=30)
+        assert sorted(gathered.replies) == names
+    assert len(threads) == 24
+    # ThreadPoolExecutor names its threads "<pool>_<i>": one pool, at most one thread a party
+    assert len({t.rsplit("_", 1)[0] for t in threads}) == 1
+    assert len(set(threads)) <= len(names)

@@ -16,6 +16,7 @@ from fedsilo.runtime.party import PartyAgent
 from fedsilo.runtime.transport import InProcessTransport
 from fedsilo.simulation import load_simulated_data
 from tests.conftest import small_job
+from tests.forgery import raw
 
 
 class Tampering:
@@ -136,3 +137,38 @@ def test_training_agent_refuses_tasks_of_other_protocols() -> None:
     )
     assert reply.error is not None
     assert "does not answer 'query' tasks" in reply.error
+
+
+class PoisonedTasks:
+    """A deviating coordinator, as party-2 sees it: every fit task carries an infinite
+    parameter (bytes written by hand: what a hostile process can send)."""
+
+    def __init__(self, agent: PartyAgent) -> None:
+        self.agent = agent
+        self.fit_replies: list[Message] = []
+
+    def handle(self, data: bytes) -> bytes:
+        task = Message.decode(data)
+        if task.kind is not TaskKind.FIT:
+            return self.agent.handle(data)
+        arrays = dict(task.arrays)
+        name = next(iter(arrays))
+        arrays[name] = arrays[name].copy()
+        arrays[name].flat[0] = np.inf
+        reply = self.agent.handle(raw(task, task.body, arrays))
+        self.fit_replies.append(Message.decode(reply))
+        return reply
+
+
+def test_a_party_refuses_a_fit_task_with_non_finite_parameters() -> None:
+    job = parse_job(small_job(rounds=2), source="test")
+    agents: dict[str, Any] = {
+        n: PartyAgent(n, d) for n, d in load_simulated_data(job).parties.items()
+    }
+    agents["party-2"] = poisoned = PoisonedTasks(agents["party-2"])
+    outcome = Coordinator(job, InProcessTransport(agents)).run()
+    assert len(poisoned.fit_replies) == 2
+    for reply in poisoned.fit_replies:
+        assert reply.error is not None and "NaN or infinite" in reply.error
+        assert not reply.arrays  # it trained nothing and sent nothing back
+    assert all("party-2" not in record.participants for record in outcome.history)

@@ -55,11 +55,15 @@ def test_train_together_equals_one_by_one(name: str, cfg: LocalTrainConfig) -> N
         expected = train_local(party.model, party.features, party.labels, cfg, seed=party.seed)
         assert result.num_examples == expected.num_examples
         assert result.mean_loss == pytest.approx(expected.mean_loss, rel=RTOL)
-        got, want = get_params(other.model), get_params(party.model)
+        assert result.params is not None
+        got, want = result.params, get_params(party.model)
+        assert list(got) == list(want)  # the state_dict's names, in its order
         for key in want:
             np.testing.assert_allclose(got[key], want[key], rtol=RTOL, atol=ATOL, err_msg=key)
         # and it trained: every tensor moved away from the start
         assert all(not np.allclose(got[k], start[k]) for k in start)
+        # while the model handed in keeps its starting parameters
+        assert all(np.array_equal(v, start[k]) for k, v in get_params(other.model).items())
 
 
 def test_a_party_trains_the_same_whoever_it_trains_with() -> None:
@@ -68,11 +72,10 @@ def test_a_party_trains_the_same_whoever_it_trains_with() -> None:
     model = build_model(spec, seed=2)
     pair = _parties(model, [7, 30], 4, 2)
     trio = _parties(model, [7, 30, 3], 4, 2)
-    train_together(pair, cfg)
-    train_together(trio, cfg)
-    for a, b in zip(pair, trio[:2], strict=True):
-        for key, value in get_params(a.model).items():
-            assert np.array_equal(value, get_params(b.model)[key]), key
+    for a, b in zip(train_together(pair, cfg), train_together(trio, cfg)[:2], strict=True):
+        assert a.params is not None and b.params is not None
+        for key, value in a.params.items():
+            assert np.array_equal(value, b.params[key]), key
 
 
 def test_only_linear_relu_stacks_are_vectorizable() -> None:

@@ -20,9 +20,16 @@ def get_params(model: nn.Module) -> Params:
 
 
 def set_params(model: nn.Module, params: Params) -> None:
-    model.load_state_dict(
-        {k: torch.from_numpy(np.array(v)) for k, v in params.items()}, strict=True
-    )
+    """Load ``params`` (exactly the model's state entries) into ``model``: one copy each."""
+    model.load_state_dict({k: _shared(v) for k, v in params.items()}, strict=True)
+
+
+def _shared(array: np.ndarray) -> torch.Tensor:
+    """A tensor on ``array``'s memory (``load_state_dict`` copies it into the model), or on a
+    copy when torch cannot share it (read-only, strided)."""
+    if array.flags.writeable and array.flags.c_contiguous:
+        return torch.from_numpy(array)
+    return torch.from_numpy(np.array(array))
 
 
 def flatten(params: Params, *, out: np.ndarray | None = None) -> np.ndarray:
@@ -49,8 +56,10 @@ def unflatten(vector: np.ndarray, like: Params) -> Params:
     return out
 
 
-def check_params(params: Params, template: Params) -> None:
-    """Raise ProtocolError unless ``params`` has exactly the template's names, shapes, dtypes."""
+def check_params(params: Params, template: Params, *, finite: bool = True) -> None:
+    """Raise ProtocolError unless ``params`` has exactly the template's names, shapes, dtypes
+    and (with ``finite``) no NaN or infinity; ``finite=False`` where the arrays come from
+    :meth:`~fedsilo.protocol.messages.Message.decode`, which refused those already."""
     missing = sorted(set(template) - set(params))
     extra = sorted(set(params) - set(template))
     if missing or extra:
@@ -61,5 +70,5 @@ def check_params(params: Params, template: Params) -> None:
             raise ProtocolError(f"parameter {name!r} has shape {got.shape}, expected {ref.shape}")
         if got.dtype != ref.dtype:
             raise ProtocolError(f"parameter {name!r} has dtype {got.dtype}, expected {ref.dtype}")
-        if got.dtype.kind == "f" and not np.isfinite(got).all():
+        if finite and got.dtype.kind == "f" and not np.isfinite(got).all():
             raise ProtocolError(f"parameter {name!r} has NaN or infinite values")

@@ -259,7 +259,8 @@ class PartyAgent:
                 f"party '{self.name}' got a {task.kind.value} task before setup; the coordinator "
                 "must send setup first"
             )
-        check_params(task.arrays, self._template)
+        # every task reaches a route through Message.decode (serve), which refused NaN/inf
+        check_params(task.arrays, self._template, finite=False)
         set_params(self._model, task.arrays)
         return self._model
 
@@ -281,7 +282,8 @@ class PartyAgent:
                 "privacy": privacy,
             }
         )
-        return reply, get_params(model)
+        # a batched trainer hands over the trained parameters; train_local trained the model
+        return reply, get_params(model) if result.params is None else result.params
 
     def _evaluate(self, task: Message) -> EvaluateReply:
         self._task(EvaluateTask, task)

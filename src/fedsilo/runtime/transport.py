@@ -88,6 +88,9 @@ class InProcessTransport:
         self._max_bytes = max_message_bytes
         self._workers = workers
         self._batched = batched
+        # the batched exchanges' threads, kept from one round to the next (they exit when
+        # the transport is garbage-collected)
+        self._rendezvous = ThreadPoolExecutor(BATCH_CHUNK) if batched is not None else None
 
     def party_names(self) -> list[str]:
         return sorted(self._parties)
@@ -116,7 +119,7 @@ class InProcessTransport:
 
     def _together(self, items: list[tuple[str, Message]], timeout_s: float) -> list[Outcome]:
         """Every party of ``items`` at once, one thread each, meeting in the trainer."""
-        assert self._batched is not None
+        assert self._batched is not None and self._rendezvous is not None
         with self._batched.exchange(len(items)) as left:
 
             def call(item: tuple[str, Message]) -> Outcome:
@@ -125,8 +128,7 @@ class InProcessTransport:
                 finally:
                     left()
 
-            with ThreadPoolExecutor(len(items)) as pool:
-                return list(pool.map(call, items))
+            return list(self._rendezvous.map(call, items))
 
     def _call(self, name: str, task: Message, timeout_s: float) -> Outcome:
         party = self._parties.get(name)

@@ -10,7 +10,7 @@ the same job and seed give bit-identical weights.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -33,11 +33,16 @@ class LocalTrainConfig:
 class TrainResult:
     num_examples: int
     mean_loss: float
+    # The trained parameters when the trainer hands them over as arrays (vectorized
+    # training: views into its stacked result); None: the model was trained in place.
+    params: dict[str, np.ndarray] | None = field(default=None, compare=False, repr=False)
 
 
 class Trainer(Protocol):
     """How a party runs its local training: :func:`train_local`, or in a simulation a trainer
-    that trains many parties together (``fedsilo.runtime.batched.BatchedTrainer``)."""
+    that trains many parties together (``fedsilo.runtime.batched.BatchedTrainer``), which
+    returns the trained parameters in :attr:`TrainResult.params` instead of writing them
+    into ``model``."""
 
     def __call__(
         self,

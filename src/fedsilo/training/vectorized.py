@@ -39,8 +39,8 @@ ADAM_EPS = 1e-8
 
 @dataclass(frozen=True)
 class PartyBatch:
-    """One party's share of a vectorized training run: its model (trained in place), rows
-    and shuffling seed."""
+    """One party's share of a vectorized training run: its model (its starting parameters,
+    not modified), rows and shuffling seed."""
 
     model: nn.Module
     features: np.ndarray
@@ -91,58 +91,78 @@ def _schedule(n: int, cfg: LocalTrainConfig, seed: int) -> torch.Tensor:
     return steps
 
 
-def train_together(parties: Sequence[PartyBatch], cfg: LocalTrainConfig) -> list[TrainResult]:
-    """Train every party's model in place, as :func:`train_local` would one by one.
+def _state_names(model: nn.Module, layers: list[nn.Linear]) -> list[tuple[str, int, int]]:
+    """``(state_dict name, layer, 0 weight / 1 bias)`` in the model's state_dict order."""
+    where: dict[int, tuple[int, int]] = {}
+    for i, layer in enumerate(layers):
+        where[id(layer.weight)], where[id(layer.bias)] = (i, 0), (i, 1)
+    out = []
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) not in where:
+            raise ValueError(f"train_together: state entry {name!r} is not a linear layer's")
+        out.append((name, *where[id(tensor)]))
+    return out
 
-    All models must have the same :func:`signature` (not ``None``).
+
+def train_together(parties: Sequence[PartyBatch], cfg: LocalTrainConfig) -> list[TrainResult]:
+    """Train every party's model as :func:`train_local` would one by one.
+
+    All models must have the same :func:`signature` (not ``None``). The models are left as
+    they were: each result's ``params`` holds the party's trained parameters (named as in its
+    ``state_dict``), read-only views into one stacked buffer, no copy per party.
     """
     layers = [linear_layers(p.model) for p in parties]
     if any(ls is None for ls in layers) or len({signature(p.model) for p in parties}) != 1:
         raise ValueError("train_together needs models of one vectorizable architecture")
     k = len(parties)
-    stacks = [
-        [
-            torch.stack([ls[i].weight.detach() for ls in layers if ls is not None]).clone(),
-            torch.stack([ls[i].bias.detach() for ls in layers if ls is not None]).clone(),
+    names = [_state_names(p.model, ls) for p, ls in zip(parties, layers, strict=True) if ls]
+    with torch.no_grad():  # torch.stack copies: the models are not touched
+        stacks = [
+            [
+                torch.stack([ls[i].weight for ls in layers if ls is not None]),
+                torch.stack([ls[i].bias for ls in layers if ls is not None]),
+            ]
+            for i in range(len(layers[0] or []))
         ]
-        for i in range(len(layers[0] or []))
-    ]
     params = [t.requires_grad_() for pair in stacks for t in pair]
     anchor = [t.detach().clone() for t in params] if cfg.proximal_mu > 0 else []
 
-    # Every party's rows padded to the longest, plus one zero row that padding points at.
+    # Every party's rows one after the other, plus one zero row that padding points at.
     sizes = [len(p.labels) for p in parties]
-    width = max(sizes) + 1
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
     dim = stacks[0][0].shape[2]
-    x_all = torch.zeros((k, width, dim), dtype=torch.float32)
-    y_all = torch.zeros((k, width), dtype=torch.int64)
+    x_all = torch.zeros((int(offsets[-1]) + 1, dim), dtype=torch.float32)
+    y_all = torch.zeros(int(offsets[-1]) + 1, dtype=torch.int64)
     schedules = []
     for j, p in enumerate(parties):
-        x = np.ascontiguousarray(p.features, dtype=np.float32).reshape(sizes[j], -1)
-        x_all[j, : sizes[j]] = torch.from_numpy(x)
-        y_all[j, : sizes[j]] = torch.from_numpy(np.ascontiguousarray(p.labels, dtype=np.int64))
+        rows = slice(int(offsets[j]), int(offsets[j + 1]))
+        x_all[rows] = torch.from_numpy(
+            np.ascontiguousarray(p.features, dtype=np.float32).reshape(sizes[j], -1)
+        )
+        y_all[rows] = torch.from_numpy(np.ascontiguousarray(p.labels, dtype=np.int64))
         schedules.append(_schedule(sizes[j], cfg, p.seed))
     party_steps = torch.tensor([len(s) for s in schedules])
     total_steps = int(party_steps.max())
     index = torch.full((k, total_steps, cfg.batch_size), -1, dtype=torch.int64)
     for j, s in enumerate(schedules):
-        index[j, : len(s)] = s
+        index[j, : len(s)] = torch.where(s >= 0, s + int(offsets[j]), -1)
     real = index >= 0
-    index = torch.where(real, index, torch.tensor(width - 1))
-    rows = torch.arange(k)[:, None]
+    # (steps, k, batch) rows of x_all; padding points at the zero row
+    index = torch.where(real, index, int(offsets[-1])).transpose(0, 1).contiguous()
 
     state = _OptimizerState(params, cfg)
     loss_sums = torch.zeros(k, dtype=torch.float64)
+    batch = torch.empty((k * cfg.batch_size, dim), dtype=torch.float32)  # reused every step
     for t in range(total_steps):
         active = party_steps > t
-        idx, mask = index[:, t], real[:, t].to(torch.float32)
-        h = x_all[rows, idx]
+        idx, mask = index[t].reshape(-1), real[:, t].to(torch.float32)
+        h = torch.index_select(x_all, 0, idx, out=batch).reshape(k, cfg.batch_size, dim)
         for i, (w, b) in enumerate(stacks):
             h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
             if i + 1 < len(stacks):
                 h = torch.relu(h)
         per_row = nn.functional.cross_entropy(
-            h.reshape(-1, h.shape[-1]), y_all[rows, idx].reshape(-1), reduction="none"
+            h.reshape(-1, h.shape[-1]), y_all[idx], reduction="none"
         ).reshape(k, -1)
         count = mask.sum(dim=1).clamp(min=1.0)
         loss = (per_row * mask).sum(dim=1) / count
@@ -156,14 +176,15 @@ def train_together(parties: Sequence[PartyBatch], cfg: LocalTrainConfig) -> list
         state.step(grads, active)
         loss_sums += torch.where(active, loss.detach().double(), 0.0)
 
-    for j, ls in enumerate(layers):
-        assert ls is not None
-        with torch.no_grad():
-            for layer, (w, b) in zip(ls, stacks, strict=True):
-                layer.weight.copy_(w[j])
-                layer.bias.copy_(b[j])
+    arrays = [t.detach().numpy() for t in params]
+    for a in arrays:
+        a.flags.writeable = False
     return [
-        TrainResult(num_examples=sizes[j], mean_loss=float(loss_sums[j]) / int(party_steps[j]))
+        TrainResult(
+            num_examples=sizes[j],
+            mean_loss=float(loss_sums[j]) / int(party_steps[j]),
+            params={name: arrays[2 * i + kind][j] for name, i, kind in names[j]},
+        )
         for j in range(k)
     ]
 
@@ -182,6 +203,8 @@ class _OptimizerState:
         self.second = [torch.zeros_like(p) for p in params] if cfg.optimizer == "adam" else []
 
     def step(self, grads: Sequence[torch.Tensor], active: torch.Tensor) -> None:
+        """One step; ``grads`` are this step's own tensors and are overwritten (in place:
+        no fresh ``(K, out, in)`` buffers per step)."""
         cfg = self.cfg
         self.steps += 1
         everyone = bool(active.all())  # no party done yet: no masking needed
@@ -189,21 +212,26 @@ class _OptimizerState:
             for i, (p, g) in enumerate(zip(self.params, grads, strict=True)):
                 on = active.reshape(-1, *([1] * (p.dim() - 1)))
                 if cfg.weight_decay:
-                    g = g.add(p, alpha=cfg.weight_decay)
+                    g.add_(p, alpha=cfg.weight_decay)
                 step = self._adam if cfg.optimizer == "adam" else self._sgd
-                update = step(i, g, on)
-                p.sub_(update if everyone else torch.where(on, update, 0.0))
+                update = step(i, g, on, everyone)
+                p.sub_(update if everyone else update.masked_fill_(~on, 0.0))
 
-    def _sgd(self, i: int, g: torch.Tensor, on: torch.Tensor) -> torch.Tensor:
+    def _sgd(self, i: int, g: torch.Tensor, on: torch.Tensor, everyone: bool) -> torch.Tensor:
         cfg = self.cfg
-        if cfg.momentum:
-            # the first step's buffer is the gradient itself (torch.optim.SGD)
-            buf = g.clone() if self.steps == 1 else self.first[i].mul(cfg.momentum).add_(g)
+        if not cfg.momentum:
+            return g.mul_(cfg.learning_rate)
+        # the first step's buffer is the gradient itself (torch.optim.SGD)
+        if self.steps == 1:
+            self.first[i] = torch.where(on, g, self.first[i])
+        elif everyone:
+            self.first[i].mul_(cfg.momentum).add_(g)
+        else:
+            buf = self.first[i].mul(cfg.momentum).add_(g)
             self.first[i] = torch.where(on, buf, self.first[i])
-            g = buf
-        return g * cfg.learning_rate
+        return torch.mul(self.first[i], cfg.learning_rate, out=g)
 
-    def _adam(self, i: int, g: torch.Tensor, on: torch.Tensor) -> torch.Tensor:
+    def _adam(self, i: int, g: torch.Tensor, on: torch.Tensor, everyone: bool) -> torch.Tensor:
         beta1, beta2 = ADAM_BETAS
         # parties stop in order of their step counts, so an active party is at step `steps`
         m = self.first[i].lerp(g, 1 - beta1)
