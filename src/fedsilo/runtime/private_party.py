@@ -1,8 +1,9 @@
 """A party's side of secure-aggregation and client-DP rounds (the runtime glue).
 
 :class:`PrivateParty` keeps the per-round
-:class:`~fedsilo.privacy.secagg.protocol.PartyRound` and turns the coordinator's tasks into
-protocol calls. A ``fit`` task in private mode trains as usual, then
+:class:`~fedsilo.privacy.secagg.protocol.PartyRound` and the job's
+:class:`~fedsilo.privacy.secagg.protocol.Session` (its channel key and the neighbours' keys it
+has checked), and turns the coordinator's tasks into protocol calls. A ``fit`` task in private mode trains as usual, then
 either clips (client DP) and/or quantizes and masks the update: the coordinator receives only
 the masked ring vector ``[update * w, clipped-bit, w, loss * w]`` (``w`` = example weight,
 or 1 under client DP), never the update, the example count or the loss in the clear.
@@ -31,7 +32,7 @@ from fedsilo.privacy.dp_fedavg import ClientDPPolicy, clip_update
 from fedsilo.privacy.noise import NoiseSource
 from fedsilo.privacy.secagg import wire
 from fedsilo.privacy.secagg.identity import Identity, require_identity
-from fedsilo.privacy.secagg.protocol import PartyRound
+from fedsilo.privacy.secagg.protocol import PartyRound, Session
 from fedsilo.privacy.secagg.quantize import Quantizer
 from fedsilo.protocol.bodies import (
     AttemptOf,
@@ -87,6 +88,7 @@ class PrivateParty:
         self._identity = identity
         self._client_dp = client_dp or ClientDPPolicy()  # what it accepts, from its own config
         self._rounds: dict[tuple[int, int], PartyRound] = {}
+        self._session: Session | None = None  # its channel key for the current job
         self._started: set[tuple[int, int]] = set()  # (round, attempt) keyed so far
         self._masked_seeds: set[tuple[str, int]] = set()  # (job, fit seed) of masked updates
 
@@ -125,7 +127,10 @@ class PrivateParty:
         # Only the current round is kept: older state is useless and holds secrets.
         self._rounds = {k: r for k, r in self._rounds.items() if k[0] == task.round}
         self._started.add(key)
-        state = PartyRound(identity, setup)
+        scope = task.job_id.encode()
+        if self._session is None or self._session.scope != scope:
+            self._session = Session(identity, scope)
+        state = PartyRound(identity, setup, session=self._session)
         self._rounds[key] = state
         return wire.keys_reply(state)
 

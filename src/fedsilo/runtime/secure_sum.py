@@ -10,7 +10,16 @@ No differencing (issue: a coordinator that unmasks a sum, rejects the round and 
 another sum over different survivors learns the difference): the survivors are counted
 against ``selection.min_parties`` *before* any party is asked to unmask, so an attempt that
 is going to be rejected never reveals a sum. Each attempt has its own protocol tag, so the
-parties draw fresh keys and masks, and trains from fresh seeds (:class:`~.collectors.Attempt`).
+parties draw fresh mask keys and masks, and trains from fresh seeds
+(:class:`~.collectors.Attempt`).
+
+The neighbour graph (SecAgg+) depends on the job seed and the selected parties, not on the
+round: while the same parties take part, each keeps the same neighbours, and its session
+(:class:`~fedsilo.privacy.secagg.protocol.Session`) has already checked their signed channel
+keys. The coordinator chooses the graph either way (each party checks its degree and the
+survivors' connectivity, :class:`~fedsilo.privacy.secagg.protocol.PartyRound`); one graph
+drawn per job also means an honest party's neighbourhood is drawn once, not re-drawn every
+round.
 """
 
 from __future__ import annotations
@@ -47,7 +56,9 @@ class SecureSum:
             bits=cfg.bits,
             length=length,
             tag=f"{attempt.job.name}|{rnd}|{number}",
-            graph_seed=derive_seed(self._seed, "secagg-graph", rnd, number),
+            # one graph per job and party set: the parties' sessions then check each
+            # neighbour's channel key once, not every round (see protocol.Session)
+            graph_seed=derive_seed(self._seed, "secagg-graph"),
             threat=ThreatModel(cfg.dropout_rate, cfg.corruption_rate),
         )
         server = ServerRound(rs)

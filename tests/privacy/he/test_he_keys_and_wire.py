@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from fedsilo.errors import ConfigError, ProtocolError
@@ -173,8 +173,12 @@ def test_fuzzed_vector_bytes_only_raise_protocol_error(
         pub.deserialize_vector(junk)
     wire = pub.serialize_vector(pub.encrypt(np.ones(2)))
     cut %= len(wire)
+    damaged = wire[:cut] + junk[:1]  # truncated (+ maybe one stray byte)
+    # cutting the last byte and appending the same byte rebuilds the valid vector (found by
+    # hypothesis: a Paillier ciphertext ends in 0x00 once in 256)
+    assume(damaged != wire)
     with pytest.raises(ProtocolError):
-        pub.deserialize_vector(wire[:cut] + junk[:1])  # truncated (+ maybe one stray byte)
+        pub.deserialize_vector(damaged)
 
 
 def test_invalid_configs_are_config_errors() -> None:

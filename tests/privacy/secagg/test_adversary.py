@@ -24,7 +24,7 @@ from fedsilo.privacy.secagg.protocol import (
     RoundSetup,
     ServerRound,
     SignedKeys,
-    advert_message,
+    session_message,
 )
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.coordinator import local_train_config
@@ -178,7 +178,7 @@ def _substitute(
             for owner, (_, _, sig) in list(box.items()):
                 if (receiver == target) if towards_target else (owner == target):
                     if sign_with_own_key:
-                        sig = keys.sign(rogue, advert_message(b"test|1|0", owner, c, s))
+                        sig = keys.sign(rogue, session_message(b"test", owner, c))
                     box[owner] = (c, s, sig)
 
     return tamper
@@ -203,6 +203,47 @@ def test_substituted_keys_are_refused_and_no_share_is_encrypted_to_them(
         assert "not signed by" in text and "substituted" in text
     for victim in victims:
         assert "shares" not in refusals[victim].body  # nothing encrypted to a rogue key
+
+
+@pytest.mark.parametrize("towards_target", [True, False], ids=["to-target", "as-target"])
+def test_a_substituted_mask_key_is_refused_before_any_input_is_masked(
+    towards_target: bool,
+) -> None:
+    """The channel keys and their signatures are genuine; only the per-round mask key ``s``
+    is the coordinator's own. Each victim finds the real ``s`` inside the neighbour's
+    encrypted share (which the coordinator cannot forge) and refuses to mask."""
+    coordinator = ScriptedCoordinator(4)
+    rs = coordinator.plan()
+    target = "party-2"
+    rogue_s = keys.public_bytes(keys.new_private_key())
+
+    def tamper(routed: dict[str, dict[str, SignedKeys]]) -> None:
+        for receiver, box in routed.items():
+            for owner, (c, _, sig) in list(box.items()):
+                if (receiver == target) if towards_target else (owner == target):
+                    box[owner] = (c, rogue_s, sig)
+
+    server = ServerRound(rs)
+    advertised = {p: wire.parse_keys_reply(r.body) for p, r in coordinator.keys(rs).items()}
+    routed = server.route_keys(advertised)
+    tamper(routed)
+    replies = coordinator.send(
+        TaskKind.SECAGG_SHARES, {p: wire.keys_body(ks) for p, ks in routed.items()}
+    )
+    assert not _errors(replies)  # the channel keys verify: shares go out
+    inbox = server.route_shares({p: wire.parse_shares_reply(r.body) for p, r in replies.items()})
+    bodies = {p: coordinator._fit_body(rs, p, box) for p, box in inbox.items()}
+    fitted = coordinator.send(TaskKind.FIT, bodies, coordinator.params)
+
+    victims = [target] if towards_target else [p for p in coordinator.parties if p != target]
+    errors = _errors(fitted)
+    assert sorted(errors) == sorted(victims)
+    for victim, text in errors.items():
+        assert f"party '{victim}' refuses" in text
+        assert "mask key relayed as" in text and "substituted" in text
+        assert "masked" not in fitted[victim].arrays  # no input masked with the rogue key
+    for honest in set(coordinator.parties) - set(victims):
+        assert "masked" in fitted[honest].arrays
 
 
 def test_without_substitution_the_same_round_completes() -> None:

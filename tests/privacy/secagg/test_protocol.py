@@ -157,3 +157,21 @@ def test_unmask_request_sends_each_survivor_set_once_and_refuses_a_dangling_inde
         forged = {"sets": body["sets"], "confirmations": {"a": [bad, "01"]}}
         with pytest.raises(ProtocolError, match="malformed unmask request"):
             wire.parse_unmask_body(forged)
+
+
+@pytest.mark.parametrize("bits", [16, 32, 48])
+def test_stochastic_rounding_is_unbiased_and_stays_in_range(bits: int) -> None:
+    """A value a quarter of a step above a grid point rounds up a quarter of the time."""
+    quant = Quantizer(clip_range=1.0, bits=bits, max_parties=4)
+    grid = 0.3 - (0.3 + 1.0) % quant.step  # a representable value
+    values = np.full(200_000, grid + 0.25 * quant.step)
+    encoded = quant.encode(values, np.random.default_rng(5))
+    low = int(encoded.min())
+    assert set(np.unique(encoded).tolist()) == {low, low + 1}
+    up = float((encoded == low + 1).mean())
+    # float64 keeps 53 bits of y < 2^value_bits: y + u is resolved to 2^(value_bits - 53), a
+    # bias that is nil at 32 bits and 2^-7 of a step at 48 (the same with any u)
+    resolution = 2.0 ** (quant.value_bits - 53)
+    assert abs(up - 0.25) < 4 * (0.25 * 0.75 / len(values)) ** 0.5 + resolution  # 4 sigma
+    edges = quant.encode(np.array([-5.0, -1.0, 1.0, 5.0]), np.random.default_rng(6))
+    assert edges.tolist() == [0, 0, 2**quant.value_bits - 1, 2**quant.value_bits - 1]

@@ -62,14 +62,16 @@ class Quantizer:
         return count * self.step
 
     def encode(self, values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Stochastic rounding: ``floor(y + u)`` with ``u`` a float32 uniform (its 2^-24
+        resolution biases a rounding probability by at most 2^-24 of a step)."""
         c = self.clip_range
         y = np.clip(np.asarray(values, dtype=np.float64), -c, c)  # a fresh array: edit in place
         y += c
-        y /= self.step
-        y += rng.random(y.shape)
-        np.floor(y, out=y)
-        np.clip(y, 0, 2**self.value_bits - 1, out=y)
-        return y.astype(self.dtype)
+        y *= 1.0 / self.step  # a product: a vector division costs ~4x
+        y += rng.random(y.shape, dtype=np.float32)
+        out = y.astype(self.dtype)  # y >= 0 here, so the cast is floor
+        np.minimum(out, self.dtype(2**self.value_bits - 1), out=out)
+        return out
 
     def decode_sum(self, total: np.ndarray, count: int) -> np.ndarray:
         return total.astype(np.float64) * self.step - count * self.clip_range
