@@ -14,8 +14,11 @@ import torch
 
 from fedsilo.config import JobConfig
 from fedsilo.errors import ConfigError
+from fedsilo.models import ModelSpec, build_model
+from fedsilo.runtime import batched
 from fedsilo.runtime.coordinator import RoundRecord
 from fedsilo.simulation import simulate, vectorized
+from fedsilo.training import vectorized as vectorized_training
 from tests.conftest import small_job
 
 # vectorized vs one-by-one after a few rounds of FedAvg (float32 sums in another order)
@@ -45,6 +48,34 @@ def test_the_model_does_not_depend_on_the_number_of_workers() -> None:
     assert all(np.array_equal(together_one[k], together_three[k]) for k in one)
     for k in one:  # vectorized training: the same model to float tolerance
         np.testing.assert_allclose(together_one[k], one[k], rtol=RTOL, atol=ATOL, err_msg=k)
+
+
+def test_chunks_train_on_worker_threads_with_the_same_model_as_one_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    one_batch = _params(workers=1, vectorize="on")
+    # a chunk per 2 parties: 5 chunks a round, trained 1 or 3 at a time
+    # (breast-cancer: 30 features; float32 weights and biases of the first layer)
+    monkeypatch.setattr(vectorized_training, "CHUNK_BYTES", 2 * 4 * 8 * (30 + 1))
+    assert [len(c) for c in vectorized_training.chunks(_batches(5))] == [2, 2, 1]
+    seen: set[tuple[int, int]] = set()  # (parties, torch threads) of every chunk trained
+    train = batched.train_together
+
+    def spy(parties: Any, cfg: Any) -> Any:
+        seen.add((len(parties), torch.get_num_threads()))
+        return train(parties, cfg)
+
+    monkeypatch.setattr(batched, "train_together", spy)
+    for workers in (1, 3):
+        chunked = _params(workers=workers, vectorize="on")
+        assert all(np.array_equal(chunked[k], one_batch[k]) for k in one_batch), workers
+    assert seen == {(2, 1), (1, 1)}  # chunks of the 9 parties, one torch thread each
+
+
+def _batches(n: int) -> list[vectorized_training.PartyBatch]:
+    model = build_model(ModelSpec("mlp", (30,), 2, hidden=(8,)), seed=0)
+    rows = np.zeros((3, 30), dtype=np.float32)
+    return [vectorized_training.PartyBatch(model, rows, np.zeros(3, np.int64), j) for j in range(n)]
 
 
 def test_auto_vectorizes_logreg_and_mlp_from_eight_parties_per_round() -> None:

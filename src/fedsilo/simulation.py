@@ -599,11 +599,12 @@ def simulate_horizontal(
             job.simulation.workers,
         )
     else:
-        batched = BatchedTrainer() if vectorized(job, len(sim.parties)) else None
+        workers = simulation_workers(job)
+        batched = BatchedTrainer(workers) if vectorized(job, len(sim.parties)) else None
         agents = simulated_agents(
             job, sim, identities, audit_dir, train_local if batched is None else batched
         )
-        transport = InProcessTransport(agents, workers=simulation_workers(job), batched=batched)
+        transport = InProcessTransport(agents, workers=workers, batched=batched)
     coordinator = Coordinator(job, transport, central_evaluator=evaluator, on_round=on_round)
     try:
         with one_torch_thread():

@@ -10,7 +10,13 @@ from torch import nn
 
 from fedsilo.models import ModelSpec, build_model, get_params
 from fedsilo.training import LocalTrainConfig, train_local
-from fedsilo.training.vectorized import PartyBatch, linear_layers, signature, train_together
+from fedsilo.training.vectorized import (
+    PartyBatch,
+    chunks,
+    linear_layers,
+    signature,
+    train_together,
+)
 
 # float32 matrix products summed in another order: agreement after several epochs
 RTOL, ATOL = 1e-4, 1e-5
@@ -94,3 +100,18 @@ def test_only_linear_relu_stacks_are_vectorizable() -> None:
             ],
             LocalTrainConfig(),
         )
+
+
+def test_chunks_keep_each_stacked_layer_small_and_the_order() -> None:
+    def batches(spec: ModelSpec, n: int) -> list[PartyBatch]:
+        model = build_model(spec, seed=0)
+        rows = np.zeros((1, *spec.input_shape), dtype=np.float32)
+        return [PartyBatch(model, rows, np.zeros(1, np.int64), seed=j) for j in range(n)]
+
+    # 128 x (784 + 1) float32 = 402 kB a party: 10 parties under 4 MiB
+    mnist = batches(ModelSpec("mlp", (784,), 10, hidden=(128,)), 25)
+    cut = chunks(mnist)
+    assert [len(c) for c in cut] == [10, 10, 5]
+    assert [p.seed for c in cut for p in c] == list(range(25))
+    assert [len(c) for c in chunks(batches(ModelSpec("logreg", (30,), 2), 300))] == [300]
+    assert chunks([]) == []

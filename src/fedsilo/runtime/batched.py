@@ -5,11 +5,14 @@ Each simulated :class:`~fedsilo.runtime.party.PartyAgent` still answers its own 
 local training goes through a :class:`BatchedTrainer`: the in-process transport runs a FIT
 exchange's parties concurrently, each party hands its model, rows and seed to the trainer and
 waits, and once every party of the exchange is either waiting or done, the trainer trains
-all the waiting ones in one batched computation
-(:func:`~fedsilo.training.vectorized.train_together`) and wakes them. A party that does not
-train (an error, its budget spent) or trains otherwise (DP-SGD) simply finishes. Which
-parties train together and in what order depends only on the exchange's tasks, never on
-thread scheduling, so the model is the same whatever the number of workers.
+all the waiting ones in batched computations
+(:func:`~fedsilo.training.vectorized.train_together` over
+:func:`~fedsilo.training.vectorized.chunks`, ``workers`` chunks at a time) and wakes each
+chunk's parties, who get their trained parameters as arrays (``TrainResult.params``). A party
+that does not train (an error, its budget spent) or trains otherwise (DP-SGD) simply
+finishes. Which parties train together and in what order depends only on the exchange's tasks
+and the architecture, never on thread scheduling, so the model is the same whatever the
+number of workers.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -24,7 +28,7 @@ import numpy as np
 from torch import nn
 
 from fedsilo.training import LocalTrainConfig, TrainResult, train_local
-from fedsilo.training.vectorized import PartyBatch, signature, train_together
+from fedsilo.training.vectorized import PartyBatch, chunks, signature, train_together
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +44,19 @@ class _Request:
 
 class BatchedTrainer:
     """A party's ``trainer`` (same call as :func:`train_local`) that trains with the other
-    parties of the same exchange; outside an exchange it trains alone."""
+    parties of the same exchange; outside an exchange it trains alone.
 
-    def __init__(self) -> None:
+    The waiting parties train in :func:`~fedsilo.training.vectorized.chunks` spread over
+    ``workers`` threads (each with the simulation's one torch thread); a chunk's parties go
+    on with their replies as soon as their chunk is done.
+    """
+
+    def __init__(self, workers: int = 1) -> None:
         self._lock = threading.Condition()
         self._running = 0  # parties of the open exchange neither waiting nor done
         self._open = False
         self._pending: list[_Request] = []
+        self._workers = workers
 
     @contextmanager
     def exchange(self, calls: int) -> Iterator[Callable[[], None]]:
@@ -60,7 +70,8 @@ class BatchedTrainer:
         def left() -> None:
             with self._lock:
                 self._running -= 1
-                self._maybe_flush()
+                due = self._due()
+            self._train(due)
 
         try:
             yield left
@@ -83,9 +94,10 @@ class BatchedTrainer:
                 request = _Request(PartyBatch(model, features, labels, seed), cfg)
                 self._pending.append(request)
                 self._running -= 1
-                self._maybe_flush()
+                due = self._due()
         if alone:
             return train_local(model, features, labels, cfg, seed=seed)
+        self._train(due)
         request.done.wait()
         with self._lock:
             self._running += 1  # back to finishing its reply
@@ -94,24 +106,41 @@ class BatchedTrainer:
         assert request.result is not None
         return request.result
 
-    def _maybe_flush(self) -> None:
-        """Called with the lock held: train everyone waiting once nobody is still running."""
+    def _due(self) -> list[list[_Request]]:
+        """Called with the lock held: everyone waiting, in chunks, once nobody is still
+        running (then nobody else can join: the others are waiting or done)."""
         if self._running > 0 or not self._pending:
-            return
+            return []
         pending, self._pending = self._pending, []
         groups: dict[object, list[_Request]] = {}
         # deterministic: one group per (architecture, training config), parties by seed
         for request in sorted(pending, key=lambda r: r.party.seed):
             groups.setdefault((signature(request.party.model), request.cfg), []).append(request)
+        due: list[list[_Request]] = []
         for group in groups.values():
-            try:
-                results = train_together([r.party for r in group], group[0].cfg)
-            except Exception as exc:  # every waiting party answers with the error
-                log.exception("vectorized training of %d parties failed", len(group))
-                for r in group:
-                    r.error = exc
-            else:
-                for r, result in zip(group, results, strict=True):
-                    r.result = result
-            for r in group:
-                r.done.set()
+            by_party = {id(r.party): r for r in group}
+            due += [[by_party[id(p)] for p in c] for c in chunks([r.party for r in group])]
+        return due
+
+    def _train(self, due: list[list[_Request]]) -> None:
+        if len(due) > 1 and self._workers > 1:
+            with ThreadPoolExecutor(min(self._workers, len(due))) as pool:
+                list(pool.map(_train_chunk, due))
+        else:
+            for chunk in due:
+                _train_chunk(chunk)
+
+
+def _train_chunk(chunk: list[_Request]) -> None:
+    """Train one chunk and wake its parties, each with its result or the chunk's error."""
+    try:
+        results = train_together([r.party for r in chunk], chunk[0].cfg)
+    except Exception as exc:  # every waiting party answers with the error
+        log.exception("vectorized training of %d parties failed", len(chunk))
+        for r in chunk:
+            r.error = exc
+    else:
+        for r, result in zip(chunk, results, strict=True):
+            r.result = result
+    for r in chunk:
+        r.done.set()

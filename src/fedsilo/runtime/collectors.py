@@ -161,6 +161,9 @@ class PlainCollector:
 
     def __init__(self, aggregator: AggregatorSpec) -> None:
         self.aggregator = aggregator
+        # the (parties, parameters) matrix of updates, reused from round to round: ~80 MB
+        # at 100 MLPs, whose fresh pages would cost more than filling them
+        self._updates = np.empty((0, 0))
 
     def collect(self, attempt: Attempt) -> Collected:
         tasks = {p: attempt.fit_task(p) for p in attempt.selected}
@@ -174,14 +177,18 @@ class PlainCollector:
         attempt.require_parties(len(accepted), "valid update(s)")
         base = flatten(attempt.params)
         names = sorted(accepted)
-        updates = np.empty((len(names), base.size))
+        if self._updates.shape != (len(names), base.size):
+            self._updates = np.empty((len(names), base.size))
+        updates = self._updates
         for row, p in zip(updates, names, strict=True):
-            flatten(accepted[p][0], out=row)
-        updates -= base
+            np.subtract(flatten(accepted[p][0], out=row), base, out=row)
         weights = np.array([accepted[p][1] for p in names], dtype=np.float64)
         total = float(weights.sum())
         loss = sum(accepted[p][2] * accepted[p][1] for p in names) / total
-        return Collected(self.aggregator.aggregate(updates, weights), names, loss)
+        delta = self.aggregator.aggregate(updates, weights)
+        if np.may_share_memory(delta, updates):  # the buffer is next round's
+            delta = delta.copy()
+        return Collected(delta, names, loss)
 
     def restore(self, history: Sequence[RoundRecord]) -> None:
         return None

@@ -76,6 +76,20 @@ def signature(model: nn.Module) -> tuple[tuple[int, int], ...] | None:
     return tuple((layer.out_features, layer.in_features) for layer in layers)
 
 
+CHUNK_BYTES = 4 << 20
+
+
+def chunks(parties: Sequence[PartyBatch]) -> list[Sequence[PartyBatch]]:
+    """``parties`` cut into consecutive runs to train together, sized so that a run's largest
+    stacked layer stays under :data:`CHUNK_BYTES` (its buffers then come from the allocator's
+    reused heap instead of fresh pages, ~2x faster on 100 MLPs 784-128-10). The cut depends on
+    the architecture alone, and a party's training does not depend on who trains with it."""
+    sig = signature(parties[0].model) if parties else None
+    largest = max((out * (inp + 1) for out, inp in sig), default=1) * 4 if sig else 1
+    size = max(1, CHUNK_BYTES // largest)
+    return [parties[i : i + size] for i in range(0, len(parties), size)]
+
+
 def _schedule(n: int, cfg: LocalTrainConfig, seed: int) -> torch.Tensor:
     """Row indices of every step, ``(steps, batch_size)``, -1 where a short batch is padded:
     the batches :func:`train_local` draws from the same seed, in the same order."""
