@@ -81,16 +81,18 @@ _EPS = float(np.finfo(np.float64).eps)
 
 
 def local_stats(
-    df: pd.DataFrame, schema: TableSchema, *, party: str, source: str
+    df: pd.DataFrame, schema: TableSchema, *, party: str, source: str, typed: bool = False
 ) -> dict[str, Any]:
     """Summable statistics of one party's rows for the shared schema (JSON-serializable).
 
     ``df`` is the party's table as read (:func:`fedsilo.data.typed.read_raw`); it is read
-    with the schema's types here. Missing feature values are counted, not judged: the policy
+    with the schema's types here, unless ``typed`` says it already was (:func:`read_typed`
+    with this schema). Missing feature values are counted, not judged: the policy
     is applied when statistics are merged. A malformed value raises DataError naming party,
     file, column and row; a missing label raises MissingValueError.
     """
-    df = _typed(df, schema, party=party, source=source)
+    if not typed:
+        df = read_typed(df, schema, party=party, source=source)
     columns: dict[str, dict[str, Any]] = {}
     for col in schema.columns:
         series = df[col.name]
@@ -416,7 +418,7 @@ class PreprocessPlan:
         self, df: pd.DataFrame, *, party: str, source: str
     ) -> npt.NDArray[np.float32]:
         """Features ``(n_rows, num_features)`` as float32; the label column is not needed."""
-        typed = _typed(df, self.schema, party=party, source=source, label=False)
+        typed = read_typed(df, self.schema, party=party, source=source, label=False)
         return self._features(typed, party=party, source=source)
 
     def _features(self, df: pd.DataFrame, *, party: str, source: str) -> npt.NDArray[np.float32]:
@@ -441,18 +443,19 @@ class PreprocessPlan:
         return out
 
     def transform(
-        self, df: pd.DataFrame, *, party: str, source: str
+        self, df: pd.DataFrame, *, party: str, source: str, typed: bool = False
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """``(X, y)``: float32 features ``(n, num_features)`` and int64 class indices ``(n,)``.
 
         Missing feature values are imputed by the plan's policy (or raise
         MissingValueError under ``REJECT``); a category value or label the plan does not
-        know raises DataError naming party, column, value and row.
+        know raises DataError naming party, column, value and row. ``typed``: ``df`` was
+        already read with the plan's schema (:func:`read_typed`).
         """
-        typed = _typed(df, self.schema, party=party, source=source)
-        features = self._features(typed, party=party, source=source)
+        typed_df = df if typed else read_typed(df, self.schema, party=party, source=source)
+        features = self._features(typed_df, party=party, source=source)
         label = self.schema.label
-        codes, texts = _label_codes(typed, label, party=party, source=source)
+        codes, texts = _label_codes(typed_df, label, party=party, source=source)
         lookup = {c: i for i, c in enumerate(self.classes)}
         mapped = np.array([lookup.get(t, -1) for t in texts], dtype=np.int64)
         y = mapped[codes] if len(texts) else np.zeros(0, dtype=np.int64)
@@ -551,7 +554,7 @@ def _json_float(value: Any) -> float:
     return float(value)
 
 
-def _typed(
+def read_typed(
     df: pd.DataFrame,
     schema: TableSchema,
     *,

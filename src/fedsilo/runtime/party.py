@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from fedsilo.data.preprocess import PreprocessPlan, local_stats
+from fedsilo.data.preprocess import PreprocessPlan, local_stats, read_typed
 from fedsilo.data.tabular import ColumnSchema, TableSchema
 from fedsilo.data.typed import infer_schema
 from fedsilo.errors import DataError, NotReadyError, ProtocolError, UnsupportedError
@@ -138,6 +138,8 @@ class PartyAgent:
         self._plan: PreprocessPlan | None = None
         self._train: tuple[np.ndarray, np.ndarray] | None = None
         self._holdout: tuple[np.ndarray, np.ndarray] | None = None
+        # Its table read with the agreed schema: statistics and setup read it once, not twice.
+        self._typed: tuple[TableSchema, pd.DataFrame] | None = None
         # Built once at setup; every fit/evaluate task loads its weights (strict, all entries).
         self._model: nn.Module | None = None
         self._template: Params | None = None
@@ -197,14 +199,24 @@ class PartyAgent:
                 f"party '{self.name}' holds images: it has no column statistics to send"
             )
         shared = TableSchema.from_json(body.table.model_dump(mode="json"))
-        stats = local_stats(d.table, shared, party=self.name, source=d.source)
+        typed = self._typed_table(d.table, shared, d.source)
+        stats = local_stats(typed, shared, party=self.name, source=d.source, typed=True)
         return StatsReply.model_validate({"stats": stats})
+
+    def _typed_table(self, table: pd.DataFrame, schema: TableSchema, source: str) -> pd.DataFrame:
+        """``table`` read with ``schema``'s types, once per schema (each read is a DuckDB
+        pass over the rows: ~30-60 ms for a small table, whatever its size)."""
+        if self._typed is None or self._typed[0] != schema:
+            self._typed = (schema, read_typed(table, schema, party=self.name, source=source))
+        return self._typed[1]
 
     def _rows(self, d: LocalData, body: SetupTask) -> tuple[np.ndarray, np.ndarray]:
         """Model inputs and class indices of ``d`` under the job's plan (tables) or classes."""
         if d.table is not None:
             assert self._plan is not None
-            return self._plan.transform(d.table, party=self.name, source=d.source)
+            typed = self._typed_table(d.table, self._plan.schema, d.source)
+            self._typed = None  # setup is the last step that reads the table
+            return self._plan.transform(typed, party=self.name, source=d.source, typed=True)
         assert d.images is not None and d.labels is not None
         if d.classes != body.classes:
             raise DataError(
