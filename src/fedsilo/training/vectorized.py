@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -172,7 +173,7 @@ def train_together(parties: Sequence[PartyBatch], cfg: LocalTrainConfig) -> list
         idx, mask = index[t].reshape(-1), real[:, t].to(torch.float32)
         h = torch.index_select(x_all, 0, idx, out=batch).reshape(k, cfg.batch_size, dim)
         for i, (w, b) in enumerate(stacks):
-            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            h = _StackedLinear.apply(h, w, b)
             if i + 1 < len(stacks):
                 h = torch.relu(h)
         per_row = nn.functional.cross_entropy(
@@ -201,6 +202,27 @@ def train_together(parties: Sequence[PartyBatch], cfg: LocalTrainConfig) -> list
         )
         for j in range(k)
     ]
+
+
+class _StackedLinear(torch.autograd.Function):
+    """``x @ w^T + b`` for every party at once: ``x`` (K, batch, in), ``w`` (K, out, in),
+    ``b`` (K, out). Autograd's own backward of ``baddbmm`` would give the weight gradient
+    transposed (a strided view), which makes every optimizer update a strided pass; this one
+    computes it in the weight's layout."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        ctx.save_for_backward(*inputs[:2])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, w = ctx.saved_tensors
+        grad_x = torch.bmm(grad, w) if ctx.needs_input_grad[0] else None
+        return grad_x, torch.bmm(grad.transpose(1, 2), x), grad.sum(dim=1)
 
 
 class _OptimizerState:
