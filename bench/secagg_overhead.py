@@ -4,14 +4,17 @@
 
 Protocol: the same N random updates of ``--params`` values are summed plainly (weighted
 numpy sum, what FedAvg does) and through the SecAgg/SecAgg+ state machines (quantize, signed
-key advertisements, key agreement, Shamir, AES-GCM, AES-CTR masks, the signed consistency
-round, unmask), all parties in this process, one core;
+key advertisements, key agreement, Shamir, AES-GCM, AES-CTR masks, the consistency
+round, unmask), all parties in this process, one core, each party in a fresh session: this is
+a job's first round, every neighbour's signature checked and every channel agreed;
 ``x`` is secure time / plain time. Bytes per party: what one party sends and receives,
 as encoded messages. Round: one full simulated round (train + aggregate + evaluate) on
 mnist-5k with an MLP of ~102k parameters, plain vs secure, 0% and 20% of parties dropping
-after masking; with ``--repeats R`` plain and secure alternate R times and the table gives
-the medians, the ratio of the median CPU seconds and the median (range) of the R
-secure/plain pairs, with the load average (CPU seconds inflate unevenly on a loaded machine).
+after masking; round 2 of 3 is timed (round 1 warms up; the parties' sessions checked their
+neighbours' signed channel keys there, as in every round of a job after its first); with
+``--repeats R`` plain and secure alternate R times and the table gives the medians, the ratio
+of the median CPU seconds and the median (range) of the R secure/plain pairs, with the load
+average (CPU seconds inflate unevenly on a loaded machine).
 
 The issue #11 target, SecAgg+ at N = 100 <= 3x plain in CPU:
 
