@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedsilo.training.optim import Optimizer
+
 
 @dataclass(frozen=True)
 class LocalTrainConfig:
@@ -56,6 +58,8 @@ class Trainer(Protocol):
 
 
 def _optimizer(model: nn.Module, cfg: LocalTrainConfig) -> torch.optim.Optimizer:
+    """The torch optimizer :class:`~fedsilo.training.optim.Optimizer` equals, for DP-SGD
+    (Opacus wraps a torch optimizer)."""
     if cfg.optimizer == "adam":
         return torch.optim.Adam(
             model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
@@ -76,8 +80,9 @@ def train_local(
     y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
     n = int(x.shape[0])
     generator = torch.Generator().manual_seed(seed)
-    anchor = [p.detach().clone() for p in model.parameters()] if cfg.proximal_mu > 0 else []
-    optimizer = _optimizer(model, cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    anchor = [p.detach().clone() for p in params] if cfg.proximal_mu > 0 else []
+    optimizer = Optimizer(params, cfg)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     total, batches = 0.0, 0
@@ -85,15 +90,11 @@ def train_local(
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
-            optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(x[idx]), y[idx])
             if anchor:
-                prox = sum(
-                    ((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True)
-                )
+                prox = sum(((p - a) ** 2).sum() for p, a in zip(params, anchor, strict=True))
                 loss = loss + 0.5 * cfg.proximal_mu * prox
-            loss.backward()
-            optimizer.step()
+            optimizer.step(torch.autograd.grad(loss, params, allow_unused=True))
             total += float(loss.detach())
             batches += 1
     return TrainResult(num_examples=n, mean_loss=total / max(batches, 1))

@@ -16,10 +16,9 @@ order of floating-point sums inside the matrix products, so the trained paramete
 :func:`train_local` to float32 rounding (``tests/training/test_vectorized.py`` checks
 ``rtol=1e-4, atol=1e-5`` after several epochs), not bit for bit.
 
-Optimizers are re-implemented on stacked tensors with torch's update rules (``torch.optim.SGD``
-with momentum and weight decay, dampening 0, no Nesterov; ``torch.optim.Adam`` with betas
-(0.9, 0.999), eps 1e-8, L2 weight decay). Record-level DP (DP-SGD, per-example clipping) is
-not vectorized: such parties train one by one.
+The optimizer is the one :func:`train_local` uses (:class:`~fedsilo.training.optim.Optimizer`:
+torch.optim's SGD and Adam rules) on the stacked tensors, one state per party. Record-level
+DP (DP-SGD, per-example clipping) is not vectorized: such parties train one by one.
 """
 
 from __future__ import annotations
@@ -33,9 +32,7 @@ import torch
 from torch import nn
 
 from fedsilo.training.local import LocalTrainConfig, TrainResult
-
-ADAM_BETAS = (0.9, 0.999)
-ADAM_EPS = 1e-8
+from fedsilo.training.optim import Optimizer
 
 
 @dataclass(frozen=True)
@@ -165,7 +162,7 @@ def train_together(parties: Sequence[PartyBatch], cfg: LocalTrainConfig) -> list
     # (steps, k, batch) rows of x_all; padding points at the zero row
     index = torch.where(real, index, int(offsets[-1])).transpose(0, 1).contiguous()
 
-    state = _OptimizerState(params, cfg)
+    state = Optimizer(params, cfg)
     loss_sums = torch.zeros(k, dtype=torch.float64)
     batch = torch.empty((k * cfg.batch_size, dim), dtype=torch.float32)  # reused every step
     for t in range(total_steps):
@@ -223,58 +220,3 @@ class _StackedLinear(torch.autograd.Function):
         x, w = ctx.saved_tensors
         grad_x = torch.bmm(grad, w) if ctx.needs_input_grad[0] else None
         return grad_x, torch.bmm(grad.transpose(1, 2), x), grad.sum(dim=1)
-
-
-class _OptimizerState:
-    """torch.optim.SGD / Adam's update rules on stacked parameters, one state per party;
-    a party whose steps are done (``active`` False) keeps its parameters and state."""
-
-    def __init__(self, params: list[torch.Tensor], cfg: LocalTrainConfig) -> None:
-        self.params = params
-        self.cfg = cfg
-        self.steps = 0
-        # moments only where the rule has them (SGD momentum buffer, Adam's two moments)
-        stateful = cfg.optimizer == "adam" or cfg.momentum > 0
-        self.first = [torch.zeros_like(p) for p in params] if stateful else []
-        self.second = [torch.zeros_like(p) for p in params] if cfg.optimizer == "adam" else []
-
-    def step(self, grads: Sequence[torch.Tensor], active: torch.Tensor) -> None:
-        """One step; ``grads`` are this step's own tensors and are overwritten (in place:
-        no fresh ``(K, out, in)`` buffers per step)."""
-        cfg = self.cfg
-        self.steps += 1
-        everyone = bool(active.all())  # no party done yet: no masking needed
-        with torch.no_grad():
-            for i, (p, g) in enumerate(zip(self.params, grads, strict=True)):
-                on = active.reshape(-1, *([1] * (p.dim() - 1)))
-                if cfg.weight_decay:
-                    g.add_(p, alpha=cfg.weight_decay)
-                step = self._adam if cfg.optimizer == "adam" else self._sgd
-                update = step(i, g, on, everyone)
-                p.sub_(update if everyone else update.masked_fill_(~on, 0.0))
-
-    def _sgd(self, i: int, g: torch.Tensor, on: torch.Tensor, everyone: bool) -> torch.Tensor:
-        cfg = self.cfg
-        if not cfg.momentum:
-            return g.mul_(cfg.learning_rate)
-        # the first step's buffer is the gradient itself (torch.optim.SGD)
-        if self.steps == 1:
-            self.first[i] = torch.where(on, g, self.first[i])
-        elif everyone:
-            self.first[i].mul_(cfg.momentum).add_(g)
-        else:
-            buf = self.first[i].mul(cfg.momentum).add_(g)
-            self.first[i] = torch.where(on, buf, self.first[i])
-        return torch.mul(self.first[i], cfg.learning_rate, out=g)
-
-    def _adam(self, i: int, g: torch.Tensor, on: torch.Tensor, everyone: bool) -> torch.Tensor:
-        beta1, beta2 = ADAM_BETAS
-        # parties stop in order of their step counts, so an active party is at step `steps`
-        m = self.first[i].lerp(g, 1 - beta1)
-        v = self.second[i].mul(beta2).addcmul_(g, g.conj(), value=1 - beta2)
-        self.first[i] = torch.where(on, m, self.first[i])
-        self.second[i] = torch.where(on, v, self.second[i])
-        bias1 = 1 - beta1**self.steps
-        bias2 = 1 - beta2**self.steps
-        denom = (v.sqrt() / (bias2**0.5)).add_(ADAM_EPS)
-        return (self.cfg.learning_rate / bias1) * (m / denom)
