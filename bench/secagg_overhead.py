@@ -14,7 +14,9 @@ after masking; round 2 of 3 is timed (round 1 warms up; the parties' sessions ch
 neighbours' signed channel keys there, as in every round of a job after its first); with
 ``--repeats R`` plain and secure alternate R times and the table gives the medians, the ratio
 of the median CPU seconds and the median (range) of the R secure/plain pairs, with the load
-average (CPU seconds inflate unevenly on a loaded machine).
+average (CPU seconds inflate unevenly on a loaded machine). Torch and BLAS run one thread
+each, so CPU seconds equal single-core time (with a second BLAS thread, its spinning showed
+up as CPU in every plain round).
 
 The issue #11 target, SecAgg+ at N = 100 <= 3x plain in CPU:
 
@@ -32,6 +34,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from fedsilo.config import parse_job
 from fedsilo.privacy.secagg import wire
@@ -185,6 +188,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(1)  # comparable CPU seconds; the parties run one after another anyway
+    # and one BLAS thread: the plain round's FedAvg is a BLAS product, and OpenBLAS's second
+    # thread spins while it waits, which counted ~0.1 s of idle CPU into every plain round
+    threadpool_limits(1)
     if not args.skip_protocol:
         protocol_table(args.sizes, args.params)
     if not args.skip_rounds:

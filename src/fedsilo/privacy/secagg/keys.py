@@ -39,6 +39,7 @@ from fedsilo.errors import ProtocolError
 
 KEY_BYTES = 32
 _NONCE_BYTES = 12
+_ZERO_COUNTER = modes.CTR(bytes(16))  # each PRG key is used for one stream only
 
 
 def new_private_key() -> X25519PrivateKey:
@@ -127,7 +128,7 @@ class MaskExpander:
     def expand(self, seed: bytes) -> np.ndarray:
         if len(seed) != KEY_BYTES:
             raise ValueError("a PRG seed must be 32 bytes")
-        stream = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor()
+        stream = Cipher(algorithms.AES(seed), _ZERO_COUNTER).encryptor()
         stream.update_into(self._zeros, self._out)
         return self._view
 

@@ -57,12 +57,14 @@ within a session); ``c`` secrets are never revealed by the protocol.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -99,24 +101,43 @@ def threshold_for(group: int, fraction: float) -> int:
     return min(group, max(2, math.ceil(fraction * group)))
 
 
-def neighbour_graph(parties: Sequence[str], degree: int, seed: int) -> dict[str, tuple[str, ...]]:
+def neighbour_graph(
+    parties: Sequence[str], degree: int, seed: int
+) -> Mapping[str, tuple[str, ...]]:
     """A random ``degree``-regular graph (Harary ring, randomly relabelled); complete if small.
 
     Degree is rounded up to even; ``degree >= n - 1`` gives every party every other party.
     The relabelling orders parties by SHA-256(seed, name), so every party derives the same
-    graph from the same list and seed, whatever its numpy version.
+    graph from the same list and seed, whatever its numpy version. A pure function of its
+    arguments, so it is computed once per party list (a job's rounds reuse it) and shared
+    read-only.
     """
+    return _graph(tuple(parties), degree, seed)
+
+
+@functools.lru_cache(maxsize=32)
+def _graph(parties: tuple[str, ...], degree: int, seed: int) -> Mapping[str, tuple[str, ...]]:
     n = len(parties)
     if degree >= n - 1:
-        return {p: tuple(q for q in parties if q != p) for p in parties}
+        return MappingProxyType({p: tuple(q for q in parties if q != p) for p in parties})
     half = (degree + 1) // 2
     salt = str(seed).encode() + b"|"
     order = sorted(parties, key=lambda p: hashlib.sha256(salt + p.encode()).digest())
     ring = order * 3  # each party's neighbours: the `half` parties on either side of it
-    return {
-        p: (*ring[n + i - half : n + i], *ring[n + i + 1 : n + i + half + 1])
-        for i, p in enumerate(order)
-    }
+    return MappingProxyType(
+        {
+            p: (*ring[n + i - half : n + i], *ring[n + i + 1 : n + i + half + 1])
+            for i, p in enumerate(order)
+        }
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _survivors_connected(
+    alive: frozenset[str], parties: tuple[str, ...], degree: int, seed: int
+) -> bool:
+    """Whether the round's graph restricted to ``alive`` is connected (pure, so cached)."""
+    return connected(alive, _graph(parties, degree, seed))
 
 
 def default_degree(n: int, threat: ThreatModel | None = None) -> int:
@@ -201,9 +222,15 @@ def survivors_message(
     tag: bytes, sender: str, recipient: str, digest: bytes, masked: Iterable[str]
 ) -> bytes:
     """What a party authenticates to a neighbour in the consistency round: the survivor set
-    (its digest) and whom it masked with."""
-    fields = [tag.decode(), sender, recipient, digest.hex(), sorted(masked)]
-    return _SURVIVORS + json.dumps(fields).encode()
+    (its digest) and whom it masked with (two JSON arrays, one after the other)."""
+    head = json.dumps([tag.decode(), sender, recipient, digest.hex()]).encode()
+    return _SURVIVORS + head + _names_json(tuple(sorted(masked)))
+
+
+@functools.lru_cache(maxsize=256)
+def _names_json(names: tuple[str, ...]) -> bytes:
+    """A sorted name list as JSON; a party confirms the same list to each of its neighbours."""
+    return json.dumps(list(names)).encode()
 
 
 def _expander(setup: RoundSetup) -> keys.MaskExpander:
@@ -404,7 +431,8 @@ class PartyRound:
                 f"{', '.join(missing)} named as dropped; this query needs every party (a "
                 "partial sum is a different answer, and no query tolerates a dropout)"
             )
-        if not connected(alive, self.setup.neighbours):
+        rs = self.setup
+        if not _survivors_connected(alive, rs.parties, rs.degree, rs.graph_seed):
             raise self._refuse(
                 "the survivors' graph is disconnected: unmasking would give the coordinator "
                 "one sum per component"

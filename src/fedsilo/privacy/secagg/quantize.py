@@ -65,7 +65,8 @@ class Quantizer:
         """Stochastic rounding: ``floor(y + u)`` with ``u`` a float32 uniform (its 2^-24
         resolution biases a rounding probability by at most 2^-24 of a step)."""
         c = self.clip_range
-        y = np.clip(np.asarray(values, dtype=np.float64), -c, c)  # a fresh array: edit in place
+        y = np.maximum(np.asarray(values, dtype=np.float64), -c)  # a fresh array: edit in place
+        np.minimum(y, c, out=y)
         y += c
         y *= 1.0 / self.step  # a product: a vector division costs ~4x
         y += rng.random(y.shape, dtype=np.float32)
