@@ -72,7 +72,10 @@ def private_vector(
             "a private fit task without client_dp lacks field 'private.weight_scale'"
         )
     w = num_examples / opts.weight_scale
-    return np.concatenate([update * w, [0.0, w, loss * w]])
+    out = np.empty(update.size + 3)
+    np.multiply(update, w, out=out[:-3])
+    out[-3:] = (0.0, w, loss * w)
+    return out
 
 
 class PrivateParty:
@@ -171,7 +174,8 @@ class PrivateParty:
                 )
             self._masked_seeds.add(seed)
         fitted, new_params = train()
-        update = flatten(new_params) - flatten(task.arrays)
+        update = flatten(new_params)
+        update -= flatten(task.arrays)
         vector = private_vector(update, fitted.num_examples, fitted.train_loss, opts, noise)
         sa = opts.secagg
         # record-level DP spend (the party's own epsilon) is metadata, not the update
@@ -185,7 +189,7 @@ class PrivateParty:
             return clipped, payload
         state = self._round(task)
         quant = Quantizer(sa.clip_range, sa.bits, sa.max_parties)
-        encoded = quant.encode(vector, np.random.default_rng(sa.quant_seed))
+        encoded = quant.encode(vector, np.random.default_rng(sa.quant_seed), overwrite=True)
         shares = wire.decode_ciphertexts(sa.shares)
         masked = MaskedFitReply(privacy=fitted.privacy)
         return masked, {"masked": state.mask(shares, encoded)}

@@ -175,3 +175,15 @@ def test_stochastic_rounding_is_unbiased_and_stays_in_range(bits: int) -> None:
     assert abs(up - 0.25) < 4 * (0.25 * 0.75 / len(values)) ** 0.5 + resolution  # 4 sigma
     edges = quant.encode(np.array([-5.0, -1.0, 1.0, 5.0]), np.random.default_rng(6))
     assert edges.tolist() == [0, 0, 2**quant.value_bits - 1, 2**quant.value_bits - 1]
+
+
+def test_encoding_in_place_gives_the_same_ring_vector() -> None:
+    quant = Quantizer(clip_range=1.0, bits=32, max_parties=10)
+    values = np.random.default_rng(7).normal(0, 0.8, 1000)  # some beyond the clip range
+    expected = quant.encode(values.copy(), np.random.default_rng(8))
+    scratch = values.copy()
+    np.testing.assert_array_equal(
+        quant.encode(scratch, np.random.default_rng(8), overwrite=True), expected
+    )
+    np.testing.assert_array_equal(quant.encode(values, np.random.default_rng(8)), expected)
+    assert np.array_equal(values, np.random.default_rng(7).normal(0, 0.8, 1000))  # untouched

@@ -61,11 +61,19 @@ class Quantizer:
         """Max per-coordinate error of a decoded sum of ``count`` in-range vectors."""
         return count * self.step
 
-    def encode(self, values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def encode(
+        self, values: np.ndarray, rng: np.random.Generator, *, overwrite: bool = False
+    ) -> np.ndarray:
         """Stochastic rounding: ``floor(y + u)`` with ``u`` a float32 uniform (its 2^-24
-        resolution biases a rounding probability by at most 2^-24 of a step)."""
+        resolution biases a rounding probability by at most 2^-24 of a step).
+
+        ``overwrite``: ``values`` (float64) is the caller's scratch and is computed in place.
+        """
         c = self.clip_range
-        y = np.maximum(np.asarray(values, dtype=np.float64), -c)  # a fresh array: edit in place
+        if overwrite and values.dtype == np.float64:
+            y = np.maximum(values, -c, out=values)
+        else:
+            y = np.maximum(np.asarray(values, dtype=np.float64), -c)  # fresh: edit in place
         np.minimum(y, c, out=y)
         y += c
         y *= 1.0 / self.step  # a product: a vector division costs ~4x
