@@ -70,8 +70,10 @@ class Quantizer:
         ``overwrite``: ``values`` (float64) is the caller's scratch and is computed in place.
         """
         c = self.clip_range
+        y: np.ndarray
         if overwrite and values.dtype == np.float64:
-            y = np.maximum(values, -c, out=values)
+            y = values
+            np.maximum(y, -c, out=y)
         else:
             y = np.maximum(np.asarray(values, dtype=np.float64), -c)  # fresh: edit in place
         np.minimum(y, c, out=y)
