@@ -82,6 +82,20 @@ def test_a_file_without_a_model_column_exits_2_naming_the_column(
     assert not (tmp_path / "p.csv").exists()
 
 
+def test_a_missing_input_file_exits_2_saying_so(
+    hospitals: tuple[Path, Path], tmp_path: Path
+) -> None:
+    run, _ = hospitals
+    out = tmp_path / "p.csv"
+    result = runner.invoke(
+        app, ["predict", str(run), str(tmp_path / "nope.csv"), "--out", str(out)]
+    )
+    assert result.exit_code == 2
+    assert "cannot score" in result.output and "nope.csv" in result.output
+    assert "no such file" in result.output and "job config" not in result.output
+    assert not out.exists()
+
+
 def test_text_in_a_number_column_names_column_and_row(
     hospitals: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -33,7 +33,7 @@ from torch import nn
 
 from fedsilo.data.preprocess import PreprocessPlan
 from fedsilo.data.typed import read_raw
-from fedsilo.errors import ModelError, SchemaError
+from fedsilo.errors import DataError, ModelError, SchemaError
 from fedsilo.model_file import ModelMeta, read_model
 from fedsilo.models import build_model, set_params
 from fedsilo.training import predict_proba
@@ -113,6 +113,11 @@ class Model:
     def predict_file(self, path: str | Path) -> pd.DataFrame:
         """:meth:`predictions` for a ``.csv`` or ``.parquet`` file."""
         path = Path(path)
+        if not path.is_file():  # read_raw's wording is for a party's configured data path
+            raise DataError(
+                f"cannot score {path}: {'it is not a file' if path.exists() else 'no such file'}"
+                ". Give the path of a .csv or .parquet file with the model's columns."
+            )
         return self.predictions(read_raw(path, party=INPUT), source=str(path))
 
     def _features(
