@@ -50,11 +50,11 @@ def test_the_model_does_not_depend_on_the_number_of_workers() -> None:
         np.testing.assert_allclose(together_one[k], one[k], rtol=RTOL, atol=ATOL, err_msg=k)
 
 
-def test_chunks_train_on_worker_threads_with_the_same_model_as_one_batch(
+def test_training_in_chunks_gives_the_model_of_one_batch_whatever_the_workers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     one_batch = _params(workers=1, vectorize="on")
-    # a chunk per 2 parties: 5 chunks a round, trained 1 or 3 at a time
+    # a chunk per 2 parties: 5 chunks a round
     # (breast-cancer: 30 features; float32 weights and biases of the first layer)
     monkeypatch.setattr(vectorized_training, "CHUNK_BYTES", 2 * 4 * 8 * (30 + 1))
     assert [len(c) for c in vectorized_training.chunks(_batches(5))] == [2, 2, 1]

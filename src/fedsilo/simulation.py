@@ -600,7 +600,7 @@ def simulate_horizontal(
         )
     else:
         workers = simulation_workers(job)
-        batched = BatchedTrainer(workers) if vectorized(job, len(sim.parties)) else None
+        batched = BatchedTrainer() if vectorized(job, len(sim.parties)) else None
         agents = simulated_agents(
             job, sim, identities, audit_dir, train_local if batched is None else batched
         )

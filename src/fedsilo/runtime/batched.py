@@ -7,8 +7,9 @@ exchange's parties concurrently, each party hands its model, rows and seed to th
 waits, and once every party of the exchange is either waiting or done, the trainer trains
 all the waiting ones in batched computations
 (:func:`~fedsilo.training.vectorized.train_together` over
-:func:`~fedsilo.training.vectorized.chunks`, ``workers`` chunks at a time) and wakes each
-chunk's parties, who get their trained parameters as arrays (``TrainResult.params``). A party
+:func:`~fedsilo.training.vectorized.chunks`, one after the other) and wakes each chunk's
+parties as soon as it is done (their replies then overlap the next chunks' training); they
+get their trained parameters as arrays (``TrainResult.params``). A party
 that does not train (an error, its budget spent) or trains otherwise (DP-SGD) simply
 finishes. Which parties train together and in what order depends only on the exchange's tasks
 and the architecture, never on thread scheduling, so the model is the same whatever the
@@ -20,7 +21,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -46,17 +46,17 @@ class BatchedTrainer:
     """A party's ``trainer`` (same call as :func:`train_local`) that trains with the other
     parties of the same exchange; outside an exchange it trains alone.
 
-    The waiting parties train in :func:`~fedsilo.training.vectorized.chunks` spread over
-    ``workers`` threads (each with the simulation's one torch thread); a chunk's parties go
-    on with their replies as soon as their chunk is done.
+    The waiting parties train in :func:`~fedsilo.training.vectorized.chunks`, in the thread
+    of the last party to arrive or leave; a chunk's parties go on with their replies as soon
+    as their chunk is done. (Chunks on several threads did not shorten a round: the parties'
+    replies hold the GIL meanwhile.)
     """
 
-    def __init__(self, workers: int = 1) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Condition()
         self._running = 0  # parties of the open exchange neither waiting nor done
         self._open = False
         self._pending: list[_Request] = []
-        self._workers = workers
 
     @contextmanager
     def exchange(self, calls: int) -> Iterator[Callable[[], None]]:
@@ -123,12 +123,8 @@ class BatchedTrainer:
         return due
 
     def _train(self, due: list[list[_Request]]) -> None:
-        if len(due) > 1 and self._workers > 1:
-            with ThreadPoolExecutor(min(self._workers, len(due))) as pool:
-                list(pool.map(_train_chunk, due))
-        else:
-            for chunk in due:
-                _train_chunk(chunk)
+        for chunk in due:
+            _train_chunk(chunk)
 
 
 def _train_chunk(chunk: list[_Request]) -> None:
