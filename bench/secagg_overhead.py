@@ -10,8 +10,9 @@ a job's first round, every neighbour's signature checked and every channel agree
 ``x`` is secure time / plain time. Bytes per party: what one party sends and receives,
 as encoded messages. Round: one full simulated round (train + aggregate + evaluate) on
 mnist-5k with an MLP of ~102k parameters, plain vs secure, 0% and 20% of parties dropping
-after masking; round 2 of 3 is timed (round 1 warms up; the parties' sessions checked their
-neighbours' signed channel keys there, as in every round of a job after its first); with
+after masking; the medians of rounds 2-6 of 7 are timed (round 1 warms up; the parties'
+sessions checked their neighbours' signed channel keys there, as in every round of a job
+after its first; one round alone swings by 2x on this VM); with
 ``--repeats R`` plain and secure alternate R times and the table gives the medians, the ratio
 of the median CPU seconds and the median (range) of the R secure/plain pairs, with the load
 average (CPU seconds inflate unevenly on a loaded machine). Torch and BLAS run one thread
@@ -125,9 +126,12 @@ class _Counting:
         return Gathered(out.replies, {**out.failures, **lost})
 
 
+TIMED_ROUNDS = 5  # one round alone swings by 2x here (page faults, the host): take a median
+
+
 def full_round(n: int, secure: bool, dropout: float) -> tuple[float, float, float]:
-    """(wall seconds, CPU seconds of this process, mean bytes per party): round 2's time,
-    round 3's bytes (same parties dropping).
+    """(wall seconds, CPU seconds of this process, mean bytes per party): the medians over
+    rounds 2-6, then the last round's bytes (same parties dropping).
 
     CPU seconds (one torch thread, every party in this process) are what the round costs
     regardless of what else the machine runs; wall seconds are shown beside them.
@@ -139,7 +143,7 @@ def full_round(n: int, secure: bool, dropout: float) -> tuple[float, float, floa
         {
             "name": "bench",
             "seed": 0,
-            "rounds": 3,
+            "rounds": TIMED_ROUNDS + 2,
             "data": {
                 "dataset": "mnist-5k",
                 "num_parties": n,
@@ -165,12 +169,15 @@ def full_round(n: int, secure: bool, dropout: float) -> tuple[float, float, floa
     def on_round(record: RoundRecord) -> None:
         rounds.append(record.duration_s)
         cpu.append(time.process_time())
-        # round 1 is warm-up, round 2 is timed, round 3 counts bytes (the counting re-encodes
-        # every message, which is the benchmark's cost, not the round's)
-        transport.drop, transport.count = drop, len(rounds) == 2
+        # round 1 is warm-up, rounds 2-6 are timed, the last counts bytes (the counting
+        # re-encodes every message, which is the benchmark's cost, not the round's)
+        transport.drop, transport.count = drop, len(rounds) == TIMED_ROUNDS + 1
 
     Coordinator(job, transport, on_round=on_round).run()
-    return rounds[1], cpu[1] - cpu[0], float(np.mean(list(transport.bytes.values())))
+    timed = slice(1, TIMED_ROUNDS + 1)
+    wall = float(np.median(rounds[timed]))
+    cpu_s = float(np.median(np.diff(cpu)[:TIMED_ROUNDS]))
+    return wall, cpu_s, float(np.mean(list(transport.bytes.values())))
 
 
 def main() -> None:
