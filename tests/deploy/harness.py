@@ -194,6 +194,22 @@ class Deployment:
             self.address, ADMIN_TOKEN, ca=self.root / "ca" / "ca.pem", cert=cert[0], key=cert[1]
         )
 
+    def start_horizontal(
+        self, csvs: Mapping[str, Path], *, extra: str = "", timeout_s: float = 240
+    ) -> None:
+        """PKI, the server, and a party process per ``csvs`` entry (its CSV, ``extra`` in its
+        party.toml), the parties started before the server (they retry until it is up),
+        waiting until all of them are online."""
+        self.make_pki()
+        self.write_server()
+        for p in self.parties:
+            self.write_party(p, csvs[p], extra=extra)
+            self.start_party(p)
+        self.start_server()
+        self.wait_status(
+            lambda s: sum(p.online for p in s.parties) == len(self.parties), timeout_s=timeout_s
+        )
+
     def start_vertical(self, files: Mapping[str, Path]) -> None:
         """PKI, the server, and a party process per ``files`` entry (its vertical data and
         its own models directory beside the run), waiting until all of them are online."""

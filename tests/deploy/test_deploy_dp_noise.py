@@ -36,13 +36,7 @@ def test_same_job_seed_gives_different_noise_and_parties_refuse_reproducible_noi
     csvs = write_party_csvs(tmp_path)
     job_text = job_toml(csvs, rounds=2) + RECORD_DP
     with deployment(tmp_path) as dep:
-        dep.make_pki()
-        dep.write_server()
-        for p in PARTIES:
-            dep.write_party(p, csvs[p], extra="\n[privacy]\nmax_epsilon = 50.0\n")
-            dep.start_party(p)
-        dep.start_server()
-        dep.wait_status(lambda s: sum(p.online for p in s.parties) == 3, timeout_s=300)
+        dep.start_horizontal(csvs, extra="\n[privacy]\nmax_epsilon = 50.0\n", timeout_s=300)
         admin = dep.admin()
         first = admin.submit(job_text)
         dep.wait_status(job_done(first), timeout_s=400)

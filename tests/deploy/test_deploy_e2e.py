@@ -27,14 +27,8 @@ def test_deployed_job_equals_in_process_simulation(tmp_path: Path) -> None:
     expected = simulate(job_file)
 
     with deployment(tmp_path) as dep:
-        dep.make_pki()
-        dep.write_server()
-        for p in PARTIES:
-            dep.write_party(p, csvs[p])
-            dep.start_party(p)  # parties may start before the server: they retry
-        dep.start_server()
+        dep.start_horizontal(csvs)  # the parties start before the server: they retry
         admin = dep.admin()
-        dep.wait_status(lambda s: sum(p.online for p in s.parties) == 3)
         job_id = admin.submit(job_file.read_text())
         admin.close()
         status = dep.wait_status(job_done(job_id))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.harness import PARTIES, deployment, job_done, job_toml, write_party_csvs
+from tests.deploy.harness import deployment, job_done, job_toml, write_party_csvs
 
 pytestmark = pytest.mark.slow
 
@@ -19,13 +19,7 @@ def test_restarted_party_is_set_up_again_and_rejoins(tmp_path: Path) -> None:
     text = job_toml(csvs, rounds=ROUNDS)
 
     with deployment(tmp_path) as dep:
-        dep.make_pki()
-        dep.write_server()
-        for p in PARTIES:
-            dep.write_party(p, csvs[p])
-            dep.start_party(p)
-        dep.start_server()
-        dep.wait_status(lambda s: sum(p.online for p in s.parties) == 3)
+        dep.start_horizontal(csvs)
         admin = dep.admin()
         job_id = admin.submit(text)
         admin.close()

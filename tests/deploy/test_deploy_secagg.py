@@ -15,7 +15,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from fedsilo.simulation import simulate
-from tests.deploy.harness import PARTIES, deployment, job_done, job_toml, write_party_csvs
+from tests.deploy.harness import deployment, job_done, job_toml, write_party_csvs
 
 pytestmark = pytest.mark.slow
 
@@ -30,14 +30,8 @@ def test_deployed_secure_aggregation_job_equals_the_simulation(tmp_path: Path) -
     assert [len(r.participants) for r in expected.history] == [3, 3, 3]
 
     with deployment(tmp_path) as dep:
-        dep.make_pki()
-        dep.write_server()
-        for p in PARTIES:
-            dep.write_party(p, csvs[p])
-            dep.start_party(p)
-        dep.start_server()
+        dep.start_horizontal(csvs)
         admin = dep.admin()
-        dep.wait_status(lambda s: sum(p.online for p in s.parties) == 3)
         job_id = admin.submit(job_file.read_text())
         admin.close()
         status = dep.wait_status(job_done(job_id))
