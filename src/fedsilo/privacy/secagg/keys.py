@@ -1,9 +1,11 @@
 """The cryptographic recipes SecAgg uses, all from ``cryptography`` (nothing hand-rolled).
 
-* Key agreement: X25519 (RFC 7748), fresh key pairs per party per round.
-* Key derivation: HKDF-SHA256 over the X25519 shared secret, with the round tag and the
-  purpose in ``info``, so channel keys and mask seeds are independent; one HKDF output of
-  64 bytes gives a pair's two channel keys (share encryption, confirmation MACs).
+* Key agreement: X25519 (RFC 7748): a fresh mask key pair per party per round, a channel key
+  pair per party per job (:class:`~fedsilo.privacy.secagg.protocol.Session`).
+* Key derivation: HKDF-SHA256 over the X25519 shared secret, with the purpose and the round
+  tag (mask seeds) or the session scope (channel keys) in ``info``, so channel keys and mask
+  seeds are independent; one HKDF output of 64 bytes gives a pair's two channel keys (share
+  encryption, confirmation MACs), and every ciphertext and MAC binds the round tag.
 * Share encryption: AES-256-GCM, random 96-bit nonce, the sender/recipient/round bound as
   associated data. A failed decryption raises one opaque :class:`ProtocolError`.
 * Mask expansion (PRG): the AES-128-CTR keystream keyed with the first 128 bits of a 256-bit
