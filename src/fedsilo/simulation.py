@@ -599,12 +599,11 @@ def simulate_horizontal(
             job.simulation.workers,
         )
     else:
-        workers = simulation_workers(job)
         batched = BatchedTrainer() if vectorized(job, len(sim.parties)) else None
         agents = simulated_agents(
             job, sim, identities, audit_dir, train_local if batched is None else batched
         )
-        transport = InProcessTransport(agents, workers=workers, batched=batched)
+        transport = InProcessTransport(agents, workers=simulation_workers(job), batched=batched)
     coordinator = Coordinator(job, transport, central_evaluator=evaluator, on_round=on_round)
     try:
         with one_torch_thread():

@@ -3,10 +3,11 @@
 :class:`PrivateParty` keeps the per-round
 :class:`~fedsilo.privacy.secagg.protocol.PartyRound` and the job's
 :class:`~fedsilo.privacy.secagg.protocol.Session` (its channel key and the neighbours' keys it
-has checked), and turns the coordinator's tasks into protocol calls. A ``fit`` task in private mode trains as usual, then
-either clips (client DP) and/or quantizes and masks the update: the coordinator receives only
-the masked ring vector ``[update * w, clipped-bit, w, loss * w]`` (``w`` = example weight,
-or 1 under client DP), never the update, the example count or the loss in the clear.
+has checked), and turns the coordinator's tasks into protocol calls. A ``fit`` task in
+private mode trains as usual, then either clips (client DP) and/or quantizes and masks the
+update: the coordinator receives only the masked ring vector ``[update * w, clipped-bit, w,
+loss * w]`` (``w`` = example weight, or 1 under client DP), never the update, the example
+count or the loss in the clear.
 
 No differencing, party side: the party reveals shares for at most one unmasking of a masked
 input (its round state goes at the first unmask request), keys each attempt once, and masks

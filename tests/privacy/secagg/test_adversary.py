@@ -97,7 +97,11 @@ class ScriptedCoordinator:
         rs: RoundSetup,
         tamper_keys: Callable[[dict[str, dict[str, SignedKeys]]], None] = (lambda routed: None),
     ) -> tuple[ServerRound, dict[str, Message]]:
-        """Keys, shares and fit as an honest coordinator would send them (keys tamperable)."""
+        """Keys, shares and fit as an honest coordinator would send them (keys tamperable).
+
+        Returns the server and, if some party refused, every reply of the step (shares or
+        fit) where it did; ``{}`` when all masked their inputs.
+        """
         server = ServerRound(rs)
         advertised = {p: wire.parse_keys_reply(r.body) for p, r in self.keys(rs).items()}
         routed = server.route_keys(advertised)
@@ -105,13 +109,15 @@ class ScriptedCoordinator:
         replies = self.send(
             TaskKind.SECAGG_SHARES, {p: wire.keys_body(ks) for p, ks in routed.items()}
         )
-        sent = {p: wire.parse_shares_reply(r.body) for p, r in replies.items() if r.error is None}
-        refusals = {p: r for p, r in replies.items() if r.error is not None}
-        if refusals:
-            return server, refusals
-        inbox = server.route_shares(sent)
+        if _errors(replies):
+            return server, replies
+        inbox = server.route_shares(
+            {p: wire.parse_shares_reply(r.body) for p, r in replies.items()}
+        )
         bodies = {p: self._fit_body(rs, p, box) for p, box in inbox.items()}
         fitted = self.send(TaskKind.FIT, bodies, self.params)
+        if _errors(fitted):
+            return server, fitted
         server.collect({p: r.arrays["masked"] for p, r in fitted.items()})
         return server, {}
 
@@ -167,9 +173,10 @@ def test_the_honest_threshold_is_accepted_and_a_lower_degree_is_refused() -> Non
 
 
 def _substitute(
-    target: str, *, towards_target: bool, sign_with_own_key: bool
+    target: str, *, scope: bytes, towards_target: bool, sign_with_own_key: bool
 ) -> Callable[[dict[str, dict[str, SignedKeys]]], None]:
-    """Replace keys with the coordinator's own X25519 keys, for or towards ``target``."""
+    """Replace keys with the coordinator's own X25519 keys, for or towards ``target``
+    (signed, with ``sign_with_own_key``, by the coordinator for the job's session ``scope``)."""
     rogue = Ed25519PrivateKey.generate()
 
     def tamper(routed: dict[str, dict[str, SignedKeys]]) -> None:
@@ -178,7 +185,7 @@ def _substitute(
             for owner, (_, _, sig) in list(box.items()):
                 if (receiver == target) if towards_target else (owner == target):
                     if sign_with_own_key:
-                        sig = keys.sign(rogue, session_message(b"test", owner, c))
+                        sig = keys.sign(rogue, session_message(scope, owner, c))
                     box[owner] = (c, s, sig)
 
     return tamper
@@ -192,10 +199,16 @@ def test_substituted_keys_are_refused_and_no_share_is_encrypted_to_them(
     coordinator = ScriptedCoordinator(4)
     rs = coordinator.plan()
     target = "party-2"
-    tamper = _substitute(target, towards_target=towards_target, sign_with_own_key=sign_with_own_key)
+    tamper = _substitute(
+        target,
+        scope=coordinator.job.name.encode(),
+        towards_target=towards_target,
+        sign_with_own_key=sign_with_own_key,
+    )
 
     _, refusals = coordinator.honest_until_masked(rs, tamper)
 
+    assert all(r.kind is TaskKind.SECAGG_SHARES for r in refusals.values())
     victims = [target] if towards_target else [p for p in coordinator.parties if p != target]
     errors = _errors(refusals)
     assert sorted(errors) == sorted(victims)
@@ -223,17 +236,10 @@ def test_a_substituted_mask_key_is_refused_before_any_input_is_masked(
                 if (receiver == target) if towards_target else (owner == target):
                     box[owner] = (c, rogue_s, sig)
 
-    server = ServerRound(rs)
-    advertised = {p: wire.parse_keys_reply(r.body) for p, r in coordinator.keys(rs).items()}
-    routed = server.route_keys(advertised)
-    tamper(routed)
-    replies = coordinator.send(
-        TaskKind.SECAGG_SHARES, {p: wire.keys_body(ks) for p, ks in routed.items()}
-    )
-    assert not _errors(replies)  # the channel keys verify: shares go out
-    inbox = server.route_shares({p: wire.parse_shares_reply(r.body) for p, r in replies.items()})
-    bodies = {p: coordinator._fit_body(rs, p, box) for p, box in inbox.items()}
-    fitted = coordinator.send(TaskKind.FIT, bodies, coordinator.params)
+    _, fitted = coordinator.honest_until_masked(rs, tamper)
+
+    # the channel keys verify, so every share went out: the refusals come at the fit step
+    assert fitted and all(r.kind is TaskKind.FIT for r in fitted.values())
 
     victims = [target] if towards_target else [p for p in coordinator.parties if p != target]
     errors = _errors(fitted)
