@@ -13,7 +13,7 @@ from torch import nn
 
 from fedsilo.models import ModelSpec, build_model, get_params
 from fedsilo.training import LocalTrainConfig, train_local
-from fedsilo.training.local import _optimizer
+from fedsilo.training.local import torch_optimizer
 
 
 def _with_torch_optim(
@@ -23,7 +23,7 @@ def _with_torch_optim(
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     generator = torch.Generator().manual_seed(seed)
     anchor = [p.detach().clone() for p in model.parameters()] if cfg.proximal_mu > 0 else []
-    optimizer = _optimizer(model, cfg)
+    optimizer = torch_optimizer(model, cfg)
     model.train()
     for _ in range(cfg.epochs):
         order = torch.randperm(len(y), generator=generator)

@@ -36,7 +36,7 @@ from torch import nn
 from fedsilo.errors import ModelError
 from fedsilo.privacy.accounting import GaussianSpend
 from fedsilo.privacy.noise import NoiseSource
-from fedsilo.training.local import LocalTrainConfig, TrainResult, _optimizer
+from fedsilo.training.local import LocalTrainConfig, TrainResult, torch_optimizer
 
 if TYPE_CHECKING:
     from opacus.optimizers import DPOptimizer
@@ -130,7 +130,7 @@ def train_local_dp(
     worker = copy.deepcopy(model)
     gsm = GradSampleModule(worker)
     optimizer = _csprng_optimizer()(
-        _optimizer(gsm, cfg),
+        torch_optimizer(gsm, cfg),
         noise_multiplier=dp.noise_multiplier,
         max_grad_norm=dp.max_grad_norm,
         expected_batch_size=expected_batch,

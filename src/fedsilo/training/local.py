@@ -57,7 +57,7 @@ class Trainer(Protocol):
     ) -> TrainResult: ...
 
 
-def _optimizer(model: nn.Module, cfg: LocalTrainConfig) -> torch.optim.Optimizer:
+def torch_optimizer(model: nn.Module, cfg: LocalTrainConfig) -> torch.optim.Optimizer:
     """The torch optimizer :class:`~fedsilo.training.optim.Optimizer` equals, for DP-SGD
     (Opacus wraps a torch optimizer)."""
     if cfg.optimizer == "adam":
