@@ -28,7 +28,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,17 +35,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _parties import start_party_threads
 
 from fedsilo.deploy.certs import init_ca, issue
 from fedsilo.deploy.config import (
-    PartyProcessConfig,
     RegisteredParty,
     ServerConfig,
     TlsConfig,
     token_sha256,
 )
 from fedsilo.deploy.grpc_transport import GrpcTransport
-from fedsilo.deploy.party_process import PartyProcess
 from fedsilo.deploy.server import Server
 from fedsilo.runtime.coordinator import Coordinator, RoundRecord
 from fedsilo.runtime.party import PartyAgent
@@ -118,19 +116,9 @@ def run(j, root: Path, kind: str) -> dict[str, float]:  # type: ignore[no-untype
     server._grpc.start()  # no job runner: the benchmark drives the round loop itself
     counter = Counter()
     logging.getLogger("fedsilo.deploy").addHandler(counter)
-    procs = []
-    for name in names:
-        pcfg = PartyProcessConfig(
-            name=name,
-            server=f"127.0.0.1:{server.port}",
-            data=root / "unused.csv",
-            token=name,
-            ca=root / "ca" / "ca.pem",
-            server_name="localhost",
-        )
-        proc = PartyProcess(pcfg, PartyAgent(name, data.parties[name]))
-        threading.Thread(target=proc.run, daemon=True).start()
-        procs.append(proc)
+    procs = start_party_threads(
+        root, server.port, {name: PartyAgent(name, data.parties[name]) for name in names}
+    )
     while len(set(server.board.online()) & set(names)) < len(names):
         time.sleep(0.1)
     records: list[RoundRecord] = []

@@ -31,17 +31,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _parties import start_party_threads
 
 from fedsilo.deploy.certs import init_ca, issue
 from fedsilo.deploy.config import (
-    PartyProcessConfig,
     RegisteredParty,
     ServerConfig,
     TlsConfig,
     token_sha256,
 )
 from fedsilo.deploy.grpc_transport import GrpcTransport
-from fedsilo.deploy.party_process import PartyProcess
 from fedsilo.deploy.server import Server
 from fedsilo.runtime.coordinator import Coordinator
 from fedsilo.runtime.party import PartyAgent
@@ -102,20 +101,10 @@ def over_grpc(j, root: Path) -> tuple[float, int]:  # type: ignore[no-untyped-de
     )
     server = Server(cfg)
     server._grpc.start()  # no job runner: the benchmark drives the coordinator itself
-    procs = []
     lock = threading.Lock()
-    for name, agent in agents(j).items():
-        pcfg = PartyProcessConfig(
-            name=name,
-            server=f"127.0.0.1:{server.port}",
-            data=root / "unused.csv",
-            token=name,
-            ca=root / "ca" / "ca.pem",
-            server_name="localhost",
-        )
-        proc = PartyProcess(pcfg, Serialized(agent, lock))
-        threading.Thread(target=proc.run, daemon=True).start()
-        procs.append(proc)
+    procs = start_party_threads(
+        root, server.port, {name: Serialized(agent, lock) for name, agent in agents(j).items()}
+    )
     while len(server.board.online()) < 10:
         time.sleep(0.1)
     times: list[float] = []
