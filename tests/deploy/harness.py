@@ -19,8 +19,9 @@ import fedsilo
 from fedsilo.data.builtin import load_builtin
 from fedsilo.deploy.certs import init_ca, issue
 from fedsilo.deploy.client import AdminClient
-from fedsilo.deploy.config import token_sha256
+from fedsilo.deploy.config import ServerConfig, token_sha256
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
+from fedsilo.deploy.server import Server
 
 PARTIES = ("org-a", "org-b", "org-c")
 ADMIN_TOKEN = "admin-secret"
@@ -263,6 +264,17 @@ class Deployment:
 def _pythonpath() -> str:
     rest = os.environ.get("PYTHONPATH")
     return SOURCES if not rest else f"{SOURCES}{os.pathsep}{rest}"
+
+
+@contextmanager
+def running(config: ServerConfig, *, insecure: bool = False) -> Iterator[Server]:
+    """A server of ``config`` in this process, started, and stopped (no grace) on exit."""
+    srv = Server(config, insecure=insecure)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop(0)
 
 
 @contextmanager

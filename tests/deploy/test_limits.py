@@ -18,7 +18,7 @@ from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.deploy.server import Server
 from fedsilo.deploy.service import WIRE_VERSION
-from tests.deploy.harness import free_port
+from tests.deploy.harness import free_port, running
 
 
 class Clock:
@@ -98,12 +98,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
         poll_s=3.0,
         limits=LimitsConfig(calls_per_party=3, auth_failures=5, auth_failure_refill_s=60),
     )
-    srv = Server(config, insecure=True)
-    srv.start()
-    try:
+    with running(config, insecure=True) as srv:
         yield srv
-    finally:
-        srv.stop(0)
 
 
 def _pull(port: int, party: str, tok: str) -> grpc.StatusCode:

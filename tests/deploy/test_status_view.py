@@ -18,7 +18,7 @@ from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.server import Server
 from fedsilo.deploy.status_view import job_rows, loopback, party_rows, render_status_page
 from fedsilo.errors import ConfigError
-from tests.deploy.harness import free_port
+from tests.deploy.harness import free_port, running
 
 ADMIN = "admin-secret"
 
@@ -79,12 +79,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
         parties=[RegisteredParty(name="org-a", token_sha256=token_sha256("t"))],
         status_page="127.0.0.1:0",
     )
-    srv = Server(config, insecure=True)
-    srv.start()
-    try:
+    with running(config, insecure=True) as srv:
         yield srv
-    finally:
-        srv.stop(0)
 
 
 def _get(port: int, token: str | None) -> tuple[int, str]:

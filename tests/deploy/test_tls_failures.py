@@ -23,7 +23,7 @@ from fedsilo.deploy.config import RegisteredParty as Registered
 from fedsilo.deploy.party_process import PartyProcess
 from fedsilo.deploy.server import Server
 from fedsilo.errors import PartyRefusedError
-from tests.deploy.harness import free_port
+from tests.deploy.harness import free_port, running
 
 NAME = "org-a"
 
@@ -80,12 +80,8 @@ def _server(pki: Path, certs: Path) -> Iterator[Server]:
         ),
         parties=[Registered(name=NAME, token_sha256=token_sha256("t"))],
     )
-    srv = Server(config)
-    srv.start()
-    try:
+    with running(config) as srv:
         yield srv
-    finally:
-        srv.stop(0)
 
 
 def _refused(server: Server, pki: Path, **files: Path | str) -> tuple[str, list[float]]:
