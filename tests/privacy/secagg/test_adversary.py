@@ -96,8 +96,10 @@ class ScriptedCoordinator:
         self,
         rs: RoundSetup,
         tamper_keys: Callable[[dict[str, dict[str, SignedKeys]]], None] = (lambda routed: None),
+        tamper_inbox: Callable[[dict[str, dict[str, bytes]]], None] = (lambda inbox: None),
     ) -> tuple[ServerRound, dict[str, Message]]:
-        """Keys, shares and fit as an honest coordinator would send them (keys tamperable).
+        """Keys, shares and fit as an honest coordinator would send them (the routed keys and
+        the relayed ciphertexts tamperable).
 
         Returns the server and, if some party refused, every reply of the step (shares or
         fit) where it did; ``{}`` when all masked their inputs.
@@ -114,6 +116,7 @@ class ScriptedCoordinator:
         inbox = server.route_shares(
             {p: wire.parse_shares_reply(r.body) for p, r in replies.items()}
         )
+        tamper_inbox(inbox)
         bodies = {p: self._fit_body(rs, p, box) for p, box in inbox.items()}
         fitted = self.send(TaskKind.FIT, bodies, self.params)
         if _errors(fitted):
@@ -278,6 +281,64 @@ def test_without_substitution_the_same_round_completes() -> None:
     assert len(_errors(coordinator.keys(rs))) == 4
 
 
+# ------------------------------------------------------------------ withheld shares
+
+
+@pytest.mark.parametrize(("n", "variant"), [(5, "secagg"), (20, "secagg+")])
+def test_a_withheld_share_is_caught_in_the_consistency_round(n: int, variant: str) -> None:
+    """The coordinator keeps one ciphertext from ``v``: ``u`` masked with ``v`` but not
+    ``v`` with ``u``, both survive. Each learns it from the other's authenticated bit and
+    refuses to reveal anything; forging the bit breaks the MAC."""
+    coordinator = ScriptedCoordinator(n, variant)
+    rs = coordinator.plan()
+    u = "party-1"
+    v = sorted(rs.neighbours[u])[0]
+
+    def withhold(inbox: dict[str, dict[str, bytes]]) -> None:
+        del inbox[v][u]  # v never gets u's shares, so v does not mask with u
+
+    server, refusals = coordinator.honest_until_masked(rs, tamper_inbox=withhold)
+    assert not refusals
+    confirmed = coordinator.send(
+        TaskKind.SECAGG_CONFIRM, {p: wire.confirm_body(server) for p in rs.parties}
+    )
+    assert not _errors(confirmed)
+    confirmations = {p: wire.parse_confirm_reply(r.body) for p, r in confirmed.items()}
+    assert u in confirmations[v][1] and u not in confirmations[v][0]  # v confirms to u, unmasked
+    relayed = server.route_confirmations(confirmations)
+    honest = coordinator.send(
+        TaskKind.SECAGG_UNMASK, {p: wire.unmask_body(cs) for p, cs in relayed.items()}
+    )
+    errors = _errors(honest)
+    assert sorted(errors) == sorted([u, v])
+    for text in errors.values():
+        assert "was not mutual (shares were withheld)" in text
+    reveals = {p: wire.parse_reveal_reply(r.body) for p, r in honest.items() if r.error is None}
+    # no one dropped: the others reveal self-mask shares only, never a mask key
+    assert reveals and all(kind == "b" for r in reveals.values() for kind, _, _ in r.values())
+
+
+def test_a_forged_mutual_masking_bit_fails_the_mac() -> None:
+    coordinator = ScriptedCoordinator(5)
+    rs = coordinator.plan()
+    u = "party-1"
+    v = sorted(rs.neighbours[u])[0]
+
+    def withhold(inbox: dict[str, dict[str, bytes]]) -> None:
+        del inbox[v][u]
+
+    server, _ = coordinator.honest_until_masked(rs, tamper_inbox=withhold)
+    confirmed = coordinator.send(
+        TaskKind.SECAGG_CONFIRM, {p: wire.confirm_body(server) for p in rs.parties}
+    )
+    relayed = server.route_confirmations(
+        {p: wire.parse_confirm_reply(r.body) for p, r in confirmed.items()}
+    )
+    relayed[u][v] = (True, relayed[u][v][1])  # tell u that v did mask with it
+    replies = coordinator.send(TaskKind.SECAGG_UNMASK, {u: wire.unmask_body(relayed[u])})
+    assert "'" + v + "''s confirmation does not verify" in str(replies[u].error)
+
+
 # ------------------------------------------------------------------ survivor-list split
 
 
@@ -311,7 +372,7 @@ def test_a_split_survivor_list_is_refused_and_nothing_unmasks(
         if relay == "matching":
             group = [v for v in group if views[v] == views[p]]
         bodies[p] = wire.unmask_body(
-            {v: (confirmations[v][0], confirmations[v][1][p]) for v in group}
+            {v: (p in confirmations[v][0], confirmations[v][1][p]) for v in group}
         )
     replies = coordinator.send(TaskKind.SECAGG_UNMASK, bodies)
 

@@ -147,16 +147,14 @@ def test_neighbour_graph_is_regular_and_symmetric() -> None:
     assert graph == neighbour_graph(names, 12, seed=1)
 
 
-def test_unmask_request_sends_each_survivor_set_once_and_refuses_a_dangling_index() -> None:
-    honest = ("a", "b", "c")
-    relayed = {"a": (honest, b"\x01" * 32), "b": (honest, b"\x02" * 32), "c": (("a", "b"), b"\x03")}
+def test_unmask_request_relays_one_bit_and_one_mac_per_neighbour() -> None:
+    relayed = {"a": (True, b"\x01" * 32), "b": (False, b"\x02" * 32)}
     body = wire.unmask_body(relayed)
-    assert body["sets"] == [list(honest), ["a", "b"]]  # two distinct sets, each once
+    assert body == {"confirmations": {"a": [True, "01" * 32], "b": [False, "02" * 32]}}
     assert wire.parse_unmask_body(body) == relayed
-    for bad in (-1, 2, True, "0"):
-        forged = {"sets": body["sets"], "confirmations": {"a": [bad, "01"]}}
+    for bad in (0, 1, "true", None):
         with pytest.raises(ProtocolError, match="malformed unmask request"):
-            wire.parse_unmask_body(forged)
+            wire.parse_unmask_body({"confirmations": {"a": [bad, "01"]}})
 
 
 @pytest.mark.parametrize("bits", [16, 32, 48])

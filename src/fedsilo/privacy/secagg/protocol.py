@@ -84,9 +84,10 @@ PublicKeys = tuple[bytes, bytes]  # (c: encryption, s: masking)
 # (c, s, Ed25519 signature over the session scope, name and c); s is authenticated in step 2
 SignedKeys = tuple[bytes, bytes, bytes]
 # (neighbours masked with, HMAC per neighbour it confirms to) as sent; as relayed to one
-# neighbour: (neighbours masked with, the HMAC for that neighbour)
+# neighbour: (whether the sender masked with that neighbour, the HMAC for that neighbour),
+# which is all the neighbour checks (mutual masking) and all the HMAC covers besides the set
 Confirmation = tuple[tuple[str, ...], Mapping[str, bytes]]
-Relayed = tuple[tuple[str, ...], bytes]
+Relayed = tuple[bool, bytes]
 Share = tuple[int, int]  # Shamir (x, y)
 Reveal = dict[str, tuple[str, int, int]]  # party -> ("s" | "b", x, y)
 
@@ -219,22 +220,19 @@ def survivor_set_digest(survivors: Iterable[str]) -> bytes:
 
 
 def survivors_message(
-    tag: bytes, sender: str, recipient: str, digest: bytes, masked: Iterable[str]
+    tag: bytes, sender: str, recipient: str, digest: bytes, masked_recipient: bool
 ) -> bytes:
     """What a party authenticates to a neighbour in the consistency round: the survivor set
-    (its digest) and whom it masked with (two JSON arrays, one after the other)."""
-    head = json.dumps([tag.decode(), sender, recipient, digest.hex()]).encode()
-    return _SURVIVORS + head + _names_json(tuple(sorted(masked)))
-
-
-@functools.lru_cache(maxsize=256)
-def _names_json(names: tuple[str, ...]) -> bytes:
-    """A sorted name list as JSON; a party confirms the same list to each of its neighbours."""
-    return json.dumps(list(names)).encode()
+    (its digest) and whether it masked with that neighbour. Each field is length-prefixed,
+    so no two different field lists give the same bytes."""
+    fields = (tag, sender.encode(), recipient.encode(), digest)
+    return b"".join([_SURVIVORS, *(len(f).to_bytes(4, "big") + f for f in fields)]) + (
+        b"\x01" if masked_recipient else b"\x00"
+    )
 
 
 def _expander(setup: RoundSetup) -> keys.MaskExpander:
-    return keys.MaskExpander(setup.length, setup.dtype)
+    return keys.expander(setup.length, setup.dtype)
 
 
 def _aad(setup: RoundSetup, sender: str, recipient: str) -> bytes:
@@ -298,6 +296,7 @@ class PartyRound:
         self._channel: dict[str, tuple[bytes, bytes]] = {}
         self._masked_with: set[str] = set()
         self._survivors: frozenset[str] = frozenset()
+        self._digest = b""  # of the survivor set it confirmed
         self._revealed: dict[str, str] = {}  # neighbour -> the one kind of share revealed
 
     def _refuse(self, why: str) -> ProtocolError:
@@ -445,11 +444,11 @@ class PartyRound:
             )
         self._survivors = alive
         masked = tuple(sorted(self._masked_with))
-        digest = survivor_set_digest(alive)
+        digest = self._digest = survivor_set_digest(alive)
         tags = {
             v: keys.mac(
                 self._channel[v][1],
-                survivors_message(self.setup.tag, self.name, v, digest, masked),
+                survivors_message(self.setup.tag, self.name, v, digest, v in self._masked_with),
             )
             for v in sorted(alive & set(self.setup.neighbours[self.name]))
         }
@@ -474,9 +473,9 @@ class PartyRound:
                 f"the consistency round is incomplete (missing confirmations of {missing}, "
                 f"unexpected ones of {extra})"
             )
-        digest = survivor_set_digest(alive)
-        for v, (masked, tag) in sorted(confirmations.items()):
-            message = survivors_message(self.setup.tag, v, self.name, digest, masked)
+        digest = self._digest
+        for v, (masked_me, tag) in sorted(confirmations.items()):
+            message = survivors_message(self.setup.tag, v, self.name, digest, masked_me)
             try:
                 keys.check_mac(self._channel[v][1], message, tag, sender=v)
             except ProtocolError:
@@ -484,7 +483,7 @@ class PartyRound:
                     f"'{v}''s confirmation does not verify on the survivor set this party "
                     "confirmed: the parties were shown different survivor sets, or it is forged"
                 ) from None
-            if (self.name in masked) != (v in self._masked_with):
+            if masked_me != (v in self._masked_with):
                 raise self._refuse(f"masking with '{v}' was not mutual (shares were withheld)")
         mine = alive & (self._masked_with | {self.name})
         if len(mine) < self.setup.threshold:
@@ -594,9 +593,10 @@ class ServerRound:
             raise self._fail(f"{', '.join(missing)} did not confirm the survivor set")
         out: dict[str, dict[str, Relayed]] = {p: {} for p in sorted(alive)}
         for v, (masked, tags) in confirmed.items():
+            with_v = frozenset(masked)
             for p, tag in tags.items():
                 if p in out and p != v:
-                    out[p][v] = (masked, tag)
+                    out[p][v] = (p in with_v, tag)
         return out
 
     def unmask(self, reveals: Mapping[str, Reveal]) -> np.ndarray:

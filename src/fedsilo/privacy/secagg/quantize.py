@@ -3,7 +3,7 @@
 Each value is clipped to ``[-clip_range, clip_range]`` and mapped to an integer in
 ``[0, 2^q - 1]`` with ``q = bits - ceil(log2(max_parties))``, so the sum of up to
 ``max_parties`` encodings never wraps around the ring. Rounding is stochastic (unbiased:
-``floor(y + u)``, ``u ~ U[0, 1)``) from a seeded generator, so a job is reproducible.
+``floor(y + u)``, ``u ~ U[0, 1)``) from a seeded keystream, so a job is reproducible.
 
 Error bound: with step ``s = 2 * clip_range / (2^q - 1)``, each encoded value is within ``s``
 of its clipped input, so a decoded sum of ``count`` vectors is within ``count * s`` of the
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedsilo.errors import ConfigError
+from fedsilo.privacy.secagg import keys
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,11 @@ class Quantizer:
     def encode(
         self, values: np.ndarray, rng: np.random.Generator, *, overwrite: bool = False
     ) -> np.ndarray:
-        """Stochastic rounding: ``floor(y + u)`` with ``u`` a float32 uniform (its 2^-24
-        resolution biases a rounding probability by at most 2^-24 of a step).
+        """Stochastic rounding: ``floor(y + u)``, ``u = r / 2^32`` with ``r`` a uniform 32-bit
+        integer from the AES-CTR keystream (:func:`~fedsilo.privacy.secagg.keys.expander`,
+        keyed from ``rng``); its 2^-32 resolution biases a rounding probability by at most
+        2^-32 of a step. The rounding protects nothing (the coordinator sees only the sum), so
+        it may come from a seed the coordinator sent: a job stays reproducible.
 
         ``overwrite``: ``values`` (float64) is the caller's scratch and is computed in place.
         """
@@ -73,13 +77,14 @@ class Quantizer:
         y: np.ndarray
         if overwrite and values.dtype == np.float64:
             y = values
-            np.maximum(y, -c, out=y)
         else:
-            y = np.maximum(np.asarray(values, dtype=np.float64), -c)  # fresh: edit in place
-        np.minimum(y, c, out=y)
+            y = np.array(values, dtype=np.float64)  # a copy: edited in place below
+        np.clip(y, -c, c, out=y)  # one pass; maximum then minimum took ~3x as long
         y += c
         y *= 1.0 / self.step  # a product: a vector division costs ~4x
-        y += rng.random(y.shape, dtype=np.float32)
+        # the keystream is ~5x faster than Generator.random; one product, one sum
+        r = keys.expander(y.size, np.uint32).expand(rng.bytes(keys.KEY_BYTES))
+        y += np.multiply(r, 2.0**-32)
         out = y.astype(self.dtype)  # y >= 0 here, so the cast is floor
         np.minimum(out, self.dtype(2**self.value_bits - 1), out=out)
         return out

@@ -17,7 +17,7 @@ import binascii
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, TypeAdapter
 
 from fedsilo.errors import ProtocolError
 from fedsilo.privacy.secagg.params import ThreatModel, min_threshold
@@ -103,10 +103,9 @@ class ConfirmReply(_Wire):
 
 
 class UnmaskBody(_Wire):
-    """Each distinct survivor set once; a confirmation is [index of its set, its MAC]."""
+    """Per surviving neighbour: [whether it masked with the recipient, its MAC]."""
 
-    sets: list[tuple[str, ...]]
-    confirmations: dict[str, tuple[Annotated[int, Field(ge=0, strict=True)], Hex]]
+    confirmations: dict[str, tuple[StrictBool, Hex]]
 
 
 class RevealReply(_Wire):
@@ -246,32 +245,19 @@ def parse_confirm_reply(body: Mapping[str, Any]) -> Confirmation:
 def unmask_body(confirmations: Mapping[str, Relayed]) -> dict[str, Any]:
     """Step 4, server: the party's surviving neighbours' confirmations, each with its MAC.
 
-    Each distinct survivor set is sent once and the confirmations point at it by index: in an
-    honest round every neighbour confirmed the same set, so the body carries one set instead
-    of one copy per neighbour (at N=100 that was most of the round's JSON).
+    A neighbour's confirmation says whether it masked with this party, not its whole list:
+    that bit is what the party checks, and with SecAgg+ at N=100 the lists were most of the
+    round's JSON (20 lists of 20 names per party).
     """
-    sets: list[list[str]] = []
-    index: dict[tuple[str, ...], int] = {}
-    confirmed: dict[str, list[Any]] = {}
-    for v, (masked, tag) in confirmations.items():
-        i = index.setdefault(tuple(masked), len(sets))
-        if i == len(sets):
-            sets.append(list(masked))
-        confirmed[v] = [i, tag.hex()]
-    return {"sets": sets, "confirmations": confirmed}
+    return {
+        "confirmations": {
+            v: [masked_me, tag.hex()] for v, (masked_me, tag) in confirmations.items()
+        }
+    }
 
 
 def parse_unmask_body(body: Mapping[str, Any]) -> dict[str, Relayed]:
-    request = _parse(UnmaskBody, body, "unmask request")
-    relayed: dict[str, Relayed] = {}
-    for v, (i, tag) in request.confirmations.items():
-        if i >= len(request.sets):
-            raise ProtocolError(
-                f"malformed unmask request: field 'confirmations.{v}.0' is invalid: "
-                f"confirmation of {v!r} points at no survivor set"
-            )
-        relayed[v] = (request.sets[i], tag)
-    return relayed
+    return dict(_parse(UnmaskBody, body, "unmask request").confirmations)
 
 
 def reveal_reply(reveal: Reveal) -> dict[str, Any]:
