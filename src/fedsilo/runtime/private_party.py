@@ -193,4 +193,4 @@ class PrivateParty:
         encoded = quant.encode(vector, np.random.default_rng(sa.quant_seed), overwrite=True)
         shares = wire.decode_ciphertexts(sa.shares)
         masked = MaskedFitReply(privacy=fitted.privacy)
-        return masked, {"masked": state.mask(shares, encoded)}
+        return masked, {"masked": state.mask(shares, encoded, overwrite=True)}

@@ -77,10 +77,12 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Spy]:
         seen.sums.append((self.setup.tag, sorted(self._masked), total.copy()))
         return total
 
-    def spy_mask(self: PartyRound, ciphertexts: Mapping[str, bytes], x: np.ndarray) -> np.ndarray:
+    def spy_mask(
+        self: PartyRound, ciphertexts: Mapping[str, bytes], x: np.ndarray, **kw: bool
+    ) -> np.ndarray:
         seen.inputs[(self.setup.tag, self.name)] = x.copy()
         seen.size[self.setup.tag] = len(self.setup.ids)  # complete graph: every party
-        return mask(self, ciphertexts, x)
+        return mask(self, ciphertexts, x, **kw)
 
     monkeypatch.setattr(ServerRound, "unmask", spy_unmask)
     monkeypatch.setattr(PartyRound, "mask", spy_mask)

@@ -104,14 +104,19 @@ def check_mac(key: bytes, message: bytes, tag: bytes, *, sender: str) -> None:
         raise ProtocolError(f"the confirmation of '{sender}' does not verify") from None
 
 
-def encrypt(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+def aead(key: bytes) -> AESGCM:
+    """The AES-256-GCM cipher of a channel key: built once per channel, used for every share."""
+    return AESGCM(key)
+
+
+def encrypt(cipher: AESGCM, plaintext: bytes, aad: bytes) -> bytes:
     nonce = os.urandom(_NONCE_BYTES)
-    return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+    return nonce + cipher.encrypt(nonce, plaintext, aad)
 
 
-def decrypt(key: bytes, blob: bytes, aad: bytes) -> bytes:
+def decrypt(cipher: AESGCM, blob: bytes, aad: bytes) -> bytes:
     try:
-        return AESGCM(key).decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], aad)
+        return cipher.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], aad)
     except (InvalidTag, ValueError):
         raise ProtocolError("an encrypted share failed to decrypt") from None
 

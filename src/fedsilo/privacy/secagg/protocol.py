@@ -29,7 +29,7 @@ Steps, per round:
    ``t - 1`` did.
 3. **confirm** – the server names the survivors (sent ``y``); u checks the set (it contains u,
    its graph restricted to the survivors is connected, and with ``tolerate_dropouts=False`` it
-   is everyone) and confirms it, with the neighbours u masked with, to each surviving
+   is everyone) and confirms it, with whether u masked with v, to each surviving
    neighbour v: HMAC-SHA256 under a key derived from their channel secret (X25519 of the
    signed ``c`` keys), which the server cannot forge. Bonawitz et al. sign the set; a MAC
    convinces the same neighbours at ~1/40 of the cost of an Ed25519 verification.
@@ -68,6 +68,7 @@ from types import MappingProxyType
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from fedsilo.errors import ProtocolError, RoundFailedError
 from fedsilo.privacy.secagg import keys, shamir
@@ -89,6 +90,7 @@ SignedKeys = tuple[bytes, bytes, bytes]
 Confirmation = tuple[tuple[str, ...], Mapping[str, bytes]]
 Relayed = tuple[bool, bytes]
 Share = tuple[int, int]  # Shamir (x, y)
+Channel = tuple[AESGCM, bytes]  # with one neighbour: (share cipher, confirmation MAC key)
 Reveal = dict[str, tuple[str, int, int]]  # party -> ("s" | "b", x, y)
 
 _MASK = b"fedsilo-secagg-mask"
@@ -199,17 +201,17 @@ class Session:
         self._c = keys.new_private_key()
         self.c_public = keys.public_bytes(self._c)
         self.signature = identity.sign(session_message(scope, identity.name, self.c_public))
-        self._channels: dict[str, tuple[bytes, bytes, tuple[bytes, bytes]]] = {}
+        self._channels: dict[str, tuple[bytes, bytes, Channel]] = {}
 
-    def channel(self, peer: str, c: bytes, signature: bytes) -> tuple[bytes, bytes]:
-        """(share encryption key, confirmation MAC key) with ``peer``; ProtocolError if its
-        ``c`` is not signed by ``peer`` for this session."""
+    def channel(self, peer: str, c: bytes, signature: bytes) -> Channel:
+        """(share cipher, confirmation MAC key) with ``peer``; ProtocolError if its ``c`` is
+        not signed by ``peer`` for this session."""
         known = self._channels.get(peer)
         if known is not None and known[0] == c and known[1] == signature:
             return known[2]
         self.identity.verify(peer, signature, session_message(self.scope, peer, c))
         both = keys.agree(self._c, c, purpose=_CHANNEL, tag=self.scope, length=2 * keys.KEY_BYTES)
-        pair = (both[: keys.KEY_BYTES], both[keys.KEY_BYTES :])
+        pair = (keys.aead(both[: keys.KEY_BYTES]), both[keys.KEY_BYTES :])
         self._channels[peer] = (c, signature, pair)
         return pair
 
@@ -293,7 +295,7 @@ class PartyRound:
         self._b = b""
         self._held: dict[str, tuple[Share, Share]] = {}  # shares of others' (s, b), and own
         # (AES-GCM key, confirmation MAC key) per neighbour, agreed once
-        self._channel: dict[str, tuple[bytes, bytes]] = {}
+        self._channel: dict[str, Channel] = {}
         self._masked_with: set[str] = set()
         self._survivors: frozenset[str] = frozenset()
         self._digest = b""  # of the survivor set it confirmed
@@ -369,13 +371,19 @@ class PartyRound:
             if holder == self.name:
                 self._held[self.name] = (s_sh, b_sh)
                 continue
-            key = self._channel[holder][0]
             plain = _pack(s_sh, b_sh, s_public)
-            out[holder] = keys.encrypt(key, plain, _aad(self.setup, self.name, holder))
+            out[holder] = keys.encrypt(
+                self._channel[holder][0], plain, _aad(self.setup, self.name, holder)
+            )
         return out
 
-    def mask(self, ciphertexts: Mapping[str, bytes], x: np.ndarray) -> np.ndarray:
-        """``y = x + PRG(b) ± PRG(s_uv)`` over the neighbours that sent this party shares."""
+    def mask(
+        self, ciphertexts: Mapping[str, bytes], x: np.ndarray, *, overwrite: bool = False
+    ) -> np.ndarray:
+        """``y = x + PRG(b) ± PRG(s_uv)`` over the neighbours that sent this party shares.
+
+        ``overwrite``: ``x`` is the caller's scratch (its encoded input) and is masked in place.
+        """
         self._advance("mask", "confirm")
         if x.dtype != self.setup.dtype or x.shape != (self.setup.length,):
             raise ProtocolError(f"party '{self.name}': input is not a ring vector of this round")
@@ -388,8 +396,9 @@ class PartyRound:
             )
         my_id = self.setup.ids[self.name]
         for sender, blob in sorted(ciphertexts.items()):
-            key = self._channel[sender][0]
-            plain = keys.decrypt(key, blob, _aad(self.setup, sender, self.name))
+            plain = keys.decrypt(
+                self._channel[sender][0], blob, _aad(self.setup, sender, self.name)
+            )
             s_sh, b_sh, s_public = _unpack(plain)
             if s_sh[0] != my_id:
                 raise ProtocolError(f"party '{self.name}' got a share for another party")
@@ -400,7 +409,7 @@ class PartyRound:
                 )
             self._held[sender] = (s_sh, b_sh)
         self._masked_with = set(ciphertexts)
-        y = x.copy()
+        y = x if overwrite else x.copy()
         masks = _expander(self.setup)
         y += masks.expand(self._b)
         for v in sorted(self._masked_with):
