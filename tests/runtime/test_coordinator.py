@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import numpy as np
@@ -172,3 +173,42 @@ def test_a_party_refuses_a_fit_task_with_non_finite_parameters() -> None:
         assert reply.error is not None and "NaN or infinite" in reply.error
         assert not reply.arrays  # it trained nothing and sent nothing back
     assert all("party-2" not in record.participants for record in outcome.history)
+
+
+def test_rounds_run_with_the_heap_frozen_and_leave_it_as_it_was() -> None:
+    """The job's static heap is kept out of the collector's passes during the rounds only
+    (Coordinator._heap_frozen), whether the job succeeds or fails, and a heap the process
+    froze itself stays frozen."""
+    seen: list[int] = []
+
+    class Watching(Coordinator):
+        def _round(self, *args: Any, **kwargs: Any) -> Any:
+            seen.append(gc.get_freeze_count())
+            return super()._round(*args, **kwargs)
+
+    job = parse_job(small_job(rounds=2), source="test")
+    sim = load_simulated_data(job)
+    assert gc.get_freeze_count() == 0
+    Watching(job, InProcessTransport({n: PartyAgent(n, d) for n, d in sim.parties.items()})).run()
+    assert len(seen) == 2 and min(seen) > 0  # the parties' data and models, at least
+    assert gc.get_freeze_count() == 0
+
+    failing = parse_job(
+        small_job(rounds=2, selection={"min_parties": 3, "max_round_retries": 0}), source="test"
+    )
+    agents: dict[str, Any] = {n: PartyAgent(n, d) for n, d in sim.parties.items()}
+    agents["party-1"] = Tampering(agents["party-1"], "nan")
+    with pytest.raises(RoundFailedError):
+        Watching(failing, InProcessTransport(agents)).run()
+    assert gc.get_freeze_count() == 0
+
+    gc.freeze()  # the host process froze its own heap: the job leaves it frozen
+    try:
+        seen.clear()
+        Watching(
+            job, InProcessTransport({n: PartyAgent(n, d) for n, d in sim.parties.items()})
+        ).run()
+        assert len(seen) == 2 and min(seen) > 0
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
