@@ -108,6 +108,8 @@ def test_text_in_a_number_column_names_column_and_row(
     result = runner.invoke(app, ["predict", str(run), str(bad), "--out", str(tmp_path / "p.csv")])
     assert result.exit_code == 2
     assert "'mean area'" in result.output and "row 7" in result.output
+    # the scored rows belong to no party of the job: the message says so
+    assert "input column 'mean area' (" in result.output and "party '" not in result.output
 
 
 # -- a file job with an id column, a category and missing values ----------------------------
@@ -165,14 +167,16 @@ def test_an_unseen_category_names_column_value_and_row(bank_run: Path, tmp_path:
     assert result.exit_code == 2
     assert "DataError" in result.output
     assert "'region'" in result.output and "'south'" in result.output and "row 4" in result.output
-    with pytest.raises(DataError, match="row 4"):
+    assert "input column 'region'" in result.output and "party '" not in result.output
+    with pytest.raises(DataError, match="row 4") as err:
         fedsilo.load_model(bank_run).predict(rows)
+    assert str(err.value).startswith("input column 'region' has value 'south' (DataFrame, row 4)")
 
 
 def test_a_missing_value_under_the_reject_policy_names_column_and_row(bank_run: Path) -> None:
     rows = bank_frame(10, 10)
     rows.loc[8, "income"] = np.nan
-    with pytest.raises(MissingValueError, match=r"'income'.*row 9"):
+    with pytest.raises(MissingValueError, match=r"^input column 'income'.*row 9"):
         fedsilo.load_model(bank_run).predict(rows)
 
 

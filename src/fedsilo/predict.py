@@ -32,6 +32,7 @@ import pandas as pd
 from torch import nn
 
 from fedsilo.data.preprocess import PreprocessPlan
+from fedsilo.data.tabular import SCORED
 from fedsilo.data.typed import read_raw
 from fedsilo.errors import DataError, ModelError, SchemaError
 from fedsilo.model_file import ModelMeta, read_model
@@ -40,8 +41,7 @@ from fedsilo.training import predict_proba
 
 log = logging.getLogger(__name__)
 
-INPUT = "predict"
-"""How messages name the rows being scored (they come from no party of the job)."""
+INPUT = SCORED  # the rows being scored come from no party of the job: messages say "input"
 PREDICTION = "prediction"
 PROBA = "proba_"
 

@@ -65,7 +65,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from fedsilo.data.tabular import ColumnType, MissingPolicy, TableSchema, listing, texts_of
+from fedsilo.data.tabular import (
+    ColumnType,
+    MissingPolicy,
+    TableSchema,
+    listing,
+    texts_of,
+    whose,
+)
 from fedsilo.data.typed import schema_columns, typed_frame
 from fedsilo.errors import DataError, MissingValueError, ProtocolError, SchemaError
 
@@ -131,7 +138,7 @@ def _number_stats(
         m2 = 0.0
     if not (math.isfinite(total) and math.isfinite(sum_sq) and math.isfinite(m2)):
         raise DataError(
-            f"party {party!r} column {column!r} has values too large to summarize ({source}): "
+            f"{whose(party)} column {column!r} has values too large to summarize ({source}): "
             "their squares overflow (|value| above about 1e154). Rescale the column."
         )
     return {
@@ -248,7 +255,7 @@ def _checked_stats(party: str, stats: Mapping[str, Any], schema: TableSchema) ->
     """The statistics if well-formed for ``schema``, else ProtocolError naming the party."""
 
     def bad(why: str) -> ProtocolError:
-        return ProtocolError(f"party {party!r} sent malformed statistics: {why}")
+        return ProtocolError(f"{whose(party)} sent malformed statistics: {why}")
 
     def count(value: Any, what: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -326,7 +333,7 @@ def _reject_missing(checked: Mapping[str, dict[str, Any]], schema: TableSchema) 
             missing = int(s["columns"][col.name]["missing"])
             if missing:
                 lines.append(
-                    f"party {party!r} column {col.name!r}: {missing} of {s['n_rows']} rows missing"
+                    f"{whose(party)} column {col.name!r}: {missing} of {s['n_rows']} rows missing"
                 )
     if lines:
         raise MissingValueError(
@@ -463,7 +470,7 @@ class PreprocessPlan:
         if unknown.any():
             row = int(np.flatnonzero(unknown)[0])
             raise DataError(
-                f"party {party!r} label column {label!r} has value {texts[codes[row]]!r} "
+                f"{whose(party)} label column {label!r} has value {texts[codes[row]]!r} "
                 f"({source}, row {row + 1}{_more(int(unknown.sum()))}) that is not one of "
                 f"the job's classes {listing(self.classes)}. Remove or relabel those rows."
             )
@@ -476,7 +483,7 @@ class PreprocessPlan:
             return
         row = int(np.flatnonzero(missing)[0]) + 1
         raise MissingValueError(
-            f"party {party!r} column {column!r} has {int(missing.sum())} missing value(s) "
+            f"{whose(party)} column {column!r} has {int(missing.sum())} missing value(s) "
             f'({source}, first: row {row}) and data.missing = "reject". Fill them in, or '
             'declare data.missing = "mean" or "constant" in the job TOML.'
         )
@@ -494,7 +501,7 @@ class PreprocessPlan:
         if unseen.any():
             row = int(np.flatnonzero(unseen)[0])
             raise DataError(
-                f"party {party!r} column {column!r} has value {texts[codes[row]]!r} ({source}, "
+                f"{whose(party)} column {column!r} has value {texts[codes[row]]!r} ({source}, "
                 f"row {row + 1}{_more(int(unseen.sum()))}) that no party had when the "
                 f"preprocessing plan was made; known values: {listing(known)}. Recode or "
                 "remove those rows, or include such rows at a party during setup."
@@ -567,12 +574,12 @@ def read_typed(
     lacking = [c for c in schema.names if c not in found]
     if lacking:
         raise SchemaError(
-            f"party {party!r} lacks column(s) {listing(lacking)} of the shared schema "
+            f"{whose(party)} lacks column(s) {listing(lacking)} of the shared schema "
             f"({source}); columns found: {listing(found)}. Every party needs the same columns."
         )
     if label and schema.label not in found:
         raise DataError(
-            f"party {party!r}: label column {schema.label!r} (data.label) is not in {source}; "
+            f"{whose(party)}: label column {schema.label!r} (data.label) is not in {source}; "
             f"columns found: {listing(found)}."
         )
     return typed_frame(df, schema_columns(schema, label=label), party=party, source=source)
@@ -588,7 +595,7 @@ def _label_codes(
 ) -> tuple[npt.NDArray[np.int64], list[str]]:
     if label not in df.columns:
         raise DataError(
-            f"party {party!r}: label column {label!r} (data.label) is not in {source}; "
+            f"{whose(party)}: label column {label!r} (data.label) is not in {source}; "
             f"columns found: {listing([str(c) for c in df.columns])}."
         )
     codes, texts = texts_of(df[label])
@@ -596,7 +603,7 @@ def _label_codes(
     if missing.any():
         row = int(np.flatnonzero(missing)[0]) + 1
         raise MissingValueError(
-            f"party {party!r} label column {label!r} is empty in {int(missing.sum())} row(s) "
+            f"{whose(party)} label column {label!r} is empty in {int(missing.sum())} row(s) "
             f"({source}, first: row {row}). Labels are never imputed: fill in or remove "
             "those rows."
         )

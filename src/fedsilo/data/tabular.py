@@ -193,7 +193,7 @@ def read_frame(frame: object, *, party: str) -> pd.DataFrame:
         )
     source = frame_source(party)
     if len(frame.columns) == 0:
-        raise DataError(f"party {party!r}: {source} has no columns")
+        raise DataError(f"{whose(party)}: {source} has no columns")
     return _as_read(frame.reset_index(drop=True), party=party, source=source)
 
 
@@ -230,7 +230,7 @@ def check_unique_columns(columns: pd.DataFrame | Sequence[str], *, party: str, s
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
         raise DataError(
-            f"party {party!r}: {source} has duplicate column name(s) {_quoted(dups)}. "
+            f"{whose(party)}: {source} has duplicate column name(s) {_quoted(dups)}. "
             "Give every column a distinct name."
         )
 
@@ -333,6 +333,16 @@ def _have(names: Sequence[str]) -> str:
 
 def _quoted(names: Sequence[str]) -> str:
     return ", ".join(repr(n) for n in names)
+
+
+SCORED = "(input)"
+"""The ``party`` of rows given to a trained model to score: no party's name can look so."""
+
+
+def whose(party: str) -> str:
+    """How a message names the owner of the rows it is about: ``party 'bank-a'``, or
+    ``input`` for rows being scored (:data:`SCORED`)."""
+    return "input" if party == SCORED else f"party {party!r}"
 
 
 def listing(names: Sequence[str]) -> str:

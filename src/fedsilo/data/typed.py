@@ -70,6 +70,7 @@ from fedsilo.data.tabular import (
     TableSchema,
     check_unique_columns,
     listing,
+    whose,
 )
 from fedsilo.errors import ConfigError, DataError, MissingValueError, SchemaError
 
@@ -164,7 +165,7 @@ def cursor() -> duckdb.DuckDBPyConnection:
 
 def _refuse_type(name: str, spec: Declared, source_type: str, party: str, source: str) -> None:
     raise SchemaError(
-        f"party {party!r} column {name!r} is declared {spec.type.value} but {source} stores it "
+        f"{whose(party)} column {name!r} is declared {spec.type.value} but {source} stores it "
         f"as {source_type}. Write {spec.type.value} values (or text holding them) in that "
         "column, or declare its type to match."
     )
@@ -286,16 +287,16 @@ def _raw_relation(path: Path, *, party: str) -> str:
     suffix = path.suffix.lower()
     if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
         raise DataError(
-            f"party {party!r}: cannot read {path}: unknown file type {path.suffix or '(none)'!r}. "
+            f"{whose(party)}: cannot read {path}: unknown file type {path.suffix or '(none)'!r}. "
             "Use a .csv or .parquet file."
         )
     if not path.exists():
         raise DataError(
-            f"party {party!r}: data file {path} does not exist. Check the party's path in "
+            f"{whose(party)}: data file {path} does not exist. Check the party's path in "
             "the job config (it is relative to the job file's directory)."
         )
     if not path.is_file():
-        raise DataError(f"party {party!r}: data path {path} is not a file. Point it at a file.")
+        raise DataError(f"{whose(party)}: data path {path} is not a file. Point it at a file.")
     quoted = _lit(str(path))
     if suffix in PARQUET_SUFFIXES:
         return f"read_parquet({quoted})"
@@ -310,10 +311,10 @@ def csv_header(path: Path, *, party: str) -> list[str]:
         with open(path, newline="", encoding="utf-8-sig") as f:
             first = next(csv.reader(f), None)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"party {party!r}: cannot read {path} as CSV: {exc}") from None
+        raise DataError(f"{whose(party)}: cannot read {path} as CSV: {exc}") from None
     if not first or not any(first):
         raise DataError(
-            f"party {party!r}: {path} is empty (no header row). Write the column names on "
+            f"{whose(party)}: {path} is empty (no header row). Write the column names on "
             "the first line."
         )
     return first
@@ -349,7 +350,7 @@ def read_raw(path: Path, *, party: str) -> pd.DataFrame:
         kind = "Parquet" if Path(path).suffix.lower() in PARQUET_SUFFIXES else "CSV"
         first = str(exc).splitlines()[0]
         raise DataError(
-            f"party {party!r}: cannot read {path} as {kind}: {first}. Check that the file is "
+            f"{whose(party)}: cannot read {path} as {kind}: {first}. Check that the file is "
             f"valid {kind}."
         ) from None
     finally:
@@ -363,7 +364,7 @@ def _types(con: duckdb.DuckDBPyConnection, raw: str, *, party: str, source: str)
         described = con.execute(f"DESCRIBE SELECT * FROM {raw}").fetchall()
     except duckdb.Error as exc:
         first = str(exc).splitlines()[0]
-        raise DataError(f"party {party!r}: cannot read {source}: {first}") from None
+        raise DataError(f"{whose(party)}: cannot read {source}: {first}") from None
     return {str(r[0]): str(r[1]) for r in described}
 
 
@@ -405,7 +406,7 @@ def typed_view(
     absent = sorted(n for n in declared if n not in types)
     if absent:
         raise SchemaError(
-            f"party {party!r}: {source} lacks the declared column(s) {absent}; columns found: "
+            f"{whose(party)}: {source} lacks the declared column(s) {absent}; columns found: "
             f"{sorted(types)[:20]}. Fix the file or the job's [columns]."
         )
     cols = {
@@ -455,7 +456,7 @@ def _check(
         found = list(con.execute(f"SELECT {', '.join(checks)} FROM {numbered}").fetchone() or ())
     except duckdb.Error as exc:
         first = str(exc).splitlines()[0]
-        raise DataError(f"party {party!r}: cannot read {source}: {first}") from None
+        raise DataError(f"{whose(party)}: cannot read {source}: {first}") from None
     for name, spec in declared.items():
         col = cols[name]
         missing = int(found.pop(0) or 0)
@@ -515,7 +516,7 @@ def _shown(shown: Any) -> str:
 
 
 def _raise_for(name: str, spec: Declared, party: str, source: str, f: _Found) -> None:
-    where = f"party {party!r} column {name!r} ({source})"
+    where = f"{whose(party)} column {name!r} ({source})"
     if f.bad:
         at = f"row {f.first_bad}, {f.bad} value(s) in all"
         if spec.type is ColumnType.NUMBER:
@@ -630,7 +631,7 @@ def infer_columns(
             kind = ColumnType.CATEGORY if not_numbers[name] else ColumnType.NUMBER
         elif t == "DATE" or t.startswith("TIMESTAMP") or t.startswith("TIME"):
             raise SchemaError(
-                f"party {party!r} column {name!r} holds date/time values ({t}, {source}); "
+                f"{whose(party)} column {name!r} holds date/time values ({t}, {source}); "
                 f'declare its type: "date" (encoded as days) or "category".'
             )
         else:
@@ -651,13 +652,13 @@ def check_header(
     """Header checks, before any row is read: the label, id and declared columns exist."""
     if label is not None and label not in found:
         raise DataError(
-            f"party {party!r}: label column {label!r} (data.label) is not in {source}; "
+            f"{whose(party)}: label column {label!r} (data.label) is not in {source}; "
             f"columns found: {listing(found)}. Set data.label to the column holding the "
             "class of each row."
         )
     if id_column is not None and id_column not in found:
         raise DataError(
-            f"party {party!r}: id column {id_column!r} (data.id) is not in {source}; columns "
+            f"{whose(party)}: id column {id_column!r} (data.id) is not in {source}; columns "
             f"found: {listing(found)}. Fix data.id or remove it."
         )
     if id_column is not None and id_column == label:
@@ -675,7 +676,7 @@ def check_header(
             )
         if name not in found:
             raise SchemaError(
-                f"party {party!r}: data.columns declares column {name!r} but {source} has no "
+                f"{whose(party)}: data.columns declares column {name!r} but {source} has no "
                 f"such column; columns found: {listing(found)}. Fix the file or the "
                 "declaration."
             )
