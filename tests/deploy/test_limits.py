@@ -13,7 +13,7 @@ import pytest
 from fedsilo.deploy.auth import AUTH_HEADER, PARTY_HEADER, Refusal
 from fedsilo.deploy.channel import open_channel
 from fedsilo.deploy.config import LimitsConfig, RegisteredParty, ServerConfig, token_sha256
-from fedsilo.deploy.limits import CallLimiter, peer_address
+from fedsilo.deploy.limits import BUSY_RETRY_S, CallLimiter, peer_address
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.deploy.server import Server
@@ -37,6 +37,7 @@ def test_a_party_gets_at_most_its_concurrent_calls() -> None:
         limiter.acquire("a", poll=True)
     assert info.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "party 'a' already has 3 calls" in info.value.reason
+    assert info.value.retry_after_s == BUSY_RETRY_S  # a slot comes back: the party may retry
     limiter.acquire("b")  # another party is not affected
     limiter.release("a", poll=True)
     limiter.acquire("a")  # a slot came back
@@ -49,8 +50,9 @@ def test_rate_limit_refills_over_time() -> None:
     for _ in range(4):  # burst: 2 x rate
         with limiter.call("a"):
             pass
-    with pytest.raises(Refusal, match="faster than 2/s"):
+    with pytest.raises(Refusal, match="faster than 2/s") as info:
         limiter.acquire("a")
+    assert info.value.retry_after_s == pytest.approx(0.5)  # when the next token is there
     clock.now += 0.5  # one token back
     with limiter.call("a"):
         pass
@@ -72,8 +74,9 @@ def test_failed_authentications_throttle_the_address() -> None:
     for _ in range(3):
         limiter.check_address("10.0.0.9")
         limiter.auth_failed("10.0.0.9")
-    with pytest.raises(Refusal, match=r"too many failed authentications from 10\.0\.0\.9"):
+    with pytest.raises(Refusal, match=r"too many failed authentications from 10\.0\.0\.9") as info:
         limiter.check_address("10.0.0.9")
+    assert info.value.retry_after_s is None  # no party's reply waits on a guesser
     limiter.check_address("10.0.0.10")  # another address is not affected
     clock.now += 10.0
     limiter.check_address("10.0.0.9")  # one more guess after the refill time

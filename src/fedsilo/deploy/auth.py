@@ -29,12 +29,15 @@ log = logging.getLogger(__name__)
 
 PARTY_HEADER = "x-fedsilo-party"
 AUTH_HEADER = "authorization"
+# trailing metadata of a refusal that passes: seconds after which the same call may succeed
+RETRY_AFTER_HEADER = "x-fedsilo-retry-after-s"
 
 
 @dataclass(frozen=True)
 class Refusal(Exception):
     code: grpc.StatusCode
     reason: str
+    retry_after_s: float | None = None  # a limit that passes (a busy slot, an empty bucket)
 
 
 def _metadata(context: grpc.ServicerContext) -> dict[str, str]:

@@ -7,7 +7,8 @@ in a tight loop), and an outsider may guess tokens. So, per authenticated party:
 Per source address: ``auth_failures`` failed authentications, refilled one every
 ``auth_failure_refill_s``; an address past that is refused before its credentials are looked
 at, so guessing runs at the refill rate. A refusal is :class:`~fedsilo.deploy.auth.Refusal`
-with ``RESOURCE_EXHAUSTED``; it is logged (with the party's name or the address) at most once
+with ``RESOURCE_EXHAUSTED`` and, for a per-party limit, the seconds after which a call may
+pass (a party retries a refused reply then, rather than losing it); it is logged (with the party's name or the address) at most once
 a second per offender, with the count refused since, so a flood cannot flood the log too.
 
 Pure bookkeeping with an injected clock; :mod:`fedsilo.deploy.service` calls it.
@@ -30,6 +31,7 @@ from fedsilo.deploy.config import LimitsConfig
 log = logging.getLogger(__name__)
 
 LOG_EVERY_S = 1.0
+BUSY_RETRY_S = 0.25  # told to a party whose call slots are busy: most calls end sooner
 
 
 @dataclass
@@ -97,20 +99,23 @@ class CallLimiter:
                     f"party {party!r} already has {active} calls in progress; the limit is "
                     f"{self.limits.calls_per_party} (limits.calls_per_party)"
                 )
+                wait = BUSY_RETRY_S
             elif poll and self.polls >= self.waiting_polls:
                 reason = (
                     f"{self.polls} long polls are already waiting on this server; the limit is "
                     f"{self.waiting_polls} (limits.waiting_polls)"
                 )
+                wait = BUSY_RETRY_S
             elif not bucket.take(now):
                 reason = (
                     f"party {party!r} calls faster than {self.limits.calls_per_s:g}/s "
                     "(limits.calls_per_s)"
                 )
+                wait = bucket.wait_s()
             if reason is not None:
                 self.refused[party] = self.refused.get(party, 0) + 1
                 self._refused(f"party '{party}'", reason, now)
-                raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
+                raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, reason, retry_after_s=wait)
             self._active[party] = active + 1
             self.polls += int(poll)
 

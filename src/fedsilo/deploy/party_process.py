@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 
 from fedsilo.data.typed import read_raw
-from fedsilo.deploy.auth import AUTH_HEADER, PARTY_HEADER
+from fedsilo.deploy.auth import AUTH_HEADER, PARTY_HEADER, RETRY_AFTER_HEADER
 from fedsilo.deploy.channel import open_channel
 from fedsilo.deploy.config import PartyProcessConfig
 from fedsilo.deploy.party_tasks import PartyAnalytics, TaskRouter
@@ -44,6 +46,8 @@ log = logging.getLogger(__name__)
 
 PULL_TIMEOUT_S = 120.0
 CHUNK_BYTES = 1024 * 1024  # a reply streams in chunks of this size (the server's chunk limit)
+PUSH_ATTEMPTS = 5  # sends of one reply, refused under a passing limit or server unreachable
+MAX_PUSH_WAIT_S = 5.0  # the longest wait before a reply is sent again on the server's word
 FATAL = {
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.PERMISSION_DENIED,
@@ -265,20 +269,73 @@ class PartyProcess:
         for start in range(CHUNK_BYTES, len(payload), CHUNK_BYTES):
             yield pb.Reply(payload=bytes(view[start : start + CHUNK_BYTES]))
 
+    def _push(self, task: pb.Task, payload: bytes) -> pb.Ack | None:
+        """Deliver a reply; None if the server refused it for good.
+
+        A reply is work done (a round's training, a masked input): it is not dropped for a
+        passing refusal. Refused under a per-party limit (the server says when to come back)
+        or the server unreachable, the same bytes are sent again, up to ``PUSH_ATTEMPTS``
+        times; a refusal without a time (the reply is too large) is final. Still unreachable
+        after the last attempt, the error goes to the main loop, which reconnects.
+        """
+        backoff = 0.5
+        for attempt in range(1, PUSH_ATTEMPTS + 1):
+            try:
+                ack: pb.Ack = self._stub.Push(
+                    self._chunks(task.task_id, payload),
+                    metadata=self._metadata,
+                    timeout=PULL_TIMEOUT_S,
+                )
+                return ack
+            except grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else None
+                details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
+                after = _retry_after(exc)
+                last = attempt == PUSH_ATTEMPTS or self._stop.is_set()
+                if code is grpc.StatusCode.RESOURCE_EXHAUSTED and (after is None or last):
+                    log.warning("party %s: reply refused: %s", self.config.name, details)
+                    return None
+                if code is not grpc.StatusCode.RESOURCE_EXHAUSTED and (
+                    code is not grpc.StatusCode.UNAVAILABLE or last
+                ):
+                    raise
+                wait = min(after, MAX_PUSH_WAIT_S) if after is not None else backoff
+                wait *= 1 + random.random() / 2
+                log.warning(
+                    "party %s: reply to the %s task not delivered (%s: %s); sending it again "
+                    "in %.2f s (attempt %d of %d)",
+                    self.config.name,
+                    task.kind,
+                    getattr(code, "name", code),
+                    details,
+                    wait,
+                    attempt + 1,
+                    PUSH_ATTEMPTS,
+                )
+                self._sleep(wait)
+                backoff = min(backoff * 2, self.config.max_backoff_s)
+        return None  # not reached: the last attempt returns or raises
+
     def _answer(self, task: pb.Task) -> None:
         log.info("party %s: %s task, round %d", self.config.name, task.kind, task.round)
         payload = self._handler.handle(task.payload)
-        try:
-            ack = self._stub.Push(
-                self._chunks(task.task_id, payload),
-                metadata=self._metadata,
-                timeout=PULL_TIMEOUT_S,
-            )
-        except grpc.RpcError as exc:
-            if exc.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
-                raise
-            log.warning("party %s: reply refused: %s", self.config.name, exc.details())
+        ack = self._push(task, payload)
+        if ack is None:
             return
         self.tasks_handled += 1
         if not ack.accepted:
             log.warning("party %s: reply not accepted: %s", self.config.name, ack.reason)
+
+
+def _retry_after(exc: grpc.RpcError) -> float | None:
+    """The seconds a refusal says to wait before calling again, if it says (a passing limit)."""
+    # (key, value) pairs; the grpc stubs type them as an opaque _Metadatum
+    trailing: Any = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    for key, value in trailing or ():
+        if key == RETRY_AFTER_HEADER:
+            try:
+                seconds = float(value)
+            except (TypeError, ValueError):
+                return None
+            return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    return None

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import grpc
 
-from fedsilo.deploy.auth import Authenticator, Refusal
+from fedsilo.deploy.auth import RETRY_AFTER_HEADER, Authenticator, Refusal
 from fedsilo.deploy.grpc_transport import PartyBoard
 from fedsilo.deploy.limits import CallLimiter, peer_address
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
@@ -109,6 +109,8 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         try:
             self._limits.acquire(name, poll=poll)
         except Refusal as exc:
+            if exc.retry_after_s is not None:
+                context.set_trailing_metadata(((RETRY_AFTER_HEADER, f"{exc.retry_after_s:.3f}"),))
             context.abort(exc.code, exc.reason)
         try:
             yield
