@@ -14,7 +14,9 @@ after masking; the medians of rounds 2-6 of 7 are timed (round 1 warms up; the p
 sessions checked their neighbours' signed channel keys there, as in every round of a job
 after its first; one round alone swings by 2x on this VM); with
 ``--repeats R`` plain and secure alternate R times and the table gives the medians, the ratio
-of the median CPU seconds and the median (range) of the R secure/plain pairs, with the load
+of the median CPU seconds, the median (range) of the R secure/plain pairs and the ratio of
+the runs' mean round CPU (the median drops a cost that strikes one round in several, the
+mean keeps it), with the load
 average (CPU seconds inflate unevenly on a loaded machine). Torch and BLAS run one thread
 each, so CPU seconds equal single-core time (with a second BLAS thread, its spinning showed
 up as CPU in every plain round).
@@ -129,9 +131,11 @@ class _Counting:
 TIMED_ROUNDS = 5  # one round alone swings by 2x here (page faults, the host): take a median
 
 
-def full_round(n: int, secure: bool, dropout: float) -> tuple[float, float, float]:
-    """(wall seconds, CPU seconds of this process, mean bytes per party): the medians over
-    rounds 2-6, then the last round's bytes (same parties dropping).
+def full_round(n: int, secure: bool, dropout: float) -> tuple[float, float, float, float]:
+    """(wall seconds, CPU seconds of this process, mean bytes per party, mean CPU seconds):
+    the medians over rounds 2-6, then the last round's bytes (same parties dropping), then
+    the mean CPU over rounds 2-6 (it keeps what strikes one round in several, such as a full
+    garbage collection, which the median drops).
 
     CPU seconds (one torch thread, every party in this process) are what the round costs
     regardless of what else the machine runs; wall seconds are shown beside them.
@@ -176,8 +180,9 @@ def full_round(n: int, secure: bool, dropout: float) -> tuple[float, float, floa
     Coordinator(job, transport, on_round=on_round).run()
     timed = slice(1, TIMED_ROUNDS + 1)
     wall = float(np.median(rounds[timed]))
-    cpu_s = float(np.median(np.diff(cpu)[:TIMED_ROUNDS]))
-    return wall, cpu_s, float(np.mean(list(transport.bytes.values())))
+    per_round = np.diff(cpu)[:TIMED_ROUNDS]
+    cpu_s = float(np.median(per_round))
+    return wall, cpu_s, float(np.mean(list(transport.bytes.values()))), float(per_round.mean())
 
 
 def main() -> None:
@@ -224,8 +229,8 @@ def round_table(sizes: list[int], dropouts: list[float], repeats: int) -> None:
     print(f"load average at start: {_load()}")
     print(
         f"{'N':>4} {'drop':>5} {'plain s':>8} {'secure s':>9} {'ratio':>6} {'plain cpu':>9} "
-        f"{'secure cpu':>10} {'cpu ratio':>9} {'pair ratios':>17} {'KB/party plain':>15} "
-        f"{'KB/party secure':>16}"
+        f"{'secure cpu':>10} {'cpu ratio':>9} {'pair ratios':>17} {'mean ratio':>10} "
+        f"{'KB/party plain':>15} {'KB/party secure':>16}"
     )
     for n in sizes:
         for dropout in dropouts:
@@ -239,9 +244,11 @@ def round_table(sizes: list[int], dropouts: list[float], repeats: int) -> None:
             # each secure run over the plain run just before it: the median and the range
             pairs = [b[1] / a[1] for a, b in zip(plain, secure, strict=True)]
             spread = f"{np.median(pairs):.2f} ({min(pairs):.2f}-{max(pairs):.2f})"
+            # the same from each run's mean round CPU (what a job pays on average)
+            mean = float(np.median([r[3] for r in secure]) / np.median([r[3] for r in plain]))
             print(
                 f"{n:>4} {dropout:>5.0%} {p:>8.2f} {s:>9.2f} {s / p:>6.2f} {pc:>9.2f} {sc:>10.2f} "
-                f"{sc / pc:>9.2f} {spread:>17} {pb / 1e3:>15.0f} {sb / 1e3:>16.0f}"
+                f"{sc / pc:>9.2f} {spread:>17} {mean:>10.2f} {pb / 1e3:>15.0f} {sb / 1e3:>16.0f}"
             )
     print(f"load average at end: {_load()}")
 
