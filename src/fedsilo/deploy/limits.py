@@ -8,8 +8,9 @@ Per source address: ``auth_failures`` failed authentications, refilled one every
 ``auth_failure_refill_s``; an address past that is refused before its credentials are looked
 at, so guessing runs at the refill rate. A refusal is :class:`~fedsilo.deploy.auth.Refusal`
 with ``RESOURCE_EXHAUSTED`` and, for a per-party limit, the seconds after which a call may
-pass (a party retries a refused reply then, rather than losing it); it is logged (with the party's name or the address) at most once
-a second per offender, with the count refused since, so a flood cannot flood the log too.
+pass (a party retries a refused reply then, rather than losing it); it is logged (with the
+party's name or the address) at most once a second per offender, with the count refused
+since, so a flood cannot flood the log too.
 
 Pure bookkeeping with an injected clock; :mod:`fedsilo.deploy.service` calls it.
 """

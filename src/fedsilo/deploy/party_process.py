@@ -192,8 +192,7 @@ class PartyProcess:
                 if task.task_id:
                     self._answer(task)
             except grpc.RpcError as exc:
-                code = exc.code() if hasattr(exc, "code") else None
-                details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
+                code, details = _status(exc)
                 if code in FATAL:
                     raise PartyRefusedError(
                         f"the coordinator at {self.config.server} refused party "
@@ -279,7 +278,9 @@ class PartyProcess:
         after the last attempt, the error goes to the main loop, which reconnects.
         """
         backoff = 0.5
-        for attempt in range(1, PUSH_ATTEMPTS + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 ack: pb.Ack = self._stub.Push(
                     self._chunks(task.task_id, payload),
@@ -288,8 +289,7 @@ class PartyProcess:
                 )
                 return ack
             except grpc.RpcError as exc:
-                code = exc.code() if hasattr(exc, "code") else None
-                details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
+                code, details = _status(exc)
                 after = _retry_after(exc)
                 last = attempt == PUSH_ATTEMPTS or self._stop.is_set()
                 if code is grpc.StatusCode.RESOURCE_EXHAUSTED and (after is None or last):
@@ -314,7 +314,6 @@ class PartyProcess:
                 )
                 self._sleep(wait)
                 backoff = min(backoff * 2, self.config.max_backoff_s)
-        return None  # not reached: the last attempt returns or raises
 
     def _answer(self, task: pb.Task) -> None:
         log.info("party %s: %s task, round %d", self.config.name, task.kind, task.round)
@@ -325,6 +324,14 @@ class PartyProcess:
         self.tasks_handled += 1
         if not ack.accepted:
             log.warning("party %s: reply not accepted: %s", self.config.name, ack.reason)
+
+
+def _status(exc: grpc.RpcError) -> tuple[grpc.StatusCode | None, str]:
+    """The status code and details of a failed call (an RpcError that is not a call has
+    neither)."""
+    code = exc.code() if hasattr(exc, "code") else None
+    details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
+    return code, details
 
 
 def _retry_after(exc: grpc.RpcError) -> float | None:
