@@ -19,7 +19,7 @@ import fedsilo
 from fedsilo.data.builtin import load_builtin
 from fedsilo.deploy.certs import init_ca, issue
 from fedsilo.deploy.client import AdminClient
-from fedsilo.deploy.config import ServerConfig, token_sha256
+from fedsilo.deploy.config import RegisteredParty, ServerConfig, token_sha256
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.server import Server
 
@@ -195,6 +195,14 @@ class Deployment:
             self.address, ADMIN_TOKEN, ca=self.root / "ca" / "ca.pem", cert=cert[0], key=cert[1]
         )
 
+    def submit(self, job_text: str) -> str:
+        """Submit a job with an admin client of its own; the job's id."""
+        admin = self.admin()
+        try:
+            return admin.submit(job_text)
+        finally:
+            admin.close()
+
     def start_horizontal(
         self, csvs: Mapping[str, Path], *, extra: str = "", timeout_s: float = 240
     ) -> None:
@@ -264,6 +272,19 @@ class Deployment:
 def _pythonpath() -> str:
     rest = os.environ.get("PYTHONPATH")
     return SOURCES if not rest else f"{SOURCES}{os.pathsep}{rest}"
+
+
+def local_server_config(root: Path, parties: Sequence[str], **settings: object) -> ServerConfig:
+    """An in-process server on a free port of 127.0.0.1, its run directory under ``root``:
+    the admin token is ``ADMIN_TOKEN``, party ``p``'s is ``token(p)``; ``settings`` are the
+    other fields (limits, poll_s, ...)."""
+    return ServerConfig(
+        listen=f"127.0.0.1:{free_port()}",
+        run_dir=root / "server",
+        admin_token_sha256=token_sha256(ADMIN_TOKEN),
+        parties=[RegisteredParty(name=p, token_sha256=token_sha256(token(p))) for p in parties],
+        **settings,  # type: ignore[arg-type]
+    )
 
 
 @contextmanager

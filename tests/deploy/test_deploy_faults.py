@@ -88,9 +88,7 @@ def test_killed_party_and_bad_updates_do_not_stop_the_job(tmp_path: Path) -> Non
         thread.start()
         try:
             dep.wait_status(lambda s: sum(p.online for p in s.parties) == 4)
-            admin = dep.admin()
-            job_id = admin.submit(job_file.read_text())
-            admin.close()
+            job_id = dep.submit(job_file.read_text())
             status = dep.wait_status(job_done(job_id), timeout_s=120)
             peak_after_kb = peak_rss_kb(server.pid)
         finally:

@@ -58,9 +58,7 @@ def test_nan_and_forged_evaluations_are_refused_and_the_job_finishes(tmp_path: P
             env={**os.environ, **FAST, "PYTHONPATH": _pythonpath()},
         )
         dep.wait_status(lambda s: sum(p.online for p in s.parties) == 3, timeout_s=240)
-        admin = dep.admin()
-        job_id = admin.submit(job_file.read_text())
-        admin.close()
+        job_id = dep.submit(job_file.read_text())
         status = dep.wait_status(job_done(job_id), timeout_s=240)
         server_log = dep.log("server")
         forger_log = dep.log(FORGER)

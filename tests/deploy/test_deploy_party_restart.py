@@ -20,9 +20,7 @@ def test_restarted_party_is_set_up_again_and_rejoins(tmp_path: Path) -> None:
 
     with deployment(tmp_path) as dep:
         dep.start_horizontal(csvs)
-        admin = dep.admin()
-        job_id = admin.submit(text)
-        admin.close()
+        job_id = dep.submit(text)
 
         def at_round(n: int):  # type: ignore[no-untyped-def]
             return lambda s: any(j.job_id == job_id and j.round >= n for j in s.jobs)

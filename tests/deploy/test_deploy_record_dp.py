@@ -73,9 +73,7 @@ def test_deployed_record_dp_job_with_party_budgets_and_audit_logs(tmp_path: Path
             dep.start_party(p)
         dep.start_server()
         dep.wait_status(lambda s: sum(p.online for p in s.parties) == 3)
-        admin = dep.admin()
-        job_id = admin.submit(job_text)
-        admin.close()
+        job_id = dep.submit(job_text)
         status = dep.wait_status(job_done(job_id))
         dep.stop_all()  # every reply is pushed and logged before we count
         party_logs = {p: dep.log(p) for p in PARTIES}

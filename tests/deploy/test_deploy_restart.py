@@ -58,9 +58,7 @@ def test_killed_coordinator_resumes_from_last_round_with_identical_model(tmp_pat
         thread.start()
         try:
             dep.wait_status(lambda s: sum(p.online for p in s.parties) == 3)
-            admin = dep.admin()
-            job_id = admin.submit(job_file.read_text())
-            admin.close()
+            job_id = dep.submit(job_file.read_text())
             assert gated.reached.wait(90), dep.log("server")
             dep.kill("server")  # SIGKILL in the middle of round 3
             dep.start_server()

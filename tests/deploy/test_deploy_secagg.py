@@ -31,9 +31,7 @@ def test_deployed_secure_aggregation_job_equals_the_simulation(tmp_path: Path) -
 
     with deployment(tmp_path) as dep:
         dep.start_horizontal(csvs)
-        admin = dep.admin()
-        job_id = admin.submit(job_file.read_text())
-        admin.close()
+        job_id = dep.submit(job_file.read_text())
         status = dep.wait_status(job_done(job_id))
 
     job = next(j for j in status.jobs if j.job_id == job_id)

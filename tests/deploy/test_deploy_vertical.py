@@ -96,14 +96,7 @@ def _submit_cli(dep: Deployment, text: str) -> str:
 
 
 def _run(dep: Deployment, text: str, *, cli: bool = False) -> tuple[str, dict[str, Any]]:
-    if cli:
-        job_id = _submit_cli(dep, text)
-    else:
-        admin = dep.admin()
-        try:
-            job_id = admin.submit(text)
-        finally:
-            admin.close()
+    job_id = _submit_cli(dep, text) if cli else dep.submit(text)
     dep.wait_status(job_done(job_id), timeout_s=300)
     doc = json.loads((dep.root / "server" / job_id / "metrics.json").read_text())
     return job_id, doc

@@ -32,9 +32,7 @@ def test_vertical_job_killed_with_its_server_is_failed_with_reason_and_restarts(
     files = _files(tmp_path)
     with deployment(tmp_path, parties=PARTIES) as dep:
         dep.start_vertical(files)
-        admin = dep.admin()
-        job_id = admin.submit(JOB)
-        admin.close()
+        job_id = dep.submit(JOB)
 
         def mid_job(reply: object) -> bool:
             job = next(j for j in reply.jobs if j.job_id == job_id)  # type: ignore[attr-defined]

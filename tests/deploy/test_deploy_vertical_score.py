@@ -76,11 +76,7 @@ def _in_process(
 
 
 def _score(dep: Deployment, run: str) -> tuple[str, dict[str, Any]]:
-    admin = dep.admin()
-    try:
-        job_id = admin.submit(SCORE_JOB.format(run=run))
-    finally:
-        admin.close()
+    job_id = dep.submit(SCORE_JOB.format(run=run))
     dep.wait_status(job_done(job_id), timeout_s=300)
     return job_id, json.loads((dep.root / "server" / job_id / "score.json").read_text())
 
@@ -111,11 +107,7 @@ def test_new_customers_are_scored_over_party_processes(tmp_path: Path) -> None:
         # The provider loses its SecureBoost part: the scoring job fails naming it.
         part = tmp_path / "models-provider" / sb_id / "provider.json"
         part.rename(part.with_suffix(".moved"))
-        admin = dep.admin()
-        try:
-            failing = admin.submit(SCORE_JOB.format(run=sb_id))
-        finally:
-            admin.close()
+        failing = dep.submit(SCORE_JOB.format(run=sb_id))
 
         def failed(reply: Any) -> bool:
             job = next(j for j in reply.jobs if j.job_id == failing)

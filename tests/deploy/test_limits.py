@@ -12,13 +12,13 @@ import pytest
 
 from fedsilo.deploy.auth import AUTH_HEADER, PARTY_HEADER, Refusal
 from fedsilo.deploy.channel import open_channel
-from fedsilo.deploy.config import LimitsConfig, RegisteredParty, ServerConfig, token_sha256
+from fedsilo.deploy.config import LimitsConfig
 from fedsilo.deploy.limits import BUSY_RETRY_S, CallLimiter, peer_address
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.deploy.server import Server
 from fedsilo.deploy.service import WIRE_VERSION
-from tests.deploy.harness import free_port, running
+from tests.deploy.harness import local_server_config, running, token
 
 
 class Clock:
@@ -93,11 +93,9 @@ PARTIES = ("org-a", "org-b")
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    config = ServerConfig(
-        listen=f"127.0.0.1:{free_port()}",
-        run_dir=tmp_path / "server",
-        admin_token_sha256=token_sha256("admin"),
-        parties=[RegisteredParty(name=p, token_sha256=token_sha256(f"t-{p}")) for p in PARTIES],
+    config = local_server_config(
+        tmp_path,
+        PARTIES,
         poll_s=3.0,
         limits=LimitsConfig(calls_per_party=3, auth_failures=5, auth_failure_refill_s=60),
     )
@@ -124,8 +122,8 @@ def test_a_flooding_party_is_refused_and_logged_while_another_polls(
     server: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING), ThreadPoolExecutor(12) as pool:
-        flood = [pool.submit(_pull, server.port, "org-a", "t-org-a") for _ in range(10)]
-        honest = pool.submit(_pull, server.port, "org-b", "t-org-b")
+        flood = [pool.submit(_pull, server.port, "org-a", token("org-a")) for _ in range(10)]
+        honest = pool.submit(_pull, server.port, "org-b", token("org-b"))
         codes = [f.result() for f in flood]
         assert honest.result() is grpc.StatusCode.OK  # its long poll ran out normally
     assert codes.count(grpc.StatusCode.OK) <= 3

@@ -10,17 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from fedsilo.deploy.config import (
-    PartyProcessConfig,
-    RegisteredParty,
-    ServerConfig,
-    token_sha256,
-)
+from fedsilo.deploy.config import PartyProcessConfig
 from fedsilo.deploy.party_process import PartyProcess, load_agent
 from fedsilo.deploy.server import Server
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import Handler
-from tests.deploy.harness import PARTIES, free_port, job_toml, write_party_csvs
+from tests.deploy.harness import (
+    PARTIES,
+    job_toml,
+    local_server_config,
+    token,
+    write_party_csvs,
+)
 
 DYING = ("org-b", "org-c")
 
@@ -44,11 +45,9 @@ def test_two_of_three_parties_dead_fails_with_each_reason_after_backoff(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     csvs = write_party_csvs(tmp_path)
-    config = ServerConfig(
-        listen=f"127.0.0.1:{free_port()}",
-        run_dir=tmp_path / "server",
-        admin_token_sha256=token_sha256("admin"),
-        parties=[RegisteredParty(name=p, token_sha256=token_sha256(f"t-{p}")) for p in PARTIES],
+    config = local_server_config(
+        tmp_path,
+        PARTIES,
         poll_s=0.5,
         liveness_s=3.0,
         retry_backoff_s=0.5,
@@ -58,7 +57,7 @@ def test_two_of_three_parties_dead_fails_with_each_reason_after_backoff(
     parties, threads = [], []
     for name in PARTIES:
         cfg = PartyProcessConfig(
-            name=name, server=config.listen, token=f"t-{name}", data=csvs[name], heartbeat_s=0.5
+            name=name, server=config.listen, token=token(name), data=csvs[name], heartbeat_s=0.5
         )
         agent = load_agent(cfg)
         handler = DiesAfterRound1(agent) if name in DYING else agent

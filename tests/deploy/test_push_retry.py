@@ -18,13 +18,7 @@ import pytest
 
 from fedsilo.deploy.auth import AUTH_HEADER, PARTY_HEADER
 from fedsilo.deploy.channel import open_channel
-from fedsilo.deploy.config import (
-    LimitsConfig,
-    PartyProcessConfig,
-    RegisteredParty,
-    ServerConfig,
-    token_sha256,
-)
+from fedsilo.deploy.config import LimitsConfig, PartyProcessConfig
 from fedsilo.deploy.grpc_transport import GrpcTransport
 from fedsilo.deploy.party_process import PartyProcess
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
@@ -32,7 +26,7 @@ from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.deploy.server import Server
 from fedsilo.deploy.service import WIRE_VERSION
 from fedsilo.protocol.messages import Message, TaskKind
-from tests.deploy.harness import free_port, running, write_party_csvs
+from tests.deploy.harness import local_server_config, running, token, write_party_csvs
 
 PARTY = "org-a"
 SLOTS = 2  # calls_per_party, the least allowed (a long poll and a reply)
@@ -48,7 +42,7 @@ class Squatter:
         self._calls: list[grpc.Future] = []
 
     def hold(self) -> None:
-        meta = ((PARTY_HEADER, PARTY), (AUTH_HEADER, f"Bearer t-{PARTY}"))
+        meta = ((PARTY_HEADER, PARTY), (AUTH_HEADER, f"Bearer {token(PARTY)}"))
         request = pb.PullRequest(schema_version=WIRE_VERSION, party=PARTY)
         for _ in range(SLOTS):
             self._calls.append(self._stub.Pull.future(request, metadata=meta, timeout=30))
@@ -77,11 +71,9 @@ class Answers:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    config = ServerConfig(
-        listen=f"127.0.0.1:{free_port()}",
-        run_dir=tmp_path / "server",
-        admin_token_sha256=token_sha256("admin"),
-        parties=[RegisteredParty(name=PARTY, token_sha256=token_sha256(f"t-{PARTY}"))],
+    config = local_server_config(
+        tmp_path,
+        [PARTY],
         poll_s=1.0,  # the squatter's long polls end after a second
         limits=LimitsConfig(calls_per_party=SLOTS),
     )
@@ -94,7 +86,7 @@ def test_a_reply_refused_under_a_passing_limit_is_sent_again_and_arrives(
 ) -> None:
     csv = write_party_csvs(tmp_path, (PARTY,))[PARTY]
     cfg = PartyProcessConfig(
-        name=PARTY, server=server.config.listen, token=f"t-{PARTY}", data=csv, heartbeat_s=60
+        name=PARTY, server=server.config.listen, token=token(PARTY), data=csv, heartbeat_s=60
     )
     squatter = Squatter(server.config.listen)
     party = PartyProcess(cfg, Answers(squatter, server), insecure=True)
