@@ -32,7 +32,7 @@ import pandas as pd
 from torch import nn
 
 from fedsilo.data.preprocess import PreprocessPlan
-from fedsilo.data.tabular import SCORED
+from fedsilo.data.tabular import SCORED  # the scored rows are no party's: messages say "input"
 from fedsilo.data.typed import read_raw
 from fedsilo.errors import DataError, ModelError, SchemaError
 from fedsilo.model_file import ModelMeta, read_model
@@ -41,7 +41,6 @@ from fedsilo.training import predict_proba
 
 log = logging.getLogger(__name__)
 
-INPUT = SCORED  # the rows being scored come from no party of the job: messages say "input"
 PREDICTION = "prediction"
 PROBA = "proba_"
 
@@ -118,7 +117,7 @@ class Model:
                 f"cannot score {path}: {'it is not a file' if path.exists() else 'no such file'}"
                 ". Give the path of a .csv or .parquet file with the model's columns."
             )
-        return self.predictions(read_raw(path, party=INPUT), source=str(path))
+        return self.predictions(read_raw(path, party=SCORED), source=str(path))
 
     def _features(
         self, data: pd.DataFrame | npt.NDArray[np.floating], *, source: str
@@ -147,7 +146,7 @@ class Model:
         )
         if ignored:
             log.info("%s: columns %s are not model features; ignored", source, ignored)
-        return self.plan.transform_features(data, party=INPUT, source=source)
+        return self.plan.transform_features(data, party=SCORED, source=source)
 
     def _check_columns(self, table: pd.DataFrame, *, source: str) -> None:
         found = [str(c) for c in table.columns]
