@@ -1,5 +1,5 @@
-"""`pip install fedsilo` without extras runs horizontal jobs; a job needing an extra says which
-(issue 15 item 5).
+"""`pip install fedsilo` without extras runs horizontal jobs, in simulation and over a deployment
+(server and party processes); a job needing an extra says which (issue 15 item 5).
 
 A fresh virtualenv (``python -m venv``, no system site-packages) gets exactly the distributions
 that pyproject.toml's ``[project] dependencies`` pull in, nothing of the extras: the closure of
@@ -26,7 +26,9 @@ import pytest
 from packaging.requirements import Requirement
 
 import fedsilo
+from fedsilo.errors import AdminCallError
 from fedsilo.extras import EXTRAS
+from tests.deploy.harness import PARTIES, deployment, job_done, job_toml, write_party_csvs
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = Path(fedsilo.__file__).resolve().parent
@@ -137,3 +139,74 @@ def test_a_job_needing_an_extra_exits_2_with_the_pip_line(
     assert lines[0].startswith("MissingExtraError: ")
     assert lines[0].endswith(f"pip install 'fedsilo[{extra}]'")
     assert "Traceback" not in done.stdout + done.stderr
+
+
+ANALYTICS_JOB = """name = "loans"
+table = "loans"
+
+[columns.amount]
+type = "number"
+lower = 0
+upper = 1000
+
+[privacy]
+mechanism = "laplace"
+epsilon = 1.0
+"""
+
+
+def test_base_install_deploys_a_horizontal_job_and_refuses_what_needs_an_extra(
+    base_venv: Path, tmp_path: Path
+) -> None:
+    # The README's deployment (server and party processes over TLS) with nothing but the base
+    # requirements: before, both processes died at start on an import of phe or sqlglot.
+    parties = PARTIES[:2]
+    csvs = write_party_csvs(tmp_path, parties)
+    with deployment(tmp_path, parties=parties, python=str(base_venv / "bin" / "python")) as dep:
+        dep.start_horizontal(csvs)
+        job_id = dep.submit(job_toml(csvs, rounds=2))
+        status = dep.wait_status(job_done(job_id))
+        job = next(j for j in status.jobs if j.job_id == job_id)
+        assert (job.status, job.round) == ("done", 2)
+        assert (Path(job.run_dir) / "model.safetensors").is_file()
+
+        # what the server cannot run is refused with the pip line, and it keeps serving
+        vertical = (ROOT / "examples/deploy/vertical_job.toml").read_text()
+        with pytest.raises(AdminCallError) as refused:
+            dep.submit(vertical)
+        assert "(INVALID_ARGUMENT)" in str(refused.value)
+        assert str(refused.value).endswith("pip install 'fedsilo[vertical]'")
+        admin = dep.admin()
+        try:
+            with pytest.raises(AdminCallError) as refused:
+                admin.query(ANALYTICS_JOB, "SELECT COUNT(*) FROM loans", timeout_s=30)
+            assert str(refused.value).endswith("pip install 'fedsilo[analytics]'")
+            assert {p.name for p in admin.status().parties if p.online} == set(parties)
+        finally:
+            admin.close()
+        for key in ("server", *parties):
+            assert "Traceback" not in dep.log(key), dep.log(key)[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("section", "extra"),
+    [
+        ('[analytics.tables]\nloans = "{data}"\n', "analytics"),
+        ('[vertical]\ndata = "{data}"\n', "vertical"),
+    ],
+)
+def test_a_party_declaring_a_role_without_its_extra_stops_with_the_pip_line(
+    base_venv: Path, tmp_path: Path, section: str, extra: str
+) -> None:
+    data = tmp_path / "rows.csv"
+    data.write_text("id,amount\n1,2\n")
+    config = tmp_path / "party.toml"
+    config.write_text(
+        'name = "org-a"\nserver = "127.0.0.1:9"\ntoken = "t"\n' + section.format(data=data)
+    )
+    done = _run(base_venv, "-m", "fedsilo.cli", "party", "--config", str(config), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("MissingExtraError: party 'org-a' (")
+    assert lines[0].endswith(f"pip install 'fedsilo[{extra}]'")

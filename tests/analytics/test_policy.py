@@ -20,7 +20,7 @@ from fedsilo.analytics.local import PartyTable
 from fedsilo.analytics.plan import make_plan
 from fedsilo.analytics.run import public_job, run_query
 from fedsilo.analytics.sql import parse_query
-from fedsilo.deploy.party_tasks import PartyAnalytics
+from fedsilo.deploy.party_analytics import PartyAnalytics
 from fedsilo.errors import BudgetExhaustedError, ErrorCode, RefusedError
 from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 from fedsilo.privacy.ledger import PrivacyLedger

@@ -90,6 +90,7 @@ class Deployment:
     parties: Sequence[str] = PARTIES
     mtls: bool = True
     revoked: Sequence[str] = ()
+    python: str = sys.executable  # the interpreter of the server and party processes
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -167,7 +168,7 @@ class Deployment:
     def spawn(self, key: str, *args: str) -> subprocess.Popen[bytes]:
         log = (self.root / f"{key}.log").open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fedsilo.cli", *args],
+            [self.python, "-m", "fedsilo.cli", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **FAST, "PYTHONPATH": _pythonpath()},

@@ -13,7 +13,8 @@ from fedsilo.analytics.config import QueryPolicy
 from fedsilo.analytics.plan import make_plan
 from fedsilo.analytics.run import public_job, run_query
 from fedsilo.analytics.sql import parse_query
-from fedsilo.deploy.party_tasks import PartyAnalytics, TaskRouter
+from fedsilo.deploy.party_analytics import PartyAnalytics
+from fedsilo.deploy.party_tasks import TaskRouter
 from fedsilo.errors import BudgetExhaustedError, ErrorCode, ProtocolError
 from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 from fedsilo.privacy.ledger import PrivacyLedger

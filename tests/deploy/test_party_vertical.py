@@ -16,7 +16,7 @@ from fedsilo.errors import ConfigError, ErrorCode
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.protocol.serve import Routes
 from fedsilo.runtime.party import TRAINING_KINDS
-from fedsilo.vertical.agent import VERTICAL_KINDS
+from fedsilo.vertical.kinds import VERTICAL_KINDS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "deploy"
 

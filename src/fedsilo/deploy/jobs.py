@@ -33,6 +33,7 @@ from fedsilo.deploy.vertical_jobs import (
     wait_for_all,
 )
 from fedsilo.errors import ConfigError, FedsiloError
+from fedsilo.extras import require
 from fedsilo.jobs import ANALYTICS, VERTICAL, VERTICAL_SCORE, job_kind
 from fedsilo.results import Result
 from fedsilo.runtime.coordinator import Coordinator, RoundRecord, TrainingOutcome
@@ -180,6 +181,7 @@ class JobRunner:
                 f"{source} is an analytics job; send it with `fedsilo query JOB SQL --server ...`"
             )
         if kind in (VERTICAL, VERTICAL_SCORE):
+            require("vertical", f"{source} (a vertical job, run by this server)")
             job = parse_deploy_vertical_job(job_toml, source=source, registered=self._registered)
         else:
             job = parse_deploy_job(job_toml, source=source, registered=self._registered)

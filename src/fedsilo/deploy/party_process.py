@@ -29,18 +29,18 @@ from fedsilo.data.typed import read_raw
 from fedsilo.deploy.auth import AUTH_HEADER, PARTY_HEADER, RETRY_AFTER_HEADER
 from fedsilo.deploy.channel import open_channel
 from fedsilo.deploy.config import PartyProcessConfig
-from fedsilo.deploy.party_tasks import PartyAnalytics, TaskRouter
+from fedsilo.deploy.party_tasks import TaskRouter
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.deploy.service import WIRE_VERSION
 from fedsilo.deploy.tls_diagnosis import diagnose, is_handshake_failure
 from fedsilo.errors import ConfigError, PartyRefusedError
+from fedsilo.extras import require
 from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 from fedsilo.privacy.secagg.identity import load_identity
 from fedsilo.privacy.secagg.params import ThreatModel
 from fedsilo.runtime.party import LocalData, PartyAgent
 from fedsilo.runtime.transport import Handler
-from fedsilo.vertical.agent import VerticalPartyAgent
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,8 @@ def load_agent(config: PartyProcessConfig) -> Handler:
     anchors). Training tasks go to a :class:`PartyAgent`; QUERY tasks to its analytics tables
     under its ``[analytics.policy]``, if it declares any; vertical tasks to a
     :class:`~fedsilo.vertical.agent.VerticalPartyAgent` over ``[vertical] data`` (it keeps its
-    model parts under ``[vertical] models``).
+    model parts under ``[vertical] models``). Those two roles need their extras: a party that
+    declares one where the extra is missing stops here, before connecting, with the pip line.
     """
     sa = config.secure_aggregation
     identity = None
@@ -96,6 +97,9 @@ def load_agent(config: PartyProcessConfig) -> Handler:
                     f"party {config.name!r}: analytics table {name!r} file {path} does not "
                     "exist; fix [analytics.tables] in party.toml"
                 )
+        require("analytics", f"party {config.name!r} ([analytics.tables] in party.toml)")
+        from fedsilo.deploy.party_analytics import PartyAnalytics  # the extra's SQL parser
+
         analytics = PartyAnalytics(
             config.name,
             config.analytics.tables,
@@ -112,6 +116,9 @@ def load_agent(config: PartyProcessConfig) -> Handler:
                 f"[vertical] {key} in party.toml"
             )
     if any(file is not None for file in files.values()):
+        require("vertical", f"party {config.name!r} ([vertical] in party.toml)")
+        from fedsilo.vertical.agent import VerticalPartyAgent  # the extra's PSI and HE
+
         vertical = VerticalPartyAgent(
             config.name,
             path=config.vertical.data,

@@ -1,18 +1,13 @@
-"""What a party process answers: training tasks (PartyAgent) and analytics queries.
+"""What a party process answers: one handler over the route tables of the party's roles.
 
 :class:`TaskRouter` is the party process's one handler: one
 :func:`~fedsilo.protocol.serve.serve` over the union of the route tables of the party's roles
-(each task is decoded once): QUERY to :class:`PartyAnalytics`, training kinds to the
-:class:`~fedsilo.runtime.party.PartyAgent`, vertical kinds to the vertical agent.
-
-:class:`PartyAnalytics` answers a query over the file that ``party.toml`` maps the job's table
-to (``[analytics.tables]``), through an :class:`~fedsilo.analytics.handler.AnalyticsAgent`
-built with the party's **own** guard (its one privacy ledger and budget, ``[privacy]``) and
-query policy (``[analytics.policy]``): the task's schema is used to check the plan, its privacy
-settings only as the *request* that the party's policy and budget accept or refuse (see
-:mod:`fedsilo.analytics.policy`). Under ``[privacy.secure_aggregation]`` a query is several
-QUERY steps (:mod:`fedsilo.analytics.secure`); later steps go to the agent, keyed by query id,
-that holds the query's protocol state and its pending charge.
+(each task is decoded once): training kinds to the
+:class:`~fedsilo.runtime.party.PartyAgent`, QUERY to
+:class:`~fedsilo.deploy.party_analytics.PartyAnalytics`, vertical kinds to the vertical
+agent. A role the party has no data for is refused with a config error naming the
+``party.toml`` setting; the router itself imports no role's code, so a base install (no
+``analytics`` or ``vertical`` extra) runs a training party.
 
 The router's ``on_reply`` (the party's guard, :meth:`~fedsilo.privacy.guard.PrivacyGuard.seal`)
 sees every reply it sends, training, analytics, vertical and refusals alike: each leaves with
@@ -21,27 +16,14 @@ the party's signed anchor and is appended to its audit log (``[privacy] audit_lo
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
-from pathlib import Path
 
-from fedsilo.analytics.bodies import QueryTask
-from fedsilo.analytics.config import AnalyticsJob, QueryPolicy
-from fedsilo.analytics.handler import AnalyticsAgent
-from fedsilo.analytics.local import PartyTable
-from fedsilo.analytics.secure import MAX_PENDING
-from fedsilo.errors import ConfigError, ProtocolError
-from fedsilo.privacy.guard import PrivacyGuard
-from fedsilo.privacy.secagg.identity import Identity
-from fedsilo.protocol.bodies import parse_body
-from fedsilo.protocol.messages import Message, TaskKind
-from fedsilo.protocol.serve import Reply, Route, Routes, refuse, serve
+from fedsilo.errors import ConfigError
+from fedsilo.protocol.messages import TaskKind
+from fedsilo.protocol.serve import Route, Routes, refuse, serve
 from fedsilo.runtime.party import TRAINING_KINDS
-from fedsilo.vertical.agent import VERTICAL_KINDS
+from fedsilo.vertical.kinds import VERTICAL_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -79,76 +61,3 @@ class TaskRouter:
 
     def handle(self, data: bytes) -> bytes:
         return self._serve(data)
-
-
-class PartyAnalytics:
-    """Answers QUERY tasks over this party's analytics tables, within its own policy and budget."""
-
-    def __init__(
-        self,
-        name: str,
-        tables: dict[str, Path],
-        guard: PrivacyGuard,
-        policy: QueryPolicy,
-        *,
-        identity: Identity | None = None,
-    ) -> None:
-        self.name = name
-        self._identity = identity  # secure aggregation: signing key and roster
-        self._tables = dict(tables)
-        self._guard = guard
-        self._policy = policy
-        self._agents: dict[str, AnalyticsAgent] = {}  # per job (schema digest): one connection
-        self._by_query: OrderedDict[str, AnalyticsAgent] = OrderedDict()  # secure queries
-        self._lock = threading.Lock()
-        self.routes: dict[TaskKind, Route] = {TaskKind.QUERY: self.query}
-        self._serve = serve(name, self.routes, on_reply=guard.seal)
-
-    def handle(self, data: bytes) -> bytes:
-        return self._serve(data)
-
-    def query(self, task: Message) -> Reply:
-        """One QUERY task (or a later secure-aggregation step) to the agent for its job."""
-        body = parse_body(QueryTask, task, where=f"party {self.name!r}")
-        spec = body.secagg
-        if spec is not None and spec.step != "keys":
-            with self._lock:
-                agent = self._by_query.get(spec.query)
-            if agent is None:
-                raise ProtocolError(
-                    f"party '{self.name}': no query {spec.query} in progress (step "
-                    f"'{spec.step}' arrived without its 'keys' step, or the party process "
-                    "restarted)"
-                )
-            return agent.answer(task, body)
-        agent = self._agent(body.public_job(task, f"party {self.name!r}"))
-        if spec is not None:
-            with self._lock:
-                self._by_query[spec.query] = agent
-                while len(self._by_query) > MAX_PENDING:
-                    self._by_query.popitem(last=False)
-        return agent.answer(task, body)
-
-    def _agent(self, job: AnalyticsJob) -> AnalyticsAgent:
-        path = self._tables.get(job.table)
-        if path is None:
-            held = ", ".join(sorted(self._tables)) or "none"
-            raise ProtocolError(
-                f"party '{self.name}' holds no analytics table {job.table!r} (tables: {held}); "
-                f"map it to a file under [analytics.tables] in party.toml"
-            )
-        schema = json.dumps(job.model_dump(mode="json"), sort_keys=True)
-        key = hashlib.sha256(schema.encode()).hexdigest()
-        with self._lock:
-            if key not in self._agents:
-                table = PartyTable(str(path), path=path)
-                agent = AnalyticsAgent(
-                    self.name,
-                    table,
-                    job,
-                    guard=self._guard,
-                    policy=self._policy,
-                    identity=self._identity,
-                )
-                self._agents = {key: agent}  # keep the latest only
-            return self._agents[key]

@@ -5,9 +5,11 @@ The admin sends the analytics job TOML and the SQL; the server runs
 (one QUERY task each, answered by their party processes over their own files) and returns the
 answer as JSON. The coordinator keeps no privacy ledger: each party applies its own
 ``[analytics.policy]`` and charges its own ledger (``[privacy]`` in its ``party.toml``; see
-:mod:`fedsilo.deploy.party_tasks`), so the job names no budgets and no policy. The job's
+:mod:`fedsilo.deploy.party_analytics`), so the job names no budgets and no policy. The job's
 ``[[parties]]`` need no ``path`` here: each party maps the table to its file in its own
-``party.toml``. Queries run one at a time.
+``party.toml``. Queries run one at a time. The SQL parser is the ``analytics`` extra: the
+server imports it for its first query, so a base install serves training jobs and answers a
+query with the pip line.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import threading
 from pathlib import Path
 
 from fedsilo.analytics.config import AnalyticsJob, parse_analytics_job
-from fedsilo.analytics.run import run_query
 from fedsilo.config_base import parse_toml
 from fedsilo.deploy.grpc_transport import GrpcTransport, PartyBoard
 from fedsilo.errors import ConfigError
+from fedsilo.extras import require
 from fedsilo.runtime.anchors import AnchorKeeper
 from fedsilo.runtime.store import JobStore
 from fedsilo.runtime.transport import Transport
@@ -84,6 +86,9 @@ class QueryRunner:
         job = parse_deploy_analytics_job(
             job_toml, source="submitted analytics job", registered=self._registered
         )
+        require("analytics", f"analytics job {job.name!r} on this server")
+        from fedsilo.analytics.run import run_query  # the extra's SQL parser
+
         names = job.party_names()
         with self._lock:
             transport: Transport = GrpcTransport(self._board, names)

@@ -6,7 +6,9 @@ the label (``label``); their ``path``/``builtin`` entries are ignored by the ser
 each party process reads its own file (``[vertical] data`` in its ``party.toml``). Every named
 party must be registered; all of them must be connected (a vertical model needs every party's
 columns). The job runs with the same :class:`~fedsilo.vertical.runner.VerticalRunner` as the
-simulation over :class:`~fedsilo.deploy.grpc_transport.GrpcTransport`.
+simulation over :class:`~fedsilo.deploy.grpc_transport.GrpcTransport`. The runner's PSI and
+HE libraries are the ``vertical`` extra: the server imports them when it runs such a job, so a
+base install serves horizontal jobs and refuses a vertical one with the pip line.
 
 Who stores what: the server's ``<run_dir>/<job id>/`` gets ``metrics.json`` (the shared core:
 held-out metrics, per-epoch/per-tree history; its ``vertical`` section: alignment counts and
@@ -35,11 +37,10 @@ from pathlib import Path
 from fedsilo.config_base import parse_toml
 from fedsilo.deploy.grpc_transport import GrpcTransport, PartyBoard
 from fedsilo.errors import ConfigError, FedsiloError
+from fedsilo.extras import require
 from fedsilo.jobs import parse_job
 from fedsilo.tracking import refuse_in_deployment
 from fedsilo.vertical.config import VerticalJobConfig, VerticalScoreJob
-from fedsilo.vertical.result import VerticalResult
-from fedsilo.vertical.runner import VerticalRunner
 
 _JOB_ID = re.compile(r"[A-Za-z0-9][\w.\-]{0,127}")
 
@@ -120,6 +121,10 @@ def run_vertical_job(
     on_progress: Callable[[int], None],
 ) -> Path:
     """Run the job over the connected party processes; write metrics.json and the reports."""
+    require("vertical", f"vertical job {job.name!r} on this server")
+    from fedsilo.vertical.result import VerticalResult
+    from fedsilo.vertical.runner import VerticalRunner  # PSI and HE: the extra's
+
     started = time.monotonic()
     runner = VerticalRunner(
         job,
@@ -139,6 +144,7 @@ def run_vertical_score_job(
     """Score new customers over the connected party processes with the saved parts of the
     training job ``job.run`` (its results in ``run_dir``); score.json to ``out``. The scores
     stay with the guest (``[vertical] models/<job id>/predictions.csv`` at that party)."""
+    require("vertical", f"vertical scoring job {job.name!r} on this server")
     from fedsilo.vertical.scoring import run_score_job
 
     transport = GrpcTransport(board, [p.name for p in job.parties])

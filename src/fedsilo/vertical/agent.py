@@ -68,6 +68,7 @@ from fedsilo.vertical.data import PartyTable, load_party_table, select_rows
 from fedsilo.vertical.hetero_lr import HeteroLrParty
 from fedsilo.vertical.hetero_lr.party import LrPart
 from fedsilo.vertical.importance import lr_importance
+from fedsilo.vertical.kinds import ROLE_KINDS
 from fedsilo.vertical.psi import PsiClient, PsiServer, RevealTo
 from fedsilo.vertical.sb_role import SbPart, SecureBoostRole
 from fedsilo.vertical.wire import blob, get_blob
@@ -76,38 +77,6 @@ log = logging.getLogger(__name__)
 
 MIN_ALIGNED = 10
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
-ROLE_KINDS = frozenset(
-    {
-        TaskKind.VERTICAL_KEYS,
-        TaskKind.VERTICAL_UNMASKED,
-        TaskKind.HETERO_LR_FORWARD,
-        TaskKind.HETERO_LR_RESIDUAL,
-        TaskKind.HETERO_LR_GRADIENT,
-        TaskKind.HETERO_LR_UPDATE,
-        TaskKind.HETERO_LR_LOSS,
-        TaskKind.HETERO_LR_PREDICT,
-        TaskKind.SB_STEP,
-        TaskKind.SB_SETUP,
-        TaskKind.SB_GRADIENTS,
-        TaskKind.SB_HISTOGRAMS,
-        TaskKind.SB_SPLIT,
-        TaskKind.SB_ROUTE,
-    }
-)
-"""Training steps the agent hands to its role (hetero LR or SecureBoost) after the setup."""
-VERTICAL_KINDS = ROLE_KINDS | {
-    TaskKind.PSI_OPEN,
-    TaskKind.PSI_REQUEST,
-    TaskKind.PSI_SETUP,
-    TaskKind.PSI_INTERSECT,
-    TaskKind.PSI_FINISH,
-    TaskKind.VERTICAL_SETUP,
-    TaskKind.VERTICAL_SAVE,
-    TaskKind.VERTICAL_SCORE_SETUP,
-    TaskKind.VERTICAL_PREDICTIONS,
-    TaskKind.VERTICAL_IMPORTANCE,
-}
-"""Task kinds a deployed party process routes to its vertical agent."""
 PREDICTIONS_FILE = "predictions.csv"
 Route = Callable[[Message], Message]
 
