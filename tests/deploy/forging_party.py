@@ -9,7 +9,9 @@ Per round it forges (every other reply is honest):
 - evaluate round 3: ``metrics.accuracy`` NaN;
 - evaluate round 4: a perfect confusion matrix over a million examples, loss 0 (the issue's
   "accuracy 1.0 with loss 0.0");
-- evaluate round 5: accuracy 1.0057 with a negative loss.
+- evaluate round 5: accuracy 1.0057 with a negative loss;
+- evaluate round 6: the honest example count and statistics, perfect metrics (accuracy 1.0,
+  loss 0.0): within every bound, refused only because the statistics imply other metrics.
 
 It imports only fedsilo, so it runs as a plain script beside the real party processes.
 """
@@ -46,6 +48,10 @@ def above_one(body: dict[str, Any]) -> None:
     body["stats"]["loss_sum"] = -0.018 * body["num_examples"]
 
 
+def claims_perfect(body: dict[str, Any]) -> None:
+    body["metrics"] |= {"loss": 0.0, "accuracy": 1.0, "precision": 1.0, "recall": 1.0, "f1": 1.0}
+
+
 def forge(kind: TaskKind, rnd: int, body: dict[str, Any]) -> bool:
     """Rewrite ``body`` in place; False when this reply goes out honest."""
     if kind is TaskKind.FIT and rnd in (1, 2):
@@ -56,6 +62,8 @@ def forge(kind: TaskKind, rnd: int, body: dict[str, Any]) -> bool:
         perfect(body)
     elif kind is TaskKind.EVALUATE and rnd == 5:
         above_one(body)
+    elif kind is TaskKind.EVALUATE and rnd == 6:
+        claims_perfect(body)
     else:
         return False
     return True

@@ -40,7 +40,7 @@ def test_nan_and_forged_evaluations_are_refused_and_the_job_finishes(tmp_path: P
     parties = (*HONEST, FORGER)
     csvs = write_party_csvs(tmp_path, parties)
     job_file = tmp_path / "job.toml"
-    job_file.write_text(job_toml(csvs, rounds=5, min_parties=2, timeout_s=30))
+    job_file.write_text(job_toml(csvs, rounds=6, min_parties=2, timeout_s=30))
 
     with deployment(tmp_path, parties=parties) as dep:
         dep.make_pki()
@@ -63,20 +63,20 @@ def test_nan_and_forged_evaluations_are_refused_and_the_job_finishes(tmp_path: P
         server_log = dep.log("server")
         forger_log = dep.log(FORGER)
 
-    assert "forged evaluate round 5" in forger_log  # the forgeries did go out
+    assert "forged evaluate round 6" in forger_log  # the forgeries did go out
     job = next(j for j in status.jobs if j.job_id == job_id)
     assert job.status == "done" and not job.error
     run_dir = Path(job.run_dir)
     metrics = no_nan((run_dir / "metrics.json").read_text())
     rounds = {r["round"]: r for r in metrics["history"]}
-    assert sorted(rounds) == [1, 2, 3, 4, 5]
+    assert sorted(rounds) == [1, 2, 3, 4, 5, 6]
 
     # fit: NaN (round 1) and Infinity (round 2) refused like lost replies, then honest again
     for rnd in (1, 2):
         assert rounds[rnd]["participants"] == list(HONEST)
         assert "fit field 'train_loss' is NaN or infinite" in rounds[rnd]["failures"][FORGER]
         assert f"party '{FORGER}' round {rnd}: fit field 'train_loss'" in server_log
-    for rnd in (3, 4, 5):
+    for rnd in (3, 4, 5, 6):
         assert rounds[rnd]["participants"] == sorted(parties)
 
     # evaluate: every forged evaluation refused, naming the field
@@ -84,11 +84,14 @@ def test_nan_and_forged_evaluations_are_refused_and_the_job_finishes(tmp_path: P
         3: "evaluate field 'metrics.accuracy' is NaN",
         4: "evaluate field 'num_examples' is 1000000",
         5: "evaluate field 'metrics.loss' is invalid",
+        # the honest count and statistics, perfect metrics: the statistics give it away
+        6: "evaluate field 'metrics.",
     }
     for rnd, field in expected.items():
         assert sorted(rounds[rnd]["parties"]) == list(HONEST)
         assert field in rounds[rnd]["failures"][FORGER]
         assert f"party '{FORGER}' round {rnd}: {field}" in server_log
+    assert "its statistics imply" in rounds[6]["failures"][FORGER]
     for rnd in (1, 2):  # its honest evaluations count
         assert sorted(rounds[rnd]["parties"]) == sorted(parties)
 

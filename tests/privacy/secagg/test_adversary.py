@@ -156,9 +156,13 @@ def test_a_threshold_of_two_is_refused_by_every_party(n: int, variant: str) -> N
     for p, text in errors.items():
         assert f"party '{p}' refuses" in text and "threshold 2" in text
         assert "Raise privacy.secure_aggregation.threshold" in text
-        assert "c" not in replies[p].body  # no key advertised
-    with pytest.raises(RoundFailedError, match="secure aggregation aborted"):
-        ServerRound(rs).route_keys({})  # nothing to route: the round cannot go on
+    # no party kept a round to go on with: the share step that would follow is refused too
+    shares = coordinator.send(TaskKind.SECAGG_SHARES, {p: {"keys": {}} for p in rs.parties})
+    for p, text in _errors(shares).items():
+        assert f"party '{p}': no secure-aggregation state for round 1 attempt 0" in text
+    assert sorted(_errors(shares)) == coordinator.parties
+    with pytest.raises(RoundFailedError, match="0 parties sent keys"):
+        ServerRound(rs).route_keys({})  # nothing was advertised: the coordinator cannot go on
 
 
 def test_the_honest_threshold_is_accepted_and_a_lower_degree_is_refused() -> None:
@@ -197,8 +201,17 @@ def _substitute(
 @pytest.mark.parametrize("towards_target", [True, False], ids=["to-target", "as-target"])
 @pytest.mark.parametrize("sign_with_own_key", [False, True], ids=["replayed-sig", "own-sig"])
 def test_substituted_keys_are_refused_and_no_share_is_encrypted_to_them(
-    towards_target: bool, sign_with_own_key: bool
+    towards_target: bool, sign_with_own_key: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    encrypted: list[tuple[str, str]] = []  # (sender, recipient) of every share encrypted
+    encrypt = keys.encrypt
+
+    def spy(cipher: Any, plaintext: bytes, aad: bytes) -> bytes:
+        _, sender, recipient = aad.decode().rsplit("|", 2)
+        encrypted.append((sender, recipient))
+        return encrypt(cipher, plaintext, aad)
+
+    monkeypatch.setattr(keys, "encrypt", spy)
     coordinator = ScriptedCoordinator(4)
     rs = coordinator.plan()
     target = "party-2"
@@ -217,8 +230,10 @@ def test_substituted_keys_are_refused_and_no_share_is_encrypted_to_them(
     assert sorted(errors) == sorted(victims)
     for text in errors.values():
         assert "not signed by" in text and "substituted" in text
-    for victim in victims:
-        assert "shares" not in refusals[victim].body  # nothing encrypted to a rogue key
+    # a victim refuses before it encrypts a single share (to the rogue key or anyone); the
+    # parties that were shown genuine keys did encrypt theirs
+    senders = {sender for sender, _ in encrypted}
+    assert senders == set(coordinator.parties) - set(victims)
 
 
 @pytest.mark.parametrize("towards_target", [True, False], ids=["to-target", "as-target"])
