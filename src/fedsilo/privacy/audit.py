@@ -22,6 +22,7 @@ The log is not the ledger: a party's privacy spend lives in its ledger
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import sqlite3
@@ -116,8 +117,16 @@ class Anchor:
     def describe(self) -> str:
         return (
             f"the anchor signed by party '{self.party}' (key {self.key[:16]}...) at "
-            f"{self.time:.0f} for {self.entries} entries, head {self.head[:16]}..."
+            f"{_when(self.time)} for {self.entries} entries, head {self.head[:16]}..."
         )
+
+
+def _when(seconds: float) -> str:
+    """A Unix time as people read it, in UTC; the number itself if no date can show it."""
+    try:
+        return f"{dt.datetime.fromtimestamp(seconds, dt.UTC):%Y-%m-%d %H:%M} UTC"
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds:.0f}"
 
 
 def _typed(raw: dict[str, Any], key: str, kind: Any) -> Any:
@@ -203,7 +212,8 @@ def _check_anchors(
     count: int, last: str, hashes: list[str], anchors: Sequence[Anchor], key: str | None
 ) -> Verification:
     anchored = 0
-    for anchor in sorted(anchors, key=lambda a: a.entries):
+    ordered = sorted(anchors, key=lambda a: a.entries)
+    for i, anchor in enumerate(ordered):
         try:
             anchor.check_signature()
         except ProtocolError:
@@ -215,11 +225,15 @@ def _check_anchors(
                 count, 0, f"{anchor.describe()} is not signed by the key {key[:16]}...", last
             )
         if anchor.entries > count:
+            # the first anchor past the end proves the cut; the newest valid one measures it
+            newest = max(
+                (a for a in ordered[i:] if _valid(a, key)), key=lambda a: (a.entries, a.time)
+            )
             return Verification(
                 count,
                 count + 1,
-                f"the log ends after {count} entries, but {anchor.describe()}: "
-                f"{anchor.entries - count} entries were cut off the end",
+                f"the log ends after {count} entries, but {newest.describe()}: "
+                f"{newest.entries - count} entries were cut off the end",
                 last,
                 anchored,
             )
@@ -235,6 +249,15 @@ def _check_anchors(
             )
         anchored = anchor.entries
     return Verification(count, None, "", last, anchored)
+
+
+def _valid(anchor: Anchor, key: str | None) -> bool:
+    """Whether ``anchor``'s signature verifies (and is ``key``'s, if given)."""
+    try:
+        anchor.check_signature()
+    except ProtocolError:
+        return False
+    return key is None or anchor.key == key
 
 
 def load_anchors(path: str | Path, party: str | None = None) -> list[Anchor]:
