@@ -63,7 +63,13 @@ def test_dataframes_meet_the_schema_checks_files_meet() -> None:
     frames = _frames()
     text = frames["bank-b"].assign(income=frames["bank-b"]["income"].astype(object))
     text.loc[4, "income"] = "n/a"
-    with pytest.raises(SchemaError, match=r"party 'bank-b' column 'income' is category"):
+    # one malformed value does not turn the column into categories (its numbers would be
+    # category names shared with the coordinator): the party refuses, naming row and value
+    with pytest.raises(
+        SchemaError,
+        match=r"party 'bank-b' column 'income' \(DataFrame data\['bank-b'\]\) looks numeric "
+        r"\(59 of 60 values are numbers\), but row 5 holds 'n/a'",
+    ):
         fedsilo.simulate(_job(parties), data={**frames, "bank-b": text})
     declared = _job(parties, columns={"income": "number"})
     with pytest.raises(

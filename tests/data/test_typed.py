@@ -162,6 +162,59 @@ def test_declared_types_win_over_inference() -> None:
     assert got.type_of("income") is NUM
 
 
+@pytest.mark.parametrize("bad", ["1,234.50", "146,5", "?", "n/a", "12k"])
+def test_a_number_column_with_a_malformed_value_is_refused_not_made_a_category(bad: str) -> None:
+    # As a category, each of its numbers would be a category name sent to the coordinator.
+    incomes = [f"{40_000 + 137.5 * i:.2f}" for i in range(30)]
+    incomes[6] = bad
+    df = frame().iloc[[0] * 30].reset_index(drop=True).assign(income=incomes)
+    with pytest.raises(SchemaError) as err:
+        infer(df)
+    text = str(err.value)
+    assert text.startswith(
+        "party 'bank-a' column 'income' (data/bank_a.csv) looks numeric (29 of 30 values are "
+        f"numbers), but row 7 holds {bad!r} (1 such value(s): {bad!r})."
+    )
+    assert 'columns = { income = "number" }' in text and 'income = "category"' in text
+    # declared, the choice is the user's: a category, or a number that names every bad row
+    assert infer(df, declared={"income": CAT}).type_of("income") is CAT
+    with pytest.raises(DataError, match=r"column 'income' .*is not a number \(row 7, 1 value"):
+        typed(df, infer(df, declared={"income": NUM}))
+
+
+def test_mostly_text_with_a_few_numbers_is_a_category() -> None:
+    df = frame().assign(city=["Lyon", "75001", "Paris"])
+    assert infer(df).type_of("city") is CAT
+
+
+def test_an_undeclared_column_of_unique_texts_is_refused_unless_declared() -> None:
+    n = 60
+    df = pd.DataFrame(
+        {
+            "ref": [f"C-{i:05d}" for i in range(n)],  # an identifier nobody declared
+            "city": [["Lyon", "Paris", "Nice"][i % 3] for i in range(n)],
+            "defaulted": ["no", "yes"] * (n // 2),
+        }
+    )
+    with pytest.raises(SchemaError) as err:
+        infer(df)
+    assert str(err.value).startswith(
+        "party 'bank-a' column 'ref' (data/bank_a.csv) would be a category of 60 distinct "
+        "values in 60 rows: every value would reach the coordinator as a category name."
+    )
+    assert "set data.id to it" in str(err.value)
+    assert infer(df, id_column="ref").names == ("city",)
+    assert infer(df, declared={"ref": CAT}).type_of("ref") is CAT
+    # 20 distinct values (the limit), or 25 with more than two rows each, stay categories
+    few = df.assign(ref=[f"C-{i % 20}" for i in range(n)])
+    assert infer(few).type_of("ref") is CAT
+    assert infer(df.assign(ref=[f"C-{i % 25}" for i in range(n)])).type_of("ref") is CAT
+    # a column name that is not a TOML bare key is quoted in the advice
+    spaced = df.rename(columns={"ref": "client ref"})
+    with pytest.raises(SchemaError, match=r'columns = \{ "client ref" = "category" \}'):
+        infer(spaced)
+
+
 def test_text_in_declared_number_column_names_party_column_file_and_row(tmp_path: Path) -> None:
     incomes = [str(1000 + i) for i in range(20)]
     incomes[16] = "12k"  # data row 17

@@ -12,7 +12,10 @@ vertical jobs (:mod:`fedsilo.vertical.data`) read a party's table here:
   numbers (Parquet) or every present value is a number as defined below (CSV), else
   ``category``. Every party applies that one rule to its own text and the coordinator checks
   that the parties agree (:func:`~fedsilo.data.tabular.check_schemas`); the rows are then read
-  with the agreed types.
+  with the agreed types. Two undeclared text columns are refused instead, because as
+  categories their values would reach the coordinator: mostly numbers with a few that are
+  not (a malformed number), and more than :data:`MANY_CATEGORIES` distinct values that are
+  at least half of its values (an identifier or free text).
 
 What each declared type accepts (docs/data.md says the same, with a table):
 
@@ -52,6 +55,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -613,12 +617,11 @@ def infer_columns(
         con.register("_party_frame", frame)
         types = _types(con, "_party_frame", party=party, source=source)
         texts = [n for n in names if n not in declared and types[n].upper() == "VARCHAR"]
-        counts = [f"COUNT_IF({_number(_q(n), numeric=False).bad})" for n in texts]
-        row = con.execute(f"SELECT {', '.join(['COUNT(*)', *counts])} FROM _party_frame").fetchone()
+        found = _text_columns(con, texts) if texts else {}
     finally:
         con.close()
-    assert row is not None
-    not_numbers = dict(zip(texts, row[1:], strict=True))
+    for name, text in found.items():
+        text.check(name, party=party, source=source)
     columns: list[ColumnSchema] = []
     for name in names:
         if name in declared:
@@ -628,7 +631,7 @@ def infer_columns(
         if _numeric(t):
             kind = ColumnType.NUMBER
         elif t == "VARCHAR":
-            kind = ColumnType.CATEGORY if not_numbers[name] else ColumnType.NUMBER
+            kind = ColumnType.CATEGORY if found[name].not_numbers else ColumnType.NUMBER
         elif t == "DATE" or t.startswith("TIMESTAMP") or t.startswith("TIME"):
             raise SchemaError(
                 f"{whose(party)} column {name!r} holds date/time values ({t}, {source}); "
@@ -638,6 +641,78 @@ def infer_columns(
             kind = ColumnType.CATEGORY
         columns.append(ColumnSchema(name, kind))
     return columns
+
+
+MANY_CATEGORIES = 20
+"""An undeclared text column with more distinct values than this, that are also at least half
+of its values, is refused: read as a category, every value would reach the coordinator."""
+
+
+@dataclass(frozen=True)
+class _Text:
+    """What inference sees of an undeclared text column: how its values read as numbers, and
+    how many distinct values it would share as a category."""
+
+    numbers: int  # present values that are numbers
+    not_numbers: int  # present values that are not (then the column is not a number)
+    first_bad: int  # the first such row (1-based)
+    shown: list[str]  # the first of them, sorted
+    distinct: int  # distinct non-empty texts (a category's values)
+    present: int  # non-empty texts
+
+    def check(self, name: str, *, party: str, source: str) -> None:
+        """Refuse what inference would get silently wrong and share with the coordinator:
+        a number column with a few malformed values (as a category, its numbers would be
+        category names) and a column of (almost) unique texts (an identifier or free text)."""
+        where = f"{whose(party)} column {name!r} ({source})"
+        key = name if name.isidentifier() else json.dumps(name)  # as a TOML key
+        if self.not_numbers and self.numbers >= self.not_numbers:
+            raise SchemaError(
+                f"{where} looks numeric ({self.numbers} of {self.numbers + self.not_numbers} "
+                f"values are numbers), but row {self.first_bad} holds {self.shown[0]!r} "
+                f"({self.not_numbers} such value(s): {_shown(self.shown)}). Read as a category, "
+                "each of its numbers would be a category name shared with the coordinator. "
+                "Write plain decimals (1234.5, not 1,234.50; a missing value is empty or NA), "
+                f'or declare it: columns = {{ {key} = "number" }} reports every bad row, '
+                f'{key} = "category" if its values are labels.'
+            )
+        if (
+            self.not_numbers
+            and self.distinct > MANY_CATEGORIES
+            and 2 * self.distinct >= self.present
+        ):
+            raise SchemaError(
+                f"{where} would be a category of {self.distinct} distinct values in "
+                f"{self.present} rows: every value would reach the coordinator as a category "
+                "name. If it identifies rows, set data.id to it; if it is free text, remove it "
+                "from the file; to share its values as categories, declare it: "
+                f'columns = {{ {key} = "category" }}.'
+            )
+
+
+def _text_columns(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> dict[str, _Text]:
+    """One pass over ``_party_frame``: each text column's :class:`_Text`."""
+    checks: list[str] = []
+    for name in names:
+        c = _q(name)
+        col = _number(c, numeric=False)
+        checks += [
+            f"COUNT_IF(NOT {col.missing} AND NOT {col.bad})",
+            f"COUNT_IF({col.bad})",
+            f"MIN(CASE WHEN {col.bad} THEN _row END)",
+            f"list_sort(list_distinct(list({c}) FILTER (WHERE {col.bad})))[1:{_MAX_SHOWN}]",
+            f"COUNT(DISTINCT NULLIF({c}, ''))",
+            f"COUNT(NULLIF({c}, ''))",
+        ]
+    numbered = "(SELECT row_number() OVER () AS _row, * FROM _party_frame)"
+    row = list(con.execute(f"SELECT {', '.join(checks)} FROM {numbered}").fetchone() or ())
+    out = {}
+    for i, name in enumerate(names):
+        numbers, bad, first, shown, distinct, present = row[6 * i : 6 * i + 6]
+        out[name] = _Text(
+            int(numbers), int(bad), int(first or 0), list(shown or []), int(distinct), int(present)
+        )
+    return out
 
 
 def check_header(
