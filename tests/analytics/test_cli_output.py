@@ -13,9 +13,13 @@ import duckdb
 from typer.testing import CliRunner
 
 from fedsilo.analytics.config import parse_analytics_job
+from fedsilo.analytics.output import to_csv
 from fedsilo.analytics.run import run_query, simulation_transport
 from fedsilo.cli import app
 from fedsilo.privacy.ledger import PrivacyLedger
+
+from .conftest import make_job, transport_for
+from .test_dp import frames
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "analytics"
 SQL = (
@@ -99,6 +103,25 @@ def test_cli_table_csv_html_with_dp_and_budget_refusal(tmp_path: Path) -> None:
         "unknown column"
         in runner.invoke(app, ["query", str(job), "SELECT AVG(x) FROM transactions"]).output
     )
+
+
+def test_csv_histogram_has_one_low_and_one_high_per_bin_like_json() -> None:
+    job = make_job(2, privacy={"mechanism": "gaussian", "epsilon": 1.0, "delta": 1e-6}, seed=3)
+    sql = "SELECT region, COUNT(*) AS n, HISTOGRAM(score, BINS=[0, 50, 100]) AS h FROM t GROUP BY region"
+    result = run_query(job, sql, transport=transport_for(job, frames(2)))
+
+    rows = list(csv.DictReader(io.StringIO(to_csv(result))))
+
+    answers = [r["answers"] for r in result.to_json()["rows"]]
+    assert len(rows) == len(answers) == 4
+    for row, answer in zip(rows, answers, strict=True):
+        h = answer["h"]
+        assert json.loads(row["h"]) == h["value"]
+        assert json.loads(row["h noise_sd"]) == h["noise_sd"]
+        assert json.loads(row["h ci95_low"]) == [lo for lo, _ in h["ci95"]]
+        assert json.loads(row["h ci95_high"]) == [hi for _, hi in h["ci95"]]
+        assert float(row["n ci95_low"]) == answer["n"]["ci95"][0]
+        assert float(row["n ci95_high"]) == answer["n"]["ci95"][1]
 
 
 def test_builtin_dataset_split_into_parties(tmp_path: Path) -> None:

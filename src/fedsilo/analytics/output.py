@@ -42,11 +42,13 @@ def to_csv(result: QueryResult) -> str:
     for key, cells, sup in zip(result.groups, result.cells, result.suppressed, strict=True):
         row: list[object] = [*key, sup]
         for c in cells:
-            if isinstance(c.value, list):
-                row += [json.dumps(c.value), json.dumps(c.sd), json.dumps(c.ci), ""]
+            lo: float | list[float] | None
+            hi: float | list[float] | None
+            if isinstance(c.ci, list):  # HISTOGRAM: one low and one high per bin, as lists
+                lo, hi = [a for a, _ in c.ci], [b for _, b in c.ci]
             else:
                 lo, hi = c.ci if isinstance(c.ci, tuple) else (None, None)
-                row += [c.value, c.sd, lo, hi]
+            row += [json.dumps(v) if isinstance(v, list) else v for v in (c.value, c.sd, lo, hi)]
         w.writerow(["" if v is None else v for v in row])
     return buf.getvalue()
 
