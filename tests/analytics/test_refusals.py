@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from fedsilo.analytics.config import parse_analytics_job
 from fedsilo.analytics.local import PartyTable
 from fedsilo.analytics.plan import make_plan
 from fedsilo.analytics.run import run_query, simulated_party
-from fedsilo.analytics.sql import parse_query
+from fedsilo.analytics.sql import _SIMPLE, SUPPORTED, parse_query
 from fedsilo.errors import BudgetExhaustedError, ConfigError, ProtocolError, UnsupportedError
 from fedsilo.privacy.ledger import PrivacyLedger
 from fedsilo.protocol.messages import Message, TaskKind
@@ -52,6 +53,25 @@ def test_unsupported_sql_is_refused_with_what_is_supported(sql: str, fragment: s
     with pytest.raises(UnsupportedError, match=None) as info:
         parse_query(sql, make_job(1))
     assert fragment in str(info.value)
+
+
+def test_two_spellings_of_one_aggregate_keep_the_names_the_query_wrote() -> None:
+    job = make_job(2)
+    sql = "SELECT VARIANCE(amount), VAR_SAMP(amount), VAR(amount), STDEV(score) FROM t"
+
+    result = run_query(job, sql, transport=transport_for(job, [FRAME, FRAME]))
+
+    assert result.labels == ["VARIANCE(amount)", "VAR_SAMP(amount)", "VAR(amount)", "STDEV(score)"]
+    variances = [c.value for c in result.cells[0][:3]]
+    assert variances[0] is not None and variances == [variances[0]] * 3
+
+
+def test_the_supported_hint_lists_every_accepted_spelling() -> None:
+    spellings = {"VAR"} | {n for node in _SIMPLE for n in node.sql_names()}
+    listed = set(re.findall(r"[A-Z_]+", SUPPORTED))
+    for name in sorted(spellings):
+        parse_query(f"SELECT {name}(amount) FROM t", make_job(1))  # accepted
+        assert name in listed, name
 
 
 def test_unknown_column_is_named() -> None:

@@ -4,10 +4,12 @@ Accepted::
 
     SELECT <group columns and aggregates> FROM <table> [WHERE <filter>] [GROUP BY <columns>]
 
-Aggregates: ``COUNT(*)``, ``COUNT(col)``, ``SUM``, ``AVG``, ``VAR``/``VARIANCE``/``VAR_SAMP``,
-``VAR_POP``, ``STDDEV``/``STDDEV_SAMP``, ``STDDEV_POP``, ``CORR(a, b)``, ``COVAR_SAMP(a, b)``,
+Aggregates: ``COUNT(*)``, ``COUNT(col)``, ``SUM``, ``AVG``,
+``VAR``/``VARIANCE``/``VAR_SAMP``/``VARIANCE_SAMP``, ``VAR_POP``/``VARIANCE_POP``,
+``STDDEV``/``STDEV``/``STDDEV_SAMP``, ``STDDEV_POP``, ``CORR(a, b)``, ``COVAR_SAMP(a, b)``,
 ``COVAR_POP(a, b)``, ``HISTOGRAM(col, BINS=[e0, ..., ek])``, ``MIN(col, BINS=[...])``,
-``MAX(col, BINS=[...])``, ``QUANTILE(col, q, BINS=[...])``; each may take ``AS alias``. The
+``MAX(col, BINS=[...])``, ``QUANTILE(col, q, BINS=[...])``; each may take ``AS alias``, else its
+output column is named as written (``VAR_SAMP(amount)``, arguments normalised). The
 filter is comparisons (``= <> < <= > >=``) of a column with a literal, ``IN (literals)``,
 ``BETWEEN literal AND literal``, ``IS [NOT] NULL``, combined with ``AND``/``OR``/``NOT``.
 GROUP BY takes only category columns (their values are public). Anything else is refused with
@@ -31,7 +33,8 @@ from fedsilo.errors import UnsupportedError
 SUPPORTED = (
     "supported: SELECT <category columns>, <aggregates> FROM <table> [WHERE <column op literal, "
     "IN, BETWEEN, IS NULL, AND/OR/NOT>] [GROUP BY <category columns>]; aggregates COUNT(*), "
-    "COUNT(col), SUM, AVG, VAR/VAR_POP, STDDEV/STDDEV_POP, CORR/COVAR_SAMP/COVAR_POP(a, b), "
+    "COUNT(col), SUM, AVG, VAR/VARIANCE/VAR_SAMP/VARIANCE_SAMP, VAR_POP/VARIANCE_POP, "
+    "STDDEV/STDEV/STDDEV_SAMP, STDDEV_POP, CORR/COVAR_SAMP/COVAR_POP(a, b), "
     "HISTOGRAM(col, BINS=[...]), MIN/MAX(col, BINS=[...]), QUANTILE(col, q, BINS=[...]) "
     "(see docs/analytics.md)"
 )
@@ -148,7 +151,7 @@ def parse_query(sql: str, job: AnalyticsJob) -> Query:
                 )
             plain.append(name)
             continue
-        aggregates.append(_aggregate(node, alias, job.columns))
+        aggregates.append(_aggregate(node, alias or _label(node, sql), job.columns))
     if not aggregates:
         raise UnsupportedError(f"the query has no aggregate; {SUPPORTED}")
     labels = [a.label for a in aggregates]
@@ -233,10 +236,22 @@ def _bins(node: exp.Expression, fname: str) -> tuple[float, ...]:
     return edges
 
 
-def _aggregate(
-    node: exp.Expression, alias: str | None, columns: dict[str, ColumnSpec]
-) -> Aggregate:
-    label = alias or node.sql(dialect="duckdb")
+def _label(node: exp.Expression, sql: str) -> str:
+    """An aggregate's output column name: as sqlglot renders it, but under the function name the
+    query wrote (sqlglot renders VAR_SAMP and VARIANCE_SAMP as VARIANCE, so two spellings asked
+    side by side would otherwise share a name)."""
+    rendered = node.sql(dialect="duckdb")
+    name, paren, rest = rendered.partition("(")
+    start, end = node.meta.get("start"), node.meta.get("end")
+    if not paren or not isinstance(node, exp.Func) or start is None or end is None:
+        return rendered
+    written = sql[start : end + 1]
+    if written.upper() == name.upper() or written.upper() not in type(node).sql_names():
+        return rendered
+    return written + paren + rest
+
+
+def _aggregate(node: exp.Expression, label: str, columns: dict[str, ColumnSpec]) -> Aggregate:
     if isinstance(node, exp.Count):
         if node.args.get("distinct") or isinstance(node.this, exp.Distinct):
             raise UnsupportedError(f"COUNT(DISTINCT ...) is not supported; {SUPPORTED}")
