@@ -27,7 +27,7 @@ from fedsilo.privacy.ledger import PrivacyLedger
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import InProcessTransport
 
-from .conftest import make_job
+from .conftest import make_job, transport_for
 
 SQL = "SELECT region, COUNT(*), SUM(amount) FROM t GROUP BY region"
 FRAME = pd.DataFrame(
@@ -86,6 +86,30 @@ def test_run_query_with_mechanism_none_fails_with_the_party_rule() -> None:
     transport = InProcessTransport({"p0": _party(None, job=job)})
     with pytest.raises(RefusedError, match=r"party 'p0' refuses exact answers"):
         run_query(job, SQL, transport=transport)
+
+
+def test_a_refusal_names_the_setting_where_the_user_can_change_it() -> None:
+    """Simulation: the job file's [policy]; a deployed party: [analytics.policy] in party.toml."""
+    job = make_job(1, {"mechanism": "none"}, policy={"allow_exact": False})
+    with pytest.raises(RefusedError) as simulated:
+        run_query(job, SQL, transport=transport_for(job, [FRAME]))
+    deployed = InProcessTransport({"p0": _party(None, job=job)})
+    with pytest.raises(RefusedError) as party_toml:
+        run_query(job, SQL, transport=deployed)
+
+    assert "([policy] allow_exact = true in the job file)" in str(simulated.value)
+    assert "party.toml" not in str(simulated.value)
+    assert "([analytics.policy] allow_exact = true in its party.toml)" in str(party_toml.value)
+
+
+def test_parties_refusing_alike_are_named_once_in_one_entry() -> None:
+    job = make_job(3, {"mechanism": "none"}, policy={"allow_exact": False})
+    with pytest.raises(RefusedError) as info:
+        run_query(job, SQL, transport=transport_for(job, [FRAME] * 3))
+
+    message = str(info.value)
+    assert "3 failed: parties 'p0', 'p1', 'p2': each party refuses exact answers" in message
+    assert message.count("refuses exact answers") == 1
 
 
 def test_exact_answers_only_where_the_party_allows_them(tmp_path: Path) -> None:

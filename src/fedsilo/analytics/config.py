@@ -53,7 +53,7 @@ from __future__ import annotations
 import enum
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -251,8 +251,12 @@ class QueryPolicy(Strict):
     """A party's own rules for the queries it answers (``[analytics.policy]`` in party.toml).
 
     Checked by the party on every query, whatever the coordinator's job says; a query outside
-    them is refused with a :class:`~fedsilo.errors.RefusedError` naming the rule.
+    them is refused with a :class:`~fedsilo.errors.RefusedError` naming the rule and where it is
+    set (:meth:`setting`).
     """
+
+    SECTION: ClassVar[str] = "[analytics.policy]"  # where this policy is read from
+    FILE: ClassVar[str] = "its party.toml"
 
     mechanisms: list[Mechanism] = Field(
         default_factory=lambda: [Mechanism.GAUSSIAN, Mechanism.LAPLACE]
@@ -270,6 +274,20 @@ class QueryPolicy(Strict):
             )
         return self
 
+    def setting(self, key: str) -> str:
+        """Where ``key`` is set, for a refusal: ``[analytics.policy] min_group_size in its
+        party.toml``."""
+        return f"{self.SECTION} {key} in {self.FILE}"
+
+
+class JobQueryPolicy(QueryPolicy):
+    """A simulation job's ``[policy]``: every simulated party's :class:`QueryPolicy`, so its
+    refusals name the job file's ``[policy]`` (the setting the user can change), not party.toml.
+    """
+
+    SECTION: ClassVar[str] = "[policy]"
+    FILE: ClassVar[str] = "the job file"
+
 
 class AnalyticsJob(Strict):
     """A federated analytics job (``kind = "analytics"``): one table, its public schema, DP."""
@@ -284,7 +302,7 @@ class AnalyticsJob(Strict):
     min_group_size: float = Field(default=0, ge=0)
     seed: int | None = None
     timeout_s: float = Field(default=600, gt=0)
-    policy: QueryPolicy = Field(default_factory=QueryPolicy)  # simulation: the parties' policy
+    policy: JobQueryPolicy = Field(default_factory=JobQueryPolicy)  # simulation: parties' policy
 
     @model_validator(mode="after")
     def _sources(self) -> AnalyticsJob:

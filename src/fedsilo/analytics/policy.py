@@ -6,7 +6,8 @@ multiplier, delta) and its ``min_group_size``. The party takes none of them on f
 and turns the request into the ledger event the party will be charged
 (:class:`~fedsilo.privacy.accounting.GaussianSpend` with the noise multiplier the party derives
 itself from the plan, or :class:`~fedsilo.privacy.accounting.LaplaceSpend`), priced at the
-party's own delta. Refusals are :class:`~fedsilo.errors.RefusedError` naming the rule.
+party's own delta. Refusals are :class:`~fedsilo.errors.RefusedError` naming the rule and where
+it is set (``[analytics.policy]`` in party.toml; a simulation job's ``[policy]``).
 
 What this does not do: the noise is added where the answer is released (by the coordinator,
 after the sum). A party can refuse to take part in a release it does not agree to, and
@@ -54,12 +55,12 @@ def admit(
         raise RefusedError(
             f"party '{party}' refuses exact answers (mechanism 'none'): its policy has "
             "allow_exact = false. Ask with mechanism 'gaussian' or 'laplace'; only the party "
-            "can allow exact answers ([analytics.policy] allow_exact = true in its party.toml)"
+            f"can allow exact answers ({policy.setting('allow_exact = true')})"
         )
     if min_group_size < policy.min_group_size:
         raise RefusedError(
             f"party '{party}' refuses min_group_size {min_group_size:g}: its policy requires "
-            f"groups of at least {policy.min_group_size:g} ([analytics.policy] min_group_size)"
+            f"groups of at least {policy.min_group_size:g} ({policy.setting('min_group_size')})"
         )
     if mechanism is Mechanism.NONE:
         return None
@@ -67,7 +68,7 @@ def admit(
         allowed = ", ".join(m.value for m in policy.mechanisms) or "none"
         raise RefusedError(
             f"party '{party}' refuses mechanism '{mechanism.value}': its policy allows "
-            f"{allowed} ([analytics.policy] mechanisms)"
+            f"{allowed} ({policy.setting('mechanisms')})"
         )
     noise = calibrate(plan, requested)
     spend: Event
@@ -84,7 +85,7 @@ def admit(
             raise RefusedError(
                 f"party '{party}' refuses a query costing epsilon {cost:.4g} (at delta "
                 f"{delta:g}): its policy caps one query at epsilon {cap:g} "
-                "([analytics.policy] max_query_epsilon)"
+                f"({policy.setting('max_query_epsilon')})"
             )
     return spend
 
@@ -98,6 +99,21 @@ def refusal(codes: Mapping[str, ErrorCode | None]) -> type[FedsiloError]:
     if ErrorCode.REFUSED in found:
         return RefusedError
     return ProtocolError
+
+
+def failure_detail(failures: Mapping[str, str]) -> str:
+    """The failed parties' reasons for one error message, each distinct reason once: parties
+    whose reasons differ only in their own name share an entry (``parties 'a', 'b': each party
+    refuses ...``) rather than repeating it per party."""
+    shared: dict[str, list[str]] = {}
+    for party, why in sorted(failures.items()):
+        shared.setdefault(why.replace(f"party '{party}'", "each party"), []).append(party)
+    return "; ".join(
+        f"party '{parties[0]}': {failures[parties[0]]}"
+        if len(parties) == 1
+        else f"parties {', '.join(repr(p) for p in parties)}: {why}"
+        for why, parties in shared.items()
+    )
 
 
 def spend_reports(replies: Mapping[str, Message]) -> dict[str, tuple[float, float | None]]:

@@ -34,7 +34,7 @@ from fedsilo.analytics.handler import AnalyticsAgent
 from fedsilo.analytics.local import PartyTable
 from fedsilo.analytics.merge import SUMS_NOTICE, sum_statistics
 from fedsilo.analytics.plan import Block, QueryPlan, make_plan
-from fedsilo.analytics.policy import refusal, spend_reports
+from fedsilo.analytics.policy import failure_detail, refusal, spend_reports
 from fedsilo.analytics.secure import check_parties, secure_collect, secure_notice
 from fedsilo.analytics.sql import Agg, Aggregate, parse_query
 from fedsilo.errors import ConfigError, ErrorCode, ProtocolError
@@ -270,7 +270,7 @@ def collect(
         else:
             stats[name] = arr
     if failures:
-        detail = "; ".join(f"party '{p}': {r}" for p, r in sorted(failures.items()))
+        detail = failure_detail(failures)
         raise refusal(codes)(f"the query needs every party and {len(failures)} failed: {detail}")
     return Collected(sum_statistics(stats), spend_reports(gathered.replies))
 

@@ -38,7 +38,7 @@ from fedsilo.analytics.bodies import Step
 from fedsilo.analytics.config import AnalyticsJob
 from fedsilo.analytics.fixed_point import RING_BITS, FixedPoint, fraction_bits
 from fedsilo.analytics.plan import QueryPlan
-from fedsilo.analytics.policy import refusal, spend_reports
+from fedsilo.analytics.policy import failure_detail, refusal, spend_reports
 from fedsilo.config import SecAggVariant
 from fedsilo.errors import ConfigError, ErrorCode, ProtocolError
 from fedsilo.privacy.secagg import wire
@@ -91,7 +91,7 @@ def _step(
     for p in missing:
         failures[p] = "no reply"
     if failures:
-        detail = "; ".join(f"party '{p}': {r}" for p, r in sorted(failures.items()))
+        detail = failure_detail(failures)
         raise refusal(codes)(
             f"secure aggregation aborted at step '{step}' (the query needs every party, "
             f"{len(failures)} failed; no sum was unmasked): {detail}"
