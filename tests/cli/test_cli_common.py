@@ -97,3 +97,23 @@ def test_python_dash_m_runs_the_same_app() -> None:
     )
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"fedsilo {fedsilo.__version__}"
+
+
+def test_the_privacy_line_lists_parties_only_when_each_has_its_own_epsilon() -> None:
+    from fedsilo.cli.privacy import privacy_line
+
+    record = {
+        "level": "record",
+        "epsilon": 3.0,
+        "delta": 1e-5,
+        "parties": {"b": {"epsilon": 2.5}, "a": {"epsilon": 3.0}},
+    }
+    assert privacy_line({"final": {"privacy": record}}) == (
+        "privacy: record-level epsilon 3 at delta 1e-05 (max over parties; a 3, b 2.5)"
+    )
+    # client-level DP has one epsilon, the federation's: no empty "(max over parties; )"
+    client = {"level": "client", "epsilon": 66.54, "delta": 1e-5, "parties": {}}
+    assert privacy_line({"final": {"privacy": client}}) == (
+        "privacy: client-level epsilon 66.54 at delta 1e-05"
+    )
+    assert privacy_line({"final": {}}) == ""

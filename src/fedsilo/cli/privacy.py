@@ -51,8 +51,10 @@ def privacy_line(metrics: dict[str, Any]) -> str:
     )
     line = (
         f"privacy: {final.get('level', 'record')}-level epsilon {final['epsilon']:.4g} at delta "
-        f"{final.get('delta')} (max over parties; {parties})"
+        f"{final.get('delta')}"
     )
+    if parties:  # record level: each party's own; client level is the federation's one figure
+        line += f" (max over parties; {parties})"
     if metrics.get("dp_noise") == "reproducible":
         line += (
             "\nprivacy: REPRODUCIBLE NOISE (simulation only): the DP noise was seeded from the "
