@@ -102,9 +102,11 @@ def test_an_untouched_log_agrees_with_every_anchor(trained: tuple[Party, Path, f
         out = _verify(party.log, "--anchors", str(anchors))
         assert out.exit_code == 0, out.output
         assert "12 entries, chain intact" in out.output and "signed anchors agree" in out.output
-    # the coordinator's anchors lag one reply (each reply anchors the log before it)
-    assert "covering 11 of 12" in _verify(party.log, "--anchors", str(store)).output
-    assert "covering 12 of 12" in _verify(party.log, "--anchors", str(party.ledger)).output
+    # a reply's anchor covers its own entry: the coordinator's copy covers the whole log too
+    for anchors in (store, party.ledger):
+        assert "12 signed anchors agree, the latest covering 12 of 12" in (
+            _verify(party.log, "--anchors", str(anchors)).output
+        )
     _reopen(party)  # the party restarts on its own log
 
 
@@ -118,12 +120,9 @@ def test_cutting_the_tail_is_reported_and_spend_does_not_move(
     assert summarize(party.log)["epsilon"] < log_spend  # what the issue saw: the log's figure
     assert _verify(party.log).exit_code == 0  # the chain alone cannot tell
     # counted against the newest anchor, not the first one past the end (which always said 1)
-    for anchors, newest in ((store, 11), (party.ledger, 12)):
+    for anchors, newest in ((store, 12), (party.ledger, 12)):
         out = _verify(party.log, "--anchors", str(anchors))
         missing = newest - (12 - cut)
-        if not missing:  # the coordinator's anchors lag one reply: they miss the last line only
-            assert out.exit_code == 0, out.output
-            continue
         assert out.exit_code == 2, out.output
         assert re.search(
             rf"at \d{{4}}-\d\d-\d\d \d\d:\d\d UTC for {newest} entries, head [0-9a-f]{{16}}\.\.\.: "

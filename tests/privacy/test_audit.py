@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -127,7 +129,13 @@ def test_party_logs_every_reply_it_sends(tmp_path: Path) -> None:
     replies.append(agent.handle(b"garbage"))
     entries = [json.loads(line) for line in _lines(log)]
     assert [e["kind"] for e in entries] == ["describe", "describe"]
-    assert [e["bytes"] for e in entries] == [len(r) for r in replies]
+    # each entry is the reply as the party computed it: what left, less the anchor it carries
+    # (signed over the log with that entry in it)
+    computed = [dataclasses.replace(Message.decode(r), anchor=None).encode() for r in replies]
+    assert [e["bytes"] for e in entries] == [len(r) for r in computed]
+    assert [e["sha256"] for e in entries] == [hashlib.sha256(r).hexdigest() for r in computed]
+    anchors = [Message.decode(r).anchor for r in replies]
+    assert [a["entries"] for a in anchors if a is not None] == [1, 2]
     assert verify(log).ok
 
 

@@ -16,9 +16,9 @@ coordinator asks:
   :class:`~fedsilo.errors.BudgetExhaustedError` if the party's total epsilon over *all* its
   releases, every job and every query, would pass ``max_epsilon``;
 * every reply that leaves the party goes through :meth:`PrivacyGuard.seal` (the ``on_reply``
-  of the party's :func:`~fedsilo.protocol.serve.serve`): it carries the party's signed anchor of
-  its audit-log head and is appended to the hash-chained log; the party then signs the new head
-  and keeps that anchor in its ledger. A party refuses to start on a log that is broken or disagrees with its anchors.
+  of the party's :func:`~fedsilo.protocol.serve.serve`): it is appended to the hash-chained
+  log, the party signs the new head, keeps that anchor in its ledger and sends it with the
+  reply, so the coordinator holds an anchor of every entry. A party refuses to start on a log that is broken or disagrees with its anchors.
 """
 
 from __future__ import annotations
@@ -329,17 +329,19 @@ class PrivacyGuard:
         return Anchor.sign(self.party, entries, head, self.signing_key, self.settings.clock())
 
     def seal(self, reply: bytes) -> bytes:
-        """The reply as it leaves: with the signed anchor of the log so far, then logged.
+        """The reply as it leaves: logged, then carrying the signed anchor of the log with it.
 
-        Without an audit log the reply leaves unchanged.
+        The log entry is of the reply as the party computed it (the anchor cannot hash
+        itself), so the anchor that leaves with a reply covers that reply's own entry: the
+        coordinator's copy of the newest anchor covers the whole log, and cutting even the
+        last line shows against it. Without an audit log the reply leaves unchanged.
         """
         if self._log is None or self._anchor is None:
             return reply
-        reply = with_anchor(reply, self._anchor.to_json())
         self._log.append(self._record(reply))
         self._anchor = self._sign_head()
         self.ledger.save_anchor(self._anchor.entries, self._anchor.to_json())
-        return reply
+        return with_anchor(reply, self._anchor.to_json())
 
     def _record(self, reply: bytes) -> dict[str, Any]:
         record: dict[str, Any] = {
