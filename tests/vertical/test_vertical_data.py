@@ -86,6 +86,8 @@ def test_yes_no_label_needs_label_positive_and_then_trains(
         job(tmp_path, (guest, host), guest={"label_positive": "Yes"}, host=host_ok)
     )
     assert result.final_global["auc"] > 0.9  # Yes (benign) is learnt as the positive class
+    # an attribute, as on a horizontal result: one entry per epoch
+    assert [h["epoch"] for h in result.history] == list(range(1, len(result.history) + 1))
 
 
 def test_missing_values_and_a_categorical_host_column_follow_the_declared_policy(

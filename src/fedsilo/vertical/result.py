@@ -72,6 +72,7 @@ class VerticalResult:
         """Held-out metrics of the federated model (the shared ``final.global``)."""
         return self.outcome.test
 
+    @property
     def history(self) -> list[dict[str, Any]]:
         """One entry per epoch (hetero LR: Taylor loss) or tree (SecureBoost: log losses)."""
         h = self.outcome.history
@@ -105,7 +106,7 @@ class VerticalResult:
             final_global=self.outcome.test,
             final_parties={},  # only the guest holds labels: no per-party evaluation
             baseline=self.baseline,
-            history=self.history(),
+            history=self.history,
             wall_time_s=self.wall_time_s,
             tracking=self.tracking,
             importance=self.outcome.importance,
