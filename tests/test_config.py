@@ -104,3 +104,31 @@ def test_overrides_are_validated() -> None:
     assert job.with_overrides(rounds=7, seed=9).rounds == 7
     with pytest.raises(ConfigError):
         job.with_overrides(rounds=-1)
+
+
+@pytest.mark.parametrize(
+    ("data", "refusal"),
+    [
+        (
+            {"partition": "dirichlet", "column": "region"},
+            r'data\.column splits rows only with partition = "by-column" \(this job has '
+            r'partition = "dirichlet"\)',
+        ),
+        (
+            {"partition": "iid", "alpha": 0.3},
+            r'data\.alpha sets the skew of partition = "dirichlet" or "quantity-skew" \(this '
+            r'job has partition = "iid"\)',
+        ),
+    ],
+)
+def test_a_key_the_chosen_split_does_not_read_is_refused(
+    data: dict[str, object], refusal: str
+) -> None:
+    raw = small_job()
+    raw["data"] = {**raw["data"], **data}
+    with pytest.raises(ConfigError, match=refusal):
+        parse_job(raw, source="t")
+    for key in data:  # the split that reads it accepts it
+        if key != "partition":
+            kept = {"column": "by-column", "alpha": "quantity-skew"}[key]
+            parse_job({**raw, "data": {**raw["data"], "partition": kept}}, source="t")

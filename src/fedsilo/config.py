@@ -357,6 +357,21 @@ class JobConfig(Strict):
             raise ValueError("file data needs data.label: the name of the label column")
         if d.partition is PartitionKind.BY_COLUMN and d.column is None and not self.parties:
             raise ValueError('partition = "by-column" needs data.column: the column to split by')
+        # a key the chosen split does not read is a mistake, not a no-op: say so
+        split = f'partition = "{d.partition.value}"'
+        if d.column is not None and d.partition is not PartitionKind.BY_COLUMN:
+            raise ValueError(
+                f'data.column splits rows only with partition = "by-column" (this job has '
+                f"{split}); remove data.column or split by it"
+            )
+        skewed = (PartitionKind.DIRICHLET, PartitionKind.QUANTITY_SKEW)
+        # (a set alpha equal to the default cannot be told apart: a whole job re-validates)
+        alpha_default = type(d).model_fields["alpha"].default
+        if d.alpha != alpha_default and d.partition not in skewed:
+            raise ValueError(
+                f'data.alpha sets the skew of partition = "dirichlet" or "quantity-skew" (this '
+                f"job has {split}); remove data.alpha or choose one of those"
+            )
         if self.selection.min_parties > self.num_parties_hint():
             raise ValueError(
                 f"selection.min_parties is {self.selection.min_parties} but the job has only "
