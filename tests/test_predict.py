@@ -176,8 +176,13 @@ def test_an_unseen_category_names_column_value_and_row(bank_run: Path, tmp_path:
 def test_a_missing_value_under_the_reject_policy_names_column_and_row(bank_run: Path) -> None:
     rows = bank_frame(10, 10)
     rows.loc[8, "income"] = np.nan
-    with pytest.raises(MissingValueError, match=r"^input column 'income'.*row 9"):
+    with pytest.raises(MissingValueError, match=r"^input column 'income'.*row 9") as err:
         fedsilo.load_model(bank_run).predict(rows)
+    # the policy came with the model: the fix is the rows, not a job to edit
+    assert str(err.value).endswith(
+        'Fill them in: the model was trained with that policy (a model trained with '
+        'data.missing = "mean" or "constant" fills them itself).'
+    )
 
 
 # -- files that are not what they claim -------------------------------------------------------

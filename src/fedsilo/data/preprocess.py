@@ -66,6 +66,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from fedsilo.data.tabular import (
+    SCORED,
     ColumnType,
     MissingPolicy,
     TableSchema,
@@ -482,10 +483,17 @@ class PreprocessPlan:
         if self.policy is not MissingPolicy.REJECT:
             return
         row = int(np.flatnonzero(missing)[0]) + 1
+        # rows being scored meet a policy fixed when the model was trained; a party's rows
+        # meet its job's, which the job can change
+        fix = (
+            "Fill them in: the model was trained with that policy (a model trained with "
+            'data.missing = "mean" or "constant" fills them itself)'
+            if party == SCORED
+            else 'Fill them in, or declare data.missing = "mean" or "constant" in the job'
+        )
         raise MissingValueError(
             f"{whose(party)} column {column!r} has {int(missing.sum())} missing value(s) "
-            f'({source}, first: row {row}) and data.missing = "reject". Fill them in, or '
-            'declare data.missing = "mean" or "constant" in the job TOML.'
+            f'({source}, first: row {row}) and data.missing = "reject". {fix}.'
         )
 
     def _category_index(
