@@ -180,7 +180,7 @@ def test_a_missing_value_under_the_reject_policy_names_column_and_row(bank_run: 
         fedsilo.load_model(bank_run).predict(rows)
     # the policy came with the model: the fix is the rows, not a job to edit
     assert str(err.value).endswith(
-        'Fill them in: the model was trained with that policy (a model trained with '
+        "Fill them in: the model was trained with that policy (a model trained with "
         'data.missing = "mean" or "constant" fills them itself).'
     )
 
