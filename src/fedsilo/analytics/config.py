@@ -44,6 +44,11 @@ party or the ``[privacy]`` default) is the simulated party's budget and ``[polic
 :class:`QueryPolicy`. A deployed party takes neither from the job: its budget and policy are in
 its own ``party.toml`` (``[privacy]``, ``[analytics.policy]``).
 
+A column has the name it has in the data, spaces and all: ``[columns."mean radius"]`` in
+TOML, ``AVG("mean radius")`` (a double-quoted identifier, ``""`` for a ``"`` inside) in SQL.
+Every SQL statement a party runs quotes the names it holds (:mod:`fedsilo.analytics.local`,
+:mod:`fedsilo.data.typed`), so a name is never read as SQL.
+
 Every error names the key, e.g. ``ConfigError: job.toml: key 'columns.amount': number column
 needs lower < upper (got lower=5, upper=1)``.
 """
@@ -52,6 +57,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -65,7 +71,8 @@ from fedsilo.jobs import load_as, parse_as, resolve
 from fedsilo.privacy.accounting import AccountingMethod
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
-IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # the table's name
+CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
 
 
 class ColumnKind(enum.Enum):
@@ -308,11 +315,12 @@ class AnalyticsJob(Strict):
     def _sources(self) -> AnalyticsJob:
         if not self.columns:
             raise ValueError("declare the table's columns under [columns.<name>]")
-        import re
-
         for col in self.columns:
-            if not re.match(IDENT_PATTERN, col):
-                raise ValueError(f"column name {col!r} must be a plain identifier")
+            if not col or re.search(CONTROL_CHARACTERS, col):
+                raise ValueError(
+                    f"column name {col!r} must be a non-empty name without control characters "
+                    "(newline, tab, ...); any other name the data has is fine"
+                )
         names = [p.name for p in self.parties]
         if len(set(names)) != len(names):
             raise ValueError(f"party names must be unique, got {names}")

@@ -107,8 +107,7 @@ class AnalyticsAgent:
         spec = None if parsed.secagg is None else parsed.secagg.spec()
         if spec is not None and spec["step"] != "keys":
             return self._secure_step(spec)
-        plan = parsed.query_plan(task, f"party {self.name!r}")
-        plan.check_against(self._job)
+        plan = parsed.query_plan(task, f"party {self.name!r}").check_against(self._job)
         sa = self._job.privacy.secure_aggregation
         if sa.enabled and spec is None:
             raise RefusedError(

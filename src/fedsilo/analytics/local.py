@@ -65,8 +65,10 @@ def _bin_index(column: str, edges: tuple[float, ...]) -> str:
     return f"(CASE WHEN {v} IS NULL THEN NULL {whens} ELSE {len(edges) - 2} END)"
 
 
-def _block_sql(block: Block, ref: dict[str, str]) -> list[str]:
-    """Aggregates over the inner projection: ``ref`` maps a column (or bin key) to its alias."""
+def _block_sql(block: Block, ref: dict[str | Block, str]) -> list[str]:
+    """Aggregates over the inner projection: ``ref`` maps a column name (its clipped value) or
+    a histogram block (its bin index) to its alias; the two never share a key, whatever the
+    column names."""
     k, cols = block.kind, block.columns
     if k == "count":
         return ["COUNT(*)"]
@@ -77,7 +79,7 @@ def _block_sql(block: Block, ref: dict[str, str]) -> list[str]:
     if k == "s2":
         return [f"SUM({ref[cols[0]]} * {ref[cols[0]]})"]
     if k == "hist":
-        b = ref[block.key]
+        b = ref[block]
         return [f"COUNT_IF({b} = {i})" for i in range(block.size)]
     a, c = ref[cols[0]], ref[cols[1]]
     return [
@@ -96,16 +98,16 @@ def statistics_sql(plan: QueryPlan, relation: str) -> str:
     """One statement: filter and project (group keys, clipped values, bin indices) once, then
     aggregate per group."""
     keys = [f"CAST({_q(g)} AS VARCHAR) AS _g{i}" for i, g in enumerate(plan.group_by)]
-    ref: dict[str, str] = {}
+    ref: dict[str | Block, str] = {}
     project: list[str] = list(keys)
     for b in plan.blocks:
         for col in b.columns if b.kind != "hist" else ():
             if col not in ref:
                 ref[col] = f"_c{len(ref)}"
                 project.append(f"{_clipped(plan, col)} AS {ref[col]}")
-        if b.kind == "hist" and b.key not in ref:
-            ref[b.key] = f"_b{len(ref)}"
-            project.append(f"{_bin_index(b.columns[0], b.bins)} AS {ref[b.key]}")
+        if b.kind == "hist" and b not in ref:
+            ref[b] = f"_b{len(ref)}"
+            project.append(f"{_bin_index(b.columns[0], b.bins)} AS {ref[b]}")
     plain = sorted({c for b in plan.blocks if b.kind == "n" for c in b.columns})
     project += [_q(c) for c in plain]
     conds = []

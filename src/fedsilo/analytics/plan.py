@@ -23,6 +23,7 @@ columns' public categories, zero-filled, so the shape of a reply reveals nothing
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -137,8 +138,11 @@ class QueryPlan:
             columns=columns,
         )
 
-    def check_against(self, job: AnalyticsJob) -> None:
-        """A party's check that a received plan only touches its public schema, as declared."""
+    def check_against(self, job: AnalyticsJob) -> QueryPlan:
+        """A party's check that a received plan only touches its public schema, as declared.
+
+        Returns the plan to run: the same, with the filter as the party re-rendered it from
+        the checked tree (every identifier quoted), never the received text."""
         if self.table != job.table:
             raise UnsupportedError(f"plan names table {self.table!r}, not {job.table!r}")
         for name, spec in self.columns.items():
@@ -158,8 +162,9 @@ class QueryPlan:
             for c in b.columns:
                 if c not in self.columns:
                     raise UnsupportedError(f"plan uses undeclared column {c!r}")
-        if self.where_sql is not None:
-            parse_filter(self.where_sql, job.columns)
+        if self.where_sql is None:
+            return self
+        return dataclasses.replace(self, where_sql=parse_filter(self.where_sql, job.columns))
 
 
 def make_plan(query: Query, job: AnalyticsJob) -> QueryPlan:

@@ -37,7 +37,7 @@ from fedsilo.analytics.plan import Block, QueryPlan, make_plan
 from fedsilo.analytics.policy import failure_detail, refusal, spend_reports
 from fedsilo.analytics.secure import check_parties, secure_collect, secure_notice
 from fedsilo.analytics.sql import Agg, Aggregate, parse_query
-from fedsilo.errors import ConfigError, ErrorCode, ProtocolError
+from fedsilo.errors import ErrorCode, ProtocolError
 from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 from fedsilo.privacy.noise import NoiseSource
 from fedsilo.privacy.secagg.identity import Identity, simulated_identities
@@ -106,13 +106,9 @@ def party_tables(job: AnalyticsJob) -> dict[str, PartyTable]:
     """Each party's rows: its file, or its share of a built-in tabular dataset (seeded split)."""
     if job.data is None:
         return {p.name: PartyTable(str(p.path), path=p.path) for p in job.parties}
-    from fedsilo.data.builtin import load_builtin
+    from fedsilo.data.builtin import labelled_table
 
-    ds = load_builtin(job.data.dataset)
-    if ds.features is None:
-        raise ConfigError(f"[data] dataset {job.data.dataset!r} is images; analytics needs a table")
-    frame = ds.features.copy()
-    frame["label"] = [ds.class_names[i] for i in ds.labels]
+    frame = labelled_table(job.data.dataset)
     order = np.random.default_rng(job.seed or 0).permutation(len(frame))
     parts = np.array_split(order, job.data.num_parties)
     names = job.party_names()
@@ -161,14 +157,19 @@ def query(
     The Python twin of ``fedsilo query JOB SQL``: ``config`` is an :class:`AnalyticsJob`, a
     path to its TOML file or a dict of the same shape; the simulated parties' privacy ledgers
     live in ``ledger_dir`` (default ``runs/ledgers``, as the CLI; one file per party name, not
-    per job), so budgets carry over from one call, and one job name, to the next.
+    per job), so budgets carry over from one call, and one job name, to the next. The
+    parties' headers are checked first (:func:`fedsilo.preflight.check_headers`): a declared
+    column missing from a file or built-in dataset is one error before any query work.
     """
+    from fedsilo.preflight import check_headers
+
     if isinstance(config, AnalyticsJob):
         job = config
     elif isinstance(config, str | Path):
         job = load_analytics_job(config)
     else:
         job = parse_analytics_job(dict(config), source="Python config")
+    check_headers(job)
     ledgers = Path(ledger_dir) if ledger_dir is not None else DEFAULT_LEDGERS
     return run_query(job, sql, transport=simulation_transport(job, ledgers))
 

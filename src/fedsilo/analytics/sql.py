@@ -12,7 +12,10 @@ Aggregates: ``COUNT(*)``, ``COUNT(col)``, ``SUM``, ``AVG``,
 output column is named as written (``VAR_SAMP(amount)``, arguments normalised). The
 filter is comparisons (``= <> < <= > >=``) of a column with a literal, ``IN (literals)``,
 ``BETWEEN literal AND literal``, ``IS [NOT] NULL``, combined with ``AND``/``OR``/``NOT``.
-GROUP BY takes only category columns (their values are public). Anything else is refused with
+GROUP BY takes only category columns (their values are public). A column is named as declared
+in the job: ``amount``, or, for any other name, a double-quoted identifier (``"mean radius"``,
+``""`` for a ``"`` inside), which the checked tree keeps as a name (sqlglot's
+``Column.name``) and every rendering for DuckDB quotes again. Anything else is refused with
 :class:`UnsupportedError`, which says what is supported.
 """
 
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
-from sqlglot.errors import ParseError
+from sqlglot.errors import ParseError, TokenError
 
 from fedsilo.analytics.config import AnalyticsJob, ColumnKind, ColumnSpec
 from fedsilo.errors import UnsupportedError
@@ -37,6 +40,10 @@ SUPPORTED = (
     "STDDEV/STDEV/STDDEV_SAMP, STDDEV_POP, CORR/COVAR_SAMP/COVAR_POP(a, b), "
     "HISTOGRAM(col, BINS=[...]), MIN/MAX(col, BINS=[...]), QUANTILE(col, q, BINS=[...]) "
     "(see docs/analytics.md)"
+)
+QUOTING = (
+    'a column name that is not a plain identifier is written in double quotes ("mean radius"), '
+    'a " inside it doubled'
 )
 MAX_BINS = 1000
 _BINNED = ("QUANTILE", "MIN", "MAX", "HISTOGRAM")
@@ -120,8 +127,8 @@ def parse_query(sql: str, job: AnalyticsJob) -> Query:
     """Parse ``sql`` and check it against the subset and the job's public schema."""
     try:
         trees = _DIALECT.parse(sql)
-    except ParseError as exc:
-        raise UnsupportedError(f"cannot parse the query: {exc}; {SUPPORTED}") from None
+    except (ParseError, TokenError) as exc:
+        raise UnsupportedError(f"cannot parse the query: {exc}; {QUOTING}; {SUPPORTED}") from None
     if len(trees) != 1 or not isinstance(trees[0], exp.Select):
         raise UnsupportedError(f"only a single SELECT statement is accepted; {SUPPORTED}")
     tree = trees[0]
@@ -192,6 +199,12 @@ def _group_by(tree: exp.Select, job: AnalyticsJob) -> tuple[str, ...]:
 
 
 def _column(node: exp.Expression, columns: dict[str, ColumnSpec]) -> str:
+    if isinstance(node, exp.Literal) and node.is_string and node.this in columns:
+        quoted = exp.to_identifier(node.this, quoted=True).sql(dialect="duckdb")
+        raise UnsupportedError(
+            f"{node.sql()} is a text literal, not a column: write the column {node.this!r} in "
+            f"double quotes, {quoted}"
+        )
     if not isinstance(node, exp.Column) or node.table:
         raise UnsupportedError(f"expected a plain column name, got {node.sql()!r}; {SUPPORTED}")
     name = node.name
@@ -366,7 +379,7 @@ def parse_filter(where_sql: str, columns: dict[str, ColumnSpec]) -> str:
     """Re-check a filter received from the coordinator; return it re-rendered for DuckDB."""
     try:
         node = _DIALECT.parse(f"SELECT 1 FROM t WHERE {where_sql}")[0]
-    except ParseError as exc:
+    except (ParseError, TokenError) as exc:
         raise UnsupportedError(f"cannot parse the filter: {exc}") from None
     if not isinstance(node, exp.Select) or node.args.get("where") is None:
         raise UnsupportedError("the filter is not a single WHERE expression")

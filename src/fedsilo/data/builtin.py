@@ -280,3 +280,15 @@ def load_builtin(name: str) -> BuiltinDataset:
         labels=raw.labels,
         class_names=raw.class_names,
     )
+
+
+def labelled_table(name: str, *, label: str = "label") -> pd.DataFrame:
+    """A built-in tabular dataset as one table: its feature columns under their own names
+    (``mean radius``, spaces and all), then ``label`` holding each row's class name. This is
+    the table an analytics job's ``[data] dataset`` queries; ConfigError for an image set."""
+    ds = load_builtin(name)
+    if ds.features is None:
+        raise ConfigError(f"[data] dataset {name!r} is images; analytics needs a table")
+    frame = ds.features
+    frame[label] = [ds.class_names[i] for i in ds.labels]
+    return frame

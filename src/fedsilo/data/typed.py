@@ -411,7 +411,7 @@ def typed_view(
     if absent:
         raise SchemaError(
             f"{whose(party)}: {source} lacks the declared column(s) {absent}; columns found: "
-            f"{sorted(types)[:20]}. Fix the file or the job's [columns]."
+            f"{listing(sorted(types))}. Fix the file or the job's [columns]."
         )
     cols = {
         n: _column(n, s, types[n], party=party, source=source, encode=encode)
