@@ -20,7 +20,7 @@ dataset = "breast-cancer"
 num_parties = 2
 [columns]
 label = { type = "category", categories = ["malignant", "benign"] }
-mean_radius = { type = "number", lower = 0, upper = 40 }
+"mean radius" = { type = "number", lower = 0, upper = 40 }
 [privacy]
 mechanism = "none"
 """
@@ -35,7 +35,7 @@ def test_error_message_brackets_survive_rich_markup(tmp_path: Path) -> None:
         [
             "query",
             str(job),
-            "SELECT HISTOGRAM(mean_radius, 5) FROM cells",
+            'SELECT HISTOGRAM("mean radius", 5) FROM cells',
             "--ledgers",
             str(tmp_path),
         ],
