@@ -34,6 +34,7 @@ import argparse
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -131,14 +132,43 @@ class _Counting:
 TIMED_ROUNDS = 5  # one round alone swings by 2x here (page faults, the host): take a median
 
 
-def full_round(n: int, secure: bool, dropout: float) -> tuple[float, float, float, float]:
-    """(wall seconds, CPU seconds of this process, mean bytes per party, mean CPU seconds):
-    the medians over rounds 2-6, then the last round's bytes (same parties dropping), then
-    the mean CPU over rounds 2-6 (it keeps what strikes one round in several, such as a full
-    garbage collection, which the median drops).
+class _Timed:
+    """A party whose CPU seconds are counted: its ``handle`` (decode the task, compute, encode
+    the reply) is the party's work; the rest of a round is the coordinator's."""
+
+    def __init__(self, inner: PartyAgent, spent: list[float]) -> None:
+        self.inner, self.spent = inner, spent
+
+    def handle(self, data: bytes) -> bytes:
+        started = time.thread_time()
+        try:
+            return self.inner.handle(data)
+        finally:
+            self.spent[0] += time.thread_time() - started
+
+
+@dataclass(frozen=True)
+class RoundCost:
+    """One run's figures over its timed rounds (2-6): medians unless said otherwise."""
+
+    wall_s: float
+    cpu_s: float  # this process: every party and the coordinator
+    bytes_per_party: float  # the last round's (same parties dropping)
+    mean_cpu_s: float  # the mean, which keeps what strikes one round in several (a full GC)
+    party_cpu_s: float  # inside the parties' handlers, summed over the parties
+
+    @property
+    def coordinator_cpu_s(self) -> float:
+        return self.cpu_s - self.party_cpu_s
+
+
+def full_round(n: int, secure: bool, dropout: float) -> RoundCost:
+    """One 7-round job's figures (:class:`RoundCost`) over rounds 2-6.
 
     CPU seconds (one torch thread, every party in this process) are what the round costs
-    regardless of what else the machine runs; wall seconds are shown beside them.
+    regardless of what else the machine runs; wall seconds are shown beside them. The
+    parties' share is the CPU inside their handlers (what each party's own machine would
+    spend in a deployment); the coordinator's is the rest.
     """
     privacy = {
         "secure_aggregation": {"enabled": secure, "variant": "secagg+" if n > 10 else "secagg"}
@@ -166,13 +196,17 @@ def full_round(n: int, secure: bool, dropout: float) -> tuple[float, float, floa
     agents = {name: PartyAgent(name, d, identity=ids[name]) for name, d in data.parties.items()}
     names = sorted(agents)
     drop = set(names[:: max(1, round(1 / dropout))][: round(dropout * n)]) if dropout else set()
-    transport = _Counting(InProcessTransport(agents), set())
+    spent = [0.0]
+    timed_agents = {name: _Timed(agent, spent) for name, agent in agents.items()}
+    transport = _Counting(InProcessTransport(timed_agents), set())
     rounds: list[float] = []
     cpu: list[float] = []
+    party_cpu: list[float] = []
 
     def on_round(record: RoundRecord) -> None:
         rounds.append(record.duration_s)
         cpu.append(time.process_time())
+        party_cpu.append(spent[0])
         # round 1 is warm-up, rounds 2-6 are timed, the last counts bytes (the counting
         # re-encodes every message, which is the benchmark's cost, not the round's)
         transport.drop, transport.count = drop, len(rounds) == TIMED_ROUNDS + 1
@@ -181,8 +215,13 @@ def full_round(n: int, secure: bool, dropout: float) -> tuple[float, float, floa
     timed = slice(1, TIMED_ROUNDS + 1)
     wall = float(np.median(rounds[timed]))
     per_round = np.diff(cpu)[:TIMED_ROUNDS]
-    cpu_s = float(np.median(per_round))
-    return wall, cpu_s, float(np.mean(list(transport.bytes.values()))), float(per_round.mean())
+    return RoundCost(
+        wall_s=wall,
+        cpu_s=float(np.median(per_round)),
+        bytes_per_party=float(np.mean(list(transport.bytes.values()))),
+        mean_cpu_s=float(per_round.mean()),
+        party_cpu_s=float(np.median(np.diff(party_cpu)[:TIMED_ROUNDS])),
+    )
 
 
 def main() -> None:
@@ -232,25 +271,46 @@ def round_table(sizes: list[int], dropouts: list[float], repeats: int) -> None:
         f"{'secure cpu':>10} {'cpu ratio':>9} {'pair ratios':>17} {'mean ratio':>10} "
         f"{'KB/party plain':>15} {'KB/party secure':>16}"
     )
+    split: list[tuple[int, float, list[RoundCost], list[RoundCost]]] = []
     for n in sizes:
         for dropout in dropouts:
             plain, secure = [], []
             for _ in range(repeats):  # alternate, so a change in machine load hits both
                 plain.append(full_round(n, False, dropout))
                 secure.append(full_round(n, True, dropout))
-            p, pc = (float(np.median([r[i] for r in plain])) for i in (0, 1))
-            s, sc = (float(np.median([r[i] for r in secure])) for i in (0, 1))
-            pb, sb = plain[0][2], secure[0][2]
+            p, s = _median(plain, "wall_s"), _median(secure, "wall_s")
+            pc, sc = _median(plain, "cpu_s"), _median(secure, "cpu_s")
+            pb, sb = plain[0].bytes_per_party, secure[0].bytes_per_party
             # each secure run over the plain run just before it: the median and the range
-            pairs = [b[1] / a[1] for a, b in zip(plain, secure, strict=True)]
+            pairs = [b.cpu_s / a.cpu_s for a, b in zip(plain, secure, strict=True)]
             spread = f"{np.median(pairs):.2f} ({min(pairs):.2f}-{max(pairs):.2f})"
             # the same from each run's mean round CPU (what a job pays on average)
-            mean = float(np.median([r[3] for r in secure]) / np.median([r[3] for r in plain]))
+            mean = _median(secure, "mean_cpu_s") / _median(plain, "mean_cpu_s")
             print(
                 f"{n:>4} {dropout:>5.0%} {p:>8.2f} {s:>9.2f} {s / p:>6.2f} {pc:>9.2f} {sc:>10.2f} "
                 f"{sc / pc:>9.2f} {spread:>17} {mean:>10.2f} {pb / 1e3:>15.0f} {sb / 1e3:>16.0f}"
             )
+            split.append((n, dropout, plain, secure))
     print(f"load average at end: {_load()}")
+    print(
+        "\nWhere the CPU goes (medians): per party = inside one party's handler, per round (what "
+        "its own machine spends when deployed); coordinator = the rest of the process"
+    )
+    print(
+        f"{'N':>4} {'drop':>5} {'party ms plain':>14} {'party ms secure':>15} {'party x':>7} "
+        f"{'coord s plain':>13} {'coord s secure':>14} {'coord x':>7}"
+    )
+    for n, dropout, plain, secure in split:
+        pp, sp = (_median(runs, "party_cpu_s") * 1e3 / n for runs in (plain, secure))
+        pc, sc = (_median(runs, "coordinator_cpu_s") for runs in (plain, secure))
+        print(
+            f"{n:>4} {dropout:>5.0%} {pp:>14.2f} {sp:>15.2f} {sp / pp:>7.2f} "
+            f"{pc:>13.3f} {sc:>14.3f} {sc / pc:>7.2f}"
+        )
+
+
+def _median(runs: list[RoundCost], field: str) -> float:
+    return float(np.median([getattr(r, field) for r in runs]))
 
 
 def _load() -> str:
