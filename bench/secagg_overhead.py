@@ -17,7 +17,9 @@ after its first; one round alone swings by 2x on this VM); with
 of the median CPU seconds, the median (range) of the R secure/plain pairs and the ratio of
 the runs' mean round CPU (the median drops a cost that strikes one round in several, the
 mean keeps it), with the load
-average (CPU seconds inflate unevenly on a loaded machine). Torch and BLAS run one thread
+average (CPU seconds inflate unevenly on a loaded machine); a second table splits the CPU into
+the parties' (inside their handlers: per party, what its own machine spends when deployed)
+and the coordinator's (the rest). Torch and BLAS run one thread
 each, so CPU seconds equal single-core time (with a second BLAS thread, its spinning showed
 up as CPU in every plain round).
 
