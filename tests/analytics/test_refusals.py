@@ -84,6 +84,25 @@ def test_group_by_a_non_public_column_is_refused() -> None:
         parse_query("SELECT amount, COUNT(*) FROM t GROUP BY amount", make_job(1))
 
 
+@pytest.mark.parametrize("name", ["suppressed", "answers"])
+def test_group_by_a_column_named_like_an_answer_field_is_refused(name: str) -> None:
+    # its group value and the row's own field would be one JSON key: one of them lost
+    columns = {**COLUMNS, name: {"type": "category", "categories": ["a", "b"]}}
+    job = parse_analytics_job(
+        {
+            "table": "t",
+            "columns": columns,
+            "parties": [{"name": "p0", "path": "unused.csv"}],
+            "privacy": {"mechanism": "none"},
+            "policy": {"allow_exact": True},
+        },
+        source="test",
+    )
+    with pytest.raises(UnsupportedError, match=rf"cannot GROUP BY '{name}': an answer row's own"):
+        parse_query(f"SELECT {name}, COUNT(*) FROM t GROUP BY {name}", job)
+    parse_query(f"SELECT COUNT(*) FROM t WHERE {name} = 'a'", job)  # filtering by it is fine
+
+
 def test_query_over_a_party_budget_is_refused_naming_party_budget_and_cost(tmp_path: Path) -> None:
     job = parse_analytics_job(
         {

@@ -36,7 +36,7 @@ from fedsilo.analytics.merge import SUMS_NOTICE, sum_statistics
 from fedsilo.analytics.plan import Block, QueryPlan, make_plan
 from fedsilo.analytics.policy import failure_detail, refusal, spend_reports
 from fedsilo.analytics.secure import check_parties, secure_collect, secure_notice
-from fedsilo.analytics.sql import Agg, Aggregate, parse_query
+from fedsilo.analytics.sql import ROW_FIELDS, Agg, Aggregate, parse_query
 from fedsilo.errors import ErrorCode, ProtocolError
 from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 from fedsilo.privacy.noise import NoiseSource
@@ -81,8 +81,9 @@ class QueryResult:
         rows = []
         for g, cells, sup in zip(self.groups, self.cells, self.suppressed, strict=True):
             row: dict[str, Any] = dict(zip(self.group_by, g, strict=True))
-            row["suppressed"] = sup
-            row["answers"] = {
+            suppressed, answers = ROW_FIELDS  # never a group column (parse_query)
+            row[suppressed] = sup
+            row[answers] = {
                 a.label: {"value": c.value, "noise_sd": c.sd, "ci95": c.ci}
                 for a, c in zip(self.aggregates, cells, strict=True)
             }

@@ -177,6 +177,10 @@ def _table(tree: exp.Select, job: AnalyticsJob) -> str:
     return t.name
 
 
+ROW_FIELDS = ("suppressed", "answers")
+"""The fields of each answer row beside its group columns (``QueryResult.to_json``)."""
+
+
 def _group_by(tree: exp.Select, job: AnalyticsJob) -> tuple[str, ...]:
     group = tree.args.get("group")
     if group is None:
@@ -194,6 +198,12 @@ def _group_by(tree: exp.Select, job: AnalyticsJob) -> tuple[str, ...]:
             )
         if name in names:
             raise UnsupportedError(f"GROUP BY lists {name!r} twice")
+        if name in ROW_FIELDS:
+            raise UnsupportedError(
+                f"cannot GROUP BY {name!r}: an answer row's own fields are "
+                f"{', '.join(map(repr, ROW_FIELDS))}, so the group's value would be overwritten "
+                "in the JSON answer; rename the column (in the job's [columns] and the data)"
+            )
         names.append(name)
     return tuple(names)
 
