@@ -200,9 +200,10 @@ def test_an_undeclared_column_of_unique_texts_is_refused_unless_declared() -> No
         infer(df)
     assert str(err.value).startswith(
         "party 'bank-a' column 'ref' (data/bank_a.csv) would be a category of 60 distinct "
-        "values in 60 rows: every value would reach the coordinator as a category name."
+        "values in 60 rows: every value would be a feature of its own, and a category name a "
+        "horizontal job shares with the coordinator."
     )
-    assert "set data.id to it" in str(err.value)
+    assert "declare it the id column" in str(err.value)
     assert infer(df, id_column="ref").names == ("city",)
     assert infer(df, declared={"ref": CAT}).type_of("ref") is CAT
     # 20 distinct values (the limit), or 25 with more than two rows each, stay categories

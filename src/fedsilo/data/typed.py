@@ -671,7 +671,8 @@ class _Text:
                 f"{where} looks numeric ({self.numbers} of {self.numbers + self.not_numbers} "
                 f"values are numbers), but row {self.first_bad} holds {self.shown[0]!r} "
                 f"({self.not_numbers} such value(s): {_shown(self.shown)}). Read as a category, "
-                "each of its numbers would be a category name shared with the coordinator. "
+                "each of its numbers would be a feature of its own, and its name (the value) "
+                "a category a horizontal job shares with the coordinator. "
                 "Write plain decimals (1234.5, not 1,234.50; a missing value is empty or NA), "
                 f'or declare it: columns = {{ {key} = "number" }} reports every bad row, '
                 f'{key} = "category" if its values are labels.'
@@ -683,9 +684,10 @@ class _Text:
         ):
             raise SchemaError(
                 f"{where} would be a category of {self.distinct} distinct values in "
-                f"{self.present} rows: every value would reach the coordinator as a category "
-                "name. If it identifies rows, set data.id to it; if it is free text, remove it "
-                "from the file; to share its values as categories, declare it: "
+                f"{self.present} rows: every value would be a feature of its own, and a "
+                "category name a horizontal job shares with the coordinator. If it identifies "
+                "rows, declare it the id column; if it is free text, remove it from the file; "
+                "to use its values as categories, declare it: "
                 f'columns = {{ {key} = "category" }}.'
             )
 
