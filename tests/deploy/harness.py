@@ -220,15 +220,17 @@ class Deployment:
             lambda s: sum(p.online for p in s.parties) == len(self.parties), timeout_s=timeout_s
         )
 
-    def start_vertical(self, files: Mapping[str, Path]) -> None:
+    def start_vertical(self, files: Mapping[str, Path], *, audit: bool = False) -> None:
         """PKI, the server, and a party process per ``files`` entry (its vertical data and
-        its own models directory beside the run), waiting until all of them are online."""
+        its own models directory beside the run; with ``audit``, its audit log
+        ``audit/<party>.jsonl``), waiting until all of them are online."""
         self.make_pki()
         self.write_server()
         for p in self.parties:
             models = self.root / f"models-{p}"
+            log = f'\n[privacy]\naudit_log = "audit/{p}.jsonl"\n' if audit else ""
             self.write_party(
-                p, None, extra=f'\n[vertical]\ndata = "{files[p]}"\nmodels = "{models}"\n'
+                p, None, extra=f'\n[vertical]\ndata = "{files[p]}"\nmodels = "{models}"\n' + log
             )
         self.start_server()
         for p in self.parties:

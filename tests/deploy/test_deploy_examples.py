@@ -20,3 +20,13 @@ def test_example_party_configs_load_with_privacy_and_analytics() -> None:
         assert cfg.ledger_path == EXAMPLES / "privacy" / f"bank-{x}.sqlite"
         assert cfg.analytics.policy.allow_exact is False
         assert cfg.analytics.policy.max_query_epsilon == 1.0
+
+
+def test_the_example_analytics_job_is_one_a_server_takes() -> None:
+    from fedsilo.deploy.queries import parse_deploy_analytics_job
+
+    banks = ["bank-a", "bank-b", "bank-c"]
+    job = parse_deploy_analytics_job(
+        (EXAMPLES / "analytics_job.toml").read_text(), source="job", registered=banks
+    )
+    assert job.party_names() == banks and job.seed is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from fedsilo.errors import AdminCallError
+from fedsilo.privacy.audit import load_anchors, verify
 from fedsilo.vertical.config import parse_vertical_job
 from fedsilo.vertical.simulation import simulate_vertical
 from tests.deploy.harness import ADMIN_TOKEN, FAST, SOURCES, Deployment, deployment, job_done
@@ -109,7 +111,7 @@ def _losses(doc: dict[str, Any], key: str) -> list[float]:
 def test_vertical_jobs_over_grpc_match_the_simulation(tmp_path: Path) -> None:
     files = _files(tmp_path)
     with deployment(tmp_path, parties=PARTIES) as dep:
-        dep.start_vertical(files)
+        dep.start_vertical(files, audit=True)
 
         sb_id, sb = _run(dep, SB_JOB, cli=True)
         lr_id, lr = _run(dep, LR_JOB)
@@ -157,6 +159,18 @@ def test_vertical_jobs_over_grpc_match_the_simulation(tmp_path: Path) -> None:
     assert len(guest_sb["trees"]) == 3
     weights = load_file(str(tmp_path / "models-provider" / lr_id / "provider.safetensors"))
     assert weights["weights"].shape == (20,)
+
+    # every vertical reply's anchor is in the server's store, as for every other job: each
+    # party's whole log (its PSI, protocol and save replies) is vouched for there
+    store = tmp_path / "server" / "state.sqlite"
+    for p in PARTIES:
+        anchors = load_anchors(store, p)
+        with sqlite3.connect(store) as db:
+            jobs = {j for (j,) in db.execute("SELECT job_id FROM anchors WHERE party = ?", (p,))}
+        assert jobs == {sb_id, lr_id}
+        result = verify(tmp_path / "audit" / f"{p}.jsonl", anchors)
+        assert result.ok, result.reason
+        assert result.anchored == result.entries > 0
 
 
 def test_vertical_job_refused_for_unknown_party_or_party_without_vertical_data(

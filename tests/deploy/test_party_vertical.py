@@ -96,3 +96,25 @@ def test_submitted_vertical_job_is_validated_against_the_registry() -> None:
         ).rounds
         == 15
     )
+
+
+def test_score_data_is_read_beside_party_toml_like_every_path(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    toml = tmp_path / "conf" / "p.toml"
+    toml.write_text(
+        'name = "p"\nserver = "x:1"\n[vertical]\ndata = "../v.csv"\nscore_data = "../new.csv"\n'
+    )
+    cfg = load_party_config(toml)
+    assert cfg.vertical.data == tmp_path / "conf" / ".." / "v.csv"
+    assert cfg.vertical.score_data == tmp_path / "conf" / ".." / "new.csv"
+
+
+def test_a_deployed_job_naming_a_party_budget_is_refused() -> None:
+    job = (
+        'name = "j"\n[data]\nlabel = "y"\n[[parties]]\nname = "a"\n[[parties]]\nname = "b"\n'
+        "[privacy.budget]\nmax_epsilon = 4.0\n"
+    )
+    with pytest.raises(ConfigError, match=r"privacy\.budget max_epsilon .*a deployed party keeps "):
+        parse_deploy_job(job, source="job.toml", registered=["a", "b"])
+    kept = job.replace("max_epsilon = 4.0", 'on_exhausted = "stop"')
+    assert parse_deploy_job(kept, source="job.toml", registered=["a", "b"]).name == "j"

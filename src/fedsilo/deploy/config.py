@@ -312,6 +312,7 @@ _PATH_KEYS = {
     "key",
     "client_ca",
     "data",
+    "score_data",
     "token_file",
     "ca",
     "audit_log",

@@ -56,6 +56,14 @@ def parse_deploy_job(text: str, *, source: str, registered: list[str]) -> JobCon
         raise ConfigError(f"{source}: [[parties]] must be a list of tables with a name")
     raw["parties"] = [{**p, "path": p.get("path", f"held-by-{p.get('name')}")} for p in parties]
     job = parse_job(raw, source=source)
+    budget = job.privacy.budget
+    if budget.max_epsilon is not None or budget.parties:
+        raise ConfigError(
+            f"{source}: privacy.budget max_epsilon (and its per-party overrides) is a simulated "
+            "party's budget; a deployed party keeps its own ([privacy] max_epsilon in its "
+            "party.toml) and refuses a round past it: remove it from the job "
+            "(privacy.budget.on_exhausted still applies)"
+        )
     require_registered([p.name for p in job.parties], registered, source=source)
     return job
 
@@ -312,7 +320,14 @@ class JobRunner:
             log.info("job %s: %d/%d done", record.job_id, done, job.rounds)
 
         out = self._run_dir / record.job_id
-        run_vertical_job(job, self._board, job_id=record.job_id, out=out, on_progress=progress)
+        run_vertical_job(
+            job,
+            self._board,
+            job_id=record.job_id,
+            out=out,
+            on_progress=progress,
+            store=self._store,
+        )
         self._store.set_status(record.job_id, JobStatus.DONE)
         record.run_dir = out
         record.status = "done"
@@ -323,7 +338,12 @@ class JobRunner:
         log.info("job %s: scoring with the saved parts of %s", record.job_id, job.run)
         out = self._run_dir / record.job_id
         run_vertical_score_job(
-            job, self._board, job_id=record.job_id, run_dir=self._run_dir, out=out
+            job,
+            self._board,
+            job_id=record.job_id,
+            run_dir=self._run_dir,
+            out=out,
+            store=self._store,
         )
         self._store.set_status(record.job_id, JobStatus.DONE)
         record.run_dir, record.round = out, 1

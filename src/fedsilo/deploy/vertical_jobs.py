@@ -39,6 +39,9 @@ from fedsilo.deploy.grpc_transport import GrpcTransport, PartyBoard
 from fedsilo.errors import ConfigError, FedsiloError
 from fedsilo.extras import require
 from fedsilo.jobs import parse_job
+from fedsilo.runtime.anchors import AnchorKeeper
+from fedsilo.runtime.store import JobStore
+from fedsilo.runtime.transport import Transport
 from fedsilo.tracking import refuse_in_deployment
 from fedsilo.vertical.config import VerticalJobConfig, VerticalScoreJob
 
@@ -119,8 +122,10 @@ def run_vertical_job(
     job_id: str,
     out: Path,
     on_progress: Callable[[int], None],
+    store: JobStore | None = None,
 ) -> Path:
-    """Run the job over the connected party processes; write metrics.json and the reports."""
+    """Run the job over the connected party processes; write metrics.json and the reports.
+    With ``store``, every reply's audit-log anchor is kept there, as for every other job."""
     require("vertical", f"vertical job {job.name!r} on this server")
     from fedsilo.vertical.result import VerticalResult
     from fedsilo.vertical.runner import VerticalRunner  # PSI and HE: the extra's
@@ -128,7 +133,7 @@ def run_vertical_job(
     started = time.monotonic()
     runner = VerticalRunner(
         job,
-        GrpcTransport(board, [p.name for p in job.parties]),
+        _transport(board, job, job_id, store),
         job_id=job_id,
         on_epoch=lambda epoch, _loss, _s: on_progress(epoch + 1),
         on_tree=lambda tree, _s: on_progress(tree + 1),
@@ -139,7 +144,13 @@ def run_vertical_job(
 
 
 def run_vertical_score_job(
-    job: VerticalScoreJob, board: PartyBoard, *, job_id: str, run_dir: Path, out: Path
+    job: VerticalScoreJob,
+    board: PartyBoard,
+    *,
+    job_id: str,
+    run_dir: Path,
+    out: Path,
+    store: JobStore | None = None,
 ) -> Path:
     """Score new customers over the connected party processes with the saved parts of the
     training job ``job.run`` (its results in ``run_dir``); score.json to ``out``. The scores
@@ -147,6 +158,17 @@ def run_vertical_score_job(
     require("vertical", f"vertical scoring job {job.name!r} on this server")
     from fedsilo.vertical.scoring import run_score_job
 
-    transport = GrpcTransport(board, [p.name for p in job.parties])
+    transport = _transport(board, job, job_id, store)
     run_score_job(job, transport, run_dir=run_dir, job_id=job_id, out=out)
     return out
+
+
+def _transport(
+    board: PartyBoard,
+    job: VerticalJobConfig | VerticalScoreJob,
+    job_id: str,
+    store: JobStore | None,
+) -> Transport:
+    """The job's parties over gRPC; with ``store``, keeping each reply's anchor there."""
+    transport: Transport = GrpcTransport(board, [p.name for p in job.parties])
+    return transport if store is None else AnchorKeeper(transport, store, job_id)
