@@ -149,3 +149,14 @@ def test_expired_server_certificate_is_reported_as_expired(pki: Path) -> None:
     for srv in _server(pki, pki / "certs"):
         text, _ = _refused(srv, pki)
         assert "the coordinator's certificate expired on" in text
+
+
+def test_a_missing_ca_names_where_each_kind_of_caller_gives_it() -> None:
+    from fedsilo.deploy.channel import open_channel
+    from fedsilo.deploy.client import AdminClient
+    from fedsilo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"with: set `ca` in party\.toml \(or pass --insecure"):
+        open_channel("127.0.0.1:1", ca=None)
+    with pytest.raises(ConfigError, match=r"with: pass --ca CA\.pem \(the consortium CA"):
+        AdminClient("127.0.0.1:1", "token", ca=None)

@@ -33,8 +33,12 @@ def open_channel(
     insecure: bool = False,
     max_message_bytes: int = 256 * 1024 * 1024,
     max_backoff_s: float = 5.0,
+    ca_setting: str = "set `ca` in party.toml",
 ) -> grpc.Channel:
-    """A channel to the coordinator: TLS with ``ca`` (and a client cert for mTLS)."""
+    """A channel to the coordinator: TLS with ``ca`` (and a client cert for mTLS).
+
+    ``ca_setting`` is where the caller's user gives the CA (a party's party.toml, an admin
+    command's ``--ca``), for the error when none is given."""
     options: list[tuple[str, int | str]] = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -48,7 +52,7 @@ def open_channel(
         return grpc.insecure_channel(address, options=options)
     if ca is None:
         raise ConfigError(
-            "no CA certificate to check the coordinator with: set `ca` in party.toml "
+            f"no CA certificate to check the coordinator with: {ca_setting} "
             "(or pass --insecure for a plaintext test)"
         )
     creds = grpc.ssl_channel_credentials(

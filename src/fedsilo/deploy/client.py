@@ -27,7 +27,13 @@ class AdminClient:
     ) -> None:
         self._address = address
         self._channel = open_channel(
-            address, ca=ca, cert=cert, key=key, server_name=server_name, insecure=insecure
+            address,
+            ca=ca,
+            cert=cert,
+            key=key,
+            server_name=server_name,
+            insecure=insecure,
+            ca_setting="pass --ca CA.pem (the consortium CA that signed the server's certificate)",
         )
         self._stub = pb_grpc.CoordinatorStub(self._channel)  # type: ignore[no-untyped-call]
         self._metadata = ((AUTH_HEADER, f"Bearer {token}"),)
