@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from fedsilo.errors import AdminCallError
 from fedsilo.jobs import parse_job
 from fedsilo.vertical.config import VerticalScoreJob
 from fedsilo.vertical.scoring import simulate_vertical_score
@@ -103,6 +104,10 @@ def test_new_customers_are_scored_over_party_processes(tmp_path: Path) -> None:
         lr_id, _ = _run(dep, LR_JOB.replace("epochs = 2", "epochs = 1"))
         sb_score_id, sb_doc = _score(dep, sb_id)
         lr_score_id, lr_doc = _score(dep, lr_id)
+
+        # A scoring job naming no training run of this server is refused at submission.
+        with pytest.raises(AdminCallError, match=r"key 'run': .*nope.*run the training job"):
+            dep.submit(SCORE_JOB.format(run="nope"))
 
         # The provider loses its SecureBoost part: the scoring job fails naming it.
         part = tmp_path / "models-provider" / sb_id / "provider.json"

@@ -191,6 +191,10 @@ class JobRunner:
         if kind in (VERTICAL, VERTICAL_SCORE):
             require("vertical", f"{source} (a vertical job, run by this server)")
             job = parse_deploy_vertical_job(job_toml, source=source, registered=self._registered)
+            if isinstance(job, VerticalScoreJob):  # its training run, now, not when it runs
+                from fedsilo.vertical.scoring import trained_job
+
+                trained_job(self._run_dir / job.run, source=source)
         else:
             job = parse_deploy_job(job_toml, source=source, registered=self._registered)
         record = JobRecord(new_job_id(job.name), job, job_toml)
