@@ -10,13 +10,12 @@ agent. A role the party has no data for is refused with a config error naming th
 ``analytics`` or ``vertical`` extra) runs a training party.
 
 The router's ``on_reply`` (the party's guard, :meth:`~fedsilo.privacy.guard.PrivacyGuard.seal`)
-sees every reply it sends, training, analytics, vertical and refusals alike: each leaves with
-the party's signed anchor and is appended to its audit log (``[privacy] audit_log``).
+sees every reply it sends, training, analytics, vertical and refusals alike: each is appended to
+its audit log (``[privacy] audit_log``) and leaves with the party's signed anchor of that log.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from fedsilo.errors import ConfigError
@@ -24,8 +23,6 @@ from fedsilo.protocol.messages import TaskKind
 from fedsilo.protocol.serve import Route, Routes, refuse, serve
 from fedsilo.runtime.party import TRAINING_KINDS
 from fedsilo.vertical.kinds import VERTICAL_KINDS
-
-log = logging.getLogger(__name__)
 
 
 class TaskRouter:

@@ -18,7 +18,8 @@ coordinator asks:
 * every reply that leaves the party goes through :meth:`PrivacyGuard.seal` (the ``on_reply``
   of the party's :func:`~fedsilo.protocol.serve.serve`): it is appended to the hash-chained
   log, the party signs the new head, keeps that anchor in its ledger and sends it with the
-  reply, so the coordinator holds an anchor of every entry. A party refuses to start on a log that is broken or disagrees with its anchors.
+  reply, so the coordinator holds an anchor of every entry. A party refuses to start on a log
+  that is broken or disagrees with its anchors.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ every failure, a bad task or its own data problem, becomes an error reply with a
 and a message that names the party, so a coordinator, or a transport, sees a reason instead of
 a crash. Its record-level DP goes through the party's
 :class:`~fedsilo.privacy.guard.PrivacyGuard` (budget, one ledger), which also seals every reply
-(``on_reply``): the reply leaves with the party's signed anchor and is appended to its audit log.
+(``on_reply``): the reply is appended to its audit log and leaves with the party's signed
+anchor of that log.
 """
 
 from __future__ import annotations
