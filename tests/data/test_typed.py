@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -210,10 +211,13 @@ def test_an_undeclared_column_of_unique_texts_is_refused_unless_declared() -> No
     few = df.assign(ref=[f"C-{i % 20}" for i in range(n)])
     assert infer(few).type_of("ref") is CAT
     assert infer(df.assign(ref=[f"C-{i % 25}" for i in range(n)])).type_of("ref") is CAT
-    # a column name that is not a TOML bare key is quoted in the advice
-    spaced = df.rename(columns={"ref": "client ref"})
-    with pytest.raises(SchemaError, match=r'columns = \{ "client ref" = "category" \}'):
-        infer(spaced)
+    # a column name that is not a TOML bare key is quoted in the advice, which parses as TOML
+    for name, key in (("client ref", '"client ref"'), ("größe", '"größe"'), ("1st", "1st")):
+        with pytest.raises(SchemaError) as err:
+            infer(df.rename(columns={"ref": name}))
+        advice = str(err.value).split("declare it: ")[1].rstrip(".")
+        assert advice == f'columns = {{ {key} = "category" }}'
+        assert tomllib.loads(advice) == {"columns": {name: "category"}}
 
 
 def test_text_in_declared_number_column_names_party_column_file_and_row(tmp_path: Path) -> None:

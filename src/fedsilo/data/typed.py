@@ -56,6 +56,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,7 @@ _NUMERIC_TYPES = [
     "DOUBLE",
 ]
 _MAX_SHOWN = 10
+_TOML_BARE_KEY = r"[A-Za-z0-9_-]+"  # a TOML key written without quotes
 
 
 @dataclass(frozen=True)
@@ -665,7 +667,7 @@ class _Text:
         a number column with a few malformed values (as a category, its numbers would be
         category names) and a column of (almost) unique texts (an identifier or free text)."""
         where = f"{whose(party)} column {name!r} ({source})"
-        key = name if name.isidentifier() else json.dumps(name)  # as a TOML key
+        key = name if re.fullmatch(_TOML_BARE_KEY, name) else json.dumps(name, ensure_ascii=False)
         if self.not_numbers and self.numbers >= self.not_numbers:
             raise SchemaError(
                 f"{where} looks numeric ({self.numbers} of {self.numbers + self.not_numbers} "
