@@ -104,8 +104,9 @@ class Deployment:
     def make_pki(self, extra: Sequence[str] = ()) -> None:
         init_ca(self.root / "ca")
         issue(self.root / "ca", self.certs, "server", kind="server")
-        for p in [*self.parties, "admin", *extra]:
+        for p in [*self.parties, *extra]:
             issue(self.root / "ca", self.certs, p, kind="party")
+        issue(self.root / "ca", self.certs, "admin", kind="client")
 
     def write_server(self, *, job: Path | None = None, liveness_s: float = 10.0) -> Path:
         lines = [

@@ -245,3 +245,29 @@ def test_a_party_certificate_comes_with_an_identity_key_and_a_roster_entry(tmp_p
         load_identity("bank-b", key, roster_path)  # a's key under b's name
     with pytest.raises(ConfigError, match="already exists"):
         issue(tmp_path / "ca", tmp_path / "bank-a", "bank-a", kind="party")
+
+
+def test_a_client_certificate_is_for_client_auth_and_stays_out_of_the_roster(
+    tmp_path: Path,
+) -> None:
+    """The admin's certificate (make_certs.sh): mutual TLS works, but it is no party."""
+    ca = init_ca(tmp_path / "ca")
+    issue(tmp_path / "ca", tmp_path / "ca", "bank-a", kind="party")
+    result = CliRunner().invoke(
+        certs_app, ["issue", str(tmp_path / "ca"), "admin", "--kind", "client"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "identity key" not in result.output and "roster" not in result.output
+    admin = CertPair(tmp_path / "ca" / "admin.pem", tmp_path / "ca" / "admin.key")
+    eku = load(admin.cert).extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert common_name(admin.cert.read_bytes()) == "admin"
+    assert not (tmp_path / "ca" / "admin.identity.key").exists()
+    assert sorted(read_roster(tmp_path / "ca" / "identities.toml")) == ["bank-a"]
+    server = issue(tmp_path / "ca", tmp_path, "server", kind="server")
+    with tls_server(server, client_ca=ca) as port:
+        assert call(port, ca, client=admin) == b"hello|admin"
+    refused = CliRunner().invoke(
+        certs_app, ["issue", str(tmp_path / "ca"), "tool", "--kind", "client", "--host", "x"]
+    )
+    assert refused.exit_code == 2 and "server certificates only" in refused.output

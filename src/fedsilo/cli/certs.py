@@ -1,7 +1,7 @@
 """`fedsilo certs`: make the consortium CA and issue server and party certificates.
 
     fedsilo certs init DIR [--name NAME] [--days N] [--force]
-    fedsilo certs issue DIR NAME --kind party|server [--host H ...] [--out DIR] [--days N]
+    fedsilo certs issue DIR NAME --kind party|server|client [--host H ...] [--out DIR] [--days N]
 
 Errors (an existing file, a missing CA) print one readable message and exit with status 2.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -25,6 +25,14 @@ certs_app = make_app(
 class CertKind(StrEnum):
     party = "party"
     server = "server"
+    client = "client"  # an admin's or a tool's: no secure-aggregation identity
+
+
+_ISSUED: dict[CertKind, Literal["party", "server", "client"]] = {
+    CertKind.party: "party",
+    CertKind.server: "server",
+    CertKind.client: "client",
+}
 
 
 @certs_app.command("init")
@@ -46,7 +54,13 @@ def init_command(
 def issue_command(
     directory: Annotated[Path, typer.Argument(help="the CA directory (ca.pem, ca.key)")],
     name: Annotated[str, typer.Argument(help="party name (for a party) or server name")],
-    kind: Annotated[CertKind, typer.Option("--kind", help="party or server")],
+    kind: Annotated[
+        CertKind,
+        typer.Option(
+            "--kind",
+            help="party, server, or client (an admin's: no secure-aggregation identity)",
+        ),
+    ],
     host: Annotated[
         list[str] | None,
         typer.Option("--host", help="DNS name or IP parties dial (server; repeatable)"),
@@ -57,17 +71,17 @@ def issue_command(
     days: Annotated[int, typer.Option(help="validity in days")] = 365,
     force: Annotated[bool, typer.Option("--force", help="overwrite existing files")] = False,
 ) -> None:
-    """Issue a server or party certificate signed by the CA."""
+    """Issue a server, party or client (admin) certificate signed by the CA."""
     from fedsilo.deploy.certs import ROSTER, issue
 
-    if host and kind is CertKind.party:
+    if host and kind is not CertKind.server:
         raise ConfigError("--host applies to server certificates only")
     hosts = tuple(host) if host else ("localhost", "127.0.0.1")
     pair = issue(
         directory,
         out if out is not None else directory,
         name,
-        kind="server" if kind is CertKind.server else "party",
+        kind=_ISSUED[kind],
         hosts=hosts,
         days=days,
         force=force,

@@ -5,6 +5,9 @@ with :func:`init_ca`, then issues with :func:`issue`:
 
 - a **server** certificate for the coordinator: subject alternative names from ``hosts`` (DNS
   names and IP addresses the parties dial), extended key usage ``serverAuth``;
+- a **client** certificate for an admin or a tool (``fedsilo submit``, ``status``, ``query
+  --server`` under mutual TLS): extended key usage ``clientAuth``, no secure-aggregation
+  identity, not in the roster;
 - a **party** certificate per organization: common name = the party's name (the server matches
   it to the party name under mutual TLS), extended key usage ``clientAuth``; beside it the
   party's secure-aggregation **identity** (:mod:`fedsilo.privacy.secagg.identity`):
@@ -105,7 +108,7 @@ def issue(
     out_dir: Path,
     name: str,
     *,
-    kind: Literal["server", "party"],
+    kind: Literal["server", "party", "client"],
     hosts: Sequence[str] = ("localhost", "127.0.0.1"),
     days: int = 365,
     force: bool = False,
@@ -115,9 +118,11 @@ def issue(
     ``kind="server"``: SANs from ``hosts`` (IP literals become IP SANs), EKU serverAuth.
     ``kind="party"``: common name = ``name`` (the party's name), EKU clientAuth; also the
     party's identity key ``<name>.identity.key`` and its entry in ``ca_dir/identities.toml``.
+    ``kind="client"``: EKU clientAuth only (an admin's or a tool's): no identity, no roster
+    entry, so it never counts as a party of a secure-aggregation round.
     """
-    if kind not in ("server", "party"):
-        raise ConfigError(f"certificate kind must be 'server' or 'party', got {kind!r}")
+    if kind not in ("server", "party", "client"):
+        raise ConfigError(f"certificate kind must be 'server', 'party' or 'client', got {kind!r}")
     if not _NAME.fullmatch(name) or len(name) > 64:
         raise ConfigError(
             f"certificate name {name!r} is not usable: use 1-64 letters, digits, '_', '.', '-', "
