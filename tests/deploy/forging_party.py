@@ -27,7 +27,7 @@ from typing import Any
 from safetensors.numpy import save as st_save
 
 from fedsilo.deploy.config import load_party_config
-from fedsilo.deploy.party_process import PartyProcess, load_agent
+from fedsilo.deploy.party_process import PartyProcess, load_agent, use_threads
 from fedsilo.protocol.messages import SCHEMA_VERSION, Message, TaskKind
 from fedsilo.runtime.transport import Handler
 
@@ -96,6 +96,7 @@ class Forging:
 def main(config: str) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = load_party_config(Path(config))
+    use_threads(cfg)
     PartyProcess(cfg, Forging(load_agent(cfg))).run()
 
 

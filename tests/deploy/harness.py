@@ -166,13 +166,16 @@ class Deployment:
         path.write_text("\n".join(lines) + "\n" + extra)
         return path
 
-    def spawn(self, key: str, *args: str) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, key: str, *args: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """``fedsilo ARGS`` as process ``key`` (log: ``<key>.log``); ``env`` over ``FAST``."""
         log = (self.root / f"{key}.log").open("ab")
         proc = subprocess.Popen(
             [self.python, "-m", "fedsilo.cli", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **FAST, "PYTHONPATH": _pythonpath()},
+            env={**os.environ, **FAST, **(env or {}), "PYTHONPATH": _pythonpath()},
         )
         self.procs[key] = proc
         return proc

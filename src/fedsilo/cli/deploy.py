@@ -62,11 +62,12 @@ def party(
     """Run an organization's party: load local data, dial the coordinator, answer tasks."""
     _deploy_process(verbose)
     from fedsilo.deploy.config import load_party_config
-    from fedsilo.deploy.party_process import PartyProcess, load_agent
+    from fedsilo.deploy.party_process import PartyProcess, load_agent, use_threads
 
     if insecure:
         print_warning("connecting WITHOUT TLS (--insecure)")
     cfg = load_party_config(config)
+    use_threads(cfg)
     proc = PartyProcess(cfg, load_agent(cfg), insecure=insecure)
     with contextlib.suppress(KeyboardInterrupt):
         proc.run()

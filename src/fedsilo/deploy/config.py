@@ -37,6 +37,8 @@
     key = "certs/bank-a.key"
     heartbeat_s = 5                      # "alive" every 5 s, busy or idle
     tls_attempts = 5                     # refused TLS handshakes before it stops, diagnosed
+    threads = 1                          # torch threads for its computing; 1 (the default)
+                                         # trains as its simulation does, bit for bit
 
     [privacy]                            # this party's own privacy budget, for everything
     max_epsilon = 3.0                    # refuse any DP release (round, query) past this
@@ -244,6 +246,7 @@ class PartyProcessConfig(Strict):
     max_backoff_s: float = Field(default=30.0, gt=0)
     heartbeat_s: float = Field(default=5.0, gt=0)  # keep it well under the server's liveness_s
     tls_attempts: int = Field(default=5, ge=1)  # refused TLS handshakes before the party stops
+    threads: int = Field(default=1, ge=1, strict=True)  # torch threads; 1 as a simulated party
     max_message_mb: float = Field(default=256.0, gt=0)
     privacy: PartyPrivacyConfig = Field(default_factory=PartyPrivacyConfig)
     secure_aggregation: PartySecAggConfig = Field(default_factory=PartySecAggConfig)

@@ -10,7 +10,8 @@ When the coordinator is unreachable it retries with exponential backoff (with ji
 server refuses its credentials it stops with the server's reason, because retrying cannot help.
 A refused TLS handshake is diagnosed (:mod:`fedsilo.deploy.tls_diagnosis`: unknown CA,
 expired or not-yet-valid certificate, name mismatch) and logged as such, and after
-``tls_attempts`` of them in a row the party stops with that diagnosis.
+``tls_attempts`` of them in a row the party stops with that diagnosis. Before it loads
+anything, ``fedsilo party`` sets torch's threads to party.toml's ``threads`` (:func:`use_threads`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+import torch
 
 from fedsilo.data.typed import read_raw
 from fedsilo.deploy.auth import AUTH_HEADER, PARTY_HEADER, RETRY_AFTER_HEADER
@@ -53,6 +55,19 @@ FATAL = {
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.FAILED_PRECONDITION,
 }
+
+
+def use_threads(config: PartyProcessConfig) -> None:
+    """Compute with ``threads`` torch threads (party.toml, default 1) from now on.
+
+    A simulation trains every party on one torch thread
+    (:func:`fedsilo.simulation.one_torch_thread`): a party on one thread sums in the same order
+    and trains the simulation's model bit for bit; on more threads its weights may differ by
+    ~1e-7. Torch's thread count is the process's, so the process that runs the party (``fedsilo
+    party``) calls this once, before it loads the party's data and answers tasks.
+    """
+    torch.set_num_threads(config.threads)
+    log.info("party %s: torch computes on %d thread(s)", config.name, torch.get_num_threads())
 
 
 def load_agent(config: PartyProcessConfig) -> Handler:
