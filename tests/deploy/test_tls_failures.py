@@ -3,13 +3,17 @@
 A real server (in this process, real TLS on 127.0.0.1) and a real :class:`PartyProcess`
 dialling it with a bad certificate on one side or the other; the party must give up after
 ``tls_attempts`` with a :class:`PartyRefusedError` naming the problem and the fix, never
-loop as "coordinator unreachable".
+loop as "coordinator unreachable". Admin commands (``fedsilo status`` in its own process)
+refused for want of a client certificate say which options to pass, and only then.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +27,7 @@ from fedsilo.deploy.config import RegisteredParty as Registered
 from fedsilo.deploy.party_process import PartyProcess
 from fedsilo.deploy.server import Server
 from fedsilo.errors import PartyRefusedError
-from tests.deploy.harness import free_port, running
+from tests.deploy.harness import SOURCES, free_port, running
 
 NAME = "org-a"
 
@@ -160,3 +164,53 @@ def test_a_missing_ca_names_where_each_kind_of_caller_gives_it() -> None:
         open_channel("127.0.0.1:1", ca=None)
     with pytest.raises(ConfigError, match=r"with: pass --ca CA\.pem \(the consortium CA"):
         AdminClient("127.0.0.1:1", "token", ca=None)
+
+
+def _admin_cli(address: str, *tls: str) -> subprocess.CompletedProcess[str]:
+    """``fedsilo status`` as an operator types it, in its own process."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    return subprocess.run(
+        [sys.executable, "-m", "fedsilo.cli", "status", "--server", address, *tls],
+        capture_output=True,
+        text=True,
+        env={**env, "FEDSILO_ADMIN_TOKEN": "admin", "PYTHONPATH": SOURCES},
+        timeout=120,
+        check=False,
+    )
+
+
+def test_status_without_a_client_certificate_under_mtls_says_to_pass_cert_and_key(
+    server: Server, pki: Path
+) -> None:
+    issue(pki / "ca", pki / "certs", "admin", kind="party")
+    ca = ["--ca", str(pki / "ca" / "ca.pem")]
+
+    refused = _admin_cli(f"127.0.0.1:{server.port}", *ca)
+
+    assert refused.returncode == 2, refused.stderr
+    (line,) = [x for x in refused.stderr.splitlines() if x.startswith("AdminCallError")]
+    assert "requires a client certificate (mutual TLS)" in line
+    assert "--cert ADMIN.pem --key ADMIN.key" in line
+    assert "Socket closed" not in refused.stderr and "Traceback" not in refused.stderr
+    # the options it names are the real ones: passing them, the same command works
+    cert = ["--cert", str(pki / "certs" / "admin.pem"), "--key", str(pki / "certs" / "admin.key")]
+    ok = _admin_cli(f"127.0.0.1:{server.port}", *ca, *cert)
+    assert ok.returncode == 0, ok.stderr
+    assert NAME in ok.stdout
+
+
+def test_status_to_a_stopped_server_is_not_blamed_on_a_missing_certificate(pki: Path) -> None:
+    down = _admin_cli(f"127.0.0.1:{free_port()}", "--ca", str(pki / "ca" / "ca.pem"))
+
+    assert down.returncode == 2, down.stderr
+    assert "AdminCallError" in down.stderr and "(UNAVAILABLE)" in down.stderr
+    assert "client certificate" not in down.stderr and "Traceback" not in down.stderr
+
+
+def test_status_with_a_certificate_but_no_key_is_refused_before_dialling(pki: Path) -> None:
+    half = ["--ca", str(pki / "ca" / "ca.pem"), "--cert", str(pki / "certs" / f"{NAME}.pem")]
+
+    result = _admin_cli(f"127.0.0.1:{free_port()}", *half)
+
+    assert result.returncode == 2, result.stderr  # gRPC had aborted the process (SIGABRT)
+    assert "pass --cert CERT.pem and --key KEY.pem together" in result.stderr

@@ -164,6 +164,11 @@ class AdminConnection:
             raise ConfigError("no server address: pass --server HOST:PORT")
         if not self.token:
             raise ConfigError("no admin token: pass --token or set FEDSILO_ADMIN_TOKEN")
+        if (self.cert is None) != (self.key is None):  # gRPC aborts the process on half a pair
+            raise ConfigError(
+                "a client certificate needs both files: pass --cert CERT.pem and --key KEY.pem "
+                "together"
+            )
         return AdminClient(
             self.server,
             self.token,

@@ -1,4 +1,11 @@
-"""Admin calls to a running server: ``fedsilo submit``, ``status`` and ``query --server``."""
+"""Admin calls to a running server: ``fedsilo submit``, ``status`` and ``query --server``.
+
+A failed call raises :class:`~fedsilo.errors.AdminCallError` with gRPC's code and details,
+except where those mislead: a server requiring mutual TLS closes the connection of a client
+that gave no certificate, which gRPC calls "Socket closed"; when a TLS probe confirms that
+(:func:`~fedsilo.deploy.tls_diagnosis.closes_without_client_cert`), the error says so and
+names the options to pass.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +33,9 @@ class AdminClient:
         insecure: bool = False,
     ) -> None:
         self._address = address
+        # TLS with a CA but no client certificate: a refusal may be for want of one
+        self._no_cert_ca = ca if cert is None and not insecure else None
+        self._server_name = server_name
         self._channel = open_channel(
             address,
             ca=ca,
@@ -74,4 +84,24 @@ class AdminClient:
     def _error(self, call: str, exc: grpc.RpcError) -> AdminCallError:
         code = exc.code().name if hasattr(exc, "code") else "ERROR"
         details = exc.details() if hasattr(exc, "details") else str(exc)
+        if code == "UNAVAILABLE" and self._refuses_missing_cert(str(details)):
+            return AdminCallError(
+                f"{call} on {self._address} failed: the server requires a client certificate "
+                "(mutual TLS) and none was given; pass the admin certificate and its key with "
+                "--cert ADMIN.pem --key ADMIN.key (issued by the consortium CA: `fedsilo certs "
+                "issue CA_DIR admin --kind party`)"
+            )
         return AdminCallError(f"{call} on {self._address} failed ({code}): {details}")
+
+    def _refuses_missing_cert(self, details: str) -> bool:
+        """Whether an UNAVAILABLE is the server refusing this client for want of a certificate
+        (a CA but no certificate given, the connection closed, confirmed by a TLS probe)."""
+        if self._no_cert_ca is None:
+            return False
+        if "connection refused" in details.lower():  # nothing listens: the server is down
+            return False
+        from fedsilo.deploy.tls_diagnosis import closes_without_client_cert  # cryptography
+
+        return closes_without_client_cert(
+            self._address, ca=self._no_cert_ca, server_name=self._server_name
+        )

@@ -7,6 +7,12 @@ checks it against its own ``ca`` file, the clock and the name it dials; then it 
 client certificate the same way. The first problem found is the diagnosis, with the fix.
 Checks use ``cryptography`` (signature by the CA: ``verify_directly_issued_by``).
 
+A server that requires mutual TLS refuses a client without a certificate by closing the
+connection, which gRPC reports only as "Socket closed". :func:`closes_without_client_cert`
+tells that apart from a server that is down or speaks no TLS: a TLS 1.3 handshake that
+verifies the server with the given CA completes, and the server then closes the connection
+without a byte (a server that accepts the client sends its HTTP/2 settings at once).
+
 Threat model: this only explains a refusal; it never relaxes verification. The certificate
 fetched here is not trusted for anything.
 """
@@ -130,6 +136,36 @@ def fetch_certificate(address: str, timeout_s: float = 5.0) -> x509.Certificate 
     except (OSError, ValueError):
         return None
     return None if der is None else x509.load_der_x509_certificate(der)
+
+
+def closes_without_client_cert(
+    address: str, *, ca: Path, server_name: str | None, timeout_s: float = 5.0
+) -> bool:
+    """Whether the TLS server at ``host:port``, verified with ``ca``, closes the connection
+    right after a TLS 1.3 handshake in which this client gave no certificate (what a server
+    requiring mutual TLS does). False when it cannot be reached, does not verify, cannot do
+    TLS 1.3, or keeps the connection open."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        context = ssl.create_default_context(cafile=str(ca))
+    except (OSError, ssl.SSLError):  # an unreadable CA file is reported where it is opened
+        return False
+    context.minimum_version = ssl.TLSVersion.TLSv1_3  # the refusal comes after the handshake
+    context.set_alpn_protocols(["h2"])
+    try:
+        with (
+            socket.create_connection((host, int(port)), timeout=timeout_s) as raw,
+            context.wrap_socket(raw, server_hostname=server_name or host) as tls,
+        ):
+            try:
+                return tls.recv(1) == b""
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError):
+                return True
+            except ssl.SSLError as exc:  # another server may send an alert instead
+                return "certificate required" in str(exc).lower()
+    except (OSError, ValueError):  # unreachable, no TLS 1.3, unverified, or still open
+        return False
 
 
 def diagnose(
