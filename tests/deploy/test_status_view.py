@@ -1,9 +1,15 @@
-"""Live status: the rows `fedsilo status` prints, `--watch`, and the status page's access."""
+"""Live status: the rows `fedsilo status` prints, `--watch` (tables refreshed in place on a
+terminal, a plain snapshot per change otherwise), and the status page's access."""
 
 from __future__ import annotations
 
 import base64
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -13,12 +19,20 @@ import pytest
 from typer.testing import CliRunner
 
 from fedsilo.cli.app import app
+from fedsilo.deploy.client import AdminClient
 from fedsilo.deploy.config import RegisteredParty, ServerConfig, token_sha256
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.server import Server
-from fedsilo.deploy.status_view import job_rows, loopback, party_rows, render_status_page
+from fedsilo.deploy.status_view import (
+    ChangeLog,
+    job_rows,
+    loopback,
+    party_rows,
+    render_status_page,
+    snapshot_lines,
+)
 from fedsilo.errors import ConfigError
-from tests.deploy.harness import free_port, running
+from tests.deploy.harness import SOURCES, free_port, job_toml, running
 
 ADMIN = "admin-secret"
 
@@ -107,10 +121,105 @@ def test_status_page_needs_the_admin_token(
     assert code == 200 and "Coordinator 127.0.0.1" in html and "org-a" in html
 
 
-def test_status_watch_renders_until_no_job_runs(server: Server) -> None:
-    args = ["status", "--watch", "--until-done", "--interval", "0.1"]
-    args += ["--server", server.config.listen, "--token", ADMIN, "--insecure"]
-    result = CliRunner().invoke(app, args)
+NO_TTY_OVERRIDES = {"FORCE_COLOR": None, "TTY_COMPATIBLE": None}  # Rich's "is a terminal"
+
+
+def _watch_args(server: Server, *more: str) -> list[str]:
+    args = ["status", "--watch", *more, "--server", server.config.listen]
+    return [*args, "--token", ADMIN, "--insecure"]
+
+
+def test_status_watch_on_a_terminal_refreshes_its_tables_until_no_job_runs(server: Server) -> None:
+    args = _watch_args(server, "--until-done", "--interval", "0.1")
+    result = CliRunner().invoke(app, args, env={**NO_TTY_OVERRIDES, "TTY_COMPATIBLE": "1"})
     assert result.exit_code == 0, result.output
     assert "Parties" in result.output and "org-a" in result.output
     assert "calls refused" in result.output
+
+
+def test_plain_snapshot_puts_every_cell_after_its_heading() -> None:
+    lines = snapshot_lines(reply())
+    job = "job: j-1 | name: banks | kind: horizontal | status: running | round: 3/20"
+    job += " | last round: 0.8 s | metrics: accuracy 0.9100 · loss 0.2500 | privacy spent"
+    assert lines[0].startswith(job)
+    assert lines[1:] == [
+        "party: org-a | online: yes | last seen: 0.4 s ago | calls refused: 0",
+        "party: <b>org-c</b> | online: no | last seen: 31.0 s ago | calls refused: 7",
+    ]
+
+
+def test_change_log_skips_a_refresh_where_only_last_seen_ages_moved() -> None:
+    log, first = ChangeLog(), reply()
+    assert log.lines(first, heading="t0")[0] == "t0"
+    older = reply()
+    older.parties[0].last_seen_s_ago = 2.4
+    assert log.lines(older, heading="t1") == []
+    done = reply()
+    done.jobs[0].status, done.jobs[0].round = "done", 20
+    assert log.lines(done, heading="t2")[:2] == ["t2", snapshot_lines(done)[0]]
+
+
+@pytest.fixture
+def impatient_server(tmp_path: Path) -> Iterator[Server]:
+    """A server whose jobs fail after 3 s without their parties (none ever connects)."""
+    config = ServerConfig(
+        listen=f"127.0.0.1:{free_port()}",
+        run_dir=tmp_path / "server",
+        admin_token_sha256=token_sha256(ADMIN),
+        parties=[RegisteredParty(name="org-a", token_sha256=token_sha256("t"))],
+        wait_for_parties_s=3.0,
+    )
+    with running(config, insecure=True) as srv:
+        yield srv
+
+
+def test_status_watch_off_a_terminal_logs_a_snapshot_per_change_until_done(
+    impatient_server: Server, tmp_path: Path
+) -> None:
+    job_id = _submit(impatient_server, job_toml({"org-a": tmp_path / "a.csv"}, min_parties=1))
+    args = _watch_args(impatient_server, "--until-done", "--interval", "0.1")
+
+    result = CliRunner().invoke(app, args, env=NO_TTY_OVERRIDES)
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    headings = [x for x in lines if x.startswith(f"--- {impatient_server.config.listen} at ")]
+    job_lines = [x for x in lines if x.startswith(f"job: {job_id} |")]
+    assert len(headings) == len(job_lines) >= 2  # running (or queued), then failed
+    assert "| status: running |" in job_lines[-2] or "| status: queued |" in job_lines[-2]
+    assert "| status: failed |" in job_lines[-1] and "parties connected" in job_lines[-1]
+    assert len(headings) <= 3  # ~30 refreshes in those 3 s; only the changes are logged
+    assert "party: org-a | online: no | last seen: never | calls refused: 0" in lines
+
+
+def test_status_watch_piped_to_a_file_writes_while_it_runs(server: Server, tmp_path: Path) -> None:
+    out = tmp_path / "watch.log"
+    env = {k: v for k, v in os.environ.items() if k not in NO_TTY_OVERRIDES}
+    with out.open("wb") as sink:
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "fedsilo.cli", *_watch_args(server, "--interval", "0.2")],
+            stdout=sink,
+            stderr=subprocess.PIPE,
+            env={**env, "PYTHONPATH": SOURCES},
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while "party: org-a" not in out.read_text() and time.monotonic() < deadline:
+                assert watcher.poll() is None, watcher.stderr.read() if watcher.stderr else ""
+                time.sleep(0.2)
+            logged = out.read_text()  # the watcher still runs (until Ctrl-C)
+            assert watcher.poll() is None
+        finally:
+            watcher.send_signal(signal.SIGINT)
+            watcher.wait(30)
+    assert logged.startswith(f"--- {server.config.listen} at ")
+    assert "party: org-a | online: no | last seen: never | calls refused: 0" in logged
+    assert watcher.returncode == 0
+
+
+def _submit(server: Server, text: str) -> str:
+    admin = AdminClient(server.config.listen, ADMIN, ca=None, insecure=True)
+    try:
+        return admin.submit(text)
+    finally:
+        admin.close()

@@ -6,8 +6,9 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Group
@@ -16,6 +17,9 @@ from rich.table import Table
 
 from fedsilo.cli.common import AdminConnection, admin_options, console, plain, print_warning
 from fedsilo.errors import ConfigError
+
+if TYPE_CHECKING:  # the proto module is imported where a command needs it
+    from fedsilo.deploy.proto.fedsilo_pb2 import StatusReply
 
 
 def _deploy_process(verbose: bool) -> None:
@@ -113,39 +117,66 @@ def status(
     ] = False,
     admin: AdminConnection,
 ) -> None:
-    """Show a server's jobs (round, last round's metrics, privacy spent, failures) and parties."""
-    from fedsilo.deploy.proto import fedsilo_pb2 as pb
-    from fedsilo.deploy.status_view import JOB_HEAD, PARTY_HEAD, job_rows, party_rows
+    """Show a server's jobs (round, last round's metrics, privacy spent, failures) and parties.
 
+    With --watch on a terminal the tables refresh in place; when the output is not a terminal
+    (a file, a pipe, CI) a timestamped plain-text snapshot is written at the start and whenever
+    a job or party changes, so `--watch --until-done > LOG` leaves a log."""
     client = admin.client()
 
-    def tables(reply: pb.StatusReply) -> Group:
-        jobs = Table(title="Jobs")
-        for col in JOB_HEAD:
-            jobs.add_column(col, overflow="fold")
-        for row in job_rows(reply):
-            jobs.add_row(*(plain(c) for c in row))
-        parties = Table(title="Parties")
-        for col in PARTY_HEAD:
-            parties.add_column(col)
-        for row in party_rows(reply):
-            parties.add_row(*(plain(c) for c in row))
-        return Group(jobs, parties)
-
-    def busy(reply: pb.StatusReply) -> bool:
-        return any(j.status in ("queued", "running") for j in reply.jobs)
+    def follow(reply: StatusReply, show: Callable[[StatusReply], None]) -> None:
+        while not until_done or _busy(reply):
+            time.sleep(interval)
+            reply = client.status()
+            show(reply)
 
     try:
         reply = client.status()
         if not watch:
-            console.print(tables(reply))
-            return
-        with Live(tables(reply), console=console, refresh_per_second=4) as live:
-            while not until_done or busy(reply):
-                time.sleep(interval)
-                reply = client.status()
-                live.update(tables(reply))
+            console.print(_tables(reply))
+        elif console.is_terminal and not console.is_dumb_terminal:
+            with Live(_tables(reply), console=console, refresh_per_second=4) as live:
+                follow(reply, lambda r: live.update(_tables(r)))
+        else:
+            show = _plain_snapshots(admin.server or "")
+            show(reply)
+            follow(reply, show)
     except KeyboardInterrupt:
         pass
     finally:
         client.close()
+
+
+def _tables(reply: StatusReply) -> Group:
+    from fedsilo.deploy.status_view import JOB_HEAD, PARTY_HEAD, job_rows, party_rows
+
+    jobs = Table(title="Jobs")
+    for col in JOB_HEAD:
+        jobs.add_column(col, overflow="fold")
+    for row in job_rows(reply):
+        jobs.add_row(*(plain(c) for c in row))
+    parties = Table(title="Parties")
+    for col in PARTY_HEAD:
+        parties.add_column(col)
+    for row in party_rows(reply):
+        parties.add_row(*(plain(c) for c in row))
+    return Group(jobs, parties)
+
+
+def _busy(reply: StatusReply) -> bool:
+    return any(j.status in ("queued", "running") for j in reply.jobs)
+
+
+def _plain_snapshots(server: str) -> Callable[[StatusReply], None]:
+    """What prints a reply as plain lines under a timestamp, unless nothing changed since
+    the last one printed (:class:`~fedsilo.deploy.status_view.ChangeLog`)."""
+    from fedsilo.deploy.status_view import ChangeLog
+
+    log = ChangeLog()
+
+    def show(reply: StatusReply) -> None:
+        heading = f"--- {server} at {time.strftime('%Y-%m-%d %H:%M:%S %z')}"
+        for text in log.lines(reply, heading=heading):
+            console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    return show

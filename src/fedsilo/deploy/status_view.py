@@ -2,8 +2,9 @@
 
 One formatting of a :class:`~fedsilo.deploy.proto.fedsilo_pb2.StatusReply` into rows (jobs:
 round, the last round's duration and global metrics, privacy spent, failures; parties:
-online, last seen, calls refused for limits), used by the command line's tables and by the
-read-only HTML page (``templates/status.html.j2``, through the one page writer
+online, last seen, calls refused for limits), used by the command line's tables, by the plain
+lines ``--watch`` writes when its output is not a terminal (:class:`ChangeLog`), and by
+the read-only HTML page (``templates/status.html.j2``, through the one page writer
 :func:`~fedsilo.report.html.render_page`).
 
 The page (``status_page = "127.0.0.1:8080"`` in ``server.toml``) is served over plain HTTP on
@@ -97,6 +98,36 @@ def party_rows(reply: pb.StatusReply) -> list[tuple[str, ...]]:
         )
         for p in reply.parties
     ]
+
+
+def snapshot_lines(reply: pb.StatusReply) -> list[str]:
+    """The rows as plain lines, one per job and party, each cell after its heading
+    (``job: j-1 | name: banks | ... | round: 3/20 | ...``): what ``fedsilo status --watch``
+    writes when its output is not a terminal, a log one can read and grep."""
+
+    def line(head: tuple[str, ...], row: tuple[str, ...]) -> str:
+        return " | ".join(f"{h}: {c}" for h, c in zip(head, row, strict=True) if c)
+
+    jobs = [line(JOB_HEAD, row) for row in job_rows(reply)]
+    return [*jobs, *(line(PARTY_HEAD, row) for row in party_rows(reply))]
+
+
+class ChangeLog:
+    """``fedsilo status --watch`` off a terminal: the plain lines of the first reply and then
+    of each reply whose rows changed. The parties' last-seen ages are left out of the
+    comparison (they change at every refresh), so an idle server adds nothing to the log."""
+
+    def __init__(self) -> None:
+        self._shown: tuple[tuple[str, ...], ...] | None = None
+
+    def lines(self, reply: pb.StatusReply, *, heading: str) -> list[str]:
+        """``heading`` and :func:`snapshot_lines` if anything changed since the last; else []."""
+        ages_aside = ((p[0], p[1], p[3]) for p in party_rows(reply))
+        rows = (*job_rows(reply), *ages_aside)
+        if rows == self._shown:
+            return []
+        self._shown = rows
+        return [heading, *snapshot_lines(reply)]
 
 
 def render_status_page(reply: pb.StatusReply, *, server: str, refresh_s: int = REFRESH_S) -> str:
