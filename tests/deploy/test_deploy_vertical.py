@@ -13,12 +13,14 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from safetensors.numpy import load_file
 
+from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.errors import AdminCallError
 from fedsilo.privacy.audit import load_anchors, verify
 from fedsilo.vertical.config import parse_vertical_job
@@ -99,9 +101,27 @@ def _submit_cli(dep: Deployment, text: str) -> str:
 
 def _run(dep: Deployment, text: str, *, cli: bool = False) -> tuple[str, dict[str, Any]]:
     job_id = _submit_cli(dep, text) if cli else dep.submit(text)
-    dep.wait_status(job_done(job_id), timeout_s=300)
+    if "hetero_lr" in text:  # an epoch takes seconds: status shows its Taylor loss meanwhile
+        epoch = _status(dep.wait_status(_after_first_epoch(job_id), timeout_s=300), job_id)
+        assert set(epoch.metrics) == {"taylor_loss"} and epoch.round_s > 0, epoch
+    done = _status(dep.wait_status(job_done(job_id), timeout_s=300), job_id)
     doc = json.loads((dep.root / "server" / job_id / "metrics.json").read_text())
+    assert done.round == len(doc["history"])  # epochs or trees run
+    assert dict(done.metrics) == pytest.approx(doc["final"]["global"])  # held-out metrics
     return job_id, doc
+
+
+def _status(reply: pb.StatusReply, job_id: str) -> pb.JobStatus:
+    return next(j for j in reply.jobs if j.job_id == job_id)
+
+
+def _after_first_epoch(job_id: str) -> Callable[[pb.StatusReply], bool]:
+    def check(reply: pb.StatusReply) -> bool:
+        job = _status(reply, job_id)
+        assert job.status != "done", "the job ended before status could show an epoch"
+        return job.status == "running" and job.round >= 1
+
+    return check
 
 
 def _losses(doc: dict[str, Any], key: str) -> list[float]:

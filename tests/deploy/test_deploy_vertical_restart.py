@@ -1,5 +1,7 @@
 """A vertical job whose server is SIGKILLed mid-job: recorded in the job store, shown failed
-with the reason after the restart, and run again with one command (`fedsilo submit --restart`).
+with the reason after the restart, and run again with one command (`fedsilo submit --restart`);
+the finished job's status (trees done, the last tree's seconds, held-out metrics) is the same
+after another restart.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from tests.deploy.harness import ADMIN_TOKEN, FAST, SOURCES, deployment, job_done
 from tests.deploy.test_deploy_vertical import PARTIES, _files, _job
 
@@ -40,7 +43,8 @@ def test_vertical_job_killed_with_its_server_is_failed_with_reason_and_restarts(
             return bool(job.status == "running" and job.round >= 1)
 
         running = dep.wait_status(mid_job)
-        assert next(j for j in running.jobs if j.job_id == job_id).kind == "vertical"
+        seen = next(j for j in running.jobs if j.job_id == job_id)
+        assert seen.kind == "vertical" and seen.round_s > 0  # the last tree's seconds
         dep.kill("server")  # SIGKILL after at least one tree
         dep.start_server()
 
@@ -66,10 +70,24 @@ def test_vertical_job_killed_with_its_server_is_failed_with_reason_and_restarts(
         assert cli.returncode == 0, cli.stderr
         new_id = cli.stdout.strip().splitlines()[-1]
         assert new_id != job_id
-        dep.wait_status(job_done(new_id))
+        finished = _job(dep.wait_status(job_done(new_id)), new_id)
+        dep.kill("server")
+        dep.start_server()
+        again = _job(dep.wait_status(lambda s: any(j.job_id == new_id for j in s.jobs)), new_id)
 
     doc = json.loads((tmp_path / "server" / new_id / "metrics.json").read_text())
     assert doc["vertical"]["n_trees"] == TREES and len(doc["history"]) == TREES
+    # status shows the trees done and the held-out metrics, and a restart keeps them
+    assert (finished.round, finished.rounds) == (TREES, TREES)
+    assert finished.round_s == doc["history"][-1]["duration_s"]
+    assert dict(finished.metrics) == pytest.approx(doc["final"]["global"])
+    assert {"auc", "accuracy", "loss"} <= set(finished.metrics)
+    assert (again.status, again.round, again.round_s) == ("done", TREES, finished.round_s)
+    assert dict(again.metrics) == dict(finished.metrics)
     with sqlite3.connect(tmp_path / "server" / "state.sqlite") as db:
         rows = dict(db.execute("SELECT id, status || ':' || kind FROM jobs").fetchall())
     assert rows == {job_id: "failed:vertical", new_id: "done:vertical"}
+
+
+def _job(reply: pb.StatusReply, job_id: str) -> pb.JobStatus:
+    return next(j for j in reply.jobs if j.job_id == job_id)

@@ -26,6 +26,8 @@ from fedsilo.config_base import parse_toml
 from fedsilo.deploy.grpc_transport import GrpcTransport, PartyBoard
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.vertical_jobs import (
+    VerticalProgress,
+    finished_progress,
     parse_deploy_vertical_job,
     require_registered,
     run_vertical_job,
@@ -78,6 +80,7 @@ class JobRecord:
     error: str = ""
     run_dir: Path | None = None
     last: RoundRecord | None = None  # the last completed round (horizontal jobs)
+    progress: VerticalProgress | None = None  # the last epoch or tree (vertical training jobs)
 
     def to_proto(self) -> pb.JobStatus:
         status = pb.JobStatus(
@@ -99,6 +102,9 @@ class JobRecord:
             if "epsilon" in last.privacy:
                 status.epsilon = float(last.privacy["epsilon"])
                 status.delta = float(last.privacy.get("delta", 0.0))
+        elif self.progress is not None:
+            status.metrics.update(self.progress.metrics)
+            status.round_s = self.progress.step_s
         return status
 
 
@@ -155,6 +161,8 @@ class JobRunner:
                 round=last.round if last else 0,
                 last=last.record if last else None,
             )
+            if row.kind == VERTICAL and row.status is JobStatus.DONE:
+                self._finished_vertical(record)
             if row.status is JobStatus.RUNNING and row.kind == VERTICAL:
                 reason = (
                     "the server stopped during this vertical job; its protocol state (HE "
@@ -172,6 +180,17 @@ class JobRunner:
                 out = self._run_dir / row.id
                 record.run_dir = out if out.exists() else None
             self._jobs.append(record)
+
+    def _finished_vertical(self, record: JobRecord) -> None:
+        """A finished vertical job's round and metrics from its results (a training job's
+        metrics.json): the same when it finishes and after a restart (the store keeps no
+        per-epoch or per-tree rows for vertical jobs)."""
+        if isinstance(record.job, VerticalScoreJob):
+            record.round = record.job.rounds  # one step
+            return
+        found = finished_progress(self._run_dir / record.job_id)
+        if found is not None:
+            record.progress, record.round = found, found.done
 
     def start(self) -> None:
         self._thread.start()
@@ -319,9 +338,9 @@ class JobRunner:
         wait_for_all(self._board, job, self._wait_s, self._stop.is_set)
         log.info("job %s: vertical %s starting", record.job_id, job.algorithm.value)
 
-        def progress(done: int) -> None:
-            record.round = done
-            log.info("job %s: %d/%d done", record.job_id, done, job.rounds)
+        def progress(step: VerticalProgress) -> None:
+            record.progress, record.round = step, step.done  # a status showing the round has it
+            log.info("job %s: %d/%d done", record.job_id, step.done, job.rounds)
 
         out = self._run_dir / record.job_id
         run_vertical_job(
@@ -332,6 +351,7 @@ class JobRunner:
             on_progress=progress,
             store=self._store,
         )
+        self._finished_vertical(record)
         self._store.set_status(record.job_id, JobStatus.DONE)
         record.run_dir = out
         record.status = "done"
@@ -349,7 +369,8 @@ class JobRunner:
             out=out,
             store=self._store,
         )
+        self._finished_vertical(record)
         self._store.set_status(record.job_id, JobStatus.DONE)
-        record.run_dir, record.round = out, 1
+        record.run_dir = out
         record.status = "done"
         log.info("job %s done; counts in %s (the scores stay at the guest)", record.job_id, out)

@@ -17,7 +17,11 @@ standardization as safetensors; SecureBoost: the guest's trees and its own split
 host's split table, as JSON) under ``[vertical] models`` in its own directory. No model part
 reaches the server. Vertical jobs are in the job store (``kind = 'vertical'``); a server
 restarted mid-job records the job as failed with the reason (the protocol state was in memory)
-and ``fedsilo submit --restart JOB_ID`` runs it again.
+and ``fedsilo submit --restart JOB_ID`` runs it again. ``fedsilo status`` shows a running
+job's :class:`VerticalProgress` (epochs or trees, the last one's seconds, hetero LR's Taylor
+loss) and a finished one's from its metrics.json (:func:`finished_progress`), so a restarted
+server shows it as before; how far a failed job got is not kept (the store has no per-epoch
+or per-tree rows for vertical jobs).
 
 A scoring job (``kind = "vertical-score"``) names a finished training job's id as ``run``; the
 server reads that job's ``metrics.json`` for roles, algorithm and HE scheme, each party reads
@@ -29,9 +33,12 @@ are kept and their SHA-256).
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedsilo.config_base import parse_toml
@@ -44,6 +51,8 @@ from fedsilo.runtime.store import JobStore
 from fedsilo.runtime.transport import Transport
 from fedsilo.tracking import refuse_in_deployment
 from fedsilo.vertical.config import VerticalJobConfig, VerticalScoreJob
+
+log = logging.getLogger(__name__)
 
 _JOB_ID = re.compile(r"[A-Za-z0-9][\w.\-]{0,127}")
 
@@ -115,17 +124,49 @@ def wait_for_all(
         time.sleep(0.2)
 
 
+@dataclass(frozen=True)
+class VerticalProgress:
+    """How far a vertical training job got, as ``fedsilo status`` shows it: epochs (hetero LR)
+    or trees (SecureBoost) done, the last one's seconds, and the latest metrics the runner
+    has: while hetero LR trains, the last epoch's Taylor loss (``taylor_loss``); while
+    SecureBoost trains, none (the guest reports its losses with the prediction); once the job
+    is done, the held-out metrics."""
+
+    done: int
+    step_s: float = 0.0
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+def finished_progress(out: Path) -> VerticalProgress | None:
+    """A finished vertical training job's progress from the metrics.json the server wrote to
+    ``out`` (one entry per epoch or tree, the held-out metrics), or None if there is none:
+    what a restarted server shows for the job, as it showed before."""
+    try:
+        doc = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        history, final = doc["history"], doc["final"]["global"]
+        last_s = history[-1].get("duration_s") if history else None
+        return VerticalProgress(
+            len(history),
+            float(last_s or 0.0),
+            {k: float(v) for k, v in final.items() if isinstance(v, int | float)},
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        log.warning("%s: no progress to show for this vertical job (%s)", out, exc)
+        return None
+
+
 def run_vertical_job(
     job: VerticalJobConfig,
     board: PartyBoard,
     *,
     job_id: str,
     out: Path,
-    on_progress: Callable[[int], None],
+    on_progress: Callable[[VerticalProgress], None],
     store: JobStore | None = None,
 ) -> Path:
     """Run the job over the connected party processes; write metrics.json and the reports.
-    With ``store``, every reply's audit-log anchor is kept there, as for every other job."""
+    ``on_progress`` hears of every epoch or tree; with ``store``, every reply's audit-log
+    anchor is kept there, as for every other job."""
     require("vertical", f"vertical job {job.name!r} on this server")
     from fedsilo.vertical.result import VerticalResult
     from fedsilo.vertical.runner import VerticalRunner  # PSI and HE: the extra's
@@ -135,8 +176,10 @@ def run_vertical_job(
         job,
         _transport(board, job, job_id, store),
         job_id=job_id,
-        on_epoch=lambda epoch, _loss, _s: on_progress(epoch + 1),
-        on_tree=lambda tree, _s: on_progress(tree + 1),
+        on_epoch=lambda epoch, loss, s: on_progress(
+            VerticalProgress(epoch + 1, s, {"taylor_loss": loss})
+        ),
+        on_tree=lambda tree, s: on_progress(VerticalProgress(tree + 1, s)),
     )
     outcome = runner.run()
     VerticalResult(job, outcome, wall_time_s=time.monotonic() - started).save(out)
