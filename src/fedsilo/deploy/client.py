@@ -89,7 +89,7 @@ class AdminClient:
                 f"{call} on {self._address} failed: the server requires a client certificate "
                 "(mutual TLS) and none was given; pass the admin certificate and its key with "
                 "--cert ADMIN.pem --key ADMIN.key (issued by the consortium CA: `fedsilo certs "
-                "issue CA_DIR admin --kind party`)"
+                "issue CA_DIR admin --kind client`)"
             )
         return AdminCallError(f"{call} on {self._address} failed ({code}): {details}")
 
