@@ -5,6 +5,7 @@ one round, so it refuses every fit and the job continues without it (on_exhauste
 "continue"). Every party's audit log verifies and has one line per reply the party sent; it
 agrees with the signed anchors the server kept in its job store and with the party's own copy
 in its ledger, and a log cut short is reported against both while the ledger's spend stays.
+When every party's budget is spent, the job fails at once naming them, without a retry.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -124,3 +127,43 @@ def test_deployed_record_dp_job_with_party_budgets_and_audit_logs(tmp_path: Path
         check = _audit_verify(audit, "--anchors", str(anchors))
         assert check.returncode == 2 and "cut off the end" in check.stderr, check.stdout
     assert charged.spent(Budget(None, 1e-5)) == before
+
+
+def _failed(job_id: str) -> Callable[[Any], bool]:
+    def check(reply: Any) -> bool:
+        job = next((j for j in reply.jobs if j.job_id == job_id), None)
+        return job is not None and job.status == "failed"
+
+    return check
+
+
+def test_deployed_job_stops_at_once_when_every_party_budget_is_spent(tmp_path: Path) -> None:
+    csvs = write_party_csvs(tmp_path)
+    job_text = job_toml(csvs, rounds=ROUNDS) + RECORD_DP  # max_round_retries = 1
+
+    with deployment(tmp_path) as dep:
+        dep.make_pki()
+        dep.write_server()
+        for p in PARTIES:
+            dep.write_party(
+                p,
+                csvs[p],
+                extra=f'\n[privacy]\nmax_epsilon = 0.01\naudit_log = "audit/{p}.jsonl"\n',
+            )
+            dep.start_party(p)
+        dep.start_server()
+        dep.wait_status(lambda s: sum(p.online for p in s.parties) == 3)
+        job_id = dep.submit(job_text)
+        status = dep.wait_status(_failed(job_id))
+        dep.stop_all()
+
+    error = next(j for j in status.jobs if j.job_id == job_id).error
+    assert error.startswith("BudgetExhaustedError: round 1: the job stops: parties "), error
+    assert "'org-a', 'org-b' and 'org-c' have spent their privacy budget" in error
+    assert "not retried" in error and "attempt" not in error
+    for p in PARTIES:  # each party was asked once and refused once: no retry
+        lines = [
+            json.loads(x) for x in (tmp_path / "audit" / f"{p}.jsonl").read_text().splitlines()
+        ]
+        fits = [e for e in lines if e.get("kind") == "fit"]
+        assert [e.get("error_code") for e in fits] == ["budget_exhausted"], p

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fedsilo.config import parse_job
 from fedsilo.errors import AuditError, BudgetExhaustedError
 from fedsilo.privacy.dp_sgd import round_spend
 from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
-from fedsilo.simulation import simulate
+from fedsilo.protocol.messages import Message, TaskKind
+from fedsilo.runtime.coordinator import Coordinator
+from fedsilo.runtime.transport import InProcessTransport
+from fedsilo.simulation import (
+    load_simulated_data,
+    simulate,
+    simulated_agents,
+    simulated_party_identities,
+)
 from fedsilo.training import LocalTrainConfig
 from tests.conftest import small_job
 
@@ -81,9 +91,71 @@ def test_stop_ends_the_job_naming_party_budget_and_projection() -> None:
     assert 'on_exhausted = "stop"' in text
 
 
-def test_restarted_party_reads_its_spend_back_from_its_ledger(tmp_path: Path) -> None:
-    from fedsilo.protocol.messages import Message, TaskKind
+def _fit_refusals(audit_dir: Path, party: str) -> int:
+    lines = [json.loads(x) for x in (audit_dir / f"{party}.jsonl").read_text().splitlines()]
+    return sum(e.get("kind") == "fit" and e.get("error_code") == "budget_exhausted" for e in lines)
 
+
+def test_every_party_refusing_for_its_budget_stops_the_job_without_a_retry(
+    tmp_path: Path,
+) -> None:
+    job = _job(max_epsilon=0.5, on_exhausted="continue")
+    job["selection"] = {"min_parties": 2, "max_round_retries": 2}
+    with pytest.raises(BudgetExhaustedError) as err:
+        simulate(job, audit_dir=tmp_path)
+    text = str(err.value)
+    assert text.startswith("round 1: the job stops: parties 'party-1', 'party-2' and 'party-3' ")
+    assert "have spent their privacy budget" in text and "not retried" in text
+    assert "leaves 0 parties that could train, fewer than selection.min_parties = 2" in text
+    assert "party 'party-3' refuses round 1: its privacy budget is epsilon 0.5" in text
+    assert "attempt" not in text
+    for party in ("party-1", "party-2", "party-3"):
+        assert _fit_refusals(tmp_path, party) == 1  # asked once, refused once: no retry
+
+
+def test_refusals_leaving_too_few_parties_stop_the_job_naming_only_the_spent_ones(
+    tmp_path: Path,
+) -> None:
+    job = _job(parties={"party-3": 0.5}, on_exhausted="continue")
+    job["selection"] = {"min_parties": 3, "max_round_retries": 2}
+    with pytest.raises(BudgetExhaustedError) as err:
+        simulate(job, audit_dir=tmp_path)
+    text = str(err.value)
+    assert text.startswith("round 1: the job stops: party 'party-3' has spent its privacy budget")
+    assert "leaves 2 parties ('party-1' and 'party-2') that could train" in text
+    assert "selection.min_parties = 3" in text
+    assert _fit_refusals(tmp_path, "party-3") == 1
+
+
+class _FailsFirstFit:
+    """A party whose process fails its first fit task, then answers as it should."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent, self.failed = agent, False
+
+    def handle(self, data: bytes) -> bytes:
+        if not self.failed and Message.decode(data).kind is TaskKind.FIT:
+            self.failed = True
+            raise RuntimeError("out of memory")
+        return bytes(self.agent.handle(data))
+
+
+def test_a_spent_party_beside_a_transient_failure_still_lets_the_round_retry() -> None:
+    job = parse_job(_job(parties={"party-3": 0.5}, on_exhausted="continue"), source="test")
+    sim = load_simulated_data(job)
+    agents: dict[str, Any] = simulated_agents(
+        job, sim, simulated_party_identities(job, sim.parties), None
+    )
+    agents["party-2"] = _FailsFirstFit(agents["party-2"])
+    outcome = Coordinator(job, InProcessTransport(agents)).run()
+    first = outcome.history[0]
+    assert first.attempts == 2  # party-1 and party-2 can still meet min_parties = 2
+    assert first.participants == ["party-1", "party-2"]
+    assert "refuses round 1" in first.failures["party-3"]
+    assert all(r.participants == ["party-1", "party-2"] for r in outcome.history)
+
+
+def test_restarted_party_reads_its_spend_back_from_its_ledger(tmp_path: Path) -> None:
     log, ledger = tmp_path / "clinic-a.jsonl", tmp_path / "clinic-a.sqlite"
     guard = _guard(None, log, ledger)
     guard.before_fit(1, CFG)

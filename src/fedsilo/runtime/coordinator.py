@@ -13,7 +13,11 @@ An attempt with fewer than ``selection.min_parties`` valid replies is tried agai
 fresh selection (of the parties online then) and fresh training seeds, up to
 ``selection.max_round_retries`` times (a deployment waits ``retry_backoff_s``, doubling,
 before each retry), then the job fails with :class:`RoundFailedError`, whose message lists
-every attempt's failures: each selected or missing party with its reason. The loop talks to parties only through
+every attempt's failures: each selected or missing party with its reason. A party that refuses
+the round for its privacy budget (error code ``budget_exhausted``) would refuse every retry
+too: when such parties leave fewer than ``min_parties`` of the job's parties that could train,
+the job ends at once with :class:`~fedsilo.errors.BudgetExhaustedError` naming them, and no
+retry is made. The loop talks to parties only through
 :class:`~fedsilo.runtime.transport.Transport`.
 """
 
@@ -44,7 +48,7 @@ from fedsilo.runtime.collectors import (
     PlainCollector,
     build_collector,
 )
-from fedsilo.runtime.record_spend import RecordSpendTracker
+from fedsilo.runtime.record_spend import RecordSpendTracker, budget_refusals, spent_budgets
 from fedsilo.runtime.replies import accept_evaluation
 from fedsilo.runtime.resume import JobResume
 from fedsilo.runtime.seeds import derive_seed
@@ -214,6 +218,7 @@ class Coordinator:
         started = time.monotonic()
         retries = self.job.selection.max_round_retries
         tried: list[str] = []  # every attempt's failures, for the error if all fail
+        spent: dict[str, str] = {}  # parties that refused this round for their budget: why
         for number in range(retries + 1):
             if number and self.retry_backoff_s > 0:
                 wait = self.retry_backoff_s * 2 ** (number - 1)
@@ -243,6 +248,8 @@ class Coordinator:
             record_spend = self._record_spend.observe(rnd, attempt.fit_replies, attempt.accepted)
             if collected is not None:
                 break
+            spent.update(budget_refusals(attempt.fit_replies))
+            self._stop_if_budgets_spent(rnd, setup, spent)
             reasons = "; ".join(f"{p}: {why}" for p, why in sorted(attempt.failures.items()))
             tried.append(f"attempt {number + 1}: {reasons or 'no reason recorded'}")
         else:
@@ -271,6 +278,15 @@ class Coordinator:
             privacy=record_spend or collected.privacy,  # one DP level per job (config check)
         )
         return record, new_params
+
+    def _stop_if_budgets_spent(self, rnd: int, setup: SetupResult, spent: dict[str, str]) -> None:
+        """End the job (:class:`BudgetExhaustedError`) when the parties that refused round
+        ``rnd`` for their privacy budget leave fewer than ``selection.min_parties`` that could
+        still train: a spent budget stays spent, so a retry would only be refused again."""
+        need = self.job.selection.min_parties
+        able = [p for p in setup.parties if p not in spent]
+        if spent and len(able) < need:
+            raise spent_budgets(rnd, spent, able, need)
 
     def _evaluated(self, rnd: int, online: list[str], selected: list[str]) -> list[str]:
         """Who evaluates after round ``rnd``: everyone online in the last round, else the

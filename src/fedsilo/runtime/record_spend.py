@@ -8,7 +8,11 @@ report of every party and turns them into the round's ``RoundRecord.privacy``::
      "parties": {name: {"epsilon": ..., "noise_multiplier": ..., "steps": ..., ...}}}
 
 A party that refuses a round for its budget answers with error code ``budget_exhausted``; with
-``privacy.budget.on_exhausted = "stop"`` the tracker ends the job with that error.
+``privacy.budget.on_exhausted = "stop"`` the tracker ends the job with that error. Under
+``"continue"`` the round goes on without it; but a spent budget stays spent (the party's ledger
+only grows), so when the parties that refused leave fewer than ``selection.min_parties`` that
+could still train, the round loop ends the job at once with :func:`spent_budgets` instead of
+retrying a round that would only be refused again.
 """
 
 from __future__ import annotations
@@ -65,15 +69,14 @@ class RecordSpendTracker:
         self, rnd: int, replies: Mapping[str, Message], accepted: Collection[str]
     ) -> dict[str, Any]:
         """Read this attempt's replies; the round's privacy record (``{}`` without DP)."""
-        for _, reply in sorted(replies.items()):
-            if reply.error_code is ErrorCode.BUDGET_EXHAUSTED:
-                if self._stop:
-                    raise BudgetExhaustedError(
-                        f"round {rnd}: {reply.error}. The job stops because "
-                        'privacy.budget.on_exhausted = "stop" (use "continue" to go on '
-                        "without this party)"
-                    )
-                log.warning("round %d: %s; continuing without it", rnd, reply.error)
+        for why in budget_refusals(replies).values():
+            if self._stop:
+                raise BudgetExhaustedError(
+                    f"round {rnd}: {why}. The job stops because "
+                    'privacy.budget.on_exhausted = "stop" (use "continue" to go on '
+                    "without this party)"
+                )
+            log.warning("round %d: %s; the round goes on without it if enough others can", rnd, why)
         if not self._enabled:
             return {}
         for party in accepted:
@@ -93,6 +96,42 @@ class RecordSpendTracker:
             "accounting": self._method,
             "parties": {p: dict(v) for p, v in sorted(self._parties.items())},
         }
+
+
+def budget_refusals(replies: Mapping[str, Message]) -> dict[str, str]:
+    """The parties whose reply refused the task for their privacy budget (error code
+    ``budget_exhausted``, never the text), each with its message, sorted by name."""
+    return {
+        party: reply.error or ""
+        for party, reply in sorted(replies.items())
+        if reply.error_code is ErrorCode.BUDGET_EXHAUSTED
+    }
+
+
+def spent_budgets(
+    rnd: int, refusals: Mapping[str, str], able: Sequence[str], need: int
+) -> BudgetExhaustedError:
+    """The error that ends a job whose round ``rnd`` cannot be trained: ``refusals`` (party:
+    its message) spent their budgets, leaving ``able`` parties, fewer than ``need``."""
+    spent = sorted(refusals)
+    if len(spent) == 1:
+        who = f"party '{spent[0]}' has spent its"
+    else:
+        who = f"parties {_names(spent)} have spent their"
+    left = f"{len(able)} part{'y' if len(able) == 1 else 'ies'}"
+    if able:
+        left += f" ({_names(able)})"
+    said = " | ".join(refusals[p] for p in spent)
+    return BudgetExhaustedError(
+        f"round {rnd}: the job stops: {who} privacy budget (refused with budget_exhausted), "
+        f"which leaves {left} that could train, fewer than selection.min_parties = {need}. "
+        f"A spent budget stays spent, so the round is not retried. The parties said: {said}"
+    )
+
+
+def _names(parties: Sequence[str]) -> str:
+    quoted = [f"'{p}'" for p in parties]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
 
 
 class SpendOnly(BaseModel):
