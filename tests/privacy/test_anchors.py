@@ -168,6 +168,30 @@ def test_deleting_the_log_is_reported_and_spend_does_not_move(
     assert party.guard.ledger.spent(BUDGET) == spent
 
 
+def test_a_missing_log_is_named_as_missing_not_as_broken_at_a_line(
+    trained: tuple[Party, Path, float], tmp_path: Path
+) -> None:
+    party, store, spent = trained
+    party.log.unlink()
+    for extra in (["--party", "clinic"], []):  # no --party: the party is the file's name
+        out = _verify(party.log, "--anchors", str(store), *extra)
+        assert out.exit_code == 2, out.output
+        text = " ".join(out.output.split())
+        assert f"AuditError: audit log {party.log} does not exist, but the anchor" in text
+        assert "for 12 entries" in text and "deleted or moved" in text
+        assert "line 0" not in text and "broken" not in text and "entries verify" not in text
+    elsewhere = tmp_path / "moved" / "log.jsonl"  # a name that is no party's: no anchors
+    out = _verify(elsewhere, "--anchors", str(store))
+    assert out.exit_code == 2 and "holds no anchors" not in out.output, out.output
+    assert f"audit log {elsewhere} does not exist" in " ".join(out.output.split())
+    with pytest.raises(AuditError) as err:
+        _reopen(party)
+    text = str(err.value)
+    assert text.startswith(f"party 'clinic': audit log {party.log} does not exist, but the anchor")
+    assert "line 0" not in text and "tampered" not in text and "where it was moved" in text
+    assert party.guard.ledger.spent(BUDGET) == spent
+
+
 def test_dropping_lines_and_rechaining_is_reported(trained: tuple[Party, Path, float]) -> None:
     party, store, spent = trained
     kept = [line for i, line in enumerate(_lines(party.log)) if i % 3 != 1]  # drop a third

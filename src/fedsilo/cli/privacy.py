@@ -154,11 +154,13 @@ def verify(
     if anchors is not None:
         who = party or log_party(log)
         found = load_anchors(anchors, who)
-        if not found:
+        if not found and log.exists():  # a missing log is reported as such, below
             raise AuditError(
                 f"{anchors} holds no anchors of party '{who}'; check --party or the file"
             )
-    result = verify_chain(log, found, key=key)
+    result = verify_chain(log, found, key=key)  # no anchors: a missing log raises
+    if result.missing:
+        raise AuditError(result.problem(log))
     if not result.ok:
         where = f" line {result.broken_line}" if result.broken_line else ""
         print_error(

@@ -140,7 +140,9 @@ def _typed(raw: dict[str, Any], key: str, kind: Any) -> Any:
 class Verification:
     """Outcome of :func:`verify`: ok, or the first broken line (1-based) and why.
 
-    ``anchored`` is the largest entry count a valid anchor vouched for (0 without anchors).
+    ``broken_line`` is 0 when the fault is at no line: a log that does not exist although an
+    anchor vouches for it (``missing``), or an anchor that does not verify. ``anchored`` is the
+    largest entry count a valid anchor vouched for (0 without anchors).
     """
 
     entries: int
@@ -148,10 +150,21 @@ class Verification:
     reason: str = ""
     last_hash: str = GENESIS
     anchored: int = 0
+    missing: bool = False
 
     @property
     def ok(self) -> bool:
         return self.broken_line is None
+
+    def problem(self, path: str | Path) -> str:
+        """What is wrong with the log at ``path``, as a sentence naming it ("" if it verifies)."""
+        if self.ok:
+            return ""
+        if self.missing:
+            return f"audit log {path} does not exist, but {self.reason}"
+        if self.broken_line:
+            return f"audit log {path} is broken at line {self.broken_line}: {self.reason}"
+        return f"audit log {path} does not verify against its signed anchors: {self.reason}"
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -171,15 +184,14 @@ def verify(
     """Check every line's hash and link to the line before, then the log against ``anchors``.
 
     Stops at the first break. With anchors (each must carry a valid signature, by ``key`` if
-    given), a missing log, a log with fewer entries than an anchor vouches for, or an entry
-    whose hash differs from an anchored head is reported as broken too.
+    given), a missing log (``missing``), a log with fewer entries than an anchor vouches for,
+    or an entry whose hash differs from an anchored head is reported as broken too. Without
+    anchors a missing log raises :class:`AuditError` saying so.
     """
     path = Path(path)
     if anchors and not path.exists():
         top = max(anchors, key=lambda a: a.entries)
-        return Verification(
-            0, 0, f"the log does not exist, but {top.describe()}: it was deleted or moved"
-        )
+        return Verification(0, 0, f"{top.describe()}: it was deleted or moved", missing=True)
     prev, count = GENESIS, 0
     hashes: list[str] = []
     for number, line in _lines(path):
@@ -299,8 +311,8 @@ def read_entries(path: str | Path) -> list[dict[str, Any]]:
     result = verify(path)
     if not result.ok:
         raise AuditError(
-            f"audit log {path} is broken at line {result.broken_line}: {result.reason}. "
-            "Restore it from a backup; the party will not start on a tampered log"
+            f"{result.problem(path)}. Restore it from a backup; the party will not start on a "
+            "tampered log"
         )
     return [json.loads(line) for _, line in _lines(path) if line]
 

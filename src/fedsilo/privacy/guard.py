@@ -150,11 +150,13 @@ class PrivacyGuard:
         anchors = [Anchor.from_json(a) for a in self.ledger.anchors()]
         result = verify(path, anchors) if anchors or path.exists() else None
         if result is not None and not result.ok:
-            raise AuditError(
-                f"party '{self.party}': audit log {path} is broken at line "
-                f"{result.broken_line}: {result.reason}. Restore it from a backup; the party "
-                "will not start on a tampered log"
+            fix = (
+                "Restore it from a backup (or set audit_log to where it was moved); the party "
+                "will not start without it"
+                if result.missing
+                else "Restore it from a backup; the party will not start on a tampered log"
             )
+            raise AuditError(f"party '{self.party}': {result.problem(path)}. {fix}")
         self._log = AuditLog(path, clock=self.settings.clock)
         self._anchor = self._sign_head()
 
