@@ -4,6 +4,7 @@ import json
 import tomllib
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from fedsilo.cli import app
@@ -35,6 +36,32 @@ def test_simulate_writes_outputs_and_prints_final_table(tmp_path: Path) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["job"]["rounds"] == 2 and metrics["job"]["seed"] == 5
     assert "baseline" in metrics
+
+
+def test_simulate_prints_where_it_wrote_as_clean_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = tmp_path / "job.toml"
+    job.write_text(
+        'name = "cli"\nrounds = 1\n[data]\ndataset = "breast-cancer"\n[model]\nname = "logreg"\n'
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    inside = runner.invoke(app, ["simulate", str(job), "--out", "./x/../runs/./cli"])
+    outside = runner.invoke(app, ["simulate", str(job), "--out", "../elsewhere/../other"])
+
+    assert inside.exit_code == 0 and outside.exit_code == 0, inside.output + outside.output
+    lines = inside.output.splitlines()
+    assert "model:   runs/cli/model.safetensors" in lines
+    assert "metrics: runs/cli/metrics.json  runs/cli/metrics.csv" in lines
+    assert "report:  runs/cli/report.html" in lines
+    assert any(line.startswith("audit:   runs/cli/audit (") for line in lines)
+    other = tmp_path.resolve() / "other"
+    assert f"report:  {other / 'report.html'}" in outside.output.splitlines()
+    assert (other / "report.html").is_file()
+    for output in (inside.output, outside.output):
+        assert "/./" not in output and "../" not in output
 
 
 def test_bad_config_exits_2_with_a_readable_message(tmp_path: Path) -> None:

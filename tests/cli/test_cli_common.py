@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 import fedsilo
 from fedsilo.cli import app
+from fedsilo.cli.common import shown_path
 
 runner = CliRunner()
 
@@ -117,3 +119,34 @@ def test_the_privacy_line_lists_parties_only_when_each_has_its_own_epsilon() -> 
         "privacy: client-level epsilon 66.54 at delta 1e-05"
     )
     assert privacy_line({"final": {}}) == ""
+
+
+def test_shown_path_is_relative_inside_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "runs" / "job").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert shown_path("./runs/x/.././job/report.html") == "runs/job/report.html"
+    assert shown_path(tmp_path / "runs" / ".." / "runs" / "job") == "runs/job"
+    assert shown_path(".") == "."
+
+
+def test_shown_path_is_absolute_outside_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    assert shown_path("../runs/./job/../job/model.safetensors") == str(
+        tmp_path.resolve() / "runs" / "job" / "model.safetensors"
+    )
+
+
+def test_shown_path_does_not_fold_dotdot_across_a_symlink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "real" / "deep").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "deep")
+    monkeypatch.chdir(tmp_path)
+    # link/.. is real/, not the current directory: the path shown is where the file is
+    assert shown_path("link/../out.csv") == "real/out.csv"
+    assert shown_path("link/out.csv") == "link/out.csv"  # no '..': the symlink stays as written

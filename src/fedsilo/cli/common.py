@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,22 @@ def print_error(text: str, *, prefix: str = "") -> None:
     if prefix:
         err_console.print(prefix, style="bold red", end=" ", markup=False, highlight=False)
     err_console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def shown_path(path: str | Path) -> str:
+    """Where a file was written, as a person should read it: relative to the current directory
+    when it is inside it, else absolute, with no ``.`` or ``..`` segments.
+
+    The ``..`` segments are folded as written (``runs/a/../b`` is ``runs/b``) unless a symlink
+    before one of them makes that another place; the path then shows where the file really is.
+    """
+    real = Path(path).resolve()
+    folded = Path(os.path.abspath(path))  # from the current directory, '.' and '..' folded
+    full = folded if folded.resolve() == real else real
+    try:
+        return str(full.relative_to(Path.cwd()))
+    except ValueError:
+        return str(full)
 
 
 def print_warning(text: str) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from fedsilo.cli.common import console
+from fedsilo.cli.common import console, shown_path
 
 
 def predict(
@@ -32,7 +32,7 @@ def predict(
         table.to_csv(out, index=False)
     console.print(
         f"scored {len(table):,} rows of {data} with {model.path} "
-        f"(classes: {', '.join(model.classes)}); predictions: {out}",
+        f"(classes: {', '.join(model.classes)}); predictions: {shown_path(out)}",
         markup=False,
         highlight=False,
     )

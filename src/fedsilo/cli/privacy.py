@@ -26,7 +26,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from fedsilo.cli.common import OutDir, console, enum_option, make_app, plain, print_error
+from fedsilo.cli.common import (
+    OutDir,
+    console,
+    enum_option,
+    make_app,
+    plain,
+    print_error,
+    shown_path,
+)
 
 
 class Accountant(enum.StrEnum):
@@ -262,7 +270,7 @@ def audit(
         f"delta {t.delta:g}; {t.correct} of {t.guesses} guesses right)",
         "accountant's epsilon: "
         + ("none (no DP)" if acct == float("inf") else f"{acct:.3f} ({found.party})"),
-        f"report: {paths['report']}",
+        f"report: {shown_path(paths['report'])}",
     ]
     for line in lines:
         console.print(line, markup=False, highlight=False)

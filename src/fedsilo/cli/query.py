@@ -16,6 +16,7 @@ from fedsilo.cli.common import (
     enum_option,
     err_console,
     plain,
+    shown_path,
 )
 
 if TYPE_CHECKING:
@@ -102,4 +103,4 @@ def query(
         typer.echo(output.to_json_text(result))
     if html_path is not None:
         html_path.write_text(output.to_html(result), encoding="utf-8")
-        err_console.print(f"html: {html_path}", markup=False, highlight=False)
+        err_console.print(f"html: {shown_path(html_path)}", markup=False, highlight=False)

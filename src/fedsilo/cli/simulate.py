@@ -10,7 +10,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fedsilo.cli.common import OutDir, console, fmt, plain, progress_bar, round_reporter
+from fedsilo.cli.common import (
+    OutDir,
+    console,
+    fmt,
+    plain,
+    progress_bar,
+    round_reporter,
+    shown_path,
+)
 from fedsilo.cli.privacy import privacy_line
 
 if TYPE_CHECKING:
@@ -166,12 +174,13 @@ def _simulate_horizontal(
     if importance is not None:
         console.print(importance)
     console.print(privacy_line(result.metrics_json()), markup=False)  # "" without DP
-    console.print(f"model:   {paths['model']}", markup=False)
-    console.print(f"metrics: {paths['metrics_json']}  {paths['metrics_csv']}", markup=False)
-    console.print(f"report:  [bold]{escape(str(paths['report']))}[/]")
+    shown = {name: shown_path(path) for name, path in paths.items()}
+    console.print(f"model:   {shown['model']}", markup=False)
+    console.print(f"metrics: {shown['metrics_json']}  {shown['metrics_csv']}", markup=False)
+    console.print(f"report:  [bold]{escape(shown['report'])}[/]")
     console.print(
-        f"audit:   {out_dir / 'audit'} (one hash-chained log per party; its ledger with the "
-        "log's signed anchors beside it)",
+        f"audit:   {shown_path(out_dir / 'audit')} (one hash-chained log per party; its ledger "
+        "with the log's signed anchors beside it)",
         markup=False,
     )
     tracking_lines(result.tracking)
@@ -187,7 +196,9 @@ def tracking_lines(tracking: dict[str, Any] | None) -> None:
             f"mlflow:  {m['uri']} experiment {m['experiment_id']} run {m['run_id']}", markup=False
         )
     if "tensorboard" in tracking:
-        console.print(f"tensorboard: {tracking['tensorboard']['log_dir']}", markup=False)
+        console.print(
+            f"tensorboard: {shown_path(tracking['tensorboard']['log_dir'])}", markup=False
+        )
 
 
 def _simulate_vertical(job: VerticalJobConfig, out_dir: Path, *, baseline: bool) -> None:
@@ -231,7 +242,7 @@ def _simulate_vertical(job: VerticalJobConfig, out_dir: Path, *, baseline: bool)
         console.print(importance)
     paths = result.save(out_dir)
     for name, path in paths.items():
-        console.print(f"{name}: {path}", markup=False, emoji=False)
+        console.print(f"{name}: {shown_path(path)}", markup=False, emoji=False)
     tracking_lines(result.tracking)
 
 
@@ -257,7 +268,7 @@ def _score_vertical(job: VerticalScoreJob, out_dir: Path) -> None:
         markup=False,
     )
     for name, path in result.save(out_dir).items():
-        console.print(f"{name}: {path}", markup=False, emoji=False)
+        console.print(f"{name}: {shown_path(path)}", markup=False, emoji=False)
 
 
 def vertical_table(result: VerticalResult) -> Table:
