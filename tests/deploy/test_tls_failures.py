@@ -88,12 +88,14 @@ def _server(pki: Path, certs: Path) -> Iterator[Server]:
         yield srv
 
 
-def _refused(server: Server, pki: Path, **files: Path | str) -> tuple[str, list[float]]:
-    """Run the party to its end; the error text and the waits it took between attempts."""
+def _party(address: str, pki: Path, **files: Path | str | None) -> tuple[PartyProcess, list[float]]:
+    """A party dialling ``address`` with 3 TLS attempts, and the waits it takes between
+    attempts; it stops itself after 8 waits (a party that never gives up fails a test that
+    expects it to, rather than hanging it)."""
     certs = pki / "certs"
     config = PartyProcessConfig(
         name=NAME,
-        server=f"127.0.0.1:{server.port}",
+        server=address,
         token="t",
         data=pki / "unused.csv",
         ca=files.get("ca", pki / "ca" / "ca.pem"),
@@ -106,9 +108,17 @@ def _refused(server: Server, pki: Path, **files: Path | str) -> tuple[str, list[
 
     def sleep(seconds: float) -> bool:
         waits.append(seconds)
+        if len(waits) >= 8:
+            party.stop()
         return False
 
     party = PartyProcess(config, NoWork(), sleep=sleep)
+    return party, waits
+
+
+def _refused(server: Server, pki: Path, **files: Path | str | None) -> tuple[str, list[float]]:
+    """Run the party to its end; the error text and the waits it took between attempts."""
+    party, waits = _party(f"127.0.0.1:{server.port}", pki, **files)
     with pytest.raises(PartyRefusedError) as info:
         party.run()
     return str(info.value), waits
@@ -153,6 +163,34 @@ def test_expired_server_certificate_is_reported_as_expired(pki: Path) -> None:
     for srv in _server(pki, pki / "certs"):
         text, _ = _refused(srv, pki)
         assert "the coordinator's certificate expired on" in text
+
+
+def test_party_without_a_client_certificate_under_mtls_stops_naming_cert_and_key(
+    server: Server, pki: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        text, waits = _refused(server, pki, cert=None, key=None)
+
+    assert "TLS handshake refused 3 times" in text
+    assert "requires a client certificate (mutual TLS) and none was given" in text
+    assert "set `cert` and `key` in party.toml" in text and "--kind party" in text
+    assert len(waits) == 2
+    assert "Socket closed" not in text and "unreachable" not in caplog.text
+    # each refusal before the last is logged with the same fix
+    assert caplog.text.count("`cert` and `key` in party.toml") == 2
+
+
+def test_party_without_a_client_certificate_dialling_a_stopped_server_keeps_retrying(
+    pki: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    party, waits = _party(f"127.0.0.1:{free_port()}", pki, cert=None, key=None)
+
+    with caplog.at_level(logging.WARNING):
+        party.run()  # no PartyRefusedError: a server that is down is not a TLS refusal
+
+    assert len(waits) == 8  # past tls_attempts (3), until it stopped itself
+    assert caplog.text.count("coordinator unreachable") == 8
+    assert "client certificate" not in caplog.text and "TLS handshake" not in caplog.text
 
 
 def test_a_missing_ca_names_where_each_kind_of_caller_gives_it() -> None:
@@ -214,3 +252,60 @@ def test_status_with_a_certificate_but_no_key_is_refused_before_dialling(pki: Pa
 
     assert result.returncode == 2, result.stderr  # gRPC had aborted the process (SIGABRT)
     assert "pass --cert CERT.pem and --key KEY.pem together" in result.stderr
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The admin command's only output: one error line (exit 2, no traceback, no gRPC text)."""
+    assert result.returncode == 2, result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if x.strip()]
+    assert line.startswith("AdminCallError: status on 127.0.0.1:"), line
+    for raw in ("UNAVAILABLE", "SSL_ERROR", "CERTIFICATE_VERIFY_FAILED", "Peer name", "party.toml"):
+        assert raw not in line, line
+    return line
+
+
+def test_status_with_a_ca_that_did_not_sign_the_server_certificate_names_the_unknown_ca(
+    server: Server, pki: Path
+) -> None:
+    line = _one_error_line(
+        _admin_cli(f"127.0.0.1:{server.port}", "--ca", str(pki / "foreign" / "ca.pem"))
+    )
+
+    assert "the coordinator's certificate" in line and "unknown CA" in line
+    assert "'some other consortium'" in line  # the CA it was checked with, by name
+    assert "Fix: pass the consortium's ca.pem with --ca" in line
+
+
+def test_status_dialling_a_name_not_on_the_server_certificate_names_the_mismatch(
+    server: Server, pki: Path
+) -> None:
+    tls = ["--ca", str(pki / "ca" / "ca.pem"), "--server-name", "coordinator.example.org"]
+
+    line = _one_error_line(_admin_cli(f"127.0.0.1:{server.port}", *tls))
+
+    assert "not 'coordinator.example.org': name mismatch" in line
+    assert "dial one of those names in --server" in line and "with --server-name" in line
+
+
+def test_status_to_a_server_with_an_expired_certificate_names_the_expiry(pki: Path) -> None:
+    issue(pki / "ca", pki / "certs", "admin", kind="client")
+    reissue(pki / "ca", pki / "certs" / "server.pem", days_from_now=(-30, -1))
+    tls = ["--ca", str(pki / "ca" / "ca.pem")]
+    tls += ["--cert", str(pki / "certs" / "admin.pem"), "--key", str(pki / "certs" / "admin.key")]
+    for srv in _server(pki, pki / "certs"):
+        line = _one_error_line(_admin_cli(f"127.0.0.1:{srv.port}", *tls))
+
+        assert "the coordinator's certificate expired on" in line
+        assert "fedsilo certs issue CA_DIR server --kind server" in line
+
+
+def test_status_with_an_expired_admin_certificate_names_it(server: Server, pki: Path) -> None:
+    issue(pki / "ca", pki / "certs", "admin", kind="client")
+    reissue(pki / "ca", pki / "certs" / "admin.pem", days_from_now=(-30, -1))
+    tls = ["--ca", str(pki / "ca" / "ca.pem")]
+    tls += ["--cert", str(pki / "certs" / "admin.pem"), "--key", str(pki / "certs" / "admin.key")]
+
+    line = _one_error_line(_admin_cli(f"127.0.0.1:{server.port}", *tls))
+
+    assert "the admin's certificate (--cert, CN 'admin') expired on" in line
+    assert "`fedsilo certs issue CA_DIR admin --kind client`" in line

@@ -243,7 +243,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 def admin_options(
     *, server_help: str = "coordinator address host:port", server_required: bool = True
 ) -> Callable[[F], F]:
-    """Give a command the admin connection options; it receives them as ``admin=AdminConnection``."""
+    """Give a command the admin connection options; it receives them as ``admin=AdminConnection``.
+
+    A failed admin call prints one error line (a refused TLS handshake diagnosed, with the
+    option to fix); gRPC's own log of it ("I... Handshake failed with error SSL_ERROR_SSL ...")
+    is not printed above it unless ``GRPC_VERBOSITY`` asks for it. gRPC reads that variable
+    when it is imported, which no fedsilo command module does before the command runs.
+    """
 
     def decorate(func: F) -> F:
         signature = inspect.signature(func, eval_str=True)
@@ -253,6 +259,7 @@ def admin_options(
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
             admin = AdminConnection(**{n: kwargs.pop(n) for n in names})
             return func(*args, admin=admin, **kwargs)
 

@@ -1,10 +1,13 @@
 """Admin calls to a running server: ``fedsilo submit``, ``status`` and ``query --server``.
 
 A failed call raises :class:`~fedsilo.errors.AdminCallError` with gRPC's code and details,
-except where those mislead: a server requiring mutual TLS closes the connection of a client
-that gave no certificate, which gRPC calls "Socket closed"; when a TLS probe confirms that
-(:func:`~fedsilo.deploy.tls_diagnosis.closes_without_client_cert`), the error says so and
-names the options to pass.
+except where those mislead: a refused TLS handshake is ``UNAVAILABLE`` with a low-level SSL
+string, and a server requiring mutual TLS closes the connection of a client that gave no
+certificate, which gRPC calls "Socket closed". For an ``UNAVAILABLE`` from a server that
+listens, the error is :func:`~fedsilo.deploy.tls_diagnosis.diagnose`'s sentence when it finds
+the problem (the server's certificate from another CA than ``--ca``, for another name, expired;
+the admin's own certificate; none given where one is required), with the fix in the admin
+command's options (:data:`~fedsilo.deploy.tls_diagnosis.ADMIN_FLAGS`).
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ class AdminClient:
         insecure: bool = False,
     ) -> None:
         self._address = address
-        # TLS with a CA but no client certificate: a refusal may be for want of one
-        self._no_cert_ca = ca if cert is None and not insecure else None
+        self._ca = None if insecure else ca  # TLS: a refusal may be diagnosed
+        self._cert = cert
         self._server_name = server_name
         self._channel = open_channel(
             address,
@@ -84,24 +87,25 @@ class AdminClient:
     def _error(self, call: str, exc: grpc.RpcError) -> AdminCallError:
         code = exc.code().name if hasattr(exc, "code") else "ERROR"
         details = exc.details() if hasattr(exc, "details") else str(exc)
-        if code == "UNAVAILABLE" and self._refuses_missing_cert(str(details)):
-            return AdminCallError(
-                f"{call} on {self._address} failed: the server requires a client certificate "
-                "(mutual TLS) and none was given; pass the admin certificate and its key with "
-                "--cert ADMIN.pem --key ADMIN.key (issued by the consortium CA: `fedsilo certs "
-                "issue CA_DIR admin --kind client`)"
-            )
+        if code == "UNAVAILABLE":
+            problem = self._tls_problem(str(details))
+            if problem is not None:
+                return AdminCallError(f"{call} on {self._address} failed: {problem}")
         return AdminCallError(f"{call} on {self._address} failed ({code}): {details}")
 
-    def _refuses_missing_cert(self, details: str) -> bool:
-        """Whether an UNAVAILABLE is the server refusing this client for want of a certificate
-        (a CA but no certificate given, the connection closed, confirmed by a TLS probe)."""
-        if self._no_cert_ca is None:
-            return False
+    def _tls_problem(self, details: str) -> str | None:
+        """Why the server refused this client's TLS, worded for the admin options, or None
+        (plaintext, a server that is down, or nothing found)."""
+        if self._ca is None:
+            return None
         if "connection refused" in details.lower():  # nothing listens: the server is down
-            return False
-        from fedsilo.deploy.tls_diagnosis import closes_without_client_cert  # cryptography
+            return None
+        from fedsilo.deploy.tls_diagnosis import ADMIN_FLAGS, diagnose  # cryptography
 
-        return closes_without_client_cert(
-            self._address, ca=self._no_cert_ca, server_name=self._server_name
+        return diagnose(
+            self._address,
+            ca=self._ca,
+            cert=self._cert,
+            server_name=self._server_name,
+            wording=ADMIN_FLAGS,
         )

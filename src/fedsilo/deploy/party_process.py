@@ -9,9 +9,10 @@ model parameters and metrics. A heartbeat thread tells the server it is alive ev
 When the coordinator is unreachable it retries with exponential backoff (with jitter); when the
 server refuses its credentials it stops with the server's reason, because retrying cannot help.
 A refused TLS handshake is diagnosed (:mod:`fedsilo.deploy.tls_diagnosis`: unknown CA,
-expired or not-yet-valid certificate, name mismatch) and logged as such, and after
-``tls_attempts`` of them in a row the party stops with that diagnosis. Before it loads
-anything, ``fedsilo party`` sets torch's threads to party.toml's ``threads`` (:func:`use_threads`).
+expired or not-yet-valid certificate, name mismatch, no client certificate where the server
+requires one) and logged as such, and after ``tls_attempts`` of them in a row the party stops
+with that diagnosis. Before it loads anything, ``fedsilo party`` sets torch's threads to
+party.toml's ``threads`` (:func:`use_threads`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from fedsilo.deploy.party_tasks import TaskRouter
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.deploy.service import WIRE_VERSION
-from fedsilo.deploy.tls_diagnosis import diagnose, is_handshake_failure
+from fedsilo.deploy.tls_diagnosis import PARTY_TOML, diagnose, is_handshake_failure
 from fedsilo.errors import ConfigError, PartyRefusedError
 from fedsilo.extras import require
 from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
@@ -254,9 +255,11 @@ class PartyProcess:
     def _tls_problem(self, code: grpc.StatusCode | None, details: str) -> str | None:
         """The diagnosis of a refused TLS handshake, or None when it is not one.
 
-        A server that refuses this party's certificate just closes the socket, which looks
-        like any dropped connection; so every UNAVAILABLE is diagnosed, and counts as a TLS
-        refusal only if a certificate problem is found or gRPC says the handshake failed.
+        A server that refuses this party's certificate, or its lack of one (no `cert` under
+        mutual TLS), just closes the socket, which looks like any dropped connection; so every
+        UNAVAILABLE is diagnosed, and counts as a TLS refusal only if a certificate problem is
+        found (a missing certificate only when a TLS probe sees the server close the
+        connection for it; a server that is down is not one) or gRPC says the handshake failed.
         """
         if code is not grpc.StatusCode.UNAVAILABLE or self.config.ca is None:
             return None
@@ -265,6 +268,7 @@ class PartyProcess:
             ca=self.config.ca,
             cert=self.config.cert,
             server_name=self.config.server_name,
+            wording=PARTY_TOML,
         )
         if found is None and is_handshake_failure(details):
             return f"the TLS handshake failed ({details}); check `ca`, `cert` and `key`"
