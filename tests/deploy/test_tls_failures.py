@@ -220,7 +220,7 @@ def _admin_cli(address: str, *tls: str) -> subprocess.CompletedProcess[str]:
 def test_status_without_a_client_certificate_under_mtls_says_to_pass_cert_and_key(
     server: Server, pki: Path
 ) -> None:
-    issue(pki / "ca", pki / "certs", "admin", kind="party")
+    issue(pki / "ca", pki / "certs", "admin", kind="client")
     ca = ["--ca", str(pki / "ca" / "ca.pem")]
 
     refused = _admin_cli(f"127.0.0.1:{server.port}", *ca)
