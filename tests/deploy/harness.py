@@ -108,14 +108,16 @@ class Deployment:
             issue(self.root / "ca", self.certs, p, kind="party")
         issue(self.root / "ca", self.certs, "admin", kind="client")
 
-    def write_server(self, *, job: Path | None = None, liveness_s: float = 10.0) -> Path:
+    def write_server(
+        self, *, job: Path | None = None, liveness_s: float = 10.0, wait_for_parties_s: float = 60
+    ) -> Path:
         lines = [
             f'listen = "{self.address}"',
             f'run_dir = "{self.root / "server"}"',
             f'admin_token_sha256 = "{token_sha256(ADMIN_TOKEN)}"',
             "poll_s = 0.5",
             f"liveness_s = {liveness_s}",
-            "wait_for_parties_s = 60",
+            f"wait_for_parties_s = {wait_for_parties_s}",
         ]
         if job is not None:
             lines.append(f'job = "{job}"')

@@ -137,6 +137,27 @@ def test_status_watch_on_a_terminal_refreshes_its_tables_until_no_job_runs(serve
     assert "calls refused" in result.output
 
 
+def test_status_off_a_terminal_prints_the_plain_lines_of_the_watch_log(server: Server) -> None:
+    args = ["status", "--server", server.config.listen, "--token", ADMIN, "--insecure"]
+
+    result = CliRunner().invoke(app, args, env=NO_TTY_OVERRIDES)
+
+    assert result.exit_code == 0, result.output
+    heading, *rows = result.output.splitlines()
+    assert heading.startswith(f"--- {server.config.listen} at ")
+    assert rows == ["party: org-a | online: no | last seen: never | calls refused: 0"]
+
+
+def test_status_on_a_terminal_prints_tables(server: Server) -> None:
+    args = ["status", "--server", server.config.listen, "--token", ADMIN, "--insecure"]
+
+    result = CliRunner().invoke(app, args, env={**NO_TTY_OVERRIDES, "TTY_COMPATIBLE": "1"})
+
+    assert result.exit_code == 0, result.output
+    assert "Parties" in result.output and "calls refused" in result.output
+    assert "┃ party" in result.output and "party: org-a" not in result.output
+
+
 def test_plain_snapshot_puts_every_cell_after_its_heading() -> None:
     lines = snapshot_lines(reply())
     job = "job: j-1 | name: banks | kind: horizontal | status: running | round: 3/20"
@@ -157,6 +178,17 @@ def test_change_log_skips_a_refresh_where_only_last_seen_ages_moved() -> None:
     done = reply()
     done.jobs[0].status, done.jobs[0].round = "done", 20
     assert log.lines(done, heading="t2")[:2] == ["t2", snapshot_lines(done)[0]]
+
+
+def test_change_log_writes_the_first_reply_after_an_outage_in_full() -> None:
+    log = ChangeLog()
+    log.lines(reply(), heading="t0")
+
+    assert log.unreachable("unreachable since t1 (...)", heading="t1") == [
+        "t1",
+        "unreachable since t1 (...)",
+    ]
+    assert log.lines(reply(), heading="t2") == ["t2", *snapshot_lines(reply())]
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,12 +13,14 @@ import typer
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from fedsilo.cli.common import AdminConnection, admin_options, console, plain, print_warning
 from fedsilo.errors import ConfigError
 
 if TYPE_CHECKING:  # the proto module is imported where a command needs it
     from fedsilo.deploy.proto.fedsilo_pb2 import StatusReply
+    from fedsilo.deploy.status_watch import Outage
 
 
 def _deploy_process(verbose: bool) -> None:
@@ -119,28 +120,28 @@ def status(
 ) -> None:
     """Show a server's jobs (round, last round's metrics, privacy spent, failures) and parties.
 
-    With --watch on a terminal the tables refresh in place; when the output is not a terminal
-    (a file, a pipe, CI) a timestamped plain-text snapshot is written at the start and whenever
-    a job or party changes, so `--watch --until-done > LOG` leaves a log."""
+    On a terminal these are tables (with --watch refreshed in place). When the output is not a
+    terminal (a file, a pipe, CI) they are plain lines under a timestamp, one per job and
+    party, and --watch adds a snapshot whenever a job or party changes, so
+    `--watch --until-done > LOG` leaves a log. A watch rides out a server that stops
+    answering (restarting): it says since when, and goes on once the server is back."""
+    from fedsilo.deploy.status_watch import StatusWatch
+
     client = admin.client()
-
-    def follow(reply: StatusReply, show: Callable[[StatusReply], None]) -> None:
-        while not until_done or _busy(reply):
-            time.sleep(interval)
-            reply = client.status()
-            show(reply)
-
     try:
-        reply = client.status()
-        if not watch:
-            console.print(_tables(reply))
-        elif console.is_terminal and not console.is_dumb_terminal:
+        reply = client.status()  # not retried: a wrong address, token or TLS file fails here
+        tables = console.is_terminal and not console.is_dumb_terminal
+        watcher = StatusWatch(client.status, interval_s=interval, until_done=until_done)
+        if tables and watch:
             with Live(_tables(reply), console=console, refresh_per_second=4) as live:
-                follow(reply, lambda r: live.update(_tables(r)))
+                watcher.follow(reply, _LiveTables(live, reply))
+        elif tables:
+            console.print(_tables(reply))
         else:
-            show = _plain_snapshots(admin.server or "")
-            show(reply)
-            follow(reply, show)
+            log = _PlainLog(admin.server or "")
+            log.show(reply)
+            if watch:
+                watcher.follow(reply, log)
     except KeyboardInterrupt:
         pass
     finally:
@@ -163,20 +164,47 @@ def _tables(reply: StatusReply) -> Group:
     return Group(jobs, parties)
 
 
-def _busy(reply: StatusReply) -> bool:
-    return any(j.status in ("queued", "running") for j in reply.jobs)
+class _LiveTables:
+    """``--watch`` on a terminal: the tables refreshed in place; while the server does not
+    answer, the last tables under a line saying since when."""
+
+    def __init__(self, live: Live, reply: StatusReply) -> None:
+        self._live = live
+        self._last = reply
+
+    def show(self, reply: StatusReply) -> None:
+        self._last = reply
+        self._live.update(_tables(reply))
+
+    def unreachable(self, outage: Outage) -> None:
+        # wrapped: the console soft-wraps what it prints, which a live view crops at its width
+        line = Text(outage.sentence(), style="bold yellow", no_wrap=False, overflow="fold")
+        self._live.update(Group(line, _tables(self._last)))
 
 
-def _plain_snapshots(server: str) -> Callable[[StatusReply], None]:
-    """What prints a reply as plain lines under a timestamp, unless nothing changed since
-    the last one printed (:class:`~fedsilo.deploy.status_view.ChangeLog`)."""
-    from fedsilo.deploy.status_view import ChangeLog
+class _PlainLog:
+    """Off a terminal: plain lines under ``--- SERVER at TIME``, written when something
+    changed since the last (:class:`~fedsilo.deploy.status_view.ChangeLog`)."""
 
-    log = ChangeLog()
+    def __init__(self, server: str) -> None:
+        from fedsilo.deploy.status_view import ChangeLog
 
-    def show(reply: StatusReply) -> None:
-        heading = f"--- {server} at {time.strftime('%Y-%m-%d %H:%M:%S %z')}"
-        for text in log.lines(reply, heading=heading):
+        self._server = server
+        self._log = ChangeLog()
+
+    def show(self, reply: StatusReply) -> None:
+        self._write(self._log.lines(reply, heading=self._heading(time.time())))
+
+    def unreachable(self, outage: Outage) -> None:
+        heading = self._heading(outage.since_s)
+        self._write(self._log.unreachable(outage.sentence(), heading=heading))
+
+    def _heading(self, at_s: float) -> str:
+        from fedsilo.deploy.status_view import stamp
+
+        return f"--- {self._server} at {stamp(at_s)}"
+
+    @staticmethod
+    def _write(lines: list[str]) -> None:
+        for text in lines:
             console.print(text, markup=False, highlight=False, soft_wrap=True)
-
-    return show

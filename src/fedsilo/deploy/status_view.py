@@ -3,9 +3,9 @@
 One formatting of a :class:`~fedsilo.deploy.proto.fedsilo_pb2.StatusReply` into rows (jobs:
 round, the last round's duration and global metrics, privacy spent, failures; parties:
 online, last seen, calls refused for limits), used by the command line's tables, by the plain
-lines ``--watch`` writes when its output is not a terminal (:class:`ChangeLog`), and by
-the read-only HTML page (``templates/status.html.j2``, through the one page writer
-:func:`~fedsilo.report.html.render_page`).
+lines ``fedsilo status`` (and ``--watch``) writes when its output is not a terminal
+(:class:`ChangeLog`), and by the read-only HTML page (``templates/status.html.j2``, through
+the one page writer :func:`~fedsilo.report.html.render_page`).
 
 The page (``status_page = "127.0.0.1:8080"`` in ``server.toml``) is served over plain HTTP on
 the loopback interface only, behind the admin token (HTTP Basic: any user name, the token as
@@ -21,6 +21,7 @@ import hmac
 import ipaddress
 import logging
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
@@ -112,10 +113,15 @@ def snapshot_lines(reply: pb.StatusReply) -> list[str]:
     return [*jobs, *(line(PARTY_HEAD, row) for row in party_rows(reply))]
 
 
+def stamp(at_s: float) -> str:
+    """A time (seconds since the epoch) as the plain log writes it: local, with its offset."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(at_s))
+
+
 class ChangeLog:
-    """``fedsilo status --watch`` off a terminal: the plain lines of the first reply and then
-    of each reply whose rows changed. The parties' last-seen ages are left out of the
-    comparison (they change at every refresh), so an idle server adds nothing to the log."""
+    """``fedsilo status`` off a terminal: the plain lines of the first reply and, with
+    ``--watch``, of each reply whose rows changed. The parties' last-seen ages are left out of
+    the comparison (they change at every refresh), so an idle server adds nothing to the log."""
 
     def __init__(self) -> None:
         self._shown: tuple[tuple[str, ...], ...] | None = None
@@ -128,6 +134,12 @@ class ChangeLog:
             return []
         self._shown = rows
         return [heading, *snapshot_lines(reply)]
+
+    def unreachable(self, sentence: str, *, heading: str) -> list[str]:
+        """``heading`` and ``sentence`` (the server stopped answering: since when, why); the
+        first reply after it is written in full, changed or not, to show the server is back."""
+        self._shown = None
+        return [heading, sentence]
 
 
 def render_status_page(reply: pb.StatusReply, *, server: str, refresh_s: int = REFRESH_S) -> str:
