@@ -169,9 +169,18 @@ class AuditError(FedsiloError):
 
 
 class AdminCallError(FedsiloError):
-    """The server refused or failed an admin call (submit, status, query)."""
+    """The server refused or failed an admin call (submit, status, query).
+
+    ``transient``: the same call may succeed if made again (the server down, restarting or
+    slow to answer), as opposed to a refusal that asking again cannot change (a wrong token,
+    a call not permitted, a diagnosed TLS mismatch).
+    """
 
     code = ErrorCode.ADMIN_CALL
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class PartyRefusedError(FedsiloError):

@@ -22,6 +22,9 @@ from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.errors import AdminCallError
 
+# gRPC codes of a call that may succeed if made again: the server down or restarting, or slow
+TRANSIENT = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
+
 
 class AdminClient:
     def __init__(
@@ -85,13 +88,16 @@ class AdminClient:
         return str(reply.result_json)
 
     def _error(self, call: str, exc: grpc.RpcError) -> AdminCallError:
+        """The error of a failed call: typed ``transient`` when asking again may succeed."""
         code = exc.code().name if hasattr(exc, "code") else "ERROR"
         details = exc.details() if hasattr(exc, "details") else str(exc)
         if code == "UNAVAILABLE":
             problem = self._tls_problem(str(details))
-            if problem is not None:
+            if problem is not None:  # a certificate or TLS setting: asking again cannot help
                 return AdminCallError(f"{call} on {self._address} failed: {problem}")
-        return AdminCallError(f"{call} on {self._address} failed ({code}): {details}")
+        return AdminCallError(
+            f"{call} on {self._address} failed ({code}): {details}", transient=code in TRANSIENT
+        )
 
     def _tls_problem(self, details: str) -> str | None:
         """Why the server refused this client's TLS, worded for the admin options, or None

@@ -14,8 +14,9 @@ The first call is the caller's, made before the watch starts, and is never retri
 the address, the TLS files and the token, so a mistake in any of them fails at once instead of
 waiting for a server that is not there. That matters because a wrong port, and a TLS handshake
 the server refuses (no client certificate under mutual TLS, or one it does not trust), read as
-``UNAVAILABLE`` too; only a server restarted mid-watch with a new TLS setup would make the
-watch wait, its line quoting the client's diagnosis (e.g. the missing certificate).
+``UNAVAILABLE`` too. A server restarted mid-watch with a TLS setup this client does not fit
+ends the watch too: the client diagnoses the handshake, and a diagnosed TLS problem is not
+transient (:attr:`~fedsilo.errors.AdminCallError.transient`).
 """
 
 from __future__ import annotations
@@ -25,22 +26,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import grpc
-
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.status_view import stamp
 from fedsilo.errors import AdminCallError
 
-TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-
 
 def retrying_helps(exc: AdminCallError) -> bool:
-    """Whether a failed admin call may succeed when made again: its gRPC status is in
-    :data:`TRANSIENT`. The status is that of the failed call the error was raised from
-    (:class:`~fedsilo.deploy.client.AdminClient` raises inside its ``except grpc.RpcError``,
-    so that call is the error's ``__context__``); an error from anywhere else is final."""
-    call = exc.__context__
-    return isinstance(call, grpc.Call) and call.code() in TRANSIENT
+    """Whether a failed admin call may succeed when made again: the error says so
+    (:attr:`~fedsilo.errors.AdminCallError.transient`, set by
+    :class:`~fedsilo.deploy.client.AdminClient` from the call's gRPC status)."""
+    return exc.transient
 
 
 def busy(reply: pb.StatusReply) -> bool:
