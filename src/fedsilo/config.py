@@ -185,8 +185,9 @@ class SecureAggregationConfig(Strict):
 
     ``threshold`` is the fraction of each party's share group (its neighbours and itself)
     that must survive for the round to unmask, raised to the least every party accepts;
-    ``neighbours`` (secagg+ only) defaults to the even number >= 3 log2(selected parties),
-    raised to what the parties' declared rates need. ``dropout_rate`` and ``corruption_rate``
+    ``neighbours`` (secagg+ only) defaults to the even number >= 3 log2(selected parties);
+    the default or a configured value is raised to the least degree the parties' declared
+    rates accept (a raised configured value is logged). ``dropout_rate`` and ``corruption_rate``
     are each party's own declaration (simulation: this job file stands in for every party's
     config; a deployed party reads its party.toml). Updates are clipped to ``[-clip_range,
     clip_range]`` per coordinate and quantized into the ring Z_{2^bits} (docs/privacy.md).

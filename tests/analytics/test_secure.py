@@ -7,6 +7,7 @@ naming it (nothing charged, the parties keep answering), and queries never mix t
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -175,6 +176,28 @@ def test_the_coordinator_never_receives_a_party_statistics_array(tmp_path: Path)
         )
     # only the task of step 'keys' carries the plan; nothing plain comes back at any step
     assert all(("plan" in m.body) == (m.body["secagg"]["step"] == "keys") for m in rec.sent)
+
+
+def test_neighbours_below_the_parties_minimum_are_raised_and_the_query_answers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    frames = random_frames(10, 50)
+    job = make_job(
+        10,
+        {
+            "mechanism": "none",
+            "secure_aggregation": {"enabled": True, "variant": "secagg+", "neighbours": 2},
+        },
+    )
+    rec = Recording(transport_for(job, frames))
+    with caplog.at_level(logging.WARNING, logger="fedsilo.analytics.secure"):
+        answer = run_query(job, "SELECT COUNT(*) AS n FROM t", transport=rec)
+
+    assert answer.cells[0][0].value == 500
+    degrees = {m.body["secagg"]["degree"] for m in rec.sent if m.body["secagg"]["step"] == "keys"}
+    assert degrees == {4}  # the least parties with the default rates accept for 10 parties
+    assert "privacy.secure_aggregation.neighbours = 2 is below the least degree" in caplog.text
+    assert "using 4 neighbours" in caplog.text
 
 
 def own_statistics(plan: Any, df: pd.DataFrame) -> np.ndarray:

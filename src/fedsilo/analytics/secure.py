@@ -25,6 +25,7 @@ coordinator to the decoded sum, as for plain sums.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import threading
 from collections import OrderedDict
@@ -43,9 +44,12 @@ from fedsilo.config import SecAggVariant
 from fedsilo.errors import ConfigError, ErrorCode, ProtocolError
 from fedsilo.privacy.secagg import wire
 from fedsilo.privacy.secagg.identity import Identity, require_identity
+from fedsilo.privacy.secagg.params import ThreatModel
 from fedsilo.privacy.secagg.protocol import PartyRound, ServerRound
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import Transport
+
+log = logging.getLogger(__name__)
 
 STEPS: tuple[str, ...] = get_args(Step)
 T = TypeVar("T")
@@ -131,9 +135,13 @@ def secure_collect(
     groups = len(plan.groups)
     query = secrets.token_hex(8)  # per-query state key at the parties; bound into every key
     tag = f"{job.name}|query|{query}"
+    plus = cfg.variant is SecAggVariant.SECAGG_PLUS
+    raised = wire.raised_degree(len(names), cfg.neighbours, ThreatModel()) if plus else None
+    if raised is not None:
+        log.warning("query: secure aggregation: %s", raised)
     rs = wire.plan_round(
         names,
-        plus=cfg.variant is SecAggVariant.SECAGG_PLUS,
+        plus=plus,
         neighbours=cfg.neighbours,
         threshold=cfg.threshold,
         bits=RING_BITS,

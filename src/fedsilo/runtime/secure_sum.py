@@ -24,6 +24,7 @@ round.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fedsilo.config import SecAggVariant, SecureAggregationConfig
@@ -36,6 +37,8 @@ from fedsilo.protocol.messages import TaskKind
 from fedsilo.runtime.collectors import EXTRA, Attempt, Summed
 from fedsilo.runtime.seeds import derive_seed
 
+log = logging.getLogger(__name__)
+
 
 class SecureSum:
     """SecAgg / SecAgg+ as the sum step of a round (:class:`~.collectors.SumStep`)."""
@@ -43,14 +46,18 @@ class SecureSum:
     def __init__(self, config: SecureAggregationConfig, job_seed: int) -> None:
         self.config = config
         self._seed = job_seed
+        self._threat = ThreatModel(config.dropout_rate, config.corruption_rate)
+        self._told: set[int] = set()  # round sizes whose raised degree was logged
 
     def sum(self, attempt: Attempt, options: dict[str, Any]) -> Summed:
         cfg = self.config
         selected, rnd, number = attempt.selected, attempt.round, attempt.number
         length = flatten(attempt.params).size + EXTRA
+        plus = cfg.variant is SecAggVariant.SECAGG_PLUS
+        self._tell_raised_degree(len(selected), plus)
         rs = wire.plan_round(
             selected,
-            plus=cfg.variant is SecAggVariant.SECAGG_PLUS,
+            plus=plus,
             neighbours=cfg.neighbours,
             threshold=cfg.threshold,
             bits=cfg.bits,
@@ -59,7 +66,7 @@ class SecureSum:
             # one graph per job and party set: the parties' sessions then check each
             # neighbour's channel key once, not every round (see protocol.Session)
             graph_seed=derive_seed(self._seed, "secagg-graph"),
-            threat=ThreatModel(cfg.dropout_rate, cfg.corruption_rate),
+            threat=self._threat,
         )
         server = ServerRound(rs)
         # 0: advertise keys
@@ -114,3 +121,10 @@ class SecureSum:
             attempt.failures.setdefault(p, "dropped after sharing keys; its masks were removed")
         quant = Quantizer(cfg.clip_range, cfg.bits, n)
         return Summed(quant.decode_sum(total, len(survivors)), survivors)
+
+    def _tell_raised_degree(self, n: int, plus: bool) -> None:
+        """Log, once per round size, that the configured SecAgg+ degree was raised."""
+        note = wire.raised_degree(n, self.config.neighbours, self._threat) if plus else None
+        if note is not None and n not in self._told:
+            self._told.add(n)
+            log.warning("secure aggregation: %s", note)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fedsilo.privacy.secagg import wire
 from fedsilo.privacy.secagg.params import (
     ThreatModel,
     connected,
@@ -49,6 +50,41 @@ def test_a_lower_dropout_rate_accepts_a_sparser_graph() -> None:
     assert min_degree(100, ThreatModel(dropout_rate=0.05)) < min_degree(100, ThreatModel())
     assert min_degree(100, ThreatModel()) == 18
     assert default_degree(100) == 20  # 3 log2 n, already above the parties' minimum
+
+
+def test_a_configured_degree_below_the_parties_minimum_is_raised_to_it() -> None:
+    names = [f"p{i}" for i in range(10)]
+    threat = ThreatModel()  # 10 parties, dropout 0.2: parties accept degrees from 4
+
+    def degree(neighbours: int | None) -> int:
+        plan = wire.plan_round(
+            names,
+            plus=True,
+            neighbours=neighbours,
+            threshold=0.5,
+            bits=32,
+            length=1,
+            tag="t",
+            graph_seed=0,
+        )
+        return min(len(v) for v in plan.neighbours.values())
+
+    assert min_degree(10, threat) == 4
+    assert degree(2) == 4
+    assert wire.raised_degree(10, 2, threat) == (
+        "privacy.secure_aggregation.neighbours = 2 is below the least degree parties accept "
+        "for 10 parties with dropout_rate 0.2 and corruption_rate 0.0 (the survivors' graph "
+        "could disconnect); using 4 neighbours"
+    )
+    assert degree(6) == 6  # at or above the minimum: as configured, nothing to say
+    assert wire.raised_degree(10, 6, threat) is None
+    assert wire.raised_degree(10, None, threat) is None
+    # the parties' declared rates set the minimum: more dropouts, a denser graph
+    assert (
+        wire.plus_degree(10, 2, ThreatModel(dropout_rate=0.4))
+        == min_degree(10, ThreatModel(dropout_rate=0.4))
+        > 4
+    )
 
 
 def test_survivor_graph_connectivity() -> None:

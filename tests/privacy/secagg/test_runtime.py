@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 import fedsilo
 from fedsilo.config import parse_job
 from fedsilo.errors import RoundFailedError
+from fedsilo.privacy.secagg.params import ThreatModel, min_degree
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.coordinator import Coordinator
 from fedsilo.runtime.party import PartyAgent
@@ -60,6 +62,7 @@ class _Dropping:
     def __init__(self, inner: InProcessTransport, drop: Mapping[str, TaskKind]) -> None:
         self.inner, self.drop = inner, drop
         self.seen: list[TaskKind] = []
+        self.degrees: list[int] = []  # of every secure-aggregation setup sent
 
     def party_names(self) -> list[str]:
         return self.inner.party_names()
@@ -67,6 +70,8 @@ class _Dropping:
     def exchange(self, tasks: Mapping[str, Message], *, timeout_s: float) -> Gathered:
         kind = next(iter(tasks.values())).kind
         self.seen.append(kind)
+        if kind is TaskKind.SECAGG_KEYS:
+            self.degrees.extend(int(t.body["degree"]) for t in tasks.values())
         kept = {p: t for p, t in tasks.items() if self.drop.get(p) is not kind}
         out = self.inner.exchange(kept, timeout_s=timeout_s)
         lost = {p: "dropped (test)" for p in tasks if p not in kept}
@@ -119,3 +124,27 @@ def test_too_few_survivors_fails_the_round_with_a_reason() -> None:
     )
     with pytest.raises(RoundFailedError, match=r"secure aggregation aborted.*threshold"):
         _run_with_drops(job, {"party-1": TaskKind.FIT})
+
+
+def test_neighbours_below_the_parties_minimum_run_at_the_minimum_and_say_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    job = _job(
+        True,
+        rounds=2,
+        data={"num_parties": 10},
+        secagg={"variant": "secagg+", "neighbours": 2},
+    )
+    least = min_degree(10, ThreatModel())  # dropout_rate 0.2, no collusion
+    with caplog.at_level(logging.WARNING, logger="fedsilo.runtime.secure_sum"):
+        outcome, transport = _run_with_drops(job, {})
+
+    assert least == 4
+    assert transport.degrees == [least] * 20  # every party, both rounds
+    assert [len(r.participants) for r in outcome.history] == [10, 10]
+    said = [r.getMessage() for r in caplog.records if r.name == "fedsilo.runtime.secure_sum"]
+    assert said == [  # once per job, not per round
+        "secure aggregation: privacy.secure_aggregation.neighbours = 2 is below the least "
+        "degree parties accept for 10 parties with dropout_rate 0.2 and corruption_rate 0.0 "
+        "(the survivors' graph could disconnect); using 4 neighbours"
+    ]

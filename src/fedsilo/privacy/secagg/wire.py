@@ -20,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, TypeAdapter
 
 from fedsilo.errors import ProtocolError
-from fedsilo.privacy.secagg.params import ThreatModel, min_threshold
+from fedsilo.privacy.secagg.params import ThreatModel, min_degree, min_threshold
 from fedsilo.privacy.secagg.protocol import (
     Confirmation,
     PartyRound,
@@ -135,18 +135,45 @@ def plan_round(
 ) -> RoundSetup:
     """One round's setup: Shamir ids in the given order, the neighbour graph, the threshold.
 
-    ``plus`` selects SecAgg+ (a random graph of degree ``neighbours``, default
-    :func:`~.protocol.default_degree`); otherwise every party is every other's neighbour.
-    The threshold is the configured fraction of a share group, raised to the least that
-    parties with ``threat`` (default :class:`~.params.ThreatModel`) accept.
+    ``plus`` selects SecAgg+ (a random graph of degree :func:`plus_degree`); otherwise every
+    party is every other's neighbour. The threshold is the configured fraction of a share
+    group, raised to the least that parties with ``threat`` (default
+    :class:`~.params.ThreatModel`) accept.
     """
     n = len(parties)
     threat = threat or ThreatModel()
-    degree = (neighbours or default_degree(n, threat)) if plus else n - 1
+    degree = plus_degree(n, neighbours, threat) if plus else n - 1
     graph = neighbour_graph(list(parties), degree, graph_seed)
     k = min(len(v) for v in graph.values())
     t = max(threshold_for(k + 1, threshold), min(k + 1, min_threshold(n, k, threat)))
     return RoundSetup(tag.encode(), tuple(parties), degree, graph_seed, t, bits, length)
+
+
+def plus_degree(n: int, neighbours: int | None, threat: ThreatModel) -> int:
+    """The SecAgg+ degree over ``n`` parties: ``neighbours`` (default
+    :func:`~.protocol.default_degree`) raised to the least that parties with ``threat``
+    accept (:func:`~.params.min_degree`), as the threshold is raised to theirs.
+
+    >>> plus_degree(10, 2, ThreatModel()), plus_degree(10, 6, ThreatModel())
+    (4, 6)
+    """
+    if neighbours is None:
+        return default_degree(n, threat)
+    return max(neighbours, min_degree(n, threat))
+
+
+def raised_degree(n: int, neighbours: int | None, threat: ThreatModel) -> str | None:
+    """What to tell the user when :func:`plus_degree` raised a configured ``neighbours``;
+    ``None`` when it did not (or none was configured)."""
+    degree = plus_degree(n, neighbours, threat)
+    if neighbours is None or degree == neighbours:
+        return None
+    return (
+        f"privacy.secure_aggregation.neighbours = {neighbours} is below the least degree "
+        f"parties accept for {n} parties with dropout_rate {threat.dropout_rate} and "
+        f"corruption_rate {threat.corruption_rate} (the survivors' graph could disconnect); "
+        f"using {degree} neighbours"
+    )
 
 
 def setup_body(rs: RoundSetup) -> dict[str, Any]:
