@@ -101,21 +101,6 @@ def refusal(codes: Mapping[str, ErrorCode | None]) -> type[FedsiloError]:
     return ProtocolError
 
 
-def failure_detail(failures: Mapping[str, str]) -> str:
-    """The failed parties' reasons for one error message, each distinct reason once: parties
-    whose reasons differ only in their own name share an entry (``parties 'a', 'b': each party
-    refuses ...``) rather than repeating it per party."""
-    shared: dict[str, list[str]] = {}
-    for party, why in sorted(failures.items()):
-        shared.setdefault(why.replace(f"party '{party}'", "each party"), []).append(party)
-    return "; ".join(
-        f"party '{parties[0]}': {failures[parties[0]]}"
-        if len(parties) == 1
-        else f"parties {', '.join(repr(p) for p in parties)}: {why}"
-        for why, parties in shared.items()
-    )
-
-
 def spend_reports(replies: Mapping[str, Message]) -> dict[str, tuple[float, float | None]]:
     """Each party's reported (total spent, budget); a malformed report is a ProtocolError
     naming the party, round and field."""

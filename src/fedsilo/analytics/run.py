@@ -34,7 +34,7 @@ from fedsilo.analytics.handler import AnalyticsAgent
 from fedsilo.analytics.local import PartyTable
 from fedsilo.analytics.merge import SUMS_NOTICE, sum_statistics
 from fedsilo.analytics.plan import Block, QueryPlan, make_plan
-from fedsilo.analytics.policy import failure_detail, refusal, spend_reports
+from fedsilo.analytics.policy import refusal, spend_reports
 from fedsilo.analytics.secure import check_parties, secure_collect, secure_notice
 from fedsilo.analytics.sql import ROW_FIELDS, Agg, Aggregate, parse_query
 from fedsilo.errors import ErrorCode, ProtocolError
@@ -43,6 +43,7 @@ from fedsilo.privacy.noise import NoiseSource
 from fedsilo.privacy.secagg.identity import Identity, simulated_identities
 from fedsilo.protocol.bodies import parse_body
 from fedsilo.protocol.messages import Message, TaskKind
+from fedsilo.runtime.failures import failure_detail
 from fedsilo.runtime.transport import InProcessTransport, Transport
 
 MAX_BOOTSTRAP_VALUES = 20_000_000

@@ -39,7 +39,7 @@ from fedsilo.analytics.bodies import Step
 from fedsilo.analytics.config import AnalyticsJob
 from fedsilo.analytics.fixed_point import RING_BITS, FixedPoint, fraction_bits
 from fedsilo.analytics.plan import QueryPlan
-from fedsilo.analytics.policy import failure_detail, refusal, spend_reports
+from fedsilo.analytics.policy import refusal, spend_reports
 from fedsilo.config import SecAggVariant
 from fedsilo.errors import ConfigError, ErrorCode, ProtocolError
 from fedsilo.privacy.secagg import wire
@@ -47,6 +47,7 @@ from fedsilo.privacy.secagg.identity import Identity, require_identity
 from fedsilo.privacy.secagg.params import ThreatModel
 from fedsilo.privacy.secagg.protocol import PartyRound, ServerRound
 from fedsilo.protocol.messages import Message, TaskKind
+from fedsilo.runtime.failures import failure_detail
 from fedsilo.runtime.transport import Transport
 
 log = logging.getLogger(__name__)

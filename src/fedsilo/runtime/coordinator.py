@@ -12,9 +12,10 @@ the same for all of them.
 An attempt with fewer than ``selection.min_parties`` valid replies is tried again, with a
 fresh selection (of the parties online then) and fresh training seeds, up to
 ``selection.max_round_retries`` times (a deployment waits ``retry_backoff_s``, doubling,
-before each retry), then the job fails with :class:`RoundFailedError`, whose message lists
-every attempt's failures: each selected or missing party with its reason. A party that refuses
-the round for its privacy budget (error code ``budget_exhausted``) would refuse every retry
+before each retry), then the job fails with :class:`RoundFailedError`, whose message gives
+every attempt's failures, each distinct reason once with the attempts and the selected or
+missing parties that gave it (:func:`~fedsilo.runtime.failures.round_failures`). A party
+that refuses the round for its privacy budget (error code ``budget_exhausted``) would refuse every retry
 too: when such parties leave fewer than ``min_parties`` of the job's parties that could train,
 the job ends at once with :class:`~fedsilo.errors.BudgetExhaustedError` naming them, and no
 retry is made. The loop talks to parties only through
@@ -48,6 +49,7 @@ from fedsilo.runtime.collectors import (
     PlainCollector,
     build_collector,
 )
+from fedsilo.runtime.failures import ROUND, round_failures
 from fedsilo.runtime.record_spend import RecordSpendTracker, budget_refusals, spent_budgets
 from fedsilo.runtime.replies import accept_evaluation
 from fedsilo.runtime.resume import JobResume
@@ -217,7 +219,7 @@ class Coordinator:
         """select → fit → gather → retry → aggregate → evaluate → record (checkpoint: run)."""
         started = time.monotonic()
         retries = self.job.selection.max_round_retries
-        tried: list[str] = []  # every attempt's failures, for the error if all fail
+        tried: list[dict[str, str]] = []  # every attempt's failures, for the error if all fail
         spent: dict[str, str] = {}  # parties that refused this round for their budget: why
         for number in range(retries + 1):
             if number and self.retry_backoff_s > 0:
@@ -239,7 +241,7 @@ class Coordinator:
             try:
                 collected = self._collector.collect(attempt)
             except RoundFailedError as exc:
-                attempt.failures["(round)"] = str(exc)
+                attempt.failures[ROUND] = str(exc)
                 log.warning("round %d attempt %d failed: %s", rnd, number + 1, exc)
             for party in setup.parties:
                 if party not in online:
@@ -250,12 +252,11 @@ class Coordinator:
                 break
             spent.update(budget_refusals(attempt.fit_replies))
             self._stop_if_budgets_spent(rnd, setup, spent)
-            reasons = "; ".join(f"{p}: {why}" for p, why in sorted(attempt.failures.items()))
-            tried.append(f"attempt {number + 1}: {reasons or 'no reason recorded'}")
+            tried.append(attempt.failures)
         else:
             raise RoundFailedError(
                 f"round {rnd} failed after {retries + 1} attempt(s) "
-                f"(selection.max_round_retries = {retries}). Failures: {' | '.join(tried)}"
+                f"(selection.max_round_retries = {retries}). Failures: {round_failures(tried)}"
             )
         new_params = unflatten(self._server_opt.step(flatten(params), collected.delta), params)
         failures = attempt.failures

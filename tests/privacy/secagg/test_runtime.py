@@ -12,6 +12,7 @@ import pytest
 import fedsilo
 from fedsilo.config import parse_job
 from fedsilo.errors import RoundFailedError
+from fedsilo.privacy.secagg import wire
 from fedsilo.privacy.secagg.params import ThreatModel, min_degree
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.coordinator import Coordinator
@@ -148,3 +149,32 @@ def test_neighbours_below_the_parties_minimum_run_at_the_minimum_and_say_so(
         "degree parties accept for 10 parties with dropout_rate 0.2 and corruption_rate 0.0 "
         "(the survivors' graph could disconnect); using 4 neighbours"
     ]
+
+
+def test_parties_refusing_a_low_degree_alike_fail_the_round_with_the_refusal_said_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A coordinator that does not raise the degree (deviating, or older): every party checks
+    # the degree itself and refuses, in each of the three attempts.
+    monkeypatch.setattr(wire, "plus_degree", lambda n, neighbours, threat: neighbours)
+    job = _job(
+        True,
+        rounds=1,
+        data={"num_parties": 10},
+        secagg={"variant": "secagg+", "neighbours": 2},
+    )
+    with pytest.raises(RoundFailedError) as err:
+        _run_with_drops(job, {})
+
+    msg = str(err.value)
+    parties = ", ".join(f"'party-{i}'" for i in range(1, 11))
+    assert msg == (
+        "round 1 failed after 3 attempt(s) (selection.max_round_retries = 2). Failures: "
+        "attempts 1-3: secure aggregation aborted: 0 parties sent keys with enough live "
+        f"neighbours; the threshold needs 2 | 10 parties ({parties}) in attempts 1-3: secagg "
+        "keys: party reported: each party refuses the secure-aggregation round: degree 2 is "
+        "below its minimum 4 for 10 parties, 2 neighbours, its dropout_rate 0.2 and "
+        "corruption_rate 0.0 (the survivors' graph could disconnect); raise "
+        "privacy.secure_aggregation.neighbours"
+    )
+    assert len(msg) < 800  # was ~9 KB: the refusal once per party and attempt
