@@ -13,7 +13,9 @@
 * ``metrics.csv``: one row per round and scope (global, each party, baseline); with DP the
   ``epsilon`` and ``delta`` columns hold the spend after the round (global: max over parties).
 * with DP, ``history[i].privacy`` and ``final.privacy``: ``{"level", "epsilon", "delta",
-  "parties": {name: {"epsilon", "noise_multiplier", "steps", ...}}}``, and ``dp_noise``:
+  "parties": {name: {"epsilon", "noise_multiplier", "steps", ...}}}`` (record level; client
+  level: the coordinator's one spend and its mechanism, :meth:`ClientDP.record
+  <fedsilo.privacy.dp_fedavg.ClientDP.record>`), and ``dp_noise``:
   ``"csprng"``, or ``"reproducible"`` when the simulation-only ``[privacy]
   reproducible_noise`` seeded the noise from the job seed.
 * with a privacy audit (``fedsilo privacy audit``), ``privacy_audit``: the membership test

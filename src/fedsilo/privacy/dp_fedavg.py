@@ -45,10 +45,17 @@ from pydantic import Field
 
 from fedsilo.config_base import Strict
 from fedsilo.errors import ConfigError, RefusedError
-from fedsilo.privacy.accounting import FixedSizeGaussianSpend, GaussianSpend, Spend, epsilon
+from fedsilo.privacy.accounting import (
+    AccountingMethod,
+    FixedSizeGaussianSpend,
+    GaussianSpend,
+    Spend,
+    epsilon,
+)
 from fedsilo.privacy.noise import NoiseSource
 
 BIT_SENSITIVITY = 0.5  # one party moves the sum of centred bits b - 1/2 by at most 1/2
+ACCOUNTING = AccountingMethod.RDP  # the coordinator's accountant for client-level spend
 
 
 class ClientDPNoise(enum.Enum):
@@ -275,10 +282,12 @@ class ClientDP:
         """The cumulative spend after this round, for ``RoundRecord.privacy``."""
         return {
             "level": "client",
-            "epsilon": epsilon(self.spends(), self.delta),
+            "epsilon": epsilon(self.spends(), self.delta, ACCOUNTING),
             "delta": self.delta,
+            "accounting": ACCOUNTING.value,
             "noise_multiplier": self.config.noise_multiplier,
             "clip_norm": clip_norm_used,
+            "adaptive_clipping": self.config.adaptive_clipping,
             "next_clip_norm": self.clip_norm,  # what a resumed job continues from
             "noise": self.config.noise.value,
             "sample_rate": self.sample_rate,
