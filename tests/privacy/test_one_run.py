@@ -104,6 +104,9 @@ def test_count_correct_and_tpr_by_hand() -> None:
 def test_guess_grid_is_fixed_by_the_canary_count() -> None:
     assert guess_counts(200) == (2, 5, 10, 20, 50, 100)
     assert guess_counts(20) == (1, 2, 5, 10)
+    # 100 canaries (docs/privacy.md): 2, 4, 10, 20, 50, 100 guesses; 5% would be 5 guesses,
+    # which cannot split evenly into "in" and "out", and k = round(2.5) is 2
+    assert guess_counts(100) == (1, 2, 5, 10, 25, 50)
 
 
 def test_audit_scores_splits_the_confidence_over_the_grid() -> None:

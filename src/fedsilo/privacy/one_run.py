@@ -41,8 +41,9 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from fedsilo.errors import ConfigError
 
-#: Guesses per direction as fractions of the canaries (``k = fraction * m / 2``), fixed before
-#: any score is seen; the confidence is split evenly over them.
+#: Guesses as fractions of the canaries, fixed before any score is seen; the confidence is
+#: split evenly over them. Half of a grid point's guesses are "in", half "out", so each is
+#: ``k = round(fraction * m / 2)`` per direction and ``2 k`` guesses in all (an even count).
 GUESS_FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 _BISECTION_STEPS = 60
@@ -107,7 +108,13 @@ def epsilon_lower_bound(
 
 
 def guess_counts(m: int, fractions: Sequence[float] = GUESS_FRACTIONS) -> tuple[int, ...]:
-    """Guesses per direction tried by :func:`audit_scores`: distinct ``k`` in 1..m // 2."""
+    """Guesses per direction tried by :func:`audit_scores`: distinct ``k`` in 1..m // 2.
+
+    ``k = round(fraction * m / 2)`` (halves to even), so 5% of 100 canaries is ``k = 2``:
+
+    >>> guess_counts(100)
+    (1, 2, 5, 10, 25, 50)
+    """
     if m < 2:
         raise ConfigError(f"the one-run audit needs at least 2 canaries, got {m}")
     return tuple(sorted({min(m // 2, max(1, round(f * m / 2))) for f in fractions}))
