@@ -128,3 +128,16 @@ def test_a_job_without_record_dp_or_report_imports_no_opacus_sklearn_or_matplotl
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+def test_python_dash_m_fedsilo_is_the_fedsilo_command() -> None:
+    """``python -m fedsilo`` runs the CLI (where the ``fedsilo`` script is not on PATH)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "fedsilo", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "simulate" in done.stdout and "Usage" in done.stdout
