@@ -158,12 +158,29 @@ def test_a_smaller_group_size_than_the_party_requires_is_refused(tmp_path: Path)
     assert ok.error is None
 
 
+def test_a_group_size_just_below_the_party_minimum_is_refused() -> None:
+    party = _party(None, QueryPolicy(min_group_size=10))
+    reply = Message.decode(party.handle(_task(LAPLACE, min_group_size=9)))
+    assert reply.error_code is ErrorCode.REFUSED and not reply.arrays
+    assert "refuses min_group_size 9" in str(reply.error)
+
+
+def test_every_noisy_answer_is_charged_to_the_ledger_before_it_leaves(tmp_path: Path) -> None:
+    party = _party(tmp_path / "p0.sqlite", budget=3.0)
+    for n in (1, 2):
+        reply = Message.decode(party.handle(_task(LAPLACE)))
+        assert reply.error is None and "stats" in reply.arrays
+        assert _entries(tmp_path / "p0.sqlite") == n
+        assert reply.body["privacy"]["cost"] == pytest.approx(0.7)
+        assert reply.body["privacy"]["spent"] == pytest.approx(0.7 * n)
+
+
 def test_eight_concurrent_queries_never_exceed_the_budget(tmp_path: Path) -> None:
     """8 threads, each a party process's handler over the same ledger file, 3 queries each."""
     ledger = tmp_path / "p0.sqlite"
     probe = _party(None, budget=3.0)
     capacity = 0
-    while Message.decode(probe.handle(_task(LAPLACE))).error is None:
+    while capacity < 24 and Message.decode(probe.handle(_task(LAPLACE))).error is None:
         capacity += 1
     assert 2 < capacity < 24
     _party(ledger).handle(_task({"mechanism": "none"}))  # create the file

@@ -25,7 +25,14 @@ from fedsilo.analytics.local import PartyTable, local_statistics
 from fedsilo.analytics.plan import make_plan
 from fedsilo.analytics.run import collect, public_job, run_query, simulated_party
 from fedsilo.analytics.sql import parse_query
-from fedsilo.errors import AggregationError, ConfigError, DataError, ErrorCode, ProtocolError
+from fedsilo.errors import (
+    AggregationError,
+    BudgetExhaustedError,
+    ConfigError,
+    DataError,
+    ErrorCode,
+    ProtocolError,
+)
 from fedsilo.privacy.ledger import PrivacyLedger
 from fedsilo.privacy.secagg.identity import simulated_identities
 from fedsilo.protocol.messages import Fault, Message, TaskKind
@@ -370,6 +377,22 @@ def test_fixed_point_counts_are_exact_and_overflow_is_refused() -> None:
         fp.check_rows(out[:, 0], 999_999)
     with pytest.raises(DataError, match=r"party 'p7'.*raise max_rows"):
         fp.encode(np.array([[1.0, 1.0, 50.0 * 2.0**21]]), party="p7")
+
+
+def test_a_party_that_cannot_afford_a_secure_query_refuses_at_step_keys(tmp_path: Path) -> None:
+    """The early budget check: the party refuses before its keys (or its statistics, masked or
+    not) leave; nobody is charged, and the coordinator sends no further step."""
+    budgets = {"p0": 5.0, "p1": 0.5, "p2": 5.0}
+    parties = [{"name": p, "path": f"unused-{p}.csv", "max_epsilon": b} for p, b in budgets.items()]
+    job = make_job(3, secure() | {"mechanism": "laplace", "epsilon": 1.0}, parties=parties)
+    rec = Recording(transport_for(job, random_frames(3, 30), tmp_path))
+    with pytest.raises(BudgetExhaustedError) as err:
+        run_query(job, "SELECT COUNT(*), SUM(amount) FROM t", transport=rec)
+    assert "step 'keys'" in str(err.value) and "party 'p1'" in str(err.value)
+    assert {m.body["secagg"]["step"] for m in rec.sent} == {"keys"}
+    p1 = next(r for r in rec.received if r.sender == "p1")
+    assert p1.error_code is ErrorCode.BUDGET_EXHAUSTED and not p1.body and not p1.arrays
+    assert [len(PrivacyLedger(tmp_path / f"{p}.sqlite", p).entries()) for p in budgets] == [0] * 3
 
 
 @pytest.mark.parametrize("variant", ["secagg", "secagg+"])
