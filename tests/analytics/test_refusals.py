@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ import pytest
 from fedsilo.analytics.config import parse_analytics_job
 from fedsilo.analytics.local import PartyTable
 from fedsilo.analytics.plan import make_plan
-from fedsilo.analytics.run import run_query, simulated_party
+from fedsilo.analytics.run import public_job, run_query, simulated_party
 from fedsilo.analytics.sql import _SIMPLE, SUPPORTED, parse_query
 from fedsilo.errors import BudgetExhaustedError, ConfigError, ProtocolError, UnsupportedError
 from fedsilo.privacy.ledger import PrivacyLedger
@@ -158,6 +159,45 @@ def test_party_rejects_a_plan_outside_its_schema_and_survives_garbage() -> None:
     assert reply.error is not None and "filter" in reply.error
     reply = Message.decode(agent.handle(b"not a message"))
     assert reply.error is not None and "malformed" in reply.error
+
+
+def _forge(plan: dict[str, Any], field: str) -> str:
+    """Change one field of a plan the coordinator sends; the refusal the party must give."""
+    if field == "table":
+        plan["table"] = "payroll"
+        return "plan names table 'payroll'"
+    if field == "bounds":  # wider clipping bounds: one row could move a sum by a billion
+        plan["columns"]["amount"]["upper"] = 1e9
+        return "plan's column 'amount' differs from the job schema"
+    if field == "categories":  # a group space other than the public one
+        plan["categories"][0] = ["north"]
+        return "plan groups by 'region' with undeclared categories"
+    if field == "group_by_number":  # a number column: its public categories are none at all
+        plan["group_by"], plan["categories"] = ["amount"], [[]]
+        return "plan groups by 'amount' with undeclared categories"
+    if field == "undeclared_column":  # a statistic over a column outside the plan's schema
+        plan["blocks"].append({"kind": "s1", "columns": ["score"], "bins": []})
+        return "plan uses undeclared column 'score'"
+    plan["blocks"].append({"kind": "rows", "columns": ["amount"], "bins": []})
+    return "plan has an unknown statistic 'rows'"
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["table", "bounds", "categories", "group_by_number", "undeclared_column", "unknown_kind"],
+)
+def test_party_refuses_a_plan_the_coordinator_changed(field: str) -> None:
+    job = make_job(1)
+    sql = "SELECT region, COUNT(*), SUM(amount) FROM t GROUP BY region"
+    plan = make_plan(parse_query(sql, job), job).to_json()
+    expected = _forge(plan, field)
+    task = Message(
+        TaskKind.QUERY, job.name, 0, "c", {"plan": plan, "job": public_job(job), "sql": sql}
+    )
+    reply = Message.decode(
+        simulated_party("p0", PartyTable("m", frame=FRAME), job).handle(task.encode())
+    )
+    assert reply.error is not None and expected in reply.error and not reply.arrays
 
 
 def test_missing_party_file_fails_the_query_naming_the_party(tmp_path: Path) -> None:

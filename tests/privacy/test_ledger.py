@@ -11,6 +11,7 @@ from dp_accounting import pld, rdp
 
 from fedsilo.errors import BudgetExhaustedError, LedgerError
 from fedsilo.privacy.accounting import AccountingMethod, GaussianSpend, LaplaceSpend, epsilon
+from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
 from fedsilo.privacy.ledger import Budget, PrivacyLedger
 from fedsilo.privacy.secagg import keys
 
@@ -137,6 +138,16 @@ def test_a_ledger_belongs_to_one_party_and_one_identity_key(tmp_path: Path) -> N
     with pytest.raises(LedgerError, match="a new key does not start a new budget"):
         PrivacyLedger(path, "bank-a", identity=keys.identity_public(keys.new_identity_key()).hex())
     PrivacyLedger(path, "bank-a", identity=key).close()  # the same key opens it
+
+
+def test_a_party_with_another_identity_key_cannot_open_its_ledger(tmp_path: Path) -> None:
+    """The guard keys the ledger by the party's identity key: a new key is refused, not given
+    the old spend under a fresh identity."""
+    path, key = tmp_path / "p.sqlite", keys.new_identity_key()
+    PrivacyGuard("bank-a", PartyPrivacy(ledger=path, signing_key=key)).ledger.close()
+    with pytest.raises(LedgerError, match="a new key does not start a new budget"):
+        PrivacyGuard("bank-a", PartyPrivacy(ledger=path, signing_key=keys.new_identity_key()))
+    PrivacyGuard("bank-a", PartyPrivacy(ledger=path, signing_key=key)).ledger.close()
 
 
 def test_a_file_that_is_not_a_ledger_is_refused(tmp_path: Path) -> None:
