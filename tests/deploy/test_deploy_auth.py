@@ -4,18 +4,22 @@ parties."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import ValidationError
 
-from fedsilo.deploy.auth import AUTH_HEADER, PARTY_HEADER
+from fedsilo.deploy.auth import AUTH_HEADER, PARTY_HEADER, Authenticator, Refusal
 from fedsilo.deploy.channel import open_channel
 from fedsilo.deploy.client import AdminClient
+from fedsilo.deploy.config import RegisteredParty, token_sha256
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.proto import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.deploy.service import WIRE_VERSION
@@ -138,6 +142,30 @@ def test_unregistered_party_is_unauthenticated(server: Deployment) -> None:
     assert "not registered" in err.details()
 
 
+def test_a_request_naming_another_party_than_its_credentials_is_denied(
+    server: Deployment,
+) -> None:
+    """org-a's certificate, header and token, but a Pull request body naming org-b."""
+    channel = open_channel(
+        server.address,
+        ca=server.root / "ca" / "ca.pem",
+        cert=server.certs / "org-a.pem",
+        key=server.certs / "org-a.key",
+    )
+    meta = [(PARTY_HEADER, "org-a"), (AUTH_HEADER, f"Bearer {token('org-a')}")]
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            pb_grpc.CoordinatorStub(channel).Pull(
+                pb.PullRequest(schema_version=WIRE_VERSION, party="org-b"),
+                metadata=meta,
+                timeout=10,
+            )
+    finally:
+        channel.close()
+    assert info.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "names party 'org-b' but the credentials are for 'org-a'" in info.value.details()
+
+
 def test_admin_calls_need_the_admin_token(server: Deployment) -> None:
     client = AdminClient(
         server.address,
@@ -161,3 +189,74 @@ def test_server_refuses_to_start_in_plaintext_without_insecure(tmp_path: Path) -
     config = ServerConfig(admin_token_sha256="0" * 64, run_dir=tmp_path)
     with pytest.raises(ConfigError, match="--insecure"):
         Server(config)
+
+
+class _Context:
+    """What :class:`Authenticator` reads from a gRPC call: its metadata (no client cert)."""
+
+    def __init__(self, metadata: list[tuple[str, str]]) -> None:
+        self._metadata = metadata
+
+    def invocation_metadata(self) -> list[tuple[str, str]]:
+        return self._metadata
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}
+
+
+def _context(*metadata: tuple[str, str]) -> grpc.ServicerContext:
+    return cast(grpc.ServicerContext, _Context(list(metadata)))
+
+
+def _auth(registered_hash: str) -> Authenticator:
+    party = RegisteredParty(name="org-a", token_sha256=registered_hash)
+    return Authenticator([party], registered_hash, mtls=False)
+
+
+def test_a_token_is_accepted_only_for_its_whole_hash() -> None:
+    """A registered hash that differs from the presented token's only in its last digit."""
+    guess = "guessed-token"
+    digest = hashlib.sha256(guess.encode()).hexdigest()
+    near = digest[:-1] + ("0" if digest[-1] != "0" else "1")
+    call = _context((PARTY_HEADER, "org-a"), (AUTH_HEADER, f"Bearer {guess}"))
+    with pytest.raises(Refusal, match="missing or wrong token"):
+        _auth(near).party(call)
+    with pytest.raises(Refusal, match="admin call without the right admin token"):
+        _auth(near).admin(call)
+    assert _auth(digest).party(call) == "org-a"
+
+
+def test_a_token_must_come_as_a_bearer_credential() -> None:
+    tok = token("org-a")
+    auth = _auth(token_sha256(tok))
+    for value in (tok, f"Basic {tok}", f"bearer{tok}"):
+        with pytest.raises(Refusal, match="missing or wrong token"):
+            auth.party(_context((PARTY_HEADER, "org-a"), (AUTH_HEADER, value)))
+    assert auth.party(_context((PARTY_HEADER, "org-a"), (AUTH_HEADER, f"Bearer {tok}"))) == "org-a"
+
+
+def test_a_server_refuses_a_party_without_a_credential_unless_mtls_names_it(tmp_path: Path) -> None:
+    """Without a token and without client certificates, anyone could claim the party's name."""
+    from fedsilo.deploy.config import ServerConfig, TlsConfig
+
+    bare = {"admin_token_sha256": "0" * 64, "run_dir": tmp_path, "parties": [{"name": "org-a"}]}
+    tls = TlsConfig(cert=tmp_path / "s.pem", key=tmp_path / "s.key")
+    for config in (bare, bare | {"tls": tls}):
+        with pytest.raises(ValidationError, match="parties org-a have no credential"):
+            ServerConfig.model_validate(config)
+    mtls = tls.model_copy(update={"client_ca": tmp_path / "ca.pem"})
+    assert ServerConfig.model_validate(bare | {"tls": mtls}).parties[0].token_sha256 is None
+
+
+def test_a_party_registered_twice_is_refused(tmp_path: Path) -> None:
+    """Two entries for one name (one of them revoked) would leave which one counts to chance."""
+    from fedsilo.deploy.config import ServerConfig
+
+    entries = [
+        {"name": "org-a", "token_sha256": "1" * 64, "revoked": True},
+        {"name": "org-a", "token_sha256": "2" * 64},
+    ]
+    with pytest.raises(ValidationError, match="party names must be unique; repeated: org-a"):
+        ServerConfig.model_validate(
+            {"admin_token_sha256": "0" * 64, "run_dir": tmp_path, "parties": entries}
+        )

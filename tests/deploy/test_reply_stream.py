@@ -64,3 +64,13 @@ def test_a_second_reply_to_the_same_task_is_refused() -> None:
     assert board.push("org-a", task_id, CHUNK, Chunks(1)) == (True, "")
     accepted, reason = board.push("org-a", task_id, CHUNK, Chunks(1))
     assert not accepted and "already answered" in reason
+
+
+def test_a_party_cannot_answer_a_task_addressed_to_another() -> None:
+    """org-b, knowing org-a's task id, pushes a reply for it: refused, and org-a still answers."""
+    board = PartyBoard()
+    task_id, _ = _posted(board)
+    accepted, reason = board.push("org-b", task_id, CHUNK, Chunks(1))
+    assert not accepted and "not addressed to you" in reason
+    assert board._pending[task_id].payload is None
+    assert board.push("org-a", task_id, CHUNK, Chunks(1)) == (True, "")
