@@ -7,6 +7,7 @@ naming it (nothing charged, the parties keep answering), and queries never mix t
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -433,3 +434,45 @@ def test_parties_refuse_a_survivor_set_that_drops_anyone(variant: str, tmp_path:
     assert "parties 'p0', 'p1', 'p2': each party refuses" in text  # one reason, said once
     assert "p3 named as dropped" in text and "no query tolerates a dropout" in text
     assert rogue.sent[-1] == "confirm"  # no unmask request could follow
+
+
+def test_a_forged_share_at_step_mask_is_refused_before_anything_is_charged(
+    tmp_path: Path,
+) -> None:
+    """A coordinator that corrupts one encrypted share in the 'mask' step: the party refuses to
+    mask (AES-GCM fails) and charges nothing: a refused step costs the party no budget."""
+    names = ["p0", "p1", "p2"]
+    parties = [{"name": p, "path": f"unused-{p}.csv", "max_epsilon": 5.0} for p in names]
+    job = make_job(3, secure() | {"mechanism": "laplace", "epsilon": 1.0}, parties=parties)
+    inner = transport_for(job, random_frames(3, 30), tmp_path)
+
+    class Forging:
+        def party_names(self) -> list[str]:
+            return inner.party_names()
+
+        def exchange(self, tasks: Mapping[str, Message], *, timeout_s: float) -> Gathered:
+            first = next(iter(tasks.values()))
+            if first.body["secagg"]["step"] == "mask":  # flip one byte of a share to p1
+                task = tasks["p1"]
+                shares = dict(task.body["secagg"]["shares"])
+                sender = sorted(shares)[0]
+                blob = bytearray(base64.b64decode(shares[sender]))
+                blob[-1] ^= 1
+                shares[sender] = base64.b64encode(blob).decode()
+                secagg = task.body["secagg"] | {"shares": shares}
+                tasks = dict(tasks) | {
+                    "p1": Message(
+                        task.kind,
+                        task.job_id,
+                        task.round,
+                        task.sender,
+                        task.body | {"secagg": secagg},
+                    )
+                }
+            return inner.exchange(tasks, timeout_s=timeout_s)
+
+    with pytest.raises(ProtocolError) as err:
+        run_query(job, "SELECT COUNT(*), SUM(amount) FROM t", transport=Forging())
+    assert "step 'mask'" in str(err.value) and "party 'p1'" in str(err.value)
+    assert "failed to decrypt" in str(err.value)
+    assert len(PrivacyLedger(tmp_path / "p1.sqlite", "p1").entries()) == 0

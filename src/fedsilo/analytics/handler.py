@@ -158,24 +158,27 @@ class AnalyticsAgent:
             return local_statistics(plan, self._table, party=self.name, con=self._con)
 
     def _secure_step(self, spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """Steps after ``keys``; at ``mask`` the query is charged before the masked stats leave."""
+        """Steps after ``keys``. At ``mask`` the masked statistics are computed first (the
+        neighbours' shares decrypted and checked), then the query is charged, then they leave:
+        a step the party refuses (a forged or missing share, a substituted key) charges
+        nothing. Once the masked statistics have left, the query stays charged whatever
+        follows: the party cannot know whether they will be unmasked.
+        """
         query = str(spec.get("query"))
-        privacy = None
-        if spec["step"] == "mask":
-            with self._lock:
-                price = self._prices.pop(query, None)
-            if price is None:
-                self._secure.forget(query)
-                raise ProtocolError(
-                    f"party '{self.name}': no query {query} in progress (step 'mask' arrived "
-                    "without its 'keys' step, or the party process restarted)"
-                )
-            try:
-                privacy = self._charge(price)
-            except FedsiloError:
-                self._secure.forget(query)  # refused: this query's secrets go
-                raise
-        body, arrays = self._secure.step(spec)
-        if privacy is not None:
-            body = body | {"privacy": privacy}
-        return body, arrays
+        if spec["step"] != "mask":
+            return self._secure.step(spec)
+        with self._lock:
+            price = self._prices.pop(query, None)
+        if price is None:
+            self._secure.forget(query)
+            raise ProtocolError(
+                f"party '{self.name}': no query {query} in progress (step 'mask' arrived "
+                "without its 'keys' step, or the party process restarted)"
+            )
+        try:
+            body, arrays = self._secure.step(spec)  # nothing has left the party yet
+            privacy = self._charge(price)
+        except FedsiloError:
+            self._secure.forget(query)  # refused: this query's secrets go
+            raise
+        return body | {"privacy": privacy}, arrays
