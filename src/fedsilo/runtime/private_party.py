@@ -174,6 +174,9 @@ class PrivateParty:
                     "would let the coordinator difference them"
                 )
             self._masked_seeds.add(seed)
+            # the neighbours' shares are checked before training charges the round's privacy
+            # spend: a forged share or a substituted key costs the party nothing
+            self._round(task).receive(wire.decode_ciphertexts(opts.secagg.shares))
         fitted, new_params = train()
         update = flatten(new_params)
         update -= flatten(task.arrays)
@@ -191,6 +194,5 @@ class PrivateParty:
         state = self._round(task)
         quant = Quantizer(sa.clip_range, sa.bits, sa.max_parties)
         encoded = quant.encode(vector, np.random.default_rng(sa.quant_seed), overwrite=True)
-        shares = wire.decode_ciphertexts(sa.shares)
         masked = MaskedFitReply(privacy=fitted.privacy)
-        return masked, {"masked": state.mask(shares, encoded, overwrite=True)}
+        return masked, {"masked": state.apply(encoded, overwrite=True)}

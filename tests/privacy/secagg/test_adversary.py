@@ -46,6 +46,7 @@ class ScriptedCoordinator:
         data = load_simulated_data(self.job)
         ids = simulated_party_identities(self.job, data.parties)
         agents = {p: PartyAgent(p, d, identity=ids[p]) for p, d in data.parties.items()}
+        self.agents = agents
         self.transport = InProcessTransport(agents)
         self.setup = prepare_parties(self.transport, self.job)
         self.parties = sorted(self.setup.parties)
@@ -268,6 +269,36 @@ def test_a_substituted_mask_key_is_refused_before_any_input_is_masked(
         assert "masked" not in fitted[victim].arrays  # no input masked with the rogue key
     for honest in set(coordinator.parties) - set(victims):
         assert "masked" in fitted[honest].arrays
+
+
+def test_a_forged_share_is_refused_before_the_party_trains() -> None:
+    """A coordinator that corrupts one encrypted share relayed to a party in the fit task: the
+    party checks its neighbours' shares before it trains, so it refuses without training (so,
+    with record-level DP, without charging the round to its ledger) and sends nothing."""
+    coordinator = ScriptedCoordinator(4)
+    trained: list[str] = []
+    for name, agent in coordinator.agents.items():
+        inner = agent._trainer
+
+        def counting(*args: Any, _name: str = name, _inner: Any = inner, **kw: Any) -> Any:
+            trained.append(_name)
+            return _inner(*args, **kw)
+
+        agent._trainer = counting
+    victim = "party-2"
+
+    def forge(inbox: dict[str, dict[str, bytes]]) -> None:
+        sender = sorted(inbox[victim])[0]
+        blob = bytearray(inbox[victim][sender])
+        blob[-1] ^= 1  # the AES-GCM tag no longer verifies
+        inbox[victim][sender] = bytes(blob)
+
+    _, fitted = coordinator.honest_until_masked(coordinator.plan(), tamper_inbox=forge)
+    errors = _errors(fitted)
+    assert sorted(errors) == [victim]
+    assert "an encrypted share failed to decrypt" in errors[victim]
+    assert "masked" not in fitted[victim].arrays
+    assert sorted(trained) == [p for p in coordinator.parties if p != victim]
 
 
 def test_without_substitution_the_same_round_completes() -> None:

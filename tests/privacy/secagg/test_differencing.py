@@ -4,7 +4,7 @@ Issue #11 (Why, point 1): SecAgg, 5 parties, ``selection.min_parties = 5``, one 
 in round 1. A coordinator that unmasks the 4-party sum, then rejects the round and retries with
 the same fit seeds, unmasks a 5-party sum whose difference with the first is the lost party's
 update. Every test here spies on the real state machines: each sum the coordinator unmasks
-(``ServerRound.unmask``) and each party's masked input (``PartyRound.mask``), then looks for
+(``ServerRound.unmask``) and each party's masked input (``PartyRound.apply``), then looks for
 a pair of sums whose difference decodes to one party's input.
 """
 
@@ -70,22 +70,20 @@ class Spy:
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Spy]:
     seen = Spy()
-    unmask, mask = ServerRound.unmask, PartyRound.mask
+    unmask, apply = ServerRound.unmask, PartyRound.apply
 
     def spy_unmask(self: ServerRound, reveals: Mapping[str, Any]) -> np.ndarray:
         total = unmask(self, reveals)
         seen.sums.append((self.setup.tag, sorted(self._masked), total.copy()))
         return total
 
-    def spy_mask(
-        self: PartyRound, ciphertexts: Mapping[str, bytes], x: np.ndarray, **kw: bool
-    ) -> np.ndarray:
+    def spy_apply(self: PartyRound, x: np.ndarray, **kw: bool) -> np.ndarray:
         seen.inputs[(self.setup.tag, self.name)] = x.copy()
         seen.size[self.setup.tag] = len(self.setup.ids)  # complete graph: every party
-        return mask(self, ciphertexts, x, **kw)
+        return apply(self, x, **kw)
 
     monkeypatch.setattr(ServerRound, "unmask", spy_unmask)
-    monkeypatch.setattr(PartyRound, "mask", spy_mask)
+    monkeypatch.setattr(PartyRound, "apply", spy_apply)  # mask() is receive() then apply()
     yield seen
 
 

@@ -26,7 +26,9 @@ Steps, per round:
    compares with the ``s`` key the server relayed (a mismatch is a substitution: u refuses
    before it masks). Then it sends ``y_u = x_u + PRG(b_u) + sum_v ±PRG(s_uv) mod 2^bits``
    over the neighbours v that shared in step 1 (+ if u < v, - otherwise), if at least
-   ``t - 1`` did.
+   ``t - 1`` did. A party that computes ``x_u`` only now (trains, spending privacy budget)
+   checks the shares first (:meth:`PartyRound.receive`) and masks after
+   (:meth:`PartyRound.apply`): a forged share costs it nothing.
 3. **confirm** – the server names the survivors (sent ``y``); u checks the set (it contains u,
    its graph restricted to the survivors is connected, and with ``tolerate_dropouts=False`` it
    is everyone) and confirms it, with whether u masked with v, to each surviving
@@ -380,13 +382,28 @@ class PartyRound:
     def mask(
         self, ciphertexts: Mapping[str, bytes], x: np.ndarray, *, overwrite: bool = False
     ) -> np.ndarray:
-        """``y = x + PRG(b) ± PRG(s_uv)`` over the neighbours that sent this party shares.
+        """``y = x + PRG(b) ± PRG(s_uv)`` over the neighbours that sent this party shares:
+        :meth:`receive` then :meth:`apply`.
 
         ``overwrite``: ``x`` is the caller's scratch (its encoded input) and is masked in place.
         """
-        self._advance("mask", "confirm")
-        if x.dtype != self.setup.dtype or x.shape != (self.setup.length,):
-            raise ProtocolError(f"party '{self.name}': input is not a ring vector of this round")
+        self.receive(ciphertexts)
+        return self.apply(x, overwrite=overwrite)
+
+    def receive(self, ciphertexts: Mapping[str, bytes]) -> None:
+        """Decrypt and check the neighbours' shares (the first half of :meth:`mask`).
+
+        A party that computes its input only now (trains, spends privacy budget) calls this
+        first: a forged share or a substituted key is refused before that work and spend.
+        """
+        self._advance("mask", "apply")
+        try:
+            self._receive(ciphertexts)
+        except BaseException:
+            self._stage = "refused"  # no later step of this round runs on a half-checked state
+            raise
+
+    def _receive(self, ciphertexts: Mapping[str, bytes]) -> None:
         if not set(ciphertexts) <= set(self._peer_keys):
             raise ProtocolError(f"party '{self.name}' got shares from parties it has no keys of")
         if len(ciphertexts) + 1 < self.setup.threshold:
@@ -409,6 +426,12 @@ class PartyRound:
                 )
             self._held[sender] = (s_sh, b_sh)
         self._masked_with = set(ciphertexts)
+
+    def apply(self, x: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
+        """The masked input ``y`` from the shares :meth:`receive` checked."""
+        self._advance("apply", "confirm")
+        if x.dtype != self.setup.dtype or x.shape != (self.setup.length,):
+            raise ProtocolError(f"party '{self.name}': input is not a ring vector of this round")
         y = x if overwrite else x.copy()
         masks = _expander(self.setup)
         y += masks.expand(self._b)
