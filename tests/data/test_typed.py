@@ -356,3 +356,17 @@ def test_an_integral_text_label_and_2024_point_0_categories() -> None:
     con = cursor()
     with pytest.raises(DataError, match=r"'year'.*not an integer \(row 3, 1 value\(s\).*2024\.0"):
         typed_view(con, {"year": Declared(CAT, (2024, 2025))}, party="a", source="a", frame=df)
+
+
+@pytest.mark.parametrize("kind", list(ColumnType))
+def test_a_column_with_no_value_at_all_reads_as_missing_whatever_its_declared_type(
+    tmp_path: Path, kind: ColumnType
+) -> None:
+    """An empty column of a small file (DuckDB gives it the type NULL) is all missing, not
+    refused as stored with the wrong type."""
+    (tmp_path / "few.csv").write_text("id,c\n1,\n2,\n")
+    raw = read_raw(tmp_path / "few.csv", party="a")
+
+    out = typed_frame(raw, {"c": Declared(kind, skip_missing=True)}, party="a", source="few.csv")
+
+    assert out["c"].isna().all() and len(out) == 2

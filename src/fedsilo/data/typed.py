@@ -266,6 +266,8 @@ def _column(
     name: str, spec: Declared, source_type: str, *, party: str, source: str, encode: bool
 ) -> _Column:
     c = _q(name)
+    if source_type.upper().strip('"') == "NULL":  # no value at all (a column of None)
+        source_type = "VARCHAR"
     upper = source_type.upper()
     numeric = _numeric(source_type)
     text_like = upper == "VARCHAR" or numeric
