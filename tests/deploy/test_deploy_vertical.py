@@ -174,7 +174,8 @@ def test_vertical_jobs_over_grpc_match_the_simulation(tmp_path: Path) -> None:
             assert parts[p]["path"] == str(path)
             assert parts[p]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     host_sb = json.loads((tmp_path / "models-provider" / sb_id / "provider.json").read_text())
-    assert set(host_sb) == {"party", "records", "features"}  # its split table only
+    # its split table only, and how it encodes its own columns
+    assert set(host_sb) == {"format", "party", "role", "records", "features", "encoding"}
     guest_sb = json.loads((tmp_path / "models-bank" / sb_id / "bank.json").read_text())
     assert len(guest_sb["trees"]) == 3
     weights = load_file(str(tmp_path / "models-provider" / lr_id / "provider.safetensors"))

@@ -271,7 +271,9 @@ def test_secureboost_job_two_hosts_outputs(tmp_path: Path) -> None:
     guest = json.loads((paths_out["model"] / "bank.json").read_text())
     shop = json.loads((paths_out["model"] / "shop.json").read_text())
     assert guest["party"] == "bank" and len(guest["trees"]) == v["n_trees"]
-    assert set(shop) == {"party", "records", "features"}  # a host keeps only its split table
+    # a host keeps only its split table and how it encodes its own columns
+    assert set(shop) == {"format", "party", "role", "features", "encoding", "records"}
+    assert [c["name"] for c in shop["encoding"]["columns"]] == shop["features"]
     assert all(set(r) == {"feature", "threshold"} for r in shop["records"])
     assert "threshold" not in json.dumps(guest["trees"])  # no host threshold in the guest's part
     assert "SecureBoost" in paths_out["report"].read_text()

@@ -17,14 +17,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
-from fedsilo.errors import ConfigError, DataError, FedsiloError, ProtocolError, RoundFailedError
+from fedsilo.errors import (
+    ConfigError,
+    DataError,
+    FedsiloError,
+    MissingValueError,
+    ProtocolError,
+    RoundFailedError,
+)
 from fedsilo.jobs import load_job, parse_job
 from fedsilo.protocol.messages import Message, TaskKind
 from fedsilo.runtime.transport import InProcessTransport
 from fedsilo.vertical.agent import VerticalPartyAgent
 from fedsilo.vertical.config import VerticalScoreJob
+from fedsilo.vertical.hetero_lr.party import LrPart
 from fedsilo.vertical.result import VerticalResult
+from fedsilo.vertical.sb_role import SbPart
 from fedsilo.vertical.scoring import (
     score_runner,
     simulate_vertical_score,
@@ -183,8 +194,99 @@ def test_a_forged_part_is_refused_naming_party_and_file(
     files = (runs["files"][0], runs["files"][1]["host"])
     new = _new_files(files, tmp_path, list(heldout))
 
-    with pytest.raises(DataError, match=r"party .provider.: saved hetero-LR part .* is not"):
+    with pytest.raises(DataError, match=r"party .provider.: saved hetero-LR part .* is not") as err:
         simulate_vertical_score(_score_job(copy, new))
+    text = str(err.value)
+    assert "it is party 'bank''s, role 'guest'" in text and "[]" not in text
+    assert "Put 'provider''s own part there (provider.safetensors" in text
+
+
+def test_a_missing_value_under_the_runs_reject_policy_says_scoring_applies_that_policy(
+    runs: dict[str, Any], tmp_path: Path
+) -> None:
+    """The run trained with missing = "reject" (the default): a scoring job's party has no
+    `missing` key to set, so the message points at the training run, not at the job."""
+    run, heldout = runs["hetero_lr"]
+    files = (runs["files"][0], runs["files"][1]["host"])
+    new = _new_files(files, tmp_path, list(heldout))
+    provider = pd.read_csv(new[1])
+    provider.loc[[2, 6], "x5"] = np.nan
+    provider.to_csv(new[1], index=False)
+
+    with pytest.raises(MissingValueError) as err:
+        simulate_vertical_score(_score_job(run, new))
+
+    text = str(err.value)
+    assert "party 'provider' file" in text and "'x5' has 2 missing value(s) (first: row 3)" in text
+    assert f"as the training run {run.name!r} did" in text and 'missing = "reject"' in text
+    assert "retrain with missing" in text and "in the job" not in text
+
+
+def test_a_party_pointed_at_another_partys_file_is_refused_naming_the_columns(
+    runs: dict[str, Any], tmp_path: Path
+) -> None:
+    """Both parties' path is the provider's file (a copy-paste slip): its x0..x9 are the
+    bank's column names too, but its x10..x19 are not the bank's."""
+    run, heldout = runs["hetero_lr"]
+    files = (runs["files"][0], runs["files"][1]["host"])
+    new = _new_files(files, tmp_path, list(heldout))
+
+    with pytest.raises(DataError) as err:
+        simulate_vertical_score(_score_job(run, (new[1], new[1])))
+
+    text = str(err.value)
+    assert f"party 'bank' file {new[1]}" in text
+    assert "unexpected 'x10', 'x11'" in text and "missing" not in text
+    assert "another party's" in text
+
+
+@pytest.mark.parametrize("algorithm", ["hetero_lr", "secureboost"])
+def test_a_part_of_the_earlier_format_is_refused_saying_to_retrain(
+    runs: dict[str, Any], algorithm: str, tmp_path: Path
+) -> None:
+    """Version 1 parts kept no encoding (types, category values, fills): scoring with them
+    would rebuild those from the new file, so they are refused, not scored."""
+    run, _ = runs[algorithm]
+    if algorithm == "hetero_lr":
+        source = run / "models" / "provider.safetensors"
+        with safe_open(str(source), framework="numpy") as fh:
+            meta = fh.metadata()
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+        old = {k: v for k, v in meta.items() if k not in ("format", "encoding")}
+        part = tmp_path / "provider.safetensors"
+        save_file(tensors, str(part), metadata=old)
+        load: Any = LrPart.load
+    else:
+        doc = json.loads((run / "models" / "bank.json").read_text())
+        for key in ("role", "encoding"):
+            doc.pop(key)
+        doc["format"] = "fedsilo.secureboost/1"
+        part = tmp_path / "bank.json"
+        part.write_text(json.dumps(doc))
+        load = SbPart.load
+
+    with pytest.raises(DataError) as err:
+        load(part, part.stem)
+
+    text = str(err.value)
+    assert f"party {part.stem!r}" in text and str(part) in text
+    assert "written by an earlier fedsilo" in text and "Retrain the run" in text
+
+
+@pytest.mark.parametrize("name", ["provider.safetensors", "provider.json"])
+def test_a_damaged_part_is_refused_naming_the_file_and_what_to_do(
+    tmp_path: Path, name: str
+) -> None:
+    part = tmp_path / name
+    part.write_bytes(b"\x00\x01 not a part")
+    load: Any = LrPart.load if name.endswith(".safetensors") else SbPart.load
+
+    with pytest.raises(DataError) as err:
+        load(part, "provider")
+
+    text = str(err.value)
+    assert "party 'provider'" in text and f"{part} cannot be read" in text
+    assert "damaged or not a model part" in text and "Copy the party's part again" in text
 
 
 @pytest.mark.parametrize("algorithm", ["hetero_lr", "secureboost"])

@@ -46,6 +46,7 @@ def test_cli_secureboost_example_matches_centralized_gbm(
     parts = {p.name for p in (out / "models").iterdir()}
     assert parts == {"bank.json", "provider.json"}
     provider = json.loads((out / "models" / "provider.json").read_text())
-    assert set(provider) == {"party", "records", "features"} and provider["party"] == "provider"
+    assert set(provider) == {"format", "party", "role", "records", "features", "encoding"}
+    assert provider["party"] == "provider" and provider["role"] == "host"
     html = (out / "report.html").read_text()
     assert "SecureBoost" in html and "data:image/png;base64," in html

@@ -20,6 +20,8 @@ from fedsilo.errors import DataError, MissingValueError
 from fedsilo.simulation import Progress
 from fedsilo.vertical.config import parse_vertical_job
 from fedsilo.vertical.data import load_party_table
+from fedsilo.vertical.hetero_lr.party import LrPart
+from fedsilo.vertical.result import VerticalResult
 
 
 def files(tmp: Path, breast_files: tuple[Path, Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -104,7 +106,19 @@ def test_missing_values_and_a_categorical_host_column_follow_the_declared_policy
     table = load_party_table(parse_vertical_job(cfg).parties[1])
     assert table.feature_names[-3:] == ["region=east", "region=north", "region=south"]
     x5 = table.feature_names.index("x5")
-    assert table.features[3, x5] == pytest.approx(host["x5"].mean())  # the party's own mean
+    assert np.isnan(table.features[3, x5])  # filled once the training rows are known
     assert table.features[:, -3:].sum(axis=1).tolist() == [1.0] * len(host)  # one-hot
     result = fedsilo.simulate(cfg)
     assert result.final_global["auc"] > 0.9
+
+    # The fill is the mean of the party's training rows (as its standardization is), not of
+    # every row of its file: held-out customers do not shape the model.
+    assert isinstance(result, VerticalResult) and result.heldout_scores is not None
+    paths = result.save(tmp_path / "run")
+    part = LrPart.load(paths["model"] / "shop.safetensors", "shop")
+    fill = {c.name: c.fill for c in part.encoding.columns}
+    train = (set(guest["id"]) & set(host["id"])) - set(result.heldout_scores)
+    assert fill["x5"] == pytest.approx(host.loc[host["id"].isin(train), "x5"].mean(), rel=1e-12)
+    assert fill["x5"] != pytest.approx(host["x5"].mean(), rel=1e-9)
+    counts = host.loc[host["id"].isin(train), "region"].value_counts()
+    assert fill["region"] == min(counts[counts == counts.max()].index)  # ties: first sorted

@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -64,14 +64,14 @@ from fedsilo.vertical.bodies import (
 )
 from fedsilo.vertical.channel import PartyChannel
 from fedsilo.vertical.config import ScorePartyConfig, VerticalPartyConfig
-from fedsilo.vertical.data import PartyTable, load_party_table, select_rows
+from fedsilo.vertical.data import PartyTable, load_party_table, load_scoring_table, select_rows
 from fedsilo.vertical.hetero_lr import HeteroLrParty
 from fedsilo.vertical.hetero_lr.party import LrPart
 from fedsilo.vertical.importance import lr_importance
 from fedsilo.vertical.kinds import ROLE_KINDS
 from fedsilo.vertical.psi import PsiClient, PsiServer, RevealTo
 from fedsilo.vertical.sb_role import SbPart, SecureBoostRole
-from fedsilo.vertical.wire import blob, get_blob
+from fedsilo.vertical.wire import blob, get_blob, get_positions
 
 log = logging.getLogger(__name__)
 
@@ -279,27 +279,15 @@ class VerticalPartyAgent:
             if score.algorithm == "hetero_lr"
             else SbPart.load(path, self.name)
         )
-        is_guest = part.role == "guest" if isinstance(part, LrPart) else part.is_guest
+        is_guest = part.role == "guest"
         if is_guest != (body.guest == self.name) or (not is_guest and self.name not in body.hosts):
             raise ProtocolError(
                 f"party {self.name!r}: the scoring job's roles (guest {body.guest!r}) do not "
                 f"match its saved part of {score.run!r} (a {'guest' if is_guest else 'host'})"
             )
-        entry = body.party.model_dump(mode="json", exclude_none=True)
-        columns = list(dict.fromkeys(_source_column(f, body.party.columns) for f in part.features))
-        try:
-            config = VerticalPartyConfig.model_validate(
-                {**entry, "name": self.name, "path": self._score_path, "features": columns}
-            )
-        except ValidationError as exc:
-            raise ProtocolError(f"party {self.name!r}: malformed psi_open task: {exc}") from None
-        table = load_party_table(config, guest_label=None if is_guest else body.guest_label)
-        if table.feature_names != part.features:
-            raise DataError(
-                f"party {self.name!r} file {self._score_path}: its columns encode to "
-                f"{table.feature_names}, its saved part of {score.run!r} expects "
-                f"{part.features}; give the file the training columns (and category values)"
-            )
+        table = load_scoring_table(
+            self.name, self._score_path, body.party.id_column, part.encoding, run=score.run
+        )
         self._part = part
         return self._opened(msg, body, table)
 
@@ -425,12 +413,14 @@ class VerticalPartyAgent:
         if self.aligned is None or msg.job_id != self._job:
             raise NotReadyError(f"party {self.name!r}: vertical_setup before PSI alignment")
         setup = SetupTask.of(msg).setup
-        t = self.aligned
+        # Missing-value fills come from the training rows, as the standardization does.
+        train = get_positions(msg, "train", len(self.aligned.ids), self.name)
+        t = self.aligned = self.aligned.fitted(train, where=f"party {self.name!r}")
         if isinstance(setup, HeteroLrSetup):
-            lr = HeteroLrParty(self.name, t.features, t.labels, t.feature_names)
+            lr = HeteroLrParty(self.name, t.features, t.labels, t.encoding)
             self.role = lr
             return lr.setup(msg, setup)
-        sb = SecureBoostRole(self.name, t.features, t.labels, t.feature_names)
+        sb = SecureBoostRole(self.name, t.features, t.labels, t.encoding)
         self.role = sb
         return sb.setup(msg, setup)
 
@@ -440,10 +430,10 @@ class VerticalPartyAgent:
             raise NotReadyError(f"party {self.name!r}: vertical_score_setup before scoring PSI")
         t, part = self.aligned, self._part
         if isinstance(part, LrPart):
-            lr = HeteroLrParty(self.name, t.features, None, t.feature_names, scoring=part)
+            lr = HeteroLrParty(self.name, t.features, None, t.encoding, scoring=part)
             self.role = lr
             return lr.score_setup(msg, ScoreSetup.of(msg))
-        sb = SecureBoostRole(self.name, t.features, None, t.feature_names, scoring=part)
+        sb = SecureBoostRole(self.name, t.features, None, t.encoding, scoring=part)
         self.role = sb
         return sb.score_setup(msg)
 
@@ -558,12 +548,6 @@ class VerticalPartyAgent:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         log.info("party %s saved its model part to %s", self.name, path)
         return self._reply(msg, Saved(stored="at the party", path=str(path), sha256=digest))
-
-
-def _source_column(feature: str, declared: Mapping[str, object]) -> str:
-    """The file column behind an encoded feature name (``"region=north"`` -> ``"region"``)."""
-    column = feature.split("=", 1)[0]
-    return column if "=" in feature and column in declared else feature
 
 
 def write_predictions(path: Path, id_column: str, ids: list[object], scores: np.ndarray) -> Path:

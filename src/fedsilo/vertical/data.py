@@ -1,5 +1,10 @@
 """Vertical parties' tables: loading a party's own file (or built-in split), selecting rows.
 
+A training party reads its file with declared or inferred column types and encodes it
+(:class:`~fedsilo.vertical.encoding.PartyEncoding`); a scoring party reads its file of new
+customers with the encoding saved in its model part (:func:`load_scoring_table`), so the
+types, category values and missing-value fills are the training run's.
+
 Alignment across parties is PSI relayed by the coordinator
 (:meth:`fedsilo.vertical.runner.VerticalRunner.align`, the parties' side in
 :mod:`fedsilo.vertical.agent`); there is no other alignment path.
@@ -7,38 +12,42 @@ Alignment across parties is PSI relayed by the coordinator
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from fedsilo.data.preprocess import CONSTANT_CATEGORY_FILL
-from fedsilo.data.tabular import (
-    ColumnSchema,
-    ColumnType,
-    MissingPolicy,
-    frame_source,
-    listing,
-    read_frame,
-)
+from fedsilo.data.tabular import ColumnType, frame_source, listing, read_frame
 from fedsilo.data.typed import Declared, file_columns, infer_columns, read_raw, typed_frame
 from fedsilo.errors import DataError, MissingValueError
 from fedsilo.vertical.config import VerticalJobConfig, VerticalPartyConfig
+from fedsilo.vertical.encoding import FloatArray, PartyEncoding
 
 BUILTIN_SPLITS = ("breast_cancer/guest", "breast_cancer/host")
 
 
 @dataclass(frozen=True)
 class PartyTable:
+    """A party's rows: IDs, encoded features (NaN where a ``mean`` fill still waits for the
+    training rows, :meth:`PartyEncoding.fit`), the encoding and, at the guest, 0/1 labels."""
+
     name: str
     ids: list[object]
-    features: npt.NDArray[np.float64]
-    feature_names: list[str]
+    features: FloatArray
+    encoding: PartyEncoding
     labels: npt.NDArray[np.float64] | None
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.encoding.feature_names
+
+    def fitted(self, train: npt.NDArray[np.int64], *, where: str) -> PartyTable:
+        """The table with its encoding's fills learnt from the rows ``train`` and applied."""
+        encoding = self.encoding.fit(self.features[train], where=where)
+        return replace(self, features=encoding.fill(self.features), encoding=encoding)
 
 
 @dataclass(frozen=True)
@@ -128,9 +137,11 @@ def load_party_table(
     reader (the same checks whatever the source).
 
     Header problems are found first (:func:`check_party_header`); then feature columns are
-    read with their declared (or inferred) types, missing values handled by the party's
-    ``missing`` policy and categories one-hot encoded, all here at the owning party; the
-    label is 1 for ``label_positive`` (or for 1, with 0/1 labels) and 0 otherwise.
+    read with their declared (or inferred) types and encoded, all here at the owning party
+    (:class:`~fedsilo.vertical.encoding.PartyEncoding`: categories one-hot over the file's
+    values; a missing value refused under ``reject``, filled under ``constant``, left NaN
+    under ``mean`` until :meth:`PartyTable.fitted` learns the fills from the training rows);
+    the label is 1 for ``label_positive`` (or for 1, with 0/1 labels) and 0 otherwise.
     """
     if given is not None:
         frame = read_frame(given, party=party.name)
@@ -161,15 +172,63 @@ def load_party_table(
     if party.label is not None:
         spec[party.label] = Declared(ColumnType.CATEGORY, skip_missing=True, label=True)
     typed = typed_frame(frame, spec, party=party.name, source=source)
-    features, feature_names = encode_features(typed, schema, party.missing, where=where)
-    labels = None if party.label is None else _labels(typed[party.label], party, where)
-    return PartyTable(
-        party.name,
-        frame[party.id_column].tolist(),
-        features,
-        feature_names,
-        labels,
+    for col in schema:
+        if typed[col.name].isna().all():
+            raise DataError(
+                f"{where}: feature column {col.name!r} has no value at all "
+                f"({len(typed)} rows); remove it from the file or from the party's features"
+            )
+    encoding = PartyEncoding.of_training_file(
+        typed, schema, party.missing, listed=party.features is not None, label=party.label
     )
+    features = encoding.encode(typed, where=where)
+    labels = None if party.label is None else _labels(typed[party.label], party, where)
+    return PartyTable(party.name, frame[party.id_column].tolist(), features, encoding, labels)
+
+
+def check_scoring_columns(
+    found: list[str], encoding: PartyEncoding, id_column: str, *, where: str, run: str
+) -> None:
+    """A scoring file's columns besides the ID against the ones the party trained with:
+    exactly those (the guest's label column may be there; with listed features, any other
+    column is ignored, as training ignored it)."""
+    if id_column not in found:
+        raise DataError(
+            f"{where} has no column {id_column!r} (the scoring job's id_column for this "
+            f"party); columns: {listing(found)}"
+        )
+    trained = [c.name for c in encoding.columns]
+    missing = [c for c in trained if c not in found]
+    ignored = {id_column, *([encoding.label] if encoding.label else [])}
+    unexpected = (
+        [] if encoding.listed else [c for c in found if c not in trained and c not in ignored]
+    )
+    if missing or unexpected:
+        lacks = [f"missing {listing(missing)}"] if missing else []
+        extra = [f"unexpected {listing(unexpected)}"] if unexpected else []
+        raise DataError(
+            f"{where}: its columns are not those this party trained with in run {run!r} "
+            f"({'; '.join(lacks + extra)}; trained with {listing(trained)} besides the ID). "
+            "Is the party's path its own file (not another party's)? Give it the training "
+            "columns, with the same names."
+        )
+
+
+def load_scoring_table(
+    name: str, path: Path, id_column: str, encoding: PartyEncoding, *, run: str
+) -> PartyTable:
+    """A scoring party's file of new customers, read and encoded as its training run did
+    (``encoding``, from its saved part): the columns must be the trained ones
+    (:func:`check_scoring_columns`); every row is checked (a category value the training data
+    did not have, or a missing value under ``reject``, is refused naming column and row)."""
+    where = f"party {name!r} file {path}"
+    found = file_columns(path, party=name)
+    check_scoring_columns(found, encoding, id_column, where=where, run=run)
+    frame = read_raw(path, party=name)
+    spec = {c.name: Declared(c.type, skip_missing=True, format=c.format) for c in encoding.columns}
+    typed = typed_frame(frame, spec, party=name, source=str(path))
+    features = encoding.encode(typed, where=where, run=run)
+    return PartyTable(name, frame[id_column].tolist(), features, encoding, None)
 
 
 def _labels(series: pd.Series, party: VerticalPartyConfig, where: str) -> npt.NDArray[np.float64]:
@@ -198,48 +257,9 @@ def _labels(series: pd.Series, party: VerticalPartyConfig, where: str) -> npt.ND
     return np.asarray(texts == positive, dtype=np.float64)
 
 
-def encode_features(
-    typed: pd.DataFrame, schema: list[ColumnSchema], policy: MissingPolicy, *, where: str
-) -> tuple[npt.NDArray[np.float64], list[str]]:
-    """The owning party's features: numbers (booleans 0/1, dates in days) with missing values
-    under ``policy`` (``mean``: the column's mean over the party's rows), categories one-hot
-    (sorted values; ``mean`` fills the most frequent, ``constant`` a value ``"missing"``)."""
-    blocks: list[npt.NDArray[np.float64]] = []
-    names: list[str] = []
-    for col in schema:
-        series = typed[col.name]
-        holes = series.isna().to_numpy()
-        if holes.any() and policy is MissingPolicy.REJECT:
-            raise MissingValueError(
-                f"{where}: feature column {col.name!r} has {int(holes.sum())} missing value(s) "
-                'and missing = "reject" (the default). Fill them in, or set missing = "mean" '
-                'or "constant" on the party in the job.'
-            )
-        if col.type.encoded is ColumnType.NUMBER:
-            values = series.to_numpy(dtype=np.float64, na_value=np.nan)
-            if holes.all():
-                raise DataError(f"{where}: feature column {col.name!r} has no value at all")
-            fill = float(np.nanmean(values)) if policy is MissingPolicy.MEAN else 0.0
-            blocks.append(np.where(holes, fill, values)[:, None])
-            names.append(col.name)
-            continue
-        texts = [str(v) for v in series.astype(object)]
-        present = [t for t, hole in zip(texts, holes, strict=True) if not hole]
-        fill_text = CONSTANT_CATEGORY_FILL
-        if policy is MissingPolicy.MEAN and present:
-            counts = Counter(present)
-            top = max(counts.values())
-            fill_text = min(t for t, c in counts.items() if c == top)
-        filled = np.array([fill_text if hole else t for t, hole in zip(texts, holes, strict=True)])
-        values_seen = sorted(set(filled.tolist()))
-        blocks.append(np.stack([filled == v for v in values_seen], axis=1).astype(np.float64))
-        names.extend(f"{col.name}={v}" for v in values_seen)
-    return np.hstack(blocks), names
-
-
 def select_rows(table: PartyTable, rows: npt.NDArray[np.int64]) -> PartyTable:
     """The table's rows ``rows``, in that order (e.g. the PSI-agreed order)."""
     labels = None if table.labels is None else table.labels[rows]
     return PartyTable(
-        table.name, [table.ids[i] for i in rows], table.features[rows], table.feature_names, labels
+        table.name, [table.ids[i] for i in rows], table.features[rows], table.encoding, labels
     )

@@ -118,9 +118,10 @@ class VerticalOutcome:
 
 
 def _entry(party: VerticalPartyConfig, *, scoring: bool) -> PsiPartyEntry:
-    """A party's own job entry; a scoring job's leaves out the label (the new rows need none;
-    the role comes from the party's saved part)."""
-    fields = set(PsiPartyEntry.model_fields) - ({"label", "label_positive"} if scoring else set())
+    """A party's own job entry; a scoring job's is its ID column only (the new rows need no
+    label; the role, features, column types and missing-value policy come from the party's
+    saved part)."""
+    fields = {"id_column"} if scoring else set(PsiPartyEntry.model_fields)
     return PsiPartyEntry.model_validate(party.model_dump(mode="json", include=fields))
 
 

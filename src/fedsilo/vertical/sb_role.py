@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,7 @@ from fedsilo.vertical.bodies import (
     SetupDone,
     SetupTask,
 )
+from fedsilo.vertical.encoding import PartyEncoding
 from fedsilo.vertical.importance import sb_guest_importance, sb_host_importance
 from fedsilo.vertical.metrics import binary_metrics
 from fedsilo.vertical.secureboost import SecureBoostGuest, SecureBoostHost, Tree, TreeParams
@@ -57,32 +58,59 @@ class SbRecord(BaseModel):
     threshold: float
 
 
+SB_PART_FORMAT = "fedsilo.secureboost/2"
+"""The ``format`` of a SecureBoost part. Version 1 (only the guest's said so) had no role and
+no encoding; such a part is refused (see :meth:`SbPart.parse`)."""
+
+
 class SbPart(BaseModel):
     """One party's saved SecureBoost part (:meth:`SecureBoostRole.save`): the guest's trees,
-    base score, host order and own split table, or a host's split table; its feature names."""
+    base score, host order and own split table, or a host's split table; its role and its
+    encoding (column types, category values, missing-value fills)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
+    format: Literal["fedsilo.secureboost/2"]
     party: str
+    role: Literal["guest", "host"]
     features: list[str] = Field(min_length=1)
+    encoding: PartyEncoding
     records: list[SbRecord]
     trees: list[dict[str, list[float]]] = Field(default_factory=list)
     hosts: list[str] = Field(default_factory=list)
     base_score: float = 0.0
-    format: str | None = None
 
     @property
     def is_guest(self) -> bool:
-        return self.format is not None
+        return self.role == "guest"
 
     @classmethod
     def parse(cls, raw: Any, party: str, where: str = "its model") -> SbPart:
+        owner = raw.get("party") if isinstance(raw, dict) else None
+        if isinstance(raw, dict) and owner == party and raw.get("format") != SB_PART_FORMAT:
+            raise DataError(
+                f"party {party!r}: {where} was written by an earlier fedsilo (format "
+                f"{raw.get('format', '1')!r}, expected {SB_PART_FORMAT!r}): it lacks the "
+                "training run's column types, category values and missing-value fills, which "
+                "scoring applies. Retrain the run to score with it."
+            )
         try:
             part = cls.model_validate(raw)
         except ValidationError as exc:
-            raise DataError(f"party {party!r}: {where} is not a SecureBoost part: {exc}") from None
-        if part.party != party or any(r.feature >= len(part.features) for r in part.records):
             raise DataError(
-                f"party {party!r}: {where} is not this party's part (party {part.party!r})"
+                f"party {party!r}: {where} is not a SecureBoost part of this fedsilo "
+                f"({exc.error_count()} problem(s), first: {_first(exc)}). Put {party!r}'s own "
+                "part there, or retrain."
+            ) from None
+        if (
+            part.party != party
+            or any(r.feature >= len(part.features) for r in part.records)
+            or part.features != part.encoding.feature_names
+            or not part.encoding.fitted
+        ):
+            raise DataError(
+                f"party {party!r}: {where} is not this party's part (it is party "
+                f"{part.party!r}'s, role {part.role!r}). Put {party!r}'s own part there (its "
+                ".json from the models of the run it trained in)."
             )
         return part
 
@@ -92,8 +120,18 @@ class SbPart(BaseModel):
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise DataError(f"party {party!r}: {where} cannot be read: {exc}") from None
+            raise DataError(
+                f"party {party!r}: {where} cannot be read ({exc}): it is damaged or not a "
+                "model part. Copy the party's part again from where its training run wrote "
+                "it, or retrain."
+            ) from None
         return cls.parse(raw, party, where)
+
+
+def _first(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    at = ".".join(str(x) for x in error["loc"])
+    return f"{at}: {error['msg']}" if at else str(error["msg"])
 
 
 class SecureBoostRole:
@@ -104,14 +142,15 @@ class SecureBoostRole:
         name: str,
         features: npt.ArrayLike,
         labels: npt.ArrayLike | None,
-        feature_names: list[str],
+        encoding: PartyEncoding,
         *,
         scoring: SbPart | None = None,
     ) -> None:
         self.name = name
         self._x = np.asarray(features, dtype=np.float64)
         self._y = None if labels is None else np.asarray(labels, dtype=np.float64)
-        self.feature_names = feature_names
+        self.encoding = encoding
+        self.feature_names = encoding.feature_names
         self._scoring = scoring
         self._guest: SecureBoostGuest | None = None
         self._host: SecureBoostHost | None = None
@@ -306,14 +345,22 @@ class SecureBoostRole:
     # ------------------------------------------------------------------ outputs
 
     def model(self) -> dict[str, Any]:
-        """This party's model part: the guest's trees + own split table, or a host's table."""
+        """This party's model part: the guest's trees + own split table, or a host's table;
+        its role, feature names and encoding."""
         if self._guest is not None:
             part = self._guest.model()
         elif self._host is not None:
             part = self._host.export()
         else:
             raise ProtocolError(f"party {self.name!r} has no SecureBoost model yet")
-        return {**part, "party": self.name, "features": self.feature_names}
+        return {
+            **part,
+            "format": SB_PART_FORMAT,
+            "party": self.name,
+            "role": "guest" if self.is_guest else "host",
+            "features": self.feature_names,
+            "encoding": self.encoding.model_dump(mode="json"),
+        }
 
     def save(self, path: Path) -> Path:
         path.write_text(json.dumps(self.model(), indent=1))

@@ -5,9 +5,12 @@ names the training run and each party's file of new customers. It runs over the 
 :class:`~fedsilo.vertical.runner.VerticalRunner` as training (:meth:`run_scoring`):
 
 1. **PSI** over the new files, as in training (the coordinator sees counts, never an ID); each
-   party reads its own saved part first (its features, its role) and refuses, naming itself
-   and the path it looked at, if it has none. Customers not shared by every party are not
-   scored; they are reported by count per party.
+   party reads its own saved part first (its role and its training encoding: column types,
+   category values, missing-value fills) and refuses, naming itself and the path it looked
+   at, if it has none; it encodes its new file with that encoding
+   (:func:`~fedsilo.vertical.data.load_scoring_table`), so a customer's score does not depend
+   on the rest of the batch. Customers not shared by every party are not scored; they are
+   reported by count per party.
 2. **Scores**: hetero LR as in training's held-out scoring (hosts' partial scores encrypted
    under a fresh key of the coordinator and sealed for the guest, the guest's masked sum
    decrypted by the coordinator); SecureBoost by routing every row through the guest's trees,

@@ -21,6 +21,7 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import ValidationError
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
@@ -41,21 +42,31 @@ from fedsilo.vertical.bodies import (
     Unmask,
 )
 from fedsilo.vertical.channel import PartyChannel
+from fedsilo.vertical.encoding import PartyEncoding
 from fedsilo.vertical.masking import MASK_LEVELS, FloatArray, MaskLevel, Pending, mask, unmask
 from fedsilo.vertical.metrics import binary_metrics
 from fedsilo.vertical.wire import blob, get_blob, get_positions
+
+LR_PART_FORMAT = "fedsilo.hetero_lr/2"
+"""The ``format`` of a hetero-LR part (safetensors metadata). Version 1 had no ``format`` and
+no encoding; such a part is refused (see :meth:`LrPart.load`)."""
 
 
 @dataclass(frozen=True)
 class LrPart:
     """One party's saved hetero-LR part: weights (the guest's last is the intercept), the
-    standardization of its training rows, its feature names and role."""
+    standardization of its training rows, its role and its encoding (column types, category
+    values, missing-value fills: :class:`~fedsilo.vertical.encoding.PartyEncoding`)."""
 
     role: Literal["guest", "host"]
-    features: list[str]
+    encoding: PartyEncoding
     weights: FloatArray
     mean: FloatArray
     std: FloatArray
+
+    @property
+    def features(self) -> list[str]:
+        return self.encoding.feature_names
 
     @classmethod
     def load(cls, path: Path, party: str) -> LrPart:
@@ -66,20 +77,42 @@ class LrPart:
                 meta = fh.metadata() or {}
                 tensors = {k: np.asarray(fh.get_tensor(k), dtype=np.float64) for k in fh.keys()}  # noqa: SIM118
         except (OSError, SafetensorError) as exc:
-            raise DataError(f"{where} cannot be read: {exc}") from None
-        role, features = meta.get("role"), meta.get("features", "")
-        missing = {"weights", "mean", "std"} - set(tensors)
-        if role not in ("guest", "host") or missing or meta.get("party") != party:
             raise DataError(
-                f"{where} is not this party's part (party {meta.get('party')!r}, role {role!r}, "
-                f"missing {sorted(missing)})"
+                f"{where} cannot be read ({exc}): it is damaged or not a model part. Copy the "
+                "party's part again from where its training run wrote it, or retrain."
+            ) from None
+        role, owner = meta.get("role"), meta.get("party")
+        missing = sorted({"weights", "mean", "std"} - set(tensors))
+        if role not in ("guest", "host") or missing or owner != party:
+            lacks = f", lacking {missing}" if missing else ""
+            raise DataError(
+                f"{where} is not this party's part (it is party {owner!r}'s, role {role!r}"
+                f"{lacks}). Put {party!r}'s own part there ({path.name} from the models of "
+                "the run it trained in)."
             )
-        names = features.split(",") if features else []
-        d = len(names)
+        if meta.get("format") != LR_PART_FORMAT:
+            raise DataError(
+                f"{where} was written by an earlier fedsilo (format "
+                f"{meta.get('format', '1')!r}, expected {LR_PART_FORMAT!r}): it lacks the "
+                "training run's column types, category values and missing-value fills, which "
+                "scoring applies. Retrain the run to score with it."
+            )
+        try:
+            encoding = PartyEncoding.model_validate_json(meta.get("encoding", ""))
+        except ValidationError as exc:
+            raise DataError(
+                f"{where}: its encoding is malformed: {exc.errors()[0]['msg']}"
+            ) from None
+        d = len(encoding.feature_names)
         shapes = (tensors["mean"].shape, tensors["std"].shape, tensors["weights"].shape)
-        if shapes != ((d,), (d,), (d + (role == "guest"),)) or not (tensors["std"] > 0).all():
+        if (
+            shapes != ((d,), (d,), (d + (role == "guest"),))
+            or not (tensors["std"] > 0).all()
+            or meta.get("features") != ",".join(encoding.feature_names)
+            or not encoding.fitted
+        ):
             raise DataError(f"{where}: weights and standardization do not fit its {d} features")
-        return cls(role, names, tensors["weights"], tensors["mean"], tensors["std"])
+        return cls(role, encoding, tensors["weights"], tensors["mean"], tensors["std"])
 
 
 class HeteroLrParty:
@@ -94,7 +127,7 @@ class HeteroLrParty:
         name: str,
         features: npt.ArrayLike,
         labels: npt.ArrayLike | None = None,
-        feature_names: list[str] | None = None,
+        encoding: PartyEncoding | None = None,
         *,
         scoring: LrPart | None = None,
     ) -> None:
@@ -103,7 +136,12 @@ class HeteroLrParty:
         if self._raw.ndim != 2 or self._raw.shape[1] == 0:
             raise FedsiloError(f"party {name!r}: features must be a non-empty 2-D table")
         self._y = None if labels is None else np.asarray(labels, dtype=np.float64)
-        self.feature_names = feature_names or [f"x{j}" for j in range(self._raw.shape[1])]
+        self.encoding = encoding or PartyEncoding.of_numbers(
+            [f"x{j}" for j in range(self._raw.shape[1])]
+        )
+        self.feature_names = self.encoding.feature_names
+        if len(self.feature_names) != self._raw.shape[1]:
+            raise FedsiloError(f"party {name!r}: its encoding does not fit its features")
         self._scoring = scoring
         self.is_guest = self._y is not None or (scoring is not None and scoring.role == "guest")
         self._channel = PartyChannel(name)
@@ -386,14 +424,17 @@ class HeteroLrParty:
     # ------------------------------------------------------------------ outputs
 
     def save(self, path: str | Path) -> Path:
-        """Write this party's model part (its weights and standardization) as safetensors."""
+        """Write this party's model part (its weights, standardization and encoding) as
+        safetensors; the encoding is JSON in the metadata."""
         path = Path(path)
         tensors = {"weights": self.weights, "mean": self.mean, "std": self.std}
         meta = {
+            "format": LR_PART_FORMAT,
             "party": self.name,
             "role": "guest" if self.is_guest else "host",
             "features": ",".join(self.feature_names),
             "intercept": "last weight" if self.is_guest else "none",
+            "encoding": self.encoding.model_dump_json(),
         }
         save_file(
             {k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path), metadata=meta

@@ -232,7 +232,6 @@ class SecureBoostGuest:
         if self.outcome is None or self.local is None:
             raise ProtocolError(f"guest {self.name!r} finished without a model")
         return {
-            "format": "fedsilo.secureboost/1",
             "scheme": self._scheme.value,
             "params": self._params.__dict__,
             "base_score": self.outcome.base_score,
