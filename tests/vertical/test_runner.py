@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -292,6 +293,14 @@ def test_hetero_lr_job_saves_each_party_part(tmp_path: Path) -> None:
     assert load_file(str(out["model"] / "bank.safetensors"))["weights"].shape == (
         11,
     )  # + intercept
+    # metrics.json says where the simulation wrote each part (not "in memory")
+    for name in ("bank", "shop", "telco"):
+        part = out["model"] / f"{name}.safetensors"
+        assert doc["vertical"]["model_parts"][name] == {
+            "stored": "in the run directory (simulation)",
+            "path": str(part.resolve()),
+            "sha256": hashlib.sha256(part.read_bytes()).hexdigest(),
+        }
 
 
 class Tampering(InProcessTransport):

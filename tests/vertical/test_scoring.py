@@ -9,6 +9,7 @@ are refused.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -135,7 +136,12 @@ def test_heldout_customers_get_the_training_runs_scores_exactly(
         "local_rows": {"bank": len(heldout) + 7, "provider": len(heldout)},
         "unmatched": {"bank": 7, "provider": 0},
     }
-    assert doc["run"]["algorithm"] == algorithm and doc["predictions"]["rows"] == len(heldout)
+    assert doc["run"]["algorithm"] == algorithm and doc["predictions"] == {
+        "rows": len(heldout),
+        "stored": "in the output directory (simulation)",  # where the simulation wrote them
+        "path": str(paths["predictions"].resolve()),
+        "sha256": hashlib.sha256(paths["predictions"].read_bytes()).hexdigest(),
+    }
 
 
 def test_the_example_scores_new_customers_within_ckks_noise(tmp_path: Path) -> None:

@@ -201,6 +201,7 @@ def test_an_unseen_category_is_refused_naming_party_file_column_value_and_row(
         _score(run, tmp_path, "west", guest.drop(columns="y"), provider)
 
     text = str(err.value)
+    assert "scoring job 'scores' (trained run 'hetero_lr'), psi_open" in text
     assert "party 'provider' file" in text and "provider.csv" in text
     assert "column 'region' has value 'west' (row 5 and 1 more row(s))" in text
     assert "Known values: 'east', 'north', 'south'" in text

@@ -2,13 +2,14 @@
 
 The same :class:`VerticalResult` is written by ``fedsilo simulate`` (with every party's part
 under ``models/``, since the simulated parties live in this process) and by the deployed
-server (metrics and report only: each party process keeps its own part, see
-``metrics.json["model_parts"]`` for where and its SHA-256).
+server (metrics and report only: each party process keeps its own part). Either way
+``metrics.json["vertical"]["model_parts"]`` says where each part is and its SHA-256.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +42,11 @@ class VerticalResult:
     tracking: dict[str, Any] | None = None  # set by fedsilo.tracking: where it was logged
     model_writers: dict[str, tuple[str, ModelWriter]] = field(default_factory=dict, repr=False)
     heldout_scores: dict[object, float] | None = field(default=None, repr=False)
+    """Simulation: the guest's score of every held-out customer, by ID (stays in memory)."""
     guest_only: dict[str, float] | None = None
     """``--baseline``: the centralized model on the guest's columns alone, held-out metrics."""
-    """Simulation: the guest's score of every held-out customer, by ID (stays in memory)."""
+    parts_written: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Simulation, after :meth:`save`: where each party's part was written (path, SHA-256)."""
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -127,7 +130,7 @@ class VerticalResult:
         else:
             section["epochs_run"] = len(self.losses)
             section["converged"] = self.outcome.converged
-        section["model_parts"] = self.outcome.model_parts
+        section["model_parts"] = {**self.outcome.model_parts, **self.parts_written}
         out["vertical"] = finite(section)
         return out
 
@@ -141,7 +144,8 @@ class VerticalResult:
             paths["model"] = out / "models"
             paths["model"].mkdir(exist_ok=True)
         for name, (suffix, write) in self.model_writers.items():
-            write(name, out / "models" / f"{name}{suffix}")
+            part = write(name, out / "models" / f"{name}{suffix}")
+            self.parts_written[name] = written_file(part, SIMULATION_RUN_DIR)
         doc = self.metrics_json()
         paths["metrics_json"] = out / "metrics.json"
         write_json(paths["metrics_json"], doc)
@@ -184,6 +188,16 @@ class VerticalResult:
 
 
 GUEST_ONLY = "guest only (baseline)"
+
+
+SIMULATION_RUN_DIR = "in the run directory (simulation)"
+
+
+def written_file(path: Path, stored: str) -> dict[str, str]:
+    """Where a simulation wrote a party's file (a deployed party reports its own): ``stored``,
+    the absolute path and the file's SHA-256, as a deployed party's reply has them."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {"stored": stored, "path": str(path.resolve()), "sha256": digest}
 
 
 def hosts_add(

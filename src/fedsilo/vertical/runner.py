@@ -166,9 +166,12 @@ class VerticalRunner:
         on_tree: TreeCallback | None = None,
         on_psi_step: StepCallback | None = None,
         score: ScoreOpen | None = None,
+        title: str | None = None,
     ) -> None:
         self.job = job
         self._score = score  # a scoring job: the training run whose saved parts score
+        self.title = title or f"vertical job {job.name!r}"
+        """How errors name the job (a scoring job: its name and its training run's)."""
         self.job_id = job_id or job.name
         self._transport = transport
         self._timeout_s = timeout_s
@@ -186,7 +189,7 @@ class VerticalRunner:
     ) -> dict[str, tuple[B, Message]]:
         """Every party's reply with its body validated as ``reply`` (ProtocolError otherwise)."""
         gathered = self._transport.exchange(tasks, timeout_s=self._timeout_s)
-        where = f"vertical job {self.job.name!r}, {step}"
+        where = f"{self.title}, {step}"
         if step == "psi_open":  # a party's own data problem keeps its kind (DataError, ...)
             for _, message in sorted(gathered.replies.items()):
                 if message.fault is not None and message.fault.code in DATA_CODES:
@@ -359,7 +362,7 @@ class VerticalRunner:
         """A scoring job: PSI over the new files, the saved parts score every aligned
         customer, the guest keeps the scores (``VERTICAL_PREDICTIONS``)."""
         if self._score is None:
-            raise ProtocolError(f"vertical job {self.job.name!r} is not a scoring job")
+            raise ProtocolError(f"{self.title} is not a scoring job")
         alignment = self.align()
         job, parties = self.job, [self.guest, *self.hosts]
         if job.algorithm is VerticalAlgorithm.HETERO_LR:

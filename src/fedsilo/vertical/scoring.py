@@ -38,9 +38,11 @@ from fedsilo.runtime.transport import InProcessTransport, Transport
 from fedsilo.vertical.agent import VerticalPartyAgent, write_predictions
 from fedsilo.vertical.bodies import ScoreOpen
 from fedsilo.vertical.config import VerticalJobConfig, VerticalScoreJob, parse_vertical_job
+from fedsilo.vertical.result import written_file
 from fedsilo.vertical.runner import ScoreOutcome, StepCallback, VerticalRunner
 
 SCORE_FILE = "score.json"
+SIMULATION_OUT_DIR = "in the output directory (simulation)"
 
 
 def trained_job(run_dir: Path, *, source: str) -> VerticalJobConfig:
@@ -70,6 +72,8 @@ class ScoreResult:
     outcome: ScoreOutcome
     wall_time_s: float = 0.0
     guest: VerticalPartyAgent | None = None  # simulation: the in-process guest
+    predictions_written: dict[str, str] | None = None
+    """Simulation, after :meth:`save`: where the guest's predictions.csv was written."""
 
     @property
     def alignment(self) -> dict[str, Any]:
@@ -88,7 +92,10 @@ class ScoreResult:
             "guest": t.guest.name,
             "hosts": [h.name for h in t.hosts],
             "alignment": self.alignment,
-            "predictions": self.outcome.predictions.model_dump(exclude_none=True),
+            "predictions": {
+                **self.outcome.predictions.model_dump(exclude_none=True),
+                **(self.predictions_written or {}),
+            },
             "wall_time_s": self.wall_time_s,
         }
 
@@ -101,6 +108,7 @@ class ScoreResult:
             paths["predictions"] = write_predictions(
                 out / "predictions.csv", *self.guest.predictions
             )
+            self.predictions_written = written_file(paths["predictions"], SIMULATION_OUT_DIR)
         write_json(paths["score_json"], self.doc())
         return paths
 
@@ -122,6 +130,7 @@ def score_runner(
         job_id=job_id or job.name,
         on_psi_step=on_psi_step,
         score=score,
+        title=f"scoring job {job.name!r} (trained run {run_id!r})",
     )
 
 
