@@ -213,7 +213,9 @@ def test_too_few_shared_customers_is_a_clear_error(tmp_path: Path) -> None:
     frame["customer"] = [f"other-{i}" for i in range(len(frame))]
     frame.to_csv(paths["shop"], index=False)
     job = parse_vertical_job(_job(paths))
-    with pytest.raises(RoundFailedError, match=r"only 0 customers are shared.*'cid'"):
+    with pytest.raises(
+        RoundFailedError, match=r"only 0 customers are shared.*needs at least 10.*'cid'"
+    ):
         simulate_vertical(job)
 
 

@@ -246,6 +246,22 @@ def test_a_party_pointed_at_another_partys_file_is_refused_naming_the_columns(
     assert "another party's" in text
 
 
+def test_fewer_than_ten_shared_customers_are_refused_saying_why_the_floor_exists(
+    runs: dict[str, Any], tmp_path: Path
+) -> None:
+    run, heldout = runs["hetero_lr"]
+    files = (runs["files"][0], runs["files"][1]["host"])
+    new = _new_files(files, tmp_path, list(heldout)[:8])
+
+    with pytest.raises(RoundFailedError) as err:
+        simulate_vertical_score(_score_job(run, new))
+
+    text = str(err.value)
+    assert "scoring needs at least 10 customers shared by all parties; 8 are shared" in text
+    assert "against IDs that do not match, not a privacy limit" in text
+    assert "ID column 'id'" in text and "score these customers together with others" in text
+
+
 @pytest.mark.parametrize("algorithm", ["hetero_lr", "secureboost"])
 def test_a_part_of_the_earlier_format_is_refused_saying_to_retrain(
     runs: dict[str, Any], algorithm: str, tmp_path: Path

@@ -76,6 +76,10 @@ from fedsilo.vertical.wire import blob, get_blob, get_positions
 log = logging.getLogger(__name__)
 
 MIN_ALIGNED = 10
+"""Fewest customers shared by all parties that a job (training or scoring) goes on with: a
+check that the parties' IDs match (far fewer shared customers than rows usually means another
+column or differently written IDs), added with the first PSI alignment. It is not a privacy
+limit: PSI tells each party which of its own customers are shared whatever their number."""
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 PREDICTIONS_FILE = "predictions.csv"
 Route = Callable[[Message], Message]
@@ -371,10 +375,7 @@ class VerticalPartyAgent:
             kept = rows if kept is None else kept[np.isin(kept, rows)]
         assert kept is not None
         if len(kept) < MIN_ALIGNED:
-            raise DataError(
-                f"only {len(kept)} customers are shared by all parties (guest {self.name!r}, "
-                f"ID column {self._id_column!r}); check every party's ID column and values"
-            )
+            raise DataError(self._too_few(len(kept)))
         arrays: dict[str, np.ndarray] = {}
         for host in self._hosts:
             keep = np.isin(pairwise[host], kept).astype(np.uint8)
@@ -384,6 +385,24 @@ class VerticalPartyAgent:
         self.aligned = select_rows(table, kept)
         self._clients = {}
         return self._reply(msg, PsiAligned(aligned=len(kept)), arrays)
+
+    def _too_few(self, shared: int) -> str:
+        """Why fewer than MIN_ALIGNED shared customers stop the job, and what to check."""
+        ids = (
+            f"check every party's ID column and values (guest {self.name!r}, ID column "
+            f'{self._id_column!r}; docs/vertical.md, "Customer IDs")'
+        )
+        if self._part is None:
+            return (
+                f"only {shared} customers are shared by all parties; a vertical job needs at "
+                f"least {MIN_ALIGNED} (fewer usually means the parties' IDs do not match): {ids}"
+            )
+        return (
+            f"scoring needs at least {MIN_ALIGNED} customers shared by all parties; {shared} "
+            "are shared. The floor is training's, a check against IDs that do not match, not "
+            f"a privacy limit: {ids}. If they are right, score these customers together with "
+            "others (a customer's score does not depend on the rest of the batch)."
+        )
 
     def _finish(self, msg: Message) -> Message:
         table = self._need_open(msg)
