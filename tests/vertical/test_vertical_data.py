@@ -1,9 +1,9 @@
 """Vertical parties read their files with the one typed reader; data checks come before crypto.
 
-A host file holding the guest's label column is refused before any PSI message; a Yes/No label
-trains once its positive class is declared (and without it the error lists the values found);
-a host with a missing value and a categorical column trains under the declared missing policy,
-encoding its own columns.
+A host file holding the guest's label column, or a customer ID on two rows, is refused before
+any PSI message; a Yes/No label trains once its positive class is declared (and without it the
+error lists the values found); a host with a missing value and a categorical column trains
+under the declared missing policy, encoding its own columns (fills from its training rows).
 """
 
 from __future__ import annotations
@@ -70,6 +70,26 @@ def test_a_label_column_in_a_host_file_is_refused_before_psi(
     text = str(err.value)
     assert "party 'shop'" in text and "host.csv" in text
     assert "column named 'y', like the guest's label" in text
+    assert steps == []  # no PSI step ran
+
+
+def test_a_repeated_customer_id_is_refused_at_psi_open_before_any_psi_message(
+    tmp_path: Path, breast_files: tuple[Path, Path]
+) -> None:
+    """IDs are checked when the job opens, like the rest of the file: ' P0003' and 'p0003'
+    are one customer after normalization."""
+    guest, host = files(tmp_path, breast_files)
+    host.loc[1, "id"] = " " + host.loc[4, "id"].lower()
+    steps: list[str] = []
+    cfg = job(tmp_path, (guest, host), guest={"label_positive": "Yes"}, host={"missing": "mean"})
+
+    with pytest.raises(DataError) as err:
+        fedsilo.simulate(cfg, progress=Progress(on_psi_step=lambda s, *_: steps.append(s)))
+
+    text = str(err.value)
+    assert "vertical job 'typed', psi_open: party 'shop', column 'id'" in text
+    assert "1 ID(s) appear on more than one row after normalization" in text
+    assert "de-duplicate the data" in text and "DuplicatePolicy" in text
     assert steps == []  # no PSI step ran
 
 

@@ -7,7 +7,8 @@ never from the coordinator) and plays, in order:
 
 1. **PSI** (:mod:`fedsilo.vertical.psi`, ``RevealTo.BOTH``): the guest (label holder) is the
    PSI client of every host. ``PSI_OPEN`` gives the party its job entry (ID column, label,
-   features, seed) and it loads and checks its table; ``PSI_REQUEST``/``PSI_SETUP``/
+   features, seed) and it loads and checks its table and its IDs (none missing, none
+   repeated after normalization, :mod:`fedsilo.vertical.ids`); ``PSI_REQUEST``/``PSI_SETUP``/
    ``PSI_RESPOND``/``PSI_INTERSECT``/``PSI_FINISH`` are the protocol's byte messages, relayed
    by the coordinator. The guest's finish message (the shared normalized IDs, in the keyed
    order) and the positions each host keeps are **sealed** for that host
@@ -67,6 +68,7 @@ from fedsilo.vertical.config import ScorePartyConfig, VerticalPartyConfig
 from fedsilo.vertical.data import PartyTable, load_party_table, load_scoring_table, select_rows
 from fedsilo.vertical.hetero_lr import HeteroLrParty
 from fedsilo.vertical.hetero_lr.party import LrPart
+from fedsilo.vertical.ids import normalize_ids
 from fedsilo.vertical.importance import lr_importance
 from fedsilo.vertical.kinds import ROLE_KINDS
 from fedsilo.vertical.psi import PsiClient, PsiServer, RevealTo
@@ -244,6 +246,9 @@ class VerticalPartyAgent:
         return self._opened(msg, body, table)
 
     def _opened(self, msg: Message, body: PsiOpen, table: PartyTable) -> Message:
+        # Missing and duplicate IDs are refused now, before any PSI message (PSI_REQUEST /
+        # PSI_SETUP normalize the IDs again, with the same rules).
+        normalize_ids(table.ids, party=self.name, column=body.party.id_column)
         self._table = table
         self._job, self._guest, self._hosts = msg.job_id, body.guest, body.hosts
         self._channel = PartyChannel(self.name)

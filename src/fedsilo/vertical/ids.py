@@ -195,8 +195,9 @@ def normalize_ids(
         raise DataError(
             f"party {party!r}, column {column!r}: {distinct} ID(s) appear on more than one row "
             f"after normalization ({len(duplicate_rows)} extra row(s); first duplicate at row "
-            f"{row}, same ID as row {first}); de-duplicate the data or use "
-            "DuplicatePolicy.FIRST to keep the first row of each ID"
+            f"{row}, same ID as row {first}); de-duplicate the data so that each customer "
+            "has one row (a vertical job has no setting to keep one of them; from Python, "
+            "duplicates=DuplicatePolicy.FIRST keeps the first)"
         )
     return NormalizedIds(
         party=party,
