@@ -179,7 +179,7 @@ def load_party_table(
                 f"({len(typed)} rows); remove it from the file or from the party's features"
             )
     encoding = PartyEncoding.of_training_file(
-        typed, schema, party.missing, listed=party.features is not None, label=party.label
+        typed, schema, party.missing, listed=bool(party.features), label=party.label
     )
     features = encoding.encode(typed, where=where)
     labels = None if party.label is None else _labels(typed[party.label], party, where)
