@@ -126,9 +126,30 @@ def test_a_record_dp_report_keeps_each_partys_spend() -> None:
     for i, party in enumerate(PARTIES):
         assert (
             f"<tr><td class='text'>{party}</td><td>{1.5 + i / 10:.4g}</td><td>1.1</td>"
-            "<td>1.0</td><td>21</td><td>4.0</td></tr>"
+            "<td>1</td><td>21</td><td>4</td></tr>"
         ) in section
     assert "client-level" not in section and "coordinator" not in section
+
+
+def test_the_per_party_table_shows_four_significant_digits_in_the_rendered_page() -> None:
+    metrics = _record_dp_metrics()
+    final = metrics["final"]["privacy"]["parties"]
+    final[PARTIES[0]] |= {  # a noise multiplier found for a target epsilon, as parties report it
+        "noise_multiplier": 4.63360595703125,
+        "max_grad_norm": 0.123456789,
+        "max_epsilon": 2.4999999,
+    }
+    final[PARTIES[1]]["max_epsilon"] = None
+
+    page = _section(html.unescape(render_report(metrics)))
+
+    assert (
+        f"<tr><td class='text'>{PARTIES[0]}</td><td>1.5</td><td>4.634</td><td>0.1235</td>"
+        "<td>21</td><td>2.5</td></tr>"
+    ) in page
+    assert f"<tr><td class='text'>{PARTIES[1]}</td><td>1.6</td><td>1.1</td><td>1</td>" in page
+    assert "<td>21</td><td>none</td></tr>" in page
+    assert "4.63360595703125" not in page and "0.123456789" not in page
 
 
 @pytest.mark.parametrize("level", ["record", "client"])

@@ -76,6 +76,12 @@ def epsilon_plot(metrics: Mapping[str, Any]) -> str | None:
     return to_data_uri(fig)
 
 
+def _g(value: Any) -> str:
+    """A number to 4 significant digits, as every figure in the report (``—`` if missing)."""
+    number = as_number(value)
+    return MISSING if number is None else f"{number:.4g}"
+
+
 def _eps(value: Any) -> str:
     eps = as_number(value)
     return esc(f"{eps:.4g}" if eps is not None else MISSING)
@@ -103,10 +109,10 @@ def _record_level(final: Mapping[str, Any], uri: str) -> tuple[str, str]:
         cells = [
             esc(name),
             esc(f"{as_number(s.get('epsilon')) or 0:.4g}"),
-            esc(s.get("noise_multiplier")),
-            esc(s.get("max_grad_norm")),
+            esc(_g(s.get("noise_multiplier"))),
+            esc(_g(s.get("max_grad_norm"))),
             esc(s.get("steps")),
-            esc(s.get("max_epsilon") if s.get("max_epsilon") is not None else "none"),
+            esc(_g(s.get("max_epsilon")) if s.get("max_epsilon") is not None else "none"),
         ]
         rows.append(
             f"<tr><td class='text'>{cells[0]}</td>"
@@ -145,11 +151,6 @@ _NOISE = {
         "to add the noise)"
     ),
 }
-
-
-def _g(value: Any) -> str:
-    number = as_number(value)
-    return MISSING if number is None else f"{number:.4g}"
 
 
 def _clipping(metrics: Mapping[str, Any], final: Mapping[str, Any]) -> str:
