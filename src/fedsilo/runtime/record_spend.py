@@ -27,6 +27,7 @@ from fedsilo.config import JobConfig, OnBudgetExhausted
 from fedsilo.errors import BudgetExhaustedError, ErrorCode, ProtocolError
 from fedsilo.protocol.bodies import RecordSpend, parse_body
 from fedsilo.protocol.messages import Message
+from fedsilo.runtime.failures import failure_detail, natural
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def spent_budgets(
 ) -> BudgetExhaustedError:
     """The error that ends a job whose round ``rnd`` cannot be trained: ``refusals`` (party:
     its message) spent their budgets, leaving ``able`` parties, fewer than ``need``."""
-    spent = sorted(refusals)
+    spent = sorted(refusals, key=natural)
     if len(spent) == 1:
         who = f"party '{spent[0]}' has spent its"
     else:
@@ -121,11 +122,11 @@ def spent_budgets(
     left = f"{len(able)} part{'y' if len(able) == 1 else 'ies'}"
     if able:
         left += f" ({_names(able)})"
-    said = " | ".join(refusals[p] for p in spent)
     return BudgetExhaustedError(
         f"round {rnd}: the job stops: {who} privacy budget (refused with budget_exhausted), "
         f"which leaves {left} that could train, fewer than selection.min_parties = {need}. "
-        f"A spent budget stays spent, so the round is not retried. The parties said: {said}"
+        "A spent budget stays spent, so the round is not retried. The parties said: "
+        + failure_detail(refusals)  # refusals alike but for the party's name: said once
     )
 
 
