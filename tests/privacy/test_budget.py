@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,31 @@ def test_a_spent_party_beside_a_transient_failure_still_lets_the_round_retry() -
     assert first.participants == ["party-1", "party-2"]
     assert "refuses round 1" in first.failures["party-3"]
     assert all(r.participants == ["party-1", "party-2"] for r in outcome.history)
+
+
+def test_each_refusal_is_logged_once_per_party_and_round(caplog: pytest.LogCaptureFixture) -> None:
+    # party-3 refuses every round; round 1 is tried twice (party-2 fails its first fit), and
+    # party-3 refuses both attempts. Party side, router, round loop and budget tracker all see
+    # each refusal: the tracker, which decides what the job does about it, says it.
+    job = parse_job(_job(parties={"party-3": 0.5}, on_exhausted="continue"), source="test")
+    sim = load_simulated_data(job)
+    agents: dict[str, Any] = simulated_agents(
+        job, sim, simulated_party_identities(job, sim.parties), None
+    )
+    agents["party-2"] = _FailsFirstFit(agents["party-2"])
+
+    with caplog.at_level(logging.WARNING):
+        outcome = Coordinator(job, InProcessTransport(agents)).run()
+
+    assert outcome.history[0].attempts == 2
+    said = [
+        (r.name, r.getMessage())
+        for r in caplog.records
+        if "party 'party-3' refuses round" in r.getMessage()
+    ]
+    assert [m.split("refuses round ")[1].split(":")[0] for _, m in said] == ["1", "2", "3", "4"]
+    assert {name for name, _ in said} == {"fedsilo.runtime.record_spend"}
+    assert "_compute_log_a_frac" not in caplog.text
 
 
 def test_restarted_party_reads_its_spend_back_from_its_ledger(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ the party's name). :func:`serve` turns the table into ``bytes -> bytes``::
 It decodes each task once, dispatches on its kind, and encodes every failure one way: a
 :class:`~fedsilo.protocol.messages.Fault` with the raised error's
 :class:`~fedsilo.errors.ErrorCode` (``internal`` for an unexpected exception, which is logged
-with its traceback). A route signals failure by raising; it never builds an error reply.
+with its traceback; a refusal is logged as a warning, one for the privacy budget at INFO). A
+route signals failure by raising; it never builds an error reply.
 """
 
 from __future__ import annotations
@@ -82,7 +83,11 @@ def serve(
             return reply_to(task).encode()
         except FedsiloError as exc:
             what = "malformed task" if task is None else f"{task.kind.value} round {task.round}"
-            log.warning("party %s refused %s: %s", party, what, exc)
+            # A refusal for the budget is the party's policy at work, in its audit log; the
+            # coordinator that asked warns what the job does about it (a simulation is one
+            # process: one warning). Any other refusal is a problem worth a warning here.
+            level = logging.INFO if exc.code is ErrorCode.BUDGET_EXHAUSTED else logging.WARNING
+            log.log(level, "party %s refused %s: %s", party, what, exc)
             text = f"malformed task: {exc}" if task is None else str(exc)
             return fault_reply(task, Fault(exc.code, text))
         except Exception as exc:  # a party must answer, whatever broke

@@ -35,7 +35,7 @@ import numpy as np
 
 from fedsilo.aggregation import AggregatorSpec
 from fedsilo.config import JobConfig
-from fedsilo.errors import ProtocolError, RoundFailedError
+from fedsilo.errors import ErrorCode, ProtocolError, RoundFailedError
 from fedsilo.models import Params, check_params, flatten
 from fedsilo.privacy.dp_fedavg import ClientDP
 from fedsilo.privacy.noise import NoiseSource
@@ -97,7 +97,9 @@ class Attempt:
             self.failures.setdefault(party, f"{step}: {why}")
         ok: dict[str, Message] = {}
         for party, reply in sorted(gathered.replies.items()):
-            if reply.error is not None:
+            if reply.error_code is ErrorCode.BUDGET_EXHAUSTED:  # logged, once a round, by the
+                self.failures[party] = f"{step}: party reported: {reply.error}"  # budget tracker
+            elif reply.error is not None:
                 self.reject(party, step, f"party reported: {reply.error}")
             else:
                 ok[party] = reply

@@ -58,6 +58,7 @@ class RecordSpendTracker:
         self._delta = job.privacy.delta
         self._method = job.privacy.record_dp.accounting.value
         self._parties: dict[str, dict[str, Any]] = {}
+        self._said: tuple[int, set[str]] = (0, set())  # a round, the refusals logged in it
 
     def restore(self, history: Sequence[Any]) -> None:
         """Continue a resumed job: each party's last reported spend from completed rounds."""
@@ -70,14 +71,20 @@ class RecordSpendTracker:
         self, rnd: int, replies: Mapping[str, Message], accepted: Collection[str]
     ) -> dict[str, Any]:
         """Read this attempt's replies; the round's privacy record (``{}`` without DP)."""
-        for why in budget_refusals(replies).values():
+        for party, why in budget_refusals(replies).items():
             if self._stop:
                 raise BudgetExhaustedError(
                     f"round {rnd}: {why}. The job stops because "
                     'privacy.budget.on_exhausted = "stop" (use "continue" to go on '
                     "without this party)"
                 )
-            log.warning("round %d: %s; the round goes on without it if enough others can", rnd, why)
+            if self._said[0] != rnd:
+                self._said = (rnd, set())
+            if party not in self._said[1]:  # a retried round is refused again: said once
+                self._said[1].add(party)
+                log.warning(
+                    "round %d: %s; the round goes on without it if enough others can", rnd, why
+                )
         if not self._enabled:
             return {}
         for party in accepted:
