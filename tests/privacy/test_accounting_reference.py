@@ -10,7 +10,15 @@ from dp_accounting import pld, rdp
 from typer.testing import CliRunner
 
 from fedsilo.cli import app
-from fedsilo.privacy.accounting import AccountingMethod, GaussianSpend, epsilon, noise_for_epsilon
+from fedsilo.errors import BudgetExhaustedError
+from fedsilo.privacy.accounting import (
+    AccountingMethod,
+    GaussianSpend,
+    epsilon,
+    noise_for_epsilon,
+    plan_spend,
+)
+from fedsilo.privacy.ledger import Budget, PrivacyLedger
 
 runner = CliRunner()
 
@@ -90,6 +98,28 @@ def test_plan_cli_finds_the_noise_for_a_target() -> None:
     direct = _reference(0.1, answer["noise_multiplier"], 100, 1e-5, rdp.RdpAccountant())
     assert direct <= 3.0
     assert direct == pytest.approx(3.0, abs=0.01)
+
+
+@pytest.mark.parametrize("max_epsilon", [0.1, 1.0, 2.5, 2.9, 3.0])
+def test_a_plan_affords_the_rounds_a_ledger_charges_before_it_refuses(max_epsilon: float) -> None:
+    # examples/hospitals_dp.toml's smallest party: 34 rows, batch 16, target 3 over 20 rounds
+    plan = plan_spend(20, 16 / 34, 1e-5, target_epsilon=3.0, steps_per_round=2)
+    ledger, budget = PrivacyLedger(None, "party-2"), Budget(max_epsilon, 1e-5)
+    charged = 0
+    with pytest.raises(BudgetExhaustedError):
+        for rnd in range(1, plan.rounds + 2):  # one past the plan: always refused at last
+            ledger.charge(
+                plan.spend(1),
+                budget,
+                source="training",
+                job="j",
+                round=rnd,
+                what="r",
+                refuse=lambda before, after: "refused",
+            )
+            charged = rnd
+    assert plan.rounds_within(max_epsilon) == min(charged, plan.rounds)
+    assert plan.epsilon == epsilon(plan.spend(plan.rounds), 1e-5) <= 3.0
 
 
 @pytest.mark.parametrize(

@@ -94,23 +94,21 @@ def plan(
 ) -> None:
     """Epsilon for a noise multiplier, or the noise multiplier for a target epsilon."""
     from fedsilo.errors import ConfigError
-    from fedsilo.privacy.accounting import (
-        AccountingMethod,
-        GaussianSpend,
-        epsilon,
-        noise_for_epsilon,
-    )
+    from fedsilo.privacy.accounting import AccountingMethod, plan_spend
 
     if (noise is None) == (target_epsilon is None):
         raise ConfigError("give exactly one of --noise or --target-epsilon")
     accountant = AccountingMethod(method.value)
-    steps = rounds * steps_per_round
-    if noise is None:
-        assert target_epsilon is not None
-        noise = noise_for_epsilon(
-            target_epsilon, delta, sample_rate, steps, accountant, tolerance=1e-4
-        )
-    eps = epsilon(GaussianSpend(noise, sample_rate, steps), delta, accountant)
+    found = plan_spend(
+        rounds,
+        sample_rate,
+        delta,
+        noise_multiplier=noise,
+        target_epsilon=target_epsilon,
+        steps_per_round=steps_per_round,
+        method=accountant,
+    )
+    noise, eps, steps = found.noise_multiplier, found.epsilon, found.steps
     answer = {
         "epsilon": eps,
         "delta": delta,

@@ -18,6 +18,10 @@ with no amplification by sampling. Analytics answers with Laplace noise are
 composed and converted by ``dp_accounting``'s RDP or PLD accountant; with Laplace events the
 result is also capped by basic composition (Gaussian part + the Laplace epsilons), which is
 just as valid and tighter for a few Laplace releases.
+
+:func:`plan_spend` answers before anything runs (``fedsilo privacy plan``, and a simulation's
+check of each party's budget before round 1): the epsilon a planned run reaches, or the noise
+for a target, and how many of its rounds a budget affords.
 """
 
 from __future__ import annotations
@@ -280,3 +284,71 @@ def noise_for_epsilon(
         else:
             high = mid
     return high
+
+
+def over_budget(spent: float, max_epsilon: float) -> bool:
+    """Whether ``spent`` passes ``max_epsilon``: a ledger refuses a release that would."""
+    return spent > max_epsilon + 1e-12  # equal, up to rounding, is within
+
+
+@dataclass(frozen=True)
+class SpendPlan:
+    """What ``fedsilo privacy plan`` answers before anything runs: a Poisson-sampled Gaussian
+    run ``steps_per_round`` times a round for ``rounds`` rounds, and the epsilon it reaches."""
+
+    noise_multiplier: float
+    sample_rate: float
+    rounds: int
+    steps_per_round: int
+    delta: float
+    method: AccountingMethod
+    epsilon: float
+    target_epsilon: float | None = None
+
+    @property
+    def steps(self) -> int:
+        return self.rounds * self.steps_per_round
+
+    def spend(self, rounds: int) -> GaussianSpend:
+        """The event of ``rounds`` rounds of the plan (as a ledger composes them)."""
+        return GaussianSpend(self.noise_multiplier, self.sample_rate, rounds * self.steps_per_round)
+
+    def rounds_within(self, max_epsilon: float) -> int:
+        """How many rounds of the plan ``max_epsilon`` affords, checked as a ledger checks a
+        release (:func:`over_budget`): ``rounds`` when the planned epsilon is within it."""
+        if not over_budget(self.epsilon, max_epsilon):
+            return self.rounds
+        within, over = 0, self.rounds  # epsilon grows with the rounds: bisect
+        while over - within > 1:
+            mid = (within + over) // 2
+            if over_budget(epsilon(self.spend(mid), self.delta, self.method), max_epsilon):
+                over = mid
+            else:
+                within = mid
+        return within
+
+
+def plan_spend(
+    rounds: int,
+    sample_rate: float,
+    delta: float,
+    *,
+    noise_multiplier: float | None = None,
+    target_epsilon: float | None = None,
+    steps_per_round: int = 1,
+    method: AccountingMethod = AccountingMethod.RDP,
+) -> SpendPlan:
+    """The epsilon ``rounds`` rounds spend with ``noise_multiplier``, or with the noise that
+    keeps them within ``target_epsilon`` (give exactly one): ``fedsilo privacy plan``."""
+    if (noise_multiplier is None) == (target_epsilon is None):
+        raise ConfigError("give exactly one of a noise multiplier or a target epsilon")
+    steps = rounds * steps_per_round
+    if noise_multiplier is None:
+        assert target_epsilon is not None
+        noise_multiplier = noise_for_epsilon(
+            target_epsilon, delta, sample_rate, steps, method, tolerance=1e-4
+        )
+    spent = epsilon(GaussianSpend(noise_multiplier, sample_rate, steps), delta, method)
+    return SpendPlan(
+        noise_multiplier, sample_rate, rounds, steps_per_round, delta, method, spent, target_epsilon
+    )

@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from fedsilo.errors import BudgetExhaustedError, ConfigError, LedgerError
-from fedsilo.privacy.accounting import AccountingMethod, GaussianSpend, LaplaceSpend, epsilon
+from fedsilo.privacy.accounting import (
+    AccountingMethod,
+    GaussianSpend,
+    LaplaceSpend,
+    epsilon,
+    over_budget,
+)
 
 LAYOUT_VERSION = 1
 
@@ -257,7 +263,7 @@ class PrivacyLedger:
         with self._transaction():
             spends = self._spends_locked()
             after = epsilon([*spends, spend], budget.delta, budget.method)
-            if budget.max_epsilon is not None and after > budget.max_epsilon + 1e-12:
+            if budget.max_epsilon is not None and over_budget(after, budget.max_epsilon):
                 before = epsilon(spends, budget.delta, budget.method) if spends else 0.0
                 raise BudgetExhaustedError(refuse(before, after))
             self._db.execute(
@@ -283,7 +289,7 @@ class PrivacyLedger:
         with self._lock:
             spends = self._spends_locked()
         after = epsilon([*spends, spend], budget.delta, budget.method)
-        if after > budget.max_epsilon + 1e-12:
+        if over_budget(after, budget.max_epsilon):
             before = epsilon(spends, budget.delta, budget.method) if spends else 0.0
             raise BudgetExhaustedError(refuse(before, after))
 
