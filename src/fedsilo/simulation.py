@@ -51,6 +51,7 @@ from fedsilo.privacy.secagg.identity import Identity, simulated_identities
 from fedsilo.privacy.secagg.params import ThreatModel
 from fedsilo.results import Result
 from fedsilo.runtime.batched import BatchedTrainer
+from fedsilo.runtime.budget_outlook import check_budgets
 from fedsilo.runtime.coordinator import Coordinator, RoundRecord, local_train_config
 from fedsilo.runtime.party import LocalData, PartyAgent, split_holdout
 from fedsilo.runtime.seeds import derive_seed, holdout_seed
@@ -408,9 +409,11 @@ def simulated_agents(
 @dataclass(frozen=True)
 class Progress:
     """Callbacks a simulation calls as it goes (each optional): horizontal rounds, vertical
-    PSI steps, hetero-LR epochs, SecureBoost trees."""
+    PSI steps, hetero-LR epochs, SecureBoost trees, and warnings a person should read before
+    training (also logged): a party whose privacy budget will run out during the job."""
 
     on_round: Callable[[RoundRecord], None] | None = None
+    on_warning: Callable[[str], None] | None = None
     on_psi_step: Callable[[str, int, int], None] | None = None
     on_epoch: Callable[[int, float, float], None] | None = None
     on_tree: Callable[[int, float], None] | None = None
@@ -502,6 +505,7 @@ def simulate(
                 job,
                 baseline=baseline,
                 on_round=on_round,
+                on_warning=progress.on_warning,
                 audit_dir=audit_dir,
                 data=load_simulated_data(job, data),
                 ray=ray,
@@ -569,6 +573,7 @@ def simulate_horizontal(
     *,
     baseline: bool = False,
     on_round: Callable[[RoundRecord], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
     audit_dir: Path | None = None,
     data: SimulatedData | None = None,
     ray: str | None = None,
@@ -579,6 +584,12 @@ def simulate_horizontal(
     e.g. with the privacy audit's canaries planted. With ``ray`` (a Ray address, "auto" or
     "local") the parties run as Ray actors instead (:mod:`fedsilo.ray_simulation`); the
     coordinator stays in this process.
+
+    Before round 1 the parties' privacy budgets (the job's ``[privacy.budget]``, each
+    simulated party's own) are checked against the plan (:mod:`fedsilo.runtime.budget_outlook`):
+    a party whose budget will run out is logged and handed to ``on_warning``; a job that
+    would then certainly stop raises :class:`~fedsilo.errors.BudgetExhaustedError` before
+    any party trains.
     """
     started = time.monotonic()
     sim = load_simulated_data(job) if data is None else data
@@ -604,7 +615,13 @@ def simulate_horizontal(
             job, sim, identities, audit_dir, train_local if batched is None else batched
         )
         transport = InProcessTransport(agents, workers=simulation_workers(job), batched=batched)
-    coordinator = Coordinator(job, transport, central_evaluator=evaluator, on_round=on_round)
+    coordinator = Coordinator(
+        job,
+        transport,
+        central_evaluator=evaluator,
+        on_round=on_round,
+        on_setup=lambda setup: check_budgets(job, setup, on_warning),
+    )
     try:
         with one_torch_thread():
             outcome = coordinator.run()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fedsilo.config import parse_job
+from fedsilo.config import JobConfig, parse_job
 from fedsilo.errors import AuditError, BudgetExhaustedError
 from fedsilo.privacy.dp_sgd import round_spend
 from fedsilo.privacy.guard import PartyPrivacy, PrivacyGuard
@@ -84,9 +84,24 @@ def test_continue_goes_on_without_the_exhausted_party() -> None:
     assert {"party-1", "party-3"} <= set(result.history[-1].participants)
 
 
+def _agents(raw: dict[str, Any], audit_dir: Path | None = None) -> tuple[JobConfig, dict[str, Any]]:
+    job = parse_job(raw, source="test")
+    sim = load_simulated_data(job)
+    identities = simulated_party_identities(job, sim.parties)
+    return job, dict(simulated_agents(job, sim, identities, audit_dir))
+
+
+def _round_loop(raw: dict[str, Any], audit_dir: Path | None = None) -> Any:
+    """The round loop alone, as a deployed coordinator runs it: it does not know the parties'
+    budgets, and each party refuses round by round. (A simulation refuses before round 1 a job
+    its budgets would stop: tests/runtime/test_budget_outlook.py.)"""
+    job, agents = _agents(raw, audit_dir)
+    return Coordinator(job, InProcessTransport(agents)).run()
+
+
 def test_stop_ends_the_job_naming_party_budget_and_projection() -> None:
     with pytest.raises(BudgetExhaustedError) as err:
-        simulate(_job(max_epsilon=0.5, on_exhausted="stop"))
+        _round_loop(_job(max_epsilon=0.5, on_exhausted="stop"))
     text = str(err.value)
     assert "round 1" in text and "refuses" in text and "budget is epsilon 0.5" in text
     assert 'on_exhausted = "stop"' in text
@@ -103,7 +118,7 @@ def test_every_party_refusing_for_its_budget_stops_the_job_without_a_retry(
     job = _job(max_epsilon=0.5, on_exhausted="continue")
     job["selection"] = {"min_parties": 2, "max_round_retries": 2}
     with pytest.raises(BudgetExhaustedError) as err:
-        simulate(job, audit_dir=tmp_path)
+        _round_loop(job, audit_dir=tmp_path)
     text = str(err.value)
     assert text.startswith("round 1: the job stops: parties 'party-1', 'party-2' and 'party-3' ")
     assert "have spent their privacy budget" in text and "not retried" in text
@@ -120,7 +135,7 @@ def test_refusals_leaving_too_few_parties_stop_the_job_naming_only_the_spent_one
     job = _job(parties={"party-3": 0.5}, on_exhausted="continue")
     job["selection"] = {"min_parties": 3, "max_round_retries": 2}
     with pytest.raises(BudgetExhaustedError) as err:
-        simulate(job, audit_dir=tmp_path)
+        _round_loop(job, audit_dir=tmp_path)
     text = str(err.value)
     assert text.startswith("round 1: the job stops: party 'party-3' has spent its privacy budget")
     assert "leaves 2 parties ('party-1' and 'party-2') that could train" in text
@@ -142,11 +157,7 @@ class _FailsFirstFit:
 
 
 def test_a_spent_party_beside_a_transient_failure_still_lets_the_round_retry() -> None:
-    job = parse_job(_job(parties={"party-3": 0.5}, on_exhausted="continue"), source="test")
-    sim = load_simulated_data(job)
-    agents: dict[str, Any] = simulated_agents(
-        job, sim, simulated_party_identities(job, sim.parties), None
-    )
+    job, agents = _agents(_job(parties={"party-3": 0.5}, on_exhausted="continue"))
     agents["party-2"] = _FailsFirstFit(agents["party-2"])
     outcome = Coordinator(job, InProcessTransport(agents)).run()
     first = outcome.history[0]
@@ -160,11 +171,7 @@ def test_each_refusal_is_logged_once_per_party_and_round(caplog: pytest.LogCaptu
     # party-3 refuses every round; round 1 is tried twice (party-2 fails its first fit), and
     # party-3 refuses both attempts. Party side, router, round loop and budget tracker all see
     # each refusal: the tracker, which decides what the job does about it, says it.
-    job = parse_job(_job(parties={"party-3": 0.5}, on_exhausted="continue"), source="test")
-    sim = load_simulated_data(job)
-    agents: dict[str, Any] = simulated_agents(
-        job, sim, simulated_party_identities(job, sim.parties), None
-    )
+    job, agents = _agents(_job(parties={"party-3": 0.5}, on_exhausted="continue"))
     agents["party-2"] = _FailsFirstFit(agents["party-2"])
 
     with caplog.at_level(logging.WARNING):

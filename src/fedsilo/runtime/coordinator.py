@@ -118,10 +118,16 @@ class TrainingOutcome:
     history: list[RoundRecord] = field(default_factory=list)
 
 
+def parties_per_round(job: JobConfig, n: int) -> int:
+    """How many of ``n`` online parties a round selects: ``ceil(fraction * n)``, at least
+    ``min_parties``, at most ``n``."""
+    return min(n, max(job.selection.min_parties, math.ceil(job.selection.fraction * n)))
+
+
 def select_parties(parties: list[str], job: JobConfig, rnd: int, attempt: int) -> list[str]:
     """Sample ``ceil(fraction * n)`` parties (at least ``min_parties``), seeded per round."""
     n = len(parties)
-    k = min(n, max(job.selection.min_parties, math.ceil(job.selection.fraction * n)))
+    k = parties_per_round(job, n)
     if k == n:
         return list(parties)
     rng = np.random.default_rng(derive_seed(job.seed, "select", rnd, attempt))
@@ -138,6 +144,7 @@ class Coordinator:
         *,
         central_evaluator: CentralEvaluator | None = None,
         on_round: Callable[[RoundRecord], None] | None = None,
+        on_setup: Callable[[SetupResult], None] | None = None,
         store: JobStore | None = None,
         job_id: str | None = None,
         checkpoint_dir: Path | None = None,
@@ -155,6 +162,9 @@ class Coordinator:
         )
         self.central_evaluator = central_evaluator
         self.on_round = on_round
+        # Once the parties are set up, before round 1; raising refuses the job (a simulation
+        # checks the parties' privacy budgets against the plan, runtime.budget_outlook).
+        self.on_setup = on_setup
         self._server_opt = job.aggregation.server_optimizer_spec().create()
         self._training_body = dataclasses.asdict(local_train_config(job.training))
         # With a store: checkpoint every round under job_id, and resume from the last one.
@@ -193,6 +203,8 @@ class Coordinator:
                 self.job.name,
             )
         setup = prepare_parties(self.transport, self.job)
+        if self.on_setup is not None:
+            self.on_setup(setup)
         self._collector = build_collector(self.job, len(setup.parties))
         if self.central_evaluator is not None:
             self.central_evaluator.prepare(setup)

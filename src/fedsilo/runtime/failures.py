@@ -40,6 +40,12 @@ def _quoted(parties: Sequence[str]) -> str:
     return ", ".join(f"'{p}'" for p in parties)
 
 
+def named(parties: Sequence[str]) -> str:
+    """The parties in a sentence: ``'a'``, ``'a' and 'b'``, ``'a', 'b' and 'c'``."""
+    quoted = [f"'{p}'" for p in parties]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
+
+
 def failure_detail(failures: Mapping[str, str]) -> str:
     """The failed parties' reasons (party -> reason) for one error message, each distinct
     reason once: ``party 'a': <its reason>; parties 'b', 'c': each party refuses ...``."""

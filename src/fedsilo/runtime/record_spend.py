@@ -27,7 +27,7 @@ from fedsilo.config import JobConfig, OnBudgetExhausted
 from fedsilo.errors import BudgetExhaustedError, ErrorCode, ProtocolError
 from fedsilo.protocol.bodies import RecordSpend, parse_body
 from fedsilo.protocol.messages import Message
-from fedsilo.runtime.failures import failure_detail, natural
+from fedsilo.runtime.failures import failure_detail, named, natural
 
 log = logging.getLogger(__name__)
 
@@ -125,21 +125,16 @@ def spent_budgets(
     if len(spent) == 1:
         who = f"party '{spent[0]}' has spent its"
     else:
-        who = f"parties {_names(spent)} have spent their"
+        who = f"parties {named(spent)} have spent their"
     left = f"{len(able)} part{'y' if len(able) == 1 else 'ies'}"
     if able:
-        left += f" ({_names(able)})"
+        left += f" ({named(able)})"
     return BudgetExhaustedError(
         f"round {rnd}: the job stops: {who} privacy budget (refused with budget_exhausted), "
         f"which leaves {left} that could train, fewer than selection.min_parties = {need}. "
         "A spent budget stays spent, so the round is not retried. The parties said: "
         + failure_detail(refusals)  # refusals alike but for the party's name: said once
     )
-
-
-def _names(parties: Sequence[str]) -> str:
-    quoted = [f"'{p}'" for p in parties]
-    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
 
 
 class SpendOnly(BaseModel):
