@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+import fedsilo
 from fedsilo.cli import app
 
 runner = CliRunner()
@@ -93,3 +97,52 @@ def test_output_defaults_to_runs_slash_job_name(tmp_path: Path, monkeypatch) -> 
     result = runner.invoke(app, ["simulate", str(job)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "runs" / "tiny" / "model.safetensors").exists()
+
+
+BUDGET_JOB = """
+name = "budget"
+rounds = 2
+[data]
+dataset = "breast-cancer"
+[training]
+batch_size = 16
+[selection]
+min_parties = 2
+[privacy]
+delta = 1e-5
+[privacy.record_dp]
+enabled = true
+noise_multiplier = 1.0
+[privacy.budget]
+parties = { "party-2" = 0.5 }
+"""
+
+
+def test_simulate_says_once_before_round_1_whose_budget_will_run_out(tmp_path: Path) -> None:
+    # A real process: the command's own logging setup is what decides what reaches stderr.
+    job = tmp_path / "job.toml"
+    job.write_text(BUDGET_JOB)
+    env = {**os.environ, "PYTHONPATH": str(Path(fedsilo.__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-m", "fedsilo", "simulate", str(job), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    said = [i for i, line in enumerate(lines) if "its privacy budget, epsilon 0.5" in line]
+    first_round = next(i for i, line in enumerate(lines) if line.startswith("round   1"))
+    assert len(said) == 1 and said[0] < first_round
+    assert lines[said[0]].startswith(
+        "WARNING: party 'party-2': its privacy budget, epsilon 0.5 at delta 1e-05, runs out at "
+        "round 1 of 2: the job's plan takes it to epsilon "
+    )
+    assert "its privacy budget, epsilon 0.5 at delta" not in done.stderr  # not said twice
+    refusals = [line for line in done.stderr.splitlines() if "refuses round" in line]
+    assert [line.split(": ")[0] for line in refusals] == [
+        "WARNING fedsilo.runtime.record_spend",
+        "WARNING fedsilo.runtime.record_spend",
+    ]

@@ -132,6 +132,15 @@ def round_reporter(progress: Progress, task: TaskID) -> Callable[[Any], None]:
     return on_round
 
 
+def warning_reporter(progress: Progress) -> Callable[[str], None]:
+    """``on_warning`` for a run: ``WARNING: <text>`` among its lines, the text verbatim."""
+
+    def on_warning(text: str) -> None:
+        progress.console.print(Text.assemble(("WARNING:", "bold yellow"), " ", text))
+
+    return on_warning
+
+
 def plain(value: object) -> Text:
     """A table cell or line shown verbatim: text from data or from a party is never markup."""
     return Text(str(value))

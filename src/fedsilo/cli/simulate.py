@@ -18,6 +18,7 @@ from fedsilo.cli.common import (
     progress_bar,
     round_reporter,
     shown_path,
+    warning_reporter,
 )
 from fedsilo.cli.privacy import privacy_line
 
@@ -111,9 +112,14 @@ def simulate(
 ) -> None:
     """Run a training job (horizontal or kind = "vertical"), or score new customers with a
     vertical run (kind = "vertical-score"), with every party on this machine."""
+    to_stderr = logging.StreamHandler()
+    # The run shows a party's budget running out as a line of its own (on_warning), before
+    # round 1: its log record would say it a second time.
+    to_stderr.addFilter(lambda record: record.name != "fedsilo.runtime.budget_outlook")
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
+        handlers=[to_stderr],
     )
     from fedsilo.config import JobConfig
     from fedsilo.jobs import VERTICAL_SCORE, load_job
@@ -162,7 +168,7 @@ def _simulate_horizontal(
         result = run_simulation(
             job,
             baseline=baseline,
-            progress=Progress(on_round=on_round),
+            progress=Progress(on_round=on_round, on_warning=warning_reporter(progress)),
             audit_dir=out_dir / "audit",
             ray=ray,
         )
