@@ -96,8 +96,9 @@ class Forging:
 def main(config: str) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = load_party_config(Path(config))
+    agent = Forging(load_agent(cfg))
     use_threads(cfg)
-    PartyProcess(cfg, Forging(load_agent(cfg))).run()
+    PartyProcess(cfg, agent).run()
 
 
 if __name__ == "__main__":

@@ -72,8 +72,9 @@ def party(
     if insecure:
         print_warning("connecting WITHOUT TLS (--insecure)")
     cfg = load_party_config(config)
+    agent = load_agent(cfg)  # its files and extras first: a mistake there is the one line
     use_threads(cfg)
-    proc = PartyProcess(cfg, load_agent(cfg), insecure=insecure)
+    proc = PartyProcess(cfg, agent, insecure=insecure)
     with contextlib.suppress(KeyboardInterrupt):
         proc.run()
 

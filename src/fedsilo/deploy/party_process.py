@@ -11,7 +11,7 @@ server refuses its credentials it stops with the server's reason, because retryi
 A refused TLS handshake is diagnosed (:mod:`fedsilo.deploy.tls_diagnosis`: unknown CA,
 expired or not-yet-valid certificate, name mismatch, no client certificate where the server
 requires one) and logged as such, and after ``tls_attempts`` of them in a row the party stops
-with that diagnosis. Before it loads anything, ``fedsilo party`` sets torch's threads to
+with that diagnosis. Before it answers any task, ``fedsilo party`` sets torch's threads to
 party.toml's ``threads`` (:func:`use_threads`).
 """
 
@@ -65,7 +65,8 @@ def use_threads(config: PartyProcessConfig) -> None:
     (:func:`fedsilo.simulation.one_torch_thread`): a party on one thread sums in the same order
     and trains the simulation's model bit for bit; on more threads its weights may differ by
     ~1e-7. Torch's thread count is the process's, so the process that runs the party (``fedsilo
-    party``) calls this once, before it loads the party's data and answers tasks.
+    party``) calls this once, after it has read the party's files (so a mistake there is
+    reported alone) and before it answers any task.
     """
     torch.set_num_threads(config.threads)
     log.info("party %s: torch computes on %d thread(s)", config.name, torch.get_num_threads())
