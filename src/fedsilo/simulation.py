@@ -410,7 +410,8 @@ def simulated_agents(
 class Progress:
     """Callbacks a simulation calls as it goes (each optional): horizontal rounds, vertical
     PSI steps, hetero-LR epochs, SecureBoost trees, and warnings a person should read before
-    training (also logged): a party whose privacy budget will run out during the job."""
+    training (also logged): a party whose privacy budget will run out during the job. Rounds,
+    epochs and trees count from 1, as in ``metrics.json``'s history."""
 
     on_round: Callable[[RoundRecord], None] | None = None
     on_warning: Callable[[str], None] | None = None

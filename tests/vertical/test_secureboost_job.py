@@ -29,7 +29,7 @@ def test_cli_secureboost_example_matches_centralized_gbm(
     )
     assert result.exit_code == 0, result.output
     assert "SecureBoost" in result.output and "centralized GBM" in result.output
-    assert "tree   9" in result.output  # per-tree progress
+    assert "tree  10" in result.output  # per-tree progress, numbered as metrics.json
     doc = json.loads((out / "metrics.json").read_text())
     v, test, history = doc["vertical"], doc["final"]["global"], doc["history"]
     assert doc["job"]["kind"] == "vertical" and v["algorithm"] == "secureboost"

@@ -177,9 +177,9 @@ def run_vertical_job(
         _transport(board, job, job_id, store),
         job_id=job_id,
         on_epoch=lambda epoch, loss, s: on_progress(
-            VerticalProgress(epoch + 1, s, {"taylor_loss": loss})
+            VerticalProgress(epoch, s, {"taylor_loss": loss})
         ),
-        on_tree=lambda tree, s: on_progress(VerticalProgress(tree + 1, s)),
+        on_tree=lambda tree, s: on_progress(VerticalProgress(tree, s)),
     )
     outcome = runner.run()
     VerticalResult(job, outcome, wall_time_s=time.monotonic() - started).save(out)

@@ -60,7 +60,11 @@ from fedsilo.vertical.secureboost import relay
 from fedsilo.vertical.wire import blob, get_blob
 
 EpochCallback = Callable[[int, float, float], None]
+"""``on_epoch(epoch, taylor_loss, seconds)`` after each hetero-LR epoch; ``epoch`` counts from 1,
+as ``metrics.json``'s history does."""
 TreeCallback = Callable[[int, float], None]
+"""``on_tree(tree, seconds)`` after each SecureBoost tree; ``tree`` counts from 1, as
+``metrics.json``'s history does."""
 StepCallback = Callable[[str, int, int], None]
 """``on_psi_step(step, done, total)``: after each of the relayed PSI steps (``PSI_STEPS``)."""
 
@@ -456,15 +460,15 @@ class VerticalRunner:
         def on_tasks(tasks: Mapping[str, Message]) -> None:
             if any(m.kind is TaskKind.SB_GRADIENTS for m in tasks.values()):
                 starts.append(time.monotonic())
-                if len(starts) > 1 and self._on_tree is not None:
-                    self._on_tree(len(starts) - 2, starts[-1] - starts[-2])
+                if len(starts) > 1 and self._on_tree is not None:  # the tree before this one
+                    self._on_tree(len(starts) - 1, starts[-1] - starts[-2])
 
         sb = self._sb()
         relay(*sb, timeout_s=self._timeout_s, on_tasks=on_tasks)
         starts.append(time.monotonic())
         seconds = list(np.diff(starts).tolist())
         if seconds and self._on_tree is not None:
-            self._on_tree(len(seconds) - 1, seconds[-1])
+            self._on_tree(len(seconds), seconds[-1])
         done = relay(*sb, timeout_s=self._timeout_s, phase="predict")
         where = f"sb_step reply from {self.guest!r}"
         if done.test is None or done.train is None or done.n_trees is None:

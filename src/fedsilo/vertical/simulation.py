@@ -29,13 +29,11 @@ from fedsilo.vertical.data import AlignedData, PartyTable, check_headers
 from fedsilo.vertical.importance import entry
 from fedsilo.vertical.metrics import binary_metrics
 from fedsilo.vertical.result import VerticalResult
-from fedsilo.vertical.runner import StepCallback, TreeCallback, VerticalRunner
+from fedsilo.vertical.runner import EpochCallback, StepCallback, TreeCallback, VerticalRunner
 from fedsilo.vertical.secureboost import TreeParams
 
 if TYPE_CHECKING:
     from sklearn.ensemble import HistGradientBoostingClassifier
-
-EpochCallback = Callable[[int, float, float], None]
 
 
 def _columns(job: VerticalJobConfig, data: AlignedData, guest_only: bool) -> np.ndarray:

@@ -249,11 +249,12 @@ class HeteroLrArbiter:
             loss = self._epoch_loss()
             outcome.losses.append(loss)
             outcome.epoch_seconds.append(time.monotonic() - started)
+            # Epochs are numbered from 1 here as in metrics.json's history (loops count from 0).
             log.info(
-                "hetero_lr epoch %d loss %.6f (%.2f s)", epoch, loss, outcome.epoch_seconds[-1]
+                "hetero_lr epoch %d loss %.6f (%.2f s)", epoch + 1, loss, outcome.epoch_seconds[-1]
             )
             if self._on_epoch is not None:
-                self._on_epoch(epoch, loss, outcome.epoch_seconds[-1])
+                self._on_epoch(epoch + 1, loss, outcome.epoch_seconds[-1])
             if len(outcome.losses) > 1 and abs(outcome.losses[-2] - loss) < p.tolerance:
                 outcome.converged = True
                 break
