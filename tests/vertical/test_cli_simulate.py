@@ -1,4 +1,5 @@
-"""What ``fedsilo simulate`` prints for vertical jobs: the numbering of epochs and trees."""
+"""What ``fedsilo simulate`` prints for vertical jobs: the numbering of epochs and trees, and
+when the progress bar appears."""
 
 from __future__ import annotations
 
@@ -55,3 +56,44 @@ def test_the_cli_numbers_epochs_and_trees_as_metrics_json_and_csv_do(
         rows = [int(row[unit]) for row in csv.DictReader(f) if row.get(unit)]
     assert printed == [h[unit] for h in history] == rows == [1, 2, 3]
 
+
+def _trained_run(root: Path) -> Path:
+    """A run directory whose metrics.json holds the training job of a bank and a provider."""
+    run = root / "trained"
+    run.mkdir()
+    config = {
+        "kind": "vertical",
+        "name": "trained",
+        "parties": [
+            {"name": "bank", "path": "bank.csv", "label": "y"},
+            {"name": "provider", "path": "provider.csv"},
+        ],
+    }
+    (run / "metrics.json").write_text(json.dumps({"job": {"config": config}}))
+    return run
+
+
+@pytest.mark.parametrize(
+    ("run", "hosts", "error"),
+    [
+        ("no-such-run", "provider", "key 'run': .*no-such-run.* run the training job first"),
+        ("trained", "retailer", r"parties \['bank', 'retailer'\] are not those of training run"),
+    ],
+)
+def test_a_scoring_job_config_error_is_reported_before_any_progress_bar(
+    tmp_path: Path, run: str, hosts: str, error: str
+) -> None:
+    _trained_run(tmp_path)
+    job = tmp_path / "score.toml"
+    job.write_text(
+        f'kind = "vertical-score"\nname = "scores"\nrun = "{run}"\n'
+        '[[parties]]\nname = "bank"\npath = "bank.csv"\n'
+        f'[[parties]]\nname = "{hosts}"\npath = "{hosts}.csv"\n'
+    )
+
+    result = CliRunner().invoke(app, ["simulate", str(job), "-o", str(tmp_path / "out")])
+
+    assert result.exit_code == 2
+    assert re.search(f"ConfigError: scoring job 'scores'.*{error}", result.output), result.output
+    assert "PSI" not in result.output and "0/5" not in result.output
+    assert "with the saved parts of" not in result.output  # nor the banner of a run

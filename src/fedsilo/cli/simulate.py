@@ -253,8 +253,9 @@ def _simulate_vertical(job: VerticalJobConfig, out_dir: Path, *, baseline: bool)
 
 
 def _score_vertical(job: VerticalScoreJob, out_dir: Path) -> None:
-    from fedsilo.vertical.scoring import simulate_vertical_score
+    from fedsilo.vertical.scoring import prepare_vertical_score
 
+    scoring = prepare_vertical_score(job)  # a configuration error stops here, before any bar
     console.print(
         f"[bold]fedsilo[/] scoring [bold]{escape(job.name)}[/] with the saved parts of "
         f"{escape(job.run)}"
@@ -265,7 +266,7 @@ def _score_vertical(job: VerticalScoreJob, out_dir: Path) -> None:
         def on_psi_step(step: str, done: int, total: int) -> None:
             progress.update(psi, completed=done, total=total, description=f"PSI: {step} done")
 
-        result = simulate_vertical_score(job, on_psi_step=on_psi_step)
+        result = scoring.run(on_psi_step=on_psi_step)
     counts = result.alignment
     unmatched = ", ".join(f"{plain(p)} {n}" for p, n in counts["unmatched"].items())
     console.print(

@@ -134,22 +134,43 @@ def score_runner(
     )
 
 
+@dataclass(frozen=True)
+class ScoreSimulation:
+    """A scoring job checked against its training run (:func:`prepare_vertical_score`),
+    ready to run with every party in this process."""
+
+    job: VerticalScoreJob
+    trained: VerticalJobConfig
+
+    def run(self, *, on_psi_step: StepCallback | None = None) -> ScoreResult:
+        """PSI over the new files, then the scores (the guest keeps them)."""
+        started = time.monotonic()
+        job, trained, run = self.job, self.trained, Path(self.job.run)
+        agents = {p.name: VerticalPartyAgent.for_scoring(p, run / "models") for p in job.parties}
+        runner = score_runner(
+            job, trained, InProcessTransport(agents), run_id=run.name, on_psi_step=on_psi_step
+        )
+        outcome = runner.run_scoring()
+        return ScoreResult(
+            job, trained, outcome, time.monotonic() - started, guest=agents[trained.guest.name]
+        )
+
+
+def prepare_vertical_score(job: VerticalScoreJob) -> ScoreSimulation:
+    """Read ``job``'s training run and check the job against it: the configuration errors a
+    simulated scoring job can have (no readable run, parties other than the run's) are raised
+    here, before any party does work. What each party checks itself (its saved part, its
+    file) it checks at ``PSI_OPEN``."""
+    trained = trained_job(Path(job.run), source=f"scoring job {job.name!r}")
+    job.training_job(trained)  # the parties must be the run's
+    return ScoreSimulation(job, trained)
+
+
 def simulate_vertical_score(
     job: VerticalScoreJob, *, on_psi_step: StepCallback | None = None
 ) -> ScoreResult:
     """Score ``job``'s new customers with every party in this process."""
-    started = time.monotonic()
-    run = Path(job.run)
-    trained = trained_job(run, source=f"scoring job {job.name!r}")
-    job.training_job(trained)  # the parties must be the run's
-    agents = {p.name: VerticalPartyAgent.for_scoring(p, run / "models") for p in job.parties}
-    runner = score_runner(
-        job, trained, InProcessTransport(agents), run_id=run.name, on_psi_step=on_psi_step
-    )
-    outcome = runner.run_scoring()
-    return ScoreResult(
-        job, trained, outcome, time.monotonic() - started, guest=agents[trained.guest.name]
-    )
+    return prepare_vertical_score(job).run(on_psi_step=on_psi_step)
 
 
 def run_score_job(
