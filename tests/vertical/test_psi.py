@@ -355,13 +355,14 @@ def test_batching_matches_single_batch_and_reports_progress() -> None:
         if not steps or done <= steps[-1][-1][0] or total != steps[-1][-1][1]:
             steps.append([])
         steps[-1].append((done, total))
-    # client request (230), server setup (245), server respond (230), client intersect
-    assert [s[-1][1] for s in steps] == [230, 245, 230, 230 * 7]
+    # client request (230), server setup (245), server respond (230), client intersect (its
+    # 230 IDs, each batch checked against all 7 server batches: still 230 IDs, not 230 * 7)
+    assert [s[-1][1] for s in steps] == [230, 245, 230, 230]
     for step in steps:
         dones = [d for d, _ in step]
         assert dones == sorted(set(dones))
         assert dones[-1] == step[-1][1]
-    assert len(steps[0]) == 6  # ceil(230 / 40) batches
+    assert [len(s) for s in steps] == [6, 7, 6, 6]  # one call per batch: ceil(n / 40)
 
 
 # --------------------------------------------------------------------------- errors

@@ -353,3 +353,9 @@ def test_psi_progress_reaches_the_coordinator_and_the_parties_logs(
     assert "party 'bank' PSI client for 'shop': 500 of 500 IDs" in progress
     assert any(m.startswith("party 'shop' PSI server: ") for m in progress)
     assert any(" 200 of " in m for m in progress)  # a partial batch line, not only the end
+    # The hosts' 539 and 509 IDs make 3 server batches each; the guest's intersection still
+    # counts its own 500 IDs (not 500 x 3), and a host's setup its own IDs.
+    client = [m for m in progress if m.startswith("party 'bank' PSI client")]
+    assert client and all(m.endswith(" of 500 IDs") for m in client), client
+    assert "party 'shop' PSI server: 539 of 539 IDs" in progress
+    assert "party 'telco' PSI server: 509 of 509 IDs" in progress

@@ -90,7 +90,9 @@ __all__ = [
 ]
 
 ProgressCallback = Callable[[int, int], None]
-"""``on_progress(done, total)``: elements processed so far in the current step."""
+"""``on_progress(done, total)``: IDs processed so far in the current step, of ``total`` (the
+step's IDs: the client's own for its request and intersection, the server's own for its
+setup, the client's for the server's response); called once per batch."""
 
 DEFAULT_BATCH_SIZE = 100_000
 DEFAULT_FPR = 1e-9
@@ -617,10 +619,12 @@ class PsiClient:
         reader.end()
 
         found = np.zeros(self.num_elements, dtype=bool)
-        progress = _Progress(self.on_progress, self.num_elements * len(setups))
-        for setup_message in setups:
-            offset = 0
-            for size, response_message in zip(self._batch_sizes, responses, strict=True):
+        # Progress counts this party's IDs, each batch once it is checked against every server
+        # batch (not batches x setups, which would overstate the IDs).
+        progress = _Progress(self.on_progress, self.num_elements)
+        offset = 0
+        for size, response_message in zip(self._batch_sizes, responses, strict=True):
+            for setup_message in setups:
                 hits = _library_call(
                     self.party,
                     "intersection",
@@ -630,8 +634,8 @@ class PsiClient:
                 if hit_array.size and (hit_array.min() < 0 or hit_array.max() >= size):
                     raise ProtocolError(f"party {self.party!r}: PSI returned an invalid index")
                 found[offset + hit_array] = True
-                offset += size
-                progress.advance(size)
+            offset += size
+            progress.advance(size)
         shared = [self._ids.ids[i] for i in np.flatnonzero(found)]
         self._order = _agreed_order(shared, self.seed)
         return np.sort(self._ids.rows[found])
