@@ -304,34 +304,56 @@ def vertical_table(result: VerticalResult) -> Table:
     return table
 
 
+def _importance_cell(e: dict[str, Any]) -> str:
+    """One feature's importance: its signed coefficient, its log-loss rise when permuted
+    (signed: a shuffle can also help), or its split count and total gain."""
+    if e.get("coefficient") is not None:
+        return f"coef {e['coefficient']:+.3f}"
+    if e.get("loss_increase") is not None:
+        return f"log loss {e['loss_increase']:+.3g} permuted"
+    return f"{e.get('splits', 0)} splits, gain {e.get('gain', 0.0):.3g}"
+
+
+def _importance_total(total: dict[str, Any]) -> tuple[str, str]:
+    """(what the total is, its cell): a hetero-LR or logreg total is a sum of absolute
+    coefficients, so it has no sign; a sum of permuted log-loss rises may be negative."""
+    if total.get("coefficient") is not None:
+        return "sum of |coef|", f"{total['coefficient']:.3f}"
+    if total.get("loss_increase") is not None:
+        return "sum of log-loss rises (permuted)", f"{total['loss_increase']:+.3g}"
+    return "splits, total gain", _importance_cell(total)
+
+
+def _importance_rank(item: tuple[str, dict[str, Any]]) -> float:
+    e = item[1]
+    if e.get("coefficient") is not None:
+        return -abs(e["coefficient"])
+    return -float(e.get("gain", e.get("loss_increase", 0.0)))
+
+
 def importance_table(importance: dict[str, Any] | None, *, top: int = 5) -> Table | None:
-    """Per party: its total, and its top features where the names were shared."""
+    """Per scope (a vertical party, or ``global`` for a horizontal model): its total, and its
+    top features where the names were shared. Horizontal and vertical runs share this table."""
     if not importance:
         return None
-    table = Table(title="feature importance (names only where the party shares them)")
-    for column in ("party", "features", "total", f"top {top}"):
-        table.add_column(column)
+    rows, measures = [], []
     for scope, entry in importance.items():
-        total, names = entry.get("total") or {}, entry.get("by_feature")
-
-        def show(e: dict[str, Any]) -> str:
-            if e.get("coefficient") is not None:
-                return f"coef {e['coefficient']:+.3f}"
-            if e.get("loss_increase") is not None:
-                return f"log loss +{e['loss_increase']:.3g} permuted"
-            return f"{e.get('splits', 0)} splits, gain {e.get('gain', 0.0):.3g}"
-
-        def key(item: tuple[str, dict[str, Any]]) -> float:
-            e = item[1]
-            if e.get("coefficient") is not None:
-                return -abs(e["coefficient"])
-            return -float(e.get("gain", e.get("loss_increase", 0.0)))
-
-        best = [item for item in sorted((names or {}).items(), key=key) if key(item)][:top]
-        ranked = "; ".join(f"{n} ({show(e)})" for n, e in best) or "none used"
+        measure, total = _importance_total(entry.get("total") or {})
+        if measure not in measures:
+            measures.append(measure)
+        names = entry.get("by_feature")
+        best = [
+            i for i in sorted((names or {}).items(), key=_importance_rank) if _importance_rank(i)
+        ]
+        ranked = "; ".join(f"{n} ({_importance_cell(e)})" for n, e in best[:top]) or "none used"
         if not names:
             ranked = "names not shared"
-        table.add_row(plain(scope), str(entry.get("features", "")), show(total), plain(ranked))
+        rows.append((plain(scope), str(entry.get("features", "")), total, plain(ranked)))
+    table = Table(title="feature importance (names only where the party shares them)")
+    for column in ("party", "features", " / ".join(measures), f"top {top}"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
