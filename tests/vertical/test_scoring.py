@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,36 @@ def test_heldout_customers_get_the_training_runs_scores_exactly(
         "path": str(paths["predictions"].resolve()),
         "sha256": hashlib.sha256(paths["predictions"].read_bytes()).hexdigest(),
     }
+
+
+def test_customers_with_extreme_values_score_0_or_1_without_an_overflow_warning(
+    runs: dict[str, Any], tmp_path: Path
+) -> None:
+    """Two customers pushed far along the bank's strongest feature: z of about +-3000 (beyond
+    the float64 range of exp, inside the Paillier mask's 2**16) scores exactly 1 and 0."""
+    run, heldout = runs["hetero_lr"]
+    files = (runs["files"][0], runs["files"][1]["host"])
+    new = _new_files(files, tmp_path, list(heldout))
+    bank = LrPart.load(run / "models" / "bank.safetensors", "bank")
+    j = int(np.argmax(np.abs(bank.weights[:-1])))  # the last weight is the intercept
+    column = bank.features[j]
+    frame = pd.read_csv(new[0])
+    up, down = heldout_ids = list(heldout)[:2]
+    for customer, sign in ((up, 1.0), (down, -1.0)):
+        shift = sign * np.sign(bank.weights[j]) * 3000 / abs(bank.weights[j]) * bank.std[j]
+        frame.loc[frame["id"] == customer, column] = bank.mean[j] + shift
+    frame.to_csv(new[0], index=False)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = simulate_vertical_score(_score_job(run, new))
+
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
+    assert result.guest is not None and result.guest.predictions is not None
+    _, ids, values = result.guest.predictions
+    scores = dict(zip(ids, values.tolist(), strict=True))
+    assert (scores[up], scores[down]) == (1.0, 0.0), heldout_ids
+    assert all(0.0 < scores[i] < 1.0 for i in heldout if i not in heldout_ids)
 
 
 def test_the_example_scores_new_customers_within_ckks_noise(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from scipy.special import expit
 
 from fedsilo.errors import ConfigError, DataError, NotReadyError, ProtocolError
 from fedsilo.protocol.messages import Message, TaskKind
@@ -323,7 +324,7 @@ class SecureBoostRole:
         margin = np.full(len(self._x), model.base_score)
         for tree, leaf in zip(trees, leaves, strict=True):
             margin += np.asarray(tree.weight)[leaf]
-        proba: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-margin))
+        proba: npt.NDArray[np.float64] = expit(margin)  # stable for any margin
         self.scores = proba
         return proba
 

@@ -24,6 +24,7 @@ import numpy.typing as npt
 from pydantic import ValidationError
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
+from scipy.special import expit
 
 from fedsilo.errors import DataError, FedsiloError, NotReadyError, ProtocolError
 from fedsilo.privacy.he import EncryptedVector, HeScheme, PublicContext, load_public
@@ -414,7 +415,7 @@ class HeteroLrParty:
             return self._reply(msg, LossReply(loss=loss))
         if self.is_guest:
             z = self._take_unmasked(msg, "scores")
-            self.test_scores = 1.0 / (1.0 + np.exp(-z))
+            self.test_scores = expit(z)  # stable: an extreme z is 0 or 1, no overflow
             if self._y is None:  # scoring new customers: the scores stay here
                 return self._reply(msg, Scored(rows=len(z)))
             metrics = binary_metrics(self._y[self._test], self.test_scores)

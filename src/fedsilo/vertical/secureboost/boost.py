@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import expit
 
 from fedsilo.errors import DataError
 from fedsilo.vertical.secureboost.binning import Binning, check_features, fit_bins
@@ -59,7 +60,7 @@ class BoostOutcome:
 
 
 def log_loss(y: FloatArray, margin: FloatArray) -> float:
-    p = np.clip(1.0 / (1.0 + np.exp(-margin)), 1e-15, 1 - 1e-15)
+    p = np.clip(expit(margin), 1e-15, 1 - 1e-15)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
@@ -186,7 +187,8 @@ class PlainModel:
         return margin
 
     def predict_proba(self, xs: list[FloatArray]) -> FloatArray:
-        return 1.0 / (1.0 + np.exp(-self.predict_margin(xs)))
+        proba: FloatArray = expit(self.predict_margin(xs))
+        return proba
 
 
 def train_plain(

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import expit
 
 from fedsilo.errors import ConfigError
 
@@ -137,7 +138,7 @@ class Tree:
 
 
 def logistic_grad_hess(y: FloatArray, margin: FloatArray) -> tuple[FloatArray, FloatArray]:
-    p = 1.0 / (1.0 + np.exp(-margin))
+    p = expit(margin)
     return p - y, p * (1.0 - p)
 
 
