@@ -225,25 +225,39 @@ def test_status_watch_off_a_terminal_logs_a_snapshot_per_change_until_done(
 
 
 def test_status_watch_piped_to_a_file_writes_while_it_runs(server: Server, tmp_path: Path) -> None:
-    out = tmp_path / "watch.log"
+    out, err = tmp_path / "watch.log", tmp_path / "watch.err"
     env = {k: v for k, v in os.environ.items() if k not in NO_TTY_OVERRIDES}
-    with out.open("wb") as sink:
+    # stderr to a file, not a pipe nobody reads while the watcher runs (a full pipe blocks
+    # it); faulthandler: a watcher that ignores Ctrl-C dumps its threads there on SIGABRT
+    with out.open("wb") as sink, err.open("wb") as errors:
         watcher = subprocess.Popen(
-            [sys.executable, "-m", "fedsilo.cli", *_watch_args(server, "--interval", "0.2")],
+            [
+                sys.executable,
+                "-X",
+                "faulthandler",
+                "-m",
+                "fedsilo.cli",
+                *_watch_args(server, "--interval", "0.2"),
+            ],
             stdout=sink,
-            stderr=subprocess.PIPE,
+            stderr=errors,
             env={**env, "PYTHONPATH": SOURCES},
         )
         try:
             deadline = time.monotonic() + 60
             while "party: org-a" not in out.read_text() and time.monotonic() < deadline:
-                assert watcher.poll() is None, watcher.stderr.read() if watcher.stderr else ""
+                assert watcher.poll() is None, err.read_text()
                 time.sleep(0.2)
             logged = out.read_text()  # the watcher still runs (until Ctrl-C)
             assert watcher.poll() is None
         finally:
             watcher.send_signal(signal.SIGINT)
-            watcher.wait(30)
+            try:
+                watcher.wait(30)
+            except subprocess.TimeoutExpired:
+                watcher.send_signal(signal.SIGABRT)
+                watcher.wait(30)
+                pytest.fail(f"the watcher ignored Ctrl-C for 30 s; its stderr:\n{err.read_text()}")
     assert logged.startswith(f"--- {server.config.listen} at ")
     assert "party: org-a | online: no | last seen: never | calls refused: 0" in logged
     assert watcher.returncode == 0

@@ -3,7 +3,6 @@ from __future__ import annotations
 import base64
 import re
 import struct
-import time
 from typing import Any
 
 from fedsilo.report import plots
@@ -57,16 +56,15 @@ def test_palette_sizes() -> None:
         assert len(set(colors)) == n
 
 
-def test_many_parties_are_drawn_as_distributions_in_bounded_time() -> None:
+def test_many_parties_are_drawn_as_distributions_not_one_line_each() -> None:
+    """What keeps a 1,000-party report fast: past MAX_DRAWN_PARTIES the figures draw a band,
+    so they are the same at 30 and 1,000 parties (no timing here: rule 6, timings live in
+    bench/)."""
     from fedsilo.report.page import render_report
     from tests.report.report_sample import make_many_metrics
 
-    # 30 parties, also warming imports and templates up; then the same job at 1,000 parties
     smaller = render_report(make_many_metrics(plots.MAX_DRAWN_PARTIES + 10))
-    started = time.process_time()
     page = render_report(make_many_metrics(1000))
-    cpu_s = time.process_time() - started
-    assert cpu_s < 2.0, f"a 1,000-party report took {cpu_s:.2f} CPU s"
     assert "median and 10-90 % band" in page and "across parties" in page
     # the figures no longer grow with the parties: the same sizes at 30 and 1,000 parties
     sizes = [
