@@ -229,20 +229,26 @@ def test_status_watch_piped_to_a_file_writes_while_it_runs(server: Server, tmp_p
     env = {k: v for k, v in os.environ.items() if k not in NO_TTY_OVERRIDES}
     # stderr to a file, not a pipe nobody reads while the watcher runs (a full pipe blocks
     # it); faulthandler: a watcher that ignores Ctrl-C dumps its threads there on SIGABRT
+    # the watcher gets Ctrl-C as from a terminal: an ignored SIGINT is inherited (a library an
+    # earlier test of this worker loaded had ignored it, and the watcher slept through Ctrl-C)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     with out.open("wb") as sink, err.open("wb") as errors:
-        watcher = subprocess.Popen(
-            [
-                sys.executable,
-                "-X",
-                "faulthandler",
-                "-m",
-                "fedsilo.cli",
-                *_watch_args(server, "--interval", "0.2"),
-            ],
-            stdout=sink,
-            stderr=errors,
-            env={**env, "PYTHONPATH": SOURCES},
-        )
+        try:
+            watcher = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-X",
+                    "faulthandler",
+                    "-m",
+                    "fedsilo.cli",
+                    *_watch_args(server, "--interval", "0.2"),
+                ],
+                stdout=sink,
+                stderr=errors,
+                env={**env, "PYTHONPATH": SOURCES},
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
         try:
             deadline = time.monotonic() + 60
             while "party: org-a" not in out.read_text() and time.monotonic() < deadline:
