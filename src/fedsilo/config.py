@@ -138,6 +138,11 @@ class SelectionConfig(Strict):
     timeout_s: float = Field(default=600.0, gt=0)
     max_round_retries: int = Field(default=2, ge=0)
 
+    def per_round(self, n: int) -> int:
+        """How many of ``n`` parties a round selects: ``ceil(fraction * n)``, at least
+        ``min_parties``, at most ``n``."""
+        return min(n, max(self.min_parties, math.ceil(self.fraction * n)))
+
 
 class EvaluationConfig(Strict):
     """When parties evaluate the global model on their own held-out rows.

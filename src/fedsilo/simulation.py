@@ -10,7 +10,6 @@ model on the pooled training rows for comparison: things only a simulation can d
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -552,7 +551,7 @@ def vectorized(job: JobConfig, num_parties: int) -> bool:
         return True  # the config refused what cannot be vectorized
     if mode is VectorizeMode.OFF or job.model.name not in VECTORIZABLE_MODELS:
         return False
-    per_round = max(job.selection.min_parties, math.ceil(job.selection.fraction * num_parties))
+    per_round = job.selection.per_round(num_parties)  # min_parties <= num_parties (config)
     return not job.privacy.record_dp.enabled and per_round >= VECTORIZE_MIN_PARTIES
 
 

@@ -37,7 +37,6 @@ from fedsilo.config import JobConfig, OnBudgetExhausted
 from fedsilo.errors import BudgetExhaustedError
 from fedsilo.privacy.accounting import AccountingMethod, SpendPlan, plan_spend
 from fedsilo.privacy.dp_sgd import sample_rate, steps_per_round
-from fedsilo.runtime.coordinator import parties_per_round
 from fedsilo.runtime.failures import failure_detail, named, natural
 from fedsilo.runtime.setup import SetupResult
 
@@ -125,7 +124,7 @@ def check_budgets(
     if not shortfalls:
         return
     n = len(setup.parties)
-    every_round = parties_per_round(job, n) == n
+    every_round = job.selection.per_round(n) == n
     if every_round:
         stop = _certain_stop(job, n, shortfalls)
         if stop is not None:

@@ -26,7 +26,6 @@ counted by the DP accountant (``ClientDP.finish``).
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -304,7 +303,7 @@ def build_collector(job: JobConfig, num_parties: int) -> Collector:
     if not dp.enabled:
         return WeightedMean(step)
     assert job.privacy.delta is not None  # checked by the config
-    k = max(job.selection.min_parties, math.ceil(job.selection.fraction * num_parties))
-    mechanism = ClientDP(dp, job.privacy.delta, min(k, num_parties), num_parties)
+    selected = job.selection.per_round(num_parties)
+    mechanism = ClientDP(dp, job.privacy.delta, selected, num_parties)
     noise_seed = job.seed if job.privacy.reproducible_noise else None
     return ClientDPCollector(step, mechanism, noise_seed)

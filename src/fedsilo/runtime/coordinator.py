@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import gc
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -118,16 +117,10 @@ class TrainingOutcome:
     history: list[RoundRecord] = field(default_factory=list)
 
 
-def parties_per_round(job: JobConfig, n: int) -> int:
-    """How many of ``n`` online parties a round selects: ``ceil(fraction * n)``, at least
-    ``min_parties``, at most ``n``."""
-    return min(n, max(job.selection.min_parties, math.ceil(job.selection.fraction * n)))
-
-
 def select_parties(parties: list[str], job: JobConfig, rnd: int, attempt: int) -> list[str]:
     """Sample ``ceil(fraction * n)`` parties (at least ``min_parties``), seeded per round."""
     n = len(parties)
-    k = parties_per_round(job, n)
+    k = job.selection.per_round(n)
     if k == n:
         return list(parties)
     rng = np.random.default_rng(derive_seed(job.seed, "select", rnd, attempt))
