@@ -296,6 +296,18 @@ def local_server_config(root: Path, parties: Sequence[str], **settings: object) 
     )
 
 
+NO_TTY_OVERRIDES = ("FORCE_COLOR", "TTY_COMPATIBLE")  # Rich's "is a terminal": unset them
+
+
+def submit(server: Server, text: str) -> str:
+    """Submit job ``text`` to an in-process server (plaintext, the admin token); its id."""
+    admin = AdminClient(server.config.listen, ADMIN_TOKEN, ca=None, insecure=True)
+    try:
+        return admin.submit(text)
+    finally:
+        admin.close()
+
+
 @contextmanager
 def running(config: ServerConfig, *, insecure: bool = False) -> Iterator[Server]:
     """A server of ``config`` in this process, started, and stopped (no grace) on exit."""

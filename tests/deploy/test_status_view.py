@@ -19,7 +19,6 @@ import pytest
 from typer.testing import CliRunner
 
 from fedsilo.cli.app import app
-from fedsilo.deploy.client import AdminClient
 from fedsilo.deploy.config import RegisteredParty, ServerConfig, token_sha256
 from fedsilo.deploy.proto import fedsilo_pb2 as pb
 from fedsilo.deploy.server import Server
@@ -32,9 +31,17 @@ from fedsilo.deploy.status_view import (
     snapshot_lines,
 )
 from fedsilo.errors import ConfigError
-from tests.deploy.harness import SOURCES, free_port, job_toml, running
+from tests.deploy.harness import (
+    ADMIN_TOKEN,
+    NO_TTY_OVERRIDES,
+    SOURCES,
+    free_port,
+    job_toml,
+    running,
+    submit,
+)
 
-ADMIN = "admin-secret"
+ADMIN = ADMIN_TOKEN
 
 
 def reply() -> pb.StatusReply:
@@ -121,7 +128,7 @@ def test_status_page_needs_the_admin_token(
     assert code == 200 and "Coordinator 127.0.0.1" in html and "org-a" in html
 
 
-NO_TTY_OVERRIDES = {"FORCE_COLOR": None, "TTY_COMPATIBLE": None}  # Rich's "is a terminal"
+UNSET_TTY = dict.fromkeys(NO_TTY_OVERRIDES)  # CliRunner's env: None unsets a variable
 
 
 def _watch_args(server: Server, *more: str) -> list[str]:
@@ -131,7 +138,7 @@ def _watch_args(server: Server, *more: str) -> list[str]:
 
 def test_status_watch_on_a_terminal_refreshes_its_tables_until_no_job_runs(server: Server) -> None:
     args = _watch_args(server, "--until-done", "--interval", "0.1")
-    result = CliRunner().invoke(app, args, env={**NO_TTY_OVERRIDES, "TTY_COMPATIBLE": "1"})
+    result = CliRunner().invoke(app, args, env={**UNSET_TTY, "TTY_COMPATIBLE": "1"})
     assert result.exit_code == 0, result.output
     assert "Parties" in result.output and "org-a" in result.output
     assert "calls refused" in result.output
@@ -140,7 +147,7 @@ def test_status_watch_on_a_terminal_refreshes_its_tables_until_no_job_runs(serve
 def test_status_off_a_terminal_prints_the_plain_lines_of_the_watch_log(server: Server) -> None:
     args = ["status", "--server", server.config.listen, "--token", ADMIN, "--insecure"]
 
-    result = CliRunner().invoke(app, args, env=NO_TTY_OVERRIDES)
+    result = CliRunner().invoke(app, args, env=UNSET_TTY)
 
     assert result.exit_code == 0, result.output
     heading, *rows = result.output.splitlines()
@@ -151,7 +158,7 @@ def test_status_off_a_terminal_prints_the_plain_lines_of_the_watch_log(server: S
 def test_status_on_a_terminal_prints_tables(server: Server) -> None:
     args = ["status", "--server", server.config.listen, "--token", ADMIN, "--insecure"]
 
-    result = CliRunner().invoke(app, args, env={**NO_TTY_OVERRIDES, "TTY_COMPATIBLE": "1"})
+    result = CliRunner().invoke(app, args, env={**UNSET_TTY, "TTY_COMPATIBLE": "1"})
 
     assert result.exit_code == 0, result.output
     assert "Parties" in result.output and "calls refused" in result.output
@@ -208,10 +215,10 @@ def impatient_server(tmp_path: Path) -> Iterator[Server]:
 def test_status_watch_off_a_terminal_logs_a_snapshot_per_change_until_done(
     impatient_server: Server, tmp_path: Path
 ) -> None:
-    job_id = _submit(impatient_server, job_toml({"org-a": tmp_path / "a.csv"}, min_parties=1))
+    job_id = submit(impatient_server, job_toml({"org-a": tmp_path / "a.csv"}, min_parties=1))
     args = _watch_args(impatient_server, "--until-done", "--interval", "0.1")
 
-    result = CliRunner().invoke(app, args, env=NO_TTY_OVERRIDES)
+    result = CliRunner().invoke(app, args, env=UNSET_TTY)
 
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -267,11 +274,3 @@ def test_status_watch_piped_to_a_file_writes_while_it_runs(server: Server, tmp_p
     assert logged.startswith(f"--- {server.config.listen} at ")
     assert "party: org-a | online: no | last seen: never | calls refused: 0" in logged
     assert watcher.returncode == 0
-
-
-def _submit(server: Server, text: str) -> str:
-    admin = AdminClient(server.config.listen, ADMIN, ca=None, insecure=True)
-    try:
-        return admin.submit(text)
-    finally:
-        admin.close()

@@ -25,15 +25,15 @@ from fedsilo.deploy.status_watch import Outage, StatusWatch, retrying_helps
 from fedsilo.errors import AdminCallError
 from tests.deploy.harness import (
     ADMIN_TOKEN,
+    NO_TTY_OVERRIDES,
     SOURCES,
     Deployment,
     deployment,
     free_port,
     job_toml,
     running,
+    submit,
 )
-
-NO_TTY_OVERRIDES = ("FORCE_COLOR", "TTY_COMPATIBLE")  # Rich's "is a terminal"
 
 
 def _config(root: Path, *, wait_for_parties_s: float = 60.0) -> ServerConfig:
@@ -234,7 +234,7 @@ def test_watch_ends_when_the_restarted_server_refuses_its_token(tmp_path: Path) 
     srv.start()
     watcher: subprocess.Popen[bytes] | None = None
     try:
-        _submit(srv, job_toml({"org-a": tmp_path / "a.csv"}, min_parties=1))
+        submit(srv, job_toml({"org-a": tmp_path / "a.csv"}, min_parties=1))
         watcher = _watcher(config.listen, log, "--insecure")
         _wait_for("job: ", log, watcher)
         srv.stop(0)
@@ -277,7 +277,7 @@ def test_live_watch_shows_since_when_the_server_is_unreachable(
     monkeypatch.setattr(console, "is_interactive", True)  # fixed when the console was made
     first = Server(config, insecure=True)
     first.start()
-    _submit(first, job_toml({"org-a": tmp_path / "a.csv"}, min_parties=1))
+    submit(first, job_toml({"org-a": tmp_path / "a.csv"}, min_parties=1))
     restarted: list[Server] = []
 
     def restart() -> None:
@@ -308,11 +308,3 @@ def test_live_watch_shows_since_when_the_server_is_unreachable(
     assert result.exit_code == 0, result.output
     assert "unreachable since" in result.output and "(UNAVAILABLE)" in result.output
     assert restarted and calls[0] == calls[-1] == "answered" and "failed" in calls
-
-
-def _submit(server: Server, text: str) -> str:
-    admin = AdminClient(server.config.listen, ADMIN_TOKEN, ca=None, insecure=True)
-    try:
-        return admin.submit(text)
-    finally:
-        admin.close()
